@@ -1,0 +1,33 @@
+# One command builds everything: `make` (the daemon and every plugin as
+# plugins/<name>.wasm). `make test` runs the whole test suite; `make demo`
+# runs the daemon on an example.
+
+BUNDLED := configfile http fixedconf
+# Built for the tests and as the documentation's example; not bundled.
+EXTRA   := guest-hostile guest-wrong-world routes-txt
+WASM_DIR := target/wasm32-wasip2/release
+
+.PHONY: all build plugins test demo bench lint
+all: build
+
+build: plugins
+	cargo build
+
+plugins:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	cargo build --target wasm32-wasip2 --release $(addprefix -p ,$(BUNDLED) $(EXTRA))
+	@for p in $(BUNDLED); do cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
+	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
+
+test: build
+	cargo test
+
+demo: build
+	./examples/demo.sh
+
+bench: build
+	cargo bench --bench plugins
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

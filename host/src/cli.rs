@@ -1,0 +1,266 @@
+//! The command line: the daemon's own flags (old and new forms) plus the
+//! options the chosen plugin declares, which are only known once the plugin
+//! is loaded. So parsing is two steps: [`peek`] finds the plugin and plugin
+//! directory among the raw arguments, then [`command`] builds the full clap
+//! command with the plugin's options under their own heading.
+
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use ipnet::IpNet;
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::plugin::{OptionKind, PluginInfo};
+
+/// Exit code for a bad command line or an unloadable plugin.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "vpcrouter",
+    version,
+    about = "Keeps VPC route tables pointing at healthy router instances.",
+    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them."
+)]
+pub struct Cli {
+    /// Config-source plugin file (a wasm component), e.g. plugins/configfile.wasm
+    #[arg(long = "mode-plugin", value_name = "PATH", conflicts_with = "mode")]
+    pub mode_plugin: Option<PathBuf>,
+
+    /// Bundled config-source plugin by name (old form): configfile, http, fixedconf
+    #[arg(short = 'm', long = "mode", value_name = "NAME")]
+    pub mode: Option<String>,
+
+    /// Where bundled plugins named by -m are found [default: $VPCROUTER_PLUGIN_DIR,
+    /// else plugins/ next to the binary, else ./plugins]
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+
+    /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
+    #[arg(
+        long = "plugin-cache-dir",
+        value_name = "DIR",
+        conflicts_with = "no_plugin_cache"
+    )]
+    pub plugin_cache_dir: Option<PathBuf>,
+
+    /// Compile plugins on every start instead of caching the result
+    #[arg(long = "no-plugin-cache")]
+    pub no_plugin_cache: bool,
+
+    /// AWS region (discovered from instance metadata when omitted on EC2)
+    #[arg(short = 'r', long)]
+    pub region: Option<String>,
+
+    /// VPC id (discovered from instance metadata when omitted on EC2)
+    #[arg(short = 'v', long)]
+    pub vpc: Option<String>,
+
+    /// Log file, or '-' for standard output
+    #[arg(short = 'l', long, value_name = "FILE", default_value = "-")]
+    pub logfile: String,
+
+    /// Debug logging, including plugin events
+    #[arg(long)]
+    pub verbose: bool,
+
+    /// Address of the HTTP listener (an IP address or localhost)
+    #[arg(short = 'a', long, default_value = "localhost", value_parser = parse_address)]
+    pub address: String,
+
+    /// Port of the HTTP listener
+    #[arg(short = 'p', long, default_value_t = 33289, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// Comma-separated CIDRs or IPs whose routes are never touched
+    #[arg(long = "ignore_routes", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_cidr_or_ip)]
+    pub ignore_routes: Vec<IpNet>,
+
+    /// Seconds between full checks of the VPC: 0 (off) or at least 5
+    #[arg(long = "route_recheck_interval", value_name = "SECONDS", default_value_t = 30, value_parser = parse_recheck, allow_negative_numbers = true)]
+    pub route_recheck_interval: u64,
+}
+
+/// What must be known before the full command line can be parsed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Peek {
+    pub mode_plugin: Option<String>,
+    pub mode: Option<String>,
+    pub plugin_dir: Option<String>,
+    pub plugin_cache_dir: Option<String>,
+    pub no_plugin_cache: bool,
+}
+
+/// Find the plugin-selecting flags among raw arguments, in every form clap
+/// accepts them (`--mode-plugin P`, `--mode-plugin=P`, `-m NAME`, `-mNAME`).
+pub fn peek(args: &[OsString]) -> Peek {
+    let mut peek = Peek::default();
+    let mut words = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (word.clone(), None),
+        };
+        let slot = match flag.as_str() {
+            "--mode-plugin" => &mut peek.mode_plugin,
+            "--mode" | "-m" => &mut peek.mode,
+            "--plugin-dir" => &mut peek.plugin_dir,
+            "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
+            "--no-plugin-cache" => {
+                peek.no_plugin_cache = true;
+                continue;
+            }
+            short if short.starts_with("-m") && !short.starts_with("--") => {
+                peek.mode = Some(short[2..].to_string());
+                continue;
+            }
+            _ => continue,
+        };
+        *slot = inline.or_else(|| words.next());
+    }
+    peek
+}
+
+fn parse_address(value: &str) -> Result<String, String> {
+    if value == "localhost" || value.parse::<IpAddr>().is_ok() {
+        Ok(value.to_string())
+    } else {
+        Err("expected an IP address or localhost".into())
+    }
+}
+
+/// A CIDR, or a single address (a /32 or /128).
+fn parse_cidr_or_ip(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not a CIDR or IP address"))
+}
+
+fn parse_recheck(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) if seconds == 0 || seconds >= 5 => Ok(seconds),
+        _ => Err("must be 0 (off) or a whole number of seconds, at least 5".into()),
+    }
+}
+
+/// Old short flags of plugin options, kept for old command lines.
+const LEGACY_SHORT: &[(&str, char)] = &[("file", 'f')];
+
+/// The full command: the daemon's flags, plus `plugin`'s options (if one is
+/// loaded) under a heading of their own.
+pub fn command(plugin: Option<&PluginInfo>) -> Command {
+    let mut command = Cli::command();
+    let Some(plugin) = plugin else { return command };
+    command = command.next_help_heading(format!(
+        "Options of plugin {} {}",
+        plugin.name, plugin.version
+    ));
+    for option in &plugin.options {
+        let mut help = option.help.clone();
+        if option.required && option.default.is_none() {
+            help.push_str(" [required]");
+        }
+        if let Some(default) = &option.default {
+            help.push_str(&format!(" [default: {default}]"));
+        }
+        let mut arg = Arg::new(plugin_arg_id(&option.name))
+            .long(option.name.clone())
+            .value_name(match option.kind {
+                OptionKind::File => "FILE",
+                OptionKind::Text => "VALUE",
+            })
+            .help(help)
+            .action(ArgAction::Set);
+        if let Some((_, short)) = LEGACY_SHORT.iter().find(|(name, _)| *name == option.name) {
+            arg = arg.short(*short);
+        }
+        command = command.arg(arg);
+    }
+    command
+}
+
+/// Plugin options live in their own id namespace, so a plugin cannot shadow
+/// a daemon flag's value.
+fn plugin_arg_id(name: &str) -> String {
+    format!("plugin:{name}")
+}
+
+/// A plugin option that would collide with a daemon flag.
+pub fn colliding_option(plugin: &PluginInfo) -> Option<String> {
+    let daemon = Cli::command();
+    plugin.options.iter().map(|o| o.name.clone()).find(|name| {
+        ["help", "version"].contains(&name.as_str())
+            || daemon
+                .get_arguments()
+                .any(|a| a.get_long() == Some(name.as_str()))
+    })
+}
+
+/// Split parsed matches into the daemon's flags and the plugin's options
+/// (as given; defaults are the plugin runtime's business).
+pub fn split(
+    matches: &ArgMatches,
+    plugin: Option<&PluginInfo>,
+) -> Result<(Cli, Vec<(String, String)>), clap::Error> {
+    let cli = Cli::from_arg_matches(matches)?;
+    let options = plugin
+        .map(|plugin| {
+            plugin
+                .options
+                .iter()
+                .filter_map(|o| {
+                    let value = matches.get_one::<String>(&plugin_arg_id(&o.name))?;
+                    Some((o.name.clone(), value.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((cli, options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<OsString> {
+        std::iter::once("vpcrouter")
+            .chain(line.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn peek_finds_the_plugin_in_every_form() {
+        assert_eq!(
+            peek(&args("-m configfile -f x")).mode.as_deref(),
+            Some("configfile")
+        );
+        assert_eq!(peek(&args("-mhttp")).mode.as_deref(), Some("http"));
+        assert_eq!(
+            peek(&args("--mode=fixedconf")).mode.as_deref(),
+            Some("fixedconf")
+        );
+        let p = peek(&args(
+            "--verbose --mode-plugin a/b.wasm --plugin-dir=/x --no-plugin-cache",
+        ));
+        assert_eq!(p.mode_plugin.as_deref(), Some("a/b.wasm"));
+        assert_eq!(p.plugin_dir.as_deref(), Some("/x"));
+        assert!(p.no_plugin_cache);
+        assert_eq!(peek(&args("-- -m x")), Peek::default());
+    }
+
+    #[test]
+    fn the_daemon_command_is_well_formed() {
+        command(None).debug_assert();
+    }
+}

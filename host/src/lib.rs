@@ -1,0 +1,11 @@
+//! vpcrouter: keeps AWS VPC route tables pointing at healthy router
+//! instances; every integration point is a sandboxed WebAssembly plugin.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod logging;
+pub mod plugin;
+pub mod spec;
+pub mod spec_store;

@@ -1,0 +1,14 @@
+//! `vpcrouter`: parse, run, exit code (2: bad command line or plugin,
+//! 1: could not start, 0: stopped by a signal).
+
+fn main() {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(vpcrouter::daemon::EXIT_FAILURE);
+        }
+    };
+    let code = runtime.block_on(vpcrouter::daemon::main(std::env::args_os().collect()));
+    std::process::exit(code);
+}

@@ -1,0 +1,125 @@
+//! The wasmtime engine shared by all plugins: configuration, the epoch
+//! ticker that drives call deadlines, and the on-disk compile cache.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+/// How often the epoch advances; a running guest yields at every tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Largest linear memory a plugin may have, and so the most address space
+/// one memory reserves up front (guest pages beyond it are never mapped).
+pub const MEMORY_CAP: usize = 64 << 20;
+
+/// The engine, with a ticker thread that runs for as long as anything
+/// (this value, a component, a store) still holds the engine.
+pub struct PluginEngine {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+}
+
+impl PluginEngine {
+    /// `cache_dir`: where compiled components are kept (`None`: no cache).
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_reservation(MEMORY_CAP as u64)
+            .memory_guard_size(64 << 10)
+            .memory_reservation_for_growth(0)
+            .max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config)?;
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticking.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Self { engine, cache_dir })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile `wasm` (already checked to be a component), or load the
+    /// artefact a previous run compiled from the same bytes with the same
+    /// engine configuration and wasmtime version.
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, wasm);
+        };
+        let cached = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
+        if cached.is_file() {
+            // SAFETY: the cache directory is created by this daemon with mode
+            // 0700 and only ever holds artefacts it serialized itself; the key
+            // covers the wasm bytes, the wasmtime version and engine config,
+            // and wasmtime checks the latter two again on load.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compile cache entry")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        if let Err(e) = store_artefact(dir, &cached, &component.serialize()?) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
+        }
+        Ok(component)
+    }
+
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        struct DigestHasher(Sha256);
+        impl Hasher for DigestHasher {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                unreachable!("only the digest is read")
+            }
+        }
+        let mut hasher = DigestHasher(Sha256::new());
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        hasher.0.update(wasm);
+        hasher
+            .0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Write atomically (temp file + rename) into a private directory.
+fn store_artefact(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The default cache location: `$XDG_CACHE_HOME/vpcrouter` or
+/// `~/.cache/vpcrouter`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("vpcrouter"))
+}

@@ -1,0 +1,9 @@
+//! Host implementations of the interfaces plugins import, one per file.
+
+mod daemon;
+mod files;
+mod log;
+mod timers;
+
+/// The shared types interface has no functions to implement.
+impl super::bindings::vpcrouter::plugin::types::Host for super::instance::HostState {}

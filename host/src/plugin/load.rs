@@ -1,0 +1,397 @@
+//! Loading a plugin file, validated step by step before anything runs, so
+//! that every problem is one clear line naming the file: not readable, not
+//! wasm, a core module, not a vpcrouter plugin, the wrong kind, an
+//! incompatible WIT version, missing imports or exports, a bad description.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::{
+    ConfigPlugin, ConfigPluginPre, OptionKind, PluginInfo, WIT_PACKAGE, WIT_VERSION,
+};
+use super::engine::PluginEngine;
+use super::grants::Grants;
+use super::instance::{CallError, HostState, InstanceFactory, PluginInstance};
+use super::limits::Bounds;
+use crate::spec::RouteSpec;
+
+/// HTTP paths the daemon keeps for itself; plugins cannot claim them.
+pub const RESERVED_HTTP_PATHS: &[&str] = &[
+    "/",
+    "/ips",
+    "/plugins",
+    "/route_info",
+    "/vpc",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/events",
+];
+
+/// The two kinds of plugin, told apart by the interface they export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    ConfigSource,
+    HealthCheck,
+}
+
+impl PluginKind {
+    fn interface(self) -> &'static str {
+        match self {
+            PluginKind::ConfigSource => "config-source",
+            PluginKind::HealthCheck => "health-check",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} plugin", self.interface())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read: {0}")]
+    Unreadable(std::io::Error),
+    #[error("not a WebAssembly file")]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component; build it for wasm32-wasip2 (see PLUGINS.md)"
+    )]
+    CoreModule,
+    #[error("unsupported WebAssembly binary version {0:#x}")]
+    UnknownWasmVersion(u32),
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("not a vpcrouter plugin: it exports no {WIT_PACKAGE}/* interface")]
+    NotAPlugin,
+    #[error("is a {found}, but a {expected} is needed here")]
+    WrongKind {
+        found: PluginKind,
+        expected: PluginKind,
+    },
+    #[error("built against {WIT_PACKAGE}@{found}, which this host ({WIT_PACKAGE}@{}.{}.{}) cannot load", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
+    IncompatibleVersion { found: String },
+    #[error("does not fit the {WIT_PACKAGE} contract: {0}")]
+    Link(String),
+    #[error("{0}")]
+    Call(#[from] CallError),
+    #[error("bad plugin description: {0}")]
+    BadInfo(String),
+    #[error("refused its options: {0}")]
+    InitRefused(String),
+    #[error("option --{option}: {problem}")]
+    BadOption { option: String, problem: String },
+}
+
+/// A loaded and validated config-source plugin, with the instance that
+/// answered `describe` (reused as the first running instance).
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    pub info: PluginInfo,
+    factory: InstanceFactory,
+    instance: PluginInstance,
+}
+
+impl LoadedPlugin {
+    pub fn factory(&self) -> &InstanceFactory {
+        &self.factory
+    }
+
+    /// Check the operator's options against the plugin's declaration, fill
+    /// in defaults, grant the files named by options of kind `file`, and run
+    /// the plugin's own `init` on them. Returns the instance, ready to run.
+    pub async fn configure(
+        mut self,
+        given: &[(String, String)],
+    ) -> Result<ConfiguredPlugin, LoadError> {
+        let mut options = Vec::new();
+        let mut grants = Grants::default();
+        for given_name in given.iter().map(|(name, _)| name) {
+            if !self.info.options.iter().any(|o| &o.name == given_name) {
+                return Err(LoadError::BadOption {
+                    option: given_name.clone(),
+                    problem: format!("not an option of plugin {}", self.info.name),
+                });
+            }
+        }
+        for spec in &self.info.options {
+            let value = given
+                .iter()
+                .rev()
+                .find(|(name, _)| *name == spec.name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| spec.default.clone());
+            let Some(mut value) = value else {
+                if spec.required {
+                    return Err(LoadError::BadOption {
+                        option: spec.name.clone(),
+                        problem: "required".into(),
+                    });
+                }
+                continue;
+            };
+            if spec.kind == OptionKind::File {
+                let path = granted_file(&value).map_err(|problem| LoadError::BadOption {
+                    option: spec.name.clone(),
+                    problem,
+                })?;
+                value = path.display().to_string();
+                grants.readable_files.push(path);
+            }
+            options.push((spec.name.clone(), value));
+        }
+        self.factory.grants = Arc::new(grants);
+        // The describe instance was made before the grants existed.
+        let mut instance = self.factory.instantiate().await?;
+        instance.init(&options).await.map_err(|e| match e {
+            CallError::Plugin(problem) => LoadError::InitRefused(problem),
+            other => other.into(),
+        })?;
+        drop(self.instance);
+        Ok(ConfiguredPlugin {
+            path: self.path,
+            info: self.info,
+            options,
+            factory: self.factory,
+            instance,
+        })
+    }
+}
+
+/// A plugin with its options checked and granted, initialised once.
+pub struct ConfiguredPlugin {
+    pub path: PathBuf,
+    pub info: PluginInfo,
+    pub options: Vec<(String, String)>,
+    pub factory: InstanceFactory,
+    pub instance: PluginInstance,
+}
+
+/// A file option must name an existing regular file; the plugin is granted
+/// its absolute path.
+fn granted_file(value: &str) -> Result<PathBuf, String> {
+    let path = std::path::absolute(value).map_err(|e| format!("{value}: {e}"))?;
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(format!("{value}: not a regular file")),
+        Err(e) => Err(format!("{value}: {e}")),
+    }
+}
+
+/// The engine and linker shared by all plugins.
+pub struct PluginRuntime {
+    engine: PluginEngine,
+    linker: Linker<HostState>,
+    bounds: Bounds,
+}
+
+impl PluginRuntime {
+    pub fn new(engine: PluginEngine, bounds: Bounds) -> wasmtime::Result<Self> {
+        let mut linker = Linker::new(engine.engine());
+        // Std guests import WASI even when they use none of it; the context
+        // each store gets grants nothing.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        ConfigPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        Ok(Self {
+            engine,
+            linker,
+            bounds,
+        })
+    }
+
+    /// Load a config-source plugin from `path` and ask it to describe itself.
+    pub async fn load_config_source(
+        &self,
+        path: &Path,
+        accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
+        check_header(&wasm)?;
+        let component = self
+            .engine
+            .compile(&wasm)
+            .map_err(|e| LoadError::Invalid(first_line(&e)))?;
+        let engine = self.engine.engine();
+        let kind = plugin_kind(
+            component
+                .component_type()
+                .exports(engine)
+                .map(|(name, _)| name),
+        )?;
+        if kind != PluginKind::ConfigSource {
+            return Err(LoadError::WrongKind {
+                found: kind,
+                expected: PluginKind::ConfigSource,
+            });
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ConfigPluginPre::new)
+            .map_err(|e| LoadError::Link(first_line(&e)))?;
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        let factory = InstanceFactory {
+            pre,
+            plugin: name.into(),
+            grants: Arc::default(),
+            accepted,
+            bounds: self.bounds.clone(),
+        };
+        let mut instance = factory.instantiate().await?;
+        let info = instance.describe().await?;
+        check_info(&info)?;
+        let factory = InstanceFactory {
+            plugin: info.name.as_str().into(),
+            ..factory
+        };
+        Ok(LoadedPlugin {
+            path: path.to_path_buf(),
+            info,
+            factory,
+            instance,
+        })
+    }
+}
+
+/// Magic and version/layer: core modules are layer 0, components layer 1.
+fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    match u32::from_le_bytes(wasm[4..8].try_into().expect("4 bytes")) {
+        0x0000_0001 => Err(LoadError::CoreModule),
+        0x0001_000d => Ok(()),
+        other => Err(LoadError::UnknownWasmVersion(other)),
+    }
+}
+
+/// Which plugin interface the component exports, and whether its version is
+/// one this host speaks (same major; for 0.x, same minor).
+fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind, LoadError> {
+    let prefix = format!("{WIT_PACKAGE}/");
+    for name in exports {
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        let kind = match interface {
+            "config-source" => PluginKind::ConfigSource,
+            "health-check" => PluginKind::HealthCheck,
+            _ => continue,
+        };
+        let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+        let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+        let compatible = match (major, minor) {
+            (Some(0), Some(minor)) => WIT_VERSION.0 == 0 && minor == WIT_VERSION.1,
+            (Some(major), Some(_)) => major == WIT_VERSION.0,
+            _ => false,
+        };
+        if !compatible {
+            return Err(LoadError::IncompatibleVersion {
+                found: version.to_string(),
+            });
+        }
+        return Ok(kind);
+    }
+    Err(LoadError::NotAPlugin)
+}
+
+fn check_info(info: &PluginInfo) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::BadInfo(m));
+    if info.name.is_empty()
+        || !info
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return bad(format!(
+            "name {:?} must be letters, digits, '-' or '_'",
+            info.name
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for option in &info.options {
+        let valid = option.name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && option
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !valid {
+            return bad(format!(
+                "option name {:?} must be letters, digits, '-' or '_'",
+                option.name
+            ));
+        }
+        if !seen.insert(option.name.as_str()) {
+            return bad(format!("option --{} is declared twice", option.name));
+        }
+    }
+    for path in &info.http_paths {
+        if !path.starts_with('/') {
+            return bad(format!("HTTP path {path:?} must start with '/'"));
+        }
+        if RESERVED_HTTP_PATHS.contains(&path.as_str()) {
+            return bad(format!("HTTP path {path} is reserved for the daemon"));
+        }
+    }
+    Ok(())
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_apart() {
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(matches!(check_header(b"\0asm\x0d\0\x01\0"), Ok(())));
+        assert!(matches!(
+            check_header(b"\0asm\x0e\0\x01\0"),
+            Err(LoadError::UnknownWasmVersion(_))
+        ));
+    }
+
+    #[test]
+    fn versions_are_checked_by_compatibility() {
+        let kind = |name: &str| plugin_kind([name].into_iter());
+        assert_eq!(
+            kind("vpcrouter:plugin/config-source@0.1.0").unwrap(),
+            PluginKind::ConfigSource
+        );
+        assert_eq!(
+            kind("vpcrouter:plugin/config-source@0.1.7").unwrap(),
+            PluginKind::ConfigSource
+        );
+        assert_eq!(
+            kind("vpcrouter:plugin/health-check@0.1.0").unwrap(),
+            PluginKind::HealthCheck
+        );
+        assert!(matches!(
+            kind("vpcrouter:plugin/config-source@0.2.0"),
+            Err(LoadError::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            kind("vpcrouter:plugin/config-source@1.0.0"),
+            Err(LoadError::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            kind("wasi:cli/run@0.2.0"),
+            Err(LoadError::NotAPlugin)
+        ));
+    }
+}

@@ -1,0 +1,20 @@
+//! The plugin runtime: loading and validating components, the sandboxed
+//! store each plugin runs in, the host interfaces it may import, and the
+//! supervisor that keeps it running.
+
+mod bindings;
+mod engine;
+mod grants;
+mod host;
+mod instance;
+mod limits;
+mod load;
+mod supervisor;
+mod watch;
+
+pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo};
+pub use engine::{PluginEngine, default_cache_dir};
+pub use instance::CallError;
+pub use limits::Bounds;
+pub use load::{ConfiguredPlugin, LoadError, LoadedPlugin, PluginKind, PluginRuntime};
+pub use supervisor::{ConfigSourceHandle, HttpCall, PluginState, PluginStatus, spawn};

@@ -1,0 +1,290 @@
+//! The route spec: destination CIDR -> eligible router hosts.
+//!
+//! Every spec any plugin produces passes through [`RouteSpec::from_entries`];
+//! a spec that fails is rejected whole with an error naming the bad key or
+//! value, and the spec in force stays.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Largest spec accepted, in bytes of JSON (files and HTTP bodies).
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+/// A VPC route table holds at most 1,000 routes, so more CIDRs can never fit.
+pub const MAX_ROUTES: usize = 1000;
+/// Eligible hosts for one CIDR.
+pub const MAX_HOSTS_PER_ROUTE: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("route spec is not valid JSON: {0}")]
+    Json(String),
+    #[error("route spec must be a JSON object of CIDR -> list of host IPs")]
+    NotAnObject,
+    #[error("{key:?}: value must be a list of host IP strings")]
+    NotAList { key: String },
+    #[error("route spec has {count} routes; at most {MAX_ROUTES} are allowed")]
+    TooManyRoutes { count: usize },
+    #[error("{key:?}: {count} hosts; at most {MAX_HOSTS_PER_ROUTE} are allowed per CIDR")]
+    TooManyHosts { key: String, count: usize },
+    #[error("{key:?} is not a CIDR (expected ADDRESS/PREFIX, e.g. 10.55.16.0/24)")]
+    BadCidr { key: String },
+    #[error("{key:?} is not a network address; did you mean {network}?")]
+    NotNetworkAddress { key: String, network: IpNet },
+    #[error("{key:?} appears more than once")]
+    DuplicateCidr { key: String },
+    #[error("{key:?}: host {host:?} is not an IP address")]
+    BadHost { key: String, host: String },
+    #[error("{key:?}: host {host} cannot be a router ({why})")]
+    UnusableHost {
+        key: String,
+        host: IpAddr,
+        why: &'static str,
+    },
+}
+
+/// A validated route spec. CIDRs are network addresses, each host list is
+/// sorted with duplicates removed; iteration order is by CIDR.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteSpec {
+    routes: BTreeMap<IpNet, Vec<IpAddr>>,
+}
+
+impl RouteSpec {
+    /// Validate `(cidr, hosts)` entries as a plugin returned them.
+    ///
+    /// A CIDR that is not its own network address (`10.1.2.3/24`) is an
+    /// error rather than silently normalised: it is almost always a typo,
+    /// and a route for the wrong network is worse than no change.
+    pub fn from_entries<I, H>(entries: I) -> Result<Self, SpecError>
+    where
+        I: IntoIterator<Item = (String, H)>,
+        H: IntoIterator<Item = String>,
+    {
+        let mut routes = BTreeMap::new();
+        for (key, hosts) in entries {
+            if routes.len() == MAX_ROUTES {
+                return Err(SpecError::TooManyRoutes {
+                    count: MAX_ROUTES + 1,
+                });
+            }
+            let cidr = parse_cidr(&key)?;
+            let hosts = parse_hosts(&key, hosts)?;
+            if routes.insert(cidr, hosts).is_some() {
+                return Err(SpecError::DuplicateCidr { key });
+            }
+        }
+        Ok(Self { routes })
+    }
+
+    /// Parse the JSON form (`{"10.55.16.0/24": ["10.33.20.142"]}`).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SpecError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| SpecError::Json(e.to_string()))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(SpecError::NotAnObject);
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, hosts) in map {
+            let Some(items) = hosts.as_array() else {
+                return Err(SpecError::NotAList { key });
+            };
+            let hosts = items
+                .iter()
+                .map(|h| h.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| SpecError::NotAList { key: key.clone() })?;
+            entries.push((key, hosts));
+        }
+        Self::from_entries(entries)
+    }
+
+    pub fn routes(&self) -> &BTreeMap<IpNet, Vec<IpAddr>> {
+        &self.routes
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every host named in the spec: the health checkers' working set.
+    pub fn hosts(&self) -> BTreeSet<IpAddr> {
+        self.routes.values().flatten().copied().collect()
+    }
+
+    /// The canonical JSON form, as accepted by [`RouteSpec::from_json`].
+    pub fn to_json(&self) -> serde_json::Value {
+        self.routes
+            .iter()
+            .map(|(cidr, hosts)| {
+                let hosts = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+                (cidr.to_string(), serde_json::Value::from(hosts))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+fn parse_cidr(key: &str) -> Result<IpNet, SpecError> {
+    let bad = || SpecError::BadCidr { key: key.into() };
+    if !key.contains('/') {
+        return Err(bad());
+    }
+    let cidr: IpNet = key.trim().parse().map_err(|_| bad())?;
+    if cidr.network() != cidr.addr() {
+        return Err(SpecError::NotNetworkAddress {
+            key: key.into(),
+            network: cidr.trunc(),
+        });
+    }
+    Ok(cidr)
+}
+
+fn parse_hosts(
+    key: &str,
+    hosts: impl IntoIterator<Item = String>,
+) -> Result<Vec<IpAddr>, SpecError> {
+    let mut parsed = BTreeSet::new();
+    for host in hosts {
+        let ip: IpAddr = host.trim().parse().map_err(|_| SpecError::BadHost {
+            key: key.into(),
+            host: host.clone(),
+        })?;
+        if let Some(why) = unusable(ip) {
+            return Err(SpecError::UnusableHost {
+                key: key.into(),
+                host: ip,
+                why,
+            });
+        }
+        parsed.insert(ip);
+        if parsed.len() > MAX_HOSTS_PER_ROUTE {
+            return Err(SpecError::TooManyHosts {
+                key: key.into(),
+                count: parsed.len(),
+            });
+        }
+    }
+    Ok(parsed.into_iter().collect())
+}
+
+/// Addresses no EC2 instance can have.
+fn unusable(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("unspecified address")
+    } else if ip.is_multicast() {
+        Some("multicast address")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("broadcast address")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<RouteSpec, SpecError> {
+        RouteSpec::from_json(json.as_bytes())
+    }
+
+    #[test]
+    fn hosts_are_sorted_and_deduplicated() {
+        let s =
+            spec(r#"{"10.66.17.0/24": ["10.33.30.22", "10.33.20.93", "10.33.30.22"]}"#).unwrap();
+        assert_eq!(
+            s.to_json(),
+            serde_json::json!({"10.66.17.0/24": ["10.33.20.93", "10.33.30.22"]})
+        );
+    }
+
+    #[test]
+    fn ipv6_cidrs_and_hosts_are_accepted() {
+        let s = spec(r#"{"2001:db8:1::/64": ["fd00::5", "10.1.0.5"]}"#).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.hosts().len(), 2);
+    }
+
+    #[test]
+    fn empty_host_list_is_kept() {
+        let s = spec(r#"{"10.0.0.0/16": []}"#).unwrap();
+        assert!(s.routes()[&"10.0.0.0/16".parse::<IpNet>().unwrap()].is_empty());
+    }
+
+    #[test]
+    fn each_bad_input_names_the_culprit() {
+        let cases = [
+            ("[1]", "JSON object"),
+            ("{", "not valid JSON"),
+            (
+                r#"{"10.1.0.0/16": "10.1.0.5"}"#,
+                "\"10.1.0.0/16\": value must be a list",
+            ),
+            (
+                r#"{"10.1.0.0/16": [5]}"#,
+                "\"10.1.0.0/16\": value must be a list",
+            ),
+            (r#"{"10.1.0.0": []}"#, "\"10.1.0.0\" is not a CIDR"),
+            (r#"{"10.1.0.0/33": []}"#, "\"10.1.0.0/33\" is not a CIDR"),
+            (r#"{"banana/8": []}"#, "\"banana/8\" is not a CIDR"),
+            (r#"{"10.1.2.3/16": []}"#, "did you mean 10.1.0.0/16"),
+            (
+                r#"{"10.1.0.0/16": ["10.1.0.300"]}"#,
+                "host \"10.1.0.300\" is not an IP",
+            ),
+            (r#"{"10.1.0.0/16": ["0.0.0.0"]}"#, "unspecified"),
+            (r#"{"10.1.0.0/16": ["224.0.0.1"]}"#, "multicast"),
+            (r#"{"10.1.0.0/16": ["255.255.255.255"]}"#, "broadcast"),
+        ];
+        for (input, expected) in cases {
+            let err = spec(input).expect_err(input).to_string();
+            assert!(
+                err.contains(expected),
+                "{input}: {err:?} lacks {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_cidrs_in_entries_are_refused() {
+        let entries = vec![
+            ("10.1.0.0/16".to_string(), vec![]),
+            ("10.1.0.0/16".to_string(), vec!["10.1.0.5".to_string()]),
+        ];
+        let err = RouteSpec::from_entries(entries).unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::DuplicateCidr {
+                key: "10.1.0.0/16".into()
+            }
+        );
+    }
+
+    #[test]
+    fn size_limits_are_enforced() {
+        let too_many =
+            (0..=MAX_ROUTES).map(|i| (format!("10.{}.{}.0/24", i / 256, i % 256), vec![]));
+        assert!(matches!(
+            RouteSpec::from_entries(too_many),
+            Err(SpecError::TooManyRoutes { .. })
+        ));
+        let hosts = (0..=MAX_HOSTS_PER_ROUTE).map(|i| format!("10.9.{}.{}", i / 250, i % 250 + 1));
+        let err = RouteSpec::from_entries([("10.0.0.0/16".to_string(), hosts)]).unwrap_err();
+        assert!(matches!(err, SpecError::TooManyHosts { .. }));
+        let at_limit =
+            (0..MAX_ROUTES).map(|i| (format!("10.{}.{}.0/24", i / 256, i % 256), vec![]));
+        assert_eq!(RouteSpec::from_entries(at_limit).unwrap().len(), MAX_ROUTES);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let input = r#"{"10.55.16.0/24": ["10.33.20.142"], "fd00:1::/48": ["fd00::1"]}"#;
+        let s = spec(input).unwrap();
+        assert_eq!(spec(&s.to_json().to_string()).unwrap(), s);
+    }
+}

@@ -1,0 +1,176 @@
+//! Guest SDK for vpcrouter plugins.
+//!
+//! A config-source plugin implements [`ConfigSource`] and calls
+//! [`export_config_source!`]; it builds with
+//! `cargo build --target wasm32-wasip2 --release`. See PLUGINS.md.
+
+mod bindings;
+pub mod spec;
+
+pub use bindings::config::vpcrouter::plugin::types::{
+    Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, Route,
+};
+pub use bindings::config::vpcrouter::plugin::{daemon, files, log, timers};
+
+#[doc(hidden)]
+pub use bindings::config as __config_bindings;
+
+/// A whole route spec: what `on-event` and `handle-http` return.
+pub type RouteSpec = Vec<Route>;
+
+/// The options the operator gave (defaults filled in by the host).
+#[derive(Debug, Clone, Default)]
+pub struct Options(Vec<(String, String)>);
+
+impl Options {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The value of option `name`, if it was given or has a default.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a required option; the host enforces `required`, so a
+    /// missing one is reported rather than panicking.
+    pub fn require(&self, name: &str) -> Result<&str, String> {
+        self.get(name)
+            .ok_or_else(|| format!("option --{name} is required"))
+    }
+}
+
+impl OptionSpec {
+    /// A text option with no default.
+    pub fn text(name: &str, help: &str) -> Self {
+        Self {
+            name: name.into(),
+            help: help.into(),
+            default: None,
+            required: false,
+            kind: OptionKind::Text,
+        }
+    }
+
+    /// An option naming a file the plugin may read (the grant).
+    pub fn file(name: &str, help: &str) -> Self {
+        Self {
+            kind: OptionKind::File,
+            ..Self::text(name, help)
+        }
+    }
+
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub fn default_value(mut self, value: &str) -> Self {
+        self.default = Some(value.into());
+        self
+    }
+}
+
+impl HttpResponse {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::new(status, "application/json", value.to_string())
+    }
+}
+
+/// A config-source plugin: produces complete route specs.
+///
+/// One value of `Self` lives per plugin instance: `init` creates it with the
+/// operator's options, the other methods get it mutably. A restart after a
+/// trap creates a fresh one.
+pub trait ConfigSource: Sized + 'static {
+    /// Name, version, options, HTTP paths. Must not depend on options.
+    fn describe() -> PluginInfo;
+
+    /// Check the options and set up. An error stops the daemon at start.
+    fn init(options: Options) -> Result<Self, String>;
+
+    /// Return `Some(spec)` to replace the spec in force, `None` for "no
+    /// change", or an error to report.
+    fn on_event(&mut self, event: Event) -> Result<Option<RouteSpec>, String>;
+
+    /// A request to one of the plugin's `http_paths`. The default answers 404.
+    fn handle_http(&mut self, request: HttpRequest) -> (HttpResponse, Option<RouteSpec>) {
+        let body = format!("no handler for {}", request.path);
+        (HttpResponse::text(404, &body), None)
+    }
+}
+
+/// Log through the host, with the plugin's name attached by the host.
+#[macro_export]
+macro_rules! log {
+    ($level:ident, $($arg:tt)*) => {
+        $crate::log::log($crate::log::Level::$level, &format!($($arg)*))
+    };
+}
+
+/// Export a [`ConfigSource`] implementation as the plugin's component exports.
+#[macro_export]
+macro_rules! export_config_source {
+    ($plugin:ty) => {
+        mod __vpcrouter_export {
+            use super::*;
+            use $crate::__config_bindings::exports::vpcrouter::plugin::config_source as wit;
+
+            ::std::thread_local! {
+                static STATE: ::std::cell::RefCell<Option<$plugin>> =
+                    const { ::std::cell::RefCell::new(None) };
+            }
+
+            fn with_state<R>(f: impl FnOnce(&mut $plugin) -> R) -> Result<R, String> {
+                STATE.with_borrow_mut(|state| match state.as_mut() {
+                    Some(plugin) => Ok(f(plugin)),
+                    None => Err("plugin called before init".to_string()),
+                })
+            }
+
+            pub struct Export;
+
+            impl wit::Guest for Export {
+                fn describe() -> wit::PluginInfo {
+                    <$plugin as $crate::ConfigSource>::describe()
+                }
+
+                fn init(options: wit::Options) -> Result<(), String> {
+                    let plugin = <$plugin as $crate::ConfigSource>::init(
+                        $crate::Options::new(options),
+                    )?;
+                    STATE.set(Some(plugin));
+                    Ok(())
+                }
+
+                fn on_event(event: wit::Event) -> Result<Option<wit::RouteSpec>, String> {
+                    with_state(|p| $crate::ConfigSource::on_event(p, event))?
+                }
+
+                fn handle_http(
+                    request: wit::HttpRequest,
+                ) -> (wit::HttpResponse, Option<wit::RouteSpec>) {
+                    with_state(|p| $crate::ConfigSource::handle_http(p, request))
+                        .unwrap_or_else(|e| ($crate::HttpResponse::text(503, &e), None))
+                }
+            }
+
+            $crate::__config_bindings::export!(Export with_types_in $crate::__config_bindings);
+        }
+    };
+}

@@ -1,0 +1,286 @@
+//! The command line: old and new forms mean the same, and every bad flag,
+//! plugin or option is one clear line and exit code 2.
+
+mod common;
+
+use std::ffi::OsString;
+use std::process::Command;
+use vpcrouter::config::{Config, LogTarget};
+use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
+use vpcrouter::spec_store::SpecStore;
+
+fn args(words: &[&str]) -> Vec<OsString> {
+    std::iter::once("vpcrouter")
+        .chain(words.iter().copied())
+        .map(OsString::from)
+        .collect()
+}
+
+/// Parse as the daemon does, stopping before it runs anything.
+async fn parse(words: &[&str]) -> Config {
+    let args = args(words);
+    let peek = vpcrouter::cli::peek(&args);
+    let path = vpcrouter::config::mode_plugin_path(&peek).unwrap();
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let loaded = runtime
+        .load_config_source(&path, SpecStore::default().subscribe())
+        .await
+        .unwrap();
+    Config::parse(&args, path, &loaded.info).unwrap()
+}
+
+#[tokio::test]
+async fn old_and_new_command_lines_give_the_same_configuration() {
+    let dir = common::repo().join("plugins");
+    let dir = dir.to_str().unwrap();
+    let configfile = common::plugin("configfile");
+    let fixedconf = common::plugin("fixedconf");
+    let common_flags = [
+        "-r",
+        "eu-west-1",
+        "-v",
+        "vpc-0123",
+        "-l",
+        "-",
+        "--verbose",
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "33290",
+        "--ignore_routes",
+        "10.9.0.0/16,10.8.0.5",
+        "--route_recheck_interval",
+        "10",
+    ];
+    let pairs: [(Vec<&str>, Vec<&str>); 3] = [
+        (
+            vec![
+                "-m",
+                "configfile",
+                "--plugin-dir",
+                dir,
+                "-f",
+                "examples/spec.json",
+            ],
+            vec![
+                "--mode-plugin",
+                configfile.to_str().unwrap(),
+                "--file",
+                "examples/spec.json",
+            ],
+        ),
+        (
+            vec![
+                "--mode=configfile",
+                "--plugin-dir",
+                dir,
+                "--file=examples/spec.json",
+            ],
+            vec![
+                "--mode-plugin",
+                configfile.to_str().unwrap(),
+                "-f",
+                "examples/spec.json",
+            ],
+        ),
+        (
+            vec![
+                "-m",
+                "fixedconf",
+                "--plugin-dir",
+                dir,
+                "--fixed_cidr",
+                "10.0.0.0/16",
+                "--fixed_hosts",
+                "10.1.0.5:10.1.0.6",
+            ],
+            vec![
+                "--mode-plugin",
+                fixedconf.to_str().unwrap(),
+                "--fixed_hosts=10.1.0.5:10.1.0.6",
+                "--fixed_cidr=10.0.0.0/16",
+            ],
+        ),
+    ];
+    for (old, new) in pairs {
+        let old: Vec<&str> = old.into_iter().chain(common_flags).collect();
+        let new: Vec<&str> = common_flags.into_iter().chain(new).collect();
+        let (old_config, mut new_config) = (parse(&old).await, parse(&new).await);
+        new_config.mode.options.sort();
+        let mut old_config = old_config;
+        old_config.mode.options.sort();
+        assert_eq!(old_config, new_config, "{old:?} vs {new:?}");
+        assert_eq!(old_config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(old_config.vpc.as_deref(), Some("vpc-0123"));
+        assert_eq!(old_config.log, LogTarget::Stdout);
+        assert_eq!(old_config.ignore_routes.len(), 2);
+        assert_eq!(
+            old_config.route_recheck_interval,
+            Some(std::time::Duration::from_secs(10))
+        );
+    }
+}
+
+#[tokio::test]
+async fn defaults_match_the_old_daemon() {
+    let dir = common::repo().join("plugins");
+    let config = parse(&["-m", "http", "--plugin-dir", dir.to_str().unwrap()]).await;
+    assert_eq!(
+        (config.listen.host.as_str(), config.listen.port),
+        ("localhost", 33289)
+    );
+    assert_eq!(
+        config.route_recheck_interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert!(config.ignore_routes.is_empty());
+    let off = parse(&[
+        "-m",
+        "http",
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--route_recheck_interval",
+        "0",
+    ])
+    .await;
+    assert_eq!(off.route_recheck_interval, None);
+}
+
+/// Run the binary; (exit code, stderr).
+fn run(words: &[&str]) -> (i32, String) {
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args(words)
+        .arg("--plugin-cache-dir")
+        .arg(cache.path())
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_bad_flag_is_exit_2_with_a_message_naming_it() {
+    let spec = common::repo().join("examples/spec.json");
+    let spec = spec.to_str().unwrap();
+    let ok = ["-m", "configfile", "-f", spec];
+    let cases: &[(&[&str], &str)] = &[
+        (&["-p", "0"], "'--port <PORT>'"),
+        (&["-p", "65536"], "'--port <PORT>'"),
+        (&["-p", "http"], "'--port <PORT>'"),
+        (&["-a", "not-an-address"], "'--address <ADDRESS>'"),
+        (&["--route_recheck_interval", "4"], "at least 5"),
+        (
+            &["--route_recheck_interval", "-1"],
+            "--route_recheck_interval",
+        ),
+        (
+            &["--ignore_routes", "10.0.0.0/8,10.1.2"],
+            "\"10.1.2\" is not a CIDR or IP address",
+        ),
+        (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+    ];
+    for (extra, expected) in cases {
+        let words: Vec<&str> = ok.iter().chain(extra.iter()).copied().collect();
+        let (code, stderr) = run(&words);
+        assert_eq!(code, 2, "{words:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{words:?}: {stderr:?} lacks {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn every_bad_plugin_choice_is_exit_2_with_one_line_naming_the_file() {
+    let hostile = common::guest("hostile");
+    let wrong = common::guest("wrong-world");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "a config-source plugin is required"),
+        (
+            vec!["-m", "nosuch"],
+            "-m nosuch: no bundled plugin of that name",
+        ),
+        (
+            vec!["--mode-plugin", "missing.wasm"],
+            "missing.wasm: cannot read",
+        ),
+        (
+            vec!["--mode-plugin", "Makefile"],
+            "Makefile: not a WebAssembly file",
+        ),
+        (
+            vec!["--mode-plugin", wrong.to_str().unwrap()],
+            "guest_wrong_world.wasm: is a health-check plugin",
+        ),
+        (
+            vec!["-m", "configfile"],
+            "configfile.wasm: option --file: required",
+        ),
+        (
+            vec!["-m", "configfile", "-f", "missing.json"],
+            "option --file: missing.json: No such file",
+        ),
+        (
+            vec![
+                "-m",
+                "fixedconf",
+                "--fixed_cidr",
+                "10.0.0.0/8",
+                "--fixed_hosts",
+                "10.1.0.5:ten",
+            ],
+            "--fixed_hosts: \"ten\" is not an IP address",
+        ),
+        (
+            vec![
+                "--mode-plugin",
+                hostile.to_str().unwrap(),
+                "--behaviour",
+                "loop",
+                "--at",
+                "init",
+            ],
+            "refused its options: refusing to start",
+        ),
+        (
+            vec!["-m", "http", "--file", "x"],
+            "unexpected argument '--file'",
+        ),
+    ];
+    for (words, expected) in cases {
+        let (code, stderr) = run(&words);
+        assert_eq!(code, 2, "{words:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{words:?}: {stderr:?} lacks {expected:?}"
+        );
+        if !expected.starts_with("unexpected") {
+            assert_eq!(stderr.trim().lines().count(), 1, "{words:?}: {stderr:?}");
+        }
+    }
+}
+
+#[test]
+fn help_lists_the_plugin_options_under_their_own_heading() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args([
+            "--mode-plugin",
+            common::plugin("configfile").to_str().unwrap(),
+            "--help",
+            "--no-plugin-cache",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    let heading = help.find("Options of plugin configfile").expect(&help);
+    assert!(help[heading..].contains("-f, --file <FILE>"), "{help}");
+    assert!(
+        help[..heading].contains("--route_recheck_interval"),
+        "{help}"
+    );
+}

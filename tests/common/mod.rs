@@ -1,0 +1,171 @@
+//! Helpers shared by the integration tests: where the built plugins are, a
+//! daemon process with its log lines, and a minimal HTTP client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A bundled plugin, as `make plugins` leaves it.
+pub fn plugin(name: &str) -> PathBuf {
+    existing(repo().join("plugins").join(format!("{name}.wasm")))
+}
+
+/// A test guest built from tests/guests (crate `guest-NAME`).
+pub fn guest(name: &str) -> PathBuf {
+    let file = format!("guest_{}.wasm", name.replace('-', "_"));
+    existing(repo().join("target/wasm32-wasip2/release").join(file))
+}
+
+fn existing(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make plugins` first",
+        path.display()
+    );
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `vpcrouter` whose standard output is collected line by line.
+pub struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Start the daemon on a free loopback port with `args`, caching
+    /// compiled plugins in `cache` (a per-test directory).
+    pub fn start(args: &[&str], cache: &std::path::Path) -> Self {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+            .args(args)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("--plugin-dir")
+            .arg(repo().join("plugins"))
+            .arg("--plugin-cache-dir")
+            .arg(cache)
+            .env("VPCROUTER_LOG", "info,vpcrouter=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start vpcrouter");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("daemon: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let daemon = Self { child, lines, port };
+        daemon.wait_for_line("vpcrouter started", Duration::from_secs(20));
+        daemon
+    }
+
+    /// Wait until a log line contains `needle`; returns it.
+    pub fn wait_for_line(&self, needle: &str, within: Duration) -> String {
+        self.wait_for_nth_line(needle, 1, within)
+    }
+
+    /// Wait until `n` log lines contain `needle`; returns the n-th.
+    pub fn wait_for_nth_line(&self, needle: &str, n: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.lines_with(needle).into_iter().nth(n - 1) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {n}. log line with {needle:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit code, once the process has ended within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon still running after {within:?}");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        http(self.port, method, path, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // A server may answer (413) before reading the whole body.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

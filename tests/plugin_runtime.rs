@@ -1,0 +1,337 @@
+//! The plugin runtime against hostile and malformed plugins, in process:
+//! each fault is caught, named, and followed by a restart (or a clear load
+//! error), while the spec in force stays.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+use vpcrouter::plugin::{
+    self, Bounds, ConfigSourceHandle, HttpCall, HttpRequest, LoadError, PluginEngine, PluginKind,
+    PluginRuntime, PluginState,
+};
+use vpcrouter::spec::RouteSpec;
+use vpcrouter::spec_store::SpecStore;
+
+/// Short deadlines and backoff so faults and restarts take milliseconds.
+fn bounds() -> Bounds {
+    Bounds {
+        call_timeout: Duration::from_millis(300),
+        backoff_base: Duration::from_millis(50),
+        backoff_cap: Duration::from_millis(400),
+        backoff_reset_after: Duration::from_secs(60),
+        memory_cap: 16 << 20,
+    }
+}
+
+fn runtime(cache: Option<&Path>) -> PluginRuntime {
+    let engine = PluginEngine::new(cache.map(Path::to_path_buf)).unwrap();
+    PluginRuntime::new(engine, bounds()).unwrap()
+}
+
+struct Running {
+    handle: ConfigSourceHandle,
+    specs: Arc<SpecStore>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start_hostile(behaviour: &str, at: &str) -> Running {
+    let specs = Arc::new(SpecStore::default());
+    let loaded = runtime(None)
+        .load_config_source(&common::guest("hostile"), specs.subscribe())
+        .await
+        .unwrap();
+    let options = [
+        ("behaviour".to_string(), behaviour.to_string()),
+        ("at".to_string(), at.to_string()),
+    ];
+    let configured = loaded.configure(&options).await.unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let handle = plugin::spawn(configured, specs.clone(), shutdown);
+    Running {
+        handle,
+        specs,
+        _stop: stop,
+    }
+}
+
+fn good_spec() -> RouteSpec {
+    RouteSpec::from_json(br#"{"10.55.16.0/24": ["10.33.20.142"]}"#).unwrap()
+}
+
+impl Running {
+    async fn poke(&self) -> (u16, String) {
+        let (reply, answer) = oneshot::channel();
+        let request = HttpRequest {
+            method: "POST".into(),
+            path: "/poke".into(),
+            query: String::new(),
+            headers: vec![],
+            body: vec![],
+        };
+        self.handle
+            .http()
+            .send(HttpCall { request, reply })
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("poke answered")
+            .unwrap();
+        (
+            response.status,
+            String::from_utf8_lossy(&response.body).into_owned(),
+        )
+    }
+
+    async fn wait_for_spec(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.specs.current().is_none() {
+            assert!(Instant::now() < deadline, "no spec within 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn wait_running_after(&self, restarts: u64) {
+        let mut status = self.handle.status();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.restarts >= restarts && s.state == PluginState::Running),
+        )
+        .await
+        .expect("plugin running again")
+        .unwrap();
+    }
+
+    fn last_error(&self) -> String {
+        self.handle
+            .status()
+            .borrow()
+            .last_error
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn restarts(&self) -> u64 {
+        self.handle.status().borrow().restarts
+    }
+}
+
+/// A fault on poke: the caller gets 503, the plugin is restarted (twice, to
+/// show the new instance works and can fault again), the spec stays.
+async fn fault_restarts_and_keeps_spec(behaviour: &str, cause: &str) {
+    let plugin = start_hostile(behaviour, "poke").await;
+    plugin.wait_for_spec().await;
+    for round in 1..=2 {
+        let (status, body) = plugin.poke().await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("being restarted"), "{body}");
+        plugin.wait_running_after(round).await;
+        assert!(
+            plugin.last_error().contains(cause),
+            "{:?} lacks {cause:?}",
+            plugin.last_error()
+        );
+        assert_eq!(plugin.specs.current().as_deref(), Some(&good_spec()));
+    }
+    assert_eq!(plugin.restarts(), 2);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_hits_the_deadline_and_is_restarted() {
+    fault_restarts_and_keeps_spec("loop", "did not finish within 300ms").await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_cap_and_is_restarted() {
+    fault_restarts_and_keeps_spec("membomb", "exceeded the memory cap of 16 MiB").await;
+}
+
+#[tokio::test]
+async fn a_panic_traps_and_is_restarted() {
+    fault_restarts_and_keeps_spec("trap", "trapped").await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_refused_with_the_reason_and_no_restart() {
+    let plugin = start_hostile("invalid", "poke").await;
+    plugin.wait_for_spec().await;
+    let (status, body) = plugin.poke().await;
+    assert_eq!(status, 400);
+    assert!(body.contains("10.1.2.3/33"), "{body}");
+    assert_eq!(plugin.specs.current().as_deref(), Some(&good_spec()));
+    assert_eq!(plugin.specs.counts(), (1, 1));
+    assert_eq!(plugin.restarts(), 0);
+}
+
+#[tokio::test]
+async fn files_not_granted_are_denied_through_the_host_and_through_wasi() {
+    let plugin = start_hostile("steal", "poke").await;
+    plugin.wait_for_spec().await;
+    let (status, body) = plugin.poke().await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("/etc/passwd: access denied"), "{body}");
+    assert!(!body.contains("root:"), "{body}");
+    assert!(
+        body.contains("wasi said:") && !body.ends_with("wasi said: "),
+        "{body}"
+    );
+    assert_eq!(plugin.restarts(), 0);
+}
+
+#[tokio::test]
+async fn a_plugin_failing_at_every_start_is_retried_with_growing_backoff() {
+    let plugin = start_hostile("trap", "start").await;
+    let mut status = plugin.handle.status();
+    let mut seen = Vec::new();
+    for restarts in 1..=4 {
+        let now = status.wait_for(|s| s.restarts >= restarts).await.unwrap();
+        if let PluginState::Restarting { retry_in } = now.state {
+            seen.push(retry_in);
+        }
+    }
+    assert_eq!(
+        seen,
+        [50, 100, 200, 400].map(Duration::from_millis),
+        "backoff doubles from the base up to the cap"
+    );
+    assert!(plugin.specs.current().is_none());
+}
+
+#[tokio::test]
+async fn options_are_checked_before_the_plugin_runs() {
+    let specs = SpecStore::default();
+    let rt = runtime(None);
+    let hostile = common::guest("hostile");
+    let load = || rt.load_config_source(&hostile, specs.subscribe());
+    let err = load().await.unwrap().configure(&[]).await.err().unwrap();
+    assert!(
+        matches!(err, LoadError::BadOption { ref option, .. } if option == "behaviour"),
+        "{err}"
+    );
+    let unknown = [
+        ("behaviour".into(), "loop".into()),
+        ("colour".into(), "red".into()),
+    ];
+    let err = load()
+        .await
+        .unwrap()
+        .configure(&unknown)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("--colour: not an option of plugin hostile"),
+        "{err}"
+    );
+    let refused = [
+        ("behaviour".into(), "loop".into()),
+        ("at".into(), "init".into()),
+    ];
+    let err = load()
+        .await
+        .unwrap()
+        .configure(&refused)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, LoadError::InitRefused(_)), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_and_foreign_files_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let specs = SpecStore::default();
+    let rt = runtime(None);
+    let load = |path: std::path::PathBuf| {
+        let rt = &rt;
+        let accepted = specs.subscribe();
+        async move {
+            rt.load_config_source(&path, accepted)
+                .await
+                .err()
+                .expect("refused")
+        }
+    };
+    assert!(matches!(
+        load(dir.path().join("missing.wasm")).await,
+        LoadError::Unreadable(_)
+    ));
+    assert!(matches!(
+        load(write("text.wasm", b"hello")).await,
+        LoadError::NotWasm
+    ));
+    assert!(matches!(
+        load(write("core.wasm", b"\0asm\x01\0\0\0")).await,
+        LoadError::CoreModule
+    ));
+    let truncated = std::fs::read(common::plugin("fixedconf")).unwrap();
+    assert!(matches!(
+        load(write("cut.wasm", &truncated[..truncated.len() / 2])).await,
+        LoadError::Invalid(_)
+    ));
+    let err = load(common::guest("wrong-world")).await;
+    assert!(
+        matches!(
+            err,
+            LoadError::WrongKind {
+                found: PluginKind::HealthCheck,
+                expected: PluginKind::ConfigSource
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("is a health-check plugin"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
+    let cache = tempfile::tempdir().unwrap();
+    let specs = SpecStore::default();
+    let configfile = common::plugin("configfile");
+    let entries = || {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    };
+
+    runtime(Some(cache.path()))
+        .load_config_source(&configfile, specs.subscribe())
+        .await
+        .unwrap();
+    let cached = entries();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let artefact = std::fs::read(&cached[0]).unwrap();
+
+    // Loaded from the cache: the file is not rewritten.
+    let before = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
+    runtime(Some(cache.path()))
+        .load_config_source(&configfile, specs.subscribe())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&cached[0]).unwrap().modified().unwrap(),
+        before
+    );
+
+    // A damaged entry is ignored and replaced.
+    std::fs::write(&cached[0], b"garbage").unwrap();
+    let loaded = runtime(Some(cache.path()))
+        .load_config_source(&configfile, specs.subscribe())
+        .await
+        .unwrap();
+    assert_eq!(loaded.info.name, "configfile");
+    assert_eq!(std::fs::read(&cached[0]).unwrap(), artefact);
+}
