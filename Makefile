@@ -4,7 +4,7 @@
 
 BUNDLED := configfile http fixedconf
 # Built for the tests and as the documentation's example; not bundled.
-EXTRA   := guest-hostile guest-wrong-world routes-txt
+EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version routes-txt
 WASM_DIR := target/wasm32-wasip2/release
 
 .PHONY: all build plugins test demo bench lint
@@ -20,7 +20,7 @@ plugins:
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
 test: build
-	cargo test
+	cargo test -p vpcrouter -p vpcrouter-plugin-sdk
 
 demo: build
 	./examples/demo.sh

@@ -237,6 +237,17 @@ fn every_bad_plugin_choice_is_exit_2_with_one_line_naming_the_file() {
         ),
         (
             vec![
+                "-m",
+                "fixedconf",
+                "--fixed_cidr",
+                "10.0.0.0/33",
+                "--fixed_hosts",
+                "10.1.0.5",
+            ],
+            "\"33\" is not a prefix length (0-32)",
+        ),
+        (
+            vec![
                 "--mode-plugin",
                 hostile.to_str().unwrap(),
                 "--behaviour",

@@ -86,13 +86,11 @@ pub enum LoadError {
     BadOption { option: String, problem: String },
 }
 
-/// A loaded and validated config-source plugin, with the instance that
-/// answered `describe` (reused as the first running instance).
+/// A loaded and validated config-source plugin that has described itself.
 pub struct LoadedPlugin {
     pub path: PathBuf,
     pub info: PluginInfo,
     factory: InstanceFactory,
-    instance: PluginInstance,
 }
 
 impl LoadedPlugin {
@@ -144,13 +142,11 @@ impl LoadedPlugin {
             options.push((spec.name.clone(), value));
         }
         self.factory.grants = Arc::new(grants);
-        // The describe instance was made before the grants existed.
         let mut instance = self.factory.instantiate().await?;
         instance.init(&options).await.map_err(|e| match e {
             CallError::Plugin(problem) => LoadError::InitRefused(problem),
             other => other.into(),
         })?;
-        drop(self.instance);
         Ok(ConfiguredPlugin {
             path: self.path,
             info: self.info,
@@ -251,7 +247,6 @@ impl PluginRuntime {
             path: path.to_path_buf(),
             info,
             factory,
-            instance,
         })
     }
 }

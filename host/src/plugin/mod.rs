@@ -14,7 +14,7 @@ mod watch;
 
 pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo};
 pub use engine::{PluginEngine, default_cache_dir};
-pub use instance::CallError;
+pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{ConfiguredPlugin, LoadError, LoadedPlugin, PluginKind, PluginRuntime};
 pub use supervisor::{ConfigSourceHandle, HttpCall, PluginState, PluginStatus, spawn};

@@ -278,6 +278,12 @@ impl Supervisor {
         call: HttpCall,
     ) -> Result<(), CallError> {
         let plugin = self.factory.plugin();
+        // The client gave up (e.g. while the plugin was restarting): a spec
+        // it was told failed must not be applied behind its back.
+        if call.reply.is_closed() {
+            tracing::debug!(plugin, path = %call.request.path, "dropping a request whose client has gone");
+            return Ok(());
+        }
         let (response, fault) = match instance.handle_http(&call.request).await {
             Ok((response, None)) => (response, None),
             Ok((response, Some(routes))) => match self.specs.offer(plugin, entries(routes)) {

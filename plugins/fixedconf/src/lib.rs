@@ -31,19 +31,21 @@ impl ConfigSource for FixedConf {
         let (addr, len) = cidr
             .split_once('/')
             .ok_or_else(|| format!("--fixed_cidr {cidr:?}: expected ADDRESS/PREFIX"))?;
-        addr.parse::<IpAddr>()
+        let addr = addr
+            .parse::<IpAddr>()
             .map_err(|_| format!("--fixed_cidr {cidr:?}: {addr:?} is not an IP address"))?;
+        let max_len = if addr.is_ipv4() { 32 } else { 128 };
         len.parse::<u8>()
-            .map_err(|_| format!("--fixed_cidr {cidr:?}: {len:?} is not a prefix length"))?;
+            .ok()
+            .filter(|len| *len <= max_len)
+            .ok_or_else(|| {
+                format!("--fixed_cidr {cidr:?}: {len:?} is not a prefix length (0-{max_len})")
+            })?;
         // IPv6 addresses contain ':' too, so the old separator only works for
         // IPv4; ',' is accepted as well for IPv6 hosts.
-        let separator = if options.require("fixed_hosts")?.contains(',') {
-            ','
-        } else {
-            ':'
-        };
-        let hosts = options
-            .require("fixed_hosts")?
+        let hosts_arg = options.require("fixed_hosts")?;
+        let separator = if hosts_arg.contains(',') { ',' } else { ':' };
+        let hosts = hosts_arg
             .split(separator)
             .map(str::trim)
             .filter(|h| !h.is_empty())
