@@ -22,11 +22,23 @@ async fn parse(words: &[&str]) -> Config {
     let peek = vpcrouter::cli::peek(&args);
     let path = vpcrouter::config::mode_plugin_path(&peek).unwrap();
     let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-    let loaded = runtime
-        .load_config_source(&path, SpecStore::default().subscribe())
-        .await
-        .unwrap();
-    Config::parse(&args, path, &loaded.info).unwrap()
+    let specs = SpecStore::default();
+    let mut loaded = vec![
+        runtime
+            .load_config_source(&path, specs.subscribe())
+            .await
+            .unwrap(),
+    ];
+    for path in vpcrouter::config::health_plugin_paths(&peek).unwrap() {
+        loaded.push(
+            runtime
+                .load_health_check(&path, specs.subscribe())
+                .await
+                .unwrap(),
+        );
+    }
+    let plugins: Vec<_> = loaded.iter().map(|l| (l.path.clone(), &l.info)).collect();
+    Config::parse(&args, &plugins).unwrap()
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use vpcrouter::plugin::{
-    self, Bounds, ConfigSourceHandle, HttpCall, HttpRequest, LoadError, PluginEngine, PluginKind,
-    PluginRuntime, PluginState,
+    self, Bounds, HttpCall, HttpRequest, LoadError, PluginEngine, PluginHandle, PluginKind,
+    PluginRuntime, PluginState, Role,
 };
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
@@ -32,7 +32,7 @@ fn runtime(cache: Option<&Path>) -> PluginRuntime {
 }
 
 struct Running {
-    handle: ConfigSourceHandle,
+    handle: PluginHandle,
     specs: Arc<SpecStore>,
     _stop: watch::Sender<bool>,
 }
@@ -49,7 +49,7 @@ async fn start_hostile(behaviour: &str, at: &str) -> Running {
     ];
     let configured = loaded.configure(&options).await.unwrap();
     let (stop, shutdown) = watch::channel(false);
-    let handle = plugin::spawn(configured, specs.clone(), shutdown);
+    let handle = plugin::spawn(configured, Role::Config(specs.clone()), shutdown);
     Running {
         handle,
         specs,

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 use crate::plugin::{OptionKind, PluginInfo};
 
+/// Option values given to one plugin, by option name.
+pub type PluginOptions = Vec<(String, String)>;
+
 /// Exit code for a bad command line or an unloadable plugin.
 pub const EXIT_USAGE: i32 = 2;
 
@@ -30,6 +33,18 @@ pub struct Cli {
     /// Bundled config-source plugin by name (old form): configfile, http, fixedconf
     #[arg(short = 'm', long = "mode", value_name = "NAME")]
     pub mode: Option<String>,
+
+    /// Health-check plugin file; repeat for several (a host is failed if any says so)
+    #[arg(long = "health-plugin", value_name = "PATH", conflicts_with = "health")]
+    pub health_plugin: Vec<PathBuf>,
+
+    /// Bundled health-check plugin by name (old form): tcp, or multi with --multi_plugins
+    #[arg(short = 'H', long = "health", value_name = "NAME")]
+    pub health: Option<String>,
+
+    /// With -H multi: bundled health-check plugins separated by ':' (old form)
+    #[arg(long = "multi_plugins", value_name = "A:B")]
+    pub multi_plugins: Option<String>,
 
     /// Where bundled plugins named by -m are found [default: $VPCROUTER_PLUGIN_DIR,
     /// else plugins/ next to the binary, else ./plugins]
@@ -86,6 +101,9 @@ pub struct Cli {
 pub struct Peek {
     pub mode_plugin: Option<String>,
     pub mode: Option<String>,
+    pub health_plugins: Vec<String>,
+    pub health: Option<String>,
+    pub multi_plugins: Option<String>,
     pub plugin_dir: Option<String>,
     pub plugin_cache_dir: Option<String>,
     pub no_plugin_cache: bool,
@@ -112,6 +130,12 @@ pub fn peek(args: &[OsString]) -> Peek {
         let slot = match flag.as_str() {
             "--mode-plugin" => &mut peek.mode_plugin,
             "--mode" | "-m" => &mut peek.mode,
+            "--health" | "-H" => &mut peek.health,
+            "--multi_plugins" => &mut peek.multi_plugins,
+            "--health-plugin" => {
+                peek.health_plugins.extend(inline.or_else(|| words.next()));
+                continue;
+            }
             "--plugin-dir" => &mut peek.plugin_dir,
             "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
             "--no-plugin-cache" => {
@@ -120,6 +144,10 @@ pub fn peek(args: &[OsString]) -> Peek {
             }
             short if short.starts_with("-m") && !short.starts_with("--") => {
                 peek.mode = Some(short[2..].to_string());
+                continue;
+            }
+            short if short.starts_with("-H") => {
+                peek.health = Some(short[2..].to_string());
                 continue;
             }
             _ => continue,
@@ -156,35 +184,37 @@ fn parse_recheck(value: &str) -> Result<u64, String> {
 /// Old short flags of plugin options, kept for old command lines.
 const LEGACY_SHORT: &[(&str, char)] = &[("file", 'f')];
 
-/// The full command: the daemon's flags, plus `plugin`'s options (if one is
-/// loaded) under a heading of their own.
-pub fn command(plugin: Option<&PluginInfo>) -> Command {
+/// The full command: the daemon's flags, plus each loaded plugin's options
+/// under a heading of its own.
+pub fn command(plugins: &[&PluginInfo]) -> Command {
     let mut command = Cli::command();
-    let Some(plugin) = plugin else { return command };
-    command = command.next_help_heading(format!(
-        "Options of plugin {} {}",
-        plugin.name, plugin.version
-    ));
-    for option in &plugin.options {
-        let mut help = option.help.clone();
-        if option.required && option.default.is_none() {
-            help.push_str(" [required]");
+    for plugin in plugins {
+        command = command.next_help_heading(format!(
+            "Options of plugin {} {}",
+            plugin.name, plugin.version
+        ));
+        for option in &plugin.options {
+            let mut help = option.help.clone();
+            if option.required && option.default.is_none() {
+                help.push_str(" [required]");
+            }
+            if let Some(default) = &option.default {
+                help.push_str(&format!(" [default: {default}]"));
+            }
+            let mut arg = Arg::new(plugin_arg_id(&option.name))
+                .long(option.name.clone())
+                .value_name(match option.kind {
+                    OptionKind::File => "FILE",
+                    OptionKind::Text => "VALUE",
+                })
+                .help(help)
+                .allow_negative_numbers(true)
+                .action(ArgAction::Set);
+            if let Some((_, short)) = LEGACY_SHORT.iter().find(|(name, _)| *name == option.name) {
+                arg = arg.short(*short);
+            }
+            command = command.arg(arg);
         }
-        if let Some(default) = &option.default {
-            help.push_str(&format!(" [default: {default}]"));
-        }
-        let mut arg = Arg::new(plugin_arg_id(&option.name))
-            .long(option.name.clone())
-            .value_name(match option.kind {
-                OptionKind::File => "FILE",
-                OptionKind::Text => "VALUE",
-            })
-            .help(help)
-            .action(ArgAction::Set);
-        if let Some((_, short)) = LEGACY_SHORT.iter().find(|(name, _)| *name == option.name) {
-            arg = arg.short(*short);
-        }
-        command = command.arg(arg);
     }
     command
 }
@@ -195,25 +225,44 @@ fn plugin_arg_id(name: &str) -> String {
     format!("plugin:{name}")
 }
 
-/// A plugin option that would collide with a daemon flag.
-pub fn colliding_option(plugin: &PluginInfo) -> Option<String> {
+/// An option of one plugin that collides with a daemon flag or with an
+/// option of an earlier plugin: (plugin, option, what it collides with).
+pub fn colliding_option(plugins: &[&PluginInfo]) -> Option<(String, String, String)> {
     let daemon = Cli::command();
-    plugin.options.iter().map(|o| o.name.clone()).find(|name| {
-        ["help", "version"].contains(&name.as_str())
-            || daemon
+    let mut taken: Vec<(String, String)> = ["help", "version"]
+        .iter()
+        .map(|n| (n.to_string(), "a daemon option".to_string()))
+        .chain(
+            daemon
                 .get_arguments()
-                .any(|a| a.get_long() == Some(name.as_str()))
-    })
+                .filter_map(|a| Some((a.get_long()?.to_string(), "a daemon option".to_string()))),
+        )
+        .collect();
+    for plugin in plugins {
+        for option in &plugin.options {
+            if let Some((_, owner)) = taken.iter().find(|(name, _)| *name == option.name) {
+                return Some((plugin.name.clone(), option.name.clone(), owner.clone()));
+            }
+        }
+        taken.extend(plugin.options.iter().map(|o| {
+            (
+                o.name.clone(),
+                format!("an option of plugin {}", plugin.name),
+            )
+        }));
+    }
+    None
 }
 
-/// Split parsed matches into the daemon's flags and the plugin's options
+/// Split parsed matches into the daemon's flags and each plugin's options
 /// (as given; defaults are the plugin runtime's business).
 pub fn split(
     matches: &ArgMatches,
-    plugin: Option<&PluginInfo>,
-) -> Result<(Cli, Vec<(String, String)>), clap::Error> {
+    plugins: &[&PluginInfo],
+) -> Result<(Cli, Vec<PluginOptions>), clap::Error> {
     let cli = Cli::from_arg_matches(matches)?;
-    let options = plugin
+    let options = plugins
+        .iter()
         .map(|plugin| {
             plugin
                 .options
@@ -224,7 +273,7 @@ pub fn split(
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .collect();
     Ok((cli, options))
 }
 
@@ -257,10 +306,17 @@ mod tests {
         assert_eq!(p.plugin_dir.as_deref(), Some("/x"));
         assert!(p.no_plugin_cache);
         assert_eq!(peek(&args("-- -m x")), Peek::default());
+        let p = peek(&args(
+            "-H multi --multi_plugins=icmpecho:tcp --health-plugin a.wasm --health-plugin=b.wasm",
+        ));
+        assert_eq!(p.health.as_deref(), Some("multi"));
+        assert_eq!(p.multi_plugins.as_deref(), Some("icmpecho:tcp"));
+        assert_eq!(p.health_plugins, ["a.wasm", "b.wasm"]);
+        assert_eq!(peek(&args("-Htcp")).health.as_deref(), Some("tcp"));
     }
 
     #[test]
     fn the_daemon_command_is_well_formed() {
-        command(None).debug_assert();
+        command(&[]).debug_assert();
     }
 }

@@ -14,6 +14,8 @@ use crate::plugin::PluginInfo;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: PluginChoice,
+    /// Health-check plugins; a host is failed if any of them says so.
+    pub health: Vec<PluginChoice>,
     pub region: Option<String>,
     pub vpc: Option<String>,
     pub log: LogTarget,
@@ -48,8 +50,14 @@ pub struct ListenAddr {
 pub enum ConfigError {
     #[error("a config-source plugin is required: --mode-plugin PATH or -m NAME")]
     NoMode,
-    #[error("-m {name}: no bundled plugin of that name (looked for {looked})")]
-    UnknownMode { name: String, looked: String },
+    #[error("{flag} {name}: no bundled plugin of that name (looked for {looked})")]
+    UnknownPlugin {
+        flag: &'static str,
+        name: String,
+        looked: String,
+    },
+    #[error("-H multi needs --multi_plugins NAME:NAME...")]
+    MultiWithoutPlugins,
 }
 
 /// The plugin file the peeked arguments name, resolving `-m NAME` to
@@ -59,8 +67,43 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
         return Ok(absolute(Path::new(path)));
     }
     let name = peek.mode.as_deref().ok_or(ConfigError::NoMode)?;
-    let dirs = plugin_dirs(peek.plugin_dir.as_deref());
-    let candidates: Vec<PathBuf> = dirs
+    bundled("-m", name, peek.plugin_dir.as_deref())
+}
+
+/// The health-check plugin files: `--health-plugin` paths, else the old
+/// `-H NAME` or `-H multi --multi_plugins A:B`, else the old default
+/// (`icmpecho`) when it is bundled, else none.
+pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
+    if !peek.health_plugins.is_empty() {
+        return Ok(peek
+            .health_plugins
+            .iter()
+            .map(|p| absolute(Path::new(p)))
+            .collect());
+    }
+    let dir = peek.plugin_dir.as_deref();
+    match (peek.health.as_deref(), peek.multi_plugins.as_deref()) {
+        (Some("multi"), Some(names)) => names
+            .split(':')
+            .filter(|n| !n.is_empty())
+            .map(|name| bundled("--multi_plugins", name, dir))
+            .collect(),
+        (Some("multi"), None) => Err(ConfigError::MultiWithoutPlugins),
+        (Some(name), _) => Ok(vec![bundled("-H", name, dir)?]),
+        (None, _) => Ok(bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect()),
+    }
+}
+
+/// The old daemon's default health check.
+const DEFAULT_HEALTH: &str = "icmpecho";
+
+/// `NAME.wasm` in the first plugin directory that has it.
+fn bundled(
+    flag: &'static str,
+    name: &str,
+    plugin_dir: Option<&str>,
+) -> Result<PathBuf, ConfigError> {
+    let candidates: Vec<PathBuf> = plugin_dirs(plugin_dir)
         .iter()
         .map(|d| d.join(format!("{name}.wasm")))
         .collect();
@@ -68,7 +111,8 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
         .iter()
         .find(|c| c.is_file())
         .map(|c| absolute(c))
-        .ok_or_else(|| ConfigError::UnknownMode {
+        .ok_or_else(|| ConfigError::UnknownPlugin {
+            flag,
             name: name.to_string(),
             looked: candidates
                 .iter()
@@ -103,19 +147,28 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl Config {
-    /// Parse the full command line once the mode plugin is known.
-    /// `Err` is clap's error (it prints itself and exits 2; 0 for --help).
+    /// Parse the full command line once the plugins are known: the mode
+    /// plugin first, then the health-check plugins, each with its path.
+    /// `Err` is clap's error (it prints itself; exit 2, or 0 for --help).
     pub fn parse(
         args: &[OsString],
-        mode_path: PathBuf,
-        plugin: &PluginInfo,
+        plugins: &[(PathBuf, &PluginInfo)],
     ) -> Result<Self, clap::Error> {
-        let matches = cli::command(Some(plugin)).try_get_matches_from(args)?;
-        let (cli, options) = cli::split(&matches, Some(plugin))?;
-        Ok(Self::from_cli(cli, mode_path, options))
+        let infos: Vec<&PluginInfo> = plugins.iter().map(|(_, info)| *info).collect();
+        let matches = cli::command(&infos).try_get_matches_from(args)?;
+        let (cli, options) = cli::split(&matches, &infos)?;
+        let mut choices = plugins
+            .iter()
+            .zip(options)
+            .map(|((path, _), options)| PluginChoice {
+                path: path.clone(),
+                options,
+            });
+        let mode = choices.next().expect("the mode plugin comes first");
+        Ok(Self::from_cli(cli, mode, choices.collect()))
     }
 
-    fn from_cli(cli: Cli, mode_path: PathBuf, options: Vec<(String, String)>) -> Self {
+    fn from_cli(cli: Cli, mode: PluginChoice, health: Vec<PluginChoice>) -> Self {
         let plugin_cache_dir = if cli.no_plugin_cache {
             None
         } else {
@@ -123,10 +176,8 @@ impl Config {
                 .or_else(crate::plugin::default_cache_dir)
         };
         Self {
-            mode: PluginChoice {
-                path: mode_path,
-                options,
-            },
+            mode,
+            health,
             region: cli.region,
             vpc: cli.vpc,
             log: match cli.logfile.as_str() {

@@ -10,7 +10,10 @@ use tokio::sync::watch;
 
 use crate::cli::{self, EXIT_USAGE};
 use crate::config::{self, Config};
-use crate::plugin::{self, Bounds, ConfiguredPlugin, PluginEngine, PluginRuntime};
+use crate::health::HealthBoard;
+use crate::plugin::{
+    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
+};
 use crate::spec_store::SpecStore;
 
 /// Exit code when the daemon cannot start for a reason other than usage.
@@ -24,12 +27,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub async fn main(args: Vec<OsString>) -> i32 {
     let early_logs = crate::logging::early();
     let peek = cli::peek(&args);
-    let mode_path = match config::mode_plugin_path(&peek) {
-        Ok(path) => path,
+    let paths = config::mode_plugin_path(&peek).and_then(|mode| {
+        let health = config::health_plugin_paths(&peek)?;
+        Ok((mode, health))
+    });
+    let (mode_path, health_paths) = match paths {
+        Ok(paths) => paths,
         Err(e) => {
-            // Without a plugin, --help and --version still work, and a bad
+            // Without plugins, --help and --version still work, and a bad
             // daemon flag is reported before the missing plugin.
-            if let Err(clap_error) = cli::command(None).try_get_matches_from(&args) {
+            if let Err(clap_error) = cli::command(&[]).try_get_matches_from(&args) {
                 let _ = clap_error.print();
                 return clap_error.exit_code();
             }
@@ -51,37 +58,46 @@ pub async fn main(args: Vec<OsString>) -> i32 {
                 return EXIT_FAILURE;
             }
         };
-    let loaded = match runtime
+    let mut loaded = Vec::with_capacity(1 + health_paths.len());
+    match runtime
         .load_config_source(&mode_path, specs.subscribe())
         .await
     {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {}: {e}", mode_path.display());
-            return EXIT_USAGE;
-        }
-    };
-    if let Some(name) = cli::colliding_option(&loaded.info) {
-        eprintln!(
-            "error: {}: plugin option --{name} collides with a daemon option",
-            mode_path.display()
-        );
-        return EXIT_USAGE;
+        Ok(mode) => loaded.push(mode),
+        Err(e) => return usage_error(&mode_path, e),
     }
-    let config = match Config::parse(&args, mode_path.clone(), &loaded.info) {
+    for path in &health_paths {
+        match runtime.load_health_check(path, specs.subscribe()).await {
+            Ok(health) => loaded.push(health),
+            Err(e) => return usage_error(path, e),
+        }
+    }
+    let infos: Vec<&plugin::PluginInfo> = loaded.iter().map(|l| &l.info).collect();
+    if let Some((plugin, option, owner)) = cli::colliding_option(&infos) {
+        let path = &loaded
+            .iter()
+            .find(|l| l.info.name == plugin)
+            .expect("loaded")
+            .path;
+        return usage_error(path, format!("option --{option} collides with {owner}"));
+    }
+    let with_paths: Vec<_> = loaded.iter().map(|l| (l.path.clone(), &l.info)).collect();
+    let config = match Config::parse(&args, &with_paths) {
         Ok(config) => config,
         Err(e) => {
             let _ = e.print();
             return e.exit_code();
         }
     };
-    let configured = match loaded.configure(&config.mode.options).await {
-        Ok(configured) => configured,
-        Err(e) => {
-            eprintln!("error: {}: {e}", mode_path.display());
-            return EXIT_USAGE;
+    let choices = std::iter::once(&config.mode).chain(&config.health);
+    let mut configured = Vec::with_capacity(loaded.len());
+    for (plugin, choice) in loaded.into_iter().zip(choices) {
+        let path = plugin.path.clone();
+        match plugin.configure(&choice.options).await {
+            Ok(plugin) => configured.push(plugin),
+            Err(e) => return usage_error(&path, e),
         }
-    };
+    }
     if let Err(e) = crate::logging::init(&config.log, config.verbose) {
         eprintln!("error: cannot open the log file: {e}");
         return EXIT_USAGE;
@@ -97,23 +113,45 @@ pub async fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-/// Serve until SIGINT or SIGTERM.
-async fn run(config: Config, mode: ConfiguredPlugin, specs: Arc<SpecStore>) -> anyhow::Result<()> {
+/// One line naming the plugin file and the problem; exit code 2.
+fn usage_error(path: &std::path::Path, problem: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {}: {problem}", path.display());
+    EXIT_USAGE
+}
+
+/// Serve until SIGINT or SIGTERM. `plugins`: the mode plugin first, then
+/// the health-check plugins.
+async fn run(
+    config: Config,
+    plugins: Vec<ConfiguredPlugin>,
+    specs: Arc<SpecStore>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let listen = format!("{}:{}", config.listen.host, config.listen.port);
     let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        plugin = %mode.info.name,
-        file = %mode.path.display(),
-        listen,
-        "vpcrouter started"
-    );
+    let names: Vec<String> = plugins.iter().map(|p| p.info.name.clone()).collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
+    if config.health.is_empty() {
+        tracing::warn!("no health-check plugin: every router host is taken as healthy");
+    }
     let (stop, shutdown) = watch::channel(false);
-    let source = plugin::spawn(mode, specs, shutdown.clone());
-    let app = crate::http::router(&[&source]);
+    let board = Arc::new(HealthBoard::default());
+    let handles: Vec<PluginHandle> = plugins
+        .into_iter()
+        .map(|plugin| {
+            let role = match plugin.kind {
+                PluginKind::ConfigSource => Role::Config(specs.clone()),
+                PluginKind::HealthCheck => Role::Health {
+                    specs: specs.subscribe(),
+                    board: board.clone(),
+                },
+            };
+            plugin::spawn(plugin, role, shutdown.clone())
+        })
+        .collect();
+    let app = crate::http::router(&handles.iter().collect::<Vec<_>>());
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -126,7 +164,9 @@ async fn run(config: Config, mode: ConfiguredPlugin, specs: Arc<SpecStore>) -> a
     tracing::info!(signal, "shutting down");
     let _ = stop.send(true);
     let stopped = async {
-        source.join().await;
+        for handle in handles {
+            handle.join().await;
+        }
         let _ = server.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {

@@ -11,13 +11,13 @@ use axum::routing::any;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plugin::{ConfigSourceHandle, HttpCall, HttpRequest};
+use crate::plugin::{HttpCall, HttpRequest, PluginHandle};
 use crate::spec::MAX_SPEC_BYTES;
 
 /// How long a request waits for a plugin that is busy or restarting.
 const PLUGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn router(plugins: &[&ConfigSourceHandle]) -> Router {
+pub fn router(plugins: &[&PluginHandle]) -> Router {
     let mut router = Router::new();
     for plugin in plugins {
         for path in &plugin.http_paths {

@@ -48,6 +48,8 @@ pub enum SpecError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     routes: BTreeMap<IpNet, Vec<IpAddr>>,
+    /// Every host named, kept for the health checkers and probe grants.
+    hosts: BTreeSet<IpAddr>,
 }
 
 impl RouteSpec {
@@ -74,7 +76,8 @@ impl RouteSpec {
                 return Err(SpecError::DuplicateCidr { key });
             }
         }
-        Ok(Self { routes })
+        let hosts = routes.values().flatten().copied().collect();
+        Ok(Self { routes, hosts })
     }
 
     /// Parse the JSON form (`{"10.55.16.0/24": ["10.33.20.142"]}`).
@@ -112,8 +115,8 @@ impl RouteSpec {
     }
 
     /// Every host named in the spec: the health checkers' working set.
-    pub fn hosts(&self) -> BTreeSet<IpAddr> {
-        self.routes.values().flatten().copied().collect()
+    pub fn hosts(&self) -> &BTreeSet<IpAddr> {
+        &self.hosts
     }
 
     /// The canonical JSON form, as accepted by [`RouteSpec::from_json`].

@@ -1,15 +1,39 @@
-//! The one place the WIT contract becomes host bindings.
+//! The one place the WIT contract becomes host bindings: one module per
+//! world, the health world reusing the interfaces it shares with the config
+//! world (so one host implementation serves both).
 
-wasmtime::component::bindgen!({
-    path: "../wit/v0.1.0",
-    world: "config-plugin",
-    imports: { default: trappable },
-    exports: { default: async },
-});
+pub mod config {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "config-plugin",
+        imports: { default: trappable },
+        exports: { default: async },
+    });
+}
 
-pub use vpcrouter::plugin::types::{
-    Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, Route,
+pub mod health {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "health-plugin",
+        imports: {
+            "vpcrouter:plugin/probes": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "vpcrouter:plugin/types": super::config::vpcrouter::plugin::types,
+            "vpcrouter:plugin/log": super::config::vpcrouter::plugin::log,
+            "vpcrouter:plugin/timers": super::config::vpcrouter::plugin::timers,
+        },
+    });
+}
+
+pub use config::vpcrouter::plugin::types::{
+    Event, HealthState, HostHealth, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo,
+    Route,
 };
+pub use config::{ConfigPlugin, ConfigPluginPre};
+pub use health::{HealthPlugin, HealthPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";

@@ -10,7 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
-    ConfigPlugin, ConfigPluginPre, Event, HttpRequest, HttpResponse, PluginInfo, Route,
+    ConfigPlugin, ConfigPluginPre, Event, HealthPlugin, HealthPluginPre, HostHealth, HttpRequest,
+    HttpResponse, PluginInfo, Route,
 };
 use super::grants::Grants;
 use super::limits::{Bounds, PluginLimiter};
@@ -65,10 +66,23 @@ impl WasiView for HostState {
     }
 }
 
+/// A component pre-instantiated against the linker, by plugin kind.
+#[derive(Clone)]
+pub(super) enum Pre {
+    Config(ConfigPluginPre<HostState>),
+    Health(HealthPluginPre<HostState>),
+}
+
+/// The exports of a live instance, by plugin kind.
+enum Bindings {
+    Config(ConfigPlugin),
+    Health(HealthPlugin),
+}
+
 /// Everything needed to make instances of one plugin.
 #[derive(Clone)]
 pub struct InstanceFactory {
-    pub(super) pre: ConfigPluginPre<HostState>,
+    pub(super) pre: Pre,
     pub(super) plugin: Arc<str>,
     pub(super) grants: Arc<Grants>,
     pub(super) accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
@@ -101,14 +115,27 @@ impl InstanceFactory {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::Config(pre) => pre.engine(),
+            Pre::Health(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         // Yield to tokio at every epoch tick: a busy guest never holds a
         // worker thread, and the call's timeout can cancel it.
         store.epoch_deadline_async_yield_and_update(1);
-        let bindings = guard
-            .run("instantiate", self.pre.instantiate_async(&mut store))
-            .await?;
+        let bindings = match &self.pre {
+            Pre::Config(pre) => Bindings::Config(
+                guard
+                    .run("instantiate", pre.instantiate_async(&mut store))
+                    .await?,
+            ),
+            Pre::Health(pre) => Bindings::Health(
+                guard
+                    .run("instantiate", pre.instantiate_async(&mut store))
+                    .await?,
+            ),
+        };
         Ok(PluginInstance {
             store,
             bindings,
@@ -119,30 +146,62 @@ impl InstanceFactory {
 
 pub struct PluginInstance {
     store: Store<HostState>,
-    bindings: ConfigPlugin,
+    bindings: Bindings,
     guard: Guard,
+}
+
+/// A call that the plugin's kind does not export (a host bug, not the
+/// plugin's: the supervisor only makes calls its kind has).
+fn not_exported(call: &'static str) -> CallError {
+    CallError::Plugin(format!("{call} is not exported by this kind of plugin"))
 }
 
 impl PluginInstance {
     pub async fn describe(&mut self) -> Result<PluginInfo, CallError> {
-        let api = self.bindings.vpcrouter_plugin_config_source();
-        self.guard
-            .run("describe", api.call_describe(&mut self.store))
-            .await
+        let call = "describe";
+        match &self.bindings {
+            Bindings::Config(b) => {
+                let api = b.vpcrouter_plugin_config_source();
+                self.guard
+                    .run(call, api.call_describe(&mut self.store))
+                    .await
+            }
+            Bindings::Health(b) => {
+                let api = b.vpcrouter_plugin_health_check();
+                self.guard
+                    .run(call, api.call_describe(&mut self.store))
+                    .await
+            }
+        }
     }
 
     pub async fn init(&mut self, options: &[(String, String)]) -> Result<(), CallError> {
-        let api = self.bindings.vpcrouter_plugin_config_source();
-        self.guard
-            .run("init", api.call_init(&mut self.store, &options.to_vec()))
-            .await?
-            .map_err(CallError::Plugin)
+        let (call, options) = ("init", options.to_vec());
+        match &self.bindings {
+            Bindings::Config(b) => {
+                let api = b.vpcrouter_plugin_config_source();
+                self.guard
+                    .run(call, api.call_init(&mut self.store, &options))
+                    .await
+            }
+            Bindings::Health(b) => {
+                let api = b.vpcrouter_plugin_health_check();
+                self.guard
+                    .run(call, api.call_init(&mut self.store, &options))
+                    .await
+            }
+        }?
+        .map_err(CallError::Plugin)
     }
 
     pub async fn on_event(&mut self, event: &Event) -> Result<Option<Vec<Route>>, CallError> {
-        let api = self.bindings.vpcrouter_plugin_config_source();
+        let call = "on-event";
+        let Bindings::Config(b) = &self.bindings else {
+            return Err(not_exported(call));
+        };
+        let api = b.vpcrouter_plugin_config_source();
         self.guard
-            .run("on-event", api.call_on_event(&mut self.store, event))
+            .run(call, api.call_on_event(&mut self.store, event))
             .await?
             .map_err(CallError::Plugin)
     }
@@ -151,13 +210,27 @@ impl PluginInstance {
         &mut self,
         request: &HttpRequest,
     ) -> Result<(HttpResponse, Option<Vec<Route>>), CallError> {
-        let api = self.bindings.vpcrouter_plugin_config_source();
+        let call = "handle-http";
+        let Bindings::Config(b) = &self.bindings else {
+            return Err(not_exported(call));
+        };
+        let api = b.vpcrouter_plugin_config_source();
         self.guard
-            .run(
-                "handle-http",
-                api.call_handle_http(&mut self.store, request),
-            )
+            .run(call, api.call_handle_http(&mut self.store, request))
             .await
+    }
+
+    /// One health round over `hosts`.
+    pub async fn check(&mut self, hosts: &[String]) -> Result<Vec<HostHealth>, CallError> {
+        let call = "check";
+        let Bindings::Health(b) = &self.bindings else {
+            return Err(not_exported(call));
+        };
+        let api = b.vpcrouter_plugin_health_check();
+        self.guard
+            .run(call, api.call_check(&mut self.store, hosts))
+            .await?
+            .map_err(CallError::Plugin)
     }
 
     /// Take what the plugin asked for during the last calls.

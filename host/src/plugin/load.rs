@@ -8,11 +8,12 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{
-    ConfigPlugin, ConfigPluginPre, OptionKind, PluginInfo, WIT_PACKAGE, WIT_VERSION,
+    ConfigPlugin, ConfigPluginPre, HealthPluginPre, OptionKind, PluginInfo, WIT_PACKAGE,
+    WIT_VERSION,
 };
 use super::engine::PluginEngine;
 use super::grants::Grants;
-use super::instance::{CallError, HostState, InstanceFactory, PluginInstance};
+use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
 use crate::spec::RouteSpec;
 
@@ -89,6 +90,7 @@ pub enum LoadError {
 /// A loaded and validated config-source plugin that has described itself.
 pub struct LoadedPlugin {
     pub path: PathBuf,
+    pub kind: PluginKind,
     pub info: PluginInfo,
     factory: InstanceFactory,
 }
@@ -149,6 +151,7 @@ impl LoadedPlugin {
         })?;
         Ok(ConfiguredPlugin {
             path: self.path,
+            kind: self.kind,
             info: self.info,
             options,
             factory: self.factory,
@@ -160,6 +163,7 @@ impl LoadedPlugin {
 /// A plugin with its options checked and granted, initialised once.
 pub struct ConfiguredPlugin {
     pub path: PathBuf,
+    pub kind: PluginKind,
     pub info: PluginInfo,
     pub options: Vec<(String, String)>,
     pub factory: InstanceFactory,
@@ -191,6 +195,8 @@ impl PluginRuntime {
         // each store gets grants nothing.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         ConfigPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // Only what the health world adds; the shared interfaces are linked.
+        health_only_imports(&mut linker)?;
         Ok(Self {
             engine,
             linker,
@@ -202,6 +208,25 @@ impl PluginRuntime {
     pub async fn load_config_source(
         &self,
         path: &Path,
+        accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        self.load(path, PluginKind::ConfigSource, accepted).await
+    }
+
+    /// Load a health-check plugin; `specs` is the spec in force, whose hosts
+    /// (the working set) are the only ones it may probe.
+    pub async fn load_health_check(
+        &self,
+        path: &Path,
+        specs: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        self.load(path, PluginKind::HealthCheck, specs).await
+    }
+
+    async fn load(
+        &self,
+        path: &Path,
+        expected: PluginKind,
         accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
@@ -217,17 +242,22 @@ impl PluginRuntime {
                 .exports(engine)
                 .map(|(name, _)| name),
         )?;
-        if kind != PluginKind::ConfigSource {
+        if kind != expected {
             return Err(LoadError::WrongKind {
                 found: kind,
-                expected: PluginKind::ConfigSource,
+                expected,
             });
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ConfigPluginPre::new)
-            .map_err(|e| LoadError::Link(first_line(&e)))?;
+        let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        let pre = match kind {
+            PluginKind::ConfigSource => {
+                Pre::Config(ConfigPluginPre::new(instance_pre).map_err(link)?)
+            }
+            PluginKind::HealthCheck => {
+                Pre::Health(HealthPluginPre::new(instance_pre).map_err(link)?)
+            }
+        };
         let name = path.file_stem().unwrap_or_default().to_string_lossy();
         let factory = InstanceFactory {
             pre,
@@ -238,17 +268,24 @@ impl PluginRuntime {
         };
         let mut instance = factory.instantiate().await?;
         let info = instance.describe().await?;
-        check_info(&info)?;
+        check_info(&info, kind)?;
         let factory = InstanceFactory {
             plugin: info.name.as_str().into(),
             ..factory
         };
         Ok(LoadedPlugin {
             path: path.to_path_buf(),
+            kind,
             info,
             factory,
         })
     }
+}
+
+/// Link the interfaces only the health world imports.
+fn health_only_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use super::bindings::health::vpcrouter::plugin::probes;
+    probes::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
 
 /// Magic and version/layer: core modules are layer 0, components layer 1.
@@ -294,7 +331,7 @@ fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind,
     Err(LoadError::NotAPlugin)
 }
 
-fn check_info(info: &PluginInfo) -> Result<(), LoadError> {
+fn check_info(info: &PluginInfo, kind: PluginKind) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadInfo(m));
     if info.name.is_empty()
         || !info
@@ -323,6 +360,9 @@ fn check_info(info: &PluginInfo) -> Result<(), LoadError> {
         if !seen.insert(option.name.as_str()) {
             return bad(format!("option --{} is declared twice", option.name));
         }
+    }
+    if kind == PluginKind::HealthCheck && !info.http_paths.is_empty() {
+        return bad("health-check plugins cannot serve HTTP paths".into());
     }
     for path in &info.http_paths {
         if !path.starts_with('/') {

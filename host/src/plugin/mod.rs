@@ -17,4 +17,4 @@ pub use engine::{PluginEngine, default_cache_dir};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{ConfiguredPlugin, LoadError, LoadedPlugin, PluginKind, PluginRuntime};
-pub use supervisor::{ConfigSourceHandle, HttpCall, PluginState, PluginStatus, spawn};
+pub use supervisor::{HttpCall, PluginHandle, PluginState, PluginStatus, Role, RoundStats, spawn};

@@ -1,22 +1,26 @@
-//! One supervised task per config-source plugin. It owns the plugin's
-//! instance, delivers its events (start, timer, file changes, HTTP
-//! requests), offers the specs it returns to the spec store, and after any
-//! fatal outcome (trap, deadline, memory cap) drops the instance and starts
-//! a fresh one with exponential backoff. The spec in force is untouched
-//! throughout; the daemon never exits because of a plugin.
+//! One supervised task per plugin. It owns the plugin's instance and drives
+//! it by role: a config source gets its events (start, timer, file changes,
+//! HTTP requests) and its specs go to the spec store; a health checker gets
+//! a round over the working set at each tick of its timer and its reports go
+//! to the health board. After any fatal outcome (trap, deadline, memory cap)
+//! the instance is dropped and a fresh one started with exponential backoff.
+//! The spec in force and the last known health stay meanwhile; the daemon
+//! never exits because of a plugin.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::bindings::{Event, HttpRequest, HttpResponse, Route};
+use super::bindings::{Event, HealthState, HostHealth, HttpRequest, HttpResponse, Route};
 use super::instance::{CallError, InstanceFactory, PluginInstance};
 use super::load::ConfiguredPlugin;
 use super::watch::FileWatcher;
-use crate::spec_store::SpecStore;
+use crate::health::{HealthBoard, HostReport, State};
+use crate::spec_store::{SpecStore, SpecWatch};
 
 /// Writers rarely finish in one event (truncate, write, close): wait this
 /// long after the first one before asking the plugin to re-read.
@@ -41,6 +45,32 @@ pub struct PluginStatus {
     pub state: PluginState,
     pub restarts: u64,
     pub last_error: Option<String>,
+    /// Health checkers only.
+    pub rounds: Option<RoundStats>,
+}
+
+/// Live figures of a health checker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundStats {
+    pub rounds: u64,
+    /// Host results received, and how many of them were not healthy.
+    pub results: u64,
+    pub failures: u64,
+    pub last_round: Duration,
+    /// Of the last round's probes: (min, median, max) in microseconds.
+    pub rtt_us: Option<(u32, u32, u32)>,
+}
+
+/// What a supervised plugin feeds.
+pub enum Role {
+    /// A config source: its specs are offered to the store.
+    Config(Arc<SpecStore>),
+    /// A health checker: rounds over the hosts of the spec in force,
+    /// reported to the board.
+    Health {
+        specs: SpecWatch,
+        board: Arc<HealthBoard>,
+    },
 }
 
 /// An HTTP request for the plugin and where its answer goes.
@@ -49,8 +79,8 @@ pub struct HttpCall {
     pub reply: oneshot::Sender<HttpResponse>,
 }
 
-/// The daemon's side of a running config-source plugin.
-pub struct ConfigSourceHandle {
+/// The daemon's side of a running plugin.
+pub struct PluginHandle {
     pub name: String,
     pub http_paths: Vec<String>,
     http: mpsc::Sender<HttpCall>,
@@ -58,7 +88,7 @@ pub struct ConfigSourceHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl ConfigSourceHandle {
+impl PluginHandle {
     pub fn http(&self) -> mpsc::Sender<HttpCall> {
         self.http.clone()
     }
@@ -73,29 +103,31 @@ impl ConfigSourceHandle {
     }
 }
 
-/// Start supervising `plugin`; it stops when `shutdown` becomes true.
+/// Start supervising `plugin` in `role`; it stops when `shutdown` becomes
+/// true.
 pub fn spawn(
     plugin: ConfiguredPlugin,
-    specs: Arc<SpecStore>,
+    role: Role,
     shutdown: watch::Receiver<bool>,
-) -> ConfigSourceHandle {
+) -> PluginHandle {
     let (http_tx, http_rx) = mpsc::channel(HTTP_QUEUE);
     let (status_tx, status_rx) = watch::channel(PluginStatus {
         state: PluginState::Running,
         restarts: 0,
         last_error: None,
+        rounds: matches!(role, Role::Health { .. }).then(RoundStats::default),
     });
     let name = plugin.info.name.clone();
     let http_paths = plugin.info.http_paths.clone();
     let supervisor = Supervisor {
         factory: plugin.factory,
         options: plugin.options,
-        specs,
+        role,
         status: status_tx,
     };
     let inputs = Inputs::new(supervisor.factory.plugin(), http_rx, shutdown);
     let task = tokio::spawn(supervisor.run(plugin.instance, inputs));
-    ConfigSourceHandle {
+    PluginHandle {
         name,
         http_paths,
         http: http_tx,
@@ -107,7 +139,7 @@ pub fn spawn(
 struct Supervisor {
     factory: InstanceFactory,
     options: Vec<(String, String)>,
-    specs: Arc<SpecStore>,
+    role: Role,
     status: watch::Sender<PluginStatus>,
 }
 
@@ -226,10 +258,24 @@ impl Supervisor {
         }
     }
 
-    /// Deliver events to `instance` until shutdown or a fault.
     async fn serve(&self, instance: &mut PluginInstance, inputs: &mut Inputs) -> Ended {
+        match &self.role {
+            Role::Config(specs) => self.serve_config(instance, inputs, specs).await,
+            Role::Health { specs, board } => {
+                self.serve_health(instance, inputs, specs, board).await
+            }
+        }
+    }
+
+    /// Deliver events to a config source until shutdown or a fault.
+    async fn serve_config(
+        &self,
+        instance: &mut PluginInstance,
+        inputs: &mut Inputs,
+        specs: &SpecStore,
+    ) -> Ended {
         let plugin = self.factory.plugin();
-        let mut outcome = self.deliver(instance, Event::Started).await;
+        let mut outcome = self.deliver(instance, specs, Event::Started).await;
         loop {
             if let Err(fault) = outcome {
                 return Ended::Fault(fault);
@@ -237,26 +283,85 @@ impl Supervisor {
             inputs.apply(plugin, instance);
             outcome = tokio::select! {
                 _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
-                Some(call) = inputs.http.recv() => self.handle_http(instance, call).await,
+                Some(call) = inputs.http.recv() => self.handle_http(instance, specs, call).await,
                 Some(paths) = changed_files(&mut inputs.changed) => {
                     let mut result = Ok(());
                     for path in paths {
                         let event = Event::FileChanged(path.display().to_string());
-                        result = result.and(self.deliver(instance, event).await);
+                        result = result.and(self.deliver(instance, specs, event).await);
                     }
                     result
                 }
-                _ = tick(&mut inputs.timer) => self.deliver(instance, Event::Timer).await,
+                _ = tick(&mut inputs.timer) => self.deliver(instance, specs, Event::Timer).await,
             };
         }
     }
 
-    async fn deliver(&self, instance: &mut PluginInstance, event: Event) -> Result<(), CallError> {
+    /// Run a health round at every tick until shutdown or a fault.
+    async fn serve_health(
+        &self,
+        instance: &mut PluginInstance,
+        inputs: &mut Inputs,
+        specs: &SpecWatch,
+        board: &HealthBoard,
+    ) -> Ended {
+        let plugin = self.factory.plugin();
+        loop {
+            inputs.apply(plugin, instance);
+            tokio::select! {
+                _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
+                _ = tick(&mut inputs.timer) => {}
+            }
+            let Some(spec) = specs.borrow().clone() else {
+                continue;
+            };
+            let hosts: Vec<String> = spec.hosts().iter().map(ToString::to_string).collect();
+            let started = Instant::now();
+            match instance.check(&hosts).await {
+                Ok(results) => {
+                    self.record_round(&results, started.elapsed());
+                    board.report(plugin, reports(plugin, spec.hosts(), results));
+                }
+                Err(CallError::Plugin(reason)) => {
+                    tracing::warn!(
+                        plugin,
+                        "health round failed, last known health stays: {reason}"
+                    );
+                }
+                Err(fault) => return Ended::Fault(fault),
+            }
+        }
+    }
+
+    fn record_round(&self, results: &[HostHealth], took: Duration) {
+        let mut rtts: Vec<u32> = results.iter().filter_map(|r| r.rtt_us).collect();
+        rtts.sort_unstable();
+        let failures = results
+            .iter()
+            .filter(|r| r.state != HealthState::Healthy)
+            .count() as u64;
+        self.status.send_modify(|status| {
+            let stats = status.rounds.get_or_insert_with(RoundStats::default);
+            stats.rounds += 1;
+            stats.results += results.len() as u64;
+            stats.failures += failures;
+            stats.last_round = took;
+            stats.rtt_us =
+                (!rtts.is_empty()).then(|| (rtts[0], rtts[rtts.len() / 2], rtts[rtts.len() - 1]));
+        });
+    }
+
+    async fn deliver(
+        &self,
+        instance: &mut PluginInstance,
+        specs: &SpecStore,
+        event: Event,
+    ) -> Result<(), CallError> {
         let plugin = self.factory.plugin();
         tracing::debug!(plugin, ?event, "plugin event");
         match instance.on_event(&event).await {
             Ok(Some(routes)) => {
-                let _ = self.specs.offer(plugin, entries(routes));
+                let _ = specs.offer(plugin, entries(routes));
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -275,6 +380,7 @@ impl Supervisor {
     async fn handle_http(
         &self,
         instance: &mut PluginInstance,
+        specs: &SpecStore,
         call: HttpCall,
     ) -> Result<(), CallError> {
         let plugin = self.factory.plugin();
@@ -286,7 +392,7 @@ impl Supervisor {
         }
         let (response, fault) = match instance.handle_http(&call.request).await {
             Ok((response, None)) => (response, None),
-            Ok((response, Some(routes))) => match self.specs.offer(plugin, entries(routes)) {
+            Ok((response, Some(routes))) => match specs.offer(plugin, entries(routes)) {
                 Ok(_) => (response, None),
                 Err(e) => (json_error(400, &format!("invalid route spec: {e}")), None),
             },
@@ -326,6 +432,34 @@ async fn tick(timer: &mut Option<Interval>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// A round's results as board reports: only hosts of the working set, by
+/// address. Anything else a plugin says is logged and ignored.
+fn reports(
+    plugin: &str,
+    working_set: &BTreeSet<IpAddr>,
+    results: Vec<HostHealth>,
+) -> Vec<HostReport> {
+    results
+        .into_iter()
+        .filter_map(|r| {
+            let host = r.host.parse().ok().filter(|ip| working_set.contains(ip));
+            if host.is_none() {
+                tracing::warn!(plugin, host = %r.host, "ignoring health of a host outside the working set");
+            }
+            Some(HostReport {
+                host: host?,
+                state: match r.state {
+                    HealthState::Healthy => State::Healthy,
+                    HealthState::Questionable => State::Questionable,
+                    HealthState::Failed => State::Failed,
+                },
+                rtt_us: r.rtt_us,
+                detail: r.detail,
+            })
+        })
+        .collect()
 }
 
 fn entries(routes: Vec<Route>) -> impl Iterator<Item = (String, Vec<String>)> {

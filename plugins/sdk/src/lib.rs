@@ -1,19 +1,25 @@
 //! Guest SDK for vpcrouter plugins.
 //!
 //! A config-source plugin implements [`ConfigSource`] and calls
-//! [`export_config_source!`]; it builds with
+//! [`export_config_source!`]; a health-check plugin implements
+//! [`HealthCheck`] and calls [`export_health_check!`]. Both build with
 //! `cargo build --target wasm32-wasip2 --release`. See PLUGINS.md.
 
 mod bindings;
 pub mod spec;
+pub mod tracker;
 
 pub use bindings::config::vpcrouter::plugin::types::{
-    Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, Route,
+    Event, HealthState, HostHealth, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo,
+    Route,
 };
 pub use bindings::config::vpcrouter::plugin::{daemon, files, log, timers};
+pub use bindings::health::vpcrouter::plugin::probes;
 
 #[doc(hidden)]
 pub use bindings::config as __config_bindings;
+#[doc(hidden)]
+pub use bindings::health as __health_bindings;
 
 /// A whole route spec: what `on-event` and `handle-http` return.
 pub type RouteSpec = Vec<Route>;
@@ -115,6 +121,21 @@ pub trait ConfigSource: Sized + 'static {
     }
 }
 
+/// A health-check plugin: reports the health of router hosts.
+///
+/// The host calls `check` once per round with the working set (every host
+/// named in the route spec). Ask for rounds with [`timers::set_timer`] in
+/// `init`; probe through [`probes`], which the host runs concurrently.
+pub trait HealthCheck: Sized + 'static {
+    fn describe() -> PluginInfo;
+
+    /// Check the options and set up. An error stops the daemon at start.
+    fn init(options: Options) -> Result<Self, String>;
+
+    /// One round: the state of each host the plugin has an opinion on.
+    fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String>;
+}
+
 /// Log through the host, with the plugin's name attached by the host.
 #[macro_export]
 macro_rules! log {
@@ -171,6 +192,46 @@ macro_rules! export_config_source {
             }
 
             $crate::__config_bindings::export!(Export with_types_in $crate::__config_bindings);
+        }
+    };
+}
+
+/// Export a [`HealthCheck`] implementation as the plugin's component exports.
+#[macro_export]
+macro_rules! export_health_check {
+    ($plugin:ty) => {
+        mod __vpcrouter_export {
+            use super::*;
+            use $crate::__health_bindings::exports::vpcrouter::plugin::health_check as wit;
+
+            ::std::thread_local! {
+                static STATE: ::std::cell::RefCell<Option<$plugin>> =
+                    const { ::std::cell::RefCell::new(None) };
+            }
+
+            pub struct Export;
+
+            impl wit::Guest for Export {
+                fn describe() -> wit::PluginInfo {
+                    <$plugin as $crate::HealthCheck>::describe()
+                }
+
+                fn init(options: wit::Options) -> Result<(), String> {
+                    let plugin =
+                        <$plugin as $crate::HealthCheck>::init($crate::Options::new(options))?;
+                    STATE.set(Some(plugin));
+                    Ok(())
+                }
+
+                fn check(hosts: Vec<String>) -> Result<Vec<wit::HostHealth>, String> {
+                    STATE.with_borrow_mut(|state| match state.as_mut() {
+                        Some(plugin) => $crate::HealthCheck::check(plugin, hosts),
+                        None => Err("plugin called before init".to_string()),
+                    })
+                }
+            }
+
+            $crate::__health_bindings::export!(Export with_types_in $crate::__health_bindings);
         }
     };
 }

@@ -1,5 +1,5 @@
-use super::super::bindings::vpcrouter::plugin::daemon::Host;
-use super::super::bindings::vpcrouter::plugin::types::Route;
+use super::super::bindings::config::vpcrouter::plugin::daemon::Host;
+use super::super::bindings::config::vpcrouter::plugin::types::Route;
 use super::super::instance::HostState;
 
 impl Host for HostState {

@@ -1,6 +1,6 @@
 use std::io::Read;
 
-use super::super::bindings::vpcrouter::plugin::files::Host;
+use super::super::bindings::config::vpcrouter::plugin::files::Host;
 use super::super::instance::HostState;
 use crate::spec::MAX_SPEC_BYTES;
 

@@ -1,4 +1,4 @@
-use super::super::bindings::vpcrouter::plugin::log::{Host, Level};
+use super::super::bindings::config::vpcrouter::plugin::log::{Host, Level};
 use super::super::instance::HostState;
 
 impl Host for HostState {

@@ -3,7 +3,8 @@
 mod daemon;
 mod files;
 mod log;
+mod probes;
 mod timers;
 
 /// The shared types interface has no functions to implement.
-impl super::bindings::vpcrouter::plugin::types::Host for super::instance::HostState {}
+impl super::bindings::config::vpcrouter::plugin::types::Host for super::instance::HostState {}

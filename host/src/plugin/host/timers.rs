@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::super::bindings::vpcrouter::plugin::timers::Host;
+use super::super::bindings::config::vpcrouter::plugin::timers::Host;
 use super::super::instance::HostState;
 
 /// Shorter intervals are raised to this, so a plugin cannot spin the host.

@@ -1,0 +1,9 @@
+//! Router host health as the daemon sees it: every health-check plugin's
+//! latest report, combined per host (failed if ANY plugin says failed,
+//! questionable if any says questionable). A change is published the moment
+//! the round that saw it completes.
+
+mod board;
+pub mod probe;
+
+pub use board::{HealthBoard, HealthSnapshot, HostReport, State};

@@ -1,0 +1,88 @@
+//! The probe capability: only hosts of the current route spec (the working
+//! set) may be probed; anything else is answered as a failed probe saying
+//! why, and logged. The probing itself is `health::probe`'s.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::super::bindings::health::vpcrouter::plugin::probes::{Host, ProbeResult};
+use super::super::instance::HostState;
+use crate::health::probe::{self, Outcome};
+
+/// Longest timeout a plugin may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl HostState {
+    /// Split a batch into probe-able addresses (with their positions) and
+    /// answers for the rest.
+    fn granted_hosts(&self, hosts: &[String]) -> (Vec<(usize, IpAddr)>, Vec<Option<Outcome>>) {
+        let spec = self.accepted.borrow().clone();
+        let mut allowed = Vec::with_capacity(hosts.len());
+        let mut answers = vec![None; hosts.len()];
+        for (i, host) in hosts.iter().enumerate() {
+            match host.parse::<IpAddr>() {
+                Err(_) => {
+                    answers[i] = Some(Outcome::failed(format!("{host:?} is not an IP address")))
+                }
+                Ok(ip) if spec.as_ref().is_some_and(|s| s.hosts().contains(&ip)) => {
+                    allowed.push((i, ip))
+                }
+                Ok(_) => {
+                    tracing::warn!(plugin = &*self.plugin, %host, "denied: probe of a host outside the working set");
+                    answers[i] = Some(Outcome::failed("probe denied: not in the working set"));
+                }
+            }
+        }
+        (allowed, answers)
+    }
+}
+
+fn results(hosts: Vec<String>, answers: Vec<Option<Outcome>>) -> Vec<ProbeResult> {
+    hosts
+        .into_iter()
+        .zip(answers)
+        .map(|(host, outcome)| {
+            let outcome = outcome.unwrap_or_else(|| Outcome::failed("not probed"));
+            ProbeResult {
+                host,
+                ok: outcome.ok,
+                rtt_us: outcome
+                    .rtt
+                    .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+                error: outcome.error,
+            }
+        })
+        .collect()
+}
+
+impl Host for HostState {
+    async fn probe_tcp(
+        &mut self,
+        hosts: Vec<String>,
+        port: u16,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Vec<ProbeResult>> {
+        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
+        let (allowed, mut answers) = self.granted_hosts(&hosts);
+        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
+        for (i, outcome) in positions
+            .into_iter()
+            .zip(probe::tcp(ips, port, timeout).await)
+        {
+            answers[i] = Some(outcome);
+        }
+        Ok(results(hosts, answers))
+    }
+
+    /// Not implemented yet: a trap (the plugin is restarted and has no
+    /// opinion) is safer than answering "failed" for hosts never probed.
+    async fn probe_icmp(
+        &mut self,
+        _hosts: Vec<String>,
+        _timeout_ms: u32,
+    ) -> wasmtime::Result<Vec<ProbeResult>> {
+        Err(wasmtime::format_err!(
+            "probe-icmp is not implemented by this host yet"
+        ))
+    }
+}

@@ -1,0 +1,302 @@
+//! Health checking through the real host with the tcp plugin, against real
+//! sockets on 127.0.0.0/8: listeners up and down, silent hosts, working-set
+//! changes, thresholds, and the old command line.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
+use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginHandle, PluginRuntime, Role};
+use vpcrouter::spec_store::SpecStore;
+
+struct Checker {
+    specs: Arc<SpecStore>,
+    board: Arc<HealthBoard>,
+    handle: PluginHandle,
+    _stop: watch::Sender<bool>,
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// The tcp plugin checking `hosts` (a spec naming them) with `options`.
+async fn tcp_checker(hosts: &[&str], options: &[(&str, &str)]) -> Checker {
+    let specs = Arc::new(SpecStore::default());
+    set_hosts(&specs, hosts);
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let loaded = runtime
+        .load_health_check(&common::plugin("tcp"), specs.subscribe())
+        .await
+        .unwrap();
+    let options: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let configured = loaded.configure(&options).await.unwrap();
+    let board = Arc::new(HealthBoard::default());
+    let (stop, shutdown) = watch::channel(false);
+    let role = Role::Health {
+        specs: specs.subscribe(),
+        board: board.clone(),
+    };
+    let handle = plugin::spawn(configured, role, shutdown);
+    Checker {
+        specs,
+        board,
+        handle,
+        _stop: stop,
+    }
+}
+
+fn set_hosts(specs: &SpecStore, hosts: &[&str]) {
+    let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    specs
+        .offer("test", [("10.55.0.0/16".to_string(), hosts)])
+        .unwrap();
+}
+
+impl Checker {
+    /// Wait until the board satisfies `pred`; how long it took.
+    async fn wait(&self, what: &str, pred: impl Fn(&HealthSnapshot) -> bool) -> Duration {
+        let start = Instant::now();
+        let mut board = self.board.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), board.wait_for(|s| pred(s)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: not within 10 s; board {:?}", self.board.snapshot())
+            })
+            .unwrap();
+        start.elapsed()
+    }
+
+    fn rounds(&self) -> u64 {
+        self.handle
+            .status()
+            .borrow()
+            .rounds
+            .as_ref()
+            .map_or(0, |r| r.rounds)
+    }
+
+    async fn wait_rounds(&self, more: u64) {
+        let target = self.rounds() + more;
+        let mut status = self.handle.status();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= target)),
+        )
+        .await
+        .expect("rounds go on")
+        .unwrap();
+    }
+}
+
+/// Listeners on the same port at several loopback addresses.
+fn listeners(addrs: &[&str]) -> (u16, Vec<TcpListener>) {
+    let first = TcpListener::bind((addrs[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let rest = addrs[1..]
+        .iter()
+        .map(|a| TcpListener::bind((*a, port)).unwrap());
+    (port, std::iter::once(first).chain(rest).collect())
+}
+
+#[tokio::test]
+async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
+    let (port, mut up) = listeners(&["127.0.0.21", "127.0.0.22"]);
+    let port = port.to_string();
+    let checker = tcp_checker(
+        &["127.0.0.21", "127.0.0.22"],
+        &[
+            ("tcp_check_port", &port),
+            ("tcp_check_interval", "0.1"),
+            ("tcp_check_window", "5"),
+        ],
+    )
+    .await;
+    checker.wait_rounds(2).await;
+    assert_eq!(checker.board.snapshot(), HealthSnapshot::default());
+
+    drop(up.pop()); // 127.0.0.22 stops listening: connections refused
+    checker
+        .wait("127.0.0.22 failed", |s| {
+            s.state(&ip("127.0.0.22")) == State::Failed
+        })
+        .await;
+    assert_eq!(
+        checker.board.snapshot().state(&ip("127.0.0.21")),
+        State::Healthy
+    );
+    let status = checker.handle.status().borrow().clone();
+    let stats = status.rounds.unwrap();
+    assert!(stats.failures >= 1 && stats.rtt_us.is_some(), "{stats:?}");
+
+    // Back up: healthy again once the window (5 rounds of 0.1 s) is over.
+    up.push(TcpListener::bind(SocketAddr::new(ip("127.0.0.22"), port.parse().unwrap())).unwrap());
+    let recovered = checker
+        .wait("127.0.0.22 healthy", |s| s.failed.is_empty())
+        .await;
+    assert!(
+        recovered >= Duration::from_millis(300),
+        "recovered after {recovered:?}, inside the window"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_host_times_out_without_stalling_rounds_at_timeout_equal_to_interval() {
+    // A listener whose accept queue is full never completes a handshake.
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&SocketAddr::new(ip("127.0.0.31"), 0).into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    let port = silent.local_addr().unwrap().as_socket().unwrap().port();
+    let queued: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(ip("127.0.0.31"), port),
+                Duration::from_millis(50),
+            )
+            .ok()
+        })
+        .collect();
+    // A healthy neighbour on the same port.
+    let _up = TcpListener::bind(("127.0.0.32", port)).unwrap();
+    let port = port.to_string();
+    let checker = tcp_checker(
+        &["127.0.0.31", "127.0.0.32"],
+        &[
+            ("tcp_check_port", &port),
+            ("tcp_check_interval", "0.2"),
+            ("tcp_check_timeout", "0.2"),
+        ],
+    )
+    .await;
+    checker
+        .wait("silent host failed", |s| {
+            s.state(&ip("127.0.0.31")) == State::Failed
+        })
+        .await;
+    // Rounds keep coming although every one of them waits out a timeout.
+    checker.wait_rounds(5).await;
+    assert_eq!(checker.handle.status().borrow().restarts, 0);
+    assert_eq!(
+        checker.board.snapshot().state(&ip("127.0.0.32")),
+        State::Healthy
+    );
+    drop(queued);
+}
+
+#[tokio::test]
+async fn hosts_join_and_leave_with_the_working_set() {
+    let (port, _up) = listeners(&["127.0.0.41"]);
+    let port = port.to_string();
+    let checker = tcp_checker(
+        &["127.0.0.41"],
+        &[("tcp_check_port", &port), ("tcp_check_interval", "0.1")],
+    )
+    .await;
+    checker.wait_rounds(1).await;
+    // 127.0.0.42 joins the spec; nothing listens there.
+    set_hosts(&checker.specs, &["127.0.0.41", "127.0.0.42"]);
+    checker
+        .wait("new host probed and failed", |s| {
+            s.failed.contains(&ip("127.0.0.42"))
+        })
+        .await;
+    // It leaves the spec: its failure is forgotten.
+    set_hosts(&checker.specs, &["127.0.0.41"]);
+    checker
+        .wait("removed host forgotten", |s| s.failed.is_empty())
+        .await;
+}
+
+#[tokio::test]
+async fn the_fall_threshold_makes_a_host_questionable_before_failed() {
+    let (port, mut up) = listeners(&["127.0.0.51"]);
+    let port = port.to_string();
+    let checker = tcp_checker(
+        &["127.0.0.51"],
+        &[
+            ("tcp_check_port", &port),
+            ("tcp_check_interval", "0.1"),
+            ("tcp_check_fall", "3"),
+        ],
+    )
+    .await;
+    checker.wait_rounds(1).await;
+    drop(up.pop());
+    checker
+        .wait("questionable first", |s| {
+            s.questionable.contains(&ip("127.0.0.51"))
+        })
+        .await;
+    checker
+        .wait("then failed", |s| s.failed.contains(&ip("127.0.0.51")))
+        .await;
+}
+
+#[tokio::test]
+async fn bad_tcp_options_are_refused_at_start() {
+    let specs = SpecStore::default();
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    for (option, value, expected) in [
+        ("tcp_check_port", "0", "expected 1-65535"),
+        ("tcp_check_interval", "soon", "expected seconds"),
+        ("tcp_check_fall", "0", "expected a whole number >= 1"),
+    ] {
+        let loaded = runtime
+            .load_health_check(&common::plugin("tcp"), specs.subscribe())
+            .await
+            .unwrap();
+        let err = loaded
+            .configure(&[(option.to_string(), value.to_string())])
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains(expected),
+            "--{option} {value}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_old_command_line_runs_tcp_checks_and_logs_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mut up) = listeners(&["127.0.0.61", "127.0.0.62"]);
+    let port = port.to_string();
+    let daemon = common::Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "10.0.0.0/16",
+            "--fixed_hosts",
+            "127.0.0.61:127.0.0.62",
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+        ],
+        dir.path(),
+    );
+    drop(up.pop());
+    let line = daemon.wait_for_line("host failed", Duration::from_secs(10));
+    assert!(
+        line.contains("127.0.0.62") && line.contains("connection refused"),
+        "{line}"
+    );
+    assert!(
+        daemon
+            .lines_with("host failed")
+            .iter()
+            .all(|l| !l.contains("127.0.0.61"))
+    );
+}
