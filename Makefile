@@ -2,7 +2,7 @@
 # plugins/<name>.wasm). `make test` runs the whole test suite; `make demo`
 # runs the daemon on an example.
 
-BUNDLED := configfile http fixedconf tcp
+BUNDLED := configfile http fixedconf tcp icmpecho
 # Built for the tests and as the documentation's example; not bundled.
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version routes-txt
 WASM_DIR := target/wasm32-wasip2/release

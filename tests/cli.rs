@@ -64,7 +64,10 @@ async fn old_and_new_command_lines_give_the_same_configuration() {
         "--route_recheck_interval",
         "10",
     ];
-    let pairs: [(Vec<&str>, Vec<&str>); 3] = [
+    let http = common::plugin("http");
+    let (tcp, icmpecho) = (common::plugin("tcp"), common::plugin("icmpecho"));
+    let (tcp, icmpecho) = (tcp.to_str().unwrap(), icmpecho.to_str().unwrap());
+    let pairs: [(Vec<&str>, Vec<&str>); 4] = [
         (
             vec![
                 "-m",
@@ -73,15 +76,23 @@ async fn old_and_new_command_lines_give_the_same_configuration() {
                 dir,
                 "-f",
                 "examples/spec.json",
+                "-H",
+                "tcp",
+                "--tcp_check_port",
+                "2222",
             ],
             vec![
                 "--mode-plugin",
                 configfile.to_str().unwrap(),
                 "--file",
                 "examples/spec.json",
+                "--health-plugin",
+                tcp,
+                "--tcp_check_port=2222",
             ],
         ),
         (
+            // No -H: the old default, icmpecho.
             vec![
                 "--mode=configfile",
                 "--plugin-dir",
@@ -93,6 +104,8 @@ async fn old_and_new_command_lines_give_the_same_configuration() {
                 configfile.to_str().unwrap(),
                 "-f",
                 "examples/spec.json",
+                "--health-plugin",
+                icmpecho,
             ],
         ),
         (
@@ -105,22 +118,47 @@ async fn old_and_new_command_lines_give_the_same_configuration() {
                 "10.0.0.0/16",
                 "--fixed_hosts",
                 "10.1.0.5:10.1.0.6",
+                "-H",
+                "multi",
+                "--multi_plugins",
+                "icmpecho:tcp",
+                "--icmp_check_interval",
+                "1",
             ],
             vec![
                 "--mode-plugin",
                 fixedconf.to_str().unwrap(),
                 "--fixed_hosts=10.1.0.5:10.1.0.6",
                 "--fixed_cidr=10.0.0.0/16",
+                "--health-plugin",
+                icmpecho,
+                "--health-plugin",
+                tcp,
+                "--icmp_check_interval",
+                "1",
+            ],
+        ),
+        (
+            vec!["-m", "http", "--plugin-dir", dir, "-H", "none"],
+            vec![
+                "--mode-plugin",
+                http.to_str().unwrap(),
+                "--plugin-dir",
+                dir,
+                "-H",
+                "none",
             ],
         ),
     ];
     for (old, new) in pairs {
         let old: Vec<&str> = old.into_iter().chain(common_flags).collect();
         let new: Vec<&str> = common_flags.into_iter().chain(new).collect();
-        let (old_config, mut new_config) = (parse(&old).await, parse(&new).await);
-        new_config.mode.options.sort();
-        let mut old_config = old_config;
-        old_config.mode.options.sort();
+        let (mut old_config, mut new_config) = (parse(&old).await, parse(&new).await);
+        for config in [&mut new_config, &mut old_config] {
+            for plugin in std::iter::once(&mut config.mode).chain(&mut config.health) {
+                plugin.options.sort();
+            }
+        }
         assert_eq!(old_config, new_config, "{old:?} vs {new:?}");
         assert_eq!(old_config.region.as_deref(), Some("eu-west-1"));
         assert_eq!(old_config.vpc.as_deref(), Some("vpc-0123"));

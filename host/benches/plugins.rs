@@ -53,6 +53,8 @@ fn configfile_latencies(dir: &Path, cache: &Path, writes: usize) -> Vec<Duration
         .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args([
+            "-H",
+            "none",
             "-m",
             "configfile",
             "-a",
@@ -158,7 +160,10 @@ fn daemon_rss_mib(args: &[&str], cache: &Path) -> f64 {
         .port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args(args)
+        // The specs name VPC addresses: never probe them from here.
         .args([
+            "-H",
+            "none",
             "-a",
             "127.0.0.1",
             "-p",

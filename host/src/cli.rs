@@ -38,7 +38,8 @@ pub struct Cli {
     #[arg(long = "health-plugin", value_name = "PATH", conflicts_with = "health")]
     pub health_plugin: Vec<PathBuf>,
 
-    /// Bundled health-check plugin by name (old form): tcp, or multi with --multi_plugins
+    /// Bundled health-check plugin by name (old form): icmpecho (default), tcp,
+    /// multi (with --multi_plugins), or none
     #[arg(short = 'H', long = "health", value_name = "NAME")]
     pub health: Option<String>,
 

@@ -72,7 +72,8 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
 
 /// The health-check plugin files: `--health-plugin` paths, else the old
 /// `-H NAME` or `-H multi --multi_plugins A:B`, else the old default
-/// (`icmpecho`) when it is bundled, else none.
+/// (`icmpecho`) when it is bundled. `-H none`: no health checking (every
+/// host is taken as healthy), e.g. to try a config source.
 pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
     if !peek.health_plugins.is_empty() {
         return Ok(peek
@@ -89,6 +90,7 @@ pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
             .map(|name| bundled("--multi_plugins", name, dir))
             .collect(),
         (Some("multi"), None) => Err(ConfigError::MultiWithoutPlugins),
+        (Some("none"), _) => Ok(vec![]),
         (Some(name), _) => Ok(vec![bundled("-H", name, dir)?]),
         (None, _) => Ok(bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect()),
     }

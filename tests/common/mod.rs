@@ -52,10 +52,19 @@ pub struct Daemon {
 impl Daemon {
     /// Start the daemon on a free loopback port with `args`, caching
     /// compiled plugins in `cache` (a per-test directory).
+    ///
+    /// Network safety: unless `args` choose health checking, `-H none` is
+    /// added, so that the default (icmpecho) never pings the non-loopback
+    /// hosts of a test's route spec.
     pub fn start(args: &[&str], cache: &std::path::Path) -> Self {
         let port = free_port();
+        let chooses_health = args
+            .iter()
+            .any(|a| a.starts_with("-H") || a.starts_with("--health"));
+        let no_health: &[&str] = if chooses_health { &[] } else { &["-H", "none"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
             .args(args)
+            .args(no_health)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("--plugin-dir")
             .arg(repo().join("plugins"))

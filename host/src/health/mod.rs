@@ -4,6 +4,7 @@
 //! the round that saw it completes.
 
 mod board;
+pub mod icmp;
 pub mod probe;
 
 pub use board::{HealthBoard, HealthSnapshot, HostReport, State};

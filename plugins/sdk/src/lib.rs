@@ -47,6 +47,20 @@ impl Options {
         self.get(name)
             .ok_or_else(|| format!("option --{name} is required"))
     }
+
+    /// A duration in seconds (fractions allowed, e.g. `0.2`), as whole
+    /// milliseconds; `None` if the option has no value.
+    pub fn millis(&self, name: &str) -> Result<Option<u32>, String> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+            .map(|s| Some(((s * 1000.0).round() as u32).max(1)))
+            .ok_or_else(|| format!("--{name} {value:?}: expected seconds, e.g. 2 or 0.2"))
+    }
 }
 
 impl OptionSpec {

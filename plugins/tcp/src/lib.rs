@@ -13,16 +13,6 @@ struct Tcp {
     tracker: Tracker,
 }
 
-/// Seconds (fractions allowed) to whole milliseconds, at least 1.
-fn millis(option: &str, value: &str) -> Result<u32, String> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(|s| ((s * 1000.0).round() as u32).max(1))
-        .ok_or_else(|| format!("--{option} {value:?}: expected seconds, e.g. 2 or 0.2"))
-}
-
 impl HealthCheck for Tcp {
     fn describe() -> PluginInfo {
         let mut options = vec![
@@ -54,11 +44,10 @@ impl HealthCheck for Tcp {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("--tcp_check_port {port_value:?}: expected 1-65535"))?;
-        let interval = millis("tcp_check_interval", options.require("tcp_check_interval")?)?;
-        let timeout_ms = match options.get("tcp_check_timeout") {
-            Some(value) => millis("tcp_check_timeout", value)?,
-            None => interval.min(1000),
-        };
+        let interval = options.millis("tcp_check_interval")?.unwrap_or(2000);
+        let timeout_ms = options
+            .millis("tcp_check_timeout")?
+            .unwrap_or(interval.min(1000));
         let thresholds = Thresholds::from_options(&options, "tcp_check")?;
         timers::set_timer(interval);
         Ok(Self {

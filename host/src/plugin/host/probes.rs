@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::super::bindings::health::vpcrouter::plugin::probes::{Host, ProbeResult};
 use super::super::instance::HostState;
+use crate::health::icmp;
 use crate::health::probe::{self, Outcome};
 
 /// Longest timeout a plugin may ask for.
@@ -74,15 +75,21 @@ impl Host for HostState {
         Ok(results(hosts, answers))
     }
 
-    /// Not implemented yet: a trap (the plugin is restarted and has no
-    /// opinion) is safer than answering "failed" for hosts never probed.
     async fn probe_icmp(
         &mut self,
-        _hosts: Vec<String>,
-        _timeout_ms: u32,
+        hosts: Vec<String>,
+        timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        Err(wasmtime::format_err!(
-            "probe-icmp is not implemented by this host yet"
-        ))
+        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
+        let (allowed, mut answers) = self.granted_hosts(&hosts);
+        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
+        for (i, outcome) in positions.into_iter().zip(icmp::echo(ips, timeout).await) {
+            answers[i] = Some(outcome);
+        }
+        Ok(results(hosts, answers))
+    }
+
+    async fn icmp_access(&mut self) -> wasmtime::Result<Result<(), String>> {
+        Ok(icmp::access().map(drop))
     }
 }

@@ -1,0 +1,291 @@
+//! ICMP echo probes. An unprivileged ICMP datagram socket is used where
+//! `net.ipv4.ping_group_range` allows it, else a raw socket (CAP_NET_RAW).
+//! A batch sends one echo request per host from one socket and matches the
+//! replies by identifier, sequence number and source address.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+
+use super::probe::Outcome;
+
+/// Which kind of ICMP socket this process may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Datagram,
+    Raw,
+}
+
+/// The socket kind usable here, or what to grant.
+pub fn access() -> Result<Access, String> {
+    if open(Access::Datagram, Domain::IPV4).is_ok() {
+        return Ok(Access::Datagram);
+    }
+    match open(Access::Raw, Domain::IPV4) {
+        Ok(_) => Ok(Access::Raw),
+        Err(e) => Err(format!(
+            "cannot open an ICMP socket ({e}); allow unprivileged ICMP with \
+             `sysctl net.ipv4.ping_group_range=\"0 2147483647\"` or grant CAP_NET_RAW \
+             (e.g. `setcap cap_net_raw+ep vpcrouter`)"
+        )),
+    }
+}
+
+fn open(access: Access, domain: Domain) -> io::Result<Socket> {
+    let protocol = if domain == Domain::IPV6 {
+        Protocol::ICMPV6
+    } else {
+        Protocol::ICMPV4
+    };
+    let kind = match access {
+        Access::Datagram => Type::DGRAM,
+        Access::Raw => Type::RAW,
+    };
+    let socket = Socket::new(domain, kind, Some(protocol))?;
+    socket.set_nonblocking(true)?;
+    // Replies of a large batch arrive at once.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    Ok(socket)
+}
+
+/// Echo each host once; results in the order given.
+pub async fn echo(hosts: Vec<IpAddr>, timeout: Duration) -> Vec<Outcome> {
+    let access = match access() {
+        Ok(access) => access,
+        Err(e) => return vec![Outcome::failed(e); hosts.len()],
+    };
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; hosts.len()];
+    for v6 in [false, true] {
+        let batch: Vec<(usize, IpAddr)> = hosts
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, h)| h.is_ipv6() == v6)
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        // Sequence numbers are 16 bits: large batches go in chunks.
+        for chunk in batch.chunks(u16::MAX as usize) {
+            for (i, outcome) in echo_batch(access, v6, chunk, timeout).await {
+                outcomes[i] = Some(outcome);
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::failed("not probed")))
+        .collect()
+}
+
+async fn echo_batch(
+    access: Access,
+    v6: bool,
+    batch: &[(usize, IpAddr)],
+    timeout: Duration,
+) -> Vec<(usize, Outcome)> {
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = match open(access, domain).and_then(register) {
+        Ok(socket) => socket,
+        Err(e) => {
+            return batch
+                .iter()
+                .map(|(i, _)| (*i, Outcome::failed(format!("ICMP socket: {e}"))))
+                .collect();
+        }
+    };
+    // Raw sockets see every echo reply on the machine, concurrent batches'
+    // included: each batch has an identifier of its own.
+    let ident = next_ident();
+    let mut sent_at = vec![None; batch.len()];
+    let mut results: Vec<Option<Outcome>> = vec![None; batch.len()];
+    for (seq, (_, host)) in batch.iter().enumerate() {
+        let packet = echo_request(v6, ident, seq as u16);
+        let target = SockAddr::from(SocketAddr::new(*host, 0));
+        match send(&socket, &packet, &target).await {
+            Ok(()) => sent_at[seq] = Some(Instant::now()),
+            Err(e) => results[seq] = Some(Outcome::failed(e.to_string())),
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waiting = results.iter().filter(|r| r.is_none()).count();
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    while waiting > 0 {
+        let received = tokio::time::timeout_at(deadline, recv(&socket, &mut buf)).await;
+        let Ok(Ok((len, from))) = received else { break };
+        // SAFETY: recv_from initialised the first `len` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        let Some(seq) = parse_reply(v6, access, ident, bytes) else {
+            continue;
+        };
+        let seq = seq as usize;
+        let from_host = from.as_socket().map(|a| a.ip());
+        if seq < batch.len() && results[seq].is_none() && from_host == Some(batch[seq].1) {
+            let rtt = sent_at[seq].map(|t: Instant| t.elapsed());
+            results[seq] = Some(Outcome {
+                ok: true,
+                rtt,
+                error: None,
+            });
+            waiting -= 1;
+        }
+    }
+    batch
+        .iter()
+        .zip(results)
+        .map(|((i, _), r)| {
+            (
+                *i,
+                r.unwrap_or_else(|| Outcome::failed(format!("no answer within {timeout:?}"))),
+            )
+        })
+        .collect()
+}
+
+fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and
+    // the same for the AsyncFd's whole life.
+    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+}
+
+async fn send(socket: &AsyncFd<Socket>, packet: &[u8], to: &SockAddr) -> io::Result<()> {
+    loop {
+        let mut ready = socket.writable().await?;
+        match ready.try_io(|s| s.get_ref().send_to(packet, to)) {
+            Ok(result) => return result.map(drop),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn recv(
+    socket: &AsyncFd<Socket>,
+    buf: &mut [MaybeUninit<u8>],
+) -> io::Result<(usize, SockAddr)> {
+    loop {
+        let mut ready = socket.readable().await?;
+        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+fn next_ident() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    (std::process::id() as u16).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+const ECHO_REQUEST_V4: u8 = 8;
+const ECHO_REPLY_V4: u8 = 0;
+const ECHO_REQUEST_V6: u8 = 128;
+const ECHO_REPLY_V6: u8 = 129;
+const PAYLOAD: &[u8] = b"vpcrouter-probe";
+
+fn echo_request(v6: bool, ident: u16, seq: u16) -> Vec<u8> {
+    let kind = if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 };
+    let mut packet = vec![kind, 0, 0, 0];
+    packet.extend_from_slice(&ident.to_be_bytes());
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(PAYLOAD);
+    // The kernel fills in the ICMPv6 checksum (it covers a pseudo-header).
+    if !v6 {
+        let sum = checksum(&packet);
+        packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    packet
+}
+
+/// The sequence number of an echo reply that is ours. Raw IPv4 sockets
+/// deliver the IP header too; datagram sockets have the kernel rewrite the
+/// identifier, and deliver only replies to this socket.
+fn parse_reply(v6: bool, access: Access, ident: u16, bytes: &[u8]) -> Option<u16> {
+    let icmp = if !v6 && access == Access::Raw {
+        let header_len = usize::from(bytes.first()? & 0x0f) * 4;
+        bytes.get(header_len..)?
+    } else {
+        bytes
+    };
+    let reply = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
+    if icmp.len() < 8 || icmp[0] != reply || !icmp[8..].starts_with(PAYLOAD) {
+        return None;
+    }
+    let their_ident = u16::from_be_bytes([icmp[4], icmp[5]]);
+    if access == Access::Raw && their_ident != ident {
+        return None;
+    }
+    Some(u16::from_be_bytes([icmp[6], icmp[7]]))
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_a_valid_checksum_and_replies_are_matched() {
+        let request = echo_request(false, 0x1234, 7);
+        assert_eq!(
+            checksum(&request),
+            0,
+            "a packet with its checksum sums to zero"
+        );
+        let mut reply = request.clone();
+        reply[0] = ECHO_REPLY_V4;
+        assert_eq!(parse_reply(false, Access::Datagram, 0, &reply), Some(7));
+        assert_eq!(
+            parse_reply(
+                false,
+                Access::Raw,
+                0x1234,
+                &[&[0x45; 20][..], &reply].concat()
+            ),
+            Some(7)
+        );
+        assert_eq!(
+            parse_reply(
+                false,
+                Access::Raw,
+                0x9999,
+                &[&[0x45; 20][..], &reply].concat()
+            ),
+            None
+        );
+        assert_eq!(
+            parse_reply(false, Access::Datagram, 0, &request),
+            None,
+            "a request is not a reply"
+        );
+    }
+
+    #[tokio::test]
+    async fn loopback_answers_when_icmp_is_permitted() {
+        if let Err(why) = access() {
+            println!("skipped: {why}");
+            return;
+        }
+        let hosts = vec![
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.77".parse().unwrap(),
+            "::1".parse().unwrap(),
+        ];
+        let outcomes = echo(hosts, Duration::from_secs(1)).await;
+        for outcome in &outcomes {
+            assert!(outcome.ok && outcome.rtt.is_some(), "{outcomes:?}");
+        }
+    }
+}

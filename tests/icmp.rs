@@ -1,0 +1,213 @@
+//! ICMP health checks through the real host: loopback always answers; for
+//! failures, a private network namespace the test creates itself (root
+//! only; skipped with the reason otherwise), where VPC-like addresses are
+//! safe because nothing can leave it.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use vpcrouter::health::icmp::{self, Access};
+use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
+use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginHandle, PluginRuntime, Role};
+use vpcrouter::spec_store::SpecStore;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Health plugins (by bundled name, with options) checking `hosts`.
+struct Checkers {
+    board: Arc<HealthBoard>,
+    _handles: Vec<PluginHandle>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn checkers(hosts: &[&str], plugins: &[(&str, Vec<(&str, &str)>)]) -> Checkers {
+    let specs = Arc::new(SpecStore::default());
+    let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    specs
+        .offer("test", [("10.99.0.0/16".to_string(), hosts)])
+        .unwrap();
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let board = Arc::new(HealthBoard::default());
+    let (stop, shutdown) = watch::channel(false);
+    let mut handles = Vec::new();
+    for (name, options) in plugins {
+        let loaded = runtime
+            .load_health_check(&common::plugin(name), specs.subscribe())
+            .await
+            .unwrap();
+        let options: Vec<(String, String)> = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let configured = loaded.configure(&options).await.unwrap();
+        let role = Role::Health {
+            specs: specs.subscribe(),
+            board: board.clone(),
+        };
+        handles.push(plugin::spawn(configured, role, shutdown.clone()));
+    }
+    Checkers {
+        board,
+        _handles: handles,
+        _stop: stop,
+    }
+}
+
+impl Checkers {
+    async fn wait(&self, what: &str, pred: impl Fn(&HealthSnapshot) -> bool) {
+        let mut board = self.board.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), board.wait_for(|s| pred(s)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: not within 10 s; board {:?}", self.board.snapshot())
+            })
+            .unwrap();
+    }
+}
+
+fn icmp_permitted() -> bool {
+    match icmp::access() {
+        Ok(_) => true,
+        Err(why) => {
+            println!("skipped: {why}");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn loopback_hosts_answer_icmp_echo() {
+    if !icmp_permitted() {
+        return;
+    }
+    let hosts = ["127.0.0.71", "127.0.0.72", "::1"];
+    let checker = checkers(
+        &hosts,
+        &[("icmpecho", vec![("icmp_check_interval", "0.1")])],
+    )
+    .await;
+    let mut status = checker._handles[0].status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= 3)),
+    )
+    .await
+    .expect("rounds")
+    .unwrap();
+    let stats = status.borrow().rounds.clone().unwrap();
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    assert!(stats.rtt_us.is_some());
+    assert_eq!(checker.board.snapshot(), HealthSnapshot::default());
+}
+
+/// Run `test` on a thread of its own in a fresh network namespace with `lo`
+/// up, `10.33.20.142` on it, and `10.33.21.0/24` routed into nowhere (echo
+/// requests there are never answered). Returns false if not permitted.
+fn in_private_netns(test: impl FnOnce() + Send + 'static) -> bool {
+    let setup = std::thread::spawn(move || {
+        // SAFETY: unshare only changes this thread's network namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            println!(
+                "skipped: cannot create a network namespace ({}); run as root",
+                std::io::Error::last_os_error()
+            );
+            return false;
+        }
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["addr", "add", "10.33.20.142/32", "dev", "lo"],
+            &["route", "add", "blackhole", "10.33.21.0/24"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .expect("ip (iproute2)");
+            assert!(status.success(), "ip {args:?}");
+        }
+        test();
+        true
+    });
+    setup.join().expect("namespace test")
+}
+
+fn block_on(test: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+#[test]
+fn unanswered_echo_fails_a_host_and_multi_fails_on_any_plugin() {
+    let ran = in_private_netns(|| {
+        block_on(async {
+            // A TCP listener on .142, so tcp says healthy there.
+            let listener = std::net::TcpListener::bind(("10.33.20.142", 0)).unwrap();
+            let port = listener.local_addr().unwrap().port().to_string();
+            let hosts = ["10.33.20.142", "10.33.21.5"];
+            let fast = [("icmp_check_interval", "0.2")];
+            let checker = checkers(&hosts, &[("icmpecho", fast.to_vec())]).await;
+            checker
+                .wait("unanswered host failed", |s| {
+                    s.failed.contains(&ip("10.33.21.5"))
+                })
+                .await;
+            assert_eq!(
+                checker.board.snapshot().state(&ip("10.33.20.142")),
+                State::Healthy
+            );
+
+            // multi: icmpecho and tcp; .142 answers both until the listener goes.
+            let tcp = vec![
+                ("tcp_check_port", port.as_str()),
+                ("tcp_check_interval", "0.2"),
+            ];
+            let multi = checkers(&hosts, &[("icmpecho", fast.to_vec()), ("tcp", tcp)]).await;
+            multi
+                .wait("unanswered host failed", |s| {
+                    s.failed.contains(&ip("10.33.21.5"))
+                })
+                .await;
+            assert_eq!(
+                multi.board.snapshot().state(&ip("10.33.20.142")),
+                State::Healthy
+            );
+            drop(listener);
+            multi
+                .wait("tcp alone fails .142", |s| {
+                    s.failed.contains(&ip("10.33.20.142"))
+                })
+                .await;
+        })
+    });
+    if !ran {
+        println!("skipped: network namespace test");
+    }
+}
+
+#[test]
+fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
+    let ran = in_private_netns(|| {
+        // The sysctl is per network namespace: this changes nothing outside.
+        std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
+        assert_eq!(icmp::access(), Ok(Access::Datagram));
+        block_on(async {
+            let outcomes = icmp::echo(
+                vec![ip("10.33.20.142"), ip("10.33.21.5")],
+                Duration::from_millis(300),
+            )
+            .await;
+            assert!(outcomes[0].ok, "{outcomes:?}");
+            assert!(!outcomes[1].ok, "{outcomes:?}");
+        });
+    });
+    if !ran {
+        println!("skipped: network namespace test");
+    }
+}
