@@ -24,6 +24,12 @@ pub fn guest(name: &str) -> PathBuf {
     existing(repo().join("target/wasm32-wasip2/release").join(file))
 }
 
+/// An example plugin built from examples/ (crate `NAME`).
+pub fn example(name: &str) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    existing(repo().join("target/wasm32-wasip2/release").join(file))
+}
+
 fn existing(path: PathBuf) -> PathBuf {
     assert!(
         path.is_file(),

@@ -1,0 +1,125 @@
+//! The example plugins of PLUGINS.md work as documented, through the real
+//! host.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use vpcrouter::health::{HealthBoard, State};
+use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginRuntime, Role};
+use vpcrouter::spec::RouteSpec;
+use vpcrouter::spec_store::SpecStore;
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap()
+}
+
+#[tokio::test]
+async fn routes_txt_reads_and_follows_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.txt");
+    std::fs::write(
+        &file,
+        "# rack 1\n10.55.16.0/24  10.33.20.142 10.33.20.143\n",
+    )
+    .unwrap();
+    let specs = Arc::new(SpecStore::default());
+    let loaded = runtime()
+        .load_config_source(&common::example("routes-txt"), specs.subscribe())
+        .await
+        .unwrap();
+    let options = [("routes".to_string(), file.display().to_string())];
+    let configured = loaded.configure(&options).await.unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let _handle = plugin::spawn(configured, Role::Config(specs.clone()), shutdown);
+    let mut current = specs.subscribe();
+    let expect = |json: &str| RouteSpec::from_json(json.as_bytes()).unwrap();
+    let first = expect(r#"{"10.55.16.0/24": ["10.33.20.142", "10.33.20.143"]}"#);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        current.wait_for(|s| s.as_deref() == Some(&first)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    std::fs::write(&file, "10.66.0.0/16 10.33.30.22 # moved\n").unwrap();
+    let second = expect(r#"{"10.66.0.0/16": ["10.33.30.22"]}"#);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        current.wait_for(|s| s.as_deref() == Some(&second)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test]
+async fn any_port_is_healthy_while_any_port_answers() {
+    let closed = TcpListener::bind("127.0.0.91:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let open = TcpListener::bind("127.0.0.91:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let specs = Arc::new(SpecStore::default());
+    specs
+        .offer(
+            "test",
+            [("10.1.0.0/16".to_string(), vec!["127.0.0.91".to_string()])],
+        )
+        .unwrap();
+    let loaded = runtime()
+        .load_health_check(&common::example("any-port"), specs.subscribe())
+        .await
+        .unwrap();
+    let ports = format!("{closed_port},{open_port}");
+    let options = [
+        ("ports".to_string(), ports),
+        ("any_port_interval".to_string(), "0.1".to_string()),
+    ];
+    let configured = loaded.configure(&options).await.unwrap();
+    let board = Arc::new(HealthBoard::default());
+    let (_stop, shutdown) = watch::channel(false);
+    let handle = plugin::spawn(
+        configured,
+        Role::Health {
+            specs: specs.subscribe(),
+            board: board.clone(),
+        },
+        shutdown,
+    );
+    let mut status = handle.status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= 2)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        board.snapshot().state(&"127.0.0.91".parse().unwrap()),
+        State::Healthy
+    );
+    drop(open);
+    let mut changes = board.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|s| !s.failed.is_empty()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// The examples' code in PLUGINS.md is the code that builds and passes the
+/// tests above (all but the module comment).
+#[test]
+fn plugins_md_shows_the_examples_as_they_are() {
+    let doc = std::fs::read_to_string(common::repo().join("PLUGINS.md")).unwrap();
+    for example in ["routes-txt", "any-port"] {
+        let source = std::fs::read_to_string(common::repo().join("examples").join(example).join("src/lib.rs")).unwrap();
+        let code: Vec<&str> = source.lines().skip_while(|l| l.starts_with("//!") || l.is_empty()).collect();
+        assert!(doc.contains(&code.join("\n")), "PLUGINS.md's copy of examples/{example} is out of date");
+    }
+}
