@@ -4,7 +4,7 @@
 
 BUNDLED := configfile http fixedconf tcp icmpecho
 # Built for the tests and as the documentation's example; not bundled.
-EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version routes-txt any-port
+EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
 .PHONY: all build plugins test demo bench lint

@@ -118,8 +118,20 @@ async fn any_port_is_healthy_while_any_port_answers() {
 fn plugins_md_shows_the_examples_as_they_are() {
     let doc = std::fs::read_to_string(common::repo().join("PLUGINS.md")).unwrap();
     for example in ["routes-txt", "any-port"] {
-        let source = std::fs::read_to_string(common::repo().join("examples").join(example).join("src/lib.rs")).unwrap();
-        let code: Vec<&str> = source.lines().skip_while(|l| l.starts_with("//!") || l.is_empty()).collect();
-        assert!(doc.contains(&code.join("\n")), "PLUGINS.md's copy of examples/{example} is out of date");
+        let source = std::fs::read_to_string(
+            common::repo()
+                .join("examples")
+                .join(example)
+                .join("src/lib.rs"),
+        )
+        .unwrap();
+        let code: Vec<&str> = source
+            .lines()
+            .skip_while(|l| l.starts_with("//!") || l.is_empty())
+            .collect();
+        assert!(
+            doc.contains(&code.join("\n")),
+            "PLUGINS.md's copy of examples/{example} is out of date"
+        );
     }
 }

@@ -300,3 +300,50 @@ fn the_old_command_line_runs_tcp_checks_and_logs_failures() {
             .all(|l| !l.contains("127.0.0.61"))
     );
 }
+
+#[tokio::test]
+async fn probes_outside_the_working_set_are_denied_and_their_reports_ignored() {
+    // Both hosts listen; only 127.0.0.95 is in the spec.
+    let (port, listeners) = listeners(&["127.0.0.95", "127.0.0.96"]);
+    let outsider = &listeners[1];
+    outsider.set_nonblocking(true).unwrap();
+    let specs = Arc::new(SpecStore::default());
+    set_hosts(&specs, &["127.0.0.95"]);
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let loaded = runtime
+        .load_health_check(&common::guest("prober"), specs.subscribe())
+        .await
+        .unwrap();
+    let options = [
+        (
+            "targets".to_string(),
+            "127.0.0.95,127.0.0.96,not-an-ip".to_string(),
+        ),
+        ("port".to_string(), port.to_string()),
+    ];
+    let configured = loaded.configure(&options).await.unwrap();
+    let board = Arc::new(HealthBoard::default());
+    let (_stop, shutdown) = watch::channel(false);
+    let role = Role::Health {
+        specs: specs.subscribe(),
+        board: board.clone(),
+    };
+    let handle = plugin::spawn(configured, role, shutdown);
+    let mut status = handle.status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= 5)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The working-set host was probed; the outsider never saw a connection,
+    // and nothing the plugin said about it reached the board.
+    assert!(listeners[0].accept().is_ok());
+    let outsider_accepted = outsider.accept();
+    assert!(
+        matches!(&outsider_accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{outsider_accepted:?}"
+    );
+    assert_eq!(board.snapshot(), HealthSnapshot::default());
+}
