@@ -56,6 +56,28 @@ fn results(hosts: Vec<String>, answers: Vec<Option<Outcome>>) -> Vec<ProbeResult
         .collect()
 }
 
+impl HostState {
+    /// Probe the granted hosts of a batch with `probe`; answers for all.
+    /// (`&mut`: the state is `Send` but not `Sync`, and this is awaited.)
+    async fn probe_batch<F>(
+        &mut self,
+        hosts: Vec<String>,
+        timeout_ms: u32,
+        probe: impl FnOnce(Vec<IpAddr>, Duration) -> F,
+    ) -> Vec<ProbeResult>
+    where
+        F: Future<Output = Vec<Outcome>>,
+    {
+        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
+        let (allowed, mut answers) = self.granted_hosts(&hosts);
+        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
+        for (i, outcome) in positions.into_iter().zip(probe(ips, timeout).await) {
+            answers[i] = Some(outcome);
+        }
+        results(hosts, answers)
+    }
+}
+
 impl Host for HostState {
     async fn probe_tcp(
         &mut self,
@@ -63,16 +85,8 @@ impl Host for HostState {
         port: u16,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
-        let (allowed, mut answers) = self.granted_hosts(&hosts);
-        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
-        for (i, outcome) in positions
-            .into_iter()
-            .zip(probe::tcp(ips, port, timeout).await)
-        {
-            answers[i] = Some(outcome);
-        }
-        Ok(results(hosts, answers))
+        let probe = |ips, timeout| probe::tcp(ips, port, timeout);
+        Ok(self.probe_batch(hosts, timeout_ms, probe).await)
     }
 
     async fn probe_icmp(
@@ -80,13 +94,7 @@ impl Host for HostState {
         hosts: Vec<String>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
-        let (allowed, mut answers) = self.granted_hosts(&hosts);
-        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
-        for (i, outcome) in positions.into_iter().zip(icmp::echo(ips, timeout).await) {
-            answers[i] = Some(outcome);
-        }
-        Ok(results(hosts, answers))
+        Ok(self.probe_batch(hosts, timeout_ms, icmp::echo).await)
     }
 
     async fn icmp_access(&mut self) -> wasmtime::Result<Result<(), String>> {
