@@ -132,7 +132,8 @@ fn detection(interval: &str, timeout_mode: bool, runs: usize) -> Vec<Duration> {
     latencies
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
+/// (user, system) CPU seconds of a process.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
@@ -140,8 +141,8 @@ fn cpu_seconds(pid: u32) -> f64 {
         .1
         .split_whitespace()
         .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    let ticks = |i: usize| fields[i].parse::<f64>().unwrap() / 100.0;
+    (ticks(11), ticks(12))
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -156,16 +157,50 @@ fn rss_mib(pid: u32) -> f64 {
 
 /// `count` hosts across 127.0.0.0/8 (all up: one listener on the wildcard
 /// address answers for every loopback address), probed every `interval`.
-fn scale(count: usize, interval: &str, measure: Duration) -> (f64, f64, u64) {
+/// (user share, system share of one core, RSS MiB, false failures).
+fn scale(count: usize, interval: &str, measure: Duration) -> (f64, f64, f64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    // A deep accept queue and two acceptors: the probed "hosts" must keep
+    // up, or dropped SYNs show up as false failures.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"0.0.0.0:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(4096).unwrap();
+    let listener: TcpListener = socket.into();
     let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for connection in listener.incoming() {
-            drop(connection);
-        }
-    });
-    let hosts: Vec<String> = (0..count)
+    for _ in 0..2 {
+        let acceptor = listener.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for connection in acceptor.incoming() {
+                drop(connection);
+            }
+        });
+    }
+    let port = port.to_string();
+    let tcp = ["--tcp_check_port", &port, "--tcp_check_interval", interval];
+    let (mut child, rx) = daemon(dir.path(), &loopback_hosts(count), &tcp);
+    let (user, system, rss) = measure_cpu(&mut child, measure);
+    let failures = rx
+        .try_iter()
+        .filter(|(_, l)| l.contains("host failed"))
+        .count() as u64;
+    // The floor: the same connects from a bare loop, no daemon.
+    let mut bare = Command::new(std::env::current_exe().unwrap())
+        .args(["--bare-probe-loop", &count.to_string(), interval, &port])
+        .spawn()
+        .unwrap();
+    let (bare_user, bare_system, _) = measure_cpu(&mut bare, measure);
+    println!(
+        "  bare probe loop, same hosts: CPU user {:>5.1} % + system {:>5.1} %",
+        bare_user * 100.0,
+        bare_system * 100.0
+    );
+    (user, system, rss, failures)
+}
+
+fn loopback_hosts(count: usize) -> Vec<String> {
+    (0..count)
         .map(|i| {
             format!(
                 "127.{}.{}.{}",
@@ -174,26 +209,53 @@ fn scale(count: usize, interval: &str, measure: Duration) -> (f64, f64, u64) {
                 i % 250 + 1
             )
         })
-        .collect();
-    let port = port.to_string();
-    let tcp = ["--tcp_check_port", &port, "--tcp_check_interval", interval];
-    let (mut child, rx) = daemon(dir.path(), &hosts, &tcp);
+        .collect()
+}
+
+/// (user share, system share, RSS) of `child` over `measure`, after a
+/// warm-up; kills it afterwards.
+fn measure_cpu(child: &mut Child, measure: Duration) -> (f64, f64, f64) {
     std::thread::sleep(Duration::from_secs(3));
-    let (cpu0, t0) = (cpu_seconds(child.id()), Instant::now());
+    let ((user0, system0), t0) = (cpu_seconds(child.id()), Instant::now());
     std::thread::sleep(measure);
-    let share = (cpu_seconds(child.id()) - cpu0) / t0.elapsed().as_secs_f64();
+    let (user1, system1) = cpu_seconds(child.id());
+    let wall = t0.elapsed().as_secs_f64();
     let rss = rss_mib(child.id());
-    let failures = rx
-        .try_iter()
-        .filter(|(_, l)| l.contains("host failed"))
-        .count() as u64;
     child.kill().unwrap();
     child.wait().unwrap();
-    (share, rss, failures)
+    ((user1 - user0) / wall, (system1 - system0) / wall, rss)
+}
+
+/// Child mode: probe `count` loopback hosts every `interval` with the
+/// daemon's own probe function, and nothing else.
+fn bare_probe_loop(count: usize, interval: f64, port: u16) {
+    let hosts: Vec<std::net::IpAddr> = loopback_hosts(count)
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(interval));
+        loop {
+            tick.tick().await;
+            vpcrouter::health::probe::tcp(hosts.clone(), port, Duration::from_secs(1)).await;
+        }
+    });
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-probe-loop") {
+        return bare_probe_loop(
+            args[i + 1].parse().unwrap(),
+            args[i + 2].parse().unwrap(),
+            args[i + 3].parse().unwrap(),
+        );
+    }
     println!("vpcrouter health benchmark (tcp plugin, real daemon, loopback)");
+    if args.iter().any(|a| a == "--scale-only") {
+        return scale_figures();
+    }
     for (interval, runs) in [("1", 10), ("0.2", 20)] {
         for (mode, timeout_mode) in [("refused", false), ("timeout", true)] {
             let l = detection(interval, timeout_mode, runs);
@@ -205,11 +267,16 @@ fn main() {
             );
         }
     }
+    scale_figures();
+}
+
+fn scale_figures() {
     for (count, interval) in [(10_000, "1"), (1_000, "0.1")] {
-        let (share, rss, failures) = scale(count, interval, Duration::from_secs(10));
+        let (user, system, rss, failures) = scale(count, interval, Duration::from_secs(10));
         println!(
-            "scale, {count:>6} hosts every {interval:>3} s: CPU {:>5.1} % of one core, RSS {rss:>5.1} MiB, false failures {failures}",
-            share * 100.0
+            "scale, {count:>6} hosts every {interval:>3} s: CPU user {:>5.1} % + system {:>5.1} % of one core, RSS {rss:>5.1} MiB, false failures {failures}",
+            user * 100.0,
+            system * 100.0
         );
     }
 }

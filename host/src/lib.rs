@@ -2,11 +2,13 @@
 //! instances; every integration point is a sandboxed WebAssembly plugin.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod http;
 pub mod logging;
 pub mod plugin;
+pub mod reconcile;
 pub mod spec;
 pub mod spec_store;

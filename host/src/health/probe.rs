@@ -41,11 +41,17 @@ pub async fn tcp(hosts: Vec<IpAddr>, port: u16, timeout: Duration) -> Vec<Outcom
 async fn tcp_one(addr: SocketAddr, timeout: Duration) -> Outcome {
     let start = Instant::now();
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_connection)) => Outcome {
-            ok: true,
-            rtt: Some(start.elapsed()),
-            error: None,
-        },
+        Ok(Ok(connection)) => {
+            let rtt = start.elapsed();
+            // Close with a reset, as load balancers' health checks do: no FIN
+            // exchange and no TIME_WAIT entry per probe on either side.
+            let _ = connection.set_zero_linger();
+            Outcome {
+                ok: true,
+                rtt: Some(rtt),
+                error: None,
+            }
+        }
         Ok(Err(e)) => Outcome::failed(connect_error(&e)),
         Err(_) => Outcome::failed(format!("no answer within {timeout:?}")),
     }

@@ -1,0 +1,26 @@
+//! The VPC: the model the planner reads, and the backends that observe and
+//! change it.
+
+pub mod model;
+pub mod sim;
+
+use crate::reconcile::plan::Operation;
+use model::{RouteError, VpcState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The API refused the operation (the VPC is not as we thought).
+    #[error("{0}")]
+    Refused(#[from] RouteError),
+    /// The API could not be reached or failed; nothing is known.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The few VPC calls vpcrouter makes.
+pub trait VpcBackend: Send + Sync + 'static {
+    /// Everything the planner needs, observed in full.
+    fn describe(&self) -> impl Future<Output = Result<VpcState, CloudError>> + Send;
+    /// One route operation.
+    fn apply(&self, op: &Operation) -> impl Future<Output = Result<(), CloudError>> + Send;
+}

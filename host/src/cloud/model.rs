@@ -1,0 +1,134 @@
+//! The VPC as the planner sees it: route tables with their subnet
+//! associations and routes, and the network interfaces (ENIs) that carry
+//! router hosts' addresses. Backends fill it from EC2 or the simulator.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcState {
+    pub subnets: Vec<Subnet>,
+    pub interfaces: Vec<Interface>,
+    pub route_tables: Vec<RouteTable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub az: String,
+}
+
+/// An ENI and the instance it is attached to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub id: String,
+    pub instance: Option<String>,
+    pub subnet: String,
+    pub ips: Vec<IpAddr>,
+    /// Attached to a running instance (a stopped or terminated one routes
+    /// nothing).
+    pub running: bool,
+    /// Source/destination check on: this host cannot route for others.
+    #[serde(default)]
+    pub source_dest_check: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub id: String,
+    /// Subnets explicitly associated with the table.
+    pub subnets: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub destination: IpNet,
+    pub target: Target,
+    /// EC2 says the target is gone (`State: blackhole`).
+    #[serde(default)]
+    pub blackhole: bool,
+}
+
+/// Where a route sends traffic. Only interface and instance targets are
+/// vpcrouter's to manage.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Interface(String),
+    Instance(String),
+    /// A gateway, NAT gateway, peering connection, `local`, ...
+    Other(String),
+}
+
+impl VpcState {
+    pub fn interface(&self, id: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.id == id)
+    }
+
+    /// The interface a route target points at: an instance target means
+    /// the instance's first interface (its primary ENI).
+    pub fn target_interface(&self, target: &Target) -> Option<&Interface> {
+        match target {
+            Target::Interface(eni) => self.interface(eni),
+            Target::Instance(instance) => self
+                .interfaces
+                .iter()
+                .find(|i| i.instance.as_deref() == Some(instance)),
+            Target::Other(_) => None,
+        }
+    }
+
+    pub fn az_of_subnet(&self, subnet: &str) -> Option<&str> {
+        self.subnets.iter().find(|s| s.id == subnet).map(|s| s.az.as_str())
+    }
+}
+
+/// Why EC2 (or the simulator) refused a route operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("InvalidRouteTableID.NotFound: {0}")]
+    NoSuchTable(String),
+    #[error("RouteAlreadyExists: {0} in {1}")]
+    AlreadyExists(IpNet, String),
+    #[error("InvalidRoute.NotFound: {0} in {1}")]
+    NoSuchRoute(IpNet, String),
+    #[error("InvalidNetworkInterfaceID.NotFound: {0}")]
+    NoSuchInterface(String),
+}
+
+impl VpcState {
+    /// Carry out one route operation as EC2 would, with its errors.
+    pub fn apply(&mut self, op: &crate::reconcile::plan::Operation) -> Result<(), RouteError> {
+        use crate::reconcile::plan::Action;
+        if let Some((eni, _)) = &op.target
+            && self.interface(eni).is_none()
+        {
+            return Err(RouteError::NoSuchInterface(eni.clone()));
+        }
+        let table = self
+            .route_tables
+            .iter_mut()
+            .find(|t| t.id == op.table)
+            .ok_or_else(|| RouteError::NoSuchTable(op.table.clone()))?;
+        let existing = table.routes.iter().position(|r| r.destination == op.destination);
+        let target = || Target::Interface(op.target.as_ref().expect("create and replace have a target").0.clone());
+        match (&op.action, existing) {
+            (Action::Create, Some(_)) => Err(RouteError::AlreadyExists(op.destination, op.table.clone())),
+            (Action::Create, None) => {
+                table.routes.push(Route { destination: op.destination, target: target(), blackhole: false });
+                Ok(())
+            }
+            (Action::Replace, Some(i)) => {
+                table.routes[i] = Route { destination: op.destination, target: target(), blackhole: false };
+                Ok(())
+            }
+            (Action::Delete, Some(i)) => {
+                table.routes.remove(i);
+                Ok(())
+            }
+            (Action::Replace | Action::Delete, None) => Err(RouteError::NoSuchRoute(op.destination, op.table.clone())),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The embedded in-memory VPC: behaves like EC2 for everything the planner
+//! uses (describe, create/replace/delete route with EC2's errors), loaded
+//! from a JSON topology file. The default for the demo and fast tests.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::model::VpcState;
+use super::{CloudError, VpcBackend};
+use crate::reconcile::plan::Operation;
+
+pub struct SimVpc {
+    state: Mutex<VpcState>,
+    describes: AtomicU64,
+    mutations: AtomicU64,
+}
+
+impl SimVpc {
+    pub fn new(state: VpcState) -> Self {
+        Self {
+            state: Mutex::new(state),
+            describes: AtomicU64::new(0),
+            mutations: AtomicU64::new(0),
+        }
+    }
+
+    /// Load a topology: the JSON form of [`VpcState`].
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let state = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self::new(state))
+    }
+
+    /// What the VPC holds now (tests look behind the backend's back).
+    pub fn snapshot(&self) -> VpcState {
+        self.state.lock().expect("sim lock").clone()
+    }
+
+    /// Change the VPC as an operator or AWS would (tests).
+    pub fn edit(&self, change: impl FnOnce(&mut VpcState)) {
+        change(&mut self.state.lock().expect("sim lock"));
+    }
+
+    /// (describe calls, mutating calls) so far.
+    pub fn calls(&self) -> (u64, u64) {
+        (self.describes.load(Ordering::Relaxed), self.mutations.load(Ordering::Relaxed))
+    }
+}
+
+impl VpcBackend for SimVpc {
+    async fn describe(&self) -> Result<VpcState, CloudError> {
+        self.describes.fetch_add(1, Ordering::Relaxed);
+        Ok(self.snapshot())
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+        self.mutations.fetch_add(1, Ordering::Relaxed);
+        self.state.lock().expect("sim lock").apply(op).map_err(CloudError::Refused)
+    }
+}
