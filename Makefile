@@ -23,7 +23,7 @@ test: build
 	cargo test -p vpcrouter -p vpcrouter-plugin-sdk
 
 demo: build
-	./examples/demo.sh
+	cargo run --quiet --example demo
 
 bench: build
 	cargo bench --bench plugins

@@ -72,6 +72,16 @@ pub struct Cli {
     #[arg(short = 'v', long)]
     pub vpc: Option<String>,
 
+    /// Embedded simulated VPC: a JSON topology file (subnets, interfaces,
+    /// route tables). Without it (and until the EC2 backend exists) routes
+    /// are not managed.
+    #[arg(long = "sim-vpc", value_name = "FILE")]
+    pub sim_vpc: Option<PathBuf>,
+
+    /// Prefer a healthy router in the route table's own availability zone
+    #[arg(long = "az-affinity")]
+    pub az_affinity: bool,
+
     /// Log file, or '-' for standard output
     #[arg(short = 'l', long, value_name = "FILE", default_value = "-")]
     pub logfile: String,

@@ -25,6 +25,9 @@ pub struct Config {
     /// `None`: no periodic recheck.
     pub route_recheck_interval: Option<Duration>,
     pub plugin_cache_dir: Option<PathBuf>,
+    /// The embedded VPC's topology file, if the simulator is the backend.
+    pub sim_vpc: Option<PathBuf>,
+    pub az_affinity: bool,
 }
 
 /// A plugin file and the options the operator gave it.
@@ -195,6 +198,8 @@ impl Config {
             route_recheck_interval: (cli.route_recheck_interval > 0)
                 .then(|| Duration::from_secs(cli.route_recheck_interval)),
             plugin_cache_dir,
+            sim_vpc: cli.sim_vpc.map(|p| absolute(&p)),
+            az_affinity: cli.az_affinity,
         }
     }
 }

@@ -9,11 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{self, EXIT_USAGE};
+use crate::cloud::sim::SimVpc;
 use crate::config::{self, Config};
 use crate::health::HealthBoard;
 use crate::plugin::{
     self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
 };
+use crate::reconcile::Reconciler;
+use crate::reconcile::plan::Settings;
 use crate::spec_store::SpecStore;
 
 /// Exit code when the daemon cannot start for a reason other than usage.
@@ -98,12 +101,22 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             Err(e) => return usage_error(&path, e),
         }
     }
+    let vpc = match &config.sim_vpc {
+        Some(path) => match SimVpc::load(path) {
+            Ok(sim) => Some(Arc::new(sim)),
+            Err(e) => {
+                eprintln!("error: --sim-vpc {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
     if let Err(e) = crate::logging::init(&config.log, config.verbose) {
         eprintln!("error: cannot open the log file: {e}");
         return EXIT_USAGE;
     }
     drop(early_logs);
-    match run(config, configured, specs).await {
+    match run(config, configured, specs, vpc).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -125,6 +138,7 @@ async fn run(
     config: Config,
     plugins: Vec<ConfiguredPlugin>,
     specs: Arc<SpecStore>,
+    vpc: Option<Arc<SimVpc>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let listen = format!("{}:{}", config.listen.host, config.listen.port);
@@ -151,6 +165,28 @@ async fn run(
             plugin::spawn(plugin, role, shutdown.clone())
         })
         .collect();
+    let reconciler = match vpc {
+        Some(backend) => Some(tokio::spawn(
+            Reconciler {
+                backend,
+                specs: specs.subscribe(),
+                health: board.subscribe(),
+                settings: Settings {
+                    ignore_routes: config.ignore_routes.clone(),
+                    az_affinity: config.az_affinity,
+                },
+                recheck: config.route_recheck_interval,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        )),
+        None => {
+            tracing::warn!(
+                "no VPC backend (--sim-vpc): routes are not managed, only specs and health are followed"
+            );
+            None
+        }
+    };
     let app = crate::http::router(&handles.iter().collect::<Vec<_>>());
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -166,6 +202,9 @@ async fn run(
     let stopped = async {
         for handle in handles {
             handle.join().await;
+        }
+        if let Some(reconciler) = reconciler {
+            let _ = reconciler.await;
         }
         let _ = server.await;
     };

@@ -81,7 +81,10 @@ impl VpcState {
     }
 
     pub fn az_of_subnet(&self, subnet: &str) -> Option<&str> {
-        self.subnets.iter().find(|s| s.id == subnet).map(|s| s.az.as_str())
+        self.subnets
+            .iter()
+            .find(|s| s.id == subnet)
+            .map(|s| s.az.as_str())
     }
 }
 
@@ -112,23 +115,46 @@ impl VpcState {
             .iter_mut()
             .find(|t| t.id == op.table)
             .ok_or_else(|| RouteError::NoSuchTable(op.table.clone()))?;
-        let existing = table.routes.iter().position(|r| r.destination == op.destination);
-        let target = || Target::Interface(op.target.as_ref().expect("create and replace have a target").0.clone());
+        let existing = table
+            .routes
+            .iter()
+            .position(|r| r.destination == op.destination);
+        let target = || {
+            Target::Interface(
+                op.target
+                    .as_ref()
+                    .expect("create and replace have a target")
+                    .0
+                    .clone(),
+            )
+        };
         match (&op.action, existing) {
-            (Action::Create, Some(_)) => Err(RouteError::AlreadyExists(op.destination, op.table.clone())),
+            (Action::Create, Some(_)) => {
+                Err(RouteError::AlreadyExists(op.destination, op.table.clone()))
+            }
             (Action::Create, None) => {
-                table.routes.push(Route { destination: op.destination, target: target(), blackhole: false });
+                table.routes.push(Route {
+                    destination: op.destination,
+                    target: target(),
+                    blackhole: false,
+                });
                 Ok(())
             }
             (Action::Replace, Some(i)) => {
-                table.routes[i] = Route { destination: op.destination, target: target(), blackhole: false };
+                table.routes[i] = Route {
+                    destination: op.destination,
+                    target: target(),
+                    blackhole: false,
+                };
                 Ok(())
             }
             (Action::Delete, Some(i)) => {
                 table.routes.remove(i);
                 Ok(())
             }
-            (Action::Replace | Action::Delete, None) => Err(RouteError::NoSuchRoute(op.destination, op.table.clone())),
+            (Action::Replace | Action::Delete, None) => {
+                Err(RouteError::NoSuchRoute(op.destination, op.table.clone()))
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::model::VpcState;
 use super::{CloudError, VpcBackend};
@@ -14,6 +14,8 @@ pub struct SimVpc {
     state: Mutex<VpcState>,
     describes: AtomicU64,
     mutations: AtomicU64,
+    /// Answer every call with an outage (fault injection).
+    unavailable: AtomicBool,
 }
 
 impl SimVpc {
@@ -22,6 +24,7 @@ impl SimVpc {
             state: Mutex::new(state),
             describes: AtomicU64::new(0),
             mutations: AtomicU64::new(0),
+            unavailable: AtomicBool::new(false),
         }
     }
 
@@ -42,20 +45,41 @@ impl SimVpc {
         change(&mut self.state.lock().expect("sim lock"));
     }
 
+    /// Make every call fail as if the API could not be reached.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::Relaxed);
+    }
+
+    fn reachable(&self) -> Result<(), CloudError> {
+        match self.unavailable.load(Ordering::Relaxed) {
+            true => Err(CloudError::Unavailable("simulated outage".into())),
+            false => Ok(()),
+        }
+    }
+
     /// (describe calls, mutating calls) so far.
     pub fn calls(&self) -> (u64, u64) {
-        (self.describes.load(Ordering::Relaxed), self.mutations.load(Ordering::Relaxed))
+        (
+            self.describes.load(Ordering::Relaxed),
+            self.mutations.load(Ordering::Relaxed),
+        )
     }
 }
 
 impl VpcBackend for SimVpc {
     async fn describe(&self) -> Result<VpcState, CloudError> {
         self.describes.fetch_add(1, Ordering::Relaxed);
+        self.reachable()?;
         Ok(self.snapshot())
     }
 
     async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
         self.mutations.fetch_add(1, Ordering::Relaxed);
-        self.state.lock().expect("sim lock").apply(op).map_err(CloudError::Refused)
+        self.reachable()?;
+        self.state
+            .lock()
+            .expect("sim lock")
+            .apply(op)
+            .map_err(CloudError::Refused)
     }
 }

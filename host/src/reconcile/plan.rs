@@ -74,7 +74,12 @@ struct Candidate<'a> {
     az: Option<&'a str>,
 }
 
-pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings: &Settings) -> Plan {
+pub fn plan(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    vpc: &VpcState,
+    settings: &Settings,
+) -> Plan {
     let mut plan = Plan::default();
     let by_ip: BTreeMap<IpAddr, &Interface> = vpc
         .interfaces
@@ -89,7 +94,11 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
     let managed: Vec<_> = vpc
         .route_tables
         .iter()
-        .filter(|t| t.subnets.iter().any(|s| cluster_subnets.contains(s.as_str())))
+        .filter(|t| {
+            t.subnets
+                .iter()
+                .any(|s| cluster_subnets.contains(s.as_str()))
+        })
         .collect();
     let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
 
@@ -98,7 +107,10 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
             continue;
         }
         if hosts.is_empty() {
-            plan.notice(*cidr, "no eligible router in the spec; existing routes left alone");
+            plan.notice(
+                *cidr,
+                "no eligible router in the spec; existing routes left alone",
+            );
             continue;
         }
         let candidates: Vec<Candidate> = hosts
@@ -115,12 +127,24 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
             .collect();
         let current: Vec<IpAddr> = managed
             .iter()
-            .filter_map(|t| t.routes.iter().find(|r| r.destination == *cidr && !r.blackhole))
+            .filter_map(|t| {
+                t.routes
+                    .iter()
+                    .find(|r| r.destination == *cidr && !r.blackhole)
+            })
             .filter_map(|r| vpc.target_interface(&r.target))
-            .filter_map(|i| candidates.iter().find(|c| c.interface.id == i.id).map(|c| c.host))
+            .filter_map(|i| {
+                candidates
+                    .iter()
+                    .find(|c| c.interface.id == i.id)
+                    .map(|c| c.host)
+            })
             .collect();
         let Some(global) = choose(cidr, &candidates, &current, None) else {
-            plan.notice(*cidr, "no usable eligible host (all failed or unknown); routes left as they are");
+            plan.notice(
+                *cidr,
+                "no usable eligible host (all failed or unknown); routes left as they are",
+            );
             continue;
         };
         for table in &managed {
@@ -144,7 +168,10 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
                 continue;
             };
             if let Target::Other(other) = &route.target {
-                plan.notice(*cidr, &format!("{} routes it to {other}, not ours to change", table.id));
+                plan.notice(
+                    *cidr,
+                    &format!("{} routes it to {other}, not ours to change", table.id),
+                );
                 continue;
             }
             let pointed = vpc.target_interface(&route.target);
@@ -159,9 +186,10 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
                     Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
                         Some(format!("{} is questionable", c.host))
                     }
-                    Some(c) if c.state == chosen.state => {
-                        Some(format!("{} differs from the host chosen for every table", c.host))
-                    }
+                    Some(c) if c.state == chosen.state => Some(format!(
+                        "{} differs from the host chosen for every table",
+                        c.host
+                    )),
                     Some(_) => None,
                 },
             };
@@ -180,7 +208,10 @@ pub fn plan(spec: &RouteSpec, health: &HealthSnapshot, vpc: &VpcState, settings:
     for table in &managed {
         for route in &table.routes {
             let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_));
-            if ours && !spec.routes().contains_key(&route.destination) && !ignored(&route.destination) {
+            if ours
+                && !spec.routes().contains_key(&route.destination)
+                && !ignored(&route.destination)
+            {
                 plan.operations.push(Operation {
                     action: Action::Delete,
                     table: table.id.clone(),
@@ -218,12 +249,19 @@ fn choose<'c, 'a>(
         .iter()
         .filter(usable)
         .filter(|c| c.state == best_state)
-        .max_by_key(|c| (current.iter().filter(|h| **h == c.host).count(), rendezvous(cidr, &c.host)))
+        .max_by_key(|c| {
+            (
+                current.iter().filter(|h| **h == c.host).count(),
+                rendezvous(cidr, &c.host),
+            )
+        })
 }
 
 /// FNV-1a of the CIDR and host: stable across runs and machines.
 fn rendezvous(cidr: &IpNet, host: &IpAddr) -> u64 {
     format!("{cidr}|{host}")
         .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
 }

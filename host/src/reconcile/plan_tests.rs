@@ -42,15 +42,25 @@ fn vpc() -> VpcState {
     };
     VpcState {
         subnets: vec![
-            Subnet { id: "subnet-1".into(), az: "az-1".into() },
-            Subnet { id: "subnet-2".into(), az: "az-2".into() },
+            Subnet {
+                id: "subnet-1".into(),
+                az: "az-1".into(),
+            },
+            Subnet {
+                id: "subnet-2".into(),
+                az: "az-2".into(),
+            },
         ],
         interfaces: vec![
             interface("eni-a", "subnet-1", "10.0.1.10"),
             interface("eni-b", "subnet-1", "10.0.1.11"),
             interface("eni-c", "subnet-2", "10.0.2.10"),
         ],
-        route_tables: vec![table("rtb-1", &["subnet-1"]), table("rtb-2", &["subnet-2"]), table("rtb-main", &[])],
+        route_tables: vec![
+            table("rtb-1", &["subnet-1"]),
+            table("rtb-2", &["subnet-2"]),
+            table("rtb-main", &[]),
+        ],
     }
 }
 
@@ -59,22 +69,38 @@ fn spec(json: &str) -> RouteSpec {
 }
 
 fn failed(hosts: &[&str]) -> HealthSnapshot {
-    HealthSnapshot { failed: hosts.iter().map(|h| ip(h)).collect(), questionable: BTreeSet::new() }
+    HealthSnapshot {
+        failed: hosts.iter().map(|h| ip(h)).collect(),
+        questionable: BTreeSet::new(),
+    }
 }
 
 fn route_target(vpc: &VpcState, table: &str, cidr: &str) -> Option<Target> {
     let table = vpc.route_tables.iter().find(|t| t.id == table)?;
-    table.routes.iter().find(|r| r.destination == net(cidr)).map(|r| r.target.clone())
+    table
+        .routes
+        .iter()
+        .find(|r| r.destination == net(cidr))
+        .map(|r| r.target.clone())
 }
 
 /// Plan, apply, and check that a second plan is empty.
-fn converge(spec: &RouteSpec, health: &HealthSnapshot, vpc: &mut VpcState, settings: &Settings) -> Plan {
+fn converge(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    vpc: &mut VpcState,
+    settings: &Settings,
+) -> Plan {
     let first = plan(spec, health, vpc, settings);
     for op in &first.operations {
         vpc.apply(op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
     }
     let again = plan(spec, health, vpc, settings);
-    assert!(again.operations.is_empty(), "not idempotent: {:?}", again.operations);
+    assert!(
+        again.operations.is_empty(),
+        "not idempotent: {:?}",
+        again.operations
+    );
     first
 }
 
@@ -82,13 +108,26 @@ fn converge(spec: &RouteSpec, health: &HealthSnapshot, vpc: &mut VpcState, setti
 fn missing_routes_are_created_in_every_managed_table_with_one_host() {
     let mut vpc = vpc();
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11", "10.0.2.10"]}"#);
-    let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
+    let done = converge(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut vpc,
+        &Settings::default(),
+    );
     assert_eq!(done.operations.len(), 2);
     assert!(done.operations.iter().all(|o| o.action == Action::Create));
     let t1 = route_target(&vpc, "rtb-1", "10.55.0.0/16");
     assert!(t1.is_some());
-    assert_eq!(t1, route_target(&vpc, "rtb-2", "10.55.0.0/16"), "same host in every table");
-    assert_eq!(route_target(&vpc, "rtb-main", "10.55.0.0/16"), None, "unassociated table untouched");
+    assert_eq!(
+        t1,
+        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
+        "same host in every table"
+    );
+    assert_eq!(
+        route_target(&vpc, "rtb-main", "10.55.0.0/16"),
+        None,
+        "unassociated table untouched"
+    );
 }
 
 #[test]
@@ -96,34 +135,101 @@ fn a_failed_host_loses_only_its_routes_and_gets_none_back_on_recovery() {
     let mut vpc = vpc();
     let hosts = r#"["10.0.1.10", "10.0.1.11", "10.0.2.10"]"#;
     let cidrs: Vec<String> = (0..12).map(|i| format!("10.{}.0.0/16", 100 + i)).collect();
-    let json = format!("{{{}}}", cidrs.iter().map(|c| format!("\"{c}\": {hosts}")).collect::<Vec<_>>().join(","));
+    let json = format!(
+        "{{{}}}",
+        cidrs
+            .iter()
+            .map(|c| format!("\"{c}\": {hosts}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let spec = spec(&json);
-    converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
-    let before: Vec<_> = cidrs.iter().map(|c| route_target(&vpc, "rtb-1", c).unwrap()).collect();
+    converge(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut vpc,
+        &Settings::default(),
+    );
+    let before: Vec<_> = cidrs
+        .iter()
+        .map(|c| route_target(&vpc, "rtb-1", c).unwrap())
+        .collect();
     let used: BTreeSet<_> = before.iter().collect();
     assert!(used.len() > 1, "CIDRs are spread over hosts: {before:?}");
 
-    let moved = converge(&spec, &failed(&["10.0.1.10"]), &mut vpc, &Settings::default());
-    let on_dead = before.iter().filter(|t| **t == Target::Interface("eni-a".into())).count();
-    assert_eq!(moved.operations.len(), on_dead * 2, "only the dead host's routes move, in both tables");
-    assert!(moved.operations.iter().all(|o| o.action == Action::Replace && o.reason.contains("failed")));
+    let moved = converge(
+        &spec,
+        &failed(&["10.0.1.10"]),
+        &mut vpc,
+        &Settings::default(),
+    );
+    let on_dead = before
+        .iter()
+        .filter(|t| **t == Target::Interface("eni-a".into()))
+        .count();
+    assert_eq!(
+        moved.operations.len(),
+        on_dead * 2,
+        "only the dead host's routes move, in both tables"
+    );
+    assert!(
+        moved
+            .operations
+            .iter()
+            .all(|o| o.action == Action::Replace && o.reason.contains("failed"))
+    );
 
-    let after_recovery = plan(&spec, &HealthSnapshot::default(), &vpc, &Settings::default());
-    assert!(after_recovery.operations.is_empty(), "no fail-back: {:?}", after_recovery.operations);
+    let after_recovery = plan(
+        &spec,
+        &HealthSnapshot::default(),
+        &vpc,
+        &Settings::default(),
+    );
+    assert!(
+        after_recovery.operations.is_empty(),
+        "no fail-back: {:?}",
+        after_recovery.operations
+    );
 }
 
 #[test]
 fn with_no_usable_host_routes_stay_and_are_reported() {
     let mut vpc = vpc();
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"]}"#);
-    converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
+    converge(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut vpc,
+        &Settings::default(),
+    );
     let dead = plan(&spec, &failed(&["10.0.1.10"]), &vpc, &Settings::default());
-    assert!(dead.operations.is_empty(), "never delete or point at a dead host: {:?}", dead.operations);
+    assert!(
+        dead.operations.is_empty(),
+        "never delete or point at a dead host: {:?}",
+        dead.operations
+    );
     assert!(dead.notices[0].message.contains("no usable eligible host"));
-    let empty = plan(&spec_json_empty(), &HealthSnapshot::default(), &vpc, &Settings::default());
-    let touched: Vec<_> = empty.operations.iter().filter(|o| o.destination == net("10.55.0.0/16")).collect();
-    assert!(touched.is_empty(), "an empty host list leaves the route: {touched:?}");
-    assert!(empty.notices.iter().any(|n| n.destination == net("10.55.0.0/16")));
+    let empty = plan(
+        &spec_json_empty(),
+        &HealthSnapshot::default(),
+        &vpc,
+        &Settings::default(),
+    );
+    let touched: Vec<_> = empty
+        .operations
+        .iter()
+        .filter(|o| o.destination == net("10.55.0.0/16"))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "an empty host list leaves the route: {touched:?}"
+    );
+    assert!(
+        empty
+            .notices
+            .iter()
+            .any(|n| n.destination == net("10.55.0.0/16"))
+    );
 }
 
 fn spec_json_empty() -> RouteSpec {
@@ -134,32 +240,90 @@ fn spec_json_empty() -> RouteSpec {
 fn questionable_hosts_are_avoided_and_left_only_for_a_healthy_one() {
     let mut vpc = vpc();
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#);
-    let a_questionable = HealthSnapshot { failed: BTreeSet::new(), questionable: [ip("10.0.1.10")].into() };
+    let a_questionable = HealthSnapshot {
+        failed: BTreeSet::new(),
+        questionable: [ip("10.0.1.10")].into(),
+    };
     converge(&spec, &a_questionable, &mut vpc, &Settings::default());
-    assert_eq!(route_target(&vpc, "rtb-1", "10.55.0.0/16"), Some(Target::Interface("eni-b".into())));
+    assert_eq!(
+        route_target(&vpc, "rtb-1", "10.55.0.0/16"),
+        Some(Target::Interface("eni-b".into()))
+    );
     // Both questionable: stay where we are.
-    let both = HealthSnapshot { failed: BTreeSet::new(), questionable: [ip("10.0.1.10"), ip("10.0.1.11")].into() };
-    assert!(plan(&spec, &both, &vpc, &Settings::default()).operations.is_empty());
+    let both = HealthSnapshot {
+        failed: BTreeSet::new(),
+        questionable: [ip("10.0.1.10"), ip("10.0.1.11")].into(),
+    };
+    assert!(
+        plan(&spec, &both, &vpc, &Settings::default())
+            .operations
+            .is_empty()
+    );
 }
 
 #[test]
 fn blackholes_foreign_targets_and_stopped_instances_are_repaired() {
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"], "10.66.0.0/16": ["10.0.1.10"], "10.77.0.0/16": ["10.0.1.10"]}"#);
+    let spec = spec(
+        r#"{"10.55.0.0/16": ["10.0.1.10"], "10.66.0.0/16": ["10.0.1.10"], "10.77.0.0/16": ["10.0.1.10"]}"#,
+    );
     let mut vpc = vpc();
     let table = &mut vpc.route_tables[0];
-    table.routes.push(Route { destination: net("10.55.0.0/16"), target: Target::Interface("eni-a".into()), blackhole: true });
-    table.routes.push(Route { destination: net("10.66.0.0/16"), target: Target::Instance("i-gone".into()), blackhole: false });
-    table.routes.push(Route { destination: net("10.77.0.0/16"), target: Target::Interface("eni-c".into()), blackhole: false });
-    let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
-    let reasons: Vec<&str> = done.operations.iter().filter(|o| o.table == "rtb-1").map(|o| o.reason.as_str()).collect();
-    assert!(reasons.iter().any(|r| r.contains("blackhole")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("no longer exists")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not an eligible host")), "{reasons:?}");
+    table.routes.push(Route {
+        destination: net("10.55.0.0/16"),
+        target: Target::Interface("eni-a".into()),
+        blackhole: true,
+    });
+    table.routes.push(Route {
+        destination: net("10.66.0.0/16"),
+        target: Target::Instance("i-gone".into()),
+        blackhole: false,
+    });
+    table.routes.push(Route {
+        destination: net("10.77.0.0/16"),
+        target: Target::Interface("eni-c".into()),
+        blackhole: false,
+    });
+    let done = converge(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut vpc,
+        &Settings::default(),
+    );
+    let reasons: Vec<&str> = done
+        .operations
+        .iter()
+        .filter(|o| o.table == "rtb-1")
+        .map(|o| o.reason.as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("blackhole")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no longer exists")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not an eligible host")),
+        "{reasons:?}"
+    );
 
     vpc.interfaces[0].running = false;
     let spec2 = spec_json(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#);
-    let moved = plan(&spec2, &HealthSnapshot::default(), &vpc, &Settings::default());
-    assert!(moved.operations.iter().any(|o| o.reason.contains("is not running")), "{:?}", moved.operations);
+    let moved = plan(
+        &spec2,
+        &HealthSnapshot::default(),
+        &vpc,
+        &Settings::default(),
+    );
+    assert!(
+        moved
+            .operations
+            .iter()
+            .any(|o| o.reason.contains("is not running")),
+        "{:?}",
+        moved.operations
+    );
 }
 
 fn spec_json(json: &str) -> RouteSpec {
@@ -170,38 +334,84 @@ fn spec_json(json: &str) -> RouteSpec {
 fn routes_not_in_the_spec_are_deleted_except_protected_and_foreign_ones() {
     let mut vpc = vpc();
     let table = &mut vpc.route_tables[0];
-    for (cidr, target) in [("10.90.0.0/16", "eni-a"), ("10.91.0.0/16", "eni-b"), ("10.91.5.0/24", "eni-b")] {
-        table.routes.push(Route { destination: net(cidr), target: Target::Interface(target.into()), blackhole: false });
+    for (cidr, target) in [
+        ("10.90.0.0/16", "eni-a"),
+        ("10.91.0.0/16", "eni-b"),
+        ("10.91.5.0/24", "eni-b"),
+    ] {
+        table.routes.push(Route {
+            destination: net(cidr),
+            target: Target::Interface(target.into()),
+            blackhole: false,
+        });
     }
-    vpc.route_tables[2].routes.push(Route { destination: net("10.92.0.0/16"), target: Target::Interface("eni-a".into()), blackhole: false });
+    vpc.route_tables[2].routes.push(Route {
+        destination: net("10.92.0.0/16"),
+        target: Target::Interface("eni-a".into()),
+        blackhole: false,
+    });
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"]}"#);
-    let settings = Settings { ignore_routes: vec![net("10.91.0.0/16")], az_affinity: false };
+    let settings = Settings {
+        ignore_routes: vec![net("10.91.0.0/16")],
+        az_affinity: false,
+    };
     let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
-    let deleted: Vec<_> = done.operations.iter().filter(|o| o.action == Action::Delete).map(|o| o.destination).collect();
+    let deleted: Vec<_> = done
+        .operations
+        .iter()
+        .filter(|o| o.action == Action::Delete)
+        .map(|o| o.destination)
+        .collect();
     assert_eq!(deleted, vec![net("10.90.0.0/16")]);
-    assert!(route_target(&vpc, "rtb-1", "0.0.0.0/0").is_some(), "gateway route untouched");
-    assert!(route_target(&vpc, "rtb-1", "10.91.5.0/24").is_some(), "protected route untouched");
-    assert!(route_target(&vpc, "rtb-main", "10.92.0.0/16").is_some(), "unmanaged table untouched");
+    assert!(
+        route_target(&vpc, "rtb-1", "0.0.0.0/0").is_some(),
+        "gateway route untouched"
+    );
+    assert!(
+        route_target(&vpc, "rtb-1", "10.91.5.0/24").is_some(),
+        "protected route untouched"
+    );
+    assert!(
+        route_target(&vpc, "rtb-main", "10.92.0.0/16").is_some(),
+        "unmanaged table untouched"
+    );
 }
 
 #[test]
 fn az_affinity_prefers_a_healthy_host_in_the_tables_az() {
     let mut vpc = vpc();
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#);
-    let settings = Settings { ignore_routes: vec![], az_affinity: true };
+    let settings = Settings {
+        ignore_routes: vec![],
+        az_affinity: true,
+    };
     converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
-    assert_eq!(route_target(&vpc, "rtb-1", "10.55.0.0/16"), Some(Target::Interface("eni-a".into())));
-    assert_eq!(route_target(&vpc, "rtb-2", "10.55.0.0/16"), Some(Target::Interface("eni-c".into())));
+    assert_eq!(
+        route_target(&vpc, "rtb-1", "10.55.0.0/16"),
+        Some(Target::Interface("eni-a".into()))
+    );
+    assert_eq!(
+        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
+        Some(Target::Interface("eni-c".into()))
+    );
     // az-2's host dies: its table falls back to the other AZ.
     converge(&spec, &failed(&["10.0.2.10"]), &mut vpc, &settings);
-    assert_eq!(route_target(&vpc, "rtb-2", "10.55.0.0/16"), Some(Target::Interface("eni-a".into())));
+    assert_eq!(
+        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
+        Some(Target::Interface("eni-a".into()))
+    );
 }
 
 #[test]
 fn ipv6_destinations_are_planned_like_ipv4() {
     let mut vpc = vpc();
     let spec = spec(r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#);
-    let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
+    let done = converge(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut vpc,
+        &Settings::default(),
+    );
     assert_eq!(done.operations.len(), 2);
     assert!(route_target(&vpc, "rtb-2", "2001:db8:55::/64").is_some());
 }
@@ -227,9 +437,16 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..3000 {
         let subnets = 1 + rng.below(3) as usize;
-        let hosts: Vec<String> = (0..1 + rng.below(6)).map(|h| format!("10.0.{}.{}", h % subnets as u64, 10 + h)).collect();
+        let hosts: Vec<String> = (0..1 + rng.below(6))
+            .map(|h| format!("10.0.{}.{}", h % subnets as u64, 10 + h))
+            .collect();
         let mut vpc = VpcState {
-            subnets: (0..subnets).map(|s| Subnet { id: format!("subnet-{s}"), az: format!("az-{}", s % 2) }).collect(),
+            subnets: (0..subnets)
+                .map(|s| Subnet {
+                    id: format!("subnet-{s}"),
+                    az: format!("az-{}", s % 2),
+                })
+                .collect(),
             interfaces: hosts
                 .iter()
                 .enumerate()
@@ -245,12 +462,18 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
             route_tables: (0..1 + rng.below(4))
                 .map(|t| RouteTable {
                     id: format!("rtb-{t}"),
-                    subnets: if rng.chance(80) { vec![format!("subnet-{}", t as usize % subnets)] } else { vec![] },
+                    subnets: if rng.chance(80) {
+                        vec![format!("subnet-{}", t as usize % subnets)]
+                    } else {
+                        vec![]
+                    },
                     routes: vec![],
                 })
                 .collect(),
         };
-        let cidrs: Vec<String> = (0..1 + rng.below(5)).map(|c| format!("10.{}.0.0/16", 100 + c)).collect();
+        let cidrs: Vec<String> = (0..1 + rng.below(5))
+            .map(|c| format!("10.{}.0.0/16", 100 + c))
+            .collect();
         for table in &mut vpc.route_tables {
             for cidr in cidrs.iter().chain(["10.250.0.0/16".to_string()].iter()) {
                 if rng.chance(40) {
@@ -259,7 +482,11 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                         1 => Target::Instance(format!("i-{}", rng.below(8))),
                         _ => Target::Interface(format!("eni-{}", rng.below(8))),
                     };
-                    table.routes.push(Route { destination: net(cidr), target, blackhole: rng.chance(10) });
+                    table.routes.push(Route {
+                        destination: net(cidr),
+                        target,
+                        blackhole: rng.chance(10),
+                    });
                 }
             }
         }
@@ -269,31 +496,58 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
         });
         let spec = RouteSpec::from_entries(entries.collect::<Vec<_>>()).unwrap();
         let health = HealthSnapshot {
-            failed: hosts.iter().filter(|_| rng.chance(25)).map(|h| ip(h)).collect(),
-            questionable: hosts.iter().filter(|_| rng.chance(15)).map(|h| ip(h)).collect(),
+            failed: hosts
+                .iter()
+                .filter(|_| rng.chance(25))
+                .map(|h| ip(h))
+                .collect(),
+            questionable: hosts
+                .iter()
+                .filter(|_| rng.chance(15))
+                .map(|h| ip(h))
+                .collect(),
         };
-        let settings = Settings { ignore_routes: vec![], az_affinity: rng.chance(30) };
+        let settings = Settings {
+            ignore_routes: vec![],
+            az_affinity: rng.chance(30),
+        };
         let before = vpc.clone();
         let done = converge(&spec, &health, &mut vpc, &settings);
         check_invariants(case, &spec, &health, &before, &vpc, &done);
     }
 }
 
-fn check_invariants(case: usize, spec: &RouteSpec, health: &HealthSnapshot, before: &VpcState, after: &VpcState, done: &Plan) {
+fn check_invariants(
+    case: usize,
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    before: &VpcState,
+    after: &VpcState,
+    done: &Plan,
+) {
     for op in &done.operations {
         if let Some((_, host)) = op.target {
-            assert!(!health.failed.contains(&host), "case {case}: pointed at failed {host}: {op:?}");
+            assert!(
+                !health.failed.contains(&host),
+                "case {case}: pointed at failed {host}: {op:?}"
+            );
         }
     }
     for (table_before, table_after) in before.route_tables.iter().zip(&after.route_tables) {
         let managed = done.operations.iter().any(|o| o.table == table_before.id);
         for route in &table_before.routes {
             if let Target::Other(_) = route.target {
-                assert!(table_after.routes.contains(route), "case {case}: foreign route touched");
+                assert!(
+                    table_after.routes.contains(route),
+                    "case {case}: foreign route touched"
+                );
             }
         }
         if table_before.subnets.is_empty() {
-            assert_eq!(table_before, table_after, "case {case}: unassociated table touched");
+            assert_eq!(
+                table_before, table_after,
+                "case {case}: unassociated table touched"
+            );
         }
         if !managed {
             continue;
@@ -301,18 +555,32 @@ fn check_invariants(case: usize, spec: &RouteSpec, health: &HealthSnapshot, befo
         for (cidr, hosts) in spec.routes() {
             let route = table_after.routes.iter().find(|r| r.destination == *cidr);
             let usable = hosts.iter().any(|h| {
-                !health.failed.contains(h) && after.interfaces.iter().any(|i| i.running && i.ips.contains(h))
+                !health.failed.contains(h)
+                    && after
+                        .interfaces
+                        .iter()
+                        .any(|i| i.running && i.ips.contains(h))
             });
             if usable && !hosts.is_empty() {
-                let route = route.unwrap_or_else(|| panic!("case {case}: {cidr} missing in {}", table_after.id));
+                let route = route
+                    .unwrap_or_else(|| panic!("case {case}: {cidr} missing in {}", table_after.id));
                 let Some(interface) = after.target_interface(&route.target) else {
                     // A gateway route on a spec CIDR is left alone.
-                    assert!(matches!(route.target, Target::Other(_)), "case {case}: dangling target");
+                    assert!(
+                        matches!(route.target, Target::Other(_)),
+                        "case {case}: dangling target"
+                    );
                     continue;
                 };
                 assert!(interface.running, "case {case}: {cidr} on a stopped host");
-                assert!(interface.ips.iter().any(|ip| hosts.contains(ip)), "case {case}: {cidr} on an ineligible host");
-                assert!(interface.ips.iter().all(|ip| !health.failed.contains(ip)), "case {case}: {cidr} on a failed host");
+                assert!(
+                    interface.ips.iter().any(|ip| hosts.contains(ip)),
+                    "case {case}: {cidr} on an ineligible host"
+                );
+                assert!(
+                    interface.ips.iter().all(|ip| !health.failed.contains(ip)),
+                    "case {case}: {cidr} on a failed host"
+                );
             }
         }
     }
