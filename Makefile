@@ -28,6 +28,7 @@ demo: build
 bench: build
 	cargo bench --bench plugins
 	cargo bench --bench health
+	cargo bench --bench planner
 
 lint:
 	cargo fmt --all -- --check

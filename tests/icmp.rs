@@ -211,3 +211,66 @@ fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
         println!("skipped: network namespace test");
     }
 }
+
+/// Drop CAP_NET_RAW from this thread's effective capabilities (capabilities
+/// are per thread on Linux); false if that is not possible.
+fn drop_net_raw_on_this_thread() -> bool {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_RAW: u32 = 13;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a two-element data array, as capget/capset expect.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            return false;
+        }
+        data[0].effective &= !(1 << CAP_NET_RAW);
+        libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
+    }
+}
+
+#[test]
+fn icmpecho_refuses_to_start_saying_what_to_grant_when_icmp_is_not_permitted() {
+    // A fresh namespace has the default ping_group_range ("1 0": nobody).
+    let ran = in_private_netns(|| {
+        assert!(drop_net_raw_on_this_thread(), "capset");
+        let denied = icmp::access().expect_err("no datagram ICMP and no CAP_NET_RAW");
+        assert!(
+            denied.contains("ping_group_range") && denied.contains("CAP_NET_RAW"),
+            "{denied}"
+        );
+        block_on(async {
+            let specs = SpecStore::default();
+            let runtime =
+                PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+            let loaded = runtime
+                .load_health_check(&common::plugin("icmpecho"), specs.subscribe())
+                .await
+                .unwrap();
+            let err = loaded.configure(&[]).await.err().expect("refused");
+            assert!(
+                err.to_string()
+                    .contains("refused its options: cannot open an ICMP socket"),
+                "{err}"
+            );
+        });
+    });
+    if !ran {
+        println!("skipped: network namespace test");
+    }
+}
