@@ -20,7 +20,10 @@
 //!   host's death moves only its own routes and recovery moves nothing back.
 
 use ipnet::IpNet;
-use std::collections::{BTreeSet, HashMap};
+// Planning hashes only the VPC's own identifiers, many thousand times per
+// plan: a fast non-cryptographic hash is enough.
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
@@ -84,7 +87,7 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(vpc: &'a VpcState) -> Self {
-        let mut by_instance = HashMap::new();
+        let mut by_instance = HashMap::default();
         for interface in &vpc.interfaces {
             if let Some(instance) = &interface.instance {
                 by_instance.entry(instance.as_str()).or_insert(interface);
