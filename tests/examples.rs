@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use vpcrouter::health::{HealthBoard, State};
+use vpcrouter::health::State;
 use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginRuntime, Role};
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
@@ -69,26 +69,11 @@ async fn any_port_is_healthy_while_any_port_answers() {
             [("10.1.0.0/16".to_string(), vec!["127.0.0.91".to_string()])],
         )
         .unwrap();
-    let loaded = runtime()
-        .load_health_check(&common::example("any-port"), specs.subscribe())
-        .await
-        .unwrap();
     let ports = format!("{closed_port},{open_port}");
-    let options = [
-        ("ports".to_string(), ports),
-        ("any_port_interval".to_string(), "0.1".to_string()),
-    ];
-    let configured = loaded.configure(&options).await.unwrap();
-    let board = Arc::new(HealthBoard::default());
-    let (_stop, shutdown) = watch::channel(false);
-    let handle = plugin::spawn(
-        configured,
-        Role::Health {
-            specs: specs.subscribe(),
-            board: board.clone(),
-        },
-        shutdown,
-    );
+    let options = [("ports", ports.as_str()), ("any_port_interval", "0.1")];
+    let checkers =
+        common::health_checkers(&specs, &[(common::example("any-port"), &options)]).await;
+    let (board, handle) = (&checkers.board, &checkers.handles[0]);
     let mut status = handle.status();
     tokio::time::timeout(
         Duration::from_secs(10),

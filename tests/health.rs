@@ -7,16 +7,14 @@ mod common;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
-use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginHandle, PluginRuntime, Role};
+use vpcrouter::plugin::{Bounds, PluginEngine, PluginHandle, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 
 struct Checker {
     specs: Arc<SpecStore>,
     board: Arc<HealthBoard>,
-    handle: PluginHandle,
-    _stop: watch::Sender<bool>,
+    checkers: common::HealthCheckers,
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -27,28 +25,11 @@ fn ip(s: &str) -> IpAddr {
 async fn tcp_checker(hosts: &[&str], options: &[(&str, &str)]) -> Checker {
     let specs = Arc::new(SpecStore::default());
     set_hosts(&specs, hosts);
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-    let loaded = runtime
-        .load_health_check(&common::plugin("tcp"), specs.subscribe())
-        .await
-        .unwrap();
-    let options: Vec<(String, String)> = options
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let configured = loaded.configure(&options).await.unwrap();
-    let board = Arc::new(HealthBoard::default());
-    let (stop, shutdown) = watch::channel(false);
-    let role = Role::Health {
-        specs: specs.subscribe(),
-        board: board.clone(),
-    };
-    let handle = plugin::spawn(configured, role, shutdown);
+    let checkers = common::health_checkers(&specs, &[(common::plugin("tcp"), options)]).await;
     Checker {
         specs,
-        board,
-        handle,
-        _stop: stop,
+        board: checkers.board.clone(),
+        checkers,
     }
 }
 
@@ -60,6 +41,10 @@ fn set_hosts(specs: &SpecStore, hosts: &[&str]) {
 }
 
 impl Checker {
+    fn handle(&self) -> &PluginHandle {
+        &self.checkers.handles[0]
+    }
+
     /// Wait until the board satisfies `pred`; how long it took.
     async fn wait(&self, what: &str, pred: impl Fn(&HealthSnapshot) -> bool) -> Duration {
         let start = Instant::now();
@@ -74,7 +59,7 @@ impl Checker {
     }
 
     fn rounds(&self) -> u64 {
-        self.handle
+        self.handle()
             .status()
             .borrow()
             .rounds
@@ -84,7 +69,7 @@ impl Checker {
 
     async fn wait_rounds(&self, more: u64) {
         let target = self.rounds() + more;
-        let mut status = self.handle.status();
+        let mut status = self.handle().status();
         tokio::time::timeout(
             Duration::from_secs(10),
             status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= target)),
@@ -131,7 +116,7 @@ async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
         checker.board.snapshot().state(&ip("127.0.0.21")),
         State::Healthy
     );
-    let status = checker.handle.status().borrow().clone();
+    let status = checker.handle().status().borrow().clone();
     let stats = status.rounds.unwrap();
     assert!(stats.failures >= 1 && stats.rtt_us.is_some(), "{stats:?}");
 
@@ -183,7 +168,7 @@ async fn a_silent_host_times_out_without_stalling_rounds_at_timeout_equal_to_int
         .await;
     // Rounds keep coming although every one of them waits out a timeout.
     checker.wait_rounds(5).await;
-    assert_eq!(checker.handle.status().borrow().restarts, 0);
+    assert_eq!(checker.handle().status().borrow().restarts, 0);
     assert_eq!(
         checker.board.snapshot().state(&ip("127.0.0.32")),
         State::Healthy
@@ -309,26 +294,13 @@ async fn probes_outside_the_working_set_are_denied_and_their_reports_ignored() {
     outsider.set_nonblocking(true).unwrap();
     let specs = Arc::new(SpecStore::default());
     set_hosts(&specs, &["127.0.0.95"]);
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-    let loaded = runtime
-        .load_health_check(&common::guest("prober"), specs.subscribe())
-        .await
-        .unwrap();
+    let port = port.to_string();
     let options = [
-        (
-            "targets".to_string(),
-            "127.0.0.95,127.0.0.96,not-an-ip".to_string(),
-        ),
-        ("port".to_string(), port.to_string()),
+        ("targets", "127.0.0.95,127.0.0.96,not-an-ip"),
+        ("port", port.as_str()),
     ];
-    let configured = loaded.configure(&options).await.unwrap();
-    let board = Arc::new(HealthBoard::default());
-    let (_stop, shutdown) = watch::channel(false);
-    let role = Role::Health {
-        specs: specs.subscribe(),
-        board: board.clone(),
-    };
-    let handle = plugin::spawn(configured, role, shutdown);
+    let checkers = common::health_checkers(&specs, &[(common::guest("prober"), &options)]).await;
+    let (board, handle) = (&checkers.board, &checkers.handles[0]);
     let mut status = handle.status();
     tokio::time::timeout(
         Duration::from_secs(10),

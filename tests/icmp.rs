@@ -8,10 +8,9 @@ mod common;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use vpcrouter::health::icmp::{self, Access};
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
-use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginHandle, PluginRuntime, Role};
+use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 
 fn ip(s: &str) -> IpAddr {
@@ -21,8 +20,7 @@ fn ip(s: &str) -> IpAddr {
 /// Health plugins (by bundled name, with options) checking `hosts`.
 struct Checkers {
     board: Arc<HealthBoard>,
-    _handles: Vec<PluginHandle>,
-    _stop: watch::Sender<bool>,
+    inner: common::HealthCheckers,
 }
 
 async fn checkers(hosts: &[&str], plugins: &[(&str, Vec<(&str, &str)>)]) -> Checkers {
@@ -31,30 +29,14 @@ async fn checkers(hosts: &[&str], plugins: &[(&str, Vec<(&str, &str)>)]) -> Chec
     specs
         .offer("test", [("10.99.0.0/16".to_string(), hosts)])
         .unwrap();
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-    let board = Arc::new(HealthBoard::default());
-    let (stop, shutdown) = watch::channel(false);
-    let mut handles = Vec::new();
-    for (name, options) in plugins {
-        let loaded = runtime
-            .load_health_check(&common::plugin(name), specs.subscribe())
-            .await
-            .unwrap();
-        let options: Vec<(String, String)> = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let configured = loaded.configure(&options).await.unwrap();
-        let role = Role::Health {
-            specs: specs.subscribe(),
-            board: board.clone(),
-        };
-        handles.push(plugin::spawn(configured, role, shutdown.clone()));
-    }
+    let plugins: Vec<_> = plugins
+        .iter()
+        .map(|(name, options)| (common::plugin(name), options.as_slice()))
+        .collect();
+    let inner = common::health_checkers(&specs, &plugins).await;
     Checkers {
-        board,
-        _handles: handles,
-        _stop: stop,
+        board: inner.board.clone(),
+        inner,
     }
 }
 
@@ -91,7 +73,7 @@ async fn loopback_hosts_answer_icmp_echo() {
         &[("icmpecho", vec![("icmp_check_interval", "0.1")])],
     )
     .await;
-    let mut status = checker._handles[0].status();
+    let mut status = checker.inner.handles[0].status();
     tokio::time::timeout(
         Duration::from_secs(10),
         status.wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= 3)),

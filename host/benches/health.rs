@@ -2,6 +2,8 @@
 //! 127.0.0.0/8: detection latency from a host's death to the daemon's
 //! "host failed" log line, and the cost of probing thousands of hosts.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -27,11 +29,7 @@ fn daemon(
         .collect();
     let file = dir.join("spec.json");
     std::fs::write(&file, serde_json::Value::Object(spec).to_string()).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args([
             "-m",
@@ -145,16 +143,6 @@ fn cpu_seconds(pid: u32) -> (f64, f64) {
     (ticks(11), ticks(12))
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// `count` hosts across 127.0.0.0/8 (all up: one listener on the wildcard
 /// address answers for every loopback address), probed every `interval`.
 /// (user share, system share of one core, RSS MiB, false failures).
@@ -220,7 +208,7 @@ fn measure_cpu(child: &mut Child, measure: Duration) -> (f64, f64, f64) {
     std::thread::sleep(measure);
     let (user1, system1) = cpu_seconds(child.id());
     let wall = t0.elapsed().as_secs_f64();
-    let rss = rss_mib(child.id());
+    let rss = common::rss_mib(&format!("/proc/{}/status", child.id()));
     child.kill().unwrap();
     child.wait().unwrap();
     ((user1 - user0) / wall, (system1 - system0) / wall, rss)

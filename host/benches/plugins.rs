@@ -2,6 +2,8 @@
 //! restart after a trap, call overhead for a 1,000-route spec, and memory.
 //! Prints medians over repeated runs; compare figures within one run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,11 +48,7 @@ fn configfile_latencies(dir: &Path, cache: &Path, writes: usize) -> Vec<Duration
     use std::io::BufRead;
     let file = dir.join("latency-spec.json");
     std::fs::write(&file, routes_json(1)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args([
             "-H",
@@ -103,17 +101,7 @@ fn configfile_latencies(dir: &Path, cache: &Path, writes: usize) -> Vec<Duration
 }
 
 fn rss_mib() -> f64 {
-    rss_mib_of("/proc/self/status")
-}
-
-fn rss_mib_of(status_file: &str) -> f64 {
-    let status = std::fs::read_to_string(status_file).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb / 1024.0
+    common::rss_mib("/proc/self/status")
 }
 
 fn routes_json(n: usize) -> String {
@@ -153,11 +141,7 @@ macro_rules! timed {
 
 /// Resident memory of the real daemon, idle after start-up, with `args`.
 fn daemon_rss_mib(args: &[&str], cache: &Path) -> f64 {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args(args)
         // The specs name VPC addresses: never probe them from here.
@@ -175,7 +159,7 @@ fn daemon_rss_mib(args: &[&str], cache: &Path) -> f64 {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let rss = rss_mib_of(&format!("/proc/{}/status", child.id()));
+    let rss = common::rss_mib(&format!("/proc/{}/status", child.id()));
     child.kill().unwrap();
     child.wait().unwrap();
     rss

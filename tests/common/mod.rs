@@ -184,3 +184,44 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Health-check plugins (a file and its options each) checking the hosts of
+/// the spec in force in `specs`, all reporting to one board; they stop when
+/// this is dropped.
+pub struct HealthCheckers {
+    pub board: Arc<vpcrouter::health::HealthBoard>,
+    pub handles: Vec<vpcrouter::plugin::PluginHandle>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub async fn health_checkers(
+    specs: &Arc<vpcrouter::spec_store::SpecStore>,
+    plugins: &[(PathBuf, &[(&str, &str)])],
+) -> HealthCheckers {
+    use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime, Role};
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let board = Arc::new(vpcrouter::health::HealthBoard::default());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::new();
+    for (path, options) in plugins {
+        let loaded = runtime
+            .load_health_check(path, specs.subscribe())
+            .await
+            .unwrap();
+        let options: Vec<(String, String)> = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let configured = loaded.configure(&options).await.unwrap();
+        let role = Role::Health {
+            specs: specs.subscribe(),
+            board: board.clone(),
+        };
+        handles.push(vpcrouter::plugin::spawn(configured, role, shutdown.clone()));
+    }
+    HealthCheckers {
+        board,
+        handles,
+        _stop: stop,
+    }
+}

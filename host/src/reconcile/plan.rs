@@ -217,13 +217,8 @@ pub fn plan(
             let existing = routes.get(cidr).copied();
             let target = Some((chosen.interface.id.clone(), chosen.host));
             let Some(route) = existing else {
-                plan.operations.push(Operation {
-                    action: Action::Create,
-                    table: table.id.clone(),
-                    destination: *cidr,
-                    target,
-                    reason: format!("missing; pointing at {}", chosen.host),
-                });
+                let reason = format!("missing; pointing at {}", chosen.host);
+                plan.push(Action::Create, table, *cidr, target, reason);
                 continue;
             };
             if let Target::Other(other) = &route.target {
@@ -253,13 +248,8 @@ pub fn plan(
                 },
             };
             if let Some(why) = why {
-                plan.operations.push(Operation {
-                    action: Action::Replace,
-                    table: table.id.clone(),
-                    destination: *cidr,
-                    target,
-                    reason: format!("{why}; moving to {}", chosen.host),
-                });
+                let reason = format!("{why}; moving to {}", chosen.host);
+                plan.push(Action::Replace, table, *cidr, target, reason);
             }
         }
     }
@@ -271,13 +261,8 @@ pub fn plan(
                 && !spec.routes().contains_key(&route.destination)
                 && !ignored(&route.destination)
             {
-                plan.operations.push(Operation {
-                    action: Action::Delete,
-                    table: table.id.clone(),
-                    destination: route.destination,
-                    target: None,
-                    reason: "not in the route spec".into(),
-                });
+                let reason = "not in the route spec".to_string();
+                plan.push(Action::Delete, table, route.destination, None, reason);
             }
         }
     }
@@ -285,6 +270,23 @@ pub fn plan(
 }
 
 impl Plan {
+    fn push(
+        &mut self,
+        action: Action,
+        table: &RouteTable,
+        destination: IpNet,
+        target: Option<(String, IpAddr)>,
+        reason: String,
+    ) {
+        self.operations.push(Operation {
+            action,
+            table: table.id.clone(),
+            destination,
+            target,
+            reason,
+        });
+    }
+
     fn notice(&mut self, destination: IpNet, message: &str) {
         self.notices.push(Notice {
             destination,
