@@ -59,9 +59,14 @@ pub struct Operation {
 /// Something the operator should know that needs no operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    pub destination: IpNet,
+    /// What it is about: a CIDR, a router host or a route table.
+    pub subject: String,
     pub message: String,
 }
+
+/// EC2's default route limit per table, and the most it grants on request.
+const ROUTES_PER_TABLE_DEFAULT: usize = 50;
+const ROUTES_PER_TABLE_MAX: usize = 1000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -266,7 +271,46 @@ pub fn plan(
             }
         }
     }
+    warn_about_limits(&mut plan, &managed);
+    let mut cannot_route: Vec<&Candidate> = usable
+        .values()
+        .filter(|c| c.interface.source_dest_check)
+        .collect();
+    cannot_route.sort_by_key(|c| c.host);
+    for candidate in cannot_route {
+        let message = format!(
+            "{} has source/destination check enabled, so it cannot route for others; disable it on the instance or ENI",
+            candidate.interface.id
+        );
+        plan.notice(candidate.host, &message);
+    }
     plan
+}
+
+/// Tables that will be near or over EC2's route limits once the plan is
+/// carried out (`RouteLimitExceeded` otherwise comes as a surprise).
+fn warn_about_limits(plan: &mut Plan, managed: &[Managed]) {
+    for Managed { table, .. } in managed {
+        let change = |action: Action| {
+            plan.operations
+                .iter()
+                .filter(|o| o.table == table.id && o.action == action)
+                .count()
+        };
+        let routes = table.routes.len() + change(Action::Create) - change(Action::Delete);
+        let message = if routes > ROUTES_PER_TABLE_MAX {
+            format!(
+                "will need {routes} routes; EC2 allows at most {ROUTES_PER_TABLE_MAX} per table"
+            )
+        } else if routes * 10 > ROUTES_PER_TABLE_DEFAULT * 9 {
+            format!(
+                "will hold {routes} routes; EC2's default limit is {ROUTES_PER_TABLE_DEFAULT} per table ({ROUTES_PER_TABLE_MAX} on request)"
+            )
+        } else {
+            continue;
+        };
+        plan.notice(&table.id, &message);
+    }
 }
 
 impl Plan {
@@ -287,9 +331,9 @@ impl Plan {
         });
     }
 
-    fn notice(&mut self, destination: IpNet, message: &str) {
+    fn notice(&mut self, subject: impl ToString, message: &str) {
         self.notices.push(Notice {
-            destination,
+            subject: subject.to_string(),
             message: message.into(),
         });
     }

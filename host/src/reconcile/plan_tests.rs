@@ -224,12 +224,7 @@ fn with_no_usable_host_routes_stay_and_are_reported() {
         touched.is_empty(),
         "an empty host list leaves the route: {touched:?}"
     );
-    assert!(
-        empty
-            .notices
-            .iter()
-            .any(|n| n.destination == net("10.55.0.0/16"))
-    );
+    assert!(empty.notices.iter().any(|n| n.subject == "10.55.0.0/16"));
 }
 
 fn spec_json_empty() -> RouteSpec {
@@ -584,4 +579,42 @@ fn check_invariants(
             }
         }
     }
+}
+
+#[test]
+fn hosts_that_cannot_route_and_tables_near_their_limit_are_reported() {
+    let mut vpc = vpc();
+    vpc.interfaces[1].source_dest_check = true;
+    let cidrs: Vec<String> = (0..46)
+        .map(|i| format!("\"10.{}.0.0/16\": [\"10.0.1.10\", \"10.0.1.11\"]", 100 + i))
+        .collect();
+    let spec = spec(&format!("{{{}}}", cidrs.join(",")));
+    let done = plan(
+        &spec,
+        &HealthSnapshot::default(),
+        &vpc,
+        &Settings::default(),
+    );
+    let about = |subject: &str| {
+        done.notices
+            .iter()
+            .filter(|n| n.subject == subject)
+            .map(|n| n.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        about("10.0.1.11")[0].contains("eni-b has source/destination check enabled"),
+        "{:?}",
+        done.notices
+    );
+    assert!(about("10.0.1.10").is_empty());
+    assert!(
+        about("rtb-1")[0].contains("will hold 47 routes; EC2's default limit is 50"),
+        "{:?}",
+        done.notices
+    );
+    assert!(
+        about("rtb-main").is_empty(),
+        "unmanaged tables are not ours to warn about"
+    );
 }

@@ -66,7 +66,7 @@ impl<B: VpcBackend> Reconciler<B> {
                 let plan = plan(&spec, &health, vpc, &self.settings);
                 if plan.notices != last_notices {
                     for notice in &plan.notices {
-                        tracing::warn!(cidr = %notice.destination, "{}", notice.message);
+                        tracing::warn!(subject = notice.subject, "{}", notice.message);
                     }
                     last_notices = plan.notices;
                 }
