@@ -197,10 +197,13 @@ async fn defaults_match_the_old_daemon() {
 }
 
 /// Run the binary; (exit code, stderr).
+/// Network safety: `-H none` is added, so that a command line that were
+/// accepted by mistake could not start pinging the example spec's hosts.
 fn run(words: &[&str]) -> (i32, String) {
     let cache = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args(words)
+        .args(["-H", "none"])
         .arg("--plugin-cache-dir")
         .arg(cache.path())
         .current_dir(common::repo())
