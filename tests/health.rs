@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
 use vpcrouter::plugin::{Bounds, PluginEngine, PluginHandle, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
@@ -47,15 +47,7 @@ impl Checker {
 
     /// Wait until the board satisfies `pred`; how long it took.
     async fn wait(&self, what: &str, pred: impl Fn(&HealthSnapshot) -> bool) -> Duration {
-        let start = Instant::now();
-        let mut board = self.board.subscribe();
-        tokio::time::timeout(Duration::from_secs(10), board.wait_for(|s| pred(s)))
-            .await
-            .unwrap_or_else(|_| {
-                panic!("{what}: not within 10 s; board {:?}", self.board.snapshot())
-            })
-            .unwrap();
-        start.elapsed()
+        self.checkers.wait(what, pred).await
     }
 
     fn rounds(&self) -> u64 {

@@ -225,3 +225,22 @@ pub async fn health_checkers(
         _stop: stop,
     }
 }
+
+impl HealthCheckers {
+    /// Wait (at most 10 s) until the board satisfies `pred`; how long it took.
+    pub async fn wait(
+        &self,
+        what: &str,
+        pred: impl Fn(&vpcrouter::health::HealthSnapshot) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        let mut board = self.board.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), board.wait_for(|s| pred(s)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{what}: not within 10 s; board {:?}", self.board.snapshot())
+            })
+            .unwrap();
+        start.elapsed()
+    }
+}
