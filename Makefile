@@ -7,7 +7,7 @@ BUNDLED := configfile http fixedconf tcp icmpecho
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
-.PHONY: all build plugins test demo bench lint
+.PHONY: all build plugins test test-deps demo bench lint
 all: build
 
 build: plugins
@@ -19,8 +19,14 @@ plugins:
 	@for p in $(BUNDLED); do cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
-test: build
+test: build test-deps
 	cargo test -p vpcrouter -p vpcrouter-plugin-sdk
+
+# The EC2 tests run against moto's EC2 server (started by each test on
+# 127.0.0.1).
+test-deps:
+	@python3 -c 'import moto.server' 2>/dev/null || pip install --quiet 'moto[server]'
+
 
 demo: build
 	cargo run --quiet --example demo

@@ -204,6 +204,7 @@ fn run(words: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
         .args(words)
         .args(["-H", "none"])
+        .envs(common::NO_METADATA)
         .arg("--plugin-cache-dir")
         .arg(cache.path())
         .current_dir(common::repo())

@@ -49,6 +49,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         health: board.subscribe(),
         settings: Settings::default(),
         recheck,
+        disable_source_dest_check: false,
         shutdown,
     };
     tokio::spawn(reconciler.run());

@@ -48,6 +48,9 @@ fn daemon(
         .arg("--plugin-cache-dir")
         .arg(dir.join("cache"))
         .args(tcp)
+        .arg("--sim-vpc")
+        .arg(common::sim_vpc())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

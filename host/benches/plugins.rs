@@ -66,6 +66,9 @@ fn configfile_latencies(dir: &Path, cache: &Path, writes: usize) -> Vec<Duration
         .arg(&file)
         .arg("--plugin-cache-dir")
         .arg(cache)
+        .arg("--sim-vpc")
+        .arg(common::sim_vpc())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -155,6 +158,9 @@ fn daemon_rss_mib(args: &[&str], cache: &Path) -> f64 {
             "--plugin-cache-dir",
         ])
         .arg(cache)
+        .arg("--sim-vpc")
+        .arg(common::sim_vpc())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::cloud::budget::BucketSize;
 use crate::plugin::{OptionKind, PluginInfo};
 
 /// Option values given to one plugin, by option name.
@@ -72,11 +73,37 @@ pub struct Cli {
     #[arg(short = 'v', long)]
     pub vpc: Option<String>,
 
-    /// Embedded simulated VPC: a JSON topology file (subnets, interfaces,
-    /// route tables). Without it (and until the EC2 backend exists) routes
-    /// are not managed.
-    #[arg(long = "sim-vpc", value_name = "FILE")]
+    /// Embedded simulated VPC instead of EC2: a JSON topology file
+    /// (subnets, interfaces, route tables), for demos and tests
+    #[arg(long = "sim-vpc", value_name = "FILE", conflicts_with_all = ["region", "vpc", "ec2_endpoint"])]
     pub sim_vpc: Option<PathBuf>,
+
+    /// EC2 API endpoint instead of the region's (e.g. moto, a VPC
+    /// endpoint); AWS_ENDPOINT_URL works too
+    #[arg(long = "ec2-endpoint", value_name = "URL")]
+    pub ec2_endpoint: Option<String>,
+
+    /// Client-side budget for mutating EC2 calls, as EC2's token bucket:
+    /// burst / refill per second
+    #[arg(
+        long = "ec2-mutating-budget",
+        value_name = "BURST/RATE",
+        default_value = "50/5"
+    )]
+    pub ec2_mutating_budget: BucketSize,
+
+    /// Client-side budget for EC2 describe calls: burst / refill per second
+    #[arg(
+        long = "ec2-describe-budget",
+        value_name = "BURST/RATE",
+        default_value = "100/20"
+    )]
+    pub ec2_describe_budget: BucketSize,
+
+    /// Turn off source/destination check on eligible router ENIs that have
+    /// it on (needs ec2:ModifyNetworkInterfaceAttribute)
+    #[arg(long = "disable-source-dest-check")]
+    pub disable_source_dest_check: bool,
 
     /// Prefer a healthy router in the route table's own availability zone
     #[arg(long = "az-affinity")]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{self, Cli, Peek};
+use crate::cloud::budget::BucketSize;
 use crate::plugin::PluginInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,10 @@ pub struct Config {
     pub plugin_cache_dir: Option<PathBuf>,
     /// The embedded VPC's topology file, if the simulator is the backend.
     pub sim_vpc: Option<PathBuf>,
+    pub ec2_endpoint: Option<String>,
+    pub ec2_mutating_budget: BucketSize,
+    pub ec2_describe_budget: BucketSize,
+    pub disable_source_dest_check: bool,
     pub az_affinity: bool,
 }
 
@@ -199,6 +204,10 @@ impl Config {
                 .then(|| Duration::from_secs(cli.route_recheck_interval)),
             plugin_cache_dir,
             sim_vpc: cli.sim_vpc.map(|p| absolute(&p)),
+            ec2_endpoint: cli.ec2_endpoint,
+            ec2_mutating_budget: cli.ec2_mutating_budget,
+            ec2_describe_budget: cli.ec2_describe_budget,
+            disable_source_dest_check: cli.disable_source_dest_check,
             az_affinity: cli.az_affinity,
         }
     }

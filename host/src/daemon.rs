@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{self, EXIT_USAGE};
+use crate::cloud::VpcBackend;
+use crate::cloud::ec2::{self, Ec2Settings, Ec2Vpc, StartError};
 use crate::cloud::sim::SimVpc;
 use crate::config::{self, Config};
 use crate::health::HealthBoard;
@@ -103,13 +105,19 @@ pub async fn main(args: Vec<OsString>) -> i32 {
     }
     let vpc = match &config.sim_vpc {
         Some(path) => match SimVpc::load(path) {
-            Ok(sim) => Some(Arc::new(sim)),
+            Ok(sim) => Backend::Sim(Arc::new(sim)),
             Err(e) => {
                 eprintln!("error: --sim-vpc {e}");
                 return EXIT_USAGE;
             }
         },
-        None => None,
+        None => match ec2_backend(&config).await {
+            Ok(ec2) => Backend::Ec2(Arc::new(ec2)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
     };
     if let Err(e) = crate::logging::init(&config.log, config.verbose) {
         eprintln!("error: cannot open the log file: {e}");
@@ -126,6 +134,35 @@ pub async fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// The VPC the daemon manages.
+enum Backend {
+    Sim(Arc<SimVpc>),
+    Ec2(Arc<Ec2Vpc>),
+}
+
+/// The EC2 backend for the configured (or discovered) region and VPC. A VPC
+/// that EC2 says does not exist is a start-up error; an EC2 that cannot be
+/// reached is not: the reconciler keeps trying, changing nothing meanwhile.
+async fn ec2_backend(config: &Config) -> Result<Ec2Vpc, String> {
+    let (region, vpc) = ec2::discover(config.region.clone(), config.vpc.clone()).await?;
+    let ec2 = Ec2Vpc::new(&Ec2Settings {
+        region,
+        vpc,
+        endpoint: config.ec2_endpoint.clone(),
+        mutating: config.ec2_mutating_budget,
+        describe: config.ec2_describe_budget,
+    })
+    .await;
+    match ec2.check_vpc().await {
+        Ok(()) => Ok(ec2),
+        Err(e @ StartError::NoSuchVpc(..)) => Err(e.to_string()),
+        Err(StartError::Unavailable(e)) => {
+            eprintln!("warning: cannot reach EC2 to check the VPC; will keep trying: {e}");
+            Ok(ec2)
+        }
+    }
+}
+
 /// One line naming the plugin file and the problem; exit code 2.
 fn usage_error(path: &std::path::Path, problem: impl std::fmt::Display) -> i32 {
     eprintln!("error: {}: {problem}", path.display());
@@ -138,7 +175,7 @@ async fn run(
     config: Config,
     plugins: Vec<ConfiguredPlugin>,
     specs: Arc<SpecStore>,
-    vpc: Option<Arc<SimVpc>>,
+    vpc: Backend,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let listen = format!("{}:{}", config.listen.host, config.listen.port);
@@ -166,26 +203,8 @@ async fn run(
         })
         .collect();
     let reconciler = match vpc {
-        Some(backend) => Some(tokio::spawn(
-            Reconciler {
-                backend,
-                specs: specs.subscribe(),
-                health: board.subscribe(),
-                settings: Settings {
-                    ignore_routes: config.ignore_routes.clone(),
-                    az_affinity: config.az_affinity,
-                },
-                recheck: config.route_recheck_interval,
-                shutdown: shutdown.clone(),
-            }
-            .run(),
-        )),
-        None => {
-            tracing::warn!(
-                "no VPC backend (--sim-vpc): routes are not managed, only specs and health are followed"
-            );
-            None
-        }
+        Backend::Sim(sim) => spawn_reconciler(sim, &config, &specs, &board, &shutdown),
+        Backend::Ec2(ec2) => spawn_reconciler(ec2, &config, &specs, &board, &shutdown),
     };
     let app = crate::http::router(&handles.iter().collect::<Vec<_>>());
     let mut http_shutdown = shutdown.clone();
@@ -203,15 +222,35 @@ async fn run(
         for handle in handles {
             handle.join().await;
         }
-        if let Some(reconciler) = reconciler {
-            let _ = reconciler.await;
-        }
+        let _ = reconciler.await;
         let _ = server.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
+}
+
+fn spawn_reconciler<B: VpcBackend>(
+    backend: Arc<B>,
+    config: &Config,
+    specs: &SpecStore,
+    board: &HealthBoard,
+    shutdown: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let reconciler = Reconciler {
+        backend,
+        specs: specs.subscribe(),
+        health: board.subscribe(),
+        settings: Settings {
+            ignore_routes: config.ignore_routes.clone(),
+            az_affinity: config.az_affinity,
+        },
+        recheck: config.route_recheck_interval,
+        disable_source_dest_check: config.disable_source_dest_check,
+        shutdown: shutdown.clone(),
+    };
+    tokio::spawn(reconciler.run())
 }
 
 async fn shutdown_signal() -> &'static str {

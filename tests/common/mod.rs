@@ -2,6 +2,9 @@
 //! daemon process with its log lines, and a minimal HTTP client.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault_proxy;
+pub mod moto;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -55,22 +58,42 @@ pub struct Daemon {
     pub port: u16,
 }
 
+/// Network safety: a daemon under test must never look for the instance
+/// metadata service (169.254.169.254), for its region or for credentials;
+/// dummy credentials (moto takes any) end the credential chain before it.
+pub const NO_METADATA: [(&str, &str); 3] = [
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+];
+
 impl Daemon {
     /// Start the daemon on a free loopback port with `args`, caching
     /// compiled plugins in `cache` (a per-test directory).
     ///
     /// Network safety: unless `args` choose health checking, `-H none` is
     /// added, so that the default (icmpecho) never pings the non-loopback
-    /// hosts of a test's route spec.
+    /// hosts of a test's route spec; unless they choose a VPC, the embedded
+    /// one of `examples/sim-vpc.json` is the backend.
     pub fn start(args: &[&str], cache: &std::path::Path) -> Self {
         let port = free_port();
         let chooses_health = args
             .iter()
             .any(|a| a.starts_with("-H") || a.starts_with("--health"));
         let no_health: &[&str] = if chooses_health { &[] } else { &["-H", "none"] };
+        let chooses_vpc = args
+            .iter()
+            .any(|a| ["--sim-vpc", "-v", "--vpc", "--ec2-endpoint"].contains(a));
+        let sim_vpc = repo().join("examples/sim-vpc.json");
+        let default_vpc = match chooses_vpc {
+            true => vec![],
+            false => vec!["--sim-vpc".into(), sim_vpc.into_os_string()],
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
             .args(args)
             .args(no_health)
+            .args(default_vpc)
+            .envs(NO_METADATA)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("--plugin-dir")
             .arg(repo().join("plugins"))

@@ -20,3 +20,9 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The embedded VPC every benchmark daemon runs against (never EC2, never
+/// the instance metadata service).
+pub fn sim_vpc() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim-vpc.json")
+}

@@ -1,6 +1,8 @@
 //! The VPC: the model the planner reads, and the backends that observe and
 //! change it.
 
+pub mod budget;
+pub mod ec2;
 pub mod model;
 pub mod sim;
 
@@ -23,4 +25,10 @@ pub trait VpcBackend: Send + Sync + 'static {
     fn describe(&self) -> impl Future<Output = Result<VpcState, CloudError>> + Send;
     /// One route operation.
     fn apply(&self, op: &Operation) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Turn off source/destination checking on an ENI, so its host can
+    /// route for others.
+    fn disable_source_dest_check(
+        &self,
+        eni: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }

@@ -99,6 +99,11 @@ pub enum RouteError {
     NoSuchRoute(IpNet, String),
     #[error("InvalidNetworkInterfaceID.NotFound: {0}")]
     NoSuchInterface(String),
+    #[error("RouteLimitExceeded: {0} holds as many routes as EC2 allows")]
+    LimitExceeded(String),
+    /// Any other refusal, as EC2 worded it.
+    #[error("{code}: {message}")]
+    Other { code: String, message: String },
 }
 
 impl VpcState {

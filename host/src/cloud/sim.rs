@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::model::VpcState;
+use super::model::{RouteError, VpcState};
 use super::{CloudError, VpcBackend};
 use crate::reconcile::plan::Operation;
 
@@ -81,5 +81,18 @@ impl VpcBackend for SimVpc {
             .expect("sim lock")
             .apply(op)
             .map_err(CloudError::Refused)
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        self.mutations.fetch_add(1, Ordering::Relaxed);
+        self.reachable()?;
+        let mut state = self.state.lock().expect("sim lock");
+        let interface = state
+            .interfaces
+            .iter_mut()
+            .find(|i| i.id == eni)
+            .ok_or_else(|| RouteError::NoSuchInterface(eni.to_string()))?;
+        interface.source_dest_check = false;
+        Ok(())
     }
 }

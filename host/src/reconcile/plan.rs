@@ -38,7 +38,7 @@ pub struct Settings {
     pub az_affinity: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Create,
     Replace,
@@ -72,6 +72,9 @@ const ROUTES_PER_TABLE_MAX: usize = 1000;
 pub struct Plan {
     pub operations: Vec<Operation>,
     pub notices: Vec<Notice>,
+    /// ENIs of eligible hosts with source/destination check on (each also
+    /// has a notice); `--disable-source-dest-check` turns it off for them.
+    pub source_dest_checked: Vec<String>,
 }
 
 /// A spec host that exists in the VPC, with what the choice needs.
@@ -279,10 +282,12 @@ pub fn plan(
     cannot_route.sort_by_key(|c| c.host);
     for candidate in cannot_route {
         let message = format!(
-            "{} has source/destination check enabled, so it cannot route for others; disable it on the instance or ENI",
+            "{} has source/destination check enabled, so it cannot route for others; disable it on the ENI (or run with --disable-source-dest-check)",
             candidate.interface.id
         );
         plan.notice(candidate.host, &message);
+        plan.source_dest_checked
+            .push(candidate.interface.id.clone());
     }
     plan
 }

@@ -6,14 +6,15 @@
 //! observed, and nothing before the first spec.
 
 use futures_util::StreamExt;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::plan::{Action, Notice, Operation, Settings, plan};
-use crate::cloud::VpcBackend;
-use crate::cloud::model::VpcState;
+use crate::cloud::model::{RouteError, VpcState};
+use crate::cloud::{CloudError, VpcBackend};
 use crate::health::HealthSnapshot;
 use crate::spec_store::SpecWatch;
 
@@ -29,74 +30,125 @@ pub struct Reconciler<B> {
     pub settings: Settings,
     /// Full describe this often (`None`: only at start and after errors).
     pub recheck: Option<Duration>,
+    /// Turn off source/destination check on eligible hosts that have it.
+    pub disable_source_dest_check: bool,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// What the loop knows between rounds.
+struct Round {
+    cache: Option<VpcState>,
+    next_full: Instant,
+    /// No EC2 call before this (backing off after a failure).
+    quiet_until: Instant,
+    failures: u32,
+    last_notices: Vec<Notice>,
+    /// Tables whose `RouteLimitExceeded` has been reported.
+    full_tables: BTreeSet<String>,
+}
+
+impl Round {
+    /// Something failed: observe again, after a pause that grows with each
+    /// failure in a row (the first retry is at once: the cache was simply
+    /// out of date, the usual case).
+    fn failed(&mut self) {
+        self.cache = None;
+        let pause = match self.failures {
+            0 => Duration::ZERO,
+            n => (BACKOFF_BASE * 2u32.saturating_pow(n - 1)).min(BACKOFF_CAP),
+        };
+        self.failures += 1;
+        self.quiet_until = Instant::now() + pause;
+        if !pause.is_zero() {
+            tracing::warn!(retry_in = ?pause, "backing off before observing the VPC again");
+        }
+    }
 }
 
 impl<B: VpcBackend> Reconciler<B> {
     pub async fn run(mut self) {
-        let mut cache: Option<VpcState> = None;
-        let mut backoff = BACKOFF_BASE;
-        let mut next_full = Instant::now();
-        let mut last_notices: Vec<Notice> = Vec::new();
+        let mut round = Round {
+            cache: None,
+            next_full: Instant::now(),
+            quiet_until: Instant::now(),
+            failures: 0,
+            last_notices: Vec::new(),
+            full_tables: BTreeSet::new(),
+        };
         // When the change being acted on was seen, to report how long acting took.
         let mut trigger = Instant::now();
         loop {
-            if cache.is_none() || Instant::now() >= next_full {
+            let now = Instant::now();
+            if (round.cache.is_none() || now >= round.next_full) && now >= round.quiet_until {
                 match self.backend.describe().await {
                     Ok(state) => {
-                        cache = Some(state);
-                        backoff = BACKOFF_BASE;
-                        next_full = Instant::now()
+                        round.cache = Some(state);
+                        round.next_full = Instant::now()
                             + self.recheck.unwrap_or(Duration::from_secs(365 * 86_400));
                     }
                     Err(e) => {
-                        tracing::warn!(retry_in = ?backoff, "cannot observe the VPC, changing nothing: {e}");
-                        cache = None;
-                        if self.wait(Instant::now() + backoff).await {
-                            return;
-                        }
-                        backoff = (backoff * 2).min(BACKOFF_CAP);
-                        continue;
+                        tracing::warn!("cannot observe the VPC, changing nothing: {e}");
+                        round.failed();
                     }
                 }
             }
             let spec = self.specs.borrow_and_update().clone();
             let health = self.health.borrow_and_update().clone();
-            if let (Some(spec), Some(vpc)) = (spec, cache.as_mut()) {
+            if let (Some(spec), Some(vpc)) = (spec, round.cache.as_mut()) {
                 let plan = plan(&spec, &health, vpc, &self.settings);
-                if plan.notices != last_notices {
+                if plan.notices != round.last_notices {
                     for notice in &plan.notices {
                         tracing::warn!(subject = notice.subject, "{}", notice.message);
                     }
-                    last_notices = plan.notices;
+                    round.last_notices = plan.notices;
                 }
-                if !self.apply(plan.operations, vpc, trigger).await {
-                    cache = None; // not as we thought: observe again
+                let mut ok = self
+                    .apply(plan.operations, vpc, trigger, &mut round.full_tables)
+                    .await;
+                if self.disable_source_dest_check {
+                    ok &= self.disable_checks(&plan.source_dest_checked, vpc).await;
+                }
+                if ok {
+                    round.failures = 0;
+                } else {
+                    round.failed();
                     continue;
                 }
             }
-            if self.wait(next_full).await {
+            let wake = match round.cache {
+                Some(_) => round.next_full,
+                None => round.quiet_until,
+            };
+            if self.wait(wake).await {
                 return;
             }
             trigger = Instant::now();
         }
     }
 
-    /// Carry out `operations`; update `vpc` with the ones that succeeded.
-    /// False if any failed.
+    /// Carry out `operations`, repairs first (they move traffic off dead
+    /// hosts; when the EC2 budget is short they should not queue behind
+    /// creations and deletions); update `vpc` with the ones that
+    /// succeeded. False if any failed.
     async fn apply(
         &self,
-        operations: Vec<Operation>,
+        mut operations: Vec<Operation>,
         vpc: &mut VpcState,
         trigger: Instant,
+        full_tables: &mut BTreeSet<String>,
     ) -> bool {
+        operations.sort_by_key(|op| match op.action {
+            Action::Replace => 0,
+            Action::Create => 1,
+            Action::Delete => 2,
+        });
         let backend = &self.backend;
         let results: Vec<_> = futures_util::stream::iter(operations)
             .map(|op| async move {
                 let result = backend.apply(&op).await;
                 (op, result)
             })
-            .buffer_unordered(CONCURRENT_OPERATIONS)
+            .buffered(CONCURRENT_OPERATIONS)
             .collect()
             .await;
         let mut all_ok = true;
@@ -116,13 +168,52 @@ impl<B: VpcBackend> Reconciler<B> {
                         Action::Delete => "route deleted",
                     };
                     tracing::info!(table, %cidr, host, reason = op.reason, took_ms, "{action}");
+                    if op.action == Action::Create {
+                        full_tables.remove(table);
+                    }
                     if let Err(e) = vpc.apply(&op) {
                         tracing::warn!(table, %cidr, "cached VPC out of step: {e}");
                         all_ok = false;
                     }
                 }
+                Err(CloudError::Refused(RouteError::LimitExceeded(_))) => {
+                    if full_tables.insert(table.clone()) {
+                        let routes = vpc
+                            .route_tables
+                            .iter()
+                            .find(|t| &t.id == table)
+                            .map_or(0, |t| t.routes.len());
+                        tracing::error!(
+                            table,
+                            routes,
+                            %cidr,
+                            "RouteLimitExceeded: {table} already holds {routes} routes, EC2 refuses more; ask AWS for a higher limit (at most 1,000) or shorten the spec"
+                        );
+                    }
+                    all_ok = false;
+                }
                 Err(e) => {
                     tracing::error!(table, %cidr, action = ?op.action, "route operation failed: {e}");
+                    all_ok = false;
+                }
+            }
+        }
+        all_ok
+    }
+
+    /// Turn off source/destination check on `enis`; false if any failed.
+    async fn disable_checks(&self, enis: &[String], vpc: &mut VpcState) -> bool {
+        let mut all_ok = true;
+        for eni in enis {
+            match self.backend.disable_source_dest_check(eni).await {
+                Ok(()) => {
+                    tracing::info!(eni, "source/destination check disabled");
+                    if let Some(interface) = vpc.interfaces.iter_mut().find(|i| &i.id == eni) {
+                        interface.source_dest_check = false;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(eni, "cannot disable source/destination check: {e}");
                     all_ok = false;
                 }
             }

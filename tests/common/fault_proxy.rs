@@ -1,0 +1,180 @@
+//! A small HTTP proxy in front of moto that counts the EC2 calls passing
+//! through (by `Action`) and injects faults into chosen ones: EC2's
+//! throttling answer, a 500, a slow answer, or no answer at all.
+//!
+//! It speaks just enough HTTP/1.1 for the AWS SDK's query-protocol requests
+//! and moto's answers: bodies framed by Content-Length, one upstream
+//! connection per request.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503 `RequestLimitExceeded`, as EC2 throttles.
+    Throttle,
+    /// HTTP 500 `InternalError`.
+    ServerError,
+    /// Forward after this delay.
+    Slow(Duration),
+    /// Never answer (the client's timeout must fire).
+    Hang,
+}
+
+#[derive(Default)]
+struct Shared {
+    faults: BTreeMap<String, VecDeque<Fault>>,
+    /// Action -> requests seen (faulted ones included).
+    calls: BTreeMap<String, u64>,
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl FaultProxy {
+    /// Listen on a free loopback port, forwarding to `upstream` (a URL
+    /// `http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("http upstream")
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let state = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, upstream.clone(), state.clone()));
+            }
+        });
+        Self { url, shared }
+    }
+
+    /// The next requests for `action` meet these faults, in order; later
+    /// ones pass.
+    pub fn inject(&self, action: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.shared
+            .lock()
+            .unwrap()
+            .faults
+            .entry(action.to_string())
+            .or_default()
+            .extend(faults);
+    }
+
+    /// Faults injected for `action` that no request has met yet.
+    pub fn pending(&self, action: &str) -> usize {
+        self.shared
+            .lock()
+            .unwrap()
+            .faults
+            .get(action)
+            .map_or(0, VecDeque::len)
+    }
+
+    /// Requests seen per action.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.shared.lock().unwrap().calls.clone()
+    }
+}
+
+/// Requests of one client connection, in turn.
+async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) {
+    let mut client = BufReader::new(client);
+    while let Some((head, body)) = read_message(&mut client).await {
+        let action = action(&body);
+        let fault = {
+            let mut shared = shared.lock().unwrap();
+            *shared.calls.entry(action.clone()).or_default() += 1;
+            shared.faults.get_mut(&action).and_then(VecDeque::pop_front)
+        };
+        let response = match fault {
+            Some(Fault::Throttle) => {
+                error_response(503, "RequestLimitExceeded", "Request limit exceeded.")
+            }
+            Some(Fault::ServerError) => {
+                error_response(500, "InternalError", "An internal error has occurred.")
+            }
+            Some(Fault::Hang) => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Some(Fault::Slow(delay)) => {
+                tokio::time::sleep(delay).await;
+                forward(&upstream, &head, &body).await
+            }
+            None => forward(&upstream, &head, &body).await,
+        };
+        let Some(response) = response else {
+            return;
+        };
+        if client.get_mut().write_all(&response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One HTTP message: its head (through the blank line) and body.
+async fn read_message<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some((head, body))
+}
+
+/// `Action=...` of a form-encoded EC2 request.
+fn action(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+async fn forward(upstream: &str, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    let mut server = BufReader::new(TcpStream::connect(upstream).await.ok()?);
+    server.get_mut().write_all(head).await.ok()?;
+    server.get_mut().write_all(body).await.ok()?;
+    let (head, body) = read_message(&mut server).await?;
+    Some([head, body].concat())
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> Option<Vec<u8>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+    );
+    let reason = if status == 503 {
+        "Service Unavailable"
+    } else {
+        "Internal Server Error"
+    };
+    Some(
+        format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}

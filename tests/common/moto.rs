@@ -1,0 +1,274 @@
+//! moto's EC2 server as the EC2 peer: one server per test on a free
+//! loopback port, and a VPC built in it through the real SDK.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, InstanceType};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    /// Start `python3 -m moto.server` on 127.0.0.1 (installed by
+    /// `make test` / `.ci/run`: `pip install 'moto[server]'`).
+    pub fn start() -> Self {
+        let port = super::free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')");
+        let mut moto = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited ({status}): is it installed? pip install 'moto[server]'");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    /// An SDK client for the test's own look at moto (not the daemon's).
+    pub async fn client(&self) -> Client {
+        Client::from_conf(client_config(&self.url).build())
+    }
+
+    /// The EC2 backend on moto (or on a proxy in front of it at
+    /// `endpoint`), with static credentials: the standard chain would look
+    /// for the instance metadata service.
+    pub fn backend(&self, vpc: &str, endpoint: &str) -> vpcrouter::cloud::ec2::Ec2Vpc {
+        use vpcrouter::cloud::budget::{EC2_DESCRIBE, EC2_MUTATING};
+        let settings = vpcrouter::cloud::ec2::Ec2Settings {
+            region: REGION.into(),
+            vpc: vpc.into(),
+            endpoint: Some(endpoint.into()),
+            mutating: EC2_MUTATING,
+            describe: EC2_DESCRIBE,
+        };
+        vpcrouter::cloud::ec2::Ec2Vpc::with_config(client_config(endpoint), &settings)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Region, endpoint and static credentials; nothing from the environment.
+pub fn client_config(endpoint: &str) -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+}
+
+/// The VPC the tests share the shape of: 127.0.0.0/16 (so routers can be
+/// real listeners on loopback), one subnet per AZ with its own route table
+/// (a gateway route in each), one unassociated table, and router instances
+/// at fixed addresses.
+pub struct Vpc {
+    pub id: String,
+    /// Subnet id per AZ, in order.
+    pub subnets: Vec<String>,
+    /// The associated tables, one per subnet, in order.
+    pub tables: Vec<String>,
+    pub unassociated_table: String,
+    /// Router address -> (instance id, ENI id).
+    pub routers: BTreeMap<String, (String, String)>,
+}
+
+/// Build it: `routers[i]` go into subnet `i % subnets`; subnet `i` is
+/// 127.0.(i+1).0/24, so router addresses must fit their subnets.
+pub async fn build_vpc(ec2: &Client, azs: usize, routers: &[&str]) -> Vpc {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("127.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let gateway = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .unwrap()
+        .internet_gateway
+        .unwrap()
+        .internet_gateway_id
+        .unwrap();
+    ec2.attach_internet_gateway()
+        .vpc_id(&vpc)
+        .internet_gateway_id(&gateway)
+        .send()
+        .await
+        .unwrap();
+    let mut subnets = Vec::new();
+    let mut tables = Vec::new();
+    for i in 0..azs {
+        let az = format!("{REGION}{}", (b'a' + i as u8) as char);
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("127.0.{}.0/24", i + 1))
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap()
+            .subnet
+            .unwrap()
+            .subnet_id
+            .unwrap();
+        let table = route_table(ec2, &vpc).await;
+        ec2.associate_route_table()
+            .route_table_id(&table)
+            .subnet_id(&subnet)
+            .send()
+            .await
+            .unwrap();
+        ec2.create_route()
+            .route_table_id(&table)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&gateway)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(subnet);
+        tables.push(table);
+    }
+    let unassociated_table = route_table(ec2, &vpc).await;
+    let mut by_ip = BTreeMap::new();
+    for (i, ip) in routers.iter().enumerate() {
+        by_ip.insert(
+            ip.to_string(),
+            launch(ec2, &subnets[i % subnets.len()], ip).await,
+        );
+    }
+    Vpc {
+        id: vpc,
+        subnets,
+        tables,
+        unassociated_table,
+        routers: by_ip,
+    }
+}
+
+async fn route_table(ec2: &Client, vpc: &str) -> String {
+    ec2.create_route_table()
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .route_table
+        .unwrap()
+        .route_table_id
+        .unwrap()
+}
+
+/// A router instance at `ip`, source/destination check off as a router
+/// needs; (instance id, ENI id).
+pub async fn launch(ec2: &Client, subnet: &str, ip: &str) -> (String, String) {
+    let instance = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .private_ip_address(ip)
+        .send()
+        .await
+        .unwrap()
+        .instances
+        .unwrap()
+        .remove(0);
+    let eni = instance.network_interfaces()[0]
+        .network_interface_id()
+        .unwrap()
+        .to_string();
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .source_dest_check(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (instance.instance_id.unwrap(), eni)
+}
+
+/// Every route of every table in the VPC: table -> [(destination, target)],
+/// the target being the ENI, instance or gateway id.
+pub async fn routes(ec2: &Client, vpc: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    let answer = ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .unwrap();
+    answer
+        .route_tables()
+        .iter()
+        .map(|t| {
+            let routes = t
+                .routes()
+                .iter()
+                .map(|r| {
+                    let destination = r
+                        .destination_cidr_block()
+                        .or(r.destination_ipv6_cidr_block())
+                        .unwrap_or("?");
+                    let target = r
+                        .network_interface_id()
+                        .or(r.instance_id())
+                        .or(r.gateway_id())
+                        .unwrap_or("?");
+                    (destination.to_string(), target.to_string())
+                })
+                .collect();
+            (t.route_table_id().unwrap().to_string(), routes)
+        })
+        .collect()
+}
+
+/// The target of `cidr` in `table`, if it has a route for it.
+pub async fn target(ec2: &Client, vpc: &str, table: &str, cidr: &str) -> Option<String> {
+    routes(ec2, vpc)
+        .await
+        .remove(table)?
+        .into_iter()
+        .find(|(d, _)| d == cidr)
+        .map(|(_, t)| t)
+}

@@ -1,0 +1,209 @@
+//! The real daemon on moto's EC2 server: start-up checks (a VPC that does
+//! not exist, no region, EC2 unreachable) and failover end to end with the
+//! configfile and tcp plugins, router hosts being real listeners on
+//! 127.0.x.y inside a 127.0.0.0/16 VPC.
+
+mod common;
+
+use common::moto::{self, Moto};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Run the daemon to its exit with `args`; (code, stderr).
+fn run_to_exit(args: &[&str]) -> (i32, String) {
+    let cache = tempfile::tempdir().unwrap();
+    let spec = common::repo().join("examples/spec.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args([
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-H",
+            "none",
+        ])
+        .args(args)
+        .args(["-a", "127.0.0.1", "-p", &common::free_port().to_string()])
+        .arg("--plugin-dir")
+        .arg(common::repo().join("plugins"))
+        .arg("--plugin-cache-dir")
+        .arg(cache.path())
+        .envs(common::NO_METADATA)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_vpc_that_does_not_exist_is_a_start_up_error() {
+    let moto = Moto::start();
+    let (code, stderr) = run_to_exit(&[
+        "-r",
+        moto::REGION,
+        "-v",
+        "vpc-0123456789abcdef0",
+        "--ec2-endpoint",
+        &moto.url,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("VPC vpc-0123456789abcdef0 does not exist in region us-east-1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_region_and_no_metadata_service_is_a_start_up_error() {
+    let (code, stderr) = run_to_exit(&["-v", "vpc-0123456789abcdef0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("give -r/--region"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unreachable_ec2_leaves_the_daemon_up_and_trying() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let spec = common::repo().join("examples/spec.json");
+    let mut daemon = common::Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-r",
+            moto::REGION,
+            "-v",
+            "vpc-0123456789abcdef0",
+            "--ec2-endpoint",
+            &closed,
+        ],
+        dir.path(),
+    );
+    daemon.wait_for_line(
+        "cannot observe the VPC, changing nothing",
+        Duration::from_secs(20),
+    );
+    assert!(daemon.is_running());
+    let (status, _) = daemon.http("GET", "/nonexistent", b"");
+    assert_eq!(status, 404, "still serving HTTP");
+}
+
+/// Routers at 127.0.{1,2,3}.10 and .11 listening on one port; the spec
+/// routes three CIDRs through all of them; three subnets, three tables.
+#[test]
+fn a_dead_router_loses_its_routes_in_every_table() {
+    const ROUTERS: [&str; 6] = [
+        "127.0.1.10",
+        "127.0.2.10",
+        "127.0.3.10",
+        "127.0.1.11",
+        "127.0.2.11",
+        "127.0.3.11",
+    ];
+    const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners: Vec<Option<TcpListener>> = vec![Some(first)];
+    for router in &ROUTERS[1..] {
+        listeners.push(Some(TcpListener::bind((*router, port)).unwrap()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    let spec_json: serde_json::Map<_, _> = CIDRS
+        .iter()
+        .map(|c| (c.to_string(), serde_json::json!(ROUTERS)))
+        .collect();
+    std::fs::write(&spec, serde_json::Value::Object(spec_json).to_string()).unwrap();
+    let port = port.to_string();
+    let daemon = common::Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+            "-r",
+            moto::REGION,
+            "-v",
+            &vpc.id,
+            "--ec2-endpoint",
+            &moto.url,
+        ],
+        dir.path(),
+    );
+    let targets = |cidr: &str| -> Vec<Option<String>> {
+        let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        vpc.tables
+            .iter()
+            .map(|t| {
+                routes[t]
+                    .iter()
+                    .find(|(d, _)| d == cidr)
+                    .map(|(_, e)| e.clone())
+            })
+            .collect()
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{what}: not within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let converged = || {
+        CIDRS.iter().all(|c| {
+            let t = targets(c);
+            t[0].is_some() && t.iter().all(|x| *x == t[0])
+        })
+    };
+    wait_until("routes set", &converged);
+    let victim_eni = targets(CIDRS[0])[0].clone().unwrap();
+    let victim = vpc
+        .routers
+        .iter()
+        .find(|(_, (_, eni))| *eni == victim_eni)
+        .map(|(ip, _)| ip.clone())
+        .unwrap();
+    let carried: Vec<&str> = CIDRS
+        .iter()
+        .copied()
+        .filter(|c| targets(c)[0].as_ref() == Some(&victim_eni))
+        .collect();
+    listeners[ROUTERS.iter().position(|r| *r == victim).unwrap()] = None;
+    wait_until("routes moved off the dead router", &|| {
+        converged()
+            && CIDRS
+                .iter()
+                .all(|c| targets(c)[0].as_ref() != Some(&victim_eni))
+    });
+    let replaced = daemon.lines_with("route replaced");
+    assert_eq!(
+        replaced.len(),
+        carried.len() * vpc.tables.len(),
+        "one ReplaceRoute per route moved per table: {replaced:#?}"
+    );
+    assert!(
+        replaced
+            .iter()
+            .all(|l| l.contains(&format!("{victim} failed"))),
+        "{replaced:#?}"
+    );
+    drop(listeners);
+}
