@@ -207,3 +207,97 @@ fn a_dead_router_loses_its_routes_in_every_table() {
     );
     drop(listeners);
 }
+
+/// A minimal IMDSv2 on loopback: a session token first (PUT), then the
+/// region and the VPC of the instance's MAC, each only with the token.
+fn fake_metadata_service(region: &str, vpc: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mac = "0e:12:34:56:78:9a";
+    let answers: Vec<(String, String)> = vec![
+        ("/latest/meta-data/placement/region".into(), region.into()),
+        ("/latest/meta-data/mac".into(), mac.into()),
+        (
+            format!("/latest/meta-data/network/interfaces/macs/{mac}/vpc-id"),
+            vpc.into(),
+        ),
+    ];
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut head = Vec::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let request: Vec<&str> = head.first().map_or(vec![], |l| l.split(' ').collect());
+            let has = |header: &str| {
+                head.iter()
+                    .any(|l| l.to_ascii_lowercase().starts_with(header))
+            };
+            let (status, body) = match request.as_slice() {
+                ["PUT", "/latest/api/token", _] if has("x-aws-ec2-metadata-token-ttl-seconds:") => {
+                    ("200 OK", "session-token".to_string())
+                }
+                ["GET", path, _] if has("x-aws-ec2-metadata-token: session-token") => answers
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map_or(("404 Not Found", String::new()), |(_, v)| {
+                        ("200 OK", v.clone())
+                    }),
+                _ => ("401 Unauthorized", String::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn region_and_vpc_come_from_the_instance_metadata_service() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 1, &["127.0.1.10"]));
+    let imds = fake_metadata_service(moto::REGION, &vpc.id);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, r#"{"10.55.0.0/16": ["127.0.1.10"]}"#).unwrap();
+    let _daemon = common::Daemon::start_with_env(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "--ec2-endpoint",
+            &moto.url,
+        ],
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds),
+        ],
+        dir.path(),
+    );
+    let start = Instant::now();
+    let eni = &vpc.routers["127.0.1.10"].1;
+    while runtime
+        .block_on(moto::target(&ec2, &vpc.id, &vpc.tables[0], "10.55.0.0/16"))
+        .as_ref()
+        != Some(eni)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "route not set in the discovered VPC"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

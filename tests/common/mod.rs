@@ -76,6 +76,13 @@ impl Daemon {
     /// hosts of a test's route spec; unless they choose a VPC, the embedded
     /// one of `examples/sim-vpc.json` is the backend.
     pub fn start(args: &[&str], cache: &std::path::Path) -> Self {
+        Self::start_with_env(args, &[], cache)
+    }
+
+    /// As [`Daemon::start`], with these environment variables set after
+    /// [`NO_METADATA`] (a test that serves its own metadata service on
+    /// loopback points the daemon at it this way).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], cache: &std::path::Path) -> Self {
         let port = free_port();
         let chooses_health = args
             .iter()
@@ -94,6 +101,7 @@ impl Daemon {
             .args(no_health)
             .args(default_vpc)
             .envs(NO_METADATA)
+            .envs(env.iter().copied())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("--plugin-dir")
             .arg(repo().join("plugins"))
