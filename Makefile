@@ -23,18 +23,22 @@ test: build test-deps
 	cargo test -p vpcrouter -p vpcrouter-plugin-sdk
 
 # The EC2 tests run against moto's EC2 server (started by each test on
-# 127.0.0.1).
+# 127.0.0.1); the status page is tested in Debian's headless Chromium.
 test-deps:
 	@python3 -c 'import moto.server' 2>/dev/null || pip install --quiet 'moto[server]'
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
+		echo "note: no chromium; the status-page browser test will be skipped"
 
 
 demo: build
 	cargo run --quiet --example demo
 
-bench: build
+bench: build test-deps
 	cargo bench --bench plugins
 	cargo bench --bench health
 	cargo bench --bench planner
+	cargo bench --bench failover
 
 lint:
 	cargo fmt --all -- --check

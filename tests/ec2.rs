@@ -74,6 +74,7 @@ async fn start(recheck: Option<Duration>) -> Setup {
         },
         recheck,
         disable_source_dest_check: false,
+        observers: Default::default(),
         shutdown,
     };
     tokio::spawn(reconciler.run());
@@ -322,6 +323,7 @@ async fn throttling_errors_and_slow_answers_are_retried_and_nothing_is_lost() {
             settings: Settings::default(),
             recheck: None,
             disable_source_dest_check: false,
+            observers: Default::default(),
             shutdown,
         }
         .run(),
@@ -408,6 +410,7 @@ async fn source_dest_check_is_turned_off_when_asked() {
             settings: Settings::default(),
             recheck: None,
             disable_source_dest_check: true,
+            observers: Default::default(),
             shutdown,
         }
         .run(),

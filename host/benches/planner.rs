@@ -1,12 +1,23 @@
 //! Planner figures at scale: 1,000 CIDRs x 20 route tables x 100 hosts.
 //! Plan time for a full recheck with nothing to do, for the failover of one
 //! host, and for the initial creation of every route. Pure computation.
+//!
+//! Then the EC2 budget model: the real reconciler on the embedded VPC
+//! behind EC2's token buckets and a per-call latency, in virtual time
+//! (tokio's paused clock): how long until a dead host carrying 200 routes
+//! has none left.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vpcrouter::cloud::budget::{Budget, EC2_DESCRIBE, EC2_MUTATING};
 use vpcrouter::cloud::model::{Interface, RouteTable, Subnet, Target, VpcState};
-use vpcrouter::health::HealthSnapshot;
-use vpcrouter::reconcile::plan::{Settings, plan};
+use vpcrouter::cloud::sim::SimVpc;
+use vpcrouter::cloud::{CloudError, VpcBackend};
+use vpcrouter::health::{HealthBoard, HealthSnapshot, HostReport, State};
+use vpcrouter::reconcile::Reconciler;
+use vpcrouter::reconcile::plan::{Operation, Settings, plan};
 use vpcrouter::spec::RouteSpec;
+use vpcrouter::spec_store::SpecStore;
 
 const CIDRS: usize = 1000;
 const TABLES: usize = 20;
@@ -122,4 +133,110 @@ fn main() {
     );
     let spread = load.iter().filter(|n| **n > 0).count();
     println!("routes spread over {spread} of {HOSTS} hosts; busiest carries {carried} of {CIDRS}");
+
+    // The host whose routes number closest to 200.
+    let (victim, carried) = load
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, n)| (**n * TABLES).abs_diff(200))
+        .unwrap();
+    let routes = carried * TABLES;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let repair = runtime.block_on(budget_model(&spec, converged, &host(victim), victim));
+    println!(
+        "EC2 budget model (mutating {EC2_MUTATING}/s, {} ms a call, {CONCURRENT} in flight): \
+         a dead host carrying {routes} routes repaired in {:.1} s",
+        CALL_LATENCY.as_millis(),
+        repair.as_secs_f64()
+    );
+}
+
+/// What a mutating EC2 call takes, round trip (the model's assumption).
+const CALL_LATENCY: Duration = Duration::from_millis(100);
+/// The reconciler's bound on calls in flight (`reconcile::run`).
+const CONCURRENT: usize = 8;
+
+/// The embedded VPC paced like EC2: every call takes a token of EC2's
+/// buckets, then `CALL_LATENCY`.
+struct Paced {
+    sim: SimVpc,
+    budget: Budget,
+}
+
+impl VpcBackend for Paced {
+    async fn describe(&self) -> Result<VpcState, CloudError> {
+        self.budget.describe.take().await;
+        tokio::time::sleep(CALL_LATENCY).await;
+        self.sim.describe().await
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+        self.budget.mutating.take().await;
+        tokio::time::sleep(CALL_LATENCY).await;
+        self.sim.apply(op).await
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        self.budget.mutating.take().await;
+        self.sim.disable_source_dest_check(eni).await
+    }
+}
+
+/// Virtual time from `dead`'s failure report until no route targets it.
+async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize) -> Duration {
+    let backend = Arc::new(Paced {
+        sim: SimVpc::new(vpc),
+        budget: Budget::new(EC2_MUTATING, EC2_DESCRIBE),
+    });
+    let specs = Arc::new(SpecStore::default());
+    let board = Arc::new(HealthBoard::default());
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(
+        Reconciler {
+            backend: backend.clone(),
+            specs: specs.subscribe(),
+            health: board.subscribe(),
+            settings: Settings::default(),
+            recheck: None,
+            disable_source_dest_check: false,
+            observers: Default::default(),
+            shutdown,
+        }
+        .run(),
+    );
+    let entries = spec.routes().iter().map(|(cidr, hosts)| {
+        (
+            cidr.to_string(),
+            hosts.iter().map(|h| h.to_string()).collect::<Vec<String>>(),
+        )
+    });
+    specs.offer("bench", entries).unwrap();
+    // Converged already: the start-up describe finds nothing to do.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(backend.sim.calls().1, 0, "the VPC was converged");
+    let eni = Target::Interface(format!("eni-{index}"));
+    let start = tokio::time::Instant::now();
+    board.report(
+        "bench",
+        vec![HostReport {
+            host: dead.parse().unwrap(),
+            state: State::Failed,
+            rtt_us: None,
+            detail: None,
+        }],
+    );
+    while backend
+        .sim
+        .snapshot()
+        .route_tables
+        .iter()
+        .any(|t| t.routes.iter().any(|r| r.target == eni))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
 }

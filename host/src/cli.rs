@@ -121,6 +121,15 @@ pub struct Cli {
     #[arg(short = 'a', long, default_value = "localhost", value_parser = parse_address)]
     pub address: String,
 
+    /// File holding the bearer token that POST /route_spec requires
+    /// (required when --address is not a loopback address)
+    #[arg(long = "http-token-file", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// Require the bearer token for the read-only views too
+    #[arg(long = "http-auth-all")]
+    pub http_auth_all: bool,
+
     /// Port of the HTTP listener
     #[arg(short = 'p', long, default_value_t = 33289, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,

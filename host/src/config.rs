@@ -32,6 +32,8 @@ pub struct Config {
     pub ec2_mutating_budget: BucketSize,
     pub ec2_describe_budget: BucketSize,
     pub disable_source_dest_check: bool,
+    pub http_token_file: Option<PathBuf>,
+    pub http_auth_all: bool,
     pub az_affinity: bool,
 }
 
@@ -208,6 +210,8 @@ impl Config {
             ec2_mutating_budget: cli.ec2_mutating_budget,
             ec2_describe_budget: cli.ec2_describe_budget,
             disable_source_dest_check: cli.disable_source_dest_check,
+            http_token_file: cli.http_token_file.map(|p| absolute(&p)),
+            http_auth_all: cli.http_auth_all,
             az_affinity: cli.az_affinity,
         }
     }

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -14,11 +14,12 @@ use crate::cloud::ec2::{self, Ec2Settings, Ec2Vpc, StartError};
 use crate::cloud::sim::SimVpc;
 use crate::config::{self, Config};
 use crate::health::HealthBoard;
+use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::{
     self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
 };
-use crate::reconcile::Reconciler;
 use crate::reconcile::plan::Settings;
+use crate::reconcile::{Observers, Reconciler};
 use crate::spec_store::SpecStore;
 
 /// Exit code when the daemon cannot start for a reason other than usage.
@@ -119,12 +120,25 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             }
         },
     };
+    let serves_plugin_paths = configured.iter().any(|p| !p.info.http_paths.is_empty());
+    let auth = match AuthPolicy::new(
+        &config.listen.host,
+        config.http_token_file.as_deref(),
+        config.http_auth_all,
+        serves_plugin_paths,
+    ) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     if let Err(e) = crate::logging::init(&config.log, config.verbose) {
         eprintln!("error: cannot open the log file: {e}");
         return EXIT_USAGE;
     }
     drop(early_logs);
-    match run(config, configured, specs, vpc).await {
+    match run(config, configured, specs, vpc, auth).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -176,6 +190,7 @@ async fn run(
     plugins: Vec<ConfiguredPlugin>,
     specs: Arc<SpecStore>,
     vpc: Backend,
+    auth: AuthPolicy,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let listen = format!("{}:{}", config.listen.host, config.listen.port);
@@ -184,14 +199,22 @@ async fn run(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let names: Vec<String> = plugins.iter().map(|p| p.info.name.clone()).collect();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
+    tracing::info!(listen, "{}", auth.describe());
     if config.health.is_empty() {
         tracing::warn!("no health-check plugin: every router host is taken as healthy");
     }
     let (stop, shutdown) = watch::channel(false);
     let board = Arc::new(HealthBoard::default());
+    let mut views = Vec::with_capacity(plugins.len());
     let handles: Vec<PluginHandle> = plugins
         .into_iter()
         .map(|plugin| {
+            let view = (
+                plugin.info.name.clone(),
+                plugin.info.version.clone(),
+                plugin.kind,
+            );
+            let file = (plugin.path.clone(), plugin.options.clone());
             let role = match plugin.kind {
                 PluginKind::ConfigSource => Role::Config(specs.clone()),
                 PluginKind::HealthCheck => Role::Health {
@@ -199,14 +222,38 @@ async fn run(
                     board: board.clone(),
                 },
             };
-            plugin::spawn(plugin, role, shutdown.clone())
+            let handle = plugin::spawn(plugin, role, shutdown.clone());
+            views.push(PluginView {
+                name: view.0,
+                version: view.1,
+                kind: view.2,
+                file: file.0,
+                options: file.1,
+                status: handle.status(),
+            });
+            handle
         })
         .collect();
-    let reconciler = match vpc {
-        Backend::Sim(sim) => spawn_reconciler(sim, &config, &specs, &board, &shutdown),
-        Backend::Ec2(ec2) => spawn_reconciler(ec2, &config, &specs, &board, &shutdown),
+    let observers = Observers::default();
+    let sources = Sources {
+        started: SystemTime::now(),
+        params: params(&config),
+        plugins: views,
+        specs: specs.clone(),
+        board: board.clone(),
+        routes: observers.report.subscribe(),
+        events: observers.events.clone(),
+        budget: match &vpc {
+            Backend::Sim(_) => None,
+            Backend::Ec2(ec2) => Some(ec2.budget()),
+        },
+        ignore_routes: config.ignore_routes.clone(),
     };
-    let app = crate::http::router(&handles.iter().collect::<Vec<_>>());
+    let reconciler = match vpc {
+        Backend::Sim(sim) => spawn_reconciler(sim, &config, &specs, &board, observers, &shutdown),
+        Backend::Ec2(ec2) => spawn_reconciler(ec2, &config, &specs, &board, observers, &shutdown),
+    };
+    let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -236,6 +283,7 @@ fn spawn_reconciler<B: VpcBackend>(
     config: &Config,
     specs: &SpecStore,
     board: &HealthBoard,
+    observers: Observers,
     shutdown: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let reconciler = Reconciler {
@@ -248,9 +296,28 @@ fn spawn_reconciler<B: VpcBackend>(
         },
         recheck: config.route_recheck_interval,
         disable_source_dest_check: config.disable_source_dest_check,
+        observers,
         shutdown: shutdown.clone(),
     };
     tokio::spawn(reconciler.run())
+}
+
+/// The main parameters, for `GET /`.
+fn params(config: &Config) -> serde_json::Value {
+    let plugin = |choice: &config::PluginChoice| choice.path.display().to_string();
+    serde_json::json!({
+        "mode": plugin(&config.mode),
+        "health": config.health.iter().map(plugin).collect::<Vec<_>>(),
+        "vpc_backend": if config.sim_vpc.is_some() { "sim" } else { "ec2" },
+        "region": config.region,
+        "vpc_id": config.vpc,
+        "sim_vpc": config.sim_vpc,
+        "address": config.listen.host,
+        "port": config.listen.port,
+        "ignore_routes": config.ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "route_recheck_interval": config.route_recheck_interval.map_or(0, |d| d.as_secs()),
+        "az_affinity": config.az_affinity,
+    })
 }
 
 async fn shutdown_signal() -> &'static str {

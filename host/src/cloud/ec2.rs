@@ -12,7 +12,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, InstanceStateName, RouteState};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::budget::{BucketSize, Budget, TokenBucket};
@@ -77,7 +77,7 @@ pub struct Ec2Vpc {
     client: Client,
     vpc: String,
     region: String,
-    budget: Budget,
+    budget: Arc<Budget>,
     calls: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
 }
 
@@ -110,7 +110,7 @@ impl Ec2Vpc {
             client: Client::from_conf(config),
             vpc: settings.vpc.clone(),
             region: settings.region.clone(),
-            budget: Budget::new(settings.mutating, settings.describe),
+            budget: Arc::new(Budget::new(settings.mutating, settings.describe)),
             calls: Mutex::new(BTreeMap::new()),
         }
     }
@@ -138,8 +138,8 @@ impl Ec2Vpc {
         self.calls.lock().expect("calls lock").clone()
     }
 
-    pub fn budget(&self) -> &Budget {
-        &self.budget
+    pub fn budget(&self) -> Arc<Budget> {
+        self.budget.clone()
     }
 
     fn vpc_filter(&self) -> Filter {
@@ -163,11 +163,13 @@ impl Ec2Vpc {
         let mut attempt = 1;
         loop {
             bucket.take().await;
+            let sent = std::time::Instant::now();
             let result = send().await;
             let outcome = match &result {
                 Ok(_) => Outcome::Ok,
                 Err(e) => classify(e),
             };
+            crate::metrics::global().ec2_call(action, outcome.as_str(), sent.elapsed());
             *self
                 .calls
                 .lock()

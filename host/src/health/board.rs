@@ -62,6 +62,11 @@ impl HealthBoard {
         self.snapshot.borrow().clone()
     }
 
+    /// Each plugin's latest report per host (for the state views).
+    pub fn reports(&self) -> BTreeMap<String, BTreeMap<IpAddr, HostReport>> {
+        self.reports.lock().expect("health reports lock").clone()
+    }
+
     /// Replace `plugin`'s view with its latest round. Hosts it no longer
     /// reports (gone from the working set) lose its opinion.
     pub fn report(&self, plugin: &str, round: Vec<HostReport>) {

@@ -317,7 +317,9 @@ impl Supervisor {
             };
             let hosts: Vec<String> = spec.hosts().iter().map(ToString::to_string).collect();
             let started = Instant::now();
-            match instance.check(&hosts).await {
+            let checked = instance.check(&hosts).await;
+            record_call(plugin, "check", &checked, started);
+            match checked {
                 Ok(results) => {
                     self.record_round(&results, started.elapsed());
                     board.report(plugin, reports(plugin, spec.hosts(), results));
@@ -359,7 +361,10 @@ impl Supervisor {
     ) -> Result<(), CallError> {
         let plugin = self.factory.plugin();
         tracing::debug!(plugin, ?event, "plugin event");
-        match instance.on_event(&event).await {
+        let started = Instant::now();
+        let delivered = instance.on_event(&event).await;
+        record_call(plugin, "on-event", &delivered, started);
+        match delivered {
             Ok(Some(routes)) => {
                 let _ = specs.offer(plugin, entries(routes));
                 Ok(())
@@ -390,7 +395,10 @@ impl Supervisor {
             tracing::debug!(plugin, path = %call.request.path, "dropping a request whose client has gone");
             return Ok(());
         }
-        let (response, fault) = match instance.handle_http(&call.request).await {
+        let started = Instant::now();
+        let handled = instance.handle_http(&call.request).await;
+        record_call(plugin, "handle-http", &handled, started);
+        let (response, fault) = match handled {
             Ok((response, None)) => (response, None),
             Ok((response, Some(routes))) => match specs.offer(plugin, entries(routes)) {
                 Ok(_) => (response, None),
@@ -405,6 +413,16 @@ impl Supervisor {
         let _ = call.reply.send(response);
         fault.map_or(Ok(()), Err)
     }
+}
+
+/// Count a call and its latency: ok, error (the plugin said so) or fault.
+fn record_call<T>(plugin: &str, call: &str, result: &Result<T, CallError>, started: Instant) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(CallError::Plugin(_)) => "error",
+        Err(_) => "fault",
+    };
+    crate::metrics::global().plugin_call(plugin, call, outcome, started.elapsed());
 }
 
 /// The files changed since the last call, once writes have settled.

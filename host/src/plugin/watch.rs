@@ -14,6 +14,7 @@ pub struct FileWatcher {
     watcher: RecommendedWatcher,
     files: Arc<Mutex<BTreeSet<PathBuf>>>,
     dirs: BTreeSet<PathBuf>,
+    changed: mpsc::UnboundedSender<PathBuf>,
 }
 
 impl FileWatcher {
@@ -21,6 +22,7 @@ impl FileWatcher {
     pub fn new(changed: mpsc::UnboundedSender<PathBuf>) -> notify::Result<Self> {
         let files = Arc::new(Mutex::new(BTreeSet::<PathBuf>::new()));
         let watched = files.clone();
+        let notify = changed.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
             if !is_change(&event.kind) {
@@ -28,13 +30,14 @@ impl FileWatcher {
             }
             let watched = watched.lock().expect("watch list lock");
             for path in event.paths.iter().filter(|p| watched.contains(*p)) {
-                let _ = changed.send(path.clone());
+                let _ = notify.send(path.clone());
             }
         })?;
         Ok(Self {
             watcher,
             files,
             dirs: BTreeSet::new(),
+            changed,
         })
     }
 
@@ -44,10 +47,16 @@ impl FileWatcher {
             self.watcher.watch(&dir, RecursiveMode::NonRecursive)?;
             self.dirs.insert(dir);
         }
-        self.files
+        let new = self
+            .files
             .lock()
             .expect("watch list lock")
             .insert(file.to_path_buf());
+        // The plugin read the file before asking for the watch; a write in
+        // between would be lost. One change event makes it read again.
+        if new {
+            let _ = self.changed.send(file.to_path_buf());
+        }
         Ok(())
     }
 }

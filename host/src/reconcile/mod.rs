@@ -2,9 +2,11 @@
 //! observed VPC, and the task that carries them out.
 
 pub mod plan;
+pub mod report;
 mod run;
 
-pub use run::Reconciler;
+pub use report::{LastAction, RouteReport};
+pub use run::{Observers, Reconciler};
 
 #[cfg(test)]
 mod plan_tests;

@@ -54,6 +54,8 @@ pub struct Operation {
     /// The new target (create, replace): the ENI and the host it carries.
     pub target: Option<(String, IpAddr)>,
     pub reason: String,
+    /// A replacement moving traffic off a failed or questionable host.
+    pub failover: bool,
 }
 
 /// Something the operator should know that needs no operation.
@@ -237,27 +239,34 @@ pub fn plan(
                 continue;
             }
             let pointed = index.target(&route.target);
+            // (why, whether it is a failover)
             let why = match pointed {
-                _ if route.blackhole => Some("its target is gone (blackhole)".to_string()),
-                None => Some("its target no longer exists".to_string()),
-                Some(i) if !i.running => Some(format!("{} is not running", i.id)),
+                _ if route.blackhole => Some(("its target is gone (blackhole)".to_string(), false)),
+                None => Some(("its target no longer exists".to_string(), false)),
+                Some(i) if !i.running => Some((format!("{} is not running", i.id), false)),
                 Some(i) if i.id == chosen.interface.id => None,
                 Some(i) => match candidate_of(i) {
-                    None => Some(format!("{} is not an eligible host for this CIDR", i.id)),
-                    Some(c) if c.state == State::Failed => Some(format!("{} failed", c.host)),
-                    Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
-                        Some(format!("{} is questionable", c.host))
+                    None => Some((
+                        format!("{} is not an eligible host for this CIDR", i.id),
+                        false,
+                    )),
+                    Some(c) if c.state == State::Failed => {
+                        Some((format!("{} failed", c.host), true))
                     }
-                    Some(c) if c.state == chosen.state => Some(format!(
-                        "{} differs from the host chosen for every table",
-                        c.host
+                    Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
+                        Some((format!("{} is questionable", c.host), true))
+                    }
+                    Some(c) if c.state == chosen.state => Some((
+                        format!("{} differs from the host chosen for every table", c.host),
+                        false,
                     )),
                     Some(_) => None,
                 },
             };
-            if let Some(why) = why {
+            if let Some((why, failover)) = why {
                 let reason = format!("{why}; moving to {}", chosen.host);
                 plan.push(Action::Replace, table, *cidr, target, reason);
+                plan.operations.last_mut().expect("just pushed").failover = failover;
             }
         }
     }
@@ -333,6 +342,7 @@ impl Plan {
             destination,
             target,
             reason,
+            failover: false,
         });
     }
 

@@ -8,14 +8,18 @@
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::plan::{Action, Notice, Operation, Settings, plan};
+use super::report::{LastAction, RouteReport};
 use crate::cloud::model::{RouteError, VpcState};
 use crate::cloud::{CloudError, VpcBackend};
-use crate::health::HealthSnapshot;
+use crate::events::{EventKind, EventLog};
+use crate::health::{HealthSnapshot, State};
+use crate::metrics;
+use crate::spec::RouteSpec;
 use crate::spec_store::SpecWatch;
 
 /// Route operations in flight at once.
@@ -32,7 +36,15 @@ pub struct Reconciler<B> {
     pub recheck: Option<Duration>,
     /// Turn off source/destination check on eligible hosts that have it.
     pub disable_source_dest_check: bool,
+    pub observers: Observers,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// Where the reconciler reports what it sees and does.
+#[derive(Default)]
+pub struct Observers {
+    pub report: watch::Sender<RouteReport>,
+    pub events: Arc<EventLog>,
 }
 
 /// What the loop knows between rounds.
@@ -45,6 +57,9 @@ struct Round {
     last_notices: Vec<Notice>,
     /// Tables whose `RouteLimitExceeded` has been reported.
     full_tables: BTreeSet<String>,
+    /// The spec and health last recorded as events.
+    seen_spec: Option<Arc<RouteSpec>>,
+    seen_health: HealthSnapshot,
 }
 
 impl Round {
@@ -74,6 +89,8 @@ impl<B: VpcBackend> Reconciler<B> {
             failures: 0,
             last_notices: Vec::new(),
             full_tables: BTreeSet::new(),
+            seen_spec: None,
+            seen_health: HealthSnapshot::default(),
         };
         // When the change being acted on was seen, to report how long acting took.
         let mut trigger = Instant::now();
@@ -82,18 +99,31 @@ impl<B: VpcBackend> Reconciler<B> {
             if (round.cache.is_none() || now >= round.next_full) && now >= round.quiet_until {
                 match self.backend.describe().await {
                     Ok(state) => {
+                        self.observers.report.send_modify(|r| {
+                            r.vpc = Some(Arc::new(state.clone()));
+                            r.observed_at = Some(SystemTime::now());
+                        });
                         round.cache = Some(state);
                         round.next_full = Instant::now()
                             + self.recheck.unwrap_or(Duration::from_secs(365 * 86_400));
                     }
                     Err(e) => {
                         tracing::warn!("cannot observe the VPC, changing nothing: {e}");
+                        let error = format!("cannot observe the VPC: {e}");
+                        self.observers
+                            .events
+                            .record(EventKind::Error, "VPC", &error, None);
+                        self.observers.report.send_modify(|r| {
+                            r.vpc = None;
+                            r.last_error = Some(error);
+                        });
                         round.failed();
                     }
                 }
             }
             let spec = self.specs.borrow_and_update().clone();
             let health = self.health.borrow_and_update().clone();
+            self.record_changes(&mut round, spec.as_ref(), &health);
             if let (Some(spec), Some(vpc)) = (spec, round.cache.as_mut()) {
                 let plan = plan(&spec, &health, vpc, &self.settings);
                 if plan.notices != round.last_notices {
@@ -108,7 +138,16 @@ impl<B: VpcBackend> Reconciler<B> {
                 if self.disable_source_dest_check {
                     ok &= self.disable_checks(&plan.source_dest_checked, vpc).await;
                 }
+                let vpc = Arc::new(vpc.clone());
+                self.observers.report.send_modify(|r| {
+                    r.vpc = Some(vpc);
+                    if ok {
+                        r.last_success = Some(SystemTime::now());
+                        r.last_error = None;
+                    }
+                });
                 if ok {
+                    metrics::global().reconciled_now();
                     round.failures = 0;
                 } else {
                     round.failed();
@@ -153,6 +192,7 @@ impl<B: VpcBackend> Reconciler<B> {
             .await;
         let mut all_ok = true;
         for (op, result) in results {
+            self.observe(&op, &result, trigger);
             let (cidr, table) = (op.destination, &op.table);
             let host = op
                 .target
@@ -199,6 +239,103 @@ impl<B: VpcBackend> Reconciler<B> {
             }
         }
         all_ok
+    }
+
+    /// Record an operation's outcome: metrics, event, last action.
+    fn observe(&self, op: &Operation, result: &Result<(), CloudError>, trigger: Instant) {
+        let kind = match op.action {
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        };
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(CloudError::Refused(_)) => "refused",
+            Err(CloudError::Unavailable(_)) => "failed",
+        };
+        metrics::global().route_operation(kind, outcome);
+        let host = op.target.as_ref().map(|(_, host)| host.to_string());
+        let subject = format!("{} {}", op.table, op.destination);
+        let took_ms = Some(trigger.elapsed().as_millis() as u64);
+        let event = match (result, op.action) {
+            (Err(e), _) => (
+                EventKind::Error,
+                format!("{kind} failed: {e} ({})", op.reason),
+            ),
+            (Ok(()), Action::Replace) if op.failover => {
+                metrics::global().failovers.inc();
+                (EventKind::Failover, op.reason.clone())
+            }
+            (Ok(()), Action::Replace) => (EventKind::Repair, op.reason.clone()),
+            (Ok(()), Action::Create) => (EventKind::Create, op.reason.clone()),
+            (Ok(()), Action::Delete) => (EventKind::Delete, op.reason.clone()),
+        };
+        self.observers
+            .events
+            .record(event.0, subject, event.1, took_ms);
+        let last = LastAction {
+            action: match op.action {
+                Action::Create => "created",
+                Action::Replace => "replaced",
+                Action::Delete => "deleted",
+            },
+            reason: op.reason.clone(),
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            host,
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        self.observers.report.send_modify(|r| {
+            r.actions.insert((op.table.clone(), op.destination), last);
+        });
+    }
+
+    /// Record a new spec in force and health changes as events.
+    fn record_changes(
+        &self,
+        round: &mut Round,
+        spec: Option<&Arc<RouteSpec>>,
+        health: &HealthSnapshot,
+    ) {
+        let events = &self.observers.events;
+        if let Some(spec) = spec
+            && round
+                .seen_spec
+                .as_ref()
+                .is_none_or(|seen| !Arc::ptr_eq(seen, spec))
+        {
+            let hosts = spec.hosts().len();
+            let reason = format!("{} CIDRs, {hosts} router hosts", spec.len());
+            events.record(EventKind::Spec, "route spec", reason, None);
+            round.seen_spec = Some(spec.clone());
+        }
+        if *health == round.seen_health {
+            return;
+        }
+        let seen = &round.seen_health;
+        for host in health.failed.difference(&seen.failed) {
+            events.record(
+                EventKind::HostFailed,
+                host.to_string(),
+                "a health check failed",
+                None,
+            );
+        }
+        for host in health.questionable.difference(&seen.questionable) {
+            let reason = "a health check finds it degraded";
+            events.record(EventKind::HostQuestionable, host.to_string(), reason, None);
+        }
+        let was_down = seen.failed.union(&seen.questionable);
+        for host in was_down {
+            if health.state(host) == State::Healthy {
+                events.record(
+                    EventKind::HostRecovered,
+                    host.to_string(),
+                    "healthy again",
+                    None,
+                );
+            }
+        }
+        round.seen_health = health.clone();
     }
 
     /// Turn off source/destination check on `enis`; false if any failed.

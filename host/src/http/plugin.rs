@@ -1,33 +1,19 @@
-//! The daemon's HTTP listener. For now it carries the paths config-source
-//! plugins serve (the http plugin's `/route_spec`); bodies over the spec
-//! size limit are refused with 413 before any plugin sees them.
+//! Paths config-source plugins serve (the http plugin's `/route_spec`),
+//! passed to the plugin through its supervisor.
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plugin::{HttpCall, HttpRequest, PluginHandle};
-use crate::spec::MAX_SPEC_BYTES;
+use crate::plugin::{HttpCall, HttpRequest};
 
 /// How long a request waits for a plugin that is busy or restarting.
 const PLUGIN_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn router(plugins: &[&PluginHandle]) -> Router {
-    let mut router = Router::new();
-    for plugin in plugins {
-        for path in &plugin.http_paths {
-            router = router.route(path, any(to_plugin).with_state(plugin.http()));
-        }
-    }
-    router.layer(DefaultBodyLimit::max(MAX_SPEC_BYTES))
-}
-
-async fn to_plugin(
+pub async fn to_plugin(
     State(plugin): State<mpsc::Sender<HttpCall>>,
     method: Method,
     uri: Uri,

@@ -1,0 +1,256 @@
+//! Failover against moto's EC2 server, end to end with the real daemon
+//! (configfile + tcp), as the old daemon was measured (field notes): a VPC
+//! of 3 subnets/AZs with a route table each, 6 router hosts that are TCP
+//! listeners on 127.0.x.y, 3 CIDRs. A counting proxy between the daemon and
+//! moto sees every EC2 call.
+//!
+//! For tcp intervals of 1 s and 0.2 s: kill the router carrying the first
+//! CIDR at a random moment, time until every table routes all of the dead
+//! router's CIDRs elsewhere (polled from moto directly, every 5 ms), count
+//! the calls the failover cost; bring the router back. Then count the calls
+//! of an idle minute (default 30 s recheck).
+//!
+//! `cargo bench --bench failover` (`-- --trials N`, `-- --idle-seconds S`).
+
+// Shared with the tests; each user takes a subset.
+#[allow(dead_code)]
+#[path = "../../tests/common/fault_proxy.rs"]
+mod fault_proxy;
+#[allow(dead_code)]
+#[path = "../../tests/common/moto.rs"]
+mod moto;
+
+mod common;
+
+use common::free_port;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUTERS: [&str; 6] = [
+    "127.0.1.10",
+    "127.0.2.10",
+    "127.0.3.10",
+    "127.0.1.11",
+    "127.0.2.11",
+    "127.0.3.11",
+];
+const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
+const MUTATING: [&str; 3] = ["CreateRoute", "ReplaceRoute", "DeleteRoute"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let trials = flag("--trials", 20) as usize;
+    let idle = Duration::from_secs(flag("--idle-seconds", 60));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    println!("failover against moto: 3 tables x 3 CIDRs, 6 routers, {trials} kills per interval");
+    for interval in ["1", "0.2"] {
+        let (latencies, calls) = runtime.block_on(failovers(interval, trials, None));
+        let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        println!(
+            "tcp interval {interval:>3} s: kill -> every table moved: median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+            percentile(&ms, 50),
+            percentile(&ms, 90),
+            ms.last().unwrap()
+        );
+        println!("  EC2 calls per failover: {calls}");
+    }
+    let (_, idle_calls) = runtime.block_on(failovers("1", 0, Some(idle)));
+    println!(
+        "EC2 calls in {} s idle (recheck 30 s): {idle_calls}",
+        idle.as_secs()
+    );
+}
+
+/// Sorted input; nearest-rank percentile.
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run `trials` failovers at tcp `interval` (then stay idle for `idle`);
+/// sorted latencies and the calls per failover (or of the idle time).
+async fn failovers(
+    interval: &str,
+    trials: usize,
+    idle: Option<Duration>,
+) -> (Vec<Duration>, String) {
+    let moto = moto::Moto::start();
+    let ec2 = moto.client().await;
+    let vpc = moto::build_vpc(&ec2, 3, &ROUTERS).await;
+    let proxy = fault_proxy::FaultProxy::start(&moto.url).await;
+    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners: BTreeMap<&str, Option<TcpListener>> = BTreeMap::new();
+    listeners.insert(ROUTERS[0], Some(first));
+    for router in &ROUTERS[1..] {
+        listeners.insert(router, Some(TcpListener::bind((*router, port)).unwrap()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    let spec_json: serde_json::Map<_, _> = CIDRS
+        .iter()
+        .map(|c| (c.to_string(), serde_json::json!(ROUTERS)))
+        .collect();
+    std::fs::write(&spec, serde_json::Value::Object(spec_json).to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args(["-m", "configfile", "-H", "tcp", "-a", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-r",
+            moto::REGION,
+            "-v",
+            &vpc.id,
+        ])
+        .args(["--ec2-endpoint", &proxy.url, "-f", spec.to_str().unwrap()])
+        .args([
+            "--tcp_check_port",
+            &port.to_string(),
+            "--tcp_check_interval",
+            interval,
+        ])
+        .arg("--plugin-dir")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins"))
+        .arg("--plugin-cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in std::io::BufReader::new(stdout).lines() {});
+    let _daemon = Daemon(child);
+
+    // CIDR -> ENI in every table, once they agree.
+    let settled = async || -> BTreeMap<&str, String> {
+        loop {
+            let routes = moto::routes(&ec2, &vpc.id).await;
+            let agreed: BTreeMap<&str, String> = CIDRS
+                .iter()
+                .filter_map(|cidr| {
+                    let targets: Vec<_> = vpc
+                        .tables
+                        .iter()
+                        .map(|t| {
+                            routes[t]
+                                .iter()
+                                .find(|(d, _)| d == cidr)
+                                .map(|r| r.1.clone())
+                        })
+                        .collect();
+                    let first = targets[0].clone()?;
+                    targets
+                        .iter()
+                        .all(|t| t.as_ref() == Some(&first))
+                        .then_some((*cidr, first))
+                })
+                .collect();
+            if agreed.len() == CIDRS.len() {
+                return agreed;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let router_of = |eni: &str| -> &str {
+        vpc.routers
+            .iter()
+            .find(|(_, (_, e))| e == eni)
+            .map(|(ip, _)| ip.as_str())
+            .unwrap()
+    };
+    settled().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    if let Some(idle) = idle {
+        let before = proxy.calls();
+        tokio::time::sleep(idle).await;
+        return (vec![], delta(&before, &proxy.calls()));
+    }
+    let interval_s: f64 = interval.parse().unwrap();
+    let mut latencies = Vec::new();
+    let mut calls = BTreeMap::new();
+    let mut moved = 0;
+    for _ in 0..trials {
+        let routes = settled().await;
+        let victim_eni = routes[CIDRS[0]].clone();
+        let victim = router_of(&victim_eni);
+        moved += routes.values().filter(|eni| **eni == victim_eni).count() * vpc.tables.len();
+        // A random moment within the probe cycle.
+        tokio::time::sleep(Duration::from_secs_f64(fastrand::f64() * interval_s)).await;
+        let before = proxy.calls();
+        let killed = Instant::now();
+        listeners.insert(victim, None);
+        loop {
+            let now = settled().await;
+            if now.values().all(|eni| *eni != victim_eni) {
+                break;
+            }
+        }
+        latencies.push(killed.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (action, n) in counts(&before, &proxy.calls()) {
+            *calls.entry(action).or_insert(0) += n;
+        }
+        // Back up; eligible again once its failure window has passed.
+        listeners.insert(victim, Some(TcpListener::bind((victim, port)).unwrap()));
+        tokio::time::sleep(Duration::from_secs_f64(interval_s * 2.0)).await;
+    }
+    latencies.sort();
+    let per_failover = calls
+        .iter()
+        .map(|(action, n)| format!("{action} {:.1}", *n as f64 / trials as f64))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mutating: u64 = calls
+        .iter()
+        .filter(|(a, _)| MUTATING.contains(&a.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let summary = format!(
+        "{per_failover}; routes moved (CIDR x table) {:.1}, mutating calls {:.1}, describes {:.1}",
+        moved as f64 / trials as f64,
+        mutating as f64 / trials as f64,
+        (calls.values().sum::<u64>() - mutating) as f64 / trials as f64
+    );
+    (latencies, summary)
+}
+
+fn counts(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(action, n)| (action.clone(), n - before.get(action).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let counts = counts(before, after);
+    let total: u64 = counts.values().sum();
+    let each = counts
+        .iter()
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{total} ({each})")
+}

@@ -1,0 +1,107 @@
+//! The daemon's recent decisions (failovers, repairs, spec changes, health
+//! changes, EC2 trouble), newest first, for `GET /events` and the status
+//! page. Bounded: the oldest are dropped.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Events kept.
+pub const CAPACITY: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A route moved off a failed or questionable host.
+    Failover,
+    /// A route pointed at something gone or not eligible and was replaced.
+    Repair,
+    /// A route the spec wants was created.
+    Create,
+    /// A route no longer in the spec was deleted.
+    Delete,
+    /// A route operation EC2 refused or that failed.
+    Error,
+    /// A new route spec came into force.
+    Spec,
+    HostFailed,
+    HostQuestionable,
+    HostRecovered,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub at: String,
+    #[serde(skip)]
+    pub when: SystemTime,
+    pub kind: EventKind,
+    /// What it is about: `rtb-1 10.55.0.0/16`, a host, `route spec`.
+    pub subject: String,
+    pub reason: String,
+    /// From the change being seen to the decision being carried out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+pub struct EventLog {
+    entries: Mutex<VecDeque<Event>>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::with_capacity(CAPACITY)),
+        }
+    }
+}
+
+impl EventLog {
+    pub fn record(
+        &self,
+        kind: EventKind,
+        subject: impl Into<String>,
+        reason: impl Into<String>,
+        duration_ms: Option<u64>,
+    ) {
+        let when = SystemTime::now();
+        let event = Event {
+            at: humantime::format_rfc3339_millis(when).to_string(),
+            when,
+            kind,
+            subject: subject.into(),
+            reason: reason.into(),
+            duration_ms,
+        };
+        let mut entries = self.entries.lock().expect("event log lock");
+        if entries.len() == CAPACITY {
+            entries.pop_back();
+        }
+        entries.push_front(event);
+    }
+
+    /// The latest `n`, newest first.
+    pub fn latest(&self, n: usize) -> Vec<Event> {
+        let entries = self.entries.lock().expect("event log lock");
+        entries.iter().take(n).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_first_and_bounded() {
+        let log = EventLog::default();
+        for i in 0..CAPACITY + 5 {
+            log.record(EventKind::Create, format!("route {i}"), "r", None);
+        }
+        let all = log.latest(usize::MAX);
+        assert_eq!(all.len(), CAPACITY);
+        assert_eq!(all[0].subject, format!("route {}", CAPACITY + 4));
+        assert_eq!(all.last().unwrap().subject, "route 5");
+        assert_eq!(log.latest(2).len(), 2);
+    }
+}

@@ -1,0 +1,173 @@
+//! Bearer-token protection. The mutating endpoints (anything but GET and
+//! HEAD, i.e. `POST /route_spec`) need the token when one is configured;
+//! with `--http-auth-all` the read-only views need it too. A listener on a
+//! non-loopback address must have a token if anything can mutate (checked
+//! at start, see [`AuthPolicy::new`]).
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthPolicy {
+    token: Option<String>,
+    all: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("--http-token-file {0}: {1}")]
+    TokenFile(String, String),
+    #[error(
+        "--address {0} is not a loopback address: POST /route_spec would be open to the network; give --http-token-file"
+    )]
+    OpenMutation(String),
+    #[error("--http-auth-all needs --http-token-file")]
+    AllWithoutToken,
+}
+
+impl AuthPolicy {
+    /// The policy for a listener on `address`; `mutating`: some plugin
+    /// serves HTTP paths (they may change the spec).
+    pub fn new(
+        address: &str,
+        token_file: Option<&Path>,
+        all: bool,
+        mutating: bool,
+    ) -> Result<Self, AuthError> {
+        let token = match token_file {
+            Some(file) => {
+                let shown = file.display().to_string();
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| AuthError::TokenFile(shown.clone(), e.to_string()))?;
+                let token = text.trim().to_string();
+                if token.is_empty() || token.contains(char::is_whitespace) {
+                    return Err(AuthError::TokenFile(
+                        shown,
+                        "must hold one token (no blanks)".into(),
+                    ));
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        if all && token.is_none() {
+            return Err(AuthError::AllWithoutToken);
+        }
+        if mutating && token.is_none() && !is_loopback(address) {
+            return Err(AuthError::OpenMutation(address.into()));
+        }
+        Ok(Self { token, all })
+    }
+
+    /// What the daemon says at start about who may do what.
+    pub fn describe(&self) -> &'static str {
+        match (&self.token, self.all) {
+            (None, _) => "no HTTP token: the listener is loopback-only for changes",
+            (Some(_), false) => "POST /route_spec requires the bearer token; views are open",
+            (Some(_), true) => "every HTTP request requires the bearer token",
+        }
+    }
+
+    fn requires_token(&self, method: &Method) -> bool {
+        self.token.is_some() && (self.all || !matches!(*method, Method::GET | Method::HEAD))
+    }
+
+    fn accepts(&self, authorization: Option<&str>) -> bool {
+        let (Some(token), Some(given)) = (&self.token, authorization) else {
+            return false;
+        };
+        let Some(given) = given.strip_prefix("Bearer ") else {
+            return false;
+        };
+        constant_time_eq(token.as_bytes(), given.trim().as_bytes())
+    }
+}
+
+fn is_loopback(address: &str) -> bool {
+    address == "localhost" || address.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compare without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn check(
+    State(policy): State<Arc<AuthPolicy>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if policy.requires_token(request.method()) {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !policy.accepts(given) {
+            let body =
+                serde_json::json!({ "error": "a valid bearer token is required" }).to_string();
+            return (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::WWW_AUTHENTICATE, "Bearer"),
+                    (header::CONTENT_TYPE, "application/json"),
+                ],
+                body,
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_non_loopback_listener_needs_a_token_to_accept_changes() {
+        assert!(AuthPolicy::new("127.0.0.1", None, false, true).is_ok());
+        assert!(AuthPolicy::new("localhost", None, false, true).is_ok());
+        assert!(AuthPolicy::new("::1", None, false, true).is_ok());
+        assert!(AuthPolicy::new("0.0.0.0", None, false, false).is_ok());
+        assert_eq!(
+            AuthPolicy::new("0.0.0.0", None, false, true).unwrap_err(),
+            AuthError::OpenMutation("0.0.0.0".into())
+        );
+        let file = token_file("s3cret\n");
+        assert!(AuthPolicy::new("0.0.0.0", Some(file.path()), false, true).is_ok());
+        assert_eq!(
+            AuthPolicy::new("127.0.0.1", None, true, false).unwrap_err(),
+            AuthError::AllWithoutToken
+        );
+        for bad in ["", "  \n", "two words"] {
+            let file = token_file(bad);
+            assert!(AuthPolicy::new("127.0.0.1", Some(file.path()), false, true).is_err());
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_for_changes_and_with_auth_all_for_everything() {
+        let file = token_file("s3cret");
+        let policy = AuthPolicy::new("0.0.0.0", Some(file.path()), false, true).unwrap();
+        assert!(!policy.requires_token(&Method::GET));
+        assert!(policy.requires_token(&Method::POST));
+        assert!(policy.accepts(Some("Bearer s3cret")));
+        assert!(!policy.accepts(Some("Bearer s3cre")));
+        assert!(!policy.accepts(Some("Basic s3cret")));
+        assert!(!policy.accepts(None));
+        let all = AuthPolicy::new("0.0.0.0", Some(file.path()), true, true).unwrap();
+        assert!(all.requires_token(&Method::GET));
+        assert!(!AuthPolicy::default().requires_token(&Method::POST));
+    }
+}

@@ -1,0 +1,180 @@
+//! `GET /metrics`: the process-wide counters and histograms, plus the state
+//! of things read at scrape time (host health, plugins, EC2 budget, specs).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::views::{Snapshot, readiness};
+use super::{Shared, Sources};
+use crate::health::State as Health;
+use crate::plugin::PluginState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    host: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RttLabels {
+    plugin: String,
+    /// min, median, max
+    stat: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabels {
+    class: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub async fn scrape(State(sources): State<Shared>) -> Response {
+    let tokens = match &sources.budget {
+        Some(budget) => Some([
+            ("mutating", budget.mutating.level().await),
+            ("describe", budget.describe.level().await),
+        ]),
+        None => None,
+    };
+    let snap = Snapshot::take(&sources);
+    let mut text = String::new();
+    encode(&mut text, crate::metrics::global().registry()).expect("encode metrics");
+    // Two registries, one exposition: only the last may end it.
+    let mut text = text.strip_suffix("# EOF\n").unwrap_or(&text).to_string();
+    encode(&mut text, &state_registry(&sources, &snap, tokens)).expect("encode metrics");
+    ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+}
+
+/// The state of things as metrics, read now.
+fn state_registry(
+    sources: &Sources,
+    snap: &Snapshot,
+    tokens: Option<[(&str, f64); 2]>,
+) -> Registry {
+    let mut state = Registry::with_prefix("vpcrouter");
+
+    let health = Family::<HostLabels, Gauge>::default();
+    for host in snap.working_set() {
+        let value = match snap.health.state(&host) {
+            Health::Healthy => 0,
+            Health::Questionable => 1,
+            Health::Failed => 2,
+        };
+        health
+            .get_or_create(&HostLabels {
+                host: host.to_string(),
+            })
+            .set(value);
+    }
+    state.register(
+        "host_health",
+        "Router host health: 0 healthy, 1 questionable, 2 failed",
+        health,
+    );
+
+    let (accepted, rejected) = sources.specs.counts();
+    let specs = Family::<ResultLabels, Counter>::default();
+    for (result, n) in [("accepted", accepted), ("rejected", rejected)] {
+        specs
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc_by(n);
+    }
+    state.register(
+        "spec_updates",
+        "Route specs offered by plugins, by result",
+        specs,
+    );
+
+    let restarts = Family::<PluginLabels, Counter>::default();
+    let up = Family::<PluginLabels, Gauge>::default();
+    let probes = Family::<PluginLabels, Counter>::default();
+    let probe_failures = Family::<PluginLabels, Counter>::default();
+    let rtt = Family::<RttLabels, FloatGauge>::default();
+    let round = Family::<PluginLabels, FloatGauge>::default();
+    for (name, _, status) in &snap.plugins {
+        let plugin = PluginLabels {
+            plugin: name.clone(),
+        };
+        restarts.get_or_create(&plugin).inc_by(status.restarts);
+        up.get_or_create(&plugin)
+            .set(matches!(status.state, PluginState::Running) as i64);
+        if let Some(rounds) = &status.rounds {
+            probes.get_or_create(&plugin).inc_by(rounds.results);
+            probe_failures
+                .get_or_create(&plugin)
+                .inc_by(rounds.failures);
+            round
+                .get_or_create(&plugin)
+                .set(rounds.last_round.as_secs_f64());
+            if let Some((min, median, max)) = rounds.rtt_us {
+                for (stat, us) in [("min", min), ("median", median), ("max", max)] {
+                    let labels = RttLabels {
+                        plugin: name.clone(),
+                        stat: stat.into(),
+                    };
+                    rtt.get_or_create(&labels).set(us as f64 / 1e6);
+                }
+            }
+        }
+    }
+    state.register("plugin_restarts", "Plugin restarts after a fault", restarts);
+    state.register("plugin_up", "1 while the plugin is running", up);
+    state.register("probe_results", "Host results from health rounds", probes);
+    state.register(
+        "probe_failures",
+        "Host results that were not healthy",
+        probe_failures,
+    );
+    state.register(
+        "probe_rtt_seconds",
+        "Probe round-trip time in the last round (min, median, max)",
+        rtt,
+    );
+    state.register(
+        "health_round_duration_seconds",
+        "Duration of the last health round",
+        round,
+    );
+
+    if let Some(tokens) = tokens {
+        let levels = Family::<BucketLabels, FloatGauge>::default();
+        for (class, level) in tokens {
+            levels
+                .get_or_create(&BucketLabels {
+                    class: class.into(),
+                })
+                .set(level);
+        }
+        state.register(
+            "ec2_budget_tokens",
+            "Tokens left in the client-side EC2 call budget",
+            levels,
+        );
+    }
+    let ready = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    ready.set((readiness(snap)["ready"].as_bool() == Some(true)) as i64);
+    state.register("ready", "1 when /readyz says ready", ready);
+    state
+}

@@ -1,0 +1,191 @@
+//! The daemon's HTTP interface: read-only state views (`/`, `/ips`,
+//! `/plugins`, `/route_info`, `/vpc`, `/events`), `/metrics`, `/healthz`,
+//! `/readyz`, and the paths config-source plugins serve. Views answer in
+//! JSON, indented text or HTML by the `Accept` header. Bodies are bounded,
+//! slow requests time out, and a bearer token guards what must be guarded.
+
+mod auth;
+mod metrics;
+mod negotiate;
+mod page;
+mod plugin;
+mod views;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+pub use auth::{AuthError, AuthPolicy};
+
+use crate::cloud::budget::Budget;
+use crate::events::EventLog;
+use crate::health::HealthBoard;
+use crate::plugin::{PluginHandle, PluginKind, PluginStatus};
+use crate::reconcile::RouteReport;
+use crate::spec::MAX_SPEC_BYTES;
+use crate::spec_store::SpecStore;
+use negotiate::Format;
+
+/// A request, body included, must be done within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A loaded plugin as the views show it.
+pub struct PluginView {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub file: PathBuf,
+    pub options: Vec<(String, String)>,
+    pub status: watch::Receiver<PluginStatus>,
+}
+
+/// Everything the views read; shared by all requests.
+pub struct Sources {
+    pub started: SystemTime,
+    /// The main command-line parameters, for `/`.
+    pub params: serde_json::Value,
+    pub plugins: Vec<PluginView>,
+    pub specs: Arc<SpecStore>,
+    pub board: Arc<HealthBoard>,
+    pub routes: watch::Receiver<RouteReport>,
+    pub events: Arc<EventLog>,
+    /// The EC2 call budget (absent on the embedded VPC).
+    pub budget: Option<Arc<Budget>>,
+    pub ignore_routes: Vec<ipnet::IpNet>,
+}
+
+type Shared = Arc<Sources>;
+
+pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> Router {
+    let shared: Shared = Arc::new(sources);
+    let mut router = Router::new()
+        .route("/", get(index))
+        .route("/ips", get(ips))
+        .route("/plugins", get(plugins))
+        .route("/route_info", get(route_info))
+        .route("/vpc", get(vpc))
+        .route("/events", get(events))
+        .route("/metrics", get(metrics::scrape))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(shared);
+    for handle in handles {
+        for path in &handle.http_paths {
+            router = router.route(path, any(plugin::to_plugin).with_state(handle.http()));
+        }
+    }
+    router
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::new(auth), auth::check))
+        .layer(middleware::from_fn(deadline))
+        .layer(DefaultBodyLimit::max(MAX_SPEC_BYTES))
+}
+
+/// Slow clients (a body trickling in, a plugin that does not answer) get
+/// 408 instead of holding a request open.
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(StatusCode::REQUEST_TIMEOUT, "request took too long"),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such path")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A view in the format the client asked for: JSON, indented JSON as text,
+/// or HTML (the status page for `/`, the JSON in a page for the others).
+fn respond(
+    headers: &HeaderMap,
+    title: &str,
+    value: serde_json::Value,
+    sources: &Sources,
+) -> Response {
+    match negotiate::format(headers) {
+        Format::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response(),
+        Format::Text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            serde_json::to_string_pretty(&value).expect("JSON") + "\n",
+        )
+            .into_response(),
+        Format::Html => {
+            let html = match title {
+                "status" => page::status(&views::Snapshot::take(sources)),
+                _ => page::json(title, &value),
+            };
+            (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html.into_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn index(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::index(&sources);
+    respond(&headers, "status", view, &sources)
+}
+
+async fn ips(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::ips(&views::Snapshot::take(&sources));
+    respond(&headers, "ips", view, &sources)
+}
+
+async fn plugins(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::plugins(&sources);
+    respond(&headers, "plugins", view, &sources)
+}
+
+async fn route_info(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::route_info(&views::Snapshot::take(&sources), &sources.ignore_routes);
+    respond(&headers, "route_info", view, &sources)
+}
+
+async fn vpc(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::vpc(&views::Snapshot::take(&sources));
+    respond(&headers, "vpc", view, &sources)
+}
+
+async fn events(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = serde_json::json!({ "events": sources.events.latest(crate::events::CAPACITY) });
+    respond(&headers, "events", view, &sources)
+}
+
+/// The process is alive and serving.
+async fn healthz() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain")], "ok\n").into_response()
+}
+
+/// Ready: a spec is in force, the VPC has been observed, and the last
+/// reconcile round succeeded. 503 with the reasons otherwise.
+async fn readyz(State(sources): State<Shared>) -> Response {
+    let readiness = views::readiness(&views::Snapshot::take(&sources));
+    let status = match readiness["ready"].as_bool() {
+        Some(true) => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        readiness.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,339 @@
+//! The state views as JSON, built from one consistent snapshot of the
+//! daemon's state. Top-level keys follow the old daemon's endpoints.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Sources;
+use crate::cloud::model::{Interface, Target, VpcState};
+use crate::events::Event;
+use crate::health::{HealthSnapshot, HostReport, State};
+use crate::plugin::{PluginKind, PluginState, PluginStatus};
+use crate::reconcile::RouteReport;
+use crate::spec::RouteSpec;
+
+/// Events the status page shows.
+const PAGE_EVENTS: usize = 25;
+
+/// The daemon's state at one moment.
+pub struct Snapshot {
+    pub now: SystemTime,
+    pub started: SystemTime,
+    pub params: Value,
+    pub spec: Option<Arc<RouteSpec>>,
+    pub health: HealthSnapshot,
+    /// Plugin -> host -> its last report.
+    pub reports: BTreeMap<String, BTreeMap<IpAddr, HostReport>>,
+    pub routes: RouteReport,
+    /// (name, kind, status)
+    pub plugins: Vec<(String, PluginKind, PluginStatus)>,
+    pub events: Vec<Event>,
+}
+
+impl Snapshot {
+    pub fn take(sources: &Sources) -> Self {
+        Self {
+            now: SystemTime::now(),
+            started: sources.started,
+            params: sources.params.clone(),
+            spec: sources.specs.current(),
+            health: sources.board.snapshot(),
+            reports: sources.board.reports(),
+            routes: sources.routes.borrow().clone(),
+            plugins: sources
+                .plugins
+                .iter()
+                .map(|p| (p.name.clone(), p.kind, p.status.borrow().clone()))
+                .collect(),
+            events: sources.events.latest(PAGE_EVENTS),
+        }
+    }
+
+    pub fn working_set(&self) -> Vec<IpAddr> {
+        self.spec
+            .as_ref()
+            .map(|s| s.hosts().iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// What `cidr` routes to in `table`, if the table has such a route.
+    pub fn target(&self, vpc: &VpcState, table: &str, cidr: &ipnet::IpNet) -> Option<RouteTarget> {
+        let route = vpc
+            .route_tables
+            .iter()
+            .find(|t| t.id == table)?
+            .routes
+            .iter()
+            .find(|r| r.destination == *cidr)?;
+        let eligible = self.spec.as_ref().and_then(|s| s.routes().get(cidr));
+        Some(match vpc.target_interface(&route.target) {
+            Some(interface) => RouteTarget::Router {
+                ip: router_ip(interface, eligible.map(Vec::as_slice)),
+                eni: interface.id.clone(),
+                instance: interface.instance.clone(),
+                blackhole: route.blackhole,
+            },
+            None => RouteTarget::Other(match &route.target {
+                Target::Interface(id) | Target::Instance(id) | Target::Other(id) => id.clone(),
+            }),
+        })
+    }
+}
+
+/// Where a route points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    Router {
+        ip: Option<IpAddr>,
+        eni: String,
+        instance: Option<String>,
+        blackhole: bool,
+    },
+    /// A gateway, or an ENI/instance the VPC no longer has.
+    Other(String),
+}
+
+impl RouteTarget {
+    fn to_json(&self) -> Value {
+        match self {
+            RouteTarget::Router {
+                ip,
+                eni,
+                instance,
+                blackhole,
+            } => {
+                let mut v = json!({ "ip": ip, "eni": eni, "instance": instance });
+                if *blackhole {
+                    v["blackhole"] = true.into();
+                }
+                v
+            }
+            RouteTarget::Other(target) => json!({ "target": target }),
+        }
+    }
+}
+
+/// The interface's address that is an eligible host, else its first.
+fn router_ip(interface: &Interface, eligible: Option<&[IpAddr]>) -> Option<IpAddr> {
+    interface
+        .ips
+        .iter()
+        .find(|ip| eligible.is_some_and(|e| e.contains(ip)))
+        .or(interface.ips.first())
+        .copied()
+}
+
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+pub fn index(sources: &Sources) -> Value {
+    let snap = Snapshot::take(sources);
+    let uptime = snap.now.duration_since(snap.started).unwrap_or_default();
+    json!({
+        "server": "vpcrouter",
+        "version": env!("CARGO_PKG_VERSION"),
+        "start_time": rfc3339(snap.started),
+        "current_time": rfc3339(snap.now),
+        "uptime_seconds": uptime.as_secs(),
+        "params": snap.params,
+        "plugins": snap.plugins.iter().map(|p| &p.0).collect::<Vec<_>>(),
+        "ready": readiness(&snap)["ready"],
+        "links": {
+            "ips": "/ips",
+            "plugins": "/plugins",
+            "route_info": "/route_info",
+            "vpc": "/vpc",
+            "events": "/events",
+            "metrics": "/metrics",
+            "healthz": "/healthz",
+            "readyz": "/readyz",
+        },
+    })
+}
+
+pub fn ips(snap: &Snapshot) -> Value {
+    let hosts: BTreeMap<String, Value> = snap
+        .working_set()
+        .iter()
+        .map(|host| {
+            let checks: BTreeMap<&str, Value> = snap
+                .reports
+                .iter()
+                .filter_map(|(plugin, reports)| {
+                    let r = reports.get(host)?;
+                    Some((
+                        plugin.as_str(),
+                        json!({
+                            "state": state_name(r.state),
+                            "rtt_us": r.rtt_us,
+                            "detail": r.detail,
+                        }),
+                    ))
+                })
+                .collect();
+            let state = state_name(snap.health.state(host));
+            (
+                host.to_string(),
+                json!({ "state": state, "checks": checks }),
+            )
+        })
+        .collect();
+    json!({
+        "failed_ips": snap.health.failed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "questionable_ips": snap.health.questionable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "working_set": snap.working_set().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "hosts": hosts,
+    })
+}
+
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Healthy => "healthy",
+        State::Questionable => "questionable",
+        State::Failed => "failed",
+    }
+}
+
+pub fn plugin_state(state: &PluginState) -> String {
+    match state {
+        PluginState::Running => "running".into(),
+        PluginState::Restarting { retry_in } => {
+            format!("restarting (in {:.1} s)", retry_in.as_secs_f64())
+        }
+        PluginState::Stopped => "stopped".into(),
+    }
+}
+
+pub fn plugins(sources: &Sources) -> Value {
+    let plugins: Vec<Value> = sources
+        .plugins
+        .iter()
+        .map(|p| {
+            let status = p.status.borrow().clone();
+            let stats = status.rounds.as_ref().map(|r| {
+                json!({
+                    "rounds": r.rounds,
+                    "probes": r.results,
+                    "failures": r.failures,
+                    "last_round_ms": r.last_round.as_secs_f64() * 1e3,
+                    "rtt_us": r.rtt_us.map(|(min, median, max)| json!({
+                        "min": min, "median": median, "max": max,
+                    })),
+                })
+            });
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "kind": match p.kind {
+                    PluginKind::ConfigSource => "config-source",
+                    PluginKind::HealthCheck => "health-check",
+                },
+                "file": p.file,
+                "options": p.options.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "state": plugin_state(&status.state),
+                "restarts": status.restarts,
+                "last_error": status.last_error,
+                "stats": stats,
+            })
+        })
+        .collect();
+    json!({ "plugins": plugins })
+}
+
+pub fn route_info(snap: &Snapshot, ignore_routes: &[ipnet::IpNet]) -> Value {
+    let routes: serde_json::Map<String, Value> = match (&snap.spec, &snap.routes.vpc) {
+        (Some(spec), Some(vpc)) => spec
+            .routes()
+            .keys()
+            .map(|cidr| {
+                let per_table: BTreeMap<&str, RouteTarget> = vpc
+                    .route_tables
+                    .iter()
+                    .filter_map(|t| Some((t.id.as_str(), snap.target(vpc, &t.id, cidr)?)))
+                    .collect();
+                let mut targets = per_table.values();
+                let value = match targets.next() {
+                    None => Value::Null,
+                    Some(first) if targets.all(|t| t == first) => first.to_json(),
+                    Some(_) => json!({
+                        "tables": per_table
+                            .iter()
+                            .map(|(t, target)| (t.to_string(), target.to_json()))
+                            .collect::<serde_json::Map<_, _>>(),
+                    }),
+                };
+                (cidr.to_string(), value)
+            })
+            .collect(),
+        _ => serde_json::Map::new(),
+    };
+    json!({
+        "route_spec": snap.spec.as_ref().map(|s| s.to_json()),
+        "routes": routes,
+        "ignore_routes": ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+pub fn vpc(snap: &Snapshot) -> Value {
+    let report = &snap.routes;
+    let tables: serde_json::Map<String, Value> = report
+        .vpc
+        .iter()
+        .flat_map(|vpc| vpc.route_tables.iter().map(move |t| (vpc, t)))
+        .map(|(vpc, table)| {
+            let routes: serde_json::Map<String, Value> = table
+                .routes
+                .iter()
+                .map(|route| {
+                    let mut value = snap
+                        .target(vpc, &table.id, &route.destination)
+                        .map_or(Value::Null, |t| t.to_json());
+                    if let Some(last) = report.actions.get(&(table.id.clone(), route.destination)) {
+                        value["last_action"] = json!(last);
+                    }
+                    (route.destination.to_string(), value)
+                })
+                .collect();
+            // Routes deleted by vpcrouter are gone from the table; their
+            // last action still says why.
+            let deleted: serde_json::Map<String, Value> = report
+                .actions
+                .iter()
+                .filter(|((t, cidr), _)| {
+                    *t == table.id && !table.routes.iter().any(|r| r.destination == *cidr)
+                })
+                .map(|((_, cidr), last)| (cidr.to_string(), json!({ "last_action": last })))
+                .collect();
+            let mut value = json!({ "subnets": table.subnets, "routes": routes });
+            if !deleted.is_empty() {
+                value["gone"] = deleted.into();
+            }
+            (table.id.clone(), value)
+        })
+        .collect();
+    json!({
+        "observed": report.vpc.is_some(),
+        "observed_at": report.observed_at.map(rfc3339),
+        "last_success": report.last_success.map(rfc3339),
+        "last_error": report.last_error,
+        "route_tables": tables,
+    })
+}
+
+pub fn readiness(snap: &Snapshot) -> Value {
+    let spec_loaded = snap.spec.is_some();
+    let vpc_observed = snap.routes.vpc.is_some();
+    let reconciled = snap.routes.last_success.is_some() && snap.routes.last_error.is_none();
+    json!({
+        "ready": spec_loaded && vpc_observed && reconciled,
+        "spec_loaded": spec_loaded,
+        "vpc_observed": vpc_observed,
+        "last_reconcile_ok": reconciled,
+        "last_success": snap.routes.last_success.map(rfc3339),
+        "last_error": snap.routes.last_error,
+    })
+}
