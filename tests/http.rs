@@ -517,3 +517,27 @@ fn the_status_page_shows_a_failover_in_a_real_browser() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = http_daemon(&[], dir.path());
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    slow.write_all(b"GET /ips HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(
+        request(daemon.port, "GET", "/healthz", &[], b"").status,
+        200
+    );
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(15), "held for {waited:?}");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(!text.contains("200 OK"), "{text}");
+}

@@ -255,13 +255,9 @@ async fn run(
     };
     let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
     let mut http_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::http::serve(listener, app, async move {
+        let _ = http_shutdown.wait_for(|stop| *stop).await;
+    }));
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
     let _ = stop.send(true);

@@ -9,6 +9,7 @@ mod metrics;
 mod negotiate;
 mod page;
 mod plugin;
+mod serve;
 mod views;
 
 use axum::Router;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 pub use auth::{AuthError, AuthPolicy};
+pub use serve::serve;
 
 use crate::cloud::budget::Budget;
 use crate::events::EventLog;
