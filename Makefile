@@ -2,7 +2,7 @@
 # plugins/<name>.wasm). `make test` runs the whole test suite; `make demo`
 # runs the daemon on an example.
 
-BUNDLED := configfile http fixedconf tcp icmpecho
+BUNDLED := configfile http fixedconf tcp icmpecho romana
 # Built for the tests and as the documentation's example; not bundled.
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
@@ -20,15 +20,18 @@ plugins:
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
 test: build test-deps
-	cargo test -p vpcrouter -p vpcrouter-plugin-sdk
+	cargo test -p vpcrouter -p vpcrouter-plugin-sdk -p romana-topology
 
 # The EC2 tests run against moto's EC2 server (started by each test on
-# 127.0.0.1); the status page is tested in Debian's headless Chromium.
+# 127.0.0.1); the status page is tested in Debian's headless Chromium; the
+# romana plugin against a real etcd (Debian's etcd-server, one per test).
 test-deps:
 	@python3 -c 'import moto.server' 2>/dev/null || pip install --quiet 'moto[server]'
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
 		echo "note: no chromium; the status-page browser test will be skipped"
+	@command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 
 
 demo: build
@@ -39,6 +42,7 @@ bench: build test-deps
 	cargo bench --bench health
 	cargo bench --bench planner
 	cargo bench --bench failover
+	cargo bench --bench romana
 
 lint:
 	cargo fmt --all -- --check

@@ -38,15 +38,20 @@ struct Running {
 }
 
 async fn start_hostile(behaviour: &str, at: &str) -> Running {
+    start_hostile_with(behaviour, at, &[]).await
+}
+
+async fn start_hostile_with(behaviour: &str, at: &str, more: &[(&str, &str)]) -> Running {
     let specs = Arc::new(SpecStore::default());
     let loaded = runtime(None)
         .load_config_source(&common::guest("hostile"), specs.subscribe())
         .await
         .unwrap();
-    let options = [
+    let mut options = vec![
         ("behaviour".to_string(), behaviour.to_string()),
         ("at".to_string(), at.to_string()),
     ];
+    options.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let configured = loaded.configure(&options).await.unwrap();
     let (stop, shutdown) = watch::channel(false);
     let handle = plugin::spawn(configured, Role::Config(specs.clone()), shutdown);
@@ -178,6 +183,25 @@ async fn files_not_granted_are_denied_through_the_host_and_through_wasi() {
         body.contains("wasi said:") && !body.ends_with("wasi said: "),
         "{body}"
     );
+    assert_eq!(plugin.restarts(), 0);
+}
+
+#[tokio::test]
+async fn no_address_is_reachable_without_a_granted_endpoint() {
+    // A listener the plugin knows about; it must never see a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let plugin = start_hostile_with("connect", "poke", &[("target", &target)]).await;
+    plugin.wait_for_spec().await;
+    let (status, body) = plugin.poke().await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("host said: no endpoint granted"), "{body}");
+    assert!(
+        body.contains("wasi said:") && !body.ends_with("wasi said: "),
+        "{body}"
+    );
+    assert!(listener.accept().is_err(), "the plugin reached {target}");
     assert_eq!(plugin.restarts(), 0);
 }
 

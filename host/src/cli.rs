@@ -251,12 +251,23 @@ pub fn command(plugins: &[&PluginInfo]) -> Command {
             let mut arg = Arg::new(plugin_arg_id(&option.name))
                 .long(option.name.clone())
                 .value_name(match option.kind {
-                    OptionKind::File => "FILE",
-                    OptionKind::Text => "VALUE",
+                    OptionKind::File
+                    | OptionKind::TlsCa
+                    | OptionKind::TlsCert
+                    | OptionKind::TlsKey => "FILE",
+                    OptionKind::EndpointHost => "HOST",
+                    OptionKind::EndpointPort => "PORT",
+                    OptionKind::Text | OptionKind::Flag => "VALUE",
                 })
                 .help(help)
                 .allow_negative_numbers(true)
                 .action(ArgAction::Set);
+            if option.kind == OptionKind::Flag {
+                arg = arg
+                    .num_args(0)
+                    .default_missing_value("true")
+                    .allow_negative_numbers(false);
+            }
             if let Some((_, short)) = LEGACY_SHORT.iter().find(|(name, _)| *name == option.name) {
                 arg = arg.short(*short);
             }

@@ -2,6 +2,7 @@
 //! daemon process with its log lines, and a minimal HTTP client.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod etcd;
 pub mod fault_proxy;
 pub mod moto;
 

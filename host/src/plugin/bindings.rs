@@ -6,7 +6,10 @@ pub mod config {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "config-plugin",
-        imports: { default: trappable },
+        imports: {
+            "vpcrouter:plugin/outbound": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
     });
 }

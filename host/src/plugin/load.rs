@@ -12,7 +12,7 @@ use super::bindings::{
     WIT_VERSION,
 };
 use super::engine::PluginEngine;
-use super::grants::Grants;
+use super::grants::{Endpoint, Grants, TlsFiles};
 use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
 use crate::spec::RouteSpec;
@@ -109,6 +109,7 @@ impl LoadedPlugin {
     ) -> Result<ConfiguredPlugin, LoadError> {
         let mut options = Vec::new();
         let mut grants = Grants::default();
+        let (mut host, mut port, mut tls) = (None, None, TlsFiles::default());
         for given_name in given.iter().map(|(name, _)| name) {
             if !self.info.options.iter().any(|o| &o.name == given_name) {
                 return Err(LoadError::BadOption {
@@ -133,16 +134,47 @@ impl LoadedPlugin {
                 }
                 continue;
             };
-            if spec.kind == OptionKind::File {
-                let path = granted_file(&value).map_err(|problem| LoadError::BadOption {
-                    option: spec.name.clone(),
-                    problem,
-                })?;
-                value = path.display().to_string();
-                grants.readable_files.push(path);
+            let bad = |problem: String| LoadError::BadOption {
+                option: spec.name.clone(),
+                problem,
+            };
+            match spec.kind {
+                OptionKind::Text | OptionKind::Flag => {}
+                OptionKind::File => {
+                    let path = granted_file(&value).map_err(bad)?;
+                    value = path.display().to_string();
+                    grants.readable_files.push(path);
+                }
+                OptionKind::EndpointHost => host = Some(value.clone()),
+                OptionKind::EndpointPort => {
+                    port = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad(format!("{value:?}: not a TCP port")))?,
+                    )
+                }
+                OptionKind::TlsCa | OptionKind::TlsCert | OptionKind::TlsKey => {
+                    let path = granted_file(&value).map_err(bad)?;
+                    value = path.display().to_string();
+                    match spec.kind {
+                        OptionKind::TlsCa => tls.ca = Some(path),
+                        OptionKind::TlsCert => tls.cert = Some(path),
+                        _ => tls.key = Some(path),
+                    }
+                }
             }
             options.push((spec.name.clone(), value));
         }
+        let tls = tls
+            .client_config()
+            .map_err(|problem| LoadError::BadOption {
+                option: "tls".into(),
+                problem,
+            })?;
+        grants.endpoint = match (host, port) {
+            (Some(host), Some(port)) => Some(Endpoint { host, port, tls }),
+            _ => None,
+        };
         self.factory.grants = Arc::new(grants);
         let mut instance = self.factory.instantiate().await?;
         instance.init(&options).await.map_err(|e| match e {

@@ -13,7 +13,7 @@ pub use bindings::config::vpcrouter::plugin::types::{
     Event, HealthState, HostHealth, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo,
     Route,
 };
-pub use bindings::config::vpcrouter::plugin::{daemon, files, log, timers};
+pub use bindings::config::vpcrouter::plugin::{daemon, files, log, outbound, timers};
 pub use bindings::health::vpcrouter::plugin::probes;
 
 #[doc(hidden)]
@@ -79,6 +79,16 @@ impl OptionSpec {
     pub fn file(name: &str, help: &str) -> Self {
         Self {
             kind: OptionKind::File,
+            ..Self::text(name, help)
+        }
+    }
+
+    /// An option of another kind: a flag, or part of the outside endpoint
+    /// the plugin may reach (`EndpointHost`, `EndpointPort`, `TlsCa`,
+    /// `TlsCert`, `TlsKey`; see `outbound`).
+    pub fn of_kind(name: &str, help: &str, kind: OptionKind) -> Self {
+        Self {
+            kind,
             ..Self::text(name, help)
         }
     }

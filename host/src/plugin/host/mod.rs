@@ -3,6 +3,7 @@
 mod daemon;
 mod files;
 mod log;
+mod outbound;
 mod probes;
 mod timers;
 

@@ -4,11 +4,13 @@
 
 use vpcrouter_plugin_sdk::{
     ConfigSource, Event, HttpRequest, HttpResponse, OptionSpec, Options, PluginInfo, Route,
-    RouteSpec, export_config_source, files,
+    RouteSpec, export_config_source, files, outbound,
 };
 
 struct Hostile {
     behaviour: String,
+    /// Where `connect` tries to reach (`HOST:PORT`).
+    target: String,
     /// Misbehave on `started` instead of waiting for a poke.
     at_start: bool,
 }
@@ -46,6 +48,21 @@ impl Hostile {
                     .unwrap_or_default();
                 Err(format!("host said: {via_host}; wasi said: {via_wasi}"))
             }
+            "connect" => {
+                let request = outbound::OutboundRequest {
+                    method: "GET".into(),
+                    path: "/".into(),
+                    headers: vec![],
+                    body: vec![],
+                    timeout_ms: 500,
+                };
+                let via_host = outbound::send(&request).err().unwrap_or_default();
+                let via_wasi = std::net::TcpStream::connect(self.target.as_str())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                Err(format!("host said: {via_host}; wasi said: {via_wasi}"))
+            }
             other => Err(format!("unknown behaviour {other}")),
         }
     }
@@ -58,7 +75,13 @@ impl ConfigSource for Hostile {
             version: "0.0.1".into(),
             description: "Misbehaves on purpose".into(),
             options: vec![
-                OptionSpec::text("behaviour", "loop | membomb | trap | invalid | steal").required(),
+                OptionSpec::text(
+                    "behaviour",
+                    "loop | membomb | trap | invalid | steal | connect",
+                )
+                .required(),
+                OptionSpec::text("target", "HOST:PORT that `connect` tries")
+                    .default_value("127.0.0.1:9"),
                 OptionSpec::text("at", "poke | start | init").default_value("poke"),
             ],
             http_paths: vec!["/poke".into()],
@@ -75,6 +98,7 @@ impl ConfigSource for Hostile {
         };
         Ok(Self {
             behaviour,
+            target: options.require("target")?.to_string(),
             at_start,
         })
     }

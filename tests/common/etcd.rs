@@ -1,0 +1,219 @@
+//! A real etcd (Debian's `etcd-server`) per test, on free loopback ports
+//! with a temporary data dir; plain HTTP or TLS with client certificates.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "/romana/ipam/data";
+
+/// Certificates for a TLS etcd: a CA, the server's (for 127.0.0.1) and a
+/// client's, as PEM files.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let leaf = |names: Vec<String>| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(vec!["localhost".into()]);
+        let (client_cert, client_key) = leaf(vec!["vpcrouter".into()]);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        Self {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server-key.pem", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client-key.pem", &client_key),
+        }
+    }
+}
+
+pub struct Etcd {
+    child: Option<Child>,
+    pub port: u16,
+    peer_port: u16,
+    data: tempfile::TempDir,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// For `etcdctl` against a TLS etcd: (ca, cert, key).
+    client: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
+impl Etcd {
+    /// A plain-HTTP etcd.
+    pub fn start() -> Self {
+        Self::launch(None, None)
+    }
+
+    /// An etcd serving TLS that requires client certificates.
+    pub fn start_tls(certs: &Certs) -> Self {
+        let server = (
+            certs.ca.clone(),
+            certs.server_cert.clone(),
+            certs.server_key.clone(),
+        );
+        let client = (
+            certs.ca.clone(),
+            certs.client_cert.clone(),
+            certs.client_key.clone(),
+        );
+        Self::launch(Some(server), Some(client))
+    }
+
+    fn launch(
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        client: Option<(PathBuf, PathBuf, PathBuf)>,
+    ) -> Self {
+        let mut etcd = Self {
+            child: None,
+            port: super::free_port(),
+            peer_port: super::free_port(),
+            data: tempfile::tempdir().unwrap(),
+            tls,
+            client,
+        };
+        etcd.resume();
+        etcd
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.port)
+    }
+
+    /// Start (again) on the same ports and data.
+    pub fn resume(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut command = Command::new("etcd");
+        command
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.data.path())
+            .args(["--listen-client-urls", &self.url()])
+            .args(["--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("test={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((ca, cert, key)) = &self.tls {
+            command
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--client-cert-auth");
+        }
+        self.child = Some(
+            command
+                .spawn()
+                .expect("etcd (apt-get install etcd-server etcd-client)"),
+        );
+        let start = Instant::now();
+        while self.etcdctl(&["endpoint", "health"]).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop it (the data stays for `resume`).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `etcdctl` (v3 API) against this etcd.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.url(), "--dial-timeout", "2s"])
+            .args(args);
+        if let Some((ca, cert, key)) = &self.client {
+            command
+                .arg("--cacert")
+                .arg(ca)
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key);
+        }
+        let output = command.output().map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    }
+
+    pub fn put(&self, key: &str, value: &str) {
+        // Through a file: topologies can be larger than a command line.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), value).unwrap();
+        let mut command = Command::new("sh");
+        let mut tls = String::new();
+        if let Some((ca, cert, key)) = &self.client {
+            tls = format!(
+                "--cacert {} --cert {} --key {}",
+                ca.display(),
+                cert.display(),
+                key.display()
+            );
+        }
+        command.env("ETCDCTL_API", "3").arg("-c").arg(format!(
+            "etcdctl --endpoints {} {tls} put {key} < {}",
+            self.url(),
+            file.path().display()
+        ));
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn delete(&self, key: &str) {
+        self.etcdctl(&["del", key]).unwrap();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
