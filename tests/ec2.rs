@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::moto::{self, Moto, Vpc};
+use common::moto::{self, CIDRS, Moto, ROUTERS, Vpc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +16,6 @@ use vpcrouter::health::{HealthBoard, HostReport, State};
 use vpcrouter::reconcile::Reconciler;
 use vpcrouter::reconcile::plan::Settings;
 use vpcrouter::spec_store::SpecStore;
-
-const ROUTERS: [&str; 6] = [
-    "127.0.1.10",
-    "127.0.2.10",
-    "127.0.3.10",
-    "127.0.1.11",
-    "127.0.2.11",
-    "127.0.3.11",
-];
-const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
 const PROTECTED: &str = "10.200.0.0/16";
 const FOREIGN: &str = "10.201.0.0/16";
 
@@ -61,23 +51,11 @@ async fn start(recheck: Option<Duration>) -> Setup {
             .unwrap();
     }
     let backend = Arc::new(moto.backend(&vpc.id, &moto.url));
-    let specs = Arc::new(SpecStore::default());
-    let board = Arc::new(HealthBoard::default());
-    let (stop, shutdown) = watch::channel(false);
-    let reconciler = Reconciler {
-        backend: backend.clone(),
-        specs: specs.subscribe(),
-        health: board.subscribe(),
-        settings: Settings {
-            ignore_routes: vec![PROTECTED.parse().unwrap()],
-            az_affinity: false,
-        },
-        recheck,
-        disable_source_dest_check: false,
-        observers: Default::default(),
-        shutdown,
+    let settings = Settings {
+        ignore_routes: vec![PROTECTED.parse().unwrap()],
+        az_affinity: false,
     };
-    tokio::spawn(reconciler.run());
+    let Inputs { specs, board, stop } = reconcile(&backend, settings, recheck, false);
     Setup {
         _moto: moto,
         ec2,
@@ -87,6 +65,36 @@ async fn start(recheck: Option<Duration>) -> Setup {
         board,
         _stop: stop,
     }
+}
+
+/// The inputs a running reconciler reads; it stops when this is dropped.
+struct Inputs {
+    specs: Arc<SpecStore>,
+    board: Arc<HealthBoard>,
+    stop: watch::Sender<bool>,
+}
+
+fn reconcile(
+    backend: &Arc<Ec2Vpc>,
+    settings: Settings,
+    recheck: Option<Duration>,
+    disable_source_dest_check: bool,
+) -> Inputs {
+    let specs = Arc::new(SpecStore::default());
+    let board = Arc::new(HealthBoard::default());
+    let (stop, shutdown) = watch::channel(false);
+    let reconciler = Reconciler {
+        backend: backend.clone(),
+        specs: specs.subscribe(),
+        health: board.subscribe(),
+        settings,
+        recheck,
+        disable_source_dest_check,
+        observers: Default::default(),
+        shutdown,
+    };
+    tokio::spawn(reconciler.run());
+    Inputs { specs, board, stop }
 }
 
 impl Setup {
@@ -312,22 +320,7 @@ async fn throttling_errors_and_slow_answers_are_retried_and_nothing_is_lost() {
     let vpc = moto::build_vpc(&ec2, 3, &ROUTERS).await;
     let proxy = FaultProxy::start(&moto.url).await;
     let backend = Arc::new(moto.backend(&vpc.id, &proxy.url));
-    let specs = Arc::new(SpecStore::default());
-    let board = Arc::new(HealthBoard::default());
-    let (_stop, shutdown) = watch::channel(false);
-    tokio::spawn(
-        Reconciler {
-            backend: backend.clone(),
-            specs: specs.subscribe(),
-            health: board.subscribe(),
-            settings: Settings::default(),
-            recheck: None,
-            disable_source_dest_check: false,
-            observers: Default::default(),
-            shutdown,
-        }
-        .run(),
-    );
+    let Inputs { specs, board, stop } = reconcile(&backend, Settings::default(), None, false);
     let setup = Setup {
         _moto: moto,
         ec2,
@@ -335,7 +328,7 @@ async fn throttling_errors_and_slow_answers_are_retried_and_nothing_is_lost() {
         backend,
         specs,
         board,
-        _stop,
+        _stop: stop,
     };
 
     // Start-up under faults: a describe fails, creations are throttled.
@@ -399,22 +392,8 @@ async fn source_dest_check_is_turned_off_when_asked() {
     };
     check(true).await.unwrap();
     let backend = Arc::new(moto.backend(&vpc.id, &moto.url));
-    let specs = Arc::new(SpecStore::default());
-    let board = Arc::new(HealthBoard::default());
-    let (_stop, shutdown) = watch::channel(false);
-    tokio::spawn(
-        Reconciler {
-            backend: backend.clone(),
-            specs: specs.subscribe(),
-            health: board.subscribe(),
-            settings: Settings::default(),
-            recheck: None,
-            disable_source_dest_check: true,
-            observers: Default::default(),
-            shutdown,
-        }
-        .run(),
-    );
+    let inputs = reconcile(&backend, Settings::default(), None, true);
+    let specs = &inputs.specs;
     specs
         .offer(
             "test",

@@ -5,37 +5,16 @@
 
 mod common;
 
-use common::moto::{self, Moto};
+use common::moto::{self, CIDRS, Moto, ROUTERS};
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Run the daemon to its exit with `args`; (code, stderr).
+/// The daemon on the example spec with `args`, to its exit.
 fn run_to_exit(args: &[&str]) -> (i32, String) {
-    let cache = tempfile::tempdir().unwrap();
     let spec = common::repo().join("examples/spec.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-        .args([
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "-H",
-            "none",
-        ])
-        .args(args)
-        .args(["-a", "127.0.0.1", "-p", &common::free_port().to_string()])
-        .arg("--plugin-dir")
-        .arg(common::repo().join("plugins"))
-        .arg("--plugin-cache-dir")
-        .arg(cache.path())
-        .envs(common::NO_METADATA)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["-m", "configfile", "-f", spec.to_str().unwrap()];
+    all.extend_from_slice(args);
+    common::run_to_exit(&all)
 }
 
 #[test]
@@ -97,15 +76,6 @@ fn an_unreachable_ec2_leaves_the_daemon_up_and_trying() {
 /// routes three CIDRs through all of them; three subnets, three tables.
 #[test]
 fn a_dead_router_loses_its_routes_in_every_table() {
-    const ROUTERS: [&str; 6] = [
-        "127.0.1.10",
-        "127.0.2.10",
-        "127.0.3.10",
-        "127.0.1.11",
-        "127.0.2.11",
-        "127.0.3.11",
-    ];
-    const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let moto = Moto::start();
     let ec2 = runtime.block_on(moto.client());

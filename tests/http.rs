@@ -382,19 +382,8 @@ fn without_a_token_changes_are_open_to_loopback_only() {
     );
     assert_eq!(reply.status, 200, "loopback, no token: {}", reply.body);
     drop(daemon);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-        .args(["-m", "http", "-H", "none", "-a", "0.0.0.0", "-p", "1"])
-        .arg("--sim-vpc")
-        .arg(common::repo().join("examples/sim-vpc.json"))
-        .arg("--plugin-dir")
-        .arg(common::repo().join("plugins"))
-        .arg("--plugin-cache-dir")
-        .arg(dir.path())
-        .envs(common::NO_METADATA)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = common::run_to_exit(&["-m", "http", "-a", "0.0.0.0"]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("--address 0.0.0.0 is not a loopback address"),
         "{stderr}"

@@ -144,20 +144,8 @@ fn tls_is_done_by_the_host_with_the_operators_certificates() {
 
 #[test]
 fn usev2_is_answered_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-        .args(["-m", "romana", "--usev2", "-H", "none"])
-        .arg("--sim-vpc")
-        .arg(common::repo().join("examples/sim-vpc.json"))
-        .arg("--plugin-dir")
-        .arg(common::repo().join("plugins"))
-        .arg("--plugin-cache-dir")
-        .arg(dir.path())
-        .envs(common::NO_METADATA)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = common::run_to_exit(&["-m", "romana", "--usev2"]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("--usev2: the etcd v2 API is not supported"),
         "{stderr}"

@@ -23,21 +23,12 @@ mod moto;
 mod common;
 
 use common::free_port;
+use moto::{CIDRS, ROUTERS};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const ROUTERS: [&str; 6] = [
-    "127.0.1.10",
-    "127.0.2.10",
-    "127.0.3.10",
-    "127.0.1.11",
-    "127.0.2.11",
-    "127.0.3.11",
-];
-const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
 const MUTATING: [&str; 3] = ["CreateRoute", "ReplaceRoute", "DeleteRoute"];
 
 fn main() {

@@ -52,6 +52,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Run the daemon with `args` (plugins from `plugins/`, no health checking
+/// and the embedded VPC unless `args` say otherwise, no metadata service)
+/// until it exits, as for a start-up error; (exit code, stderr).
+pub fn run_to_exit(args: &[&str]) -> (i32, String) {
+    let cache = tempfile::tempdir().unwrap();
+    let chooses_vpc = args
+        .iter()
+        .any(|a| ["--sim-vpc", "-v", "--vpc", "--ec2-endpoint"].contains(a));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vpcrouter"));
+    if !args.contains(&"-a") {
+        command.args(["-a", "127.0.0.1"]);
+    }
+    command
+        .args(["-H", "none", "-p", &free_port().to_string()])
+        .arg("--plugin-dir")
+        .arg(repo().join("plugins"))
+        .arg("--plugin-cache-dir")
+        .arg(cache.path())
+        .envs(NO_METADATA);
+    if !chooses_vpc {
+        command
+            .arg("--sim-vpc")
+            .arg(repo().join("examples/sim-vpc.json"));
+    }
+    command.args(args);
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A running `vpcrouter` whose standard output is collected line by line.
 pub struct Daemon {
     child: Child,

@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
 
+/// The routers of the VPC the EC2 tests and the failover benchmark use:
+/// two in each subnet of three AZs (`build_vpc(ec2, 3, &ROUTERS)`).
+pub const ROUTERS: [&str; 6] = [
+    "127.0.1.10",
+    "127.0.2.10",
+    "127.0.3.10",
+    "127.0.1.11",
+    "127.0.2.11",
+    "127.0.3.11",
+];
+/// The CIDRs they route.
+pub const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
+
 pub struct Moto {
     child: Child,
     pub url: String,
