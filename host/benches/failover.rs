@@ -26,7 +26,6 @@ use common::free_port;
 use moto::{CIDRS, ROUTERS};
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 const MUTATING: [&str; 3] = ["CreateRoute", "ReplaceRoute", "DeleteRoute"];
@@ -68,6 +67,31 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted[rank - 1]
 }
 
+/// A router host: a listener that accepts (and drops) every connection,
+/// as sshd or bgpd would; a listener that never accepts fills its queue
+/// after 128 probes and then makes probes time out. Dropping it closes the
+/// port (probes are refused).
+struct Router(tokio::task::JoinHandle<()>);
+
+impl Router {
+    fn listen(ip: &str, port: u16) -> Self {
+        let listener = std::net::TcpListener::bind((ip, port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        Self(tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                drop(connection);
+            }
+        }))
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -88,12 +112,12 @@ async fn failovers(
     let ec2 = moto.client().await;
     let vpc = moto::build_vpc(&ec2, 3, &ROUTERS).await;
     let proxy = fault_proxy::FaultProxy::start(&moto.url).await;
-    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
+    let first = std::net::TcpListener::bind((ROUTERS[0], 0)).unwrap();
     let port = first.local_addr().unwrap().port();
-    let mut listeners: BTreeMap<&str, Option<TcpListener>> = BTreeMap::new();
-    listeners.insert(ROUTERS[0], Some(first));
-    for router in &ROUTERS[1..] {
-        listeners.insert(router, Some(TcpListener::bind((*router, port)).unwrap()));
+    drop(first);
+    let mut listeners: BTreeMap<&str, Option<Router>> = BTreeMap::new();
+    for router in &ROUTERS {
+        listeners.insert(router, Some(Router::listen(router, port)));
     }
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.json");
@@ -129,8 +153,17 @@ async fn failovers(
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // When the daemon logged each line, to split detection from the rest.
     let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || for _ in std::io::BufReader::new(stdout).lines() {});
+    let (log_tx, log) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = log_tx.send((Instant::now(), line));
+        }
+    });
     let _daemon = Daemon(child);
 
     // CIDR -> ENI in every table, once they agree.
@@ -182,6 +215,7 @@ async fn failovers(
     let mut latencies = Vec::new();
     let mut calls = BTreeMap::new();
     let mut moved = 0;
+    let mut detections = Vec::new();
     for _ in 0..trials {
         let routes = settled().await;
         let victim_eni = routes[CIDRS[0]].clone();
@@ -200,14 +234,21 @@ async fn failovers(
         }
         latencies.push(killed.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let failed = format!("host={victim} ");
+        if let Some((at, _)) = log.try_iter().find(|(at, line)| {
+            *at >= killed && line.contains("host failed") && line.contains(&failed)
+        }) {
+            detections.push(at - killed);
+        }
         for (action, n) in counts(&before, &proxy.calls()) {
             *calls.entry(action).or_insert(0) += n;
         }
         // Back up; eligible again once its failure window has passed.
-        listeners.insert(victim, Some(TcpListener::bind((victim, port)).unwrap()));
+        listeners.insert(victim, Some(Router::listen(victim, port)));
         tokio::time::sleep(Duration::from_secs_f64(interval_s * 2.0)).await;
     }
     latencies.sort();
+    detections.sort();
     let per_failover = calls
         .iter()
         .map(|(action, n)| format!("{action} {:.1}", *n as f64 / trials as f64))
@@ -218,11 +259,17 @@ async fn failovers(
         .filter(|(a, _)| MUTATING.contains(&a.as_str()))
         .map(|(_, n)| n)
         .sum();
+    let detected = detections
+        .get(detections.len() / 2)
+        .map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3));
     let summary = format!(
         "{per_failover}; routes moved (CIDR x table) {:.1}, mutating calls {:.1}, describes {:.1}",
         moved as f64 / trials as f64,
         mutating as f64 / trials as f64,
         (calls.values().sum::<u64>() - mutating) as f64 / trials as f64
+    );
+    let summary = format!(
+        "{summary}\n  of which detection (kill -> daemon's \"host failed\"): median {detected}"
     );
     (latencies, summary)
 }
