@@ -6,80 +6,23 @@
 
 mod common;
 
+use common::sim_cluster::{CIDRS, SimCluster};
 use common::{Daemon, Reply, request};
 use serde_json::{Value, json};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const WITHIN: Duration = Duration::from_secs(15);
-const ROUTERS: [(&str, &str, &str); 2] = [
-    ("127.0.4.10", "eni-a", "subnet-a"),
-    ("127.0.4.11", "eni-b", "subnet-b"),
-];
-const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
-
-/// Two routers (real listeners) in two subnets with a route table each,
-/// the configfile plugin on a spec of three CIDRs and the tcp plugin.
-struct Cluster {
-    daemon: Daemon,
-    listeners: Vec<Option<TcpListener>>,
-    _dir: tempfile::TempDir,
-}
+/// The cluster of these tests: routers on 127.0.4.x.
+struct Cluster(SimCluster);
 
 fn cluster(extra: &[&str]) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let first = TcpListener::bind((ROUTERS[0].0, 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let listeners = vec![
-        Some(first),
-        Some(TcpListener::bind((ROUTERS[1].0, port)).unwrap()),
-    ];
-    let topology = json!({
-        "subnets": [{"id": "subnet-a", "az": "az-a"}, {"id": "subnet-b", "az": "az-b"}],
-        "interfaces": ROUTERS.iter().map(|(ip, eni, subnet)| json!({
-            "id": eni, "instance": format!("i-{eni}"), "subnet": subnet, "ips": [ip], "running": true
-        })).collect::<Vec<_>>(),
-        "route_tables": [
-            {"id": "rtb-a", "subnets": ["subnet-a"], "routes": [{"destination": "0.0.0.0/0", "target": {"other": "igw-1"}}]},
-            {"id": "rtb-b", "subnets": ["subnet-b"], "routes": []}
-        ]
-    });
-    let hosts = [ROUTERS[0].0, ROUTERS[1].0];
-    let spec: serde_json::Map<String, Value> = CIDRS
-        .iter()
-        .map(|c| (c.to_string(), json!(hosts)))
-        .collect();
-    let (vpc_file, spec_file) = (dir.path().join("vpc.json"), dir.path().join("spec.json"));
-    std::fs::write(&vpc_file, topology.to_string()).unwrap();
-    std::fs::write(&spec_file, Value::Object(spec).to_string()).unwrap();
-    let port = port.to_string();
-    let mut args = vec![
-        "-m",
-        "configfile",
-        "-f",
-        spec_file.to_str().unwrap(),
-        "--sim-vpc",
-        vpc_file.to_str().unwrap(),
-        "-H",
-        "tcp",
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        "0.2",
-    ];
-    args.extend_from_slice(extra);
-    let daemon = Daemon::start(&args, dir.path());
-    Cluster {
-        daemon,
-        listeners,
-        _dir: dir,
-    }
+    Cluster(SimCluster::start(4, extra))
 }
 
 impl Cluster {
     fn get(&self, path: &str, accept: &str) -> Reply {
-        request(self.daemon.port, "GET", path, &[("Accept", accept)], b"")
+        request(self.0.daemon.port, "GET", path, &[("Accept", accept)], b"")
     }
 
     fn json(&self, path: &str) -> Value {
@@ -112,8 +55,7 @@ impl Cluster {
             .as_str()
             .unwrap()
             .to_string();
-        let index = ROUTERS.iter().position(|r| r.0 == victim).unwrap();
-        self.listeners[index] = None;
+        self.0.kill(&victim);
         (victim, eni)
     }
 }
@@ -127,10 +69,7 @@ fn the_views_show_spec_health_routes_and_a_failover() {
     let mut cluster = cluster(&[]);
     assert_eq!(cluster.get("/healthz", "*/*").status, 200);
     let info = cluster.wait_json("/route_info", "routes set", converged);
-    assert_eq!(
-        info["route_spec"][CIDRS[0]],
-        json!([ROUTERS[0].0, ROUTERS[1].0])
-    );
+    assert_eq!(info["route_spec"][CIDRS[0]], json!(cluster.0.routers));
     assert!(info["ignore_routes"].is_array());
     let ready = cluster.get("/readyz", "*/*");
     assert_eq!(ready.status, 200, "{}", ready.body);
@@ -148,7 +87,7 @@ fn the_views_show_spec_health_routes_and_a_failover() {
     }
     assert_eq!(index["params"]["vpc_backend"], "sim");
     let ips = cluster.json("/ips");
-    assert_eq!(ips["working_set"], json!([ROUTERS[0].0, ROUTERS[1].0]));
+    assert_eq!(ips["working_set"], json!(cluster.0.routers));
     assert_eq!(ips["failed_ips"], json!([]));
     let plugins = cluster.wait_json("/plugins", "a health round", |p| {
         p["plugins"][1]["stats"]["probes"].as_u64() > Some(0)
@@ -245,7 +184,6 @@ fn the_views_show_spec_health_routes_and_a_failover() {
         &format!("host=\"{victim}\""),
     );
     assert_eq!(dead, 2.0);
-    drop(cluster.listeners);
 }
 
 /// The value of the first sample of `name` whose labels contain `labels`.
@@ -307,7 +245,7 @@ fn content_types_follow_the_accept_header() {
 fn unknown_paths_wrong_methods_and_big_bodies_are_refused() {
     let cluster = cluster(&[]);
     assert_eq!(cluster.get("/nope", "*/*").status, 404);
-    let port = cluster.daemon.port;
+    let port = cluster.0.daemon.port;
     assert_eq!(request(port, "POST", "/ips", &[], b"{}").status, 405);
     assert_eq!(request(port, "DELETE", "/vpc", &[], b"").status, 405);
     assert_eq!(request(port, "POST", "/healthz", &[], b"").status, 405);
@@ -462,7 +400,7 @@ fn the_status_page_shows_a_failover_in_a_real_browser() {
                 .iter()
                 .all(|c| info["routes"][c]["eni"] != eni.as_str())
     });
-    let url = format!("http://127.0.0.1:{}/", cluster.daemon.port);
+    let url = format!("http://127.0.0.1:{}/", cluster.0.daemon.port);
     let dom = headless(chromium, &["--dump-dom", &url]);
     assert!(dom.contains("id=\"routes\""), "{dom}");
     // The grid: every cell of a spec CIDR points at the surviving router,

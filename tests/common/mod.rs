@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod fault_proxy;
 pub mod moto;
+pub mod sim_cluster;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,81 @@
+//! A small cluster on the embedded VPC: two router hosts that are real TCP
+//! listeners on 127.0.N.10 and 127.0.N.11, each in its own subnet with its
+//! own route table (the first also holds a gateway route), and the daemon
+//! running configfile on a spec of three CIDRs with tcp checks every 0.2 s.
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+
+use super::Daemon;
+
+pub const CIDRS: [&str; 3] = ["10.55.0.0/16", "10.56.0.0/16", "10.57.0.0/16"];
+
+pub struct SimCluster {
+    pub daemon: Daemon,
+    /// The routers' addresses (ENIs `eni-a`, `eni-b`; tables `rtb-a`, `rtb-b`).
+    pub routers: [String; 2],
+    listeners: Vec<Option<TcpListener>>,
+    _dir: tempfile::TempDir,
+}
+
+impl SimCluster {
+    /// Routers on 127.0.`net`.x (tests running at once use different nets);
+    /// `extra` daemon flags.
+    pub fn start(net: u8, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let routers = [format!("127.0.{net}.10"), format!("127.0.{net}.11")];
+        let first = TcpListener::bind((routers[0].as_str(), 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let listeners = vec![
+            Some(first),
+            Some(TcpListener::bind((routers[1].as_str(), port)).unwrap()),
+        ];
+        let topology = json!({
+            "subnets": [{"id": "subnet-a", "az": "az-a"}, {"id": "subnet-b", "az": "az-b"}],
+            "interfaces": [
+                {"id": "eni-a", "instance": "i-a", "subnet": "subnet-a", "ips": [routers[0]], "running": true},
+                {"id": "eni-b", "instance": "i-b", "subnet": "subnet-b", "ips": [routers[1]], "running": true}
+            ],
+            "route_tables": [
+                {"id": "rtb-a", "subnets": ["subnet-a"], "routes": [{"destination": "0.0.0.0/0", "target": {"other": "igw-1"}}]},
+                {"id": "rtb-b", "subnets": ["subnet-b"], "routes": []}
+            ]
+        });
+        let spec: serde_json::Map<String, Value> = CIDRS
+            .iter()
+            .map(|c| (c.to_string(), json!(routers)))
+            .collect();
+        let (vpc_file, spec_file) = (dir.path().join("vpc.json"), dir.path().join("spec.json"));
+        std::fs::write(&vpc_file, topology.to_string()).unwrap();
+        std::fs::write(&spec_file, Value::Object(spec).to_string()).unwrap();
+        let port = port.to_string();
+        let mut args = vec![
+            "-m",
+            "configfile",
+            "-f",
+            spec_file.to_str().unwrap(),
+            "--sim-vpc",
+            vpc_file.to_str().unwrap(),
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+        ];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::start(&args, dir.path());
+        Self {
+            daemon,
+            routers,
+            listeners,
+            _dir: dir,
+        }
+    }
+
+    /// Close `router`'s port: its probes are refused from now on.
+    pub fn kill(&mut self, router: &str) {
+        let index = self.routers.iter().position(|r| r == router).unwrap();
+        self.listeners[index] = None;
+    }
+}
