@@ -1,13 +1,14 @@
 //! Health checking through the real host with the tcp plugin, against real
 //! sockets on 127.0.0.0/8: listeners up and down, silent hosts, working-set
-//! changes, thresholds, and the old command line.
+//! changes, thresholds, and the old command line; full connects and
+//! half-open probes alike.
 
 mod common;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
+use vpcrouter::health::{HealthBoard, HealthSnapshot, State, half_open};
 use vpcrouter::plugin::{Bounds, PluginEngine, PluginHandle, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 
@@ -82,8 +83,32 @@ fn listeners(addrs: &[&str]) -> (u16, Vec<TcpListener>) {
     (port, std::iter::once(first).chain(rest).collect())
 }
 
+/// The probe methods this process may use: half-open needs CAP_NET_RAW.
+fn methods() -> Vec<&'static str> {
+    match half_open::access() {
+        Ok(()) => vec!["connect", "half-open"],
+        Err(why) => {
+            println!("half-open skipped: {why}");
+            vec!["connect"]
+        }
+    }
+}
+
+/// Whether a listener has a connection waiting (half-open probes never
+/// complete one).
+fn has_connection(listener: &TcpListener) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    listener.accept().is_ok()
+}
+
 #[tokio::test]
 async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
+    for method in methods() {
+        closed_listener_fails_and_recovers(method).await;
+    }
+}
+
+async fn closed_listener_fails_and_recovers(method: &str) {
     let (port, mut up) = listeners(&["127.0.0.21", "127.0.0.22"]);
     let port = port.to_string();
     let checker = tcp_checker(
@@ -92,6 +117,7 @@ async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
             ("tcp_check_port", &port),
             ("tcp_check_interval", "0.1"),
             ("tcp_check_window", "5"),
+            ("tcp_check_method", method),
         ],
     )
     .await;
@@ -111,6 +137,11 @@ async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
     let status = checker.handle().status().borrow().clone();
     let stats = status.rounds.unwrap();
     assert!(stats.failures >= 1 && stats.rtt_us.is_some(), "{stats:?}");
+    assert_eq!(
+        has_connection(&up[0]),
+        method == "connect",
+        "{method}: connections seen by the service"
+    );
 
     // Back up: healthy again once the window (5 rounds of 0.1 s) is over.
     up.push(TcpListener::bind(SocketAddr::new(ip("127.0.0.22"), port.parse().unwrap())).unwrap());
@@ -119,12 +150,18 @@ async fn a_closed_listener_fails_its_host_and_it_recovers_after_the_window() {
         .await;
     assert!(
         recovered >= Duration::from_millis(300),
-        "recovered after {recovered:?}, inside the window"
+        "{method}: recovered after {recovered:?}, inside the window"
     );
 }
 
 #[tokio::test]
 async fn a_silent_host_times_out_without_stalling_rounds_at_timeout_equal_to_interval() {
+    for method in methods() {
+        silent_host_times_out(method).await;
+    }
+}
+
+async fn silent_host_times_out(method: &str) {
     // A listener whose accept queue is full never completes a handshake.
     let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     silent
@@ -150,6 +187,7 @@ async fn a_silent_host_times_out_without_stalling_rounds_at_timeout_equal_to_int
             ("tcp_check_port", &port),
             ("tcp_check_interval", "0.2"),
             ("tcp_check_timeout", "0.2"),
+            ("tcp_check_method", method),
         ],
     )
     .await;
@@ -225,6 +263,11 @@ async fn bad_tcp_options_are_refused_at_start() {
         ("tcp_check_port", "0", "expected 1-65535"),
         ("tcp_check_interval", "soon", "expected seconds"),
         ("tcp_check_fall", "0", "expected a whole number >= 1"),
+        (
+            "tcp_check_method",
+            "sometimes",
+            "expected auto, connect or half-open",
+        ),
     ] {
         let loaded = runtime
             .load_health_check(&common::plugin("tcp"), specs.subscribe())
@@ -310,4 +353,49 @@ async fn probes_outside_the_working_set_are_denied_and_their_reports_ignored() {
         "{outsider_accepted:?}"
     );
     assert_eq!(board.snapshot(), HealthSnapshot::default());
+}
+
+#[test]
+fn half_open_needs_cap_net_raw_and_auto_falls_back_to_connects() {
+    // Capabilities are per thread: this one runs without CAP_NET_RAW.
+    std::thread::spawn(|| {
+        if !common::drop_net_raw_on_this_thread() {
+            println!("could not drop CAP_NET_RAW; testing as this process is");
+        }
+        let why = half_open::access().expect_err("no raw sockets without CAP_NET_RAW");
+        assert!(why.contains("CAP_NET_RAW"), "{why}");
+        common::block_on(async {
+            let specs = SpecStore::default();
+            let runtime =
+                PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+            let loaded = runtime
+                .load_health_check(&common::plugin("tcp"), specs.subscribe())
+                .await
+                .unwrap();
+            let method = [("tcp_check_method".to_string(), "half-open".to_string())];
+            let err = loaded.configure(&method).await.err().expect("refused");
+            assert!(
+                err.to_string().contains("CAP_NET_RAW")
+                    && err.to_string().contains("--tcp_check_method connect"),
+                "{err}"
+            );
+
+            // The default (auto) probes with full connects instead.
+            let (port, up) = listeners(&["127.0.0.61", "127.0.0.62"]);
+            let port = port.to_string();
+            let checker = tcp_checker(
+                &["127.0.0.61", "127.0.0.62", "127.0.0.63"],
+                &[("tcp_check_port", &port), ("tcp_check_interval", "0.1")],
+            )
+            .await;
+            checker
+                .wait("refused host failed", |s| {
+                    s.failed == std::collections::BTreeSet::from([ip("127.0.0.63")])
+                })
+                .await;
+            assert!(has_connection(&up[0]), "full connects reach the service");
+        });
+    })
+    .join()
+    .unwrap();
 }

@@ -111,18 +111,10 @@ fn in_private_netns(test: impl FnOnce() + Send + 'static) -> bool {
     setup.join().expect("namespace test")
 }
 
-fn block_on(test: impl Future<Output = ()>) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test);
-}
-
 #[test]
 fn unanswered_echo_fails_a_host_and_multi_fails_on_any_plugin() {
     let ran = in_private_netns(|| {
-        block_on(async {
+        common::block_on(async {
             // A TCP listener on .142, so tcp says healthy there.
             let listener = std::net::TcpListener::bind(("10.33.20.142", 0)).unwrap();
             let port = listener.local_addr().unwrap().port().to_string();
@@ -173,7 +165,7 @@ fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
         // The sysctl is per network namespace: this changes nothing outside.
         std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
         assert_eq!(icmp::access(), Ok(Access::Datagram));
-        block_on(async {
+        common::block_on(async {
             let outcomes = icmp::echo(
                 vec![ip("10.33.20.142"), ip("10.33.21.5")],
                 Duration::from_millis(300),
@@ -188,49 +180,17 @@ fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
     }
 }
 
-/// Drop CAP_NET_RAW from this thread's effective capabilities (capabilities
-/// are per thread on Linux); false if that is not possible.
-fn drop_net_raw_on_this_thread() -> bool {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const CAP_NET_RAW: u32 = 13;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: header and a two-element data array, as capget/capset expect.
-    unsafe {
-        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
-            return false;
-        }
-        data[0].effective &= !(1 << CAP_NET_RAW);
-        libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
-    }
-}
-
 #[test]
 fn icmpecho_refuses_to_start_saying_what_to_grant_when_icmp_is_not_permitted() {
     // A fresh namespace has the default ping_group_range ("1 0": nobody).
     let ran = in_private_netns(|| {
-        assert!(drop_net_raw_on_this_thread(), "capset");
+        assert!(common::drop_net_raw_on_this_thread(), "capset");
         let denied = icmp::access().expect_err("no datagram ICMP and no CAP_NET_RAW");
         assert!(
             denied.contains("ping_group_range") && denied.contains("CAP_NET_RAW"),
             "{denied}"
         );
-        block_on(async {
+        common::block_on(async {
             let specs = SpecStore::default();
             let runtime =
                 PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();

@@ -354,3 +354,45 @@ impl HealthCheckers {
         start.elapsed()
     }
 }
+
+/// Run a future on a runtime on this thread (for tests that change
+/// per-thread state: capabilities, network namespace).
+pub fn block_on(test: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+/// Drop CAP_NET_RAW from this thread's effective capabilities (capabilities
+/// are per thread on Linux); false if that is not possible.
+pub fn drop_net_raw_on_this_thread() -> bool {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_RAW: u32 = 13;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a two-element data array, as capget/capset expect.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            return false;
+        }
+        data[0].effective &= !(1 << CAP_NET_RAW);
+        libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
+    }
+}

@@ -8,9 +8,9 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
 
 use super::probe::Outcome;
+use super::socket::{checksum, per_family, recv, register, send};
 
 /// Which kind of ICMP socket this process may open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,6 @@ fn open(access: Access, domain: Domain) -> io::Result<Socket> {
         Access::Raw => Type::RAW,
     };
     let socket = Socket::new(domain, kind, Some(protocol))?;
-    socket.set_nonblocking(true)?;
     // Replies of a large batch arrive at once.
     let _ = socket.set_recv_buffer_size(4 << 20);
     Ok(socket)
@@ -57,28 +56,15 @@ pub async fn echo(hosts: Vec<IpAddr>, timeout: Duration) -> Vec<Outcome> {
         Ok(access) => access,
         Err(e) => return vec![Outcome::failed(e); hosts.len()],
     };
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; hosts.len()];
-    for v6 in [false, true] {
-        let batch: Vec<(usize, IpAddr)> = hosts
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, h)| h.is_ipv6() == v6)
-            .collect();
-        if batch.is_empty() {
-            continue;
-        }
+    per_family(&hosts, |v6, family| async move {
+        let mut outcomes = Vec::with_capacity(family.len());
         // Sequence numbers are 16 bits: large batches go in chunks.
-        for chunk in batch.chunks(u16::MAX as usize) {
-            for (i, outcome) in echo_batch(access, v6, chunk, timeout).await {
-                outcomes[i] = Some(outcome);
-            }
+        for chunk in family.chunks(u16::MAX as usize) {
+            outcomes.extend(echo_batch(access, v6, chunk, timeout).await);
         }
-    }
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::failed("not probed")))
-        .collect()
+        outcomes
+    })
+    .await
 }
 
 async fn echo_batch(
@@ -115,9 +101,9 @@ async fn echo_batch(
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     while waiting > 0 {
         let received = tokio::time::timeout_at(deadline, recv(&socket, &mut buf)).await;
-        let Ok(Ok((len, from))) = received else { break };
-        // SAFETY: recv_from initialised the first `len` bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        let Ok(Ok((bytes, from))) = received else {
+            break;
+        };
         let Some(seq) = parse_reply(v6, access, ident, bytes) else {
             continue;
         };
@@ -145,35 +131,6 @@ async fn echo_batch(
         .collect()
 }
 
-fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
-    // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and
-    // the same for the AsyncFd's whole life.
-    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
-}
-
-async fn send(socket: &AsyncFd<Socket>, packet: &[u8], to: &SockAddr) -> io::Result<()> {
-    loop {
-        let mut ready = socket.writable().await?;
-        match ready.try_io(|s| s.get_ref().send_to(packet, to)) {
-            Ok(result) => return result.map(drop),
-            Err(_would_block) => continue,
-        }
-    }
-}
-
-async fn recv(
-    socket: &AsyncFd<Socket>,
-    buf: &mut [MaybeUninit<u8>],
-) -> io::Result<(usize, SockAddr)> {
-    loop {
-        let mut ready = socket.readable().await?;
-        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
-        }
-    }
-}
-
 fn next_ident() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -194,7 +151,7 @@ fn echo_request(v6: bool, ident: u16, seq: u16) -> Vec<u8> {
     packet.extend_from_slice(PAYLOAD);
     // The kernel fills in the ICMPv6 checksum (it covers a pseudo-header).
     if !v6 {
-        let sum = checksum(&packet);
+        let sum = checksum(&[&packet]);
         packet[2..4].copy_from_slice(&sum.to_be_bytes());
     }
     packet
@@ -221,17 +178,6 @@ fn parse_reply(v6: bool, access: Access, ident: u16, bytes: &[u8]) -> Option<u16
     Some(u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +186,7 @@ mod tests {
     fn requests_carry_a_valid_checksum_and_replies_are_matched() {
         let request = echo_request(false, 0x1234, 7);
         assert_eq!(
-            checksum(&request),
+            checksum(&[&request]),
             0,
             "a packet with its checksum sums to zero"
         );

@@ -4,7 +4,9 @@
 //! the round that saw it completes.
 
 mod board;
+pub mod half_open;
 pub mod icmp;
 pub mod probe;
+mod socket;
 
 pub use board::{HealthBoard, HealthSnapshot, HostReport, State};

@@ -1,5 +1,5 @@
 //! tcp: a host is alive if it accepts a TCP connection on a port (old
-//! defaults: port 22 every 2 s). The host runs each round's connects
+//! defaults: port 22 every 2 s). The host runs each round's probes
 //! concurrently; this plugin only decides what a result means.
 
 use vpcrouter_plugin_sdk::tracker::{Thresholds, Tracker};
@@ -7,9 +7,46 @@ use vpcrouter_plugin_sdk::{
     HealthCheck, HostHealth, OptionSpec, Options, PluginInfo, export_health_check, probes, timers,
 };
 
+/// How a port is asked.
+#[derive(Clone, Copy)]
+enum Method {
+    /// A full handshake, then a reset.
+    Connect,
+    /// A SYN, answered by SYN-ACK or reset; needs the operator's grant.
+    HalfOpen,
+}
+
+impl Method {
+    fn from_option(value: &str) -> Result<Self, String> {
+        let half_open = probes::half_open_access();
+        match (value, half_open) {
+            ("connect", _) => Ok(Self::Connect),
+            ("half-open", Ok(())) => Ok(Self::HalfOpen),
+            ("auto", Ok(())) => {
+                vpcrouter_plugin_sdk::log!(Info, "probing half-open (SYN only, no connection)");
+                Ok(Self::HalfOpen)
+            }
+            ("half-open", Err(why)) => Err(format!(
+                "--tcp_check_method half-open: {why}; or use --tcp_check_method connect"
+            )),
+            ("auto", Err(why)) => {
+                vpcrouter_plugin_sdk::log!(
+                    Info,
+                    "probing with full connects: {why} for half-open probes"
+                );
+                Ok(Self::Connect)
+            }
+            (other, _) => Err(format!(
+                "--tcp_check_method {other:?}: expected auto, connect or half-open"
+            )),
+        }
+    }
+}
+
 struct Tcp {
     port: u16,
     timeout_ms: u32,
+    method: Method,
     tracker: Tracker,
 }
 
@@ -26,6 +63,12 @@ impl HealthCheck for Tcp {
                 "tcp_check_timeout",
                 "Connect timeout in seconds [default: the lesser of 1 and the interval]",
             ),
+            OptionSpec::text(
+                "tcp_check_method",
+                "connect (full handshake), half-open (SYN only: ~5x less CPU, needs \
+                 CAP_NET_RAW) or auto (half-open where permitted)",
+            )
+            .default_value("auto"),
         ];
         options.extend(Thresholds::options("tcp_check"));
         PluginInfo {
@@ -49,17 +92,22 @@ impl HealthCheck for Tcp {
             .millis("tcp_check_timeout")?
             .unwrap_or(interval.min(1000));
         let thresholds = Thresholds::from_options(&options, "tcp_check")?;
+        let method = Method::from_option(options.require("tcp_check_method")?)?;
         timers::set_timer(interval);
         Ok(Self {
             port,
             timeout_ms,
+            method,
             tracker: Tracker::new(thresholds),
         })
     }
 
     fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String> {
         let to_probe = self.tracker.begin_round(&hosts);
-        let results = probes::probe_tcp(&to_probe, self.port, self.timeout_ms);
+        let results = match self.method {
+            Method::Connect => probes::probe_tcp(&to_probe, self.port, self.timeout_ms),
+            Method::HalfOpen => probes::probe_tcp_half_open(&to_probe, self.port, self.timeout_ms),
+        };
         Ok(self.tracker.end_round(results))
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::super::bindings::health::vpcrouter::plugin::probes::{Host, ProbeResult};
 use super::super::instance::HostState;
-use crate::health::icmp;
 use crate::health::probe::{self, Outcome};
+use crate::health::{half_open, icmp};
 
 /// Longest timeout a plugin may ask for.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,12 +89,26 @@ impl Host for HostState {
         Ok(self.probe_batch(hosts, timeout_ms, probe).await)
     }
 
+    async fn probe_tcp_half_open(
+        &mut self,
+        hosts: Vec<String>,
+        port: u16,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Vec<ProbeResult>> {
+        let probe = |ips, timeout| half_open::probe(ips, port, timeout);
+        Ok(self.probe_batch(hosts, timeout_ms, probe).await)
+    }
+
     async fn probe_icmp(
         &mut self,
         hosts: Vec<String>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
         Ok(self.probe_batch(hosts, timeout_ms, icmp::echo).await)
+    }
+
+    async fn half_open_access(&mut self) -> wasmtime::Result<Result<(), String>> {
+        Ok(half_open::access())
     }
 
     async fn icmp_access(&mut self) -> wasmtime::Result<Result<(), String>> {
