@@ -1,6 +1,9 @@
-//! Health checking figures with the real daemon and the tcp plugin, all on
-//! 127.0.0.0/8: detection latency from a host's death to the daemon's
-//! "host failed" log line, and the cost of probing thousands of hosts.
+//! Health checking figures with the real daemon and the tcp plugin:
+//! detection latency from a host's death to the daemon's "host failed" log
+//! line, and the cost of probing thousands of hosts by full connects and by
+//! half-open probes, on 127.0.0.0/8 and (as root) against peers behind a
+//! veth pair between two network namespaces this benchmark creates, where
+//! the peers' half of every exchange runs on the other core.
 
 mod common;
 
@@ -22,6 +25,16 @@ fn daemon(
     hosts: &[String],
     tcp: &[&str],
 ) -> (Child, mpsc::Receiver<(Instant, String)>) {
+    daemon_in(&[], dir, hosts, tcp)
+}
+
+/// `daemon`, started through `wrapper` (a command that execs the rest).
+fn daemon_in(
+    wrapper: &[&str],
+    dir: &Path,
+    hosts: &[String],
+    tcp: &[&str],
+) -> (Child, mpsc::Receiver<(Instant, String)>) {
     let spec: serde_json::Map<String, serde_json::Value> = hosts
         .chunks(1000)
         .enumerate()
@@ -30,7 +43,15 @@ fn daemon(
     let file = dir.join("spec.json");
     std::fs::write(&file, serde_json::Value::Object(spec).to_string()).unwrap();
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(env!("CARGO_BIN_EXE_vpcrouter"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vpcrouter")),
+    };
+    let mut child = command
         .args([
             "-m",
             "configfile",
@@ -92,7 +113,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 /// Kill 127.0.0.82 `runs` times at a random moment; death -> failed event.
-fn detection(interval: &str, timeout_mode: bool, runs: usize) -> Vec<Duration> {
+fn detection(interval: &str, timeout_mode: bool, method: &str, runs: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let victim: SocketAddr = "127.0.0.82:0".parse().unwrap();
     let listener = TcpListener::bind(victim).unwrap();
@@ -107,6 +128,8 @@ fn detection(interval: &str, timeout_mode: bool, runs: usize) -> Vec<Duration> {
         interval,
         "--tcp_check_window",
         "1",
+        "--tcp_check_method",
+        method,
     ];
     let (mut child, rx) = daemon(dir.path(), &hosts, &tcp);
     let mut listener = Some(listener);
@@ -146,13 +169,49 @@ fn cpu_seconds(pid: u32) -> (f64, f64) {
     (ticks(11), ticks(12))
 }
 
+/// What probing costs: CPU shares of one core and RSS.
+struct Cost {
+    user: f64,
+    system: f64,
+    rss: f64,
+    false_failures: u64,
+}
+
 /// `count` hosts across 127.0.0.0/8 (all up: one listener on the wildcard
-/// address answers for every loopback address), probed every `interval`.
-/// (user share, system share of one core, RSS MiB, false failures).
-fn scale(count: usize, interval: &str, measure: Duration) -> (f64, f64, f64, u64) {
+/// address answers for every loopback address), probed every `interval`
+/// with `method`.
+fn scale(count: usize, interval: &str, method: &str, measure: Duration) -> Cost {
     let dir = tempfile::tempdir().unwrap();
-    // A deep accept queue and two acceptors: the probed "hosts" must keep
-    // up, or dropped SYNs show up as false failures.
+    let port = wildcard_listener();
+    let port = port.to_string();
+    let tcp = [
+        "--tcp_check_port",
+        &port,
+        "--tcp_check_interval",
+        interval,
+        "--tcp_check_method",
+        method,
+    ];
+    let (mut child, rx) = daemon(dir.path(), &loopback_hosts(count), &tcp);
+    let (user, system, rss) = measure_cpu(&mut child, measure);
+    Cost {
+        user,
+        system,
+        rss,
+        false_failures: false_failures(&rx),
+    }
+}
+
+fn false_failures(rx: &mpsc::Receiver<(Instant, String)>) -> u64 {
+    rx.try_iter()
+        .filter(|(_, l)| l.contains("host failed"))
+        .count() as u64
+}
+
+/// A listener on the wildcard address with a deep accept queue and two
+/// acceptors: the probed "hosts" must keep up, or dropped SYNs show up as
+/// false failures. Lives as long as the process. Its port.
+fn wildcard_listener() -> u16 {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
         .bind(&"0.0.0.0:0".parse::<SocketAddr>().unwrap().into())
@@ -168,26 +227,19 @@ fn scale(count: usize, interval: &str, measure: Duration) -> (f64, f64, f64, u64
             }
         });
     }
-    let port = port.to_string();
-    let tcp = ["--tcp_check_port", &port, "--tcp_check_interval", interval];
-    let (mut child, rx) = daemon(dir.path(), &loopback_hosts(count), &tcp);
-    let (user, system, rss) = measure_cpu(&mut child, measure);
-    let failures = rx
-        .try_iter()
-        .filter(|(_, l)| l.contains("host failed"))
-        .count() as u64;
-    // The floor: the same connects from a bare loop, no daemon.
+    port
+}
+
+/// The floor on loopback: the same connects from a bare loop, no daemon.
+fn bare_loop(count: usize, interval: &str, measure: Duration) -> (f64, f64) {
+    let port = wildcard_listener().to_string();
     let mut bare = Command::new(std::env::current_exe().unwrap())
         .args(["--bare-probe-loop", &count.to_string(), interval, &port])
+        .args(["connect", "loopback"])
         .spawn()
         .unwrap();
-    let (bare_user, bare_system, _) = measure_cpu(&mut bare, measure);
-    println!(
-        "  bare probe loop, same hosts: CPU user {:>5.1} % + system {:>5.1} %",
-        bare_user * 100.0,
-        bare_system * 100.0
-    );
-    (user, system, rss, failures)
+    let (user, system, _) = measure_cpu(&mut bare, measure);
+    (user, system)
 }
 
 fn loopback_hosts(count: usize) -> Vec<String> {
@@ -206,32 +258,233 @@ fn loopback_hosts(count: usize) -> Vec<String> {
 /// (user share, system share, RSS) of `child` over `measure`, after a
 /// warm-up; kills it afterwards.
 fn measure_cpu(child: &mut Child, measure: Duration) -> (f64, f64, f64) {
+    measure_cpu_and_core(child, measure, 0).0
+}
+
+/// Busy jiffies (everything but idle and iowait) of one core, and all.
+fn core_jiffies(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&format!("cpu{core} ")))
+        .unwrap();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    (total - fields[3] - fields[4], total)
+}
+
+/// `measure_cpu`, plus the busy share of `core` over the same time.
+fn measure_cpu_and_core(
+    child: &mut Child,
+    measure: Duration,
+    core: usize,
+) -> ((f64, f64, f64), f64) {
     std::thread::sleep(Duration::from_secs(3));
     let ((user0, system0), t0) = (cpu_seconds(child.id()), Instant::now());
+    let (busy0, total0) = core_jiffies(core);
     std::thread::sleep(measure);
     let (user1, system1) = cpu_seconds(child.id());
+    let (busy1, total1) = core_jiffies(core);
+    let core_share = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
     let wall = t0.elapsed().as_secs_f64();
     let rss = common::rss_mib(&format!("/proc/{}/status", child.id()));
     child.kill().unwrap();
     child.wait().unwrap();
-    ((user1 - user0) / wall, (system1 - system0) / wall, rss)
+    (
+        ((user1 - user0) / wall, (system1 - system0) / wall, rss),
+        core_share,
+    )
 }
 
 /// Child mode: probe `count` loopback hosts every `interval` with the
 /// daemon's own probe function, and nothing else.
-fn bare_probe_loop(count: usize, interval: f64, port: u16) {
-    let hosts: Vec<std::net::IpAddr> = loopback_hosts(count)
-        .iter()
-        .map(|h| h.parse().unwrap())
-        .collect();
+fn bare_probe_loop(count: usize, interval: f64, port: u16, method: &str, remote: bool) {
+    let hosts: Vec<std::net::IpAddr> = if remote {
+        remote_hosts(count)
+    } else {
+        loopback_hosts(count)
+    }
+    .iter()
+    .map(|h| h.parse().unwrap())
+    .collect();
+    let half_open = method == "half-open";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_secs_f64(interval));
+        let timeout = Duration::from_secs_f64(interval.min(1.0));
         loop {
             tick.tick().await;
-            vpcrouter::health::probe::tcp(hosts.clone(), port, Duration::from_secs(1)).await;
+            let outcomes = if half_open {
+                vpcrouter::health::half_open::probe(hosts.clone(), port, timeout).await
+            } else {
+                vpcrouter::health::probe::tcp(hosts.clone(), port, timeout).await
+            };
+            let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+            if let Some(first) = failed.first() {
+                eprintln!(
+                    "bare loop: {} of {count} probes failed ({first:?})",
+                    failed.len()
+                );
+            }
         }
     });
+}
+
+fn remote_hosts(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("10.99.{}.{}", i / 250, i % 250 + 1))
+        .collect()
+}
+
+/// Two network namespaces joined by a veth pair: "near", where the daemon
+/// runs, and "far", which answers for every address of 10.99.0.0/16 with
+/// its packets handled on core 1 (RPS), so that the peers' half of each
+/// exchange is not charged to core 0. Neither namespace is connected to
+/// this machine's network. Removed on drop.
+struct VethPair {
+    near: String,
+    far: String,
+}
+
+const FAR_PORT: u16 = 5022;
+
+impl VethPair {
+    /// None (with the reason printed) where namespaces cannot be made.
+    fn create() -> Option<Self> {
+        let pair = Self {
+            near: format!("vrbench-near-{}", std::process::id()),
+            far: format!("vrbench-far-{}", std::process::id()),
+        };
+        let (near, far) = (pair.near.as_str(), pair.far.as_str());
+        let rps = |ns: &str, dev: &str, mask: &str| {
+            let script = format!("echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus");
+            vec!["netns", "exec", ns, "sh", "-c"]
+                .into_iter()
+                .map(String::from)
+                .chain([script])
+                .collect::<Vec<_>>()
+        };
+        let steps: Vec<Vec<String>> = [
+            vec!["netns", "add", near],
+            vec!["netns", "add", far],
+            vec![
+                "-n", near, "link", "add", "vrb0", "type", "veth", "peer", "name", "vrb1", "netns",
+                far,
+            ],
+            vec!["-n", near, "link", "set", "lo", "up"],
+            vec!["-n", far, "link", "set", "lo", "up"],
+            vec!["-n", near, "addr", "add", "10.98.0.1/30", "dev", "vrb0"],
+            vec!["-n", far, "addr", "add", "10.98.0.2/30", "dev", "vrb1"],
+            vec!["-n", near, "link", "set", "vrb0", "up"],
+            vec!["-n", far, "link", "set", "vrb1", "up"],
+            vec![
+                "-n",
+                near,
+                "route",
+                "add",
+                "10.99.0.0/16",
+                "via",
+                "10.98.0.2",
+            ],
+            vec![
+                "-n",
+                far,
+                "route",
+                "add",
+                "local",
+                "10.99.0.0/16",
+                "dev",
+                "lo",
+            ],
+            vec![
+                "netns",
+                "exec",
+                far,
+                "sysctl",
+                "-qw",
+                "net.core.somaxconn=8192",
+            ],
+        ]
+        .into_iter()
+        .map(|step| step.into_iter().map(String::from).collect())
+        .chain([rps(near, "vrb0", "1"), rps(far, "vrb1", "2")])
+        .collect();
+        for step in steps {
+            let status = Command::new("ip").args(&step).status();
+            if !status.is_ok_and(|s| s.success()) {
+                println!(
+                    "remote peers skipped: `ip {}` failed (needs root and iproute2)",
+                    step.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(pair)
+    }
+
+    /// A command prefix running a program in `ns` pinned to `core`.
+    fn run_in<'a>(ns: &'a str, core: &'a str) -> [&'a str; 7] {
+        ["ip", "netns", "exec", ns, "taskset", "-c", core]
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        for ns in [&self.near, &self.far] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `count` peers in the far namespace, probed every `interval` with
+/// `method` by a daemon on core 0 of the near one; (cost, busy share of
+/// core 0).
+fn remote_scale(
+    pair: &VethPair,
+    count: usize,
+    interval: &str,
+    method: &str,
+    measure: Duration,
+) -> (Cost, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = remote_hosts(count);
+    let port = FAR_PORT.to_string();
+    let tcp = [
+        "--tcp_check_port",
+        &port,
+        "--tcp_check_interval",
+        interval,
+        "--tcp_check_method",
+        method,
+    ];
+    let (mut child, rx) = daemon_in(&VethPair::run_in(&pair.near, "0"), dir.path(), &hosts, &tcp);
+    let ((user, system, rss), core) = measure_cpu_and_core(&mut child, measure, 0);
+    let cost = Cost {
+        user,
+        system,
+        rss,
+        false_failures: false_failures(&rx),
+    };
+    (cost, core)
+}
+
+/// Child mode (in the far namespace): accept and drop connections to
+/// FAR_PORT on every address, for the full connects.
+fn far_acceptor() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&SocketAddr::from(([0, 0, 0, 0], FAR_PORT)).into())
+        .unwrap();
+    socket.listen(8192).unwrap();
+    let listener: TcpListener = socket.into();
+    for connection in listener.incoming() {
+        drop(connection);
+    }
 }
 
 fn main() {
@@ -241,33 +494,104 @@ fn main() {
             args[i + 1].parse().unwrap(),
             args[i + 2].parse().unwrap(),
             args[i + 3].parse().unwrap(),
+            &args[i + 4],
+            args[i + 5] == "remote",
         );
     }
-    println!("vpcrouter health benchmark (tcp plugin, real daemon, loopback)");
+    if args.iter().any(|a| a == "--far-acceptor") {
+        return far_acceptor();
+    }
+    println!("vpcrouter health benchmark (tcp plugin, real daemon)");
     if args.iter().any(|a| a == "--scale-only") {
         return scale_figures();
     }
     for (interval, runs) in [("1", 10), ("0.2", 20)] {
         for (mode, timeout_mode) in [("refused", false), ("timeout", true)] {
-            let l = detection(interval, timeout_mode, runs);
-            println!(
-                "detection, interval {interval:>3} s, {mode:<7}: median {:>7.1} ms  p90 {:>7.1} ms  max {:>7.1} ms  ({runs} kills)",
-                percentile(&l, 0.5).as_secs_f64() * 1e3,
-                percentile(&l, 0.9).as_secs_f64() * 1e3,
-                percentile(&l, 1.0).as_secs_f64() * 1e3,
-            );
+            for method in methods() {
+                let l = detection(interval, timeout_mode, method, runs);
+                println!(
+                    "detection, interval {interval:>3} s, {mode:<7}, {method:<9}: median {:>7.1} ms  p90 {:>7.1} ms  max {:>7.1} ms  ({runs} kills)",
+                    percentile(&l, 0.5).as_secs_f64() * 1e3,
+                    percentile(&l, 0.9).as_secs_f64() * 1e3,
+                    percentile(&l, 1.0).as_secs_f64() * 1e3,
+                );
+            }
         }
     }
     scale_figures();
 }
 
+/// The probe methods to measure: half-open needs CAP_NET_RAW.
+fn methods() -> Vec<&'static str> {
+    match vpcrouter::health::half_open::access() {
+        Ok(()) => vec!["connect", "half-open"],
+        Err(why) => {
+            println!("half-open skipped: {why}");
+            vec!["connect"]
+        }
+    }
+}
+
+fn print_cost(what: &str, cost: &Cost, extra: &str) {
+    println!(
+        "{what}: daemon CPU user {:>5.1} % + system {:>5.1} % = {:>5.1} % of one core{extra}, RSS {:>5.1} MiB, false failures {}",
+        cost.user * 100.0,
+        cost.system * 100.0,
+        (cost.user + cost.system) * 100.0,
+        cost.rss,
+        cost.false_failures
+    );
+}
+
 fn scale_figures() {
-    for (count, interval) in [(10_000, "1"), (1_000, "0.1")] {
-        let (user, system, rss, failures) = scale(count, interval, Duration::from_secs(10));
+    let measure = Duration::from_secs(10);
+    let loads = [(10_000, "1"), (1_000, "0.1")];
+    for (count, interval) in loads {
+        for method in methods() {
+            let cost = scale(count, interval, method, measure);
+            let what = format!("loopback, {count:>6} hosts every {interval:>3} s, {method:<9}");
+            print_cost(&what, &cost, "");
+        }
+        let (user, system) = bare_loop(count, interval, measure);
         println!(
-            "scale, {count:>6} hosts every {interval:>3} s: CPU user {:>5.1} % + system {:>5.1} % of one core, RSS {rss:>5.1} MiB, false failures {failures}",
+            "loopback, {count:>6} hosts every {interval:>3} s, bare connect loop (no daemon): CPU user {:>5.1} % + system {:>5.1} %",
             user * 100.0,
             system * 100.0
         );
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        println!("remote peers skipped: needs two cores (one for each side)");
+        return;
+    }
+    let Some(pair) = VethPair::create() else {
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    let mut acceptor = Command::new("ip")
+        .args(["netns", "exec", &pair.far, "taskset", "-c", "1"])
+        .arg(exe)
+        .arg("--far-acceptor")
+        .spawn()
+        .unwrap();
+    let (idle0, total0) = core_jiffies(0);
+    std::thread::sleep(Duration::from_secs(3));
+    let (idle1, total1) = core_jiffies(0);
+    println!(
+        "remote peers: core 0 busy {:.1} % with no daemon (background)",
+        (idle1 - idle0) as f64 * 100.0 / (total1 - total0).max(1) as f64
+    );
+    for (count, interval) in loads {
+        for method in methods() {
+            let (cost, core) = remote_scale(&pair, count, interval, method, measure);
+            let what = format!("remote,   {count:>6} hosts every {interval:>3} s, {method:<9}");
+            print_cost(
+                &what,
+                &cost,
+                &format!(" (core 0 busy {:.1} %)", core * 100.0),
+            );
+        }
+    }
+    let _ = acceptor.kill();
+    let _ = acceptor.wait();
 }

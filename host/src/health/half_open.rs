@@ -13,20 +13,26 @@
 //! retransmission (1 s) sends.
 
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use super::probe::Outcome;
-use super::socket::{checksum, per_family, recv, register, send, try_recv};
+use super::socket::{Inbox, checksum, per_family, register, send_many};
 
-/// SYNs sent between two looks at the answers, so a large batch's answers
-/// never overflow the socket's receive buffer.
+/// SYNs sent per system call, and between two looks at the answers (so a
+/// large batch's answers never overflow the socket's receive buffer).
 const SEND_CHUNK: usize = 64;
+
+/// Answers taken per system call, cut to their headers (see the filter).
+type Answers = Inbox<SEND_CHUNK, 128>;
+
+/// Unanswered probes at once, as for connects: a batch of thousands is not
+/// one burst into this machine's (or the network's) queues.
+const MAX_IN_FLIGHT: usize = super::probe::MAX_IN_FLIGHT;
 
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
@@ -75,6 +81,9 @@ impl Sockets {
         reserved.bind(&unspecified.into())?;
         let source_port = reserved.local_addr()?.as_socket().map_or(0, |a| a.port());
         let raw = raw_socket(v6)?;
+        if !v6 {
+            raw.set_header_included_v4(true)?;
+        }
         // A raw TCP socket is handed a copy of every TCP segment this
         // machine receives: only answers to this batch's port are queued.
         raw.attach_filter(&answer_filter(v6, source_port))?;
@@ -150,42 +159,46 @@ async fn probe_family(
         results: vec![None; hosts.len()],
         waiting: 0,
     };
-    let mut buf = [MaybeUninit::<u8>::uninit(); 256];
-    for chunk in (0..hosts.len()).collect::<Vec<_>>().chunks(SEND_CHUNK) {
+    let mut inbox = Inbox::new();
+    let mut in_flight = VecDeque::with_capacity(MAX_IN_FLIGHT + SEND_CHUNK);
+    let indices: Vec<usize> = (0..hosts.len()).collect();
+    for chunk in indices.chunks(SEND_CHUNK) {
+        probes
+            .make_room(v6, &sockets.raw, &mut in_flight, &mut inbox)
+            .await;
+        let mut packets = Vec::with_capacity(chunk.len());
         for &i in chunk {
-            let sent = match sources[i] {
+            match &sources[i] {
                 Ok(source) => {
-                    let segment = syn(
-                        source,
-                        hosts[i],
-                        sockets.source_port,
-                        port,
-                        first.wrapping_add(i as u32),
-                    );
-                    let target = SockAddr::from(SocketAddr::new(hosts[i], 0));
-                    send(&sockets.raw, &segment, &target).await
-                }
-                Err(ref e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
-            match sent {
-                Ok(()) => {
-                    probes.sent_at[i] = Some(Instant::now());
-                    probes.waiting += 1;
+                    let seq = first.wrapping_add(i as u32);
+                    let segment = syn(*source, hosts[i], sockets.source_port, port, seq);
+                    packets.push((i, segment, SockAddr::from(SocketAddr::new(hosts[i], 0))));
                 }
                 Err(e) => probes.results[i] = Some(Outcome::failed(e.to_string())),
             }
         }
-        while let Some((bytes, from)) = try_recv(&sockets.raw, &mut buf) {
-            probes.answer(v6, bytes, &from);
+        let batch: Vec<(&[u8], SockAddr)> = packets
+            .iter()
+            .map(|(_, packet, target)| (packet.as_bytes(), target.clone()))
+            .collect();
+        let sent_at = Instant::now();
+        let sent = send_many(&sockets.raw, &batch, timeout).await;
+        for ((i, _, _), sent) in packets.iter().zip(sent) {
+            match sent {
+                Ok(()) => {
+                    probes.sent_at[*i] = Some(sent_at);
+                    probes.waiting += 1;
+                    in_flight.push_back(*i);
+                }
+                Err(e) => probes.results[*i] = Some(Outcome::failed(e.to_string())),
+            }
         }
     }
     let deadline = tokio::time::Instant::now() + timeout;
     while probes.waiting > 0 {
-        let received = tokio::time::timeout_at(deadline, recv(&sockets.raw, &mut buf)).await;
-        let Ok(Ok((bytes, from))) = received else {
-            break;
-        };
-        probes.answer(v6, bytes, &from);
+        let taken = tokio::time::timeout_at(deadline, inbox.wait_take(&sockets.raw)).await;
+        let Ok(Ok(_)) = taken else { break };
+        probes.take_answers(v6, &inbox);
     }
     let no_answer = format!("no answer within {timeout:?}");
     batch
@@ -208,13 +221,55 @@ struct Probes<'h> {
 }
 
 impl Probes<'_> {
+    /// Take in the answers queued so far, then wait (for answers, or for
+    /// the oldest probe to time out) until fewer than MAX_IN_FLIGHT are
+    /// unanswered.
+    async fn make_room(
+        &mut self,
+        v6: bool,
+        raw: &AsyncFd<Socket>,
+        in_flight: &mut VecDeque<usize>,
+        inbox: &mut Answers,
+    ) {
+        while inbox.take(raw.get_ref()).is_ok_and(|n| n > 0) {
+            self.take_answers(v6, inbox);
+        }
+        loop {
+            while let Some(&oldest) = in_flight.front() {
+                let expires = self.sent_at[oldest].map(|t| t + self.timeout);
+                if self.results[oldest].is_some() || expires.is_none_or(|t| t <= Instant::now()) {
+                    in_flight.pop_front();
+                } else {
+                    break;
+                }
+            }
+            let Some(expires) = in_flight
+                .front()
+                .filter(|_| in_flight.len() >= MAX_IN_FLIGHT)
+                .and_then(|&oldest| self.sent_at[oldest])
+                .map(|t| t + self.timeout)
+            else {
+                return;
+            };
+            let until = tokio::time::Instant::from_std(expires);
+            if let Ok(Ok(_)) = tokio::time::timeout_at(until, inbox.wait_take(raw)).await {
+                self.take_answers(v6, inbox);
+            }
+        }
+    }
+
+    fn take_answers(&mut self, v6: bool, inbox: &Answers) {
+        for (bytes, from) in inbox.packets() {
+            self.answer(v6, bytes, from);
+        }
+    }
+
     /// Record a segment if it answers one of this batch's probes in time.
-    fn answer(&mut self, v6: bool, bytes: &[u8], from: &SockAddr) {
+    fn answer(&mut self, v6: bool, bytes: &[u8], from: Option<IpAddr>) {
         let Some(answer) = parse_answer(v6, bytes) else {
             return;
         };
         let i = answer.ack.wrapping_sub(1).wrapping_sub(self.first) as usize;
-        let from = from.as_socket().map(|a| a.ip());
         if answer.to_port != self.source_port
             || answer.from_port != self.port
             || i >= self.hosts.len()
@@ -243,23 +298,59 @@ impl Probes<'_> {
 }
 
 /// A SYN (with an MSS option, as any client sends) whose checksum covers
-/// the pseudo-header of `source` -> `target`.
-fn syn(source: IpAddr, target: IpAddr, from_port: u16, to_port: u16, seq: u32) -> [u8; 24] {
-    let mut segment = [0u8; 24];
+/// the pseudo-header of `source` -> `target`. IPv4 ones carry their IP
+/// header (the socket is IP_HDRINCL): with an identifier of ours the
+/// kernel skips choosing one, and builds no header of its own.
+fn syn(source: IpAddr, target: IpAddr, from_port: u16, to_port: u16, seq: u32) -> Packet {
+    let mut segment = [0u8; TCP_LEN];
     segment[0..2].copy_from_slice(&from_port.to_be_bytes());
     segment[2..4].copy_from_slice(&to_port.to_be_bytes());
     segment[4..8].copy_from_slice(&seq.to_be_bytes());
-    segment[12] = 6 << 4; // header length: 6 words
+    segment[12] = ((TCP_LEN / 4) as u8) << 4; // header length in words
     segment[13] = SYN;
     segment[14..16].copy_from_slice(&64240u16.to_be_bytes());
     segment[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
     let sum = checksum(&[&pseudo_header(source, target, segment.len()), &segment]);
     segment[16..18].copy_from_slice(&sum.to_be_bytes());
-    segment
+    let mut packet = Packet {
+        bytes: [0; IPV4_LEN + TCP_LEN],
+        len: 0,
+    };
+    if let (IpAddr::V4(source), IpAddr::V4(target)) = (source, target) {
+        let ip = &mut packet.bytes[..IPV4_LEN];
+        ip[0] = 0x45; // version 4, 5 words
+        ip[2..4].copy_from_slice(&((IPV4_LEN + TCP_LEN) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&(seq as u16).max(1).to_be_bytes());
+        ip[6] = 0x40; // don't fragment
+        ip[8] = 64; // TTL
+        ip[9] = TCP;
+        // The kernel always fills in the header checksum.
+        ip[12..16].copy_from_slice(&source.octets());
+        ip[16..20].copy_from_slice(&target.octets());
+        packet.len = IPV4_LEN;
+    }
+    packet.bytes[packet.len..packet.len + TCP_LEN].copy_from_slice(&segment);
+    packet.len += TCP_LEN;
+    packet
+}
+
+const TCP: u8 = 6;
+const IPV4_LEN: usize = 20;
+const TCP_LEN: usize = 24;
+
+/// One probe's packet: a SYN, after its IPv4 header if it has one.
+struct Packet {
+    bytes: [u8; IPV4_LEN + TCP_LEN],
+    len: usize,
+}
+
+impl Packet {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 fn pseudo_header(source: IpAddr, target: IpAddr, tcp_len: usize) -> Vec<u8> {
-    const TCP: u8 = 6;
     let mut header = Vec::with_capacity(40);
     match (source, target) {
         (IpAddr::V4(s), IpAddr::V4(t)) => {
@@ -358,17 +449,22 @@ mod tests {
 
     #[test]
     fn a_syn_carries_a_valid_checksum_and_answers_are_parsed() {
-        for (source, target) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+        for (source, target, ip_len) in [("10.0.0.1", "10.0.0.2", 20), ("fd00::1", "fd00::2", 0)] {
             let (source, target): (IpAddr, IpAddr) =
                 (source.parse().unwrap(), target.parse().unwrap());
-            let segment = syn(source, target, 40000, 22, 7);
+            let packet = syn(source, target, 40000, 22, 7);
+            let segment = &packet.as_bytes()[ip_len..];
             let header = pseudo_header(source, target, segment.len());
             assert_eq!(
-                checksum(&[&header, &segment]),
+                checksum(&[&header, segment]),
                 0,
                 "sums to zero with its checksum"
             );
             assert_eq!(segment[13], SYN);
+            assert_eq!(
+                parse_answer(source.is_ipv6(), packet.as_bytes()).map(|a| a.to_port),
+                None
+            );
         }
         let mut answer = [0u8; 20];
         answer[0..2].copy_from_slice(&22u16.to_be_bytes());

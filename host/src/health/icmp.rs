@@ -91,7 +91,7 @@ async fn echo_batch(
     for (seq, (_, host)) in batch.iter().enumerate() {
         let packet = echo_request(v6, ident, seq as u16);
         let target = SockAddr::from(SocketAddr::new(*host, 0));
-        match send(&socket, &packet, &target).await {
+        match send(&socket, &packet, &target, timeout).await {
             Ok(()) => sent_at[seq] = Some(Instant::now()),
             Err(e) => results[seq] = Some(Outcome::failed(e.to_string())),
         }

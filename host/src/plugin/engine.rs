@@ -4,6 +4,8 @@
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
@@ -19,7 +21,35 @@ pub const MEMORY_CAP: usize = 64 << 20;
 /// (this value, a component, a store) still holds the engine.
 pub struct PluginEngine {
     engine: Engine,
+    ticker: Ticker,
     cache_dir: Option<PathBuf>,
+}
+
+/// Advances the engine's epoch every EPOCH_TICK while a plugin call is
+/// running, and sleeps otherwise: an idle daemon is not woken 100 times a
+/// second. Epochs only matter while guest code runs.
+#[derive(Clone)]
+pub struct Ticker {
+    running_calls: Arc<AtomicUsize>,
+    thread: std::thread::Thread,
+}
+
+/// Keeps the ticker going for as long as it lives (one per call).
+pub struct Ticking(Arc<AtomicUsize>);
+
+impl Ticker {
+    pub fn start_call(&self) -> Ticking {
+        if self.running_calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self.running_calls.clone())
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PluginEngine {
@@ -35,16 +65,39 @@ impl PluginEngine {
             .max_wasm_stack(512 << 10);
         let engine = Engine::new(&config)?;
         let ticking = engine.weak();
-        std::thread::Builder::new()
+        let running_calls = Arc::new(AtomicUsize::new(0));
+        let calls = running_calls.clone();
+        let thread = std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
                 while let Some(engine) = ticking.upgrade() {
+                    if calls.load(Ordering::SeqCst) == 0 {
+                        drop(engine);
+                        // Unparked by the next call; the timeout only lets
+                        // the thread see that the engine is gone.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     engine.increment_epoch();
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
-            })?;
-        Ok(Self { engine, cache_dir })
+            })?
+            .thread()
+            .clone();
+        let ticker = Ticker {
+            running_calls,
+            thread,
+        };
+        Ok(Self {
+            engine,
+            ticker,
+            cache_dir,
+        })
+    }
+
+    pub fn ticker(&self) -> &Ticker {
+        &self.ticker
     }
 
     pub fn engine(&self) -> &Engine {

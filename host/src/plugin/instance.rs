@@ -13,6 +13,7 @@ use super::bindings::{
     ConfigPlugin, ConfigPluginPre, Event, HealthPlugin, HealthPluginPre, HostHealth, HttpRequest,
     HttpResponse, PluginInfo, Route,
 };
+use super::engine::Ticker;
 use super::grants::Grants;
 use super::limits::{Bounds, PluginLimiter};
 use crate::spec::RouteSpec;
@@ -87,6 +88,7 @@ pub struct InstanceFactory {
     pub(super) grants: Arc<Grants>,
     pub(super) accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     pub(super) bounds: Bounds,
+    pub(super) ticker: Ticker,
 }
 
 impl InstanceFactory {
@@ -100,6 +102,7 @@ impl InstanceFactory {
 
     pub async fn instantiate(&self) -> Result<PluginInstance, CallError> {
         let guard = Guard {
+            ticker: self.ticker.clone(),
             call_timeout: self.bounds.call_timeout,
             memory_cap: self.bounds.memory_cap,
             refused_memory: Arc::new(AtomicBool::new(false)),
@@ -243,6 +246,7 @@ impl PluginInstance {
 /// host calls (epochs only interrupt running guest code), and names the
 /// outcome.
 struct Guard {
+    ticker: Ticker,
     call_timeout: Duration,
     memory_cap: usize,
     refused_memory: Arc<AtomicBool>,
@@ -254,6 +258,7 @@ impl Guard {
         call: &'static str,
         future: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
+        let _ticking = self.ticker.start_call();
         match tokio::time::timeout(self.call_timeout, future).await {
             Err(_) => Err(CallError::TimedOut {
                 call,

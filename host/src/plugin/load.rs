@@ -297,6 +297,7 @@ impl PluginRuntime {
             grants: Arc::default(),
             accepted,
             bounds: self.bounds.clone(),
+            ticker: self.engine.ticker().clone(),
         };
         let mut instance = factory.instantiate().await?;
         let info = instance.describe().await?;

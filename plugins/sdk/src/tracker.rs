@@ -91,6 +91,8 @@ pub struct Tracker {
     thresholds: Thresholds,
     round: u64,
     hosts: BTreeMap<String, Record>,
+    /// The working set `hosts` was built from.
+    working_set: Vec<String>,
 }
 
 impl Tracker {
@@ -105,11 +107,16 @@ impl Tracker {
     /// returns the hosts to probe (failed hosts inside their window are not).
     pub fn begin_round(&mut self, working_set: &[String]) -> Vec<String> {
         self.round += 1;
-        let mut kept = BTreeMap::new();
-        for host in working_set {
-            kept.insert(host.clone(), self.hosts.remove(host).unwrap_or_default());
+        // Most rounds see the working set of the round before: rebuild the
+        // records only when it changed.
+        if working_set != self.working_set {
+            let mut kept = BTreeMap::new();
+            for host in working_set {
+                kept.insert(host.clone(), self.hosts.remove(host).unwrap_or_default());
+            }
+            self.hosts = kept;
+            self.working_set = working_set.to_vec();
         }
-        self.hosts = kept;
         let round = self.round;
         self.hosts
             .iter()
@@ -118,12 +125,20 @@ impl Tracker {
             .collect()
     }
 
-    /// Record this round's probe results; the state of every host in the
-    /// working set.
+    /// Record this round's probe results, in the order `begin_round` gave
+    /// the hosts (the order the host's probes return them in); the state of
+    /// every host in the working set.
     pub fn end_round(&mut self, results: Vec<ProbeResult>) -> Vec<HostHealth> {
         let Thresholds { fall, rise, window } = self.thresholds;
+        // Both are sorted by host: walk them together rather than look
+        // every host up. A result for no host of the round is ignored.
+        let mut records = self.hosts.iter_mut().peekable();
         for result in results {
-            let Some(record) = self.hosts.get_mut(&result.host) else {
+            while records
+                .next_if(|(host, _)| host.as_str() < result.host.as_str())
+                .is_some()
+            {}
+            let Some((_, record)) = records.next_if(|(host, _)| **host == result.host) else {
                 continue;
             };
             if result.ok {
@@ -268,5 +283,26 @@ mod tests {
         assert_eq!(states[0].host, "b");
         // "a" comes back with a clean record.
         assert_eq!(tracker.begin_round(&both), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn results_for_hosts_outside_the_round_are_ignored() {
+        let mut tracker = Tracker::new(Thresholds::default());
+        let hosts = vec!["a".to_string(), "c".to_string(), "e".to_string()];
+        let probe = tracker.begin_round(&hosts);
+        assert_eq!(probe, hosts);
+        let results = vec![
+            result("a", true),
+            result("b", false),
+            result("c", false),
+            result("d", false),
+            result("e", true),
+        ];
+        let states: Vec<_> = tracker
+            .end_round(results)
+            .into_iter()
+            .map(|h| (h.host, h.state))
+            .collect();
+        assert_eq!(states, [("a".into(), H), ("c".into(), F), ("e".into(), H)]);
     }
 }
