@@ -3,8 +3,9 @@
 //! completed: the source port is reserved by a bound, non-listening socket,
 //! which incoming segments never match, so this machine's kernel resets
 //! every SYN-ACK and the peer drops its half-open entry. A probe costs a few
-//! packets and no socket or timer of its own: about a fifth of a connect's
-//! CPU (BENCHMARKS.md), and the service on the port never sees a
+//! packets and no socket or timer of its own, and SYNs go out and answers
+//! come in 64 per system call: a sixth of a connect's CPU against remote
+//! hosts (BENCHMARKS.md), and the service on the port never sees a
 //! connection. Needs CAP_NET_RAW.
 //!
 //! The same answers a connect would see: a full accept queue drops the SYN

@@ -65,7 +65,7 @@ impl HealthCheck for Tcp {
             ),
             OptionSpec::text(
                 "tcp_check_method",
-                "connect (full handshake), half-open (SYN only: ~5x less CPU, needs \
+                "connect (full handshake), half-open (SYN only: ~6x less CPU, needs \
                  CAP_NET_RAW) or auto (half-open where permitted)",
             )
             .default_value("auto"),
