@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State, half_open};
-use vpcrouter::plugin::{Bounds, PluginEngine, PluginHandle, PluginRuntime};
+use vpcrouter::plugin::PluginHandle;
 use vpcrouter::spec_store::SpecStore;
 
 struct Checker {
@@ -257,8 +257,6 @@ async fn the_fall_threshold_makes_a_host_questionable_before_failed() {
 
 #[tokio::test]
 async fn bad_tcp_options_are_refused_at_start() {
-    let specs = SpecStore::default();
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
     for (option, value, expected) in [
         ("tcp_check_port", "0", "expected 1-65535"),
         ("tcp_check_interval", "soon", "expected seconds"),
@@ -269,19 +267,8 @@ async fn bad_tcp_options_are_refused_at_start() {
             "expected auto, connect or half-open",
         ),
     ] {
-        let loaded = runtime
-            .load_health_check(&common::plugin("tcp"), specs.subscribe())
-            .await
-            .unwrap();
-        let err = loaded
-            .configure(&[(option.to_string(), value.to_string())])
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string().contains(expected),
-            "--{option} {value}: {err}"
-        );
+        let err = common::refusal("tcp", &[(option, value)]).await;
+        assert!(err.contains(expected), "--{option} {value}: {err}");
     }
 }
 
@@ -365,18 +352,9 @@ fn half_open_needs_cap_net_raw_and_auto_falls_back_to_connects() {
         let why = half_open::access().expect_err("no raw sockets without CAP_NET_RAW");
         assert!(why.contains("CAP_NET_RAW"), "{why}");
         common::block_on(async {
-            let specs = SpecStore::default();
-            let runtime =
-                PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-            let loaded = runtime
-                .load_health_check(&common::plugin("tcp"), specs.subscribe())
-                .await
-                .unwrap();
-            let method = [("tcp_check_method".to_string(), "half-open".to_string())];
-            let err = loaded.configure(&method).await.err().expect("refused");
+            let err = common::refusal("tcp", &[("tcp_check_method", "half-open")]).await;
             assert!(
-                err.to_string().contains("CAP_NET_RAW")
-                    && err.to_string().contains("--tcp_check_method connect"),
+                err.contains("CAP_NET_RAW") && err.contains("--tcp_check_method connect"),
                 "{err}"
             );
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use vpcrouter::health::icmp::{self, Access};
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
-use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 
 fn ip(s: &str) -> IpAddr {
@@ -191,17 +190,9 @@ fn icmpecho_refuses_to_start_saying_what_to_grant_when_icmp_is_not_permitted() {
             "{denied}"
         );
         common::block_on(async {
-            let specs = SpecStore::default();
-            let runtime =
-                PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-            let loaded = runtime
-                .load_health_check(&common::plugin("icmpecho"), specs.subscribe())
-                .await
-                .unwrap();
-            let err = loaded.configure(&[]).await.err().expect("refused");
+            let err = common::refusal("icmpecho", &[]).await;
             assert!(
-                err.to_string()
-                    .contains("refused its options: cannot open an ICMP socket"),
+                err.contains("refused its options: cannot open an ICMP socket"),
                 "{err}"
             );
         });

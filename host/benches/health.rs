@@ -177,12 +177,17 @@ struct Cost {
     false_failures: u64,
 }
 
-/// `count` hosts across 127.0.0.0/8 (all up: one listener on the wildcard
-/// address answers for every loopback address), probed every `interval`
-/// with `method`.
-fn scale(count: usize, interval: &str, method: &str, measure: Duration) -> Cost {
+/// The daemon, started through `wrapper`, probing `hosts` (all up) on
+/// `port` every `interval` with `method`: its cost, and the busy share of
+/// core 0 over the same time.
+fn probe_cost(
+    wrapper: &[&str],
+    hosts: &[String],
+    port: u16,
+    (interval, method): (&str, &str),
+    measure: Duration,
+) -> (Cost, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let port = wildcard_listener();
     let port = port.to_string();
     let tcp = [
         "--tcp_check_port",
@@ -192,14 +197,15 @@ fn scale(count: usize, interval: &str, method: &str, measure: Duration) -> Cost 
         "--tcp_check_method",
         method,
     ];
-    let (mut child, rx) = daemon(dir.path(), &loopback_hosts(count), &tcp);
-    let (user, system, rss) = measure_cpu(&mut child, measure);
-    Cost {
+    let (mut child, rx) = daemon_in(wrapper, dir.path(), hosts, &tcp);
+    let ((user, system, rss), core) = measure_cpu_and_core(&mut child, measure, 0);
+    let cost = Cost {
         user,
         system,
         rss,
         false_failures: false_failures(&rx),
-    }
+    };
+    (cost, core)
 }
 
 fn false_failures(rx: &mpsc::Receiver<(Instant, String)>) -> u64 {
@@ -440,38 +446,6 @@ impl Drop for VethPair {
     }
 }
 
-/// `count` peers in the far namespace, probed every `interval` with
-/// `method` by a daemon on core 0 of the near one; (cost, busy share of
-/// core 0).
-fn remote_scale(
-    pair: &VethPair,
-    count: usize,
-    interval: &str,
-    method: &str,
-    measure: Duration,
-) -> (Cost, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = remote_hosts(count);
-    let port = FAR_PORT.to_string();
-    let tcp = [
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        interval,
-        "--tcp_check_method",
-        method,
-    ];
-    let (mut child, rx) = daemon_in(&VethPair::run_in(&pair.near, "0"), dir.path(), &hosts, &tcp);
-    let ((user, system, rss), core) = measure_cpu_and_core(&mut child, measure, 0);
-    let cost = Cost {
-        user,
-        system,
-        rss,
-        false_failures: false_failures(&rx),
-    };
-    (cost, core)
-}
-
 /// Child mode (in the far namespace): accept and drop connections to
 /// FAR_PORT on every address, for the full connects.
 fn far_acceptor() {
@@ -548,7 +522,11 @@ fn scale_figures() {
     let loads = [(10_000, "1"), (1_000, "0.1")];
     for (count, interval) in loads {
         for method in methods() {
-            let cost = scale(count, interval, method, measure);
+            // One listener on the wildcard address answers for every
+            // loopback address.
+            let hosts = loopback_hosts(count);
+            let port = wildcard_listener();
+            let (cost, _) = probe_cost(&[], &hosts, port, (interval, method), measure);
             let what = format!("loopback, {count:>6} hosts every {interval:>3} s, {method:<9}");
             print_cost(&what, &cost, "");
         }
@@ -583,7 +561,9 @@ fn scale_figures() {
     );
     for (count, interval) in loads {
         for method in methods() {
-            let (cost, core) = remote_scale(&pair, count, interval, method, measure);
+            let near = VethPair::run_in(&pair.near, "0");
+            let hosts = remote_hosts(count);
+            let (cost, core) = probe_cost(&near, &hosts, FAR_PORT, (interval, method), measure);
             let what = format!("remote,   {count:>6} hosts every {interval:>3} s, {method:<9}");
             print_cost(
                 &what,

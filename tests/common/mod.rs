@@ -314,15 +314,9 @@ pub async fn health_checkers(
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut handles = Vec::new();
     for (path, options) in plugins {
-        let loaded = runtime
-            .load_health_check(path, specs.subscribe())
+        let configured = configure_health(&runtime, specs, path, options)
             .await
             .unwrap();
-        let options: Vec<(String, String)> = options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let configured = loaded.configure(&options).await.unwrap();
         let role = Role::Health {
             specs: specs.subscribe(),
             board: board.clone(),
@@ -333,6 +327,36 @@ pub async fn health_checkers(
         board,
         handles,
         _stop: stop,
+    }
+}
+
+/// Load the health plugin at `path` and configure it with `options`.
+async fn configure_health(
+    runtime: &vpcrouter::plugin::PluginRuntime,
+    specs: &vpcrouter::spec_store::SpecStore,
+    path: &std::path::Path,
+    options: &[(&str, &str)],
+) -> Result<vpcrouter::plugin::ConfiguredPlugin, vpcrouter::plugin::LoadError> {
+    let loaded = runtime
+        .load_health_check(path, specs.subscribe())
+        .await
+        .unwrap();
+    let options: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    loaded.configure(&options).await
+}
+
+/// Why the bundled health plugin `name` refuses to start with `options`
+/// (it must refuse).
+pub async fn refusal(name: &str, options: &[(&str, &str)]) -> String {
+    use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
+    let specs = vpcrouter::spec_store::SpecStore::default();
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    match configure_health(&runtime, &specs, &plugin(name), options).await {
+        Ok(_) => panic!("{name} accepted {options:?}"),
+        Err(e) => e.to_string(),
     }
 }
 
