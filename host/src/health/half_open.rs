@@ -13,27 +13,17 @@
 //! probe, as a connect with a timeout under the kernel's first
 //! retransmission (1 s) sends.
 
-use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
-use std::collections::{HashMap, VecDeque};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
+use super::exchange::{self, Exchange};
 use super::probe::Outcome;
-use super::socket::{Inbox, checksum, per_family, register, send_many};
-
-/// SYNs sent per system call, and between two looks at the answers (so a
-/// large batch's answers never overflow the socket's receive buffer).
-const SEND_CHUNK: usize = 64;
-
-/// Answers taken per system call, cut to their headers (see the filter).
-type Answers = Inbox<SEND_CHUNK, 128>;
-
-/// Unanswered probes at once, as for connects: a batch of thousands is not
-/// one burst into this machine's (or the network's) queues.
-const MAX_IN_FLIGHT: usize = super::probe::MAX_IN_FLIGHT;
+use super::socket::{checksum, per_family, register};
 
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
@@ -136,165 +126,49 @@ async fn probe_family(
     port: u16,
     timeout: Duration,
 ) -> Vec<(usize, Outcome)> {
-    let sockets = match Sockets::open(v6) {
-        Ok(sockets) => sockets,
-        Err(e) => {
-            let error = format!("raw TCP socket: {e}");
-            return batch
-                .into_iter()
-                .map(|(i, _)| (i, Outcome::failed(error.clone())))
-                .collect();
+    let (positions, hosts): (Vec<usize>, Vec<IpAddr>) = batch.into_iter().unzip();
+    let outcomes = match Sockets::open(v6) {
+        Ok(sockets) => {
+            let exchange = HalfOpen {
+                v6,
+                port,
+                source_port: sockets.source_port,
+                first: fastrand::u32(..),
+                sources: source_addresses(&hosts),
+            };
+            exchange::run(&sockets.raw, &exchange, &hosts, timeout).await
         }
+        Err(e) => vec![Outcome::failed(format!("raw TCP socket: {e}")); hosts.len()],
     };
-    let hosts: Vec<IpAddr> = batch.iter().map(|(_, h)| *h).collect();
-    let sources = source_addresses(&hosts);
-    // Probe i's sequence number is first + i: an answer acknowledges it + 1.
-    let first = fastrand::u32(..);
-    let mut probes = Probes {
-        hosts: &hosts,
-        port,
-        source_port: sockets.source_port,
-        first,
-        timeout,
-        sent_at: vec![None; hosts.len()],
-        results: vec![None; hosts.len()],
-        waiting: 0,
-    };
-    let mut inbox = Inbox::new();
-    let mut in_flight = VecDeque::with_capacity(MAX_IN_FLIGHT + SEND_CHUNK);
-    let indices: Vec<usize> = (0..hosts.len()).collect();
-    for chunk in indices.chunks(SEND_CHUNK) {
-        probes
-            .make_room(v6, &sockets.raw, &mut in_flight, &mut inbox)
-            .await;
-        let mut packets = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            match &sources[i] {
-                Ok(source) => {
-                    let seq = first.wrapping_add(i as u32);
-                    let segment = syn(*source, hosts[i], sockets.source_port, port, seq);
-                    packets.push((i, segment, SockAddr::from(SocketAddr::new(hosts[i], 0))));
-                }
-                Err(e) => probes.results[i] = Some(Outcome::failed(e.to_string())),
-            }
-        }
-        let batch: Vec<(&[u8], SockAddr)> = packets
-            .iter()
-            .map(|(_, packet, target)| (packet.as_bytes(), target.clone()))
-            .collect();
-        let sent_at = Instant::now();
-        let sent = send_many(&sockets.raw, &batch, timeout).await;
-        for ((i, _, _), sent) in packets.iter().zip(sent) {
-            match sent {
-                Ok(()) => {
-                    probes.sent_at[*i] = Some(sent_at);
-                    probes.waiting += 1;
-                    in_flight.push_back(*i);
-                }
-                Err(e) => probes.results[*i] = Some(Outcome::failed(e.to_string())),
-            }
-        }
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    while probes.waiting > 0 {
-        let taken = tokio::time::timeout_at(deadline, inbox.wait_take(&sockets.raw)).await;
-        let Ok(Ok(_)) = taken else { break };
-        probes.take_answers(v6, &inbox);
-    }
-    let no_answer = format!("no answer within {timeout:?}");
-    batch
-        .iter()
-        .zip(probes.results)
-        .map(|((i, _), r)| (*i, r.unwrap_or_else(|| Outcome::failed(no_answer.clone()))))
-        .collect()
+    positions.into_iter().zip(outcomes).collect()
 }
 
-/// One batch's probes in flight.
-struct Probes<'h> {
-    hosts: &'h [IpAddr],
+/// One batch's SYNs: probe i's sequence number is `first + i`, so an
+/// answer acknowledges `first + i + 1`.
+struct HalfOpen {
+    v6: bool,
     port: u16,
     source_port: u16,
     first: u32,
-    timeout: Duration,
-    sent_at: Vec<Option<Instant>>,
-    results: Vec<Option<Outcome>>,
-    waiting: usize,
+    sources: Vec<io::Result<IpAddr>>,
 }
 
-impl Probes<'_> {
-    /// Take in the answers queued so far, then wait (for answers, or for
-    /// the oldest probe to time out) until fewer than MAX_IN_FLIGHT are
-    /// unanswered.
-    async fn make_room(
-        &mut self,
-        v6: bool,
-        raw: &AsyncFd<Socket>,
-        in_flight: &mut VecDeque<usize>,
-        inbox: &mut Answers,
-    ) {
-        while inbox.take(raw.get_ref()).is_ok_and(|n| n > 0) {
-            self.take_answers(v6, inbox);
-        }
-        loop {
-            while let Some(&oldest) = in_flight.front() {
-                let expires = self.sent_at[oldest].map(|t| t + self.timeout);
-                if self.results[oldest].is_some() || expires.is_none_or(|t| t <= Instant::now()) {
-                    in_flight.pop_front();
-                } else {
-                    break;
-                }
-            }
-            let Some(expires) = in_flight
-                .front()
-                .filter(|_| in_flight.len() >= MAX_IN_FLIGHT)
-                .and_then(|&oldest| self.sent_at[oldest])
-                .map(|t| t + self.timeout)
-            else {
-                return;
-            };
-            let until = tokio::time::Instant::from_std(expires);
-            if let Ok(Ok(_)) = tokio::time::timeout_at(until, inbox.wait_take(raw)).await {
-                self.take_answers(v6, inbox);
-            }
-        }
+impl Exchange for HalfOpen {
+    fn request(&self, i: usize, host: IpAddr) -> Result<Vec<u8>, String> {
+        let source = self.sources[i].as_ref().map_err(|e| e.to_string())?;
+        let seq = self.first.wrapping_add(i as u32);
+        Ok(syn(*source, host, self.source_port, self.port, seq)
+            .as_bytes()
+            .to_vec())
     }
 
-    fn take_answers(&mut self, v6: bool, inbox: &Answers) {
-        for (bytes, from) in inbox.packets() {
-            self.answer(v6, bytes, from);
+    fn answer(&self, packet: &[u8]) -> Option<(usize, Result<(), &'static str>)> {
+        let answer = parse_answer(self.v6, packet)?;
+        if answer.to_port != self.source_port || answer.from_port != self.port {
+            return None;
         }
-    }
-
-    /// Record a segment if it answers one of this batch's probes in time.
-    fn answer(&mut self, v6: bool, bytes: &[u8], from: Option<IpAddr>) {
-        let Some(answer) = parse_answer(v6, bytes) else {
-            return;
-        };
         let i = answer.ack.wrapping_sub(1).wrapping_sub(self.first) as usize;
-        if answer.to_port != self.source_port
-            || answer.from_port != self.port
-            || i >= self.hosts.len()
-            || from != Some(self.hosts[i])
-            || self.results[i].is_some()
-        {
-            return;
-        }
-        let Some(rtt) = self.sent_at[i].map(|t| t.elapsed()) else {
-            return;
-        };
-        if rtt > self.timeout {
-            return;
-        }
-        self.results[i] = Some(if answer.accepted {
-            Outcome {
-                ok: true,
-                rtt: Some(rtt),
-                error: None,
-            }
-        } else {
-            Outcome::failed("connection refused")
-        });
-        self.waiting -= 1;
+        Some((i, answer.accepted.then_some(()).ok_or("connection refused")))
     }
 }
 

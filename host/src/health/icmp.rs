@@ -3,14 +3,14 @@
 //! A batch sends one echo request per host from one socket and matches the
 //! replies by identifier, sequence number and source address.
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::Duration;
 
+use super::exchange::{self, Exchange};
 use super::probe::Outcome;
-use super::socket::{checksum, per_family, recv, register, send};
+use super::socket::{checksum, per_family, register};
 
 /// Which kind of ICMP socket this process may open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,62 +73,40 @@ async fn echo_batch(
     batch: &[(usize, IpAddr)],
     timeout: Duration,
 ) -> Vec<(usize, Outcome)> {
+    let (positions, hosts): (Vec<usize>, Vec<IpAddr>) = batch.iter().copied().unzip();
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-    let socket = match open(access, domain).and_then(register) {
-        Ok(socket) => socket,
-        Err(e) => {
-            return batch
-                .iter()
-                .map(|(i, _)| (*i, Outcome::failed(format!("ICMP socket: {e}"))))
-                .collect();
+    let outcomes = match open(access, domain).and_then(register) {
+        Ok(socket) => {
+            // Raw sockets see every echo reply on the machine, concurrent
+            // batches' included: each batch has an identifier of its own.
+            let echo = Echo {
+                access,
+                v6,
+                ident: next_ident(),
+            };
+            exchange::run(&socket, &echo, &hosts, timeout).await
         }
+        Err(e) => vec![Outcome::failed(format!("ICMP socket: {e}")); hosts.len()],
     };
-    // Raw sockets see every echo reply on the machine, concurrent batches'
-    // included: each batch has an identifier of its own.
-    let ident = next_ident();
-    let mut sent_at = vec![None; batch.len()];
-    let mut results: Vec<Option<Outcome>> = vec![None; batch.len()];
-    for (seq, (_, host)) in batch.iter().enumerate() {
-        let packet = echo_request(v6, ident, seq as u16);
-        let target = SockAddr::from(SocketAddr::new(*host, 0));
-        match send(&socket, &packet, &target, timeout).await {
-            Ok(()) => sent_at[seq] = Some(Instant::now()),
-            Err(e) => results[seq] = Some(Outcome::failed(e.to_string())),
-        }
+    positions.into_iter().zip(outcomes).collect()
+}
+
+/// One batch's echo requests: probe i's sequence number is i.
+struct Echo {
+    access: Access,
+    v6: bool,
+    ident: u16,
+}
+
+impl Exchange for Echo {
+    fn request(&self, i: usize, _host: IpAddr) -> Result<Vec<u8>, String> {
+        Ok(echo_request(self.v6, self.ident, i as u16))
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut waiting = results.iter().filter(|r| r.is_none()).count();
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    while waiting > 0 {
-        let received = tokio::time::timeout_at(deadline, recv(&socket, &mut buf)).await;
-        let Ok(Ok((bytes, from))) = received else {
-            break;
-        };
-        let Some(seq) = parse_reply(v6, access, ident, bytes) else {
-            continue;
-        };
-        let seq = seq as usize;
-        let from_host = from.as_socket().map(|a| a.ip());
-        if seq < batch.len() && results[seq].is_none() && from_host == Some(batch[seq].1) {
-            let rtt = sent_at[seq].map(|t: Instant| t.elapsed());
-            results[seq] = Some(Outcome {
-                ok: true,
-                rtt,
-                error: None,
-            });
-            waiting -= 1;
-        }
+
+    fn answer(&self, packet: &[u8]) -> Option<(usize, Result<(), &'static str>)> {
+        let seq = parse_reply(self.v6, self.access, self.ident, packet)?;
+        Some((usize::from(seq), Ok(())))
     }
-    batch
-        .iter()
-        .zip(results)
-        .map(|((i, _), r)| {
-            (
-                *i,
-                r.unwrap_or_else(|| Outcome::failed(format!("no answer within {timeout:?}"))),
-            )
-        })
-        .collect()
 }
 
 fn next_ident() -> u16 {

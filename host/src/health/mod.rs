@@ -4,6 +4,7 @@
 //! the round that saw it completes.
 
 mod board;
+mod exchange;
 pub mod half_open;
 pub mod icmp;
 pub mod probe;

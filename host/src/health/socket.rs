@@ -1,9 +1,9 @@
 //! Non-blocking raw/datagram sockets on tokio, shared by the ICMP and
-//! half-open TCP probes: one socket per batch, packets matched by hand.
+//! half-open TCP probes: registration, batched sends and receives
+//! (sendmmsg/recvmmsg), the per-family split and the Internet checksum.
 
 use socket2::{SockAddr, Socket};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -16,49 +16,6 @@ pub(super) fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
     // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and
     // the same for the AsyncFd's whole life.
     unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
-}
-
-/// Send one packet. A full queue on this machine (ENOBUFS: a burst met a
-/// device or backlog queue) says nothing about the host, so the send is
-/// retried every millisecond for up to `patience`.
-pub(super) async fn send(
-    socket: &AsyncFd<Socket>,
-    packet: &[u8],
-    to: &SockAddr,
-    patience: Duration,
-) -> io::Result<()> {
-    let give_up = Instant::now() + patience;
-    loop {
-        let mut ready = socket.writable().await?;
-        match ready.try_io(|s| s.get_ref().send_to(packet, to)) {
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) && Instant::now() < give_up => {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Ok(result) => return result.map(drop),
-            Err(_would_block) => continue,
-        }
-    }
-}
-
-pub(super) async fn recv<'b>(
-    socket: &AsyncFd<Socket>,
-    buf: &'b mut [MaybeUninit<u8>],
-) -> io::Result<(&'b [u8], SockAddr)> {
-    loop {
-        let mut ready = socket.readable().await?;
-        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-            Ok(result) => {
-                let (len, from) = result?;
-                return Ok((initialised(buf, len), from));
-            }
-            Err(_would_block) => continue,
-        }
-    }
-}
-
-fn initialised(buf: &[MaybeUninit<u8>], len: usize) -> &[u8] {
-    // SAFETY: recv_from initialised the first `len` bytes.
-    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) }
 }
 
 /// Run `batch` once per address family present in `hosts` (each family
@@ -112,8 +69,10 @@ pub(super) fn checksum(pieces: &[&[u8]]) -> u16 {
 }
 
 /// Send each packet to its address, as many per system call as the kernel
-/// takes (sendmmsg); one result per packet. ENOBUFS is retried as in
-/// [`send`]; any other error fails that packet and the rest go on.
+/// takes (sendmmsg); one result per packet. A full queue on this machine
+/// (ENOBUFS: a burst met a device or backlog queue) says nothing about the
+/// hosts, so it is retried every millisecond for up to `patience`; any
+/// other error fails that packet and the rest go on.
 pub(super) async fn send_many(
     socket: &AsyncFd<Socket>,
     packets: &[(&[u8], SockAddr)],
