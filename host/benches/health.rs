@@ -25,15 +25,17 @@ fn daemon(
     hosts: &[String],
     tcp: &[&str],
 ) -> (Child, mpsc::Receiver<(Instant, String)>) {
-    daemon_in(&[], dir, hosts, tcp)
+    let health: Vec<&str> = ["-H", "tcp"].iter().chain(tcp).copied().collect();
+    daemon_in(&[], dir, hosts, &health)
 }
 
-/// `daemon`, started through `wrapper` (a command that execs the rest).
+/// The daemon with `health` (its health plugin arguments), started through
+/// `wrapper` (a command that execs the rest).
 fn daemon_in(
     wrapper: &[&str],
     dir: &Path,
     hosts: &[String],
-    tcp: &[&str],
+    health: &[&str],
 ) -> (Child, mpsc::Receiver<(Instant, String)>) {
     let spec: serde_json::Map<String, serde_json::Value> = hosts
         .chunks(1000)
@@ -55,8 +57,6 @@ fn daemon_in(
         .args([
             "-m",
             "configfile",
-            "-H",
-            "tcp",
             "-a",
             "127.0.0.1",
             "-p",
@@ -68,7 +68,7 @@ fn daemon_in(
         .arg(&file)
         .arg("--plugin-cache-dir")
         .arg(dir.join("cache"))
-        .args(tcp)
+        .args(health)
         .arg("--sim-vpc")
         .arg(common::sim_vpc())
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -177,27 +177,32 @@ struct Cost {
     false_failures: u64,
 }
 
-/// The daemon, started through `wrapper`, probing `hosts` (all up) on
-/// `port` every `interval` with `method`: its cost, and the busy share of
+/// The daemon, started through `wrapper`, checking `hosts` (all up) with
+/// `probe` (see `probes`) every `interval`: its cost, and the busy share of
 /// core 0 over the same time.
 fn probe_cost(
     wrapper: &[&str],
     hosts: &[String],
     port: u16,
-    (interval, method): (&str, &str),
+    (interval, probe): (&str, &str),
     measure: Duration,
 ) -> (Cost, f64) {
     let dir = tempfile::tempdir().unwrap();
     let port = port.to_string();
-    let tcp = [
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        interval,
-        "--tcp_check_method",
-        method,
-    ];
-    let (mut child, rx) = daemon_in(wrapper, dir.path(), hosts, &tcp);
+    let health = match probe {
+        "icmpecho" => vec!["-H", "icmpecho", "--icmp_check_interval", interval],
+        method => vec![
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            interval,
+            "--tcp_check_method",
+            method,
+        ],
+    };
+    let (mut child, rx) = daemon_in(wrapper, dir.path(), hosts, &health);
     let ((user, system, rss), core) = measure_cpu_and_core(&mut child, measure, 0);
     let cost = Cost {
         user,
@@ -517,11 +522,22 @@ fn print_cost(what: &str, cost: &Cost, extra: &str) {
     );
 }
 
+/// What the scale figures compare: the tcp methods, and ICMP echo (where
+/// this process may send it).
+fn probes() -> Vec<&'static str> {
+    let mut probes = methods();
+    match vpcrouter::health::icmp::access() {
+        Ok(_) => probes.push("icmpecho"),
+        Err(why) => println!("icmpecho skipped: {why}"),
+    }
+    probes
+}
+
 fn scale_figures() {
     let measure = Duration::from_secs(10);
     let loads = [(10_000, "1"), (1_000, "0.1")];
     for (count, interval) in loads {
-        for method in methods() {
+        for method in probes() {
             // One listener on the wildcard address answers for every
             // loopback address.
             let hosts = loopback_hosts(count);
@@ -560,7 +576,7 @@ fn scale_figures() {
         (idle1 - idle0) as f64 * 100.0 / (total1 - total0).max(1) as f64
     );
     for (count, interval) in loads {
-        for method in methods() {
+        for method in probes() {
             let near = VethPair::run_in(&pair.near, "0");
             let hosts = remote_hosts(count);
             let (cost, core) = probe_cost(&near, &hosts, FAR_PORT, (interval, method), measure);
