@@ -413,4 +413,29 @@ mod tests {
             Some(io::ErrorKind::WouldBlock)
         );
     }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_in_flight_bound_is_paced_and_all_answered() {
+        if let Err(why) = access() {
+            println!("skipped: {why}");
+            return;
+        }
+        let listener = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(4096).unwrap();
+        let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+        // 3,000 probes (the same host, each its own sequence number): more
+        // than MAX_IN_FLIGHT at once and many send chunks.
+        let hosts = vec![IpAddr::from([127, 0, 0, 1]); 3000];
+        let outcomes = probe(hosts, port, Duration::from_secs(1)).await;
+        let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed, e.g. {:?}",
+            failed.len(),
+            failed[0]
+        );
+    }
 }

@@ -212,4 +212,21 @@ mod tests {
             assert!(outcome.ok && outcome.rtt.is_some(), "{outcomes:?}");
         }
     }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_in_flight_bound_is_paced_and_all_answered() {
+        if let Err(why) = access() {
+            println!("skipped: {why}");
+            return;
+        }
+        let hosts = vec![IpAddr::from([127, 0, 0, 1]); 3000];
+        let outcomes = echo(hosts, Duration::from_secs(1)).await;
+        let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed, e.g. {:?}",
+            failed.len(),
+            failed[0]
+        );
+    }
 }
