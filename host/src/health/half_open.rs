@@ -120,14 +120,8 @@ fn answer_filter(v6: bool, port: u16) -> Vec<SockFilter> {
     program
 }
 
-async fn probe_family(
-    v6: bool,
-    batch: Vec<(usize, IpAddr)>,
-    port: u16,
-    timeout: Duration,
-) -> Vec<(usize, Outcome)> {
-    let (positions, hosts): (Vec<usize>, Vec<IpAddr>) = batch.into_iter().unzip();
-    let outcomes = match Sockets::open(v6) {
+async fn probe_family(v6: bool, hosts: Vec<IpAddr>, port: u16, timeout: Duration) -> Vec<Outcome> {
+    match Sockets::open(v6) {
         Ok(sockets) => {
             let exchange = HalfOpen {
                 v6,
@@ -139,8 +133,7 @@ async fn probe_family(
             exchange::run(&sockets.raw, &exchange, &hosts, timeout).await
         }
         Err(e) => vec![Outcome::failed(format!("raw TCP socket: {e}")); hosts.len()],
-    };
-    positions.into_iter().zip(outcomes).collect()
+    }
 }
 
 /// One batch's SYNs: probe i's sequence number is `first + i`, so an

@@ -67,15 +67,9 @@ pub async fn echo(hosts: Vec<IpAddr>, timeout: Duration) -> Vec<Outcome> {
     .await
 }
 
-async fn echo_batch(
-    access: Access,
-    v6: bool,
-    batch: &[(usize, IpAddr)],
-    timeout: Duration,
-) -> Vec<(usize, Outcome)> {
-    let (positions, hosts): (Vec<usize>, Vec<IpAddr>) = batch.iter().copied().unzip();
+async fn echo_batch(access: Access, v6: bool, hosts: &[IpAddr], timeout: Duration) -> Vec<Outcome> {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-    let outcomes = match open(access, domain).and_then(register) {
+    match open(access, domain).and_then(register) {
         Ok(socket) => {
             // Raw sockets see every echo reply on the machine, concurrent
             // batches' included: each batch has an identifier of its own.
@@ -84,11 +78,10 @@ async fn echo_batch(
                 v6,
                 ident: next_ident(),
             };
-            exchange::run(&socket, &echo, &hosts, timeout).await
+            exchange::run(&socket, &echo, hosts, timeout).await
         }
         Err(e) => vec![Outcome::failed(format!("ICMP socket: {e}")); hosts.len()],
-    };
-    positions.into_iter().zip(outcomes).collect()
+    }
 }
 
 /// One batch's echo requests: probe i's sequence number is i.

@@ -19,27 +19,27 @@ pub(super) fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
 }
 
 /// Run `batch` once per address family present in `hosts` (each family
-/// needs sockets of its own), giving it the hosts' positions; results in
-/// the order of `hosts`.
+/// needs sockets of its own); it answers for its hosts in their order, and
+/// the results come back in the order of `hosts`.
 pub(super) async fn per_family<F>(
     hosts: &[IpAddr],
-    mut batch: impl FnMut(bool, Vec<(usize, IpAddr)>) -> F,
+    mut batch: impl FnMut(bool, Vec<IpAddr>) -> F,
 ) -> Vec<Outcome>
 where
-    F: Future<Output = Vec<(usize, Outcome)>>,
+    F: Future<Output = Vec<Outcome>>,
 {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; hosts.len()];
     for v6 in [false, true] {
-        let family: Vec<(usize, IpAddr)> = hosts
+        let (positions, family): (Vec<usize>, Vec<IpAddr>) = hosts
             .iter()
             .copied()
             .enumerate()
             .filter(|(_, h)| h.is_ipv6() == v6)
-            .collect();
+            .unzip();
         if family.is_empty() {
             continue;
         }
-        for (i, outcome) in batch(v6, family).await {
+        for (i, outcome) in positions.into_iter().zip(batch(v6, family).await) {
             outcomes[i] = Some(outcome);
         }
     }
