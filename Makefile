@@ -4,7 +4,8 @@
 
 BUNDLED := configfile http fixedconf tcp icmpecho romana
 # Built for the tests and as the documentation's example; not bundled.
-EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober routes-txt any-port
+EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober \
+           guest-bad-grants guest-bad-paths routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
 .PHONY: all build plugins test test-deps demo bench lint
@@ -16,7 +17,9 @@ build: plugins
 plugins:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	cargo build --target wasm32-wasip2 --release $(addprefix -p ,$(BUNDLED) $(EXTRA))
-	@for p in $(BUNDLED); do cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
+	@# Copied only when changed: the daemon's build records their digests
+	@# (host/build.rs) and would be rebuilt for a new modification time.
+	@for p in $(BUNDLED); do cmp -s $(WASM_DIR)/$$p.wasm plugins/$$p.wasm || cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
 test: build test-deps

@@ -19,6 +19,7 @@ use vpcrouter::spec_store::SpecStore;
 fn bounds() -> Bounds {
     Bounds {
         call_timeout: Duration::from_millis(300),
+        max_host_wait: Duration::from_secs(5),
         backoff_base: Duration::from_millis(50),
         backoff_cap: Duration::from_millis(400),
         backoff_reset_after: Duration::from_secs(60),

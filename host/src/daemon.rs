@@ -16,7 +16,8 @@ use crate::config::{self, Config};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::{
-    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
+    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime,
+    PluginStatus, Role,
 };
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{Observers, Reconciler};
@@ -26,7 +27,7 @@ use crate::spec_store::SpecStore;
 pub const EXIT_FAILURE: i32 = 1;
 
 /// How long plugins get to stop after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Run the daemon with these arguments (program name first); the process
 /// exit code.
@@ -78,7 +79,11 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             Err(e) => return usage_error(path, e),
         }
     }
-    let infos: Vec<&plugin::PluginInfo> = loaded.iter().map(|l| &l.info).collect();
+    if let Err(e) = plugin::check_identities(&loaded) {
+        return usage_error(&e.path, e.problem);
+    }
+    let shown: Vec<plugin::PluginInfo> = loaded.iter().map(|l| l.info_for_help()).collect();
+    let infos: Vec<&plugin::PluginInfo> = shown.iter().collect();
     if let Some((plugin, option, owner)) = cli::colliding_option(&infos) {
         let path = &loaded
             .iter()
@@ -87,7 +92,11 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             .path;
         return usage_error(path, format!("option --{option} collides with {owner}"));
     }
-    let with_paths: Vec<_> = loaded.iter().map(|l| (l.path.clone(), &l.info)).collect();
+    let with_paths: Vec<_> = loaded
+        .iter()
+        .zip(&shown)
+        .map(|(l, info)| (l.path.clone(), info))
+        .collect();
     let config = match Config::parse(&args, &with_paths) {
         Ok(config) => config,
         Err(e) => {
@@ -209,12 +218,8 @@ async fn run(
     let handles: Vec<PluginHandle> = plugins
         .into_iter()
         .map(|plugin| {
-            let view = (
-                plugin.info.name.clone(),
-                plugin.info.version.clone(),
-                plugin.kind,
-            );
-            let file = (plugin.path.clone(), plugin.options.clone());
+            log_grants(&plugin);
+            let view = view_of(&plugin);
             let role = match plugin.kind {
                 PluginKind::ConfigSource => Role::Config(specs.clone()),
                 PluginKind::HealthCheck => Role::Health {
@@ -223,14 +228,7 @@ async fn run(
                 },
             };
             let handle = plugin::spawn(plugin, role, shutdown.clone());
-            views.push(PluginView {
-                name: view.0,
-                version: view.1,
-                kind: view.2,
-                file: file.0,
-                options: file.1,
-                status: handle.status(),
-            });
+            views.push(view(handle.status()));
             handle
         })
         .collect();
@@ -272,6 +270,58 @@ async fn run(
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
+}
+
+/// How the views show `plugin`, given its live status.
+fn view_of(
+    plugin: &ConfiguredPlugin,
+) -> impl FnOnce(watch::Receiver<PluginStatus>) -> PluginView + use<> {
+    let (name, version, kind) = (
+        plugin.info.name.clone(),
+        plugin.info.version.clone(),
+        plugin.kind,
+    );
+    let (file, trust) = (plugin.path.clone(), plugin.trust.describe());
+    let (options, grants) = (plugin.options.clone(), plugin.grants.records.clone());
+    move |status| PluginView {
+        name,
+        version,
+        kind,
+        file,
+        trust,
+        options,
+        grants,
+        status,
+    }
+}
+
+/// Say at start what each plugin may touch, and on whose word.
+fn log_grants(plugin: &ConfiguredPlugin) {
+    let name = &plugin.info.name;
+    let trust = plugin.trust.describe();
+    if plugin.grants.records.is_empty() {
+        tracing::info!(
+            plugin = name,
+            trust,
+            "plugin granted nothing beyond its own sandbox"
+        );
+    }
+    for record in &plugin.grants.records {
+        tracing::info!(
+            plugin = name,
+            trust,
+            grant = record.grant,
+            from = record.from,
+            "plugin grant"
+        );
+    }
+    for (option, default) in &plugin.withheld {
+        tracing::warn!(
+            plugin = name,
+            "option --{option}: the default {:?} of a third-party plugin is not granted; give --{option} to grant it",
+            plugin::clip(default, 256)
+        );
+    }
 }
 
 fn spawn_reconciler<B: VpcBackend>(

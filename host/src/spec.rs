@@ -14,6 +14,12 @@ pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 pub const MAX_ROUTES: usize = 1000;
 /// Eligible hosts for one CIDR.
 pub const MAX_HOSTS_PER_ROUTE: usize = 1000;
+/// Distinct hosts in a whole spec: the working set the health checkers
+/// probe every round. The bundled checkers probe this many silent hosts
+/// within the longest call (see `plugin::limits::MAX_HOST_WAIT`).
+pub const MAX_WORKING_SET: usize = 10_000;
+/// Longest CIDR or host text quoted back in an error.
+const MAX_QUOTED: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -23,10 +29,14 @@ pub enum SpecError {
     NotAnObject,
     #[error("{key:?}: value must be a list of host IP strings")]
     NotAList { key: String },
+    #[error("route spec is larger than {MAX_SPEC_BYTES} bytes as JSON")]
+    TooLarge,
     #[error("route spec has {count} routes; at most {MAX_ROUTES} are allowed")]
     TooManyRoutes { count: usize },
     #[error("{key:?}: {count} hosts; at most {MAX_HOSTS_PER_ROUTE} are allowed per CIDR")]
     TooManyHosts { key: String, count: usize },
+    #[error("route spec names {count} distinct hosts; at most {MAX_WORKING_SET} are allowed")]
+    TooManyDistinctHosts { count: usize },
     #[error("{key:?} is not a CIDR (expected ADDRESS/PREFIX, e.g. 10.55.16.0/24)")]
     BadCidr { key: String },
     #[error("{key:?} is not a network address; did you mean {network}?")]
@@ -63,20 +73,31 @@ impl RouteSpec {
         I: IntoIterator<Item = (String, H)>,
         H: IntoIterator<Item = String>,
     {
+        let mut entries = entries.into_iter();
         let mut routes = BTreeMap::new();
-        for (key, hosts) in entries {
+        // The spec's size as compact JSON, so that a plugin's spec is held
+        // to the same limit as a file or an HTTP body.
+        let mut json_bytes = 2;
+        while let Some((key, hosts)) = entries.next() {
             if routes.len() == MAX_ROUTES {
                 return Err(SpecError::TooManyRoutes {
-                    count: MAX_ROUTES + 1,
+                    count: MAX_ROUTES + 1 + entries.count(),
                 });
             }
+            json_bytes += key.len() + 6;
             let cidr = parse_cidr(&key)?;
-            let hosts = parse_hosts(&key, hosts)?;
+            let hosts = parse_hosts(&key, hosts, &mut json_bytes)?;
+            if json_bytes > MAX_SPEC_BYTES {
+                return Err(SpecError::TooLarge);
+            }
             if routes.insert(cidr, hosts).is_some() {
-                return Err(SpecError::DuplicateCidr { key });
+                return Err(SpecError::DuplicateCidr { key: quoted(&key) });
             }
         }
-        let hosts = routes.values().flatten().copied().collect();
+        let hosts: BTreeSet<IpAddr> = routes.values().flatten().copied().collect();
+        if hosts.len() > MAX_WORKING_SET {
+            return Err(SpecError::TooManyDistinctHosts { count: hosts.len() });
+        }
         Ok(Self { routes, hosts })
     }
 
@@ -132,45 +153,56 @@ impl RouteSpec {
     }
 }
 
+/// A key or host as an error quotes it: bounded, whatever a plugin sent.
+fn quoted(text: &str) -> String {
+    crate::plugin::clip(text, MAX_QUOTED).into_owned()
+}
+
 fn parse_cidr(key: &str) -> Result<IpNet, SpecError> {
-    let bad = || SpecError::BadCidr { key: key.into() };
+    let bad = || SpecError::BadCidr { key: quoted(key) };
     if !key.contains('/') {
         return Err(bad());
     }
     let cidr: IpNet = key.trim().parse().map_err(|_| bad())?;
     if cidr.network() != cidr.addr() {
         return Err(SpecError::NotNetworkAddress {
-            key: key.into(),
+            key: quoted(key),
             network: cidr.trunc(),
         });
     }
     Ok(cidr)
 }
 
+/// `json_bytes` grows by each host's share of the spec as JSON.
 fn parse_hosts(
     key: &str,
     hosts: impl IntoIterator<Item = String>,
+    json_bytes: &mut usize,
 ) -> Result<Vec<IpAddr>, SpecError> {
+    let mut hosts = hosts.into_iter();
     let mut parsed = BTreeSet::new();
-    for host in hosts {
+    let mut given = 0;
+    while let Some(host) = hosts.next() {
+        given += 1;
+        if given > MAX_HOSTS_PER_ROUTE {
+            return Err(SpecError::TooManyHosts {
+                key: quoted(key),
+                count: given + hosts.count(),
+            });
+        }
+        *json_bytes += host.len() + 3;
         let ip: IpAddr = host.trim().parse().map_err(|_| SpecError::BadHost {
-            key: key.into(),
-            host: host.clone(),
+            key: quoted(key),
+            host: quoted(&host),
         })?;
         if let Some(why) = unusable(ip) {
             return Err(SpecError::UnusableHost {
-                key: key.into(),
+                key: quoted(key),
                 host: ip,
                 why,
             });
         }
         parsed.insert(ip);
-        if parsed.len() > MAX_HOSTS_PER_ROUTE {
-            return Err(SpecError::TooManyHosts {
-                key: key.into(),
-                count: parsed.len(),
-            });
-        }
     }
     Ok(parsed.into_iter().collect())
 }
@@ -270,15 +302,34 @@ mod tests {
 
     #[test]
     fn size_limits_are_enforced() {
-        let too_many =
-            (0..=MAX_ROUTES).map(|i| (format!("10.{}.{}.0/24", i / 256, i % 256), vec![]));
-        assert!(matches!(
+        // Counts in messages are the real ones, not the limit plus one.
+        let too_many = (0..2000).map(|i| (format!("10.{}.{}.0/24", i / 256, i % 256), vec![]));
+        assert_eq!(
             RouteSpec::from_entries(too_many),
-            Err(SpecError::TooManyRoutes { .. })
-        ));
-        let hosts = (0..=MAX_HOSTS_PER_ROUTE).map(|i| format!("10.9.{}.{}", i / 250, i % 250 + 1));
+            Err(SpecError::TooManyRoutes { count: 2000 })
+        );
+        let hosts = (0..1500).map(|i| format!("10.9.{}.{}", i / 250, i % 250 + 1));
         let err = RouteSpec::from_entries([("10.0.0.0/16".to_string(), hosts)]).unwrap_err();
-        assert!(matches!(err, SpecError::TooManyHosts { .. }));
+        assert!(matches!(err, SpecError::TooManyHosts { count: 1500, .. }));
+        // 20 CIDRs of 1,000 hosts each: 20,000 distinct hosts.
+        let many = (0..20).map(|c| {
+            let hosts = (0..1000).map(move |i| format!("10.{c}.{}.{}", i / 250, i % 250 + 1));
+            (format!("10.{}.0.0/16", 100 + c), hosts)
+        });
+        assert_eq!(
+            RouteSpec::from_entries(many),
+            Err(SpecError::TooManyDistinctHosts { count: 20_000 })
+        );
+        // 1,000 CIDRs of 100 hosts each fit the counts but not 1 MiB.
+        let big = (0..1000).map(|c| {
+            let hosts = (0..100).map(|i| format!("10.200.0.{}", i + 1));
+            (format!("10.{}.{}.0/24", c / 256, c % 256), hosts)
+        });
+        assert_eq!(RouteSpec::from_entries(big), Err(SpecError::TooLarge));
+        // Keys and hosts are quoted bounded.
+        let long = "1".repeat(100_000);
+        let err = RouteSpec::from_entries([(long.clone(), Vec::<String>::new())]).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
         let at_limit =
             (0..MAX_ROUTES).map(|i| (format!("10.{}.{}.0/24", i / 256, i % 256), vec![]));
         assert_eq!(RouteSpec::from_entries(at_limit).unwrap().len(), MAX_ROUTES);

@@ -7,6 +7,9 @@ use tokio::sync::watch;
 
 use crate::spec::{RouteSpec, SpecError};
 
+/// Longest spec quoted in the log (the whole spec is on `/route_info`).
+const MAX_LOGGED_SPEC: usize = 4096;
+
 pub type SpecWatch = watch::Receiver<Option<Arc<RouteSpec>>>;
 
 /// Whether an accepted spec changed anything.
@@ -68,7 +71,9 @@ impl SpecStore {
             true
         });
         if replaced {
-            tracing::info!(plugin = source, routes = spec.len(), spec = %spec.to_json(), "accepted route spec");
+            let shown = spec.to_json().to_string();
+            let shown = crate::plugin::clip(&shown, MAX_LOGGED_SPEC);
+            tracing::info!(plugin = source, routes = spec.len(), spec = %shown, "accepted route spec");
             Ok(Offer::Replaced)
         } else {
             tracing::debug!(plugin = source, "route spec unchanged");

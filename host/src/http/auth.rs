@@ -1,5 +1,6 @@
-//! Bearer-token protection. The mutating endpoints (anything but GET and
-//! HEAD, i.e. `POST /route_spec`) need the token when one is configured;
+//! Bearer-token protection. What can change state (anything but GET and
+//! HEAD, and every request to a path a plugin serves) needs the token when
+//! one is configured;
 //! with `--http-auth-all` the read-only views need it too. A listener on a
 //! non-loopback address must have a token if anything can mutate (checked
 //! at start, see [`AuthPolicy::new`]).
@@ -8,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +18,9 @@ use std::sync::Arc;
 pub struct AuthPolicy {
     token: Option<String>,
     all: bool,
+    /// Paths plugins serve: with a token set, every request to them needs
+    /// it, whatever the method (a plugin may change the spec on a GET).
+    plugin_paths: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -61,20 +66,37 @@ impl AuthPolicy {
         if mutating && token.is_none() && !is_loopback(address) {
             return Err(AuthError::OpenMutation(address.into()));
         }
-        Ok(Self { token, all })
+        Ok(Self {
+            token,
+            all,
+            plugin_paths: BTreeSet::new(),
+        })
+    }
+
+    /// Guard the paths plugins serve.
+    pub fn guarding(self, plugin_paths: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            plugin_paths: plugin_paths.into_iter().collect(),
+            ..self
+        }
     }
 
     /// What the daemon says at start about who may do what.
     pub fn describe(&self) -> &'static str {
         match (&self.token, self.all) {
             (None, _) => "no HTTP token: the listener is loopback-only for changes",
-            (Some(_), false) => "POST /route_spec requires the bearer token; views are open",
+            (Some(_), false) => {
+                "requests that can change state (plugin paths, any POST) require the bearer token; views are open"
+            }
             (Some(_), true) => "every HTTP request requires the bearer token",
         }
     }
 
-    fn requires_token(&self, method: &Method) -> bool {
-        self.token.is_some() && (self.all || !matches!(*method, Method::GET | Method::HEAD))
+    fn requires_token(&self, method: &Method, path: &str) -> bool {
+        self.token.is_some()
+            && (self.all
+                || !matches!(*method, Method::GET | Method::HEAD)
+                || self.plugin_paths.contains(path))
     }
 
     fn accepts(&self, authorization: Option<&str>) -> bool {
@@ -102,7 +124,7 @@ pub async fn check(
     request: Request,
     next: Next,
 ) -> Response {
-    if policy.requires_token(request.method()) {
+    if policy.requires_token(request.method(), request.uri().path()) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -159,15 +181,18 @@ mod tests {
     #[test]
     fn tokens_are_checked_for_changes_and_with_auth_all_for_everything() {
         let file = token_file("s3cret");
-        let policy = AuthPolicy::new("0.0.0.0", Some(file.path()), false, true).unwrap();
-        assert!(!policy.requires_token(&Method::GET));
-        assert!(policy.requires_token(&Method::POST));
+        let policy = AuthPolicy::new("0.0.0.0", Some(file.path()), false, true)
+            .unwrap()
+            .guarding(["/route_spec".to_string()]);
+        assert!(!policy.requires_token(&Method::GET, "/ips"));
+        assert!(policy.requires_token(&Method::GET, "/route_spec"));
+        assert!(policy.requires_token(&Method::POST, "/ips"));
         assert!(policy.accepts(Some("Bearer s3cret")));
         assert!(!policy.accepts(Some("Bearer s3cre")));
         assert!(!policy.accepts(Some("Basic s3cret")));
         assert!(!policy.accepts(None));
         let all = AuthPolicy::new("0.0.0.0", Some(file.path()), true, true).unwrap();
-        assert!(all.requires_token(&Method::GET));
-        assert!(!AuthPolicy::default().requires_token(&Method::POST));
+        assert!(all.requires_token(&Method::GET, "/ips"));
+        assert!(!AuthPolicy::default().requires_token(&Method::POST, "/route_spec"));
     }
 }

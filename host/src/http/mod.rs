@@ -44,7 +44,11 @@ pub struct PluginView {
     pub version: String,
     pub kind: PluginKind,
     pub file: PathBuf,
+    /// "bundled (NAME)" or "third-party".
+    pub trust: String,
     pub options: Vec<(String, String)>,
+    /// What it may touch, and on whose word.
+    pub grants: Vec<crate::plugin::GrantRecord>,
     pub status: watch::Receiver<PluginStatus>,
 }
 
@@ -67,7 +71,7 @@ type Shared = Arc<Sources>;
 
 pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> Router {
     let shared: Shared = Arc::new(sources);
-    let mut router = Router::new()
+    let router = Router::new()
         .route("/", get(index))
         .route("/ips", get(ips))
         .route("/plugins", get(plugins))
@@ -78,13 +82,15 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(shared);
+    let mut plugin_paths = std::collections::HashMap::new();
     for handle in handles {
         for path in &handle.http_paths {
-            router = router.route(path, any(plugin::to_plugin).with_state(handle.http()));
+            plugin_paths.insert(path.clone(), handle.http());
         }
     }
+    let auth = auth.guarding(plugin_paths.keys().cloned());
     router
-        .fallback(not_found)
+        .fallback_service(any(plugin::dispatch).with_state(Arc::new(plugin_paths)))
         .layer(middleware::from_fn_with_state(Arc::new(auth), auth::check))
         .layer(middleware::from_fn(deadline))
         .layer(DefaultBodyLimit::max(MAX_SPEC_BYTES))
@@ -97,10 +103,6 @@ async fn deadline(request: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => error(StatusCode::REQUEST_TIMEOUT, "request took too long"),
     }
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such path")
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -233,6 +233,8 @@ pub fn plugins(sources: &Sources) -> Value {
                     PluginKind::HealthCheck => "health-check",
                 },
                 "file": p.file,
+                "trust": p.trust,
+                "grants": p.grants,
                 "options": p.options.iter().cloned().collect::<BTreeMap<_, _>>(),
                 "state": plugin_state(&status.state),
                 "restarts": status.restarts,

@@ -8,6 +8,7 @@ pub mod config {
         world: "config-plugin",
         imports: {
             "vpcrouter:plugin/outbound": async | trappable,
+            "vpcrouter:plugin/files": async | trappable,
             default: trappable,
         },
         exports: { default: async },

@@ -1,9 +1,56 @@
-//! Capabilities granted to a plugin by the operator's options, checked in
-//! one place. A denied request is an error the plugin sees (and a log line),
-//! never a trap.
+//! Capabilities granted to a plugin, decided in one place: the operator's
+//! options of the grant kinds (`file`, `endpoint-*`, `tls-*`) become the
+//! files a plugin may read and the one endpoint it may reach. A plugin's own
+//! declaration never grants anything by itself: the defaults of its grant
+//! options apply only to the bundled plugins (known by their digests), so a
+//! third-party plugin holds exactly what the command line gave it. A denied
+//! request is an error the plugin sees (and a log line), never a trap.
 
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::bindings::{OptionKind, PluginInfo};
+use super::load::PluginKind;
+
+/// Where a plugin file comes from, as far as the daemon can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Byte for byte one of the plugins this daemon was built with.
+    Bundled {
+        name: &'static str,
+    },
+    ThirdParty,
+}
+
+/// (name, SHA-256) of every bundled plugin, recorded at build time.
+const BUNDLED_DIGESTS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_digests.rs"));
+
+impl Trust {
+    /// Whose plugin the file with this SHA-256 digest (hex) is.
+    pub fn of(digest: &str) -> Self {
+        BUNDLED_DIGESTS
+            .iter()
+            .find(|(_, known)| *known == digest)
+            .map_or(Trust::ThirdParty, |(name, _)| Trust::Bundled { name })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Trust::Bundled { name } => format!("bundled ({name})"),
+            Trust::ThirdParty => "third-party".into(),
+        }
+    }
+}
+
+/// One grant and where it came from, as the daemon shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRecord {
+    /// What the plugin may do, e.g. `read /etc/vpcrouter/spec.json`.
+    pub grant: String,
+    /// e.g. `--file on the command line`.
+    pub from: String,
+}
 
 /// What one plugin may touch beyond its own memory.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +60,8 @@ pub struct Grants {
     pub readable_files: Vec<PathBuf>,
     /// The one outside service it may send requests to.
     pub endpoint: Option<Endpoint>,
+    /// Every grant above, with its origin.
+    pub records: Vec<GrantRecord>,
 }
 
 /// An outside service, from the options of kinds `endpoint-host`,
@@ -29,6 +78,264 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// The kinds whose values are capabilities.
+pub fn is_grant(kind: OptionKind) -> bool {
+    !matches!(kind, OptionKind::Text | OptionKind::Flag)
+}
+
+/// Refuse declarations whose grants cannot be meant: more than one option of
+/// an endpoint or TLS kind (which would win?), half an endpoint, TLS without
+/// an endpoint, and grants in a health-check plugin (its world has no files
+/// or outbound interface to use them with).
+pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), String> {
+    let declared = |wanted: OptionKind| -> Vec<&str> {
+        info.options
+            .iter()
+            .filter(|o| o.kind == wanted)
+            .map(|o| o.name.as_str())
+            .collect()
+    };
+    if kind == PluginKind::HealthCheck
+        && let Some(option) = info.options.iter().find(|o| is_grant(o.kind))
+    {
+        return Err(format!(
+            "option --{} is of kind {}, but health-check plugins can hold no file or endpoint grant",
+            option.name,
+            kind_name(option.kind)
+        ));
+    }
+    for single in [
+        OptionKind::EndpointHost,
+        OptionKind::EndpointPort,
+        OptionKind::TlsCa,
+        OptionKind::TlsCert,
+        OptionKind::TlsKey,
+    ] {
+        if let [first, second, ..] = declared(single)[..] {
+            return Err(format!(
+                "options --{first} and --{second} are both of kind {}; a plugin has at most one endpoint",
+                kind_name(single)
+            ));
+        }
+    }
+    let has = |kind| !declared(kind).is_empty();
+    if has(OptionKind::EndpointHost) != has(OptionKind::EndpointPort) {
+        return Err(
+            "an endpoint needs one option of kind endpoint-host and one of kind endpoint-port"
+                .into(),
+        );
+    }
+    let tls = [OptionKind::TlsCa, OptionKind::TlsCert, OptionKind::TlsKey];
+    if tls.into_iter().any(has) && !has(OptionKind::EndpointHost) {
+        return Err(
+            "options of kind tls-* need an endpoint (endpoint-host and endpoint-port)".into(),
+        );
+    }
+    if has(OptionKind::TlsCert) != has(OptionKind::TlsKey) {
+        return Err("a client certificate (tls-cert) and its key (tls-key) go together".into());
+    }
+    Ok(())
+}
+
+pub fn kind_name(kind: OptionKind) -> &'static str {
+    match kind {
+        OptionKind::Text => "text",
+        OptionKind::Flag => "flag",
+        OptionKind::File => "file",
+        OptionKind::EndpointHost => "endpoint-host",
+        OptionKind::EndpointPort => "endpoint-port",
+        OptionKind::TlsCa => "tls-ca",
+        OptionKind::TlsCert => "tls-cert",
+        OptionKind::TlsKey => "tls-key",
+    }
+}
+
+/// A problem with the options given to a plugin.
+#[derive(Debug, thiserror::Error)]
+#[error("option --{option}: {problem}")]
+pub struct OptionError {
+    pub option: String,
+    pub problem: String,
+}
+
+fn option_error(option: &str, problem: impl Into<String>) -> OptionError {
+    OptionError {
+        option: option.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The options a plugin's `init` gets (defaults filled in where they may
+/// be) and what they grant.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub options: Vec<(String, String)>,
+    pub grants: Grants,
+    /// Defaults of grant options that were not applied: (option, default).
+    pub withheld: Vec<(String, String)>,
+}
+
+/// Check the operator's options against the plugin's (already checked)
+/// declaration and work out its grants.
+pub fn resolve(
+    info: &PluginInfo,
+    given: &[(String, String)],
+    trust: &Trust,
+) -> Result<Resolved, OptionError> {
+    if let Some((name, _)) = given
+        .iter()
+        .find(|(name, _)| !info.options.iter().any(|o| &o.name == name))
+    {
+        return Err(option_error(
+            name,
+            format!("not an option of plugin {}", info.name),
+        ));
+    }
+    let mut resolved = Resolved::default();
+    let (mut host, mut port, mut tls) = (None, None, TlsFiles::default());
+    for spec in &info.options {
+        let given = given.iter().rev().find(|(name, _)| *name == spec.name);
+        let (mut value, from) = match (given, &spec.default) {
+            (Some((_, value)), _) => (
+                value.clone(),
+                format!("--{} on the command line", spec.name),
+            ),
+            (None, Some(default)) if !is_grant(spec.kind) => (default.clone(), String::new()),
+            (None, Some(default)) => match trust {
+                Trust::Bundled { name } => (
+                    default.clone(),
+                    format!("the default of --{} (bundled plugin {name})", spec.name),
+                ),
+                Trust::ThirdParty => {
+                    resolved.withheld.push((spec.name.clone(), default.clone()));
+                    if spec.required {
+                        return Err(option_error(
+                            &spec.name,
+                            format!(
+                                "required; its default {default:?} is not granted to a third-party plugin: give --{} to grant it",
+                                spec.name
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+            },
+            (None, None) if spec.required => return Err(option_error(&spec.name, "required")),
+            (None, None) => continue,
+        };
+        let bad = |problem: String| option_error(&spec.name, problem);
+        let record = |grant: String| GrantRecord {
+            grant,
+            from: from.clone(),
+        };
+        match spec.kind {
+            OptionKind::Text | OptionKind::Flag => {}
+            OptionKind::File => {
+                let path = granted_file(&value).map_err(bad)?;
+                value = path.display().to_string();
+                resolved
+                    .grants
+                    .records
+                    .push(record(format!("read {value}")));
+                resolved.grants.readable_files.push(path);
+            }
+            OptionKind::EndpointHost => {
+                if value.is_empty()
+                    || value.contains(|c: char| c.is_whitespace() || "/@?#".contains(c))
+                {
+                    return Err(bad(format!(
+                        "{value:?}: expected a host name or IP address"
+                    )));
+                }
+                host = Some((value.clone(), from.clone()));
+            }
+            OptionKind::EndpointPort => {
+                let number = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad(format!("{value:?}: not a TCP port")))?;
+                port = Some((number, from.clone()));
+            }
+            OptionKind::TlsCa | OptionKind::TlsCert | OptionKind::TlsKey => {
+                let path = granted_file(&value).map_err(bad)?;
+                value = path.display().to_string();
+                let (slot, what) = match spec.kind {
+                    OptionKind::TlsCa => (&mut tls.ca, "verify the endpoint by"),
+                    OptionKind::TlsCert => (&mut tls.cert, "present the client certificate"),
+                    _ => (&mut tls.key, "sign with the client key"),
+                };
+                *slot = Some(path);
+                // Read by the host only: the plugin never sees the bytes.
+                resolved
+                    .grants
+                    .records
+                    .push(record(format!("{what} {value} (read by the daemon)")));
+            }
+        }
+        resolved.options.push((spec.name.clone(), value));
+    }
+    let endpoint_option = |kind| {
+        info.options
+            .iter()
+            .find(|o| o.kind == kind)
+            .map_or_else(String::new, |o| o.name.clone())
+    };
+    match (host, port) {
+        (Some((host, host_from)), Some((port, port_from))) => {
+            let tls = tls
+                .client_config()
+                .map_err(|problem| option_error(&endpoint_option(OptionKind::TlsCa), problem))?;
+            let endpoint = Endpoint { host, port, tls };
+            let from = if host_from == port_from {
+                host_from
+            } else {
+                format!("{host_from}, {port_from}")
+            };
+            resolved.grants.records.push(GrantRecord {
+                grant: format!("HTTP requests to {endpoint:?}"),
+                from,
+            });
+            resolved.grants.endpoint = Some(endpoint);
+        }
+        (Some(_), None) => {
+            let port = endpoint_option(OptionKind::EndpointPort);
+            return Err(option_error(
+                &port,
+                format!("the endpoint needs its port too: give --{port}"),
+            ));
+        }
+        (None, Some(_)) => {
+            let host = endpoint_option(OptionKind::EndpointHost);
+            return Err(option_error(
+                &host,
+                format!("the endpoint needs its host too: give --{host}"),
+            ));
+        }
+        (None, None) if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() => {
+            let host = endpoint_option(OptionKind::EndpointHost);
+            return Err(option_error(
+                &host,
+                format!("TLS options need an endpoint: give --{host}"),
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok(resolved)
+}
+
+/// A file option must name an existing regular file (a symlink to one is
+/// fine: Kubernetes ConfigMaps are symlinks); the plugin is granted its
+/// absolute path.
+fn granted_file(value: &str) -> Result<PathBuf, String> {
+    let path = std::path::absolute(value).map_err(|e| format!("{value}: {e}"))?;
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(format!("{value}: not a regular file")),
+        Err(e) => Err(format!("{value}: {e}")),
     }
 }
 
@@ -100,23 +407,184 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::OptionSpec;
+
+    fn option(name: &str, kind: OptionKind, default: Option<&str>) -> OptionSpec {
+        OptionSpec {
+            name: name.into(),
+            help: String::new(),
+            default: default.map(Into::into),
+            required: false,
+            kind,
+        }
+    }
+
+    fn info(options: Vec<OptionSpec>) -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "1".into(),
+            description: String::new(),
+            options,
+            http_paths: vec![],
+        }
+    }
+
+    fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 
     #[test]
     fn only_the_granted_file_is_readable() {
         let grants = Grants {
             readable_files: vec![PathBuf::from("/etc/vpcrouter/spec.json")],
-            endpoint: None,
+            ..Grants::default()
         };
         assert!(grants.readable_file("/etc/vpcrouter/spec.json").is_ok());
         for denied in [
-            "/etc/passwd",
             "/etc/vpcrouter/../passwd",
+            "/etc/passwd",
             "/etc/vpcrouter/spec.json/..",
             "/etc/vpcrouter",
             "spec.json",
         ] {
             let err = grants.readable_file(denied).unwrap_err();
             assert!(err.contains("access denied"), "{denied}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_third_party_default_grants_nothing() {
+        let plugin = info(vec![
+            option("secret", OptionKind::File, Some("/proc/self/environ")),
+            option("host", OptionKind::EndpointHost, Some("127.0.0.1")),
+            option("port", OptionKind::EndpointPort, Some("2379")),
+            option("colour", OptionKind::Text, Some("red")),
+        ]);
+        let resolved = resolve(&plugin, &[], &Trust::ThirdParty).unwrap();
+        assert!(resolved.grants.readable_files.is_empty());
+        assert!(resolved.grants.endpoint.is_none());
+        assert!(resolved.grants.records.is_empty());
+        assert_eq!(resolved.options, given(&[("colour", "red")]));
+        assert_eq!(resolved.withheld.len(), 3);
+
+        // The same declaration from a bundled plugin: its defaults apply.
+        let bundled = Trust::Bundled { name: "romana" };
+        let plugin = info(plugin.options[1..].to_vec());
+        let resolved = resolve(&plugin, &[], &bundled).unwrap();
+        let endpoint = resolved.grants.endpoint.expect("granted");
+        assert_eq!((endpoint.host.as_str(), endpoint.port), ("127.0.0.1", 2379));
+        assert!(
+            resolved.grants.records[0]
+                .from
+                .contains("bundled plugin romana")
+        );
+    }
+
+    #[test]
+    fn the_command_line_grants_and_says_so() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let path = file.path().to_str().unwrap();
+        let plugin = info(vec![
+            option("spec", OptionKind::File, None),
+            option("host", OptionKind::EndpointHost, Some("10.0.0.1")),
+            option("port", OptionKind::EndpointPort, None),
+        ]);
+        let resolved = resolve(
+            &plugin,
+            &given(&[("spec", path), ("host", "127.0.0.1"), ("port", "80")]),
+            &Trust::ThirdParty,
+        )
+        .unwrap();
+        assert_eq!(resolved.grants.readable_files, [file.path()]);
+        let records = &resolved.grants.records;
+        assert_eq!(records[0].grant, format!("read {path}"));
+        assert_eq!(records[0].from, "--spec on the command line");
+        assert_eq!(records[1].grant, "HTTP requests to http://127.0.0.1:80");
+    }
+
+    #[test]
+    fn half_an_endpoint_or_a_required_withheld_default_is_an_error() {
+        let plugin = info(vec![
+            option("host", OptionKind::EndpointHost, None),
+            option("port", OptionKind::EndpointPort, Some("2379")),
+        ]);
+        // The port's default is withheld: the host alone is half an endpoint.
+        let err = resolve(
+            &plugin,
+            &given(&[("host", "127.0.0.1")]),
+            &Trust::ThirdParty,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("give --port"), "{err}");
+        let err = resolve(&plugin, &given(&[("port", "1")]), &Trust::ThirdParty)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give --host"), "{err}");
+        let mut required = option("spec", OptionKind::File, Some("/etc/passwd"));
+        required.required = true;
+        let err = resolve(&info(vec![required]), &[], &Trust::ThirdParty)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not granted to a third-party plugin"), "{err}");
+        let err = resolve(
+            &plugin,
+            &given(&[("host", "a b"), ("port", "1")]),
+            &Trust::ThirdParty,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expected a host name"), "{err}");
+    }
+
+    #[test]
+    fn meaningless_grant_declarations_are_refused() {
+        let cases: [(Vec<OptionSpec>, PluginKind, &str); 6] = [
+            (
+                vec![
+                    option("a", OptionKind::EndpointHost, None),
+                    option("b", OptionKind::EndpointHost, None),
+                    option("p", OptionKind::EndpointPort, None),
+                ],
+                PluginKind::ConfigSource,
+                "--a and --b are both of kind endpoint-host",
+            ),
+            (
+                vec![option("a", OptionKind::EndpointHost, None)],
+                PluginKind::ConfigSource,
+                "endpoint needs one option",
+            ),
+            (
+                vec![option("p", OptionKind::EndpointPort, None)],
+                PluginKind::ConfigSource,
+                "endpoint needs one option",
+            ),
+            (
+                vec![option("ca", OptionKind::TlsCa, None)],
+                PluginKind::ConfigSource,
+                "need an endpoint",
+            ),
+            (
+                vec![
+                    option("a", OptionKind::EndpointHost, None),
+                    option("p", OptionKind::EndpointPort, None),
+                    option("c", OptionKind::TlsCert, None),
+                ],
+                PluginKind::ConfigSource,
+                "go together",
+            ),
+            (
+                vec![option("f", OptionKind::File, None)],
+                PluginKind::HealthCheck,
+                "health-check plugins can hold no",
+            ),
+        ];
+        for (options, kind, expected) in cases {
+            let err = check_declaration(&info(options), kind).unwrap_err();
+            assert!(err.contains(expected), "{err:?} lacks {expected:?}");
         }
     }
 }

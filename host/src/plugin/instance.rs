@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,7 +15,9 @@ use super::bindings::{
 };
 use super::engine::Ticker;
 use super::grants::Grants;
-use super::limits::{Bounds, PluginLimiter};
+use super::limits::{Bounds, CallUsage, PluginLimiter};
+use super::output::Output;
+use super::text::clip;
 use crate::spec::RouteSpec;
 
 /// How a call into a plugin failed.
@@ -26,10 +28,22 @@ pub enum CallError {
     Plugin(String),
     #[error("{call} did not finish within {limit:?}")]
     TimedOut { call: &'static str, limit: Duration },
+    #[error("{call} waited on host operations for more than {limit:?}")]
+    WaitedTooLong { call: &'static str, limit: Duration },
     #[error("{call} exceeded the memory cap of {cap_mib} MiB")]
     OutOfMemory { call: &'static str, cap_mib: usize },
     #[error("{call} trapped: {reason}")]
     Trapped { call: &'static str, reason: String },
+}
+
+/// Longest error message of a plugin kept; the rest is cut and marked.
+const MAX_ERROR: usize = 1024;
+/// How much of a plugin's last output a trap message quotes.
+const MAX_OUTPUT_IN_ERROR: usize = 2048;
+
+/// A plugin's own error, bounded.
+fn plugin_error(message: String) -> CallError {
+    CallError::Plugin(clip(&message, MAX_ERROR).into_owned())
 }
 
 impl CallError {
@@ -53,6 +67,10 @@ pub struct HostState {
     pub(super) grants: Arc<Grants>,
     pub(super) accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     pub(super) requests: Requests,
+    /// Host time of the current call (see [`CallUsage`]).
+    pub(super) usage: Arc<CallUsage>,
+    /// A file read of this plugin is in progress (and may be stuck).
+    pub(super) reading: Arc<AtomicBool>,
     limiter: PluginLimiter,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -89,6 +107,9 @@ pub struct InstanceFactory {
     pub(super) accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     pub(super) bounds: Bounds,
     pub(super) ticker: Ticker,
+    /// Shared by all instances: a restarted plugin cannot start a second
+    /// read while its first is stuck in the kernel.
+    pub(super) reading: Arc<AtomicBool>,
 }
 
 impl InstanceFactory {
@@ -102,20 +123,30 @@ impl InstanceFactory {
 
     pub async fn instantiate(&self) -> Result<PluginInstance, CallError> {
         let guard = Guard {
+            output: Output::new(self.plugin.clone()),
             ticker: self.ticker.clone(),
             call_timeout: self.bounds.call_timeout,
+            max_host_wait: self.bounds.max_host_wait,
+            usage: Arc::default(),
             memory_cap: self.bounds.memory_cap,
             refused_memory: Arc::new(AtomicBool::new(false)),
         };
         // Deny-by-default WASI: no preopens, env, args, network or stdin.
-        // Guest stdout/stderr are discarded; plugins log through the host.
+        // Stdout and stderr are captured (logged at debug, the tail kept for
+        // trap messages); plugins log through the host.
+        let wasi = WasiCtx::builder()
+            .stdout(guard.output.clone())
+            .stderr(guard.output.clone())
+            .build();
         let state = HostState {
             plugin: self.plugin.clone(),
             grants: self.grants.clone(),
+            usage: guard.usage.clone(),
+            reading: self.reading.clone(),
             accepted: self.accepted.clone(),
             requests: Requests::default(),
             limiter: PluginLimiter::new(self.bounds.memory_cap, guard.refused_memory.clone()),
-            wasi: WasiCtx::builder().build(),
+            wasi,
             table: ResourceTable::new(),
         };
         let engine = match &self.pre {
@@ -194,7 +225,7 @@ impl PluginInstance {
                     .await
             }
         }?
-        .map_err(CallError::Plugin)
+        .map_err(plugin_error)
     }
 
     pub async fn on_event(&mut self, event: &Event) -> Result<Option<Vec<Route>>, CallError> {
@@ -206,7 +237,7 @@ impl PluginInstance {
         self.guard
             .run(call, api.call_on_event(&mut self.store, event))
             .await?
-            .map_err(CallError::Plugin)
+            .map_err(plugin_error)
     }
 
     pub async fn handle_http(
@@ -233,7 +264,7 @@ impl PluginInstance {
         self.guard
             .run(call, api.call_check(&mut self.store, hosts))
             .await?
-            .map_err(CallError::Plugin)
+            .map_err(plugin_error)
     }
 
     /// Take what the plugin asked for during the last calls.
@@ -242,12 +273,16 @@ impl PluginInstance {
     }
 }
 
-/// Runs calls with a wall-clock deadline that also covers time spent in
-/// host calls (epochs only interrupt running guest code), and names the
-/// outcome.
+/// Runs calls with a wall-clock deadline on the plugin's own time (epochs
+/// only interrupt running guest code; the timer also covers a guest stuck
+/// in a host call), and names the outcome.
 struct Guard {
+    /// The instance's stdout and stderr.
+    output: Output,
     ticker: Ticker,
     call_timeout: Duration,
+    max_host_wait: Duration,
+    usage: Arc<CallUsage>,
     memory_cap: usize,
     refused_memory: Arc<AtomicBool>,
 }
@@ -259,34 +294,66 @@ impl Guard {
         future: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
         let _ticking = self.ticker.start_call();
-        match tokio::time::timeout(self.call_timeout, future).await {
-            Err(_) => Err(CallError::TimedOut {
+        let started = Instant::now();
+        self.usage.reset();
+        let deadline = || started + self.call_timeout + self.usage.waited().min(self.max_host_wait);
+        tokio::pin!(future);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut future => break outcome,
+                // Host time waited meanwhile moves the deadline on.
+                _ = tokio::time::sleep_until(deadline().into()) => {
+                    if deadline() <= Instant::now() {
+                        return Err(self.timed_out(call));
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(_) if self.refused_memory.load(Ordering::Relaxed) => Err(CallError::OutOfMemory {
+                call,
+                cap_mib: self.memory_cap >> 20,
+            }),
+            Err(e) => {
+                let mut reason = trap_reason(&e);
+                let output = self.output.tail(MAX_OUTPUT_IN_ERROR);
+                if !output.is_empty() {
+                    reason = format!("{reason}; its last output: {output:?}");
+                }
+                Err(CallError::Trapped { call, reason })
+            }
+        }
+    }
+
+    fn timed_out(&self, call: &'static str) -> CallError {
+        let waited = self.usage.waited();
+        if waited >= self.max_host_wait {
+            CallError::WaitedTooLong {
+                call,
+                limit: self.max_host_wait,
+            }
+        } else {
+            CallError::TimedOut {
                 call,
                 limit: self.call_timeout,
-            }),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) if self.refused_memory.load(Ordering::Relaxed) => {
-                Err(CallError::OutOfMemory {
-                    call,
-                    cap_mib: self.memory_cap >> 20,
-                })
             }
-            Ok(Err(e)) => Err(CallError::Trapped {
-                call,
-                reason: trap_reason(&e),
-            }),
         }
     }
 }
 
-/// A one-line cause: the trap code, or the error's own message.
+/// A one-line cause: the trap code, the guest's exit status, or the
+/// error's own message.
 fn trap_reason(e: &wasmtime::Error) -> String {
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("the plugin called exit({})", exit.0);
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{e:#}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        None => clip(
+            format!("{e:#}").lines().next().unwrap_or_default(),
+            MAX_ERROR,
+        )
+        .into_owned(),
     }
 }

@@ -1,10 +1,13 @@
 //! Per-plugin bounds: memory and table growth (with the cause remembered, so
-//! a trap can be reported as "over its memory cap"), and call deadlines.
+//! a trap can be reported as "over its memory cap"), and call deadlines,
+//! which count the plugin's own time, not the time it waits on the host.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
 
 use super::engine::MEMORY_CAP;
 
@@ -12,8 +15,11 @@ use super::engine::MEMORY_CAP;
 /// them.
 #[derive(Debug, Clone)]
 pub struct Bounds {
-    /// Wall-clock time one call into a plugin may take, host calls included.
+    /// Wall-clock time one call into a plugin may take, not counting the
+    /// time it waits in the host's own bounded operations (see
+    /// [`CallUsage`]); those may add at most `max_host_wait`.
     pub call_timeout: Duration,
+    pub max_host_wait: Duration,
     /// First delay before re-instantiating a failed plugin; doubles per
     /// consecutive failure.
     pub backoff_base: Duration,
@@ -27,6 +33,7 @@ impl Default for Bounds {
     fn default() -> Self {
         Self {
             call_timeout: Duration::from_secs(2),
+            max_host_wait: MAX_HOST_WAIT,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             backoff_reset_after: Duration::from_secs(60),
@@ -35,25 +42,110 @@ impl Default for Bounds {
     }
 }
 
-/// `StoreLimits` that remembers whether it refused a memory growth, in a
-/// flag readable outside the store (the store is borrowed by the call).
+/// The most a call may spend waiting on the host: enough for the largest
+/// working set (`spec::MAX_WORKING_SET` hosts, 1,024 probes in flight) to
+/// be probed with the longest probe timeout, every host silent.
+pub const MAX_HOST_WAIT: Duration = Duration::from_secs(60);
+
+/// What the current call has used of the host: time waiting in host
+/// operations that bound themselves (probes, outbound requests, file
+/// reads), probes per host, outbound requests. A health round over
+/// thousands of silent hosts waits for probe timeouts; that is the host's
+/// time, not the plugin's, so it does not count against the call deadline.
+/// The counts keep one call from turning into a flood.
+#[derive(Debug, Default)]
+pub struct CallUsage(Mutex<Usage>);
+
+#[derive(Debug, Default)]
+struct Usage {
+    /// Finished waits of this call.
+    waited: Duration,
+    /// The wait in progress, if any.
+    since: Option<Instant>,
+    probes: HashMap<IpAddr, u32>,
+    outbound: u32,
+}
+
+/// How often one host may be probed in one call (a plugin may probe
+/// several ports, or retry).
+pub const MAX_PROBES_PER_HOST: u32 = 16;
+/// Outbound requests one call may send.
+pub const MAX_OUTBOUND_PER_CALL: u32 = 32;
+
+impl CallUsage {
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.0.lock().expect("call usage lock")
+    }
+
+    /// A new call starts with nothing used.
+    pub fn reset(&self) {
+        *self.usage() = Usage::default();
+    }
+
+    /// Waited so far in this call, the wait in progress included.
+    pub fn waited(&self) -> Duration {
+        let usage = self.usage();
+        usage.waited + usage.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Run `operation` as host time.
+    pub async fn wait<F: Future>(&self, operation: F) -> F::Output {
+        /// Ends the wait even if the call is cancelled midway.
+        struct Ending<'a>(&'a CallUsage);
+        impl Drop for Ending<'_> {
+            fn drop(&mut self) {
+                let mut usage = self.0.usage();
+                if let Some(since) = usage.since.take() {
+                    usage.waited += since.elapsed();
+                }
+            }
+        }
+        self.usage().since = Some(Instant::now());
+        let _ending = Ending(self);
+        operation.await
+    }
+
+    /// Count a probe of `host`; false once it has had its share.
+    pub fn probe(&self, host: IpAddr) -> bool {
+        let mut usage = self.usage();
+        let count = usage.probes.entry(host).or_default();
+        *count += 1;
+        *count <= MAX_PROBES_PER_HOST
+    }
+
+    /// Count an outbound request; false once the call has had its share.
+    pub fn outbound(&self) -> bool {
+        let mut usage = self.usage();
+        usage.outbound += 1;
+        usage.outbound <= MAX_OUTBOUND_PER_CALL
+    }
+}
+
+/// Most linear memories, tables and core instances one plugin may have (a
+/// component built by componentize-py has several of each).
+const MAX_MEMORIES: usize = 8;
+const MAX_TABLES: usize = 32;
+const MAX_INSTANCES: usize = 64;
+/// Table elements of all tables of a plugin together.
+const MAX_TABLE_ELEMENTS: usize = 200_000;
+
+/// Caps a plugin as a whole: the memory cap counts all of its linear
+/// memories together (a component may have several), the element cap all of
+/// its tables. Remembers, in a flag readable outside the store (the store
+/// is borrowed by the call), whether it refused memory.
 pub struct PluginLimiter {
-    limits: StoreLimits,
+    memory_cap: usize,
+    memory_total: usize,
+    table_elements: usize,
     refused_memory: Arc<AtomicBool>,
 }
 
 impl PluginLimiter {
     pub fn new(memory_cap: usize, refused_memory: Arc<AtomicBool>) -> Self {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_cap)
-            .memories(4)
-            .tables(16)
-            .table_elements(100_000)
-            .instances(32)
-            .trap_on_grow_failure(true)
-            .build();
         Self {
-            limits,
+            memory_cap,
+            memory_total: 0,
+            table_elements: 0,
             refused_memory,
         }
     }
@@ -64,33 +156,70 @@ impl ResourceLimiter for PluginLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum);
-        if !matches!(allowed, Ok(true)) {
+        let total = self.memory_total - current.min(self.memory_total) + desired;
+        if total > self.memory_cap {
             self.refused_memory.store(true, Ordering::Relaxed);
+            return Err(wasmtime::format_err!(
+                "memory of all its memories together would exceed the cap of {} MiB",
+                self.memory_cap >> 20
+            ));
         }
-        allowed
+        self.memory_total = total;
+        Ok(true)
     }
 
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        maximum: Option<usize>,
+        _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
+        let total = self.table_elements - current.min(self.table_elements) + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::format_err!(
+                "table elements of all its tables together would exceed {MAX_TABLE_ELEMENTS}"
+            ));
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
-        self.limits.instances()
+        MAX_INSTANCES
     }
 
     fn tables(&self) -> usize {
-        self.limits.tables()
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {
-        self.limits.memories()
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_counts_every_memory_together() {
+        let refused = Arc::new(AtomicBool::new(false));
+        let mut limiter = PluginLimiter::new(64 << 20, refused.clone());
+        // Two memories of 40 MiB: each alone is under the cap.
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 40 << 20, None).is_err());
+        assert!(refused.load(Ordering::Relaxed));
+        // Growing the first within the cap still works.
+        assert!(limiter.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        assert!(limiter.memory_growing(60 << 20, 65 << 20, None).is_err());
+    }
+
+    #[test]
+    fn table_elements_count_every_table_together() {
+        let mut limiter = PluginLimiter::new(1 << 20, Arc::default());
+        assert!(limiter.table_growing(0, 150_000, None).unwrap());
+        assert!(limiter.table_growing(0, 60_000, None).is_err());
     }
 }

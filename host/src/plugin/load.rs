@@ -3,18 +3,19 @@
 //! wasm, a core module, not a vpcrouter plugin, the wrong kind, an
 //! incompatible WIT version, missing imports or exports, a bad description.
 
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{
-    ConfigPlugin, ConfigPluginPre, HealthPluginPre, OptionKind, PluginInfo, WIT_PACKAGE,
-    WIT_VERSION,
+    ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, WIT_PACKAGE, WIT_VERSION,
 };
 use super::engine::PluginEngine;
-use super::grants::{Endpoint, Grants, TlsFiles};
+use super::grants::{self, Grants, OptionError, Trust};
 use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
+use super::text::clip;
 use crate::spec::RouteSpec;
 
 /// HTTP paths the daemon keeps for itself; plugins cannot claim them.
@@ -28,7 +29,18 @@ pub const RESERVED_HTTP_PATHS: &[&str] = &[
     "/healthz",
     "/readyz",
     "/events",
+    "/plan",
+    "/rebalance",
 ];
+
+/// Bounds on what a plugin may say about itself: its description is shown
+/// in `--help`, logs and views, so nothing in it is unbounded.
+const MAX_NAME: usize = 64;
+const MAX_TEXT: usize = 1024;
+const MAX_DEFAULT: usize = 4096;
+const MAX_OPTIONS: usize = 64;
+const MAX_HTTP_PATHS: usize = 16;
+const MAX_HTTP_PATH: usize = 256;
 
 /// The two kinds of plugin, told apart by the interface they export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +99,23 @@ pub enum LoadError {
     BadOption { option: String, problem: String },
 }
 
-/// A loaded and validated config-source plugin that has described itself.
+impl From<OptionError> for LoadError {
+    fn from(e: OptionError) -> Self {
+        LoadError::BadOption {
+            option: e.option,
+            problem: e.problem,
+        }
+    }
+}
+
+/// A loaded and validated plugin that has described itself.
 pub struct LoadedPlugin {
     pub path: PathBuf,
     pub kind: PluginKind,
     pub info: PluginInfo,
+    /// SHA-256 of the file, hex.
+    pub digest: String,
+    pub trust: Trust,
     factory: InstanceFactory,
 }
 
@@ -100,92 +124,50 @@ impl LoadedPlugin {
         &self.factory
     }
 
+    /// The declaration as the operator sees it in `--help`: a third-party
+    /// plugin's grant options have no default (it would not be granted).
+    pub fn info_for_help(&self) -> PluginInfo {
+        let mut info = self.info.clone();
+        if self.trust == Trust::ThirdParty {
+            for option in info.options.iter_mut().filter(|o| grants::is_grant(o.kind)) {
+                if let Some(default) = option.default.take() {
+                    let shown = clip(&default, 256);
+                    option.help = format!(
+                        "{} [its default {shown:?} is not granted: give it]",
+                        option.help
+                    );
+                }
+            }
+        }
+        info
+    }
+
     /// Check the operator's options against the plugin's declaration, fill
-    /// in defaults, grant the files named by options of kind `file`, and run
+    /// in defaults, work out the grants (see [`grants::resolve`]), and run
     /// the plugin's own `init` on them. Returns the instance, ready to run.
     pub async fn configure(
         mut self,
         given: &[(String, String)],
     ) -> Result<ConfiguredPlugin, LoadError> {
-        let mut options = Vec::new();
-        let mut grants = Grants::default();
-        let (mut host, mut port, mut tls) = (None, None, TlsFiles::default());
-        for given_name in given.iter().map(|(name, _)| name) {
-            if !self.info.options.iter().any(|o| &o.name == given_name) {
-                return Err(LoadError::BadOption {
-                    option: given_name.clone(),
-                    problem: format!("not an option of plugin {}", self.info.name),
-                });
-            }
-        }
-        for spec in &self.info.options {
-            let value = given
-                .iter()
-                .rev()
-                .find(|(name, _)| *name == spec.name)
-                .map(|(_, value)| value.clone())
-                .or_else(|| spec.default.clone());
-            let Some(mut value) = value else {
-                if spec.required {
-                    return Err(LoadError::BadOption {
-                        option: spec.name.clone(),
-                        problem: "required".into(),
-                    });
-                }
-                continue;
-            };
-            let bad = |problem: String| LoadError::BadOption {
-                option: spec.name.clone(),
-                problem,
-            };
-            match spec.kind {
-                OptionKind::Text | OptionKind::Flag => {}
-                OptionKind::File => {
-                    let path = granted_file(&value).map_err(bad)?;
-                    value = path.display().to_string();
-                    grants.readable_files.push(path);
-                }
-                OptionKind::EndpointHost => host = Some(value.clone()),
-                OptionKind::EndpointPort => {
-                    port = Some(
-                        value
-                            .parse()
-                            .map_err(|_| bad(format!("{value:?}: not a TCP port")))?,
-                    )
-                }
-                OptionKind::TlsCa | OptionKind::TlsCert | OptionKind::TlsKey => {
-                    let path = granted_file(&value).map_err(bad)?;
-                    value = path.display().to_string();
-                    match spec.kind {
-                        OptionKind::TlsCa => tls.ca = Some(path),
-                        OptionKind::TlsCert => tls.cert = Some(path),
-                        _ => tls.key = Some(path),
-                    }
-                }
-            }
-            options.push((spec.name.clone(), value));
-        }
-        let tls = tls
-            .client_config()
-            .map_err(|problem| LoadError::BadOption {
-                option: "tls".into(),
-                problem,
-            })?;
-        grants.endpoint = match (host, port) {
-            (Some(host), Some(port)) => Some(Endpoint { host, port, tls }),
-            _ => None,
-        };
-        self.factory.grants = Arc::new(grants);
+        let resolved = grants::resolve(&self.info, given, &self.trust)?;
+        let grants = Arc::new(resolved.grants);
+        self.factory.grants = grants.clone();
         let mut instance = self.factory.instantiate().await?;
-        instance.init(&options).await.map_err(|e| match e {
-            CallError::Plugin(problem) => LoadError::InitRefused(problem),
-            other => other.into(),
-        })?;
+        instance
+            .init(&resolved.options)
+            .await
+            .map_err(|e| match e {
+                CallError::Plugin(problem) => LoadError::InitRefused(problem),
+                other => other.into(),
+            })?;
         Ok(ConfiguredPlugin {
             path: self.path,
             kind: self.kind,
             info: self.info,
-            options,
+            trust: self.trust,
+            options: resolved.options,
+            grants,
+            withheld: resolved.withheld,
             factory: self.factory,
             instance,
         })
@@ -197,20 +179,45 @@ pub struct ConfiguredPlugin {
     pub path: PathBuf,
     pub kind: PluginKind,
     pub info: PluginInfo,
+    pub trust: Trust,
     pub options: Vec<(String, String)>,
+    pub grants: Arc<Grants>,
+    /// Defaults of grant options that were not applied: (option, default).
+    pub withheld: Vec<(String, String)>,
     pub factory: InstanceFactory,
     pub instance: PluginInstance,
 }
 
-/// A file option must name an existing regular file; the plugin is granted
-/// its absolute path.
-fn granted_file(value: &str) -> Result<PathBuf, String> {
-    let path = std::path::absolute(value).map_err(|e| format!("{value}: {e}"))?;
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(path),
-        Ok(_) => Err(format!("{value}: not a regular file")),
-        Err(e) => Err(format!("{value}: {e}")),
+/// Two loaded plugins that cannot both run.
+#[derive(Debug, thiserror::Error)]
+#[error("{problem}")]
+pub struct IdentityError {
+    /// The plugin loaded second.
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// Every plugin is known by its name in logs, health reports and views, so
+/// names must be unique: a plugin calling itself `tcp` beside the real tcp
+/// checker would otherwise speak for it. The name is read once at load; what
+/// a plugin reports later is filed under it by the host.
+pub fn check_identities(plugins: &[LoadedPlugin]) -> Result<(), IdentityError> {
+    for (i, plugin) in plugins.iter().enumerate() {
+        if let Some(first) = plugins[..i]
+            .iter()
+            .find(|p| p.info.name == plugin.info.name)
+        {
+            return Err(IdentityError {
+                path: plugin.path.clone(),
+                problem: format!(
+                    "calls itself {:?}, as {} does; plugin names must be unique (each plugin once)",
+                    plugin.info.name,
+                    first.path.display()
+                ),
+            });
+        }
     }
+    Ok(())
 }
 
 /// The engine and linker shared by all plugins.
@@ -263,6 +270,10 @@ impl PluginRuntime {
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
         check_header(&wasm)?;
+        let digest: String = Sha256::digest(&wasm)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let component = self
             .engine
             .compile(&wasm)
@@ -298,6 +309,7 @@ impl PluginRuntime {
             accepted,
             bounds: self.bounds.clone(),
             ticker: self.engine.ticker().clone(),
+            reading: Arc::default(),
         };
         let mut instance = factory.instantiate().await?;
         let info = instance.describe().await?;
@@ -310,6 +322,8 @@ impl PluginRuntime {
             path: path.to_path_buf(),
             kind,
             info,
+            trust: Trust::of(&digest),
+            digest,
             factory,
         })
     }
@@ -366,44 +380,102 @@ fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind,
 
 fn check_info(info: &PluginInfo, kind: PluginKind) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadInfo(m));
-    if info.name.is_empty()
-        || !info
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-    {
+    let is_identifier = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.len() <= MAX_NAME
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    };
+    if !is_identifier(&info.name) {
         return bad(format!(
-            "name {:?} must be letters, digits, '-' or '_'",
-            info.name
+            "name {:?} must be a letter, then letters, digits, '-' or '_' (at most {MAX_NAME})",
+            clip(&info.name, MAX_NAME)
+        ));
+    }
+    if info.version.len() > MAX_NAME || info.version.contains(char::is_control) {
+        return bad(format!(
+            "version {:?} must be at most {MAX_NAME} printable characters",
+            clip(&info.version, MAX_NAME)
+        ));
+    }
+    if info.description.len() > MAX_TEXT {
+        return bad(format!(
+            "description is {} bytes; at most {MAX_TEXT}",
+            info.description.len()
+        ));
+    }
+    if info.options.len() > MAX_OPTIONS {
+        return bad(format!(
+            "{} options; at most {MAX_OPTIONS}",
+            info.options.len()
         ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for option in &info.options {
-        let valid = option.name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && option
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-        if !valid {
+        if !is_identifier(&option.name) {
             return bad(format!(
-                "option name {:?} must be letters, digits, '-' or '_'",
-                option.name
+                "option name {:?} must be a letter, then letters, digits, '-' or '_' (at most {MAX_NAME})",
+                clip(&option.name, MAX_NAME)
             ));
         }
         if !seen.insert(option.name.as_str()) {
             return bad(format!("option --{} is declared twice", option.name));
         }
+        if option.help.len() > MAX_TEXT {
+            return bad(format!(
+                "help of option --{} is {} bytes; at most {MAX_TEXT}",
+                option.name,
+                option.help.len()
+            ));
+        }
+        if option
+            .default
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_DEFAULT)
+        {
+            return bad(format!(
+                "default of option --{} is longer than {MAX_DEFAULT} bytes",
+                option.name
+            ));
+        }
     }
+    grants::check_declaration(info, kind).map_err(LoadError::BadInfo)?;
     if kind == PluginKind::HealthCheck && !info.http_paths.is_empty() {
         return bad("health-check plugins cannot serve HTTP paths".into());
     }
+    if info.http_paths.len() > MAX_HTTP_PATHS {
+        return bad(format!(
+            "{} HTTP paths; at most {MAX_HTTP_PATHS}",
+            info.http_paths.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
     for path in &info.http_paths {
-        if !path.starts_with('/') {
-            return bad(format!("HTTP path {path:?} must start with '/'"));
+        check_http_path(path).map_err(LoadError::BadInfo)?;
+        if !seen.insert(path.as_str()) {
+            return bad(format!("HTTP path {path} is declared twice"));
         }
-        if RESERVED_HTTP_PATHS.contains(&path.as_str()) {
-            return bad(format!("HTTP path {path} is reserved for the daemon"));
-        }
+    }
+    Ok(())
+}
+
+/// Plugin paths are matched exactly, never as patterns: a literal path of
+/// URL-safe characters that the daemon does not serve itself.
+fn check_http_path(path: &str) -> Result<(), String> {
+    let literal = path.len() <= MAX_HTTP_PATH
+        && path.starts_with('/')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c));
+    if !literal {
+        return Err(format!(
+            "HTTP path {:?} must be a literal path: '/' then letters, digits, '/', '-', '.', '_' or '~' (at most {MAX_HTTP_PATH})",
+            clip(path, MAX_HTTP_PATH)
+        ));
+    }
+    if RESERVED_HTTP_PATHS.contains(&path) || path.starts_with("/plugins/") {
+        return Err(format!("HTTP path {path} is reserved for the daemon"));
     }
     Ok(())
 }

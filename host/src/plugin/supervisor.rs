@@ -18,6 +18,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use super::bindings::{Event, HealthState, HostHealth, HttpRequest, HttpResponse, Route};
 use super::instance::{CallError, InstanceFactory, PluginInstance};
 use super::load::ConfiguredPlugin;
+use super::text::clip;
 use super::watch::FileWatcher;
 use crate::health::{HealthBoard, HostReport, State};
 use crate::spec_store::{SpecStore, SpecWatch};
@@ -207,18 +208,24 @@ impl Supervisor {
         let bounds = self.factory.bounds().clone();
         let mut backoff = bounds.backoff_base;
         let mut next = Some(first);
+        // Shutdown cancels whatever the plugin is doing, a call included.
+        let mut shutdown = inputs.shutdown.clone();
         loop {
-            let instance = match next.take() {
-                Some(instance) => Ok(instance),
-                None => self.start().await,
-            };
             let started = Instant::now();
-            let ended = match instance {
-                Ok(mut instance) => {
-                    self.status.send_modify(|s| s.state = PluginState::Running);
-                    self.serve(&mut instance, &mut inputs).await
-                }
-                Err(fault) => Ended::Fault(fault),
+            let serving = async {
+                let mut instance = match next.take() {
+                    Some(instance) => instance,
+                    None => match self.start().await {
+                        Ok(instance) => instance,
+                        Err(fault) => return Ended::Fault(fault),
+                    },
+                };
+                self.status.send_modify(|s| s.state = PluginState::Running);
+                self.serve(&mut instance, &mut inputs).await
+            };
+            let ended = tokio::select! {
+                ended = serving => ended,
+                _ = stopped(&mut shutdown) => Ended::Shutdown,
             };
             let fault = match ended {
                 Ended::Shutdown => break,
@@ -236,7 +243,7 @@ impl Supervisor {
             });
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = stopped(&mut inputs.shutdown) => break,
+                _ = stopped(&mut shutdown) => break,
             }
             backoff = (backoff * 2).min(bounds.backoff_cap);
         }
@@ -452,19 +459,31 @@ async fn tick(timer: &mut Option<Interval>) {
     }
 }
 
+/// Longest detail of a health verdict kept.
+const MAX_DETAIL: usize = 256;
+
 /// A round's results as board reports: only hosts of the working set, by
-/// address. Anything else a plugin says is logged and ignored.
+/// address, details bounded. Anything else a plugin says is counted, logged
+/// once per round, and ignored.
 fn reports(
     plugin: &str,
     working_set: &BTreeSet<IpAddr>,
     results: Vec<HostHealth>,
 ) -> Vec<HostReport> {
-    results
+    let mut outside = (0usize, None);
+    let reports = results
         .into_iter()
         .filter_map(|r| {
-            let host = r.host.parse().ok().filter(|ip| working_set.contains(ip));
+            let host = r
+                .host
+                .trim()
+                .parse()
+                .ok()
+                .filter(|ip| working_set.contains(ip));
             if host.is_none() {
-                tracing::warn!(plugin, host = %r.host, "ignoring health of a host outside the working set");
+                outside.0 += 1;
+                outside.1.get_or_insert(r.host);
+                return None;
             }
             Some(HostReport {
                 host: host?,
@@ -474,10 +493,19 @@ fn reports(
                     HealthState::Failed => State::Failed,
                 },
                 rtt_us: r.rtt_us,
-                detail: r.detail,
+                detail: r.detail.map(|d| clip(&d, MAX_DETAIL).into_owned()),
             })
         })
-        .collect()
+        .collect();
+    if let (count, Some(example)) = outside {
+        tracing::warn!(
+            plugin,
+            count,
+            example = %clip(&example, 64),
+            "ignoring health of hosts outside the working set"
+        );
+    }
+    reports
 }
 
 fn entries(routes: Vec<Route>) -> impl Iterator<Item = (String, Vec<String>)> {

@@ -22,7 +22,7 @@ impl HealthCheck for IcmpEcho {
             .default_value("2"),
             OptionSpec::text(
                 "icmp_check_timeout",
-                "Seconds to wait for an answer [default: the lesser of 1 and the interval]",
+                "Seconds to wait for an answer, at most 5 [default: the lesser of 1 and the interval]",
             ),
         ];
         options.extend(Thresholds::options("icmp_check"));
@@ -39,9 +39,7 @@ impl HealthCheck for IcmpEcho {
         // Refuse to start, saying what to grant, rather than fail every host.
         probes::icmp_access()?;
         let interval = options.millis("icmp_check_interval")?.unwrap_or(2000);
-        let timeout_ms = options
-            .millis("icmp_check_timeout")?
-            .unwrap_or(interval.min(1000));
+        let timeout_ms = options.probe_timeout("icmp_check_timeout", interval)?;
         let thresholds = Thresholds::from_options(&options, "icmp_check")?;
         timers::set_timer(interval);
         Ok(Self {

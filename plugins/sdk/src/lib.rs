@@ -63,6 +63,27 @@ impl Options {
     }
 }
 
+/// The longest probe timeout the host runs; longer ones are cut to it.
+pub const MAX_PROBE_TIMEOUT_MS: u32 = 5_000;
+
+impl Options {
+    /// A probe timeout option in seconds: by default the lesser of 1 s and
+    /// `interval_ms`, and never longer than the host's
+    /// [`MAX_PROBE_TIMEOUT_MS`] (a longer one is refused rather than
+    /// silently cut).
+    pub fn probe_timeout(&self, name: &str, interval_ms: u32) -> Result<u32, String> {
+        match self.millis(name)? {
+            None => Ok(interval_ms.min(1000)),
+            Some(ms) if ms <= MAX_PROBE_TIMEOUT_MS => Ok(ms),
+            Some(_) => Err(format!(
+                "--{name} {:?}: at most {} s (the host's longest probe)",
+                self.get(name).unwrap_or_default(),
+                MAX_PROBE_TIMEOUT_MS / 1000
+            )),
+        }
+    }
+}
+
 impl OptionSpec {
     /// A text option with no default.
     pub fn text(name: &str, help: &str) -> Self {

