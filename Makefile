@@ -5,7 +5,8 @@
 BUNDLED := configfile http fixedconf tcp icmpecho romana
 # Built for the tests and as the documentation's example; not bundled.
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober \
-           guest-bad-grants guest-bad-paths routes-txt any-port
+           guest-bad-grants guest-bad-paths guest-hostile-health guest-impostor \
+           routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
 .PHONY: all build plugins test test-deps demo bench lint

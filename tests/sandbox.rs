@@ -5,7 +5,12 @@
 mod common;
 
 use common::Daemon;
-use std::time::Duration;
+use serde_json::json;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vpcrouter::spec_store::SpecStore;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -214,4 +219,487 @@ fn plugin_paths_need_the_token_and_never_see_credentials() {
     assert!(!reply.body.contains("session=abc"), "{}", reply.body);
     // The views stay open without --http-auth-all.
     assert_eq!(daemon.http("GET", "/ips", b"").0, 200);
+}
+
+/// An embedded VPC whose routers are `routers` (loopback addresses), each in
+/// a subnet and route table of its own; and a spec file routing `cidrs` to
+/// all of them. Returns the two file paths as strings.
+fn loopback_cluster(dir: &Path, routers: &[&str], cidrs: &[&str]) -> (String, String) {
+    let interfaces: Vec<_> = routers
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true}))
+        .collect();
+    let subnets: Vec<_> = (0..routers.len())
+        .map(|i| json!({"id": format!("subnet-{i}"), "az": format!("az-{i}")}))
+        .collect();
+    let tables: Vec<_> = (0..routers.len())
+        .map(
+            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
+        )
+        .collect();
+    let vpc = json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables});
+    let spec: serde_json::Map<String, serde_json::Value> = cidrs
+        .iter()
+        .map(|c| (c.to_string(), json!(routers)))
+        .collect();
+    let (vpc_file, spec_file) = (dir.join("vpc.json"), dir.join("spec.json"));
+    std::fs::write(&vpc_file, vpc.to_string()).unwrap();
+    std::fs::write(&spec_file, serde_json::Value::Object(spec).to_string()).unwrap();
+    (
+        vpc_file.to_str().unwrap().to_string(),
+        spec_file.to_str().unwrap().to_string(),
+    )
+}
+
+fn sigterm(daemon: &mut Daemon) -> Duration {
+    let started = Instant::now();
+    // SAFETY: signalling a child process we started.
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait_exit(Duration::from_secs(3)), Some(0));
+    started.elapsed()
+}
+
+/// Class 2: a granted path that blocks (here a FIFO put in place of the
+/// spec file) is refused without reading; the daemon keeps answering and
+/// exits on SIGTERM at once. A symlink to a regular file is read.
+#[test]
+fn a_file_that_would_block_cannot_freeze_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, r#"{"10.55.0.0/16": ["10.33.20.142"]}"#).unwrap();
+    let file = file.to_str().unwrap();
+    let mut daemon = Daemon::start(&["-m", "configfile", "-f", file], dir.path());
+    daemon.wait_for_line("accepted route spec", WITHIN);
+
+    std::fs::remove_file(file).unwrap();
+    let c_path = std::ffi::CString::new(file).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    daemon.wait_for_line("not a regular file", WITHIN);
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(daemon.http("GET", "/healthz", b"").0, 200);
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    let (_, route_info) = daemon.http("GET", "/route_info", b"");
+    assert!(route_info.contains("10.55.0.0/16"), "{route_info}");
+
+    // As Kubernetes mounts a ConfigMap: the file is a symlink.
+    let real = dir.path().join("real.json");
+    std::fs::write(&real, r#"{"10.66.0.0/16": ["10.33.20.142"]}"#).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::rename(&link, file).unwrap();
+    daemon.wait_for_line("10.66.0.0/16", WITHIN);
+    assert!(sigterm(&mut daemon) < Duration::from_secs(3));
+}
+
+/// Class 3: a second health plugin calling itself `tcp` would speak for
+/// the real one; two plugins of one name are refused at start.
+#[test]
+fn a_plugin_cannot_take_another_plugins_name() {
+    let impostor = common::guest("impostor");
+    let tcp = common::plugin("tcp");
+    let (code, stderr) = common::run_to_exit(&[
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "10.55.0.0/16",
+        "--fixed_hosts",
+        "127.0.0.1",
+        "--health-plugin",
+        tcp.to_str().unwrap(),
+        "--health-plugin",
+        impostor.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(impostor.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains(&format!("calls itself \"tcp\", as {} does", tcp.display())),
+        "{stderr}"
+    );
+}
+
+/// Class 4: limits fit together. Every host of a large working set is
+/// silent (one listener on all of 127/8 with a full accept queue drops their
+/// SYNs); with a 3 s probe timeout the round takes several probe waves, far
+/// beyond the 2 s of the plugin's own time, and still marks them all failed.
+#[tokio::test]
+async fn a_round_over_many_silent_hosts_completes_and_fails_them() {
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    let port = silent.local_addr().unwrap().as_socket().unwrap().port();
+    let _queued: Vec<_> = (0..4)
+        .filter_map(|_| {
+            let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            std::net::TcpStream::connect_timeout(&to, Duration::from_millis(50)).ok()
+        })
+        .collect();
+    let specs = Arc::new(SpecStore::default());
+    let routes = (0..3u32).map(|c| {
+        let hosts: Vec<String> = (0..1000u32)
+            .map(|h| format!("127.1.{}.{}", c * 4 + h / 250, h % 250 + 1))
+            .collect();
+        (format!("10.{c}.0.0/16"), hosts)
+    });
+    specs.offer("test", routes).unwrap();
+    let port = port.to_string();
+    let options: [(&str, &str); 3] = [
+        ("tcp_check_port", &port),
+        ("tcp_check_interval", "1"),
+        ("tcp_check_timeout", "3"),
+    ];
+    let checkers = common::health_checkers(&specs, &[(common::plugin("tcp"), &options)]).await;
+    let mut board = checkers.board.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(40),
+        board.wait_for(|s| s.failed.len() == 3000),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not all failed: {}", checkers.board.snapshot().failed.len()))
+    .unwrap();
+    let status = checkers.handles[0].status().borrow().clone();
+    assert_eq!(status.restarts, 0, "{:?}", status.last_error);
+}
+
+/// Class 4: a plugin's spec is held to the documented limits (1 MiB as
+/// JSON) like a file or an HTTP body, and counts in messages are true.
+#[test]
+fn a_plugins_spec_is_held_to_the_documented_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::guest("hostile");
+    for (behaviour, expected) in [
+        ("oversize", "larger than 1048576 bytes as JSON"),
+        ("many-routes", "route spec has 2000 routes; at most 1000"),
+    ] {
+        let daemon = Daemon::start(
+            &[
+                "--mode-plugin",
+                hostile.to_str().unwrap(),
+                "--behaviour",
+                behaviour,
+            ],
+            dir.path(),
+        );
+        daemon.wait_for_line("accepted route spec", WITHIN);
+        let (status, body) = daemon.http("POST", "/poke", b"");
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(expected), "{body}");
+        let (_, route_info) = daemon.http("GET", "/route_info", b"");
+        assert!(route_info.contains("10.55.16.0/24"), "{route_info}");
+    }
+}
+
+/// Class 8: one router named 200,000 times in a batch, and in a thousand
+/// calls more, is probed at most 16 times per round.
+#[test]
+fn a_plugin_cannot_amplify_probes_against_a_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = "127.0.41.10";
+    let listener = std::net::TcpListener::bind((router, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let (vpc, spec) = loopback_cluster(dir.path(), &[router], &["10.55.0.0/16"]);
+    let guest = common::guest("hostile-health");
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            &spec,
+            "--sim-vpc",
+            &vpc,
+            "--health-plugin",
+            guest.to_str().unwrap(),
+            "--hh_behaviour",
+            "amplify",
+            "--hh_port",
+            &port,
+        ],
+        dir.path(),
+    );
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    let mut connections = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        match listener.accept() {
+            Ok(_) => connections += 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    let view = plugins_view(&daemon);
+    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
+        .as_u64()
+        .unwrap();
+    assert!(rounds > 0);
+    assert!(
+        connections <= 16 * (rounds + 2),
+        "{connections} connections in {rounds} rounds"
+    );
+}
+
+/// Class 9: the host owns the framing of outbound requests: one `Host`, the
+/// body's true length, no transfer coding the plugin chose.
+#[test]
+fn outbound_framing_headers_are_the_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_port = peer.local_addr().unwrap().port().to_string();
+    let hostile = common::guest("hostile");
+    let daemon = Daemon::start(
+        &[
+            "--mode-plugin",
+            hostile.to_str().unwrap(),
+            "--behaviour",
+            "smuggle",
+            "--drop_host",
+            "127.0.0.1",
+            "--drop_port",
+            &peer_port,
+        ],
+        dir.path(),
+    );
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    let poked = std::thread::spawn({
+        let port = daemon.port;
+        move || common::http(port, "POST", "/poke", b"")
+    });
+    let (mut connection, _) = peer.accept().unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = connection.read_to_end(&mut received);
+    drop(connection);
+    let _ = poked.join();
+    let received = String::from_utf8_lossy(&received).to_lowercase();
+    let (head, body) = received.split_once("\r\n\r\n").unwrap();
+    let headers: Vec<&str> = head.lines().skip(1).collect();
+    let named = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.starts_with(&format!("{name}:")))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        named("host"),
+        [format!("host: 127.0.0.1:{peer_port}")],
+        "{head}"
+    );
+    assert_eq!(named("content-length"), ["content-length: 100"], "{head}");
+    assert!(named("transfer-encoding").is_empty(), "{head}");
+    assert_eq!(named("x-plugin"), ["x-plugin: yes"], "{head}");
+    assert_eq!(body.len(), 100);
+}
+
+/// Class 10: an exit() says its status, a trap quotes what the plugin
+/// printed last (a Rust panic message here; a Python traceback the same).
+#[test]
+fn faults_say_what_the_plugin_did_and_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::guest("hostile");
+    for (behaviour, expected) in [
+        // WASI passes only success or failure: exit(3) arrives as 1.
+        ("exit", "the plugin exited with status 1"),
+        ("trap", "hostile plugin panics on purpose"),
+    ] {
+        let daemon = Daemon::start(
+            &[
+                "--mode-plugin",
+                hostile.to_str().unwrap(),
+                "--behaviour",
+                behaviour,
+            ],
+            dir.path(),
+        );
+        daemon.wait_for_line("accepted route spec", WITHIN);
+        let (status, _) = daemon.http("POST", "/poke", b"");
+        assert_eq!(status, 503);
+        let line = daemon.wait_for_line("plugin failed; restarting it", WITHIN);
+        assert!(line.contains(expected), "{line}");
+        let view = plugins_view(&daemon);
+        let error = plugin_named(&view, "hostile")["last_error"].to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+}
+
+/// Bytes of log the daemon has written so far (lines and their newlines).
+fn log_bytes(daemon: &Daemon) -> usize {
+    daemon.lines_with("").iter().map(|l| l.len() + 1).sum()
+}
+
+/// Peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib >> 10
+}
+
+/// Start the daemon with a config source and a health checker that flood
+/// it: the config source swaps between two specs of 1,000 CIDRs every
+/// 100 ms (every route deleted and created) while logging 100 lines of
+/// 64 KiB and printing 64 KiB each time; the health checker logs 1,000
+/// lines of 64 KiB and prints 1 MiB per round, reports 100,000 hosts outside
+/// the working set and flips every host between failed and healthy.
+fn start_flooded(dir: &Path, health: &str, routers: &[&str], port: &str) -> Daemon {
+    let (vpc, _) = loopback_cluster(dir, routers, &[]);
+    let (hostile, hostile_health) = (common::guest("hostile"), common::guest("hostile-health"));
+    let hosts = routers.join(",");
+    Daemon::start(
+        &[
+            "--mode-plugin",
+            hostile.to_str().unwrap(),
+            "--behaviour",
+            "churn",
+            "--hosts",
+            &hosts,
+            "--sim-vpc",
+            &vpc,
+            "--health-plugin",
+            hostile_health.to_str().unwrap(),
+            "--hh_behaviour",
+            health,
+            "--hh_port",
+            port,
+        ],
+        dir,
+    )
+}
+
+/// Class 5: what plugins make the daemon log is bounded (debug logging on):
+/// at most 100 KB/s, with the suppressed lines counted.
+#[test]
+fn plugins_cannot_flood_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_flooded(
+        dir.path(),
+        "flood,outside,flip",
+        &["127.0.43.10", "127.0.43.11"],
+        "9",
+    );
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let warm = log_bytes(&daemon);
+    std::thread::sleep(Duration::from_secs(8));
+    let rate = (log_bytes(&daemon) - warm) as f64 / 8.0;
+    let overall = log_bytes(&daemon) as f64 / started.elapsed().as_secs_f64();
+    println!("log: {rate:.0} B/s over the last 8 s, {overall:.0} B/s overall");
+    assert!(rate <= 100_000.0, "{rate:.0} B/s");
+    assert!(overall <= 100_000.0, "{overall:.0} B/s");
+    let reported = daemon.wait_for_line("log lines suppressed", WITHIN);
+    assert!(reported.contains("plugin hostile"), "{reported}");
+    assert!(daemon.lines_with("").iter().all(|l| l.len() <= 9 << 10));
+}
+
+/// Every class at once: the daemon stays within its documented bounds:
+/// HTTP answers, the log stays under 100 KB/s, memory stays bounded, and
+/// SIGTERM ends it within 3 s.
+#[test]
+fn the_daemon_stays_within_its_bounds_under_every_attack_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let routers = ["127.0.44.10", "127.0.44.11"];
+    let first = std::net::TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let _second = std::net::TcpListener::bind((routers[1], port)).unwrap();
+    let mut daemon = start_flooded(
+        dir.path(),
+        "amplify,slow,flood,outside,flip",
+        &routers,
+        &port.to_string(),
+    );
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(12) {
+        let asked = Instant::now();
+        assert_eq!(daemon.http("GET", "/healthz", b"").0, 200);
+        assert_eq!(daemon.http("GET", "/plugins", b"").0, 200);
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rate = log_bytes(&daemon) as f64 / started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib(daemon.pid());
+    let exit = sigterm(&mut daemon);
+    println!(
+        "slowest HTTP answer {slowest:?}, log {rate:.0} B/s, peak RSS {rss} MiB, SIGTERM to exit {exit:?}"
+    );
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(rate <= 100_000.0, "{rate:.0} B/s");
+    assert!(rss <= 512, "{rss} MiB");
+}
+
+/// tests/guests/multi-memory/plugin.wat, its second memory `extra_pages`
+/// big, as a component file in `dir`.
+fn multi_memory_plugin(dir: &Path, extra_pages: u32) -> std::path::PathBuf {
+    let wat = std::fs::read_to_string(common::repo().join("tests/guests/multi-memory/plugin.wat"))
+        .unwrap()
+        .replace("EXTRA_PAGES", &extra_pages.to_string());
+    let mut module = wat::parse_str(&wat).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(common::repo().join("wit/v0.1.0")).unwrap();
+    let world = resolve
+        .select_world(&[package], Some("health-plugin"))
+        .unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+    let path = dir.join(format!("multi-memory-{extra_pages}.wasm"));
+    std::fs::write(&path, component).unwrap();
+    path
+}
+
+/// Class 11: the memory cap is the plugin's, not each memory's: two
+/// memories of 40 MiB are refused together, while 40 + 1 MiB load.
+#[tokio::test]
+async fn the_memory_cap_covers_all_of_a_plugins_memories() {
+    use vpcrouter::plugin::{Bounds, CallError, LoadError, PluginEngine, PluginRuntime};
+    let dir = tempfile::tempdir().unwrap();
+    let specs = SpecStore::default();
+    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let small = multi_memory_plugin(dir.path(), 16);
+    let loaded = runtime.load_health_check(&small, specs.subscribe()).await;
+    assert_eq!(loaded.map(|l| l.info.name).unwrap(), "multi-memory");
+    let big = multi_memory_plugin(dir.path(), 640);
+    let refused = runtime
+        .load_health_check(&big, specs.subscribe())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(refused, LoadError::Call(CallError::OutOfMemory { .. })),
+        "{refused}"
+    );
+    let (code, stderr) = common::run_to_exit(&[
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "10.55.0.0/16",
+        "--fixed_hosts",
+        "127.0.0.1",
+        "--health-plugin",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("exceeded the memory cap of 64 MiB"),
+        "{stderr}"
+    );
 }

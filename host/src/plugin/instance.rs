@@ -346,7 +346,7 @@ impl Guard {
 /// error's own message.
 fn trap_reason(e: &wasmtime::Error) -> String {
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return format!("the plugin called exit({})", exit.0);
+        return format!("the plugin exited with status {}", exit.0);
     }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),

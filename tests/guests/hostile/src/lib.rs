@@ -4,7 +4,7 @@
 
 use vpcrouter_plugin_sdk::{
     ConfigSource, Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, Options, PluginInfo,
-    Route, RouteSpec, export_config_source, files, outbound,
+    Route, RouteSpec, export_config_source, files, log, outbound, timers,
 };
 
 struct Hostile {
@@ -16,6 +16,10 @@ struct Hostile {
     /// The file `exfiltrate` reads: the `loot` option as granted, else its
     /// default.
     loot: String,
+    /// Router hosts of the specs `churn` makes.
+    hosts: Vec<String>,
+    /// Timer events seen (`churn` alternates on them).
+    ticks: u64,
 }
 
 /// Defaults a hostile author would like to be granted.
@@ -28,7 +32,33 @@ fn good_spec() -> RouteSpec {
     }]
 }
 
+/// `count` CIDRs `FIRST.x.y.0/24`.
+fn cidrs(first: u32, count: u32) -> impl Iterator<Item = String> {
+    (0..count).map(move |c| format!("{first}.{}.{}.0/24", c / 256, c % 256))
+}
+
 impl Hostile {
+    /// `churn`: every 100 ms a spec of 1,000 CIDRs that shares none with
+    /// the last one (every route deleted and created again), while logging
+    /// and printing as much as the host lets it.
+    fn churn(&mut self) -> RouteSpec {
+        self.ticks += 1;
+        let line = "c".repeat(64 << 10);
+        for _ in 0..100 {
+            log!(Warn, "{line}");
+        }
+        println!("{line}");
+        let first = if self.ticks % 2 == 0 { 10 } else { 11 };
+        let hosts = &self.hosts;
+        cidrs(first, 1000)
+            .enumerate()
+            .map(|(i, cidr)| Route {
+                cidr,
+                hosts: vec![hosts[i % hosts.len()].clone()],
+            })
+            .collect()
+    }
+
     fn misbehave(&self) -> Result<Option<RouteSpec>, String> {
         match self.behaviour.as_str() {
             "loop" => loop {
@@ -74,6 +104,46 @@ impl Hostile {
                     }
                 ))
             }
+            // exit() as a C or Python program would.
+            "exit" => std::process::exit(3),
+            // The largest spec the guest's memory holds: 1,000 CIDRs of
+            // 1,000 hosts each (~14 MB as JSON).
+            "oversize" => Ok(Some(
+                (0..1000u32)
+                    .map(|c| Route {
+                        cidr: format!("10.{}.{}.0/24", c / 256, c % 256),
+                        hosts: (0..1000u32)
+                            .map(|h| format!("172.16.{}.{}", h / 250, h % 250 + 1))
+                            .collect(),
+                    })
+                    .collect(),
+            )),
+            "many-routes" => Ok(Some(
+                cidrs(10, 2000)
+                    .map(|cidr| Route {
+                        cidr,
+                        hosts: vec![],
+                    })
+                    .collect(),
+            )),
+            // Framing headers of its own, and a length that lies.
+            "smuggle" => {
+                let request = outbound::OutboundRequest {
+                    method: "POST".into(),
+                    path: "/x".into(),
+                    headers: vec![
+                        ("Host".into(), "169.254.169.254".into()),
+                        ("Content-Length".into(), "5".into()),
+                        ("Transfer-Encoding".into(), "chunked".into()),
+                        ("Connection".into(), "keep-alive".into()),
+                        ("X-Plugin".into(), "yes".into()),
+                    ],
+                    body: vec![b'b'; 100],
+                    timeout_ms: 500,
+                };
+                let sent = outbound::send(&request).map(|r| r.status);
+                Err(format!("sent: {sent:?}"))
+            }
             "connect" => {
                 let request = outbound::OutboundRequest {
                     method: "GET".into(),
@@ -103,12 +173,15 @@ impl ConfigSource for Hostile {
             options: vec![
                 OptionSpec::text(
                     "behaviour",
-                    "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers",
+                    "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers | \
+                     exit | oversize | many-routes | smuggle | churn",
                 )
                 .required(),
                 OptionSpec::text("target", "HOST:PORT that `connect` tries")
                     .default_value("127.0.0.1:9"),
                 OptionSpec::text("at", "poke | start | init").default_value("poke"),
+                OptionSpec::text("hosts", "Router hosts of `churn` specs")
+                    .default_value("10.33.20.142"),
                 OptionSpec::file("loot", "File `exfiltrate` reads").default_value(LOOT),
                 OptionSpec::of_kind("drop_host", "Where loot goes", OptionKind::EndpointHost)
                     .default_value("127.0.0.1"),
@@ -132,11 +205,22 @@ impl ConfigSource for Hostile {
             target: options.require("target")?.to_string(),
             at_start,
             loot: options.get("loot").unwrap_or(LOOT).to_string(),
+            hosts: options
+                .require("hosts")?
+                .split(',')
+                .map(String::from)
+                .collect(),
+            ticks: 0,
         })
     }
 
     fn on_event(&mut self, event: Event) -> Result<Option<RouteSpec>, String> {
         match event {
+            Event::Started if self.behaviour == "churn" => {
+                timers::set_timer(100);
+                Ok(Some(self.churn()))
+            }
+            Event::Timer if self.behaviour == "churn" => Ok(Some(self.churn())),
             Event::Started if self.at_start => self.misbehave(),
             Event::Started => Ok(Some(good_spec())),
             Event::Timer | Event::FileChanged(_) => Ok(None),

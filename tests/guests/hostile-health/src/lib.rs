@@ -1,0 +1,115 @@
+//! A health-check plugin that misbehaves on purpose, for the host's tests.
+//! `--hh_behaviour` is a comma-separated list of:
+//!
+//! - `amplify`: probe the first host of the working set 200,000 times in
+//!   one batch, then in 1,000 more calls (a flood against one router);
+//! - `flood`: log 1,000 lines of 64 KiB and write 1 MiB to stderr per round;
+//! - `outside`: report 100,000 hosts outside the working set (a hundred of
+//!   them with 64 KiB details) besides the real ones;
+//! - `flip`: report every host failed, then healthy, round after round;
+//! - `slow`: probe with a 30 s timeout (more than the host allows).
+//!
+//! Rounds run every 100 ms (the shortest timer).
+
+use vpcrouter_plugin_sdk::{
+    HealthCheck, HealthState, HostHealth, OptionSpec, Options, PluginInfo, export_health_check,
+    log, probes, timers,
+};
+
+struct HostileHealth {
+    behaviours: Vec<String>,
+    port: u16,
+    round: u64,
+}
+
+impl HostileHealth {
+    fn does(&self, behaviour: &str) -> bool {
+        self.behaviours.iter().any(|b| b == behaviour)
+    }
+}
+
+impl HealthCheck for HostileHealth {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "hostile-health".into(),
+            version: "0.0.1".into(),
+            description: "Misbehaves on purpose".into(),
+            options: vec![
+                OptionSpec::text("hh_behaviour", "amplify,flood,outside,flip,slow").required(),
+                OptionSpec::text("hh_port", "TCP port `amplify` probes").default_value("9"),
+            ],
+            http_paths: vec![],
+        }
+    }
+
+    fn init(options: Options) -> Result<Self, String> {
+        let behaviours = options
+            .require("hh_behaviour")?
+            .split(',')
+            .map(String::from)
+            .collect();
+        let port = options
+            .require("hh_port")?
+            .parse()
+            .map_err(|_| "bad --hh_port")?;
+        timers::set_timer(1);
+        Ok(Self {
+            behaviours,
+            port,
+            round: 0,
+        })
+    }
+
+    fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String> {
+        self.round += 1;
+        let mut state = HealthState::Healthy;
+        let mut results = Vec::new();
+        if let (true, Some(first)) = (self.does("amplify"), hosts.first()) {
+            let batch = vec![first.clone(); 200_000];
+            results = probes::probe_tcp(&batch, self.port, 200);
+            for _ in 0..1000 {
+                probes::probe_tcp(std::slice::from_ref(first), self.port, 200);
+            }
+        }
+        if self.does("slow") {
+            results = probes::probe_tcp(&hosts, self.port, 30_000);
+        }
+        if self.does("flood") {
+            let line = "x".repeat(64 << 10);
+            for _ in 0..1000 {
+                log!(Error, "{line}");
+            }
+            eprintln!("{}", "e".repeat(1 << 20));
+        }
+        if self.does("flip") && self.round % 2 == 0 {
+            state = HealthState::Failed;
+        }
+        let mut verdicts: Vec<HostHealth> = hosts
+            .into_iter()
+            .map(|host| {
+                let probed = results.iter().find(|r| r.host == host);
+                HostHealth {
+                    host,
+                    state,
+                    rtt_us: probed.and_then(|r| r.rtt_us),
+                    detail: probed.and_then(|r| r.error.clone()),
+                }
+            })
+            .collect();
+        if self.does("outside") {
+            for i in 0..100_000u32 {
+                let [_, a, b, c] = i.to_be_bytes();
+                let size = if i < 100 { 64 << 10 } else { 16 };
+                verdicts.push(HostHealth {
+                    host: format!("10.{a}.{b}.{c}"),
+                    state: HealthState::Failed,
+                    rtt_us: None,
+                    detail: Some("d".repeat(size)),
+                });
+            }
+        }
+        Ok(verdicts)
+    }
+}
+
+export_health_check!(HostileHealth);
