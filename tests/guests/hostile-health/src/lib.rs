@@ -81,7 +81,7 @@ impl HealthCheck for HostileHealth {
             }
             eprintln!("{}", "e".repeat(1 << 20));
         }
-        if self.does("flip") && self.round % 2 == 0 {
+        if self.does("flip") && self.round.is_multiple_of(2) {
             state = HealthState::Failed;
         }
         let mut verdicts: Vec<HostHealth> = hosts

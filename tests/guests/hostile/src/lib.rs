@@ -48,7 +48,7 @@ impl Hostile {
             log!(Warn, "{line}");
         }
         println!("{line}");
-        let first = if self.ticks % 2 == 0 { 10 } else { 11 };
+        let first = if self.ticks.is_multiple_of(2) { 10 } else { 11 };
         let hosts = &self.hosts;
         cidrs(first, 1000)
             .enumerate()
