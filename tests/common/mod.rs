@@ -61,12 +61,18 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
     let chooses_vpc = args
         .iter()
         .any(|a| ["--sim-vpc", "-v", "--vpc", "--ec2-endpoint"].contains(a));
+    let chooses_health = args
+        .iter()
+        .any(|a| a.starts_with("-H") || a.starts_with("--health"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_vpcrouter"));
     if !args.contains(&"-a") {
         command.args(["-a", "127.0.0.1"]);
     }
+    if !chooses_health {
+        command.args(["-H", "none"]);
+    }
     command
-        .args(["-H", "none", "-p", &free_port().to_string()])
+        .args(["-p", &free_port().to_string()])
         .arg("--plugin-dir")
         .arg(repo().join("plugins"))
         .arg("--plugin-cache-dir")
