@@ -8,7 +8,7 @@ mod auth;
 mod metrics;
 mod negotiate;
 mod page;
-mod plugin;
+pub(crate) mod plugin;
 mod serve;
 mod views;
 

@@ -378,7 +378,7 @@ fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind,
     Err(LoadError::NotAPlugin)
 }
 
-fn check_info(info: &PluginInfo, kind: PluginKind) -> Result<(), LoadError> {
+pub(super) fn check_info(info: &PluginInfo, kind: PluginKind) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadInfo(m));
     let is_identifier = |name: &str| {
         name.starts_with(|c: char| c.is_ascii_alphabetic())

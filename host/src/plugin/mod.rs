@@ -4,6 +4,8 @@
 
 mod bindings;
 mod engine;
+#[cfg(test)]
+mod fuzz;
 mod grants;
 mod host;
 mod instance;

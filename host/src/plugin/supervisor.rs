@@ -465,7 +465,7 @@ const MAX_DETAIL: usize = 256;
 /// A round's results as board reports: only hosts of the working set, by
 /// address, details bounded. Anything else a plugin says is counted, logged
 /// once per round, and ignored.
-fn reports(
+pub(super) fn reports(
     plugin: &str,
     working_set: &BTreeSet<IpAddr>,
     results: Vec<HostHealth>,
