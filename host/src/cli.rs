@@ -121,8 +121,9 @@ pub struct Cli {
     #[arg(short = 'a', long, default_value = "localhost", value_parser = parse_address)]
     pub address: String,
 
-    /// File holding the bearer token that POST /route_spec requires
-    /// (required when --address is not a loopback address)
+    /// File holding the bearer token that POSTs and plugin paths (e.g.
+    /// /route_spec) require (required when --address is not a loopback
+    /// address and a plugin serves HTTP)
     #[arg(long = "http-token-file", value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
 
