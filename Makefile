@@ -47,6 +47,7 @@ bench: build test-deps
 	cargo bench --bench planner
 	cargo bench --bench failover
 	cargo bench --bench romana
+	cargo bench --bench sandbox
 
 lint:
 	cargo fmt --all -- --check

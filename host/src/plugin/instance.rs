@@ -38,6 +38,12 @@ pub enum CallError {
 
 /// Longest error message of a plugin kept; the rest is cut and marked.
 const MAX_ERROR: usize = 1024;
+/// Most data (bytes as the host holds it) one call may hand the host: the
+/// lists and strings a plugin returns or passes are lifted into host memory,
+/// and may alias each other in the guest's. The largest legitimate one is a
+/// 1 MiB spec or a 4 MiB HTTP answer; wasmtime's default is 128 MiB.
+pub const HOSTCALL_FUEL: usize = 16 << 20;
+
 /// How much of a plugin's last output a trap message quotes.
 const MAX_OUTPUT_IN_ERROR: usize = 2048;
 
@@ -155,6 +161,7 @@ impl InstanceFactory {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         // Yield to tokio at every epoch tick: a busy guest never holds a
         // worker thread, and the call's timeout can cancel it.
         store.epoch_deadline_async_yield_and_update(1);

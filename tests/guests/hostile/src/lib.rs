@@ -32,6 +32,18 @@ fn good_spec() -> RouteSpec {
     }]
 }
 
+/// 1,000 CIDRs of `hosts` hosts each.
+fn wide_spec(hosts: u32) -> RouteSpec {
+    cidrs(10, 1000)
+        .map(|cidr| Route {
+            cidr,
+            hosts: (0..hosts)
+                .map(|h| format!("172.16.{}.{}", h / 250, h % 250 + 1))
+                .collect(),
+        })
+        .collect()
+}
+
 /// `count` CIDRs `FIRST.x.y.0/24`.
 fn cidrs(first: u32, count: u32) -> impl Iterator<Item = String> {
     (0..count).map(move |c| format!("{first}.{}.{}.0/24", c / 256, c % 256))
@@ -106,18 +118,11 @@ impl Hostile {
             }
             // exit() as a C or Python program would.
             "exit" => std::process::exit(3),
+            // Just over 1 MiB as JSON: 1,000 CIDRs of 100 hosts.
+            "oversize" => Ok(Some(wide_spec(100))),
             // The largest spec the guest's memory holds: 1,000 CIDRs of
-            // 1,000 hosts each (~14 MB as JSON).
-            "oversize" => Ok(Some(
-                (0..1000u32)
-                    .map(|c| Route {
-                        cidr: format!("10.{}.{}.0/24", c / 256, c % 256),
-                        hosts: (0..1000u32)
-                            .map(|h| format!("172.16.{}.{}", h / 250, h % 250 + 1))
-                            .collect(),
-                    })
-                    .collect(),
-            )),
+            // 1,000 hosts (~14 MB as JSON, ~34 MB in the host's memory).
+            "huge" => Ok(Some(wide_spec(1000))),
             "many-routes" => Ok(Some(
                 cidrs(10, 2000)
                     .map(|cidr| Route {
@@ -174,7 +179,7 @@ impl ConfigSource for Hostile {
                 OptionSpec::text(
                     "behaviour",
                     "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers | \
-                     exit | oversize | many-routes | smuggle | churn",
+                     exit | oversize | huge | many-routes | smuggle | churn",
                 )
                 .required(),
                 OptionSpec::text("target", "HOST:PORT that `connect` tries")

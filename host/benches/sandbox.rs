@@ -1,0 +1,286 @@
+//! `cargo bench --bench sandbox`: the daemon's bounds under hostile
+//! plugins (issue 11), as figures: log bytes per second, peak memory, HTTP
+//! latency, and the time from SIGTERM to exit, with well-behaved plugins and
+//! with every hostile guest at once; the memory a 14 MB spec from a plugin
+//! costs before it is refused; a health round over 3,000 silent hosts.
+//! Everything runs on loopback and the embedded VPC.
+
+#[path = "../../tests/common/mod.rs"]
+mod testkit;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use testkit::Daemon;
+
+/// Peak and current resident memory of a process, in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            >> 10
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn log_bytes(daemon: &Daemon) -> usize {
+    daemon.lines_with("").iter().map(|l| l.len() + 1).sum()
+}
+
+fn sigterm(daemon: &mut Daemon) -> Duration {
+    let started = Instant::now();
+    // SAFETY: signalling a child process this program started.
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGTERM) };
+    daemon.wait_exit(Duration::from_secs(10));
+    started.elapsed()
+}
+
+/// A VPC of `routers` (one subnet and table each) and a spec of `cidrs`
+/// CIDRs routed to all of them.
+fn cluster(dir: &Path, routers: &[&str], cidrs: usize) -> (String, String) {
+    use serde_json::json;
+    let interfaces: Vec<_> = routers.iter().enumerate().map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true})).collect();
+    let subnets: Vec<_> = (0..routers.len())
+        .map(|i| json!({"id": format!("subnet-{i}"), "az": "az"}))
+        .collect();
+    let tables: Vec<_> = (0..routers.len())
+        .map(
+            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
+        )
+        .collect();
+    let spec: serde_json::Map<_, _> = (0..cidrs)
+        .map(|c| (format!("10.{}.{}.0/24", c / 256, c % 256), json!(routers)))
+        .collect();
+    let (vpc, spec_file) = (dir.join("vpc.json"), dir.join("spec.json"));
+    std::fs::write(
+        &vpc,
+        json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&spec_file, serde_json::Value::Object(spec).to_string()).unwrap();
+    (
+        vpc.to_str().unwrap().into(),
+        spec_file.to_str().unwrap().into(),
+    )
+}
+
+/// Watch a running daemon for `seconds`: HTTP latency (median and max of
+/// `/healthz` and `/plugins`, ten times a second) and log bytes per second.
+fn watch(daemon: &Daemon, seconds: u64) -> (Duration, Duration, f64) {
+    let started = Instant::now();
+    let before = log_bytes(daemon);
+    let mut latencies = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        for path in ["/healthz", "/plugins"] {
+            let asked = Instant::now();
+            assert_eq!(daemon.http("GET", path, b"").0, 200);
+            latencies.push(asked.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    latencies.sort();
+    let rate = (log_bytes(daemon) - before) as f64 / started.elapsed().as_secs_f64();
+    (
+        latencies[latencies.len() / 2],
+        *latencies.last().unwrap(),
+        rate,
+    )
+}
+
+fn report(what: &str, daemon: &mut Daemon, seconds: u64) {
+    // Start-up bursts are allowed by the limits; the rate is what lasts.
+    std::thread::sleep(Duration::from_secs(2));
+    let (median, max, rate) = watch(daemon, seconds);
+    let (peak, now) = memory_mib(daemon.pid());
+    let exit = sigterm(daemon);
+    println!(
+        "{what}: log {:.1} KB/s, HTTP median {:.1} ms / max {:.1} ms, RSS {now} MiB (peak {peak} MiB), SIGTERM -> exit {:.0} ms",
+        rate / 1e3,
+        median.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        exit.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let routers = ["127.0.61.10", "127.0.61.11"];
+    let first = std::net::TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port().to_string();
+    let _second = std::net::TcpListener::bind((routers[1], port.parse::<u16>().unwrap())).unwrap();
+
+    // Well-behaved: configfile on 1,000 CIDRs, tcp every 0.1 s.
+    let dir = tempfile::tempdir().unwrap();
+    let (vpc, spec) = cluster(dir.path(), &routers, 1000);
+    let mut daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            &spec,
+            "--sim-vpc",
+            &vpc,
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.1",
+        ],
+        dir.path(),
+    );
+    report(
+        "well-behaved (configfile, 1,000 CIDRs; tcp every 0.1 s)",
+        &mut daemon,
+        10,
+    );
+
+    // Every hostile guest at once (as tests/sandbox.rs).
+    let (hostile, hostile_health) = (testkit::guest("hostile"), testkit::guest("hostile-health"));
+    let hosts = routers.join(",");
+    let mut daemon = Daemon::start(
+        &[
+            "--mode-plugin",
+            hostile.to_str().unwrap(),
+            "--behaviour",
+            "churn",
+            "--hosts",
+            &hosts,
+            "--sim-vpc",
+            &vpc,
+            "--health-plugin",
+            hostile_health.to_str().unwrap(),
+            "--hh_behaviour",
+            "amplify,slow,flood,outside,flip",
+            "--hh_port",
+            &port,
+        ],
+        dir.path(),
+    );
+    report(
+        "every hostile guest at once (churn; amplify, slow, flood, outside, flip)",
+        &mut daemon,
+        10,
+    );
+
+    // A plugin in an endless loop at every start (restarted with backoff).
+    let mut daemon = Daemon::start(
+        &[
+            "--mode-plugin",
+            hostile.to_str().unwrap(),
+            "--behaviour",
+            "loop",
+            "--at",
+            "start",
+        ],
+        dir.path(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    println!(
+        "SIGTERM -> exit while a plugin loops: {:.0} ms",
+        sigterm(&mut daemon).as_secs_f64() * 1e3
+    );
+
+    // Specs over the limit from a plugin: 1,000 CIDRs x 100 hosts (refused by
+    // validation), 1,000 x 1,000 (refused while copied into the host).
+    for (behaviour, shape, status) in [
+        ("oversize", "1,000 x 100", 400),
+        ("huge", "1,000 x 1,000", 503),
+    ] {
+        let mut daemon = Daemon::start(
+            &[
+                "--mode-plugin",
+                hostile.to_str().unwrap(),
+                "--behaviour",
+                behaviour,
+            ],
+            dir.path(),
+        );
+        daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
+        let (before, _) = memory_mib(daemon.pid());
+        let asked = Instant::now();
+        let (answered, _) = daemon.http("POST", "/poke", b"");
+        let took = asked.elapsed();
+        assert_eq!(answered, status);
+        let (peak, now) = memory_mib(daemon.pid());
+        println!(
+            "a {shape}-host spec from a plugin: refused ({status}) in {:.0} ms; peak RSS {before} -> {peak} MiB, {now} MiB after",
+            took.as_secs_f64() * 1e3
+        );
+        sigterm(&mut daemon);
+    }
+
+    silent_round();
+}
+
+/// 3,000 silent hosts (one listener on 0.0.0.0 with a full accept queue),
+/// tcp with a 1 s timeout: how long until all are failed, and SIGTERM in
+/// the middle of the next round.
+fn silent_round() {
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&"0.0.0.0:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    let port = silent.local_addr().unwrap().as_socket().unwrap().port();
+    let _queued: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &([127, 0, 0, 1], port).into(),
+                Duration::from_millis(50),
+            )
+            .ok()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let spec: serde_json::Map<_, _> = (0..3u32)
+        .map(|c| {
+            let hosts: Vec<String> = (0..1000u32)
+                .map(|h| format!("127.1.{}.{}", c * 4 + h / 250, h % 250 + 1))
+                .collect();
+            (format!("10.{c}.0.0/16"), serde_json::json!(hosts))
+        })
+        .collect();
+    let spec_file = dir.path().join("spec.json");
+    std::fs::write(&spec_file, serde_json::Value::Object(spec).to_string()).unwrap();
+    let port = port.to_string();
+    let mut daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec_file.to_str().unwrap(),
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "1",
+        ],
+        dir.path(),
+    );
+    let started = Instant::now();
+    let failed = || {
+        let (_, body) = daemon.http("GET", "/ips", b"");
+        let ips: serde_json::Value = serde_json::from_str(&body).unwrap();
+        ips["failed_ips"].as_array().map_or(0, Vec::len)
+    };
+    while failed() < 3000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all failed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "3,000 silent hosts, 1 s probe timeout: all failed {:.1} s after start",
+        started.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    println!(
+        "SIGTERM -> exit during a round over them: {:.0} ms",
+        sigterm(&mut daemon).as_secs_f64() * 1e3
+    );
+}
