@@ -38,14 +38,7 @@ fn romana(etcd: &Etcd, extra: &[&str], dir: &std::path::Path) -> Daemon {
 
 /// The spec in force, from `/route_info`.
 fn spec_in_force(daemon: &Daemon) -> Value {
-    let reply = common::request(
-        daemon.port,
-        "GET",
-        "/route_info",
-        &[("Accept", "application/json")],
-        b"",
-    );
-    serde_json::from_str::<Value>(&reply.body).unwrap()["route_spec"].clone()
+    daemon.view("/route_info")["route_spec"].clone()
 }
 
 fn wait_for_spec(daemon: &Daemon, expected: &Value) {

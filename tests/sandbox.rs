@@ -5,7 +5,6 @@
 mod common;
 
 use common::Daemon;
-use serde_json::json;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,18 +13,6 @@ use vpcrouter::spec_store::SpecStore;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-fn plugins_view(daemon: &Daemon) -> serde_json::Value {
-    let reply = common::request(
-        daemon.port,
-        "GET",
-        "/plugins",
-        &[("Accept", "application/json")],
-        b"",
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    serde_json::from_str(&reply.body).unwrap()
-}
-
 fn plugin_named<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     view["plugins"]
         .as_array()
@@ -33,6 +20,22 @@ fn plugin_named<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("no plugin {name} in {view}"))
+}
+
+/// The hostile config guest doing `behaviour` when poked, poked once:
+/// the daemon and the answer.
+fn poked_hostile(dir: &Path, behaviour: &str) -> (Daemon, u16, String) {
+    let hostile = common::guest("hostile");
+    let args = [
+        "--mode-plugin",
+        hostile.to_str().unwrap(),
+        "--behaviour",
+        behaviour,
+    ];
+    let daemon = Daemon::start(&args, dir);
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    let (status, body) = daemon.http("POST", "/poke", b"");
+    (daemon, status, body)
 }
 
 /// Class 1: a plugin's own defaults grant nothing. The hostile guest
@@ -58,7 +61,7 @@ fn a_third_party_plugin_holds_only_the_grants_the_operator_gave() {
     assert!(body.contains("access denied"), "{body}");
     assert!(body.contains("no endpoint granted"), "{body}");
     assert!(!body.contains(SECRET), "{body}");
-    let view = plugins_view(&daemon);
+    let view = daemon.view("/plugins");
     let plugin = plugin_named(&view, "hostile");
     assert_eq!(plugin["trust"], "third-party");
     assert_eq!(plugin["grants"], serde_json::json!([]));
@@ -103,7 +106,7 @@ fn a_third_party_plugin_holds_only_the_grants_the_operator_gave() {
     assert!(!received.contains(SECRET), "{received}");
     let (_, body) = poked.join().unwrap();
     assert!(body.contains("access denied"), "{body}");
-    let view = plugins_view(&daemon);
+    let view = daemon.view("/plugins");
     let grants = &plugin_named(&view, "hostile")["grants"];
     assert_eq!(grants.as_array().unwrap().len(), 1, "{grants}");
 }
@@ -141,7 +144,7 @@ fn invalid_grants_are_refused_at_start() {
 fn a_bundled_plugin_is_known_by_its_digest_and_keeps_its_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&["-m", "romana"], dir.path());
-    let view = plugins_view(&daemon);
+    let view = daemon.view("/plugins");
     let romana = plugin_named(&view, "romana");
     assert_eq!(romana["trust"], "bundled (romana)");
     let grant = &romana["grants"][0];
@@ -221,45 +224,6 @@ fn plugin_paths_need_the_token_and_never_see_credentials() {
     assert_eq!(daemon.http("GET", "/ips", b"").0, 200);
 }
 
-/// An embedded VPC whose routers are `routers` (loopback addresses), each in
-/// a subnet and route table of its own; and a spec file routing `cidrs` to
-/// all of them. Returns the two file paths as strings.
-fn loopback_cluster(dir: &Path, routers: &[&str], cidrs: &[&str]) -> (String, String) {
-    let interfaces: Vec<_> = routers
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true}))
-        .collect();
-    let subnets: Vec<_> = (0..routers.len())
-        .map(|i| json!({"id": format!("subnet-{i}"), "az": format!("az-{i}")}))
-        .collect();
-    let tables: Vec<_> = (0..routers.len())
-        .map(
-            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
-        )
-        .collect();
-    let vpc = json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables});
-    let spec: serde_json::Map<String, serde_json::Value> = cidrs
-        .iter()
-        .map(|c| (c.to_string(), json!(routers)))
-        .collect();
-    let (vpc_file, spec_file) = (dir.join("vpc.json"), dir.join("spec.json"));
-    std::fs::write(&vpc_file, vpc.to_string()).unwrap();
-    std::fs::write(&spec_file, serde_json::Value::Object(spec).to_string()).unwrap();
-    (
-        vpc_file.to_str().unwrap().to_string(),
-        spec_file.to_str().unwrap().to_string(),
-    )
-}
-
-fn sigterm(daemon: &mut Daemon) -> Duration {
-    let started = Instant::now();
-    // SAFETY: signalling a child process we started.
-    unsafe { libc::kill(daemon.pid() as i32, libc::SIGTERM) };
-    assert_eq!(daemon.wait_exit(Duration::from_secs(3)), Some(0));
-    started.elapsed()
-}
-
 /// Class 2: a granted path that blocks (here a FIFO put in place of the
 /// spec file) is refused without reading; the daemon keeps answering and
 /// exits on SIGTERM at once. A symlink to a regular file is read.
@@ -292,7 +256,7 @@ fn a_file_that_would_block_cannot_freeze_the_daemon() {
     std::os::unix::fs::symlink(&real, &link).unwrap();
     std::fs::rename(&link, file).unwrap();
     daemon.wait_for_line("10.66.0.0/16", WITHIN);
-    assert!(sigterm(&mut daemon) < Duration::from_secs(3));
+    assert!(daemon.sigterm() < Duration::from_secs(3));
 }
 
 /// Class 3: a second health plugin calling itself `tcp` would speak for
@@ -372,7 +336,6 @@ async fn a_round_over_many_silent_hosts_completes_and_fails_them() {
 #[test]
 fn a_plugins_spec_is_held_to_the_documented_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let hostile = common::guest("hostile");
     for (behaviour, status, expected) in [
         ("oversize", 400, "larger than 1048576 bytes as JSON"),
         (
@@ -386,17 +349,7 @@ fn a_plugins_spec_is_held_to_the_documented_limits() {
             "too much data is being copied between the host and the guest",
         ),
     ] {
-        let daemon = Daemon::start(
-            &[
-                "--mode-plugin",
-                hostile.to_str().unwrap(),
-                "--behaviour",
-                behaviour,
-            ],
-            dir.path(),
-        );
-        daemon.wait_for_line("accepted route spec", WITHIN);
-        let (answered, body) = daemon.http("POST", "/poke", b"");
+        let (daemon, answered, body) = poked_hostile(dir.path(), behaviour);
         assert_eq!(answered, status, "{body}");
         assert!(body.contains(expected), "{body}");
         let (_, route_info) = daemon.http("GET", "/route_info", b"");
@@ -413,16 +366,18 @@ fn a_plugin_cannot_amplify_probes_against_a_router() {
     let listener = std::net::TcpListener::bind((router, 0)).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     listener.set_nonblocking(true).unwrap();
-    let (vpc, spec) = loopback_cluster(dir.path(), &[router], &["10.55.0.0/16"]);
+    let vpc = common::loopback_vpc(dir.path(), &[router]);
+    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &[router]);
+    let (vpc, spec) = (vpc.to_str().unwrap(), spec.to_str().unwrap());
     let guest = common::guest("hostile-health");
     let daemon = Daemon::start(
         &[
             "-m",
             "configfile",
             "-f",
-            &spec,
+            spec,
             "--sim-vpc",
-            &vpc,
+            vpc,
             "--health-plugin",
             guest.to_str().unwrap(),
             "--hh_behaviour",
@@ -441,7 +396,7 @@ fn a_plugin_cannot_amplify_probes_against_a_router() {
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
-    let view = plugins_view(&daemon);
+    let view = daemon.view("/plugins");
     let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
         .as_u64()
         .unwrap();
@@ -512,46 +467,19 @@ fn outbound_framing_headers_are_the_hosts() {
 #[test]
 fn faults_say_what_the_plugin_did_and_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let hostile = common::guest("hostile");
     for (behaviour, expected) in [
         // WASI passes only success or failure: exit(3) arrives as 1.
         ("exit", "the plugin exited with status 1"),
         ("trap", "hostile plugin panics on purpose"),
     ] {
-        let daemon = Daemon::start(
-            &[
-                "--mode-plugin",
-                hostile.to_str().unwrap(),
-                "--behaviour",
-                behaviour,
-            ],
-            dir.path(),
-        );
-        daemon.wait_for_line("accepted route spec", WITHIN);
-        let (status, _) = daemon.http("POST", "/poke", b"");
+        let (daemon, status, _) = poked_hostile(dir.path(), behaviour);
         assert_eq!(status, 503);
         let line = daemon.wait_for_line("plugin failed; restarting it", WITHIN);
         assert!(line.contains(expected), "{line}");
-        let view = plugins_view(&daemon);
+        let view = daemon.view("/plugins");
         let error = plugin_named(&view, "hostile")["last_error"].to_string();
         assert!(error.contains(expected), "{error}");
     }
-}
-
-/// Bytes of log the daemon has written so far (lines and their newlines).
-fn log_bytes(daemon: &Daemon) -> usize {
-    daemon.lines_with("").iter().map(|l| l.len() + 1).sum()
-}
-
-/// Peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib >> 10
 }
 
 /// Start the daemon with a config source and a health checker that flood
@@ -561,7 +489,7 @@ fn peak_rss_mib(pid: u32) -> u64 {
 /// lines of 64 KiB and prints 1 MiB per round, reports 100,000 hosts outside
 /// the working set and flips every host between failed and healthy.
 fn start_flooded(dir: &Path, health: &str, routers: &[&str], port: &str) -> Daemon {
-    let (vpc, _) = loopback_cluster(dir, routers, &[]);
+    let vpc = common::loopback_vpc(dir, routers);
     let (hostile, hostile_health) = (common::guest("hostile"), common::guest("hostile-health"));
     let hosts = routers.join(",");
     Daemon::start(
@@ -573,7 +501,7 @@ fn start_flooded(dir: &Path, health: &str, routers: &[&str], port: &str) -> Daem
             "--hosts",
             &hosts,
             "--sim-vpc",
-            &vpc,
+            vpc.to_str().unwrap(),
             "--health-plugin",
             hostile_health.to_str().unwrap(),
             "--hh_behaviour",
@@ -598,10 +526,10 @@ fn plugins_cannot_flood_the_log() {
     );
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(4));
-    let warm = log_bytes(&daemon);
+    let warm = daemon.log_bytes();
     std::thread::sleep(Duration::from_secs(8));
-    let rate = (log_bytes(&daemon) - warm) as f64 / 8.0;
-    let overall = log_bytes(&daemon) as f64 / started.elapsed().as_secs_f64();
+    let rate = (daemon.log_bytes() - warm) as f64 / 8.0;
+    let overall = daemon.log_bytes() as f64 / started.elapsed().as_secs_f64();
     println!("log: {rate:.0} B/s over the last 8 s, {overall:.0} B/s overall");
     assert!(rate <= 100_000.0, "{rate:.0} B/s");
     assert!(overall <= 100_000.0, "{overall:.0} B/s");
@@ -635,9 +563,9 @@ fn the_daemon_stays_within_its_bounds_under_every_attack_at_once() {
         slowest = slowest.max(asked.elapsed());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let rate = log_bytes(&daemon) as f64 / started.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(daemon.pid());
-    let exit = sigterm(&mut daemon);
+    let rate = daemon.log_bytes() as f64 / started.elapsed().as_secs_f64();
+    let (rss, _) = daemon.memory_mib();
+    let exit = daemon.sigterm();
     println!(
         "slowest HTTP answer {slowest:?}, log {rate:.0} B/s, peak RSS {rss} MiB, SIGTERM to exit {exit:?}"
     );

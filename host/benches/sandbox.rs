@@ -8,70 +8,14 @@
 #[path = "../../tests/common/mod.rs"]
 mod testkit;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::Daemon;
-
-/// Peak and current resident memory of a process, in MiB.
-fn memory_mib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-            >> 10
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-fn log_bytes(daemon: &Daemon) -> usize {
-    daemon.lines_with("").iter().map(|l| l.len() + 1).sum()
-}
-
-fn sigterm(daemon: &mut Daemon) -> Duration {
-    let started = Instant::now();
-    // SAFETY: signalling a child process this program started.
-    unsafe { libc::kill(daemon.pid() as i32, libc::SIGTERM) };
-    daemon.wait_exit(Duration::from_secs(10));
-    started.elapsed()
-}
-
-/// A VPC of `routers` (one subnet and table each) and a spec of `cidrs`
-/// CIDRs routed to all of them.
-fn cluster(dir: &Path, routers: &[&str], cidrs: usize) -> (String, String) {
-    use serde_json::json;
-    let interfaces: Vec<_> = routers.iter().enumerate().map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true})).collect();
-    let subnets: Vec<_> = (0..routers.len())
-        .map(|i| json!({"id": format!("subnet-{i}"), "az": "az"}))
-        .collect();
-    let tables: Vec<_> = (0..routers.len())
-        .map(
-            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
-        )
-        .collect();
-    let spec: serde_json::Map<_, _> = (0..cidrs)
-        .map(|c| (format!("10.{}.{}.0/24", c / 256, c % 256), json!(routers)))
-        .collect();
-    let (vpc, spec_file) = (dir.join("vpc.json"), dir.join("spec.json"));
-    std::fs::write(
-        &vpc,
-        json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(&spec_file, serde_json::Value::Object(spec).to_string()).unwrap();
-    (
-        vpc.to_str().unwrap().into(),
-        spec_file.to_str().unwrap().into(),
-    )
-}
 
 /// Watch a running daemon for `seconds`: HTTP latency (median and max of
 /// `/healthz` and `/plugins`, ten times a second) and log bytes per second.
 fn watch(daemon: &Daemon, seconds: u64) -> (Duration, Duration, f64) {
     let started = Instant::now();
-    let before = log_bytes(daemon);
+    let before = daemon.log_bytes();
     let mut latencies = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         for path in ["/healthz", "/plugins"] {
@@ -82,7 +26,7 @@ fn watch(daemon: &Daemon, seconds: u64) -> (Duration, Duration, f64) {
         std::thread::sleep(Duration::from_millis(100));
     }
     latencies.sort();
-    let rate = (log_bytes(daemon) - before) as f64 / started.elapsed().as_secs_f64();
+    let rate = (daemon.log_bytes() - before) as f64 / started.elapsed().as_secs_f64();
     (
         latencies[latencies.len() / 2],
         *latencies.last().unwrap(),
@@ -94,8 +38,8 @@ fn report(what: &str, daemon: &mut Daemon, seconds: u64) {
     // Start-up bursts are allowed by the limits; the rate is what lasts.
     std::thread::sleep(Duration::from_secs(2));
     let (median, max, rate) = watch(daemon, seconds);
-    let (peak, now) = memory_mib(daemon.pid());
-    let exit = sigterm(daemon);
+    let (peak, now) = daemon.memory_mib();
+    let exit = daemon.sigterm();
     println!(
         "{what}: log {:.1} KB/s, HTTP median {:.1} ms / max {:.1} ms, RSS {now} MiB (peak {peak} MiB), SIGTERM -> exit {:.0} ms",
         rate / 1e3,
@@ -113,15 +57,18 @@ fn main() {
 
     // Well-behaved: configfile on 1,000 CIDRs, tcp every 0.1 s.
     let dir = tempfile::tempdir().unwrap();
-    let (vpc, spec) = cluster(dir.path(), &routers, 1000);
+    let vpc = testkit::loopback_vpc(dir.path(), &routers);
+    let cidrs = (0..1000).map(|c| format!("10.{}.{}.0/24", c / 256, c % 256));
+    let spec = testkit::spec_file(dir.path(), cidrs, &routers);
+    let (vpc, spec) = (vpc.to_str().unwrap(), spec.to_str().unwrap());
     let mut daemon = Daemon::start(
         &[
             "-m",
             "configfile",
             "-f",
-            &spec,
+            spec,
             "--sim-vpc",
-            &vpc,
+            vpc,
             "-H",
             "tcp",
             "--tcp_check_port",
@@ -149,7 +96,7 @@ fn main() {
             "--hosts",
             &hosts,
             "--sim-vpc",
-            &vpc,
+            vpc,
             "--health-plugin",
             hostile_health.to_str().unwrap(),
             "--hh_behaviour",
@@ -180,7 +127,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(1500));
     println!(
         "SIGTERM -> exit while a plugin loops: {:.0} ms",
-        sigterm(&mut daemon).as_secs_f64() * 1e3
+        daemon.sigterm().as_secs_f64() * 1e3
     );
 
     // Specs over the limit from a plugin: 1,000 CIDRs x 100 hosts (refused by
@@ -199,17 +146,17 @@ fn main() {
             dir.path(),
         );
         daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
-        let (before, _) = memory_mib(daemon.pid());
+        let (before, _) = daemon.memory_mib();
         let asked = Instant::now();
         let (answered, _) = daemon.http("POST", "/poke", b"");
         let took = asked.elapsed();
         assert_eq!(answered, status);
-        let (peak, now) = memory_mib(daemon.pid());
+        let (peak, now) = daemon.memory_mib();
         println!(
             "a {shape}-host spec from a plugin: refused ({status}) in {:.0} ms; peak RSS {before} -> {peak} MiB, {now} MiB after",
             took.as_secs_f64() * 1e3
         );
-        sigterm(&mut daemon);
+        daemon.sigterm();
     }
 
     silent_round();
@@ -281,6 +228,6 @@ fn silent_round() {
     std::thread::sleep(Duration::from_millis(1500));
     println!(
         "SIGTERM -> exit during a round over them: {:.0} ms",
-        sigterm(&mut daemon).as_secs_f64() * 1e3
+        daemon.sigterm().as_secs_f64() * 1e3
     );
 }

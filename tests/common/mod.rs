@@ -219,6 +219,86 @@ impl Daemon {
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         http(self.port, method, path, body)
     }
+
+    /// A view as JSON (`GET` with `Accept: application/json`).
+    pub fn view(&self, path: &str) -> serde_json::Value {
+        let reply = request(
+            self.port,
+            "GET",
+            path,
+            &[("Accept", "application/json")],
+            b"",
+        );
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    /// Bytes of log written so far (lines and their newlines).
+    pub fn log_bytes(&self) -> usize {
+        self.lines.lock().unwrap().iter().map(|l| l.len() + 1).sum()
+    }
+
+    /// (peak, current) resident memory in MiB.
+    pub fn memory_mib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap()
+                >> 10
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// Send SIGTERM; the daemon must exit with 0 within 3 s. How long it took.
+    pub fn sigterm(&mut self) -> Duration {
+        let started = Instant::now();
+        // SAFETY: signalling the child process this value owns.
+        unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        assert_eq!(self.wait_exit(Duration::from_secs(3)), Some(0));
+        started.elapsed()
+    }
+}
+
+/// An embedded VPC whose routers are `routers` (loopback addresses), each
+/// in a subnet and route table of its own, written to `dir/vpc.json`.
+pub fn loopback_vpc(dir: &std::path::Path, routers: &[&str]) -> PathBuf {
+    use serde_json::json;
+    let interfaces: Vec<_> = routers
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true}))
+        .collect();
+    let subnets: Vec<_> = (0..routers.len())
+        .map(|i| json!({"id": format!("subnet-{i}"), "az": format!("az-{i}")}))
+        .collect();
+    let tables: Vec<_> = (0..routers.len())
+        .map(
+            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
+        )
+        .collect();
+    let vpc = json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables});
+    let file = dir.join("vpc.json");
+    std::fs::write(&file, vpc.to_string()).unwrap();
+    file
+}
+
+/// A spec routing each of `cidrs` to all of `routers`, written to
+/// `dir/spec.json`.
+pub fn spec_file(
+    dir: &std::path::Path,
+    cidrs: impl IntoIterator<Item = String>,
+    routers: &[&str],
+) -> PathBuf {
+    let spec: serde_json::Map<String, serde_json::Value> = cidrs
+        .into_iter()
+        .map(|c| (c, serde_json::json!(routers)))
+        .collect();
+    let file = dir.join("spec.json");
+    std::fs::write(&file, serde_json::Value::Object(spec).to_string()).unwrap();
+    file
 }
 
 impl Drop for Daemon {

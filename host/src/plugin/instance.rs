@@ -45,7 +45,7 @@ const MAX_ERROR: usize = 1024;
 pub const HOSTCALL_FUEL: usize = 16 << 20;
 
 /// How much of a plugin's last output a trap message quotes.
-const MAX_OUTPUT_IN_ERROR: usize = 2048;
+const MAX_OUTPUT_IN_ERROR: usize = 4096;
 
 /// A plugin's own error, bounded.
 fn plugin_error(message: String) -> CallError {
@@ -232,7 +232,11 @@ impl PluginInstance {
                     .await
             }
         }?
-        .map_err(plugin_error)
+        .map_err(|refusal| {
+            // What a refusing plugin printed (a traceback) goes with it.
+            let refusal = clip(&refusal, MAX_ERROR).into_owned();
+            CallError::Plugin(self.guard.with_output(refusal))
+        })
     }
 
     pub async fn on_event(&mut self, event: &Event) -> Result<Option<Vec<Route>>, CallError> {
@@ -323,13 +327,18 @@ impl Guard {
                 cap_mib: self.memory_cap >> 20,
             }),
             Err(e) => {
-                let mut reason = trap_reason(&e);
-                let output = self.output.tail(MAX_OUTPUT_IN_ERROR);
-                if !output.is_empty() {
-                    reason = format!("{reason}; its last output: {output:?}");
-                }
+                let reason = self.with_output(trap_reason(&e));
                 Err(CallError::Trapped { call, reason })
             }
+        }
+    }
+
+    /// `message`, followed by what the plugin printed last, if anything.
+    fn with_output(&self, message: String) -> String {
+        let output = self.output.tail(MAX_OUTPUT_IN_ERROR);
+        match output.is_empty() {
+            true => message,
+            false => format!("{message}; its last output: {output:?}"),
         }
     }
 
