@@ -42,7 +42,7 @@ const MAX_ERROR: usize = 1024;
 /// lists and strings a plugin returns or passes are lifted into host memory,
 /// and may alias each other in the guest's. The largest legitimate one is a
 /// 1 MiB spec or a 4 MiB HTTP answer; wasmtime's default is 128 MiB.
-pub const HOSTCALL_FUEL: usize = 16 << 20;
+const HOSTCALL_FUEL: usize = 16 << 20;
 
 /// How much of a plugin's last output a trap message quotes.
 const MAX_OUTPUT_IN_ERROR: usize = 4096;
@@ -73,7 +73,7 @@ pub struct HostState {
     pub(super) grants: Arc<Grants>,
     pub(super) accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     pub(super) requests: Requests,
-    /// Host time of the current call (see [`CallUsage`]).
+    /// What the current call has used of the host (see [`CallUsage`]).
     pub(super) usage: Arc<CallUsage>,
     /// A file read of this plugin is in progress (and may be stuck).
     pub(super) reading: Arc<AtomicBool>,

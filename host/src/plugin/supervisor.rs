@@ -176,7 +176,7 @@ impl Inputs {
     }
 
     /// Act on timers and watches the plugin asked for during its last call.
-    fn apply(&mut self, plugin: &str, instance: &mut PluginInstance) {
+    async fn apply(&mut self, plugin: &str, instance: &mut PluginInstance) {
         let requests = instance.take_requests();
         if let Some(every) = requests.timer {
             self.timer = every.map(|every| {
@@ -188,7 +188,7 @@ impl Inputs {
         }
         for path in requests.watches {
             if let Some(watcher) = &mut self.watcher
-                && let Err(e) = watcher.watch(&path)
+                && let Err(e) = watcher.watch(&path).await
             {
                 tracing::warn!(plugin, path = %path.display(), "cannot watch file: {e}");
             }
@@ -287,7 +287,7 @@ impl Supervisor {
             if let Err(fault) = outcome {
                 return Ended::Fault(fault);
             }
-            inputs.apply(plugin, instance);
+            inputs.apply(plugin, instance).await;
             outcome = tokio::select! {
                 _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
                 Some(call) = inputs.http.recv() => self.handle_http(instance, specs, call).await,
@@ -314,7 +314,7 @@ impl Supervisor {
     ) -> Ended {
         let plugin = self.factory.plugin();
         loop {
-            inputs.apply(plugin, instance);
+            inputs.apply(plugin, instance).await;
             tokio::select! {
                 _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
                 _ = tick(&mut inputs.timer) => {}

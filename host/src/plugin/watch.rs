@@ -1,17 +1,23 @@
 //! Host-side file watching for plugins (inotify through `notify`): a change
 //! arrives as an event within milliseconds instead of a poll. The parent
 //! directory is watched, so deleting and re-creating the file, or an editor
-//! renaming a new version into place, are seen too.
+//! renaming a new version into place, are seen too. Adding a watch looks the
+//! directory up, which blocks on a hung mount: it runs on a blocking thread
+//! with a timeout.
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Longest a watch may take to add.
+const ADD_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub struct FileWatcher {
-    watcher: RecommendedWatcher,
+    watcher: Arc<Mutex<RecommendedWatcher>>,
     files: Arc<Mutex<BTreeSet<PathBuf>>>,
     dirs: BTreeSet<PathBuf>,
     changed: mpsc::UnboundedSender<PathBuf>,
@@ -34,17 +40,32 @@ impl FileWatcher {
             }
         })?;
         Ok(Self {
-            watcher,
+            watcher: Arc::new(Mutex::new(watcher)),
             files,
             dirs: BTreeSet::new(),
             changed,
         })
     }
 
-    pub fn watch(&mut self, file: &Path) -> notify::Result<()> {
+    pub async fn watch(&mut self, file: &Path) -> Result<(), String> {
         let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
         if !self.dirs.contains(&dir) {
-            self.watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+            let (watcher, watched) = (self.watcher.clone(), dir.clone());
+            let add = tokio::task::spawn_blocking(move || {
+                let mut watcher = watcher.lock().expect("watcher lock");
+                watcher.watch(&watched, RecursiveMode::NonRecursive)
+            });
+            match tokio::time::timeout(ADD_TIMEOUT, add).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => return Err(e.to_string()),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => {
+                    return Err(format!(
+                        "{}: no answer within {ADD_TIMEOUT:?}",
+                        dir.display()
+                    ));
+                }
+            }
             self.dirs.insert(dir);
         }
         let new = self

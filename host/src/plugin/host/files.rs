@@ -63,8 +63,11 @@ impl Host for HostState {
     }
 
     async fn watch_file(&mut self, path: String) -> wasmtime::Result<Result<(), String>> {
+        // Once per file, however often a plugin asks.
         Ok(self.granted_file(&path).map(|granted| {
-            self.requests.watches.push(granted);
+            if !self.requests.watches.contains(&granted) {
+                self.requests.watches.push(granted);
+            }
         }))
     }
 }
