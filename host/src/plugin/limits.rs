@@ -64,13 +64,16 @@ struct Usage {
     since: Option<Instant>,
     probes: HashMap<IpAddr, u32>,
     outbound: u32,
+    reads: u32,
 }
 
 /// How often one host may be probed in one call (a plugin may probe
 /// several ports, or retry).
 pub const MAX_PROBES_PER_HOST: u32 = 16;
-/// Outbound requests one call may send.
+/// Outbound requests one call may send, and file reads it may make: host
+/// work the plugin's own time does not pay for, so it is counted instead.
 pub const MAX_OUTBOUND_PER_CALL: u32 = 32;
+pub const MAX_READS_PER_CALL: u32 = 16;
 
 impl CallUsage {
     fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
@@ -118,6 +121,13 @@ impl CallUsage {
         let mut usage = self.usage();
         usage.outbound += 1;
         usage.outbound <= MAX_OUTBOUND_PER_CALL
+    }
+
+    /// Count a file read; false once the call has had its share.
+    pub fn read(&self) -> bool {
+        let mut usage = self.usage();
+        usage.reads += 1;
+        usage.reads <= MAX_READS_PER_CALL
     }
 }
 

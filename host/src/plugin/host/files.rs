@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::super::bindings::config::vpcrouter::plugin::files::Host;
 use super::super::instance::HostState;
+use super::super::limits::MAX_READS_PER_CALL;
 use super::super::text::clip;
 use crate::spec::MAX_SPEC_BYTES;
 
@@ -35,6 +36,11 @@ impl Host for HostState {
             Ok(granted) => granted,
             Err(e) => return Ok(Err(e)),
         };
+        if !self.usage.read() {
+            return Ok(Err(format!(
+                "{path}: refused: at most {MAX_READS_PER_CALL} reads per call"
+            )));
+        }
         // At most one read per plugin in flight: a read stuck in the kernel
         // keeps its thread, and a plugin must not pile up more of them.
         if self.reading.swap(true, Ordering::SeqCst) {
