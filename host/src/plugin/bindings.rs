@@ -42,3 +42,25 @@ pub use health::{HealthPlugin, HealthPluginPre};
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
 pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 0);
+
+/// The two kinds of plugin, told apart by the interface they export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    ConfigSource,
+    HealthCheck,
+}
+
+impl PluginKind {
+    fn interface(self) -> &'static str {
+        match self {
+            PluginKind::ConfigSource => "config-source",
+            PluginKind::HealthCheck => "health-check",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} plugin", self.interface())
+    }
+}

@@ -9,9 +9,11 @@ use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::bindings::{HealthState, HostHealth, HttpResponse, OptionKind, OptionSpec, PluginInfo};
+use super::bindings::{
+    HealthState, HostHealth, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind,
+};
 use super::grants::{self, Trust};
-use super::load::{PluginKind, check_info};
+use super::load::check_info;
 use super::supervisor::reports;
 use crate::spec::{MAX_HOSTS_PER_ROUTE, MAX_ROUTES, MAX_WORKING_SET, RouteSpec};
 

@@ -10,8 +10,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::bindings::{OptionKind, PluginInfo};
-use super::load::PluginKind;
+use super::bindings::{OptionKind, PluginInfo, PluginKind};
 
 /// Where a plugin file comes from, as far as the daemon can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]

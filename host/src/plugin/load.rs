@@ -9,7 +9,8 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{
-    ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, WIT_PACKAGE, WIT_VERSION,
+    ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, PluginKind, WIT_PACKAGE,
+    WIT_VERSION,
 };
 use super::engine::PluginEngine;
 use super::grants::{self, Grants, OptionError, Trust};
@@ -41,28 +42,6 @@ const MAX_DEFAULT: usize = 4096;
 const MAX_OPTIONS: usize = 64;
 const MAX_HTTP_PATHS: usize = 16;
 const MAX_HTTP_PATH: usize = 256;
-
-/// The two kinds of plugin, told apart by the interface they export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginKind {
-    ConfigSource,
-    HealthCheck,
-}
-
-impl PluginKind {
-    fn interface(self) -> &'static str {
-        match self {
-            PluginKind::ConfigSource => "config-source",
-            PluginKind::HealthCheck => "health-check",
-        }
-    }
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} plugin", self.interface())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -16,14 +16,13 @@ mod supervisor;
 mod text;
 mod watch;
 
-pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo};
+pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind};
 pub use engine::{PluginEngine, default_cache_dir};
 pub use grants::{GrantRecord, Trust};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{
-    ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, PluginKind, PluginRuntime,
-    check_identities,
+    ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, PluginRuntime, check_identities,
 };
 pub use supervisor::{HttpCall, PluginHandle, PluginState, PluginStatus, Role, RoundStats, spawn};
 pub use text::clip;
