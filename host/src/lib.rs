@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod http_client;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;

@@ -8,7 +8,8 @@
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+pub use crate::http_client::{Endpoint, TlsFiles};
 
 use super::bindings::{OptionKind, PluginInfo, PluginKind};
 
@@ -61,23 +62,6 @@ pub struct Grants {
     pub endpoint: Option<Endpoint>,
     /// Every grant above, with its origin.
     pub records: Vec<GrantRecord>,
-}
-
-/// An outside service, from the options of kinds `endpoint-host`,
-/// `endpoint-port` and `tls-*`.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    /// TLS, set up by the host from the operator's PEM files.
-    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
-    }
 }
 
 /// The kinds whose values are capabilities.
@@ -335,55 +319,6 @@ fn granted_file(value: &str) -> Result<PathBuf, String> {
         Ok(meta) if meta.is_file() => Ok(path),
         Ok(_) => Err(format!("{value}: not a regular file")),
         Err(e) => Err(format!("{value}: {e}")),
-    }
-}
-
-/// The PEM files of an endpoint's TLS options.
-#[derive(Debug, Default)]
-pub struct TlsFiles {
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-impl TlsFiles {
-    /// The client configuration: verify the server by the CA bundle, and
-    /// present the client certificate when one is given. `None` without a
-    /// CA (plain HTTP).
-    pub fn client_config(&self) -> Result<Option<Arc<tokio_rustls::rustls::ClientConfig>>, String> {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-        let Some(ca) = &self.ca else {
-            if self.cert.is_some() || self.key.is_some() {
-                return Err("a client certificate needs the CA option too (TLS)".into());
-            }
-            return Ok(None);
-        };
-        let shown = |path: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| shown(ca, &e))? {
-            let cert = cert.map_err(|e| shown(ca, &e))?;
-            roots.add(cert).map_err(|e| shown(ca, &e))?;
-        }
-        if roots.is_empty() {
-            return Err(shown(ca, &"no certificate in the CA bundle"));
-        }
-        let builder = ClientConfig::builder().with_root_certificates(roots);
-        let config = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| shown(cert, &e))?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| shown(key, &e))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))?
-            }
-            (None, None) => builder.with_no_client_auth(),
-            _ => return Err("the client certificate and its key go together".into()),
-        };
-        Ok(Some(Arc::new(config)))
     }
 }
 

@@ -6,12 +6,7 @@
 //! users poll a few times a second at most, and a fresh connection never
 //! carries a broken state over.
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::super::bindings::config::vpcrouter::plugin::outbound::{
     Host, OutboundRequest, OutboundResponse,
@@ -19,6 +14,7 @@ use super::super::bindings::config::vpcrouter::plugin::outbound::{
 use super::super::grants::Endpoint;
 use super::super::instance::HostState;
 use super::super::limits::MAX_OUTBOUND_PER_CALL;
+use crate::http_client;
 
 /// Longest a request may take, below the plugin call deadline (2 s).
 const MAX_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -89,45 +85,9 @@ fn check(request: &OutboundRequest) -> Result<(), String> {
 }
 
 async fn send(endpoint: &Endpoint, request: OutboundRequest) -> Result<OutboundResponse, String> {
-    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    match &endpoint.tls {
-        None => exchange(tcp, endpoint, request).await,
-        Some(config) => {
-            let name = rustls_pki_types::ServerName::try_from(endpoint.host.clone())
-                .map_err(|e| format!("TLS server name {:?}: {e}", endpoint.host))?;
-            let tls = tokio_rustls::TlsConnector::from(config.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            exchange(tls, endpoint, request).await
-        }
-    }
-}
-
-/// One request and its response over an open connection.
-async fn exchange<S>(
-    stream: S,
-    endpoint: &Endpoint,
-    request: OutboundRequest,
-) -> Result<OutboundResponse, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-    let driver = tokio::spawn(connection);
     let mut builder = hyper::Request::builder()
         .method(request.method.as_str())
-        .uri(&request.path)
-        .header(
-            hyper::header::HOST,
-            format!("{}:{}", endpoint.host, endpoint.port),
-        );
+        .uri(&request.path);
     let own = request
         .headers
         .iter()
@@ -135,29 +95,10 @@ where
     for (name, value) in own {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let outgoing = builder
-        .body(Full::new(Bytes::from(request.body)))
-        .map_err(|e| format!("bad request: {e}"))?;
-    let response = sender
-        .send_request(outgoing)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("response body: {e}"))?
-        .to_bytes()
-        .to_vec();
-    driver.abort();
+    let response = http_client::send(endpoint, builder, request.body, MAX_RESPONSE_BYTES).await?;
     Ok(OutboundResponse {
-        status,
-        headers,
-        body,
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
     })
 }
