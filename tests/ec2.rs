@@ -90,6 +90,7 @@ fn reconcile(
         settings,
         recheck,
         disable_source_dest_check,
+        leadership: None,
         observers: Default::default(),
         shutdown,
     };

@@ -50,6 +50,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         settings: Settings::default(),
         recheck,
         disable_source_dest_check: false,
+        leadership: None,
         observers: Default::default(),
         shutdown,
     };

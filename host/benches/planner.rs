@@ -203,6 +203,7 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
             settings: Settings::default(),
             recheck: None,
             disable_source_dest_check: false,
+            leadership: None,
             observers: Default::default(),
             shutdown,
         }

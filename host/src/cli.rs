@@ -139,6 +139,36 @@ pub struct Cli {
     #[arg(long = "ignore_routes", value_name = "CIDRS", value_delimiter = ',', value_parser = parse_cidr_or_ip)]
     pub ignore_routes: Vec<IpNet>,
 
+    /// Controller HA: etcd endpoints (URL[,URL...], e.g.
+    /// http://10.0.0.5:2379,http://10.0.0.6:2379); the replicas elect one
+    /// that alone writes to EC2
+    #[arg(long = "ha-etcd", value_name = "URL,...", value_delimiter = ',', value_parser = parse_etcd_url)]
+    pub ha_etcd: Vec<EtcdUrl>,
+
+    /// CA bundle (PEM) to verify the HA etcd by (https endpoints)
+    #[arg(long = "ha-etcd-ca", value_name = "FILE", requires = "ha_etcd")]
+    pub ha_etcd_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for the HA etcd
+    #[arg(long = "ha-etcd-cert", value_name = "FILE", requires = "ha_etcd_key")]
+    pub ha_etcd_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --ha-etcd-cert
+    #[arg(long = "ha-etcd-key", value_name = "FILE", requires = "ha_etcd_cert")]
+    pub ha_etcd_key: Option<PathBuf>,
+
+    /// Seconds the leader's lease lasts without renewal (takeover time)
+    #[arg(long = "ha-lease-ttl", value_name = "SECONDS", default_value_t = 5, value_parser = parse_ttl)]
+    pub ha_lease_ttl: u64,
+
+    /// This replica's id in the election [default: host name + pid]
+    #[arg(long = "ha-id", value_name = "NAME", requires = "ha_etcd")]
+    pub ha_id: Option<String>,
+
+    /// The election's key in etcd [default: /vpcrouter/<vpc-id>/leader]
+    #[arg(long = "ha-election", value_name = "KEY", requires = "ha_etcd")]
+    pub ha_election: Option<String>,
+
     /// Seconds between full checks of the VPC: 0 (off) or at least 5
     #[arg(long = "route_recheck_interval", value_name = "SECONDS", default_value_t = 30, value_parser = parse_recheck, allow_negative_numbers = true)]
     pub route_recheck_interval: u64,
@@ -220,6 +250,53 @@ fn parse_cidr_or_ip(value: &str) -> Result<IpNet, String> {
         .parse::<IpNet>()
         .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{value:?} is not a CIDR or IP address"))
+}
+
+/// An etcd endpoint URL: http or https, a host, a port (default 2379).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+fn parse_etcd_url(value: &str) -> Result<EtcdUrl, String> {
+    let bad = || format!("{value:?}: expected http://HOST:PORT or https://HOST:PORT");
+    let (tls, rest) = match value.trim().split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+        return Err(bad());
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => (
+            host,
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(bad)?,
+        ),
+        _ => (rest, 2379),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(EtcdUrl {
+        tls,
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_ttl(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) if (2..=3600).contains(&seconds) => Ok(seconds),
+        _ => Err("must be a whole number of seconds, at least 2".into()),
+    }
 }
 
 fn parse_recheck(value: &str) -> Result<u64, String> {
@@ -372,6 +449,32 @@ mod tests {
         assert_eq!(p.multi_plugins.as_deref(), Some("icmpecho:tcp"));
         assert_eq!(p.health_plugins, ["a.wasm", "b.wasm"]);
         assert_eq!(peek(&args("-Htcp")).health.as_deref(), Some("tcp"));
+    }
+
+    #[test]
+    fn etcd_urls_are_parsed_strictly() {
+        let url = |v: &str| parse_etcd_url(v);
+        assert_eq!(
+            url("http://10.0.0.5:2379").unwrap(),
+            EtcdUrl {
+                tls: false,
+                host: "10.0.0.5".into(),
+                port: 2379
+            }
+        );
+        assert_eq!(url("https://etcd.local").unwrap().port, 2379);
+        assert!(url("https://etcd.local").unwrap().tls);
+        assert_eq!(url("http://[::1]:2380/").unwrap().host, "::1");
+        for bad in [
+            "10.0.0.5:2379",
+            "ftp://x",
+            "http://",
+            "http://a/b",
+            "http://a:0",
+            "http://u@a",
+        ] {
+            assert!(url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

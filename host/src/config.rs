@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{self, Cli, Peek};
+use crate::cli::{self, Cli, EtcdUrl, Peek};
 use crate::cloud::budget::BucketSize;
 use crate::plugin::PluginInfo;
 
@@ -35,6 +35,38 @@ pub struct Config {
     pub http_token_file: Option<PathBuf>,
     pub http_auth_all: bool,
     pub az_affinity: bool,
+    /// Controller HA through etcd, when `--ha-etcd` is given.
+    pub ha: Option<HaSettings>,
+}
+
+/// How this replica takes part in the election of the one that writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaSettings {
+    pub endpoints: Vec<EtcdUrl>,
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
+    pub lease_ttl: Duration,
+    pub id: String,
+    /// `None`: `/vpcrouter/<vpc-id>/leader`.
+    pub election: Option<String>,
+}
+
+impl HaSettings {
+    /// The election key for the VPC `vpc`.
+    pub fn election_key(&self, vpc: &str) -> String {
+        self.election
+            .clone()
+            .unwrap_or_else(|| format!("/vpcrouter/{vpc}/leader"))
+    }
+}
+
+/// This host's name and the process id: a replica id unique on a host.
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "vpcrouter".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// A plugin file and the options the operator gave it.
@@ -213,6 +245,17 @@ impl Config {
             http_token_file: cli.http_token_file.map(|p| absolute(&p)),
             http_auth_all: cli.http_auth_all,
             az_affinity: cli.az_affinity,
+            ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {
+                endpoints: cli.ha_etcd,
+                ca: cli.ha_etcd_ca.map(|p| absolute(&p)),
+                client: cli
+                    .ha_etcd_cert
+                    .zip(cli.ha_etcd_key)
+                    .map(|(cert, key)| (absolute(&cert), absolute(&key))),
+                lease_ttl: Duration::from_secs(cli.ha_lease_ttl),
+                id: cli.ha_id.unwrap_or_else(default_replica_id),
+                election: cli.ha_election,
+            }),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::cloud::VpcBackend;
 use crate::cloud::ec2::{self, Ec2Settings, Ec2Vpc, StartError};
 use crate::cloud::sim::SimVpc;
 use crate::config::{self, Config};
+use crate::ha::{self, Leadership, etcd::EtcdElection};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::{
@@ -129,6 +130,22 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             }
         },
     };
+    let election = match &config.ha {
+        None => None,
+        Some(settings) => {
+            let vpc_id = match &vpc {
+                Backend::Sim(_) => "sim",
+                Backend::Ec2(ec2) => ec2.vpc_id(),
+            };
+            match EtcdElection::from_settings(settings, vpc_id) {
+                Ok(election) => Some(election),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
     let serves_plugin_paths = configured.iter().any(|p| !p.info.http_paths.is_empty());
     let auth = match AuthPolicy::new(
         &config.listen.host,
@@ -147,7 +164,7 @@ pub async fn main(args: Vec<OsString>) -> i32 {
         return EXIT_USAGE;
     }
     drop(early_logs);
-    match run(config, configured, specs, vpc, auth).await {
+    match run(config, configured, specs, vpc, election, auth).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -199,6 +216,7 @@ async fn run(
     plugins: Vec<ConfiguredPlugin>,
     specs: Arc<SpecStore>,
     vpc: Backend,
+    election: Option<EtcdElection>,
     auth: AuthPolicy,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -233,6 +251,27 @@ async fn run(
         })
         .collect();
     let observers = Observers::default();
+    let ha = election.map(|election| {
+        let settings = config.ha.as_ref().expect("HA settings with an election");
+        tracing::info!(
+            id = settings.id,
+            election = election.name(),
+            lease_ttl = ?settings.lease_ttl,
+            "HA: campaigning; only the leader writes to EC2"
+        );
+        ha::spawn(
+            Arc::new(election),
+            settings.id.clone(),
+            settings.lease_ttl,
+            observers.events.clone(),
+            shutdown.clone(),
+        )
+    });
+    if ha.is_none() {
+        // The only replica writes.
+        crate::metrics::global().leader.set(1);
+    }
+    let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
     let sources = Sources {
         started: SystemTime::now(),
         params: params(&config),
@@ -246,10 +285,18 @@ async fn run(
             Backend::Ec2(ec2) => Some(ec2.budget()),
         },
         ignore_routes: config.ignore_routes.clone(),
+        ha: leadership.as_ref().map(Leadership::status),
+    };
+    let running = Running {
+        config: &config,
+        specs: &specs,
+        board: &board,
+        leadership,
+        shutdown: &shutdown,
     };
     let reconciler = match vpc {
-        Backend::Sim(sim) => spawn_reconciler(sim, &config, &specs, &board, observers, &shutdown),
-        Backend::Ec2(ec2) => spawn_reconciler(ec2, &config, &specs, &board, observers, &shutdown),
+        Backend::Sim(sim) => running.reconciler(sim, observers),
+        Backend::Ec2(ec2) => running.reconciler(ec2, observers),
     };
     let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
     let mut http_shutdown = shutdown.clone();
@@ -264,6 +311,10 @@ async fn run(
             handle.join().await;
         }
         let _ = reconciler.await;
+        if let Some((_, election)) = ha {
+            // The leader resigns: a standby takes over at once.
+            let _ = election.await;
+        }
         let _ = server.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
@@ -324,28 +375,37 @@ fn log_grants(plugin: &ConfiguredPlugin) {
     }
 }
 
-fn spawn_reconciler<B: VpcBackend>(
-    backend: Arc<B>,
-    config: &Config,
-    specs: &SpecStore,
-    board: &HealthBoard,
-    observers: Observers,
-    shutdown: &watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let reconciler = Reconciler {
-        backend,
-        specs: specs.subscribe(),
-        health: board.subscribe(),
-        settings: Settings {
-            ignore_routes: config.ignore_routes.clone(),
-            az_affinity: config.az_affinity,
-        },
-        recheck: config.route_recheck_interval,
-        disable_source_dest_check: config.disable_source_dest_check,
-        observers,
-        shutdown: shutdown.clone(),
-    };
-    tokio::spawn(reconciler.run())
+/// What the reconciler is started with.
+struct Running<'a> {
+    config: &'a Config,
+    specs: &'a SpecStore,
+    board: &'a HealthBoard,
+    leadership: Option<Leadership>,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+impl Running<'_> {
+    fn reconciler<B: VpcBackend>(
+        self,
+        backend: Arc<B>,
+        observers: Observers,
+    ) -> tokio::task::JoinHandle<()> {
+        let reconciler = Reconciler {
+            backend,
+            specs: self.specs.subscribe(),
+            health: self.board.subscribe(),
+            settings: Settings {
+                ignore_routes: self.config.ignore_routes.clone(),
+                az_affinity: self.config.az_affinity,
+            },
+            recheck: self.config.route_recheck_interval,
+            disable_source_dest_check: self.config.disable_source_dest_check,
+            leadership: self.leadership,
+            observers,
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(reconciler.run())
+    }
 }
 
 /// The main parameters, for `GET /`.
@@ -363,6 +423,11 @@ fn params(config: &Config) -> serde_json::Value {
         "ignore_routes": config.ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "route_recheck_interval": config.route_recheck_interval.map_or(0, |d| d.as_secs()),
         "az_affinity": config.az_affinity,
+        "ha": config.ha.as_ref().map(|ha| serde_json::json!({
+            "etcd": ha.endpoints.iter().map(|e| format!("{}://{}:{}", if e.tls { "https" } else { "http" }, e.host, e.port)).collect::<Vec<_>>(),
+            "id": ha.id,
+            "lease_ttl": ha.lease_ttl.as_secs(),
+        })),
     })
 }
 

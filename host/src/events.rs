@@ -1,5 +1,5 @@
 //! The daemon's recent decisions (failovers, repairs, spec changes, health
-//! changes, EC2 trouble), newest first, for `GET /events` and the status
+//! changes, EC2 trouble, leadership changes), newest first, for `GET /events` and the status
 //! page. Bounded: the oldest are dropped.
 
 use serde::Serialize;
@@ -28,6 +28,8 @@ pub enum EventKind {
     HostFailed,
     HostQuestionable,
     HostRecovered,
+    /// HA: this replica became leader or stopped leading.
+    Leadership,
 }
 
 #[derive(Debug, Clone, Serialize)]

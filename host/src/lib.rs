@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod ha;
 pub mod health;
 pub mod http;
 pub mod http_client;

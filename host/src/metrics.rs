@@ -47,6 +47,12 @@ pub struct PluginLabels {
     pub plugin: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok, failed, lost (the lease was gone).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     pub failovers: Counter,
     pub route_operations: Family<OperationLabels, Counter>,
@@ -55,6 +61,10 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     pub plugin_call_seconds: Family<PluginLabels, Histogram>,
     pub last_reconcile: Gauge<f64, AtomicU64>,
+    /// HA: 1 while this replica leads.
+    pub leader: Gauge,
+    pub leader_changes: Counter,
+    pub lease_renewals: Family<OutcomeLabels, Counter>,
     registry: Registry,
 }
 
@@ -74,6 +84,9 @@ impl Metrics {
             plugin_calls: Family::default(),
             plugin_call_seconds: Family::new_with_constructor(latency_buckets),
             last_reconcile: Gauge::default(),
+            leader: Gauge::default(),
+            leader_changes: Counter::default(),
+            lease_renewals: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -110,6 +123,21 @@ impl Metrics {
             "last_successful_reconcile_timestamp_seconds",
             "When the VPC last matched the plan (Unix time)",
             metrics.last_reconcile.clone(),
+        );
+        registry.register(
+            "leader",
+            "HA: 1 while this replica leads (and may write), else 0",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "HA: times this replica became leader or stopped leading",
+            metrics.leader_changes.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "HA: lease renewals by outcome",
+            metrics.lease_renewals.clone(),
         );
         Self {
             registry,
@@ -157,6 +185,14 @@ impl Metrics {
                 plugin: plugin.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn lease_renewal(&self, outcome: &str) {
+        self.lease_renewals
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn reconciled_now(&self) {

@@ -138,6 +138,11 @@ impl Ec2Vpc {
         self.calls.lock().expect("calls lock").clone()
     }
 
+    /// The VPC this backend manages.
+    pub fn vpc_id(&self) -> &str {
+        &self.vpc
+    }
+
     pub fn budget(&self) -> Arc<Budget> {
         self.budget.clone()
     }

@@ -65,6 +65,8 @@ pub struct Sources {
     /// The EC2 call budget (absent on the embedded VPC).
     pub budget: Option<Arc<Budget>>,
     pub ignore_routes: Vec<ipnet::IpNet>,
+    /// This replica's view of the HA election, when HA is on.
+    pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
 }
 
 type Shared = Arc<Sources>;

@@ -31,6 +31,8 @@ pub struct Snapshot {
     /// (name, kind, status)
     pub plugins: Vec<(String, PluginKind, PluginStatus)>,
     pub events: Vec<Event>,
+    /// This replica's view of the HA election, when HA is on.
+    pub ha: Option<crate::ha::HaStatus>,
 }
 
 impl Snapshot {
@@ -49,6 +51,7 @@ impl Snapshot {
                 .map(|p| (p.name.clone(), p.kind, p.status.borrow().clone()))
                 .collect(),
             events: sources.events.latest(PAGE_EVENTS),
+            ha: sources.ha.as_ref().map(|status| status.borrow().clone()),
         }
     }
 
@@ -142,6 +145,7 @@ pub fn index(sources: &Sources) -> Value {
         "params": snap.params,
         "plugins": snap.plugins.iter().map(|p| &p.0).collect::<Vec<_>>(),
         "ready": readiness(&snap)["ready"],
+        "ha": snap.ha,
         "links": {
             "ips": "/ips",
             "plugins": "/plugins",
@@ -337,5 +341,6 @@ pub fn readiness(snap: &Snapshot) -> Value {
         "last_reconcile_ok": reconciled,
         "last_success": snap.routes.last_success.map(rfc3339),
         "last_error": snap.routes.last_error,
+        "ha": snap.ha,
     })
 }

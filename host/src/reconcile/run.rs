@@ -17,6 +17,7 @@ use super::report::{LastAction, RouteReport};
 use crate::cloud::model::{RouteError, VpcState};
 use crate::cloud::{CloudError, VpcBackend};
 use crate::events::{EventKind, EventLog};
+use crate::ha::{HaStatus, Leadership};
 use crate::health::{HealthSnapshot, State};
 use crate::metrics;
 use crate::spec::RouteSpec;
@@ -36,6 +37,9 @@ pub struct Reconciler<B> {
     pub recheck: Option<Duration>,
     /// Turn off source/destination check on eligible hosts that have it.
     pub disable_source_dest_check: bool,
+    /// With HA: only while this replica leads does it write, after checking
+    /// its term before each batch and its lease before each call.
+    pub leadership: Option<Leadership>,
     pub observers: Observers,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -94,8 +98,18 @@ impl<B: VpcBackend> Reconciler<B> {
         };
         // When the change being acted on was seen, to report how long acting took.
         let mut trigger = Instant::now();
+        let mut ha_status = self.leadership.as_ref().map(Leadership::status);
+        let mut was_leading = false;
         loop {
             let now = Instant::now();
+            let leading = self.leadership.as_ref().is_none_or(Leadership::leading);
+            if leading && !was_leading && self.leadership.is_some() {
+                // Just elected: what the last leader did, or did not get to
+                // do, is unknown; observe before acting.
+                round.cache = None;
+                round.quiet_until = now;
+            }
+            was_leading = leading;
             if (round.cache.is_none() || now >= round.next_full) && now >= round.quiet_until {
                 match self.backend.describe().await {
                     Ok(state) => {
@@ -132,11 +146,18 @@ impl<B: VpcBackend> Reconciler<B> {
                     }
                     round.last_notices = plan.notices;
                 }
-                let mut ok = self
-                    .apply(plan.operations, vpc, trigger, &mut round.full_tables)
-                    .await;
-                if self.disable_source_dest_check {
-                    ok &= self.disable_checks(&plan.source_dest_checked, vpc).await;
+                let writes = !plan.operations.is_empty()
+                    || (self.disable_source_dest_check && !plan.source_dest_checked.is_empty());
+                let mut ok = true;
+                if writes && self.may_write(leading).await {
+                    ok = self
+                        .apply(plan.operations, vpc, trigger, &mut round.full_tables)
+                        .await;
+                    if self.disable_source_dest_check {
+                        ok &= self.disable_checks(&plan.source_dest_checked, vpc).await;
+                    }
+                } else if writes && leading {
+                    ok = false;
                 }
                 let vpc = Arc::new(vpc.clone());
                 self.observers.report.send_modify(|r| {
@@ -158,10 +179,28 @@ impl<B: VpcBackend> Reconciler<B> {
                 Some(_) => round.next_full,
                 None => round.quiet_until,
             };
-            if self.wait(wake).await {
+            if self.wait(wake, &mut ha_status).await {
                 return;
             }
             trigger = Instant::now();
+        }
+    }
+
+    /// Whether this replica may write the batch at hand: always without HA;
+    /// with HA only as the leader, and only once etcd confirms its term.
+    async fn may_write(&self, leading: bool) -> bool {
+        let Some(leadership) = &self.leadership else {
+            return true;
+        };
+        if !leading {
+            return false;
+        }
+        match leadership.confirm().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("not writing: {e}");
+                false
+            }
         }
     }
 
@@ -184,6 +223,12 @@ impl<B: VpcBackend> Reconciler<B> {
         let backend = &self.backend;
         let results: Vec<_> = futures_util::stream::iter(operations)
             .map(|op| async move {
+                // The lease may run out while a batch is under way (etcd
+                // away, this process paused): check again at each call.
+                if self.leadership.as_ref().is_some_and(|l| !l.may_write()) {
+                    let refused = CloudError::Unavailable("no longer the leader; not sent".into());
+                    return (op, Err(refused));
+                }
                 let result = backend.apply(&op).await;
                 (op, result)
             })
@@ -358,12 +403,29 @@ impl<B: VpcBackend> Reconciler<B> {
         all_ok
     }
 
-    /// Sleep until `until`, a spec or health change, or shutdown (true).
-    async fn wait(&mut self, until: Instant) -> bool {
+    /// Sleep until `until`, a spec, health or leadership change, or
+    /// shutdown (true).
+    async fn wait(
+        &mut self,
+        until: Instant,
+        ha_status: &mut Option<watch::Receiver<HaStatus>>,
+    ) -> bool {
+        let leadership_changed = async {
+            match ha_status {
+                Some(status) => {
+                    if status.changed().await.is_err() {
+                        // The election has ended (shutdown): nothing more to see.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = async { let _ = self.shutdown.wait_for(|stop| *stop).await; } => true,
             _ = self.specs.changed() => false,
             _ = self.health.changed() => false,
+            _ = leadership_changed => false,
             _ = tokio::time::sleep_until(until) => false,
         }
     }
