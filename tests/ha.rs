@@ -6,7 +6,7 @@
 mod common;
 
 use common::Daemon;
-use common::etcd::Etcd;
+use common::etcd::{Certs, Etcd, EtcdCluster};
 use common::fault_proxy::FaultProxy;
 use common::moto::{self, CIDRS, Moto, ROUTERS};
 use std::net::TcpListener;
@@ -51,10 +51,46 @@ impl Replica {
     }
 }
 
+/// The etcd the replicas elect through.
+enum Coordination {
+    Single(Etcd),
+    Members(EtcdCluster),
+}
+
+impl Coordination {
+    /// --ha-etcd and the flags that go with it.
+    fn flags(&self, certs: Option<&Certs>) -> Vec<String> {
+        let mut flags = vec!["--ha-etcd".to_string()];
+        flags.push(match self {
+            Coordination::Single(etcd) => etcd.url(),
+            Coordination::Members(cluster) => cluster.urls(),
+        });
+        if let Some(certs) = certs {
+            for (flag, file) in [
+                ("--ha-etcd-ca", &certs.ca),
+                ("--ha-etcd-cert", &certs.client_cert),
+                ("--ha-etcd-key", &certs.client_key),
+            ] {
+                flags.push(flag.into());
+                flags.push(file.to_str().unwrap().into());
+            }
+        }
+        flags
+    }
+
+    fn single(&mut self) -> &mut Etcd {
+        match self {
+            Coordination::Single(etcd) => etcd,
+            Coordination::Members(_) => panic!("a single etcd"),
+        }
+    }
+}
+
 /// moto with the shared VPC, its routers listening, an etcd, and replicas.
 struct Cluster {
     runtime: tokio::runtime::Runtime,
-    etcd: Etcd,
+    etcd: Coordination,
+    certs: Option<Certs>,
     moto: Moto,
     ec2: aws_sdk_ec2::Client,
     vpc: moto::Vpc,
@@ -66,8 +102,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(replicas: usize) -> Self {
+        Self::on(replicas, Coordination::Single(Etcd::start()), None)
+    }
+
+    fn on(replicas: usize, etcd: Coordination, certs: Option<Certs>) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let etcd = Etcd::start();
         let moto = Moto::start();
         let ec2 = runtime.block_on(moto.client());
         let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
@@ -82,6 +121,7 @@ impl Cluster {
         let mut cluster = Self {
             runtime,
             etcd,
+            certs,
             moto,
             ec2,
             vpc,
@@ -100,35 +140,33 @@ impl Cluster {
     fn replica(&self, id: &str) -> Replica {
         let proxy = self.runtime.block_on(FaultProxy::start(&self.moto.url));
         let spec = self.dir.path().join("spec.json");
-        let (port, ttl, etcd) = (self.port.to_string(), TTL.to_string(), self.etcd.url());
+        let (port, ttl) = (self.port.to_string(), TTL.to_string());
         let cache = self.dir.path().join(id);
-        let daemon = Daemon::start(
-            &[
-                "-m",
-                "configfile",
-                "-f",
-                spec.to_str().unwrap(),
-                "-H",
-                "tcp",
-                "--tcp_check_port",
-                &port,
-                "--tcp_check_interval",
-                "0.2",
-                "-r",
-                moto::REGION,
-                "-v",
-                &self.vpc.id,
-                "--ec2-endpoint",
-                &proxy.url,
-                "--ha-etcd",
-                &etcd,
-                "--ha-lease-ttl",
-                &ttl,
-                "--ha-id",
-                id,
-            ],
-            &cache,
-        );
+        let mut args = vec![
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+            "-r",
+            moto::REGION,
+            "-v",
+            &self.vpc.id,
+            "--ec2-endpoint",
+            &proxy.url,
+            "--ha-lease-ttl",
+            &ttl,
+            "--ha-id",
+            id,
+        ];
+        let etcd = self.etcd.flags(self.certs.as_ref());
+        args.extend(etcd.iter().map(String::as_str));
+        let daemon = Daemon::start(&args, &cache);
         Replica { daemon, proxy }
     }
 
@@ -307,7 +345,7 @@ fn a_frozen_leader_writes_nothing_when_it_resumes() {
 fn without_etcd_nobody_writes_and_election_resumes_when_it_returns() {
     let mut cluster = Cluster::start(2);
     let leader = cluster.leader();
-    cluster.etcd.stop();
+    cluster.etcd.single().stop();
     wait_until("the leader stepped down", || {
         let ha = cluster.replicas[leader].as_ref().unwrap().ha();
         (ha["role"] == "standby" && ha["problem"].is_string()).then_some(())
@@ -321,6 +359,41 @@ fn without_etcd_nobody_writes_and_election_resumes_when_it_returns() {
     for (_, replica) in cluster.live() {
         assert_eq!(replica.daemon.http("GET", "/healthz", b"").0, 200);
     }
-    cluster.etcd.resume();
+    cluster.etcd.single().resume();
     cluster.leader();
+}
+
+/// A 3-member etcd cluster losing a member (the one every replica asks
+/// first) changes nothing: the same replica leads the same term.
+#[test]
+fn losing_one_etcd_member_changes_no_leadership() {
+    let mut cluster = Cluster::on(2, Coordination::Members(EtcdCluster::start(3)), None);
+    let leader = cluster.leader();
+    let term = cluster.at(leader).ha()["term"].clone();
+    match &mut cluster.etcd {
+        Coordination::Members(members) => members.kill(0),
+        Coordination::Single(_) => unreachable!(),
+    }
+    let until = Instant::now() + Duration::from_secs(3 * TTL);
+    while Instant::now() < until {
+        let ha = cluster.at(leader).ha();
+        assert_eq!(ha["role"], "leader", "{ha}");
+        assert_eq!(ha["term"], term, "{ha}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let standby = cluster.at(1 - leader).ha();
+    assert_eq!(standby["leader"], format!("replica-{leader}"), "{standby}");
+}
+
+/// etcd over TLS with client certificates.
+#[test]
+fn replicas_elect_through_etcd_over_tls() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(certs_dir.path());
+    let etcd = Etcd::start_tls(&certs);
+    let cluster = Cluster::on(2, Coordination::Single(etcd), Some(certs));
+    let leader = cluster.leader();
+    cluster.busy_router();
+    assert!(cluster.at(leader).mutating_calls() > 0);
+    assert_eq!(cluster.at(1 - leader).mutating_calls(), 0);
 }

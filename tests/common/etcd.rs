@@ -217,3 +217,102 @@ impl Drop for Etcd {
         self.stop();
     }
 }
+
+/// A cluster of real etcd members on loopback, each with its own client
+/// and peer ports and data dir.
+pub struct EtcdCluster {
+    members: Vec<Option<Child>>,
+    ports: Vec<(u16, u16)>,
+    _data: Vec<tempfile::TempDir>,
+}
+
+impl EtcdCluster {
+    pub fn start(size: usize) -> Self {
+        let ports: Vec<(u16, u16)> = (0..size)
+            .map(|_| (super::free_port(), super::free_port()))
+            .collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let data: Vec<tempfile::TempDir> =
+            (0..size).map(|_| tempfile::tempdir().unwrap()).collect();
+        let members = ports
+            .iter()
+            .zip(&data)
+            .enumerate()
+            .map(|(i, ((client, peer), dir))| {
+                let (client, peer) = (
+                    format!("http://127.0.0.1:{client}"),
+                    format!("http://127.0.0.1:{peer}"),
+                );
+                Some(
+                    Command::new("etcd")
+                        .args(["--name", &format!("m{i}"), "--data-dir"])
+                        .arg(dir.path())
+                        .args(["--listen-client-urls", &client])
+                        .args(["--advertise-client-urls", &client])
+                        .args(["--listen-peer-urls", &peer])
+                        .args(["--initial-advertise-peer-urls", &peer])
+                        .args(["--initial-cluster", &initial])
+                        .args(["--initial-cluster-state", "new"])
+                        .args(["--initial-cluster-token", "vpcrouter-test"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("etcd (apt-get install etcd-server etcd-client)"),
+                )
+            })
+            .collect();
+        let cluster = Self {
+            members,
+            ports,
+            _data: data,
+        };
+        let start = Instant::now();
+        while !cluster.healthy() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd cluster did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Every member's client URL, comma-separated (for --ha-etcd).
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|(client, _)| format!("http://127.0.0.1:{client}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn healthy(&self) -> bool {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.urls(), "--dial-timeout", "2s"])
+            .args(["endpoint", "health", "--cluster"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Kill member `i` (as a host failing).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
