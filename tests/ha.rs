@@ -271,6 +271,34 @@ fn only_the_leader_writes_and_a_standby_takes_over_a_failover() {
         assert_eq!(ha["role"], "standby");
         (ha["leader"] == format!("replica-{leader}")).then_some(())
     });
+    // What each replica shows of the election.
+    let page = common::request(
+        cluster.at(standby).daemon.port,
+        "GET",
+        "/",
+        &[("Accept", "text/html")],
+        b"",
+    );
+    assert!(
+        page.body.contains("standby: this replica writes nothing"),
+        "{}",
+        page.body
+    );
+    let index = cluster.at(leader).daemon.view("/");
+    assert_eq!(index["ha"]["role"], "leader", "{index}");
+    let events = cluster.at(leader).daemon.view("/events").to_string();
+    assert!(
+        events.contains(&format!("replica-{leader} leads")),
+        "{events}"
+    );
+    wait_until("renewals counted", || {
+        let port = cluster.at(leader).daemon.port;
+        let metrics = common::request(port, "GET", "/metrics", &[], b"").body;
+        assert!(metrics.contains("vpcrouter_leader 1"), "{metrics}");
+        metrics
+            .contains("vpcrouter_lease_renewals_total{outcome=\"ok\"}")
+            .then_some(())
+    });
     // The standby observes the VPC too, within the describe budget.
     assert!(cluster.at(standby).proxy.calls()["DescribeRouteTables"] >= 1);
 

@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::BTreeSet;
 
 use super::views::{RouteTarget, Snapshot, plugin_state, readiness, rfc3339, state_name};
+use crate::ha::{HaStatus, Role};
 use crate::health::State;
 
 const REFRESH_SECONDS: u32 = 2;
@@ -57,6 +58,24 @@ pub fn json(title: &str, value: &serde_json::Value) -> Markup {
     layout(title, html! { h1 { "/" (title) } pre { (text) } })
 }
 
+/// This replica's part in the HA election.
+fn ha_line(ha: &HaStatus) -> Markup {
+    let role = match ha.role {
+        Role::Leader => "leader: this replica writes to EC2",
+        Role::Standby => "standby: this replica writes nothing",
+    };
+    html! {
+        p id="ha" {
+            "HA replica " b { (ha.id) } ", " (role)
+            @if let (Some(leader), Some(term)) = (&ha.leader, ha.term) {
+                "; leader " b { (leader) } " (term " (term) ")"
+            } @else { "; no leader known" }
+            @if let Some(at) = ha.changed_at { ", since " (rfc3339(at)) }
+            @if let Some(problem) = &ha.problem { br; "election problem: " (problem) }
+        }
+    }
+}
+
 /// The status page.
 pub fn status(snap: &Snapshot) -> Markup {
     let ready = readiness(snap);
@@ -76,6 +95,7 @@ pub fn status(snap: &Snapshot) -> Markup {
             "up " (uptime) " s since " (rfc3339(snap.started)) "; page of " (rfc3339(snap.now))
             @if let Some(error) = ready["last_error"].as_str() { br; "last problem: " (error) }
         }
+        @if let Some(ha) = &snap.ha { (ha_line(ha)) }
         h2 { "Routes" }
         (route_grid(snap))
         h2 { "Router hosts" }
