@@ -48,6 +48,7 @@ bench: build test-deps
 	cargo bench --bench failover
 	cargo bench --bench romana
 	cargo bench --bench sandbox
+	cargo bench --bench ha
 
 lint:
 	cargo fmt --all -- --check

@@ -5,262 +5,17 @@
 
 mod common;
 
-use common::Daemon;
 use common::etcd::{Certs, Etcd, EtcdCluster};
-use common::fault_proxy::FaultProxy;
-use common::moto::{self, CIDRS, Moto, ROUTERS};
-use std::net::TcpListener;
+use common::ha_cluster::{Cluster, Coordination, WITHIN, wait_until};
 use std::time::{Duration, Instant};
 
 const TTL: u64 = 2;
-/// Generous bounds for slow machines; the takeover figures are in
-/// `cargo bench --bench ha`.
-const WITHIN: Duration = Duration::from_secs(20);
-const MUTATING: [&str; 4] = [
-    "CreateRoute",
-    "ReplaceRoute",
-    "DeleteRoute",
-    "ModifyNetworkInterfaceAttribute",
-];
-
-struct Replica {
-    daemon: Daemon,
-    proxy: FaultProxy,
-}
-
-impl Replica {
-    fn mutating_calls(&self) -> u64 {
-        let calls = self.proxy.calls();
-        MUTATING.iter().filter_map(|a| calls.get(*a)).sum()
-    }
-
-    /// `/readyz`'s view of the election.
-    fn ha(&self) -> serde_json::Value {
-        let reply = common::request(self.daemon.port, "GET", "/readyz", &[], b"");
-        let readiness: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-        readiness["ha"].clone()
-    }
-
-    fn leads(&self) -> bool {
-        self.ha()["role"] == "leader"
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: signalling a child process this test started.
-        unsafe { libc::kill(self.daemon.pid() as i32, signal) };
-    }
-}
-
-/// The etcd the replicas elect through.
-enum Coordination {
-    Single(Etcd),
-    Members(EtcdCluster),
-}
-
-impl Coordination {
-    /// --ha-etcd and the flags that go with it.
-    fn flags(&self, certs: Option<&Certs>) -> Vec<String> {
-        let mut flags = vec!["--ha-etcd".to_string()];
-        flags.push(match self {
-            Coordination::Single(etcd) => etcd.url(),
-            Coordination::Members(cluster) => cluster.urls(),
-        });
-        if let Some(certs) = certs {
-            for (flag, file) in [
-                ("--ha-etcd-ca", &certs.ca),
-                ("--ha-etcd-cert", &certs.client_cert),
-                ("--ha-etcd-key", &certs.client_key),
-            ] {
-                flags.push(flag.into());
-                flags.push(file.to_str().unwrap().into());
-            }
-        }
-        flags
-    }
-
-    fn single(&mut self) -> &mut Etcd {
-        match self {
-            Coordination::Single(etcd) => etcd,
-            Coordination::Members(_) => panic!("a single etcd"),
-        }
-    }
-}
-
-/// moto with the shared VPC, its routers listening, an etcd, and replicas.
-struct Cluster {
-    runtime: tokio::runtime::Runtime,
-    etcd: Coordination,
-    certs: Option<Certs>,
-    moto: Moto,
-    ec2: aws_sdk_ec2::Client,
-    vpc: moto::Vpc,
-    listeners: Vec<Option<TcpListener>>,
-    port: u16,
-    dir: tempfile::TempDir,
-    replicas: Vec<Option<Replica>>,
-}
-
-impl Cluster {
-    fn start(replicas: usize) -> Self {
-        Self::on(replicas, Coordination::Single(Etcd::start()), None)
-    }
-
-    fn on(replicas: usize, etcd: Coordination, certs: Option<Certs>) -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let moto = Moto::start();
-        let ec2 = runtime.block_on(moto.client());
-        let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
-        let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![Some(first)];
-        for router in &ROUTERS[1..] {
-            listeners.push(Some(TcpListener::bind((*router, port)).unwrap()));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-        let mut cluster = Self {
-            runtime,
-            etcd,
-            certs,
-            moto,
-            ec2,
-            vpc,
-            listeners,
-            port,
-            dir,
-            replicas: Vec::new(),
-        };
-        for i in 0..replicas {
-            let replica = cluster.replica(&format!("replica-{i}"));
-            cluster.replicas.push(Some(replica));
-        }
-        cluster
-    }
-
-    fn replica(&self, id: &str) -> Replica {
-        let proxy = self.runtime.block_on(FaultProxy::start(&self.moto.url));
-        let spec = self.dir.path().join("spec.json");
-        let (port, ttl) = (self.port.to_string(), TTL.to_string());
-        let cache = self.dir.path().join(id);
-        let mut args = vec![
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-            "-r",
-            moto::REGION,
-            "-v",
-            &self.vpc.id,
-            "--ec2-endpoint",
-            &proxy.url,
-            "--ha-lease-ttl",
-            &ttl,
-            "--ha-id",
-            id,
-        ];
-        let etcd = self.etcd.flags(self.certs.as_ref());
-        args.extend(etcd.iter().map(String::as_str));
-        let daemon = Daemon::start(&args, &cache);
-        Replica { daemon, proxy }
-    }
-
-    /// Replica `i`, alive.
-    fn at(&self, i: usize) -> &Replica {
-        self.replicas[i].as_ref().expect("a live replica")
-    }
-
-    fn live(&self) -> impl Iterator<Item = (usize, &Replica)> {
-        self.replicas
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| Some((i, r.as_ref()?)))
-    }
-
-    /// The replica that leads, once exactly one does.
-    fn leader(&self) -> usize {
-        wait_until("one leader", || {
-            let leaders: Vec<usize> = self
-                .live()
-                .filter(|(_, r)| r.leads())
-                .map(|(i, _)| i)
-                .collect();
-            (leaders.len() == 1).then(|| leaders[0])
-        })
-    }
-
-    /// Each table's target per CIDR.
-    fn targets(&self) -> Vec<Vec<Option<String>>> {
-        let routes = self.runtime.block_on(moto::routes(&self.ec2, &self.vpc.id));
-        CIDRS
-            .iter()
-            .map(|cidr| {
-                self.vpc
-                    .tables
-                    .iter()
-                    .map(|t| {
-                        routes[t]
-                            .iter()
-                            .find(|(d, _)| d == cidr)
-                            .map(|(_, e)| e.clone())
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// A router carrying routes now, and the ENI its routes point at.
-    fn busy_router(&self) -> (String, String) {
-        let eni = wait_until("routes set", || {
-            let targets = self.targets();
-            targets
-                .iter()
-                .all(|t| t.iter().all(Option::is_some))
-                .then(|| targets[0][0].clone().unwrap())
-        });
-        let ip = self
-            .vpc
-            .routers
-            .iter()
-            .find(|(_, (_, e))| *e == eni)
-            .map(|(ip, _)| ip.clone())
-            .unwrap();
-        (ip, eni)
-    }
-
-    fn kill_router(&mut self, ip: &str) {
-        self.listeners[ROUTERS.iter().position(|r| *r == ip).unwrap()] = None;
-    }
-
-    fn routes_moved_off(&self, eni: &str) -> bool {
-        self.targets()
-            .iter()
-            .flatten()
-            .all(|t| t.as_deref().is_some_and(|t| t != eni))
-    }
-}
-
-fn wait_until<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(start.elapsed() < WITHIN, "{what}: not within {WITHIN:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Two replicas: one leads and alone writes; killed together with a
 /// router, the other takes over and moves that router's routes.
 #[test]
 fn only_the_leader_writes_and_a_standby_takes_over_a_failover() {
-    let mut cluster = Cluster::start(2);
+    let mut cluster = Cluster::start(2, TTL);
     let leader = cluster.leader();
     let standby = 1 - leader;
     let (victim, eni) = cluster.busy_router();
@@ -319,7 +74,7 @@ fn only_the_leader_writes_and_a_standby_takes_over_a_failover() {
 /// SIGTERM: the leader resigns, the standby leads within a second.
 #[test]
 fn a_leader_stopping_hands_over_at_once() {
-    let mut cluster = Cluster::start(2);
+    let mut cluster = Cluster::start(2, TTL);
     let leader = cluster.leader();
     let standby = 1 - leader;
     let mut stopped = cluster.replicas[leader].take().unwrap();
@@ -340,7 +95,7 @@ fn a_leader_stopping_hands_over_at_once() {
 /// writes nothing.
 #[test]
 fn a_frozen_leader_writes_nothing_when_it_resumes() {
-    let mut cluster = Cluster::start(2);
+    let mut cluster = Cluster::start(2, TTL);
     let leader = cluster.leader();
     let standby = 1 - leader;
     let (victim, eni) = cluster.busy_router();
@@ -371,7 +126,7 @@ fn a_frozen_leader_writes_nothing_when_it_resumes() {
 /// every replica keeps serving and says why; etcd back: someone leads again.
 #[test]
 fn without_etcd_nobody_writes_and_election_resumes_when_it_returns() {
-    let mut cluster = Cluster::start(2);
+    let mut cluster = Cluster::start(2, TTL);
     let leader = cluster.leader();
     cluster.etcd.single().stop();
     wait_until("the leader stepped down", || {
@@ -395,7 +150,7 @@ fn without_etcd_nobody_writes_and_election_resumes_when_it_returns() {
 /// first) changes nothing: the same replica leads the same term.
 #[test]
 fn losing_one_etcd_member_changes_no_leadership() {
-    let mut cluster = Cluster::on(2, Coordination::Members(EtcdCluster::start(3)), None);
+    let mut cluster = Cluster::on(2, TTL, Coordination::Members(EtcdCluster::start(3)), None);
     let leader = cluster.leader();
     let term = cluster.at(leader).ha()["term"].clone();
     match &mut cluster.etcd {
@@ -419,7 +174,7 @@ fn replicas_elect_through_etcd_over_tls() {
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(certs_dir.path());
     let etcd = Etcd::start_tls(&certs);
-    let cluster = Cluster::on(2, Coordination::Single(etcd), Some(certs));
+    let cluster = Cluster::on(2, TTL, Coordination::Single(etcd), Some(certs));
     let leader = cluster.leader();
     cluster.busy_router();
     assert!(cluster.at(leader).mutating_calls() > 0);

@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod fault_proxy;
+pub mod ha_cluster;
 pub mod moto;
 pub mod sim_cluster;
 
