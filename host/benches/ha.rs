@@ -45,8 +45,10 @@ fn takeovers(ttl: u64) -> Vec<Duration> {
             let leader = cluster.leader();
             let standby = 1 - leader;
             let (victim, _) = cluster.busy_router();
-            // Let the leader renew at least once, as in steady state.
-            std::thread::sleep(Duration::from_millis(ttl * 1000 / 2));
+            // Steady state, and the kill at a random point between two
+            // renewals (every third of the TTL).
+            let phase = fastrand::u64(0..ttl * 1000 / 3);
+            std::thread::sleep(Duration::from_millis(ttl * 1000 / 2 + phase));
             let before = cluster.at(standby).mutating_calls();
             cluster.at(leader).signal(libc::SIGKILL);
             cluster.kill_router(&victim);

@@ -6,7 +6,8 @@
 //! A campaign is a long poll; it is restarted every [`CAMPAIGN_PERIOD`], so
 //! that a standby waiting on a member that hangs moves to another one
 //! (re-campaigning with the same lease finds the same key: the place in the
-//! queue, or the leadership just won, is kept).
+//! queue, or the leadership just won, is kept). A won campaign is believed
+//! only once etcd names its key as the leader's.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -236,11 +237,23 @@ impl Election for EtcdElection {
                             ElectionError::Unavailable("campaign answer without a revision".into())
                         })?;
                         let key = leader["key"].as_str().unwrap_or_default().to_string();
-                        return Ok(Term {
+                        let term = Term {
                             leader: self.id.clone(),
                             revision,
                             key,
-                        });
+                        };
+                        // A campaign given up (timed out, reconnected) resigns
+                        // in etcd as it ends: it can delete the key a newer
+                        // campaign of this lease has just found and waited
+                        // on. Leading is the oldest key existing, ours.
+                        match self.leader().await? {
+                            Some(current)
+                                if current.key == term.key && current.revision == revision =>
+                            {
+                                return Ok(term);
+                            }
+                            _ => continue,
+                        }
                     }
                     // Still waiting for the leader ahead: ask again.
                     Err(ElectionError::Unavailable(e)) if e.contains("no answer within") => {}
