@@ -54,8 +54,9 @@ fn only_the_leader_writes_and_a_standby_takes_over_a_failover() {
             .contains("vpcrouter_lease_renewals_total{outcome=\"ok\"}")
             .then_some(())
     });
-    // The standby observes the VPC too, within the describe budget.
-    assert!(cluster.at(standby).proxy.calls()["DescribeRouteTables"] >= 1);
+    // The standby observes the VPC too: at start, then every recheck
+    // (30 s) only, whatever the health changes.
+    assert_eq!(cluster.at(standby).proxy.calls()["DescribeRouteTables"], 1);
 
     // The leader and a router it had routes on die at the same moment.
     cluster.at(leader).signal(libc::SIGKILL);
@@ -179,4 +180,32 @@ fn replicas_elect_through_etcd_over_tls() {
     cluster.busy_router();
     assert!(cluster.at(leader).mutating_calls() > 0);
     assert_eq!(cluster.at(1 - leader).mutating_calls(), 0);
+}
+
+/// Bad HA flags are one clear line and exit code 2.
+#[test]
+fn bad_ha_flags_are_refused_at_start() {
+    let spec = common::repo().join("examples/spec.json");
+    let spec = spec.to_str().unwrap();
+    for (flags, expected) in [
+        (
+            vec!["--ha-etcd", "10.0.0.5:2379"],
+            "expected http://HOST:PORT",
+        ),
+        (
+            vec!["--ha-etcd", "https://127.0.0.1:2379"],
+            "https endpoints need --ha-etcd-ca",
+        ),
+        (
+            vec!["--ha-etcd", "http://127.0.0.1:2379", "--ha-lease-ttl", "1"],
+            "at least 2",
+        ),
+        (vec!["--ha-id", "a"], "--ha-etcd"),
+    ] {
+        let mut args = vec!["-m", "configfile", "-f", spec];
+        args.extend(flags.iter().copied());
+        let (code, stderr) = common::run_to_exit(&args);
+        assert_eq!(code, 2, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
 }
