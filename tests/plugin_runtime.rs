@@ -318,7 +318,50 @@ async fn malformed_and_foreign_files_are_refused_at_load() {
         err.to_string().contains("is a health-check plugin"),
         "{err}"
     );
+    let err = load(common::guest("future-version")).await;
+    assert!(
+        matches!(err, LoadError::IncompatibleVersion { ref found } if found == "0.2.0"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("vpcrouter:plugin@0.2.0")
+            && err.to_string().contains("vpcrouter:plugin@0.1.0"),
+        "{err}"
+    );
+    let err = load(common::guest("mismatched")).await;
+    assert!(matches!(err, LoadError::Link(_)), "{err}");
+    assert!(err.to_string().contains("does not fit"), "{err}");
 }
+
+/// The released contract is frozen: a change to `wit/v0.1.0` breaks every
+/// plugin built against it. A new version goes beside it (`wit/v0.2.0`).
+#[test]
+fn the_released_wit_is_frozen() {
+    use sha2::{Digest, Sha256};
+    let dir = common::repo().join("wit/v0.1.0");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut digest = Sha256::new();
+    for file in &files {
+        digest.update(file.file_name().unwrap().as_encoded_bytes());
+        digest.update(std::fs::read(file).unwrap());
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex, FROZEN_V0_1_0,
+        "wit/v0.1.0 changed; released WIT is frozen: add a new version beside it"
+    );
+}
+
+/// SHA-256 over the file names and contents of `wit/v0.1.0`, in name order.
+const FROZEN_V0_1_0: &str = "a47fd25c5052ff21d7501e54f3773b15b8ef341f8a6be93dc6ed98ce97efd097";
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
