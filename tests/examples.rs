@@ -53,6 +53,29 @@ async fn routes_txt_reads_and_follows_its_file() {
     .await
     .unwrap()
     .unwrap();
+    // Emptied (as a writer does for a moment): the plugin reports an error
+    // instead of an empty spec, and the spec in force stays.
+    let errors = || {
+        let labels = vpcrouter::metrics::PluginCallLabels {
+            plugin: "routes-txt".into(),
+            call: "on-event".into(),
+            outcome: "error".into(),
+        };
+        vpcrouter::metrics::global()
+            .plugin_calls
+            .get_or_create(&labels)
+            .get()
+    };
+    let before = errors();
+    std::fs::write(&file, "").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while errors() == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the empty file was read and refused");
+    assert_eq!(current.borrow().as_deref(), Some(&second));
 }
 
 #[tokio::test]

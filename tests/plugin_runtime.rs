@@ -403,3 +403,40 @@ async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
     assert_eq!(loaded.info.name, "configfile");
     assert_eq!(std::fs::read(&cached[0]).unwrap(), artefact);
 }
+
+/// `--plugin-call-timeout` sets the deadline; the first event gets five
+/// times it (a plugin loading a big spec for the first time).
+#[test]
+fn the_call_timeout_is_the_operators_and_the_first_event_gets_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = common::guest("hostile");
+    let args = [
+        "--mode-plugin",
+        hostile.to_str().unwrap(),
+        "--behaviour",
+        "busy",
+        "--at",
+        "start",
+        "--plugin-call-timeout",
+        "0.5",
+    ];
+    let daemon = common::Daemon::start(&args, dir.path());
+    // A second of work on `started` fits the 2.5 s start allowance.
+    daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
+    // The same second on a request does not fit 0.5 s.
+    let (status, body) = daemon.http("POST", "/poke", b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("did not finish within 500ms"), "{body}");
+    let (code, stderr) = common::run_to_exit(&[
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "10.55.0.0/16",
+        "--fixed_hosts",
+        "127.0.0.1",
+        "--plugin-call-timeout",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("between 0.1 and 60"), "{stderr}");
+}

@@ -61,6 +61,12 @@ pub struct Cli {
     )]
     pub plugin_cache_dir: Option<PathBuf>,
 
+    /// Seconds a call into a plugin may take (its own time; waits on the
+    /// host's probes and requests do not count); a plugin's init and its
+    /// first event get five times this
+    #[arg(long = "plugin-call-timeout", value_name = "SECONDS", default_value = "2", value_parser = parse_call_timeout)]
+    pub plugin_call_timeout: std::time::Duration,
+
     /// Compile plugins on every start instead of caching the result
     #[arg(long = "no-plugin-cache")]
     pub no_plugin_cache: bool,
@@ -185,6 +191,7 @@ pub struct Peek {
     pub plugin_dir: Option<String>,
     pub plugin_cache_dir: Option<String>,
     pub no_plugin_cache: bool,
+    pub plugin_call_timeout: Option<String>,
 }
 
 /// Find the plugin-selecting flags among raw arguments, in every form clap
@@ -216,6 +223,7 @@ pub fn peek(args: &[OsString]) -> Peek {
             }
             "--plugin-dir" => &mut peek.plugin_dir,
             "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
+            "--plugin-call-timeout" => &mut peek.plugin_call_timeout,
             "--no-plugin-cache" => {
                 peek.no_plugin_cache = true;
                 continue;
@@ -290,6 +298,16 @@ fn parse_etcd_url(value: &str) -> Result<EtcdUrl, String> {
         host: host.to_string(),
         port,
     })
+}
+
+/// A plugin call timeout: seconds, fractions allowed, 0.1 to 60.
+pub fn parse_call_timeout(value: &str) -> Result<std::time::Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| (0.1..=60.0).contains(s))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| "must be seconds between 0.1 and 60, e.g. 2 or 0.5".into())
 }
 
 fn parse_ttl(value: &str) -> Result<u64, String> {

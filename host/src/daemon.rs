@@ -58,14 +58,22 @@ pub async fn main(args: Vec<OsString>) -> i32 {
         (Some(dir), false) => Some(dir.into()),
         (None, false) => plugin::default_cache_dir(),
     };
-    let runtime =
-        match PluginEngine::new(cache_dir).and_then(|e| PluginRuntime::new(e, Bounds::default())) {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("error: cannot set up the plugin runtime: {e:#}");
-                return EXIT_FAILURE;
-            }
-        };
+    // A bad value is clap's to report, once the plugins are known.
+    let bounds = Bounds {
+        call_timeout: peek
+            .plugin_call_timeout
+            .as_deref()
+            .and_then(|v| cli::parse_call_timeout(v).ok())
+            .unwrap_or(Bounds::default().call_timeout),
+        ..Bounds::default()
+    };
+    let runtime = match PluginEngine::new(cache_dir).and_then(|e| PluginRuntime::new(e, bounds)) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot set up the plugin runtime: {e:#}");
+            return EXIT_FAILURE;
+        }
+    };
     let mut loaded = Vec::with_capacity(1 + health_paths.len());
     match runtime
         .load_config_source(&mode_path, specs.subscribe())

@@ -18,8 +18,14 @@ struct RoutesTxt {
     path: String,
 }
 
-/// Parse the text format; the error names the line.
+/// Parse the text format; the error names the line. An empty file is an
+/// error, not an empty spec: it is what a writer leaves for a moment (and an
+/// empty spec would delete every route the daemon manages). A file of only
+/// comments is a deliberate "no routes".
 fn parse(text: &str) -> Result<RouteSpec, String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty; the spec in force stays".into());
+    }
     let mut routes = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or_default().trim();

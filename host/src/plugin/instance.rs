@@ -132,6 +132,7 @@ impl InstanceFactory {
             output: Output::new(self.plugin.clone()),
             ticker: self.ticker.clone(),
             call_timeout: self.bounds.call_timeout,
+            start_timeout: self.bounds.start_timeout(),
             max_host_wait: self.bounds.max_host_wait,
             usage: Arc::default(),
             memory_cap: self.bounds.memory_cap,
@@ -168,12 +169,20 @@ impl InstanceFactory {
         let bindings = match &self.pre {
             Pre::Config(pre) => Bindings::Config(
                 guard
-                    .run("instantiate", pre.instantiate_async(&mut store))
+                    .run_for(
+                        "instantiate",
+                        guard.start_timeout,
+                        pre.instantiate_async(&mut store),
+                    )
                     .await?,
             ),
             Pre::Health(pre) => Bindings::Health(
                 guard
-                    .run("instantiate", pre.instantiate_async(&mut store))
+                    .run_for(
+                        "instantiate",
+                        guard.start_timeout,
+                        pre.instantiate_async(&mut store),
+                    )
                     .await?,
             ),
         };
@@ -218,17 +227,18 @@ impl PluginInstance {
 
     pub async fn init(&mut self, options: &[(String, String)]) -> Result<(), CallError> {
         let (call, options) = ("init", options.to_vec());
+        let start = self.guard.start_timeout;
         match &self.bindings {
             Bindings::Config(b) => {
                 let api = b.vpcrouter_plugin_config_source();
                 self.guard
-                    .run(call, api.call_init(&mut self.store, &options))
+                    .run_for(call, start, api.call_init(&mut self.store, &options))
                     .await
             }
             Bindings::Health(b) => {
                 let api = b.vpcrouter_plugin_health_check();
                 self.guard
-                    .run(call, api.call_init(&mut self.store, &options))
+                    .run_for(call, start, api.call_init(&mut self.store, &options))
                     .await
             }
         }?
@@ -245,8 +255,13 @@ impl PluginInstance {
             return Err(not_exported(call));
         };
         let api = b.vpcrouter_plugin_config_source();
+        // The first event may load a big spec for the first time.
+        let limit = match event {
+            Event::Started => self.guard.start_timeout,
+            _ => self.guard.call_timeout,
+        };
         self.guard
-            .run(call, api.call_on_event(&mut self.store, event))
+            .run_for(call, limit, api.call_on_event(&mut self.store, event))
             .await?
             .map_err(plugin_error)
     }
@@ -292,6 +307,8 @@ struct Guard {
     output: Output,
     ticker: Ticker,
     call_timeout: Duration,
+    /// For instantiation, `init` and the first event.
+    start_timeout: Duration,
     max_host_wait: Duration,
     usage: Arc<CallUsage>,
     memory_cap: usize,
@@ -304,10 +321,20 @@ impl Guard {
         call: &'static str,
         future: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, CallError> {
+        self.run_for(call, self.call_timeout, future).await
+    }
+
+    /// As `run`, with `limit` of the plugin's own time.
+    async fn run_for<R>(
+        &self,
+        call: &'static str,
+        limit: Duration,
+        future: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, CallError> {
         let _ticking = self.ticker.start_call();
         let started = Instant::now();
         self.usage.reset();
-        let deadline = || started + self.call_timeout + self.usage.waited().min(self.max_host_wait);
+        let deadline = || started + limit + self.usage.waited().min(self.max_host_wait);
         tokio::pin!(future);
         let outcome = loop {
             tokio::select! {
@@ -315,7 +342,7 @@ impl Guard {
                 // Host time waited meanwhile moves the deadline on.
                 _ = tokio::time::sleep_until(deadline().into()) => {
                     if deadline() <= Instant::now() {
-                        return Err(self.timed_out(call));
+                        return Err(self.timed_out(call, limit));
                     }
                 }
             }
@@ -342,7 +369,7 @@ impl Guard {
         }
     }
 
-    fn timed_out(&self, call: &'static str) -> CallError {
+    fn timed_out(&self, call: &'static str, limit: Duration) -> CallError {
         let waited = self.usage.waited();
         if waited >= self.max_host_wait {
             CallError::WaitedTooLong {
@@ -350,10 +377,7 @@ impl Guard {
                 limit: self.max_host_wait,
             }
         } else {
-            CallError::TimedOut {
-                call,
-                limit: self.call_timeout,
-            }
+            CallError::TimedOut { call, limit }
         }
     }
 }

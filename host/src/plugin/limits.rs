@@ -29,6 +29,14 @@ pub struct Bounds {
     pub memory_cap: usize,
 }
 
+impl Bounds {
+    /// A plugin's `init` and its first event (which may read a big spec
+    /// for the first time) get this long.
+    pub fn start_timeout(&self) -> Duration {
+        self.call_timeout * 5
+    }
+}
+
 impl Default for Bounds {
     fn default() -> Self {
         Self {

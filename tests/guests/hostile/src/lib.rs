@@ -116,6 +116,14 @@ impl Hostile {
                     }
                 ))
             }
+            // Work for a second (a big first load, say), then answer.
+            "busy" => {
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_secs(1) {
+                    std::hint::black_box(());
+                }
+                Ok(Some(good_spec()))
+            }
             // exit() as a C or Python program would.
             "exit" => std::process::exit(3),
             // Just over 1 MiB as JSON: 1,000 CIDRs of 100 hosts.
@@ -179,7 +187,7 @@ impl ConfigSource for Hostile {
                 OptionSpec::text(
                     "behaviour",
                     "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers | \
-                     exit | oversize | huge | many-routes | smuggle | churn",
+                     exit | oversize | huge | many-routes | smuggle | churn | busy",
                 )
                 .required(),
                 OptionSpec::text("target", "HOST:PORT that `connect` tries")
