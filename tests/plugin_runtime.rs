@@ -440,3 +440,83 @@ fn the_call_timeout_is_the_operators_and_the_first_event_gets_more() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("between 0.1 and 60"), "{stderr}");
 }
+
+/// Imports are checked before anything is compiled: a plugin importing a
+/// WASI package the daemon does not provide (wasi:http, the default of
+/// componentize-js) is refused naming the import and the build flag.
+#[tokio::test]
+async fn unsupported_imports_are_refused_before_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = wat::parse_str(
+        r#"(component
+            (import "wasi:http/outgoing-handler@0.2.3" (instance))
+            (instance $nothing)
+            (export "vpcrouter:plugin/config-source@0.1.0" (instance $nothing)))"#,
+    )
+    .unwrap();
+    let path = dir.path().join("http.wasm");
+    std::fs::write(&path, component).unwrap();
+    let specs = SpecStore::default();
+    let err = runtime(None)
+        .load_config_source(&path, specs.subscribe())
+        .await
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("imports wasi:http/outgoing-handler@0.2.3"),
+        "{message}"
+    );
+    assert!(message.contains("-d http fetch-event"), "{message}");
+}
+
+/// A pinned plugin loads only with its digest; `/plugins` shows the digest,
+/// the contract version and the toolchain.
+#[test]
+fn plugins_can_be_pinned_to_their_digest() {
+    use sha2::{Digest, Sha256};
+    let configfile = common::plugin("configfile");
+    let digest: String = Sha256::digest(std::fs::read(&configfile).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let spec = common::repo().join("examples/spec.json");
+    let spec = spec.to_str().unwrap();
+    let wrong = "0".repeat(64);
+    let (code, stderr) = common::run_to_exit(&[
+        "-m",
+        "configfile",
+        "-f",
+        spec,
+        "--plugin-sha256",
+        &format!("configfile={wrong}"),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is pinned to sha256 {wrong}, but its sha256 is {digest}"
+        )),
+        "{stderr}"
+    );
+    let pinned = format!("{}#sha256={wrong}", configfile.display());
+    let (code, stderr) = common::run_to_exit(&["--mode-plugin", &pinned, "-f", spec]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stderr) =
+        common::run_to_exit(&["-m", "configfile", "-f", spec, "--plugin-sha256", "tcp=abc"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no plugin file named tcp.wasm"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = format!("{}#sha256={digest}", configfile.display());
+    let daemon = common::Daemon::start(&["--mode-plugin", &pinned, "-f", spec], dir.path());
+    let view = daemon.view("/plugins");
+    let plugin = &view["plugins"][0];
+    assert_eq!(plugin["sha256"], digest.as_str());
+    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.0");
+    assert!(
+        plugin["producer"]
+            .as_str()
+            .is_some_and(|p| p.contains("wit-bindgen-rust")),
+        "{plugin}"
+    );
+}

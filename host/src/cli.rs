@@ -67,6 +67,12 @@ pub struct Cli {
     #[arg(long = "plugin-call-timeout", value_name = "SECONDS", default_value = "2", value_parser = parse_call_timeout)]
     pub plugin_call_timeout: std::time::Duration,
 
+    /// Refuse to load the plugin file named NAME (its file name without
+    /// .wasm) unless its SHA-256 is HEX; repeatable. A path can carry its
+    /// pin too: --mode-plugin PATH#sha256=HEX
+    #[arg(long = "plugin-sha256", value_name = "NAME=HEX")]
+    pub plugin_sha256: Vec<String>,
+
     /// Compile plugins on every start instead of caching the result
     #[arg(long = "no-plugin-cache")]
     pub no_plugin_cache: bool,
@@ -192,6 +198,7 @@ pub struct Peek {
     pub plugin_cache_dir: Option<String>,
     pub no_plugin_cache: bool,
     pub plugin_call_timeout: Option<String>,
+    pub plugin_sha256: Vec<String>,
 }
 
 /// Find the plugin-selecting flags among raw arguments, in every form clap
@@ -219,6 +226,10 @@ pub fn peek(args: &[OsString]) -> Peek {
             "--multi_plugins" => &mut peek.multi_plugins,
             "--health-plugin" => {
                 peek.health_plugins.extend(inline.or_else(|| words.next()));
+                continue;
+            }
+            "--plugin-sha256" => {
+                peek.plugin_sha256.extend(inline.or_else(|| words.next()));
                 continue;
             }
             "--plugin-dir" => &mut peek.plugin_dir,

@@ -100,13 +100,15 @@ pub enum ConfigError {
     },
     #[error("-H multi needs --multi_plugins NAME:NAME...")]
     MultiWithoutPlugins,
+    #[error("{0}")]
+    BadPin(String),
 }
 
 /// The plugin file the peeked arguments name, resolving `-m NAME` to
 /// `NAME.wasm` in the first plugin directory that has it.
 pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
     if let Some(path) = &peek.mode_plugin {
-        return Ok(absolute(Path::new(path)));
+        return Ok(absolute(&split_pin(path).0));
     }
     let name = peek.mode.as_deref().ok_or(ConfigError::NoMode)?;
     bundled("-m", name, peek.plugin_dir.as_deref())
@@ -121,7 +123,7 @@ pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
         return Ok(peek
             .health_plugins
             .iter()
-            .map(|p| absolute(Path::new(p)))
+            .map(|p| absolute(&split_pin(p).0))
             .collect());
     }
     let dir = peek.plugin_dir.as_deref();
@@ -136,6 +138,52 @@ pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
         (Some(name), _) => Ok(vec![bundled("-H", name, dir)?]),
         (None, _) => Ok(bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect()),
     }
+}
+
+/// `PATH#sha256=HEX`: the path, and the pinned digest if any.
+fn split_pin(value: &str) -> (PathBuf, Option<&str>) {
+    match value.rsplit_once("#sha256=") {
+        Some((path, digest)) => (PathBuf::from(path), Some(digest)),
+        None => (PathBuf::from(value), None),
+    }
+}
+
+/// The digests the operator pinned plugin files to: `--plugin-sha256
+/// NAME=HEX` (NAME: a loaded plugin file's name without `.wasm`) and
+/// `PATH#sha256=HEX`. `files` are the plugin files being loaded.
+pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, ConfigError> {
+    let hex = |flag: &str, digest: &str| -> Result<String, ConfigError> {
+        let digest = digest.trim().to_ascii_lowercase();
+        match digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()) {
+            true => Ok(digest),
+            false => Err(ConfigError::BadPin(format!(
+                "{flag}: {digest:?} is not a SHA-256 (64 hex digits)"
+            ))),
+        }
+    };
+    let mut pins = Vec::new();
+    let paths = peek.mode_plugin.iter().chain(&peek.health_plugins);
+    for value in paths {
+        if let (path, Some(digest)) = split_pin(value) {
+            pins.push((absolute(&path), hex(value, digest)?));
+        }
+    }
+    for value in &peek.plugin_sha256 {
+        let flag = format!("--plugin-sha256 {value}");
+        let (name, digest) = value
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadPin(format!("{flag}: expected NAME=HEX")))?;
+        let file = files
+            .iter()
+            .find(|f| f.file_stem().is_some_and(|stem| stem == name))
+            .ok_or_else(|| {
+                ConfigError::BadPin(format!(
+                    "{flag}: no plugin file named {name}.wasm is loaded"
+                ))
+            })?;
+        pins.push((file.clone(), hex(&flag, digest)?));
+    }
+    Ok(pins)
 }
 
 /// The old daemon's default health check.

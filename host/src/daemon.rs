@@ -67,13 +67,28 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             .unwrap_or(Bounds::default().call_timeout),
         ..Bounds::default()
     };
-    let runtime = match PluginEngine::new(cache_dir).and_then(|e| PluginRuntime::new(e, bounds)) {
+    let files: Vec<_> = std::iter::once(&mode_path)
+        .chain(&health_paths)
+        .cloned()
+        .collect();
+    let pins = match config::plugin_pins(&peek, &files) {
+        Ok(pins) => pins,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut runtime = match PluginEngine::new(cache_dir).and_then(|e| PluginRuntime::new(e, bounds))
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot set up the plugin runtime: {e:#}");
             return EXIT_FAILURE;
         }
     };
+    for (path, digest) in pins {
+        runtime.pin(path, digest);
+    }
     let mut loaded = Vec::with_capacity(1 + health_paths.len());
     match runtime
         .load_config_source(&mode_path, specs.subscribe())
@@ -340,14 +355,14 @@ fn view_of(
         plugin.info.version.clone(),
         plugin.kind,
     );
-    let (file, trust) = (plugin.path.clone(), plugin.trust.describe());
+    let (file, origin) = (plugin.path.clone(), plugin.origin.clone());
     let (options, grants) = (plugin.options.clone(), plugin.grants.records.clone());
     move |status| PluginView {
         name,
         version,
         kind,
         file,
-        trust,
+        origin,
         options,
         grants,
         status,
@@ -357,7 +372,7 @@ fn view_of(
 /// Say at start what each plugin may touch, and on whose word.
 fn log_grants(plugin: &ConfiguredPlugin) {
     let name = &plugin.info.name;
-    let trust = plugin.trust.describe();
+    let trust = plugin.origin.trust.describe();
     if plugin.grants.records.is_empty() {
         tracing::info!(
             plugin = name,

@@ -44,8 +44,8 @@ pub struct PluginView {
     pub version: String,
     pub kind: PluginKind,
     pub file: PathBuf,
-    /// "bundled (NAME)" or "third-party".
-    pub trust: String,
+    /// Digest, trust, contract version, producer.
+    pub origin: crate::plugin::Origin,
     pub options: Vec<(String, String)>,
     /// What it may touch, and on whose word.
     pub grants: Vec<crate::plugin::GrantRecord>,

@@ -4,6 +4,7 @@
 //! incompatible WIT version, missing imports or exports, a bad description.
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
@@ -14,6 +15,7 @@ use super::bindings::{
 };
 use super::engine::PluginEngine;
 use super::grants::{self, Grants, OptionError, Trust};
+use super::inspect;
 use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
 use super::text::clip;
@@ -76,6 +78,8 @@ pub enum LoadError {
     InitRefused(String),
     #[error("option --{option}: {problem}")]
     BadOption { option: String, problem: String },
+    #[error("is pinned to sha256 {pinned}, but its sha256 is {found}")]
+    NotPinned { pinned: String, found: String },
 }
 
 impl From<OptionError> for LoadError {
@@ -92,10 +96,20 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     pub kind: PluginKind,
     pub info: PluginInfo,
+    pub origin: Origin,
+    factory: InstanceFactory,
+}
+
+/// Where a plugin comes from: what the daemon knows of the file.
+#[derive(Debug, Clone)]
+pub struct Origin {
     /// SHA-256 of the file, hex.
     pub digest: String,
     pub trust: Trust,
-    factory: InstanceFactory,
+    /// The contract version it was built against, e.g. `0.1.0`.
+    pub wit_version: String,
+    /// The toolchain, from the component's producers section.
+    pub producer: Option<String>,
 }
 
 impl LoadedPlugin {
@@ -107,7 +121,7 @@ impl LoadedPlugin {
     /// plugin's grant options have no default (it would not be granted).
     pub fn info_for_help(&self) -> PluginInfo {
         let mut info = self.info.clone();
-        if self.trust == Trust::ThirdParty {
+        if self.origin.trust == Trust::ThirdParty {
             for option in info.options.iter_mut().filter(|o| grants::is_grant(o.kind)) {
                 if let Some(default) = option.default.take() {
                     let shown = clip(&default, 256);
@@ -128,7 +142,7 @@ impl LoadedPlugin {
         mut self,
         given: &[(String, String)],
     ) -> Result<ConfiguredPlugin, LoadError> {
-        let resolved = grants::resolve(&self.info, given, &self.trust)?;
+        let resolved = grants::resolve(&self.info, given, &self.origin.trust)?;
         let grants = Arc::new(resolved.grants);
         self.factory.grants = grants.clone();
         let mut instance = self.factory.instantiate().await?;
@@ -143,7 +157,7 @@ impl LoadedPlugin {
             path: self.path,
             kind: self.kind,
             info: self.info,
-            trust: self.trust,
+            origin: self.origin,
             options: resolved.options,
             grants,
             withheld: resolved.withheld,
@@ -158,7 +172,7 @@ pub struct ConfiguredPlugin {
     pub path: PathBuf,
     pub kind: PluginKind,
     pub info: PluginInfo,
-    pub trust: Trust,
+    pub origin: Origin,
     pub options: Vec<(String, String)>,
     pub grants: Arc<Grants>,
     /// Defaults of grant options that were not applied: (option, default).
@@ -204,6 +218,8 @@ pub struct PluginRuntime {
     engine: PluginEngine,
     linker: Linker<HostState>,
     bounds: Bounds,
+    /// Plugin files the operator pinned to a SHA-256 digest (hex).
+    pins: HashMap<PathBuf, String>,
 }
 
 impl PluginRuntime {
@@ -219,7 +235,13 @@ impl PluginRuntime {
             engine,
             linker,
             bounds,
+            pins: HashMap::new(),
         })
+    }
+
+    /// Refuse the file at `path` unless its SHA-256 is `sha256` (hex).
+    pub fn pin(&mut self, path: PathBuf, sha256: String) {
+        self.pins.insert(path, sha256);
     }
 
     /// Load a config-source plugin from `path` and ask it to describe itself.
@@ -253,23 +275,31 @@ impl PluginRuntime {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let component = self
-            .engine
-            .compile(&wasm)
-            .map_err(|e| LoadError::Invalid(first_line(&e)))?;
-        let engine = self.engine.engine();
-        let kind = plugin_kind(
-            component
-                .component_type()
-                .exports(engine)
-                .map(|(name, _)| name),
-        )?;
+        if let Some(pinned) = self.pins.get(path)
+            && *pinned != digest
+        {
+            return Err(LoadError::NotPinned {
+                pinned: pinned.clone(),
+                found: digest,
+            });
+        }
+        // Everything that can be told without compiling is, first: a big
+        // component takes seconds to compile.
+        let outline = inspect::outline(&wasm).map_err(LoadError::Invalid)?;
+        let (kind, wit_version) = plugin_kind(outline.exports.iter().map(String::as_str))?;
         if kind != expected {
             return Err(LoadError::WrongKind {
                 found: kind,
                 expected,
             });
         }
+        if let Some(problem) = inspect::unsupported_import(&outline.imports) {
+            return Err(LoadError::Link(problem));
+        }
+        let component = self
+            .engine
+            .compile(&wasm)
+            .map_err(|e| LoadError::Invalid(first_line(&e)))?;
         let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
         let pre = match kind {
@@ -301,8 +331,12 @@ impl PluginRuntime {
             path: path.to_path_buf(),
             kind,
             info,
-            trust: Trust::of(&digest),
-            digest,
+            origin: Origin {
+                trust: Trust::of(&digest),
+                digest,
+                wit_version,
+                producer: outline.producer,
+            },
             factory,
         })
     }
@@ -328,7 +362,9 @@ fn check_header(wasm: &[u8]) -> Result<(), LoadError> {
 
 /// Which plugin interface the component exports, and whether its version is
 /// one this host speaks (same major; for 0.x, same minor).
-fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind, LoadError> {
+fn plugin_kind<'a>(
+    exports: impl Iterator<Item = &'a str>,
+) -> Result<(PluginKind, String), LoadError> {
     let prefix = format!("{WIT_PACKAGE}/");
     for name in exports {
         let Some(rest) = name.strip_prefix(&prefix) else {
@@ -352,7 +388,7 @@ fn plugin_kind<'a>(exports: impl Iterator<Item = &'a str>) -> Result<PluginKind,
                 found: version.to_string(),
             });
         }
-        return Ok(kind);
+        return Ok((kind, version.to_string()));
     }
     Err(LoadError::NotAPlugin)
 }
@@ -487,7 +523,7 @@ mod tests {
 
     #[test]
     fn versions_are_checked_by_compatibility() {
-        let kind = |name: &str| plugin_kind([name].into_iter());
+        let kind = |name: &str| plugin_kind([name].into_iter()).map(|(kind, _)| kind);
         assert_eq!(
             kind("vpcrouter:plugin/config-source@0.1.0").unwrap(),
             PluginKind::ConfigSource

@@ -8,6 +8,7 @@ mod engine;
 mod fuzz;
 mod grants;
 mod host;
+mod inspect;
 mod instance;
 mod limits;
 mod load;
@@ -22,7 +23,8 @@ pub use grants::{GrantRecord, Trust};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{
-    ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, PluginRuntime, check_identities,
+    ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin, PluginRuntime,
+    check_identities,
 };
 pub use supervisor::{HttpCall, PluginHandle, PluginState, PluginStatus, Role, RoundStats, spawn};
 pub use text::clip;
