@@ -520,3 +520,35 @@ fn plugins_can_be_pinned_to_their_digest() {
         "{plugin}"
     );
 }
+
+/// The compile cache is bounded: past its cap the entries used longest ago
+/// are evicted; the entry just written stays.
+#[tokio::test]
+async fn the_compile_cache_evicts_the_entries_used_longest_ago() {
+    let cache = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (name, age) in [("a", 3), ("b", 2), ("c", 1)] {
+        let path = cache.path().join(format!("{name}.cwasm"));
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        let file = std::fs::File::options().append(true).open(&path).unwrap();
+        file.set_modified(old - Duration::from_secs(age)).unwrap();
+    }
+    let engine = PluginEngine::new(Some(cache.path().into()))
+        .unwrap()
+        .with_cache_cap(3 << 20);
+    let specs = SpecStore::default();
+    PluginRuntime::new(engine, bounds())
+        .unwrap()
+        .load_config_source(&common::plugin("configfile"), specs.subscribe())
+        .await
+        .unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // The new entry (~1 MB) and the newest old ones that fit 3 MiB with it.
+    assert!(!left.contains(&"a.cwasm".to_string()), "{left:?}");
+    assert!(left.contains(&"c.cwasm".to_string()), "{left:?}");
+    assert_eq!(left.len(), 3, "{left:?}");
+}

@@ -23,7 +23,13 @@ pub struct PluginEngine {
     engine: Engine,
     ticker: Ticker,
     cache_dir: Option<PathBuf>,
+    /// Largest the compile cache may grow; the entries used longest ago go.
+    cache_cap: u64,
 }
+
+/// The compile cache's default size cap: a big component (componentize-py)
+/// compiles to ~40 MB, so this holds a dozen of them.
+pub const CACHE_CAP: u64 = 512 << 20;
 
 /// Advances the engine's epoch every EPOCH_TICK while a plugin call is
 /// running, and sleeps otherwise: an idle daemon is not woken 100 times a
@@ -93,7 +99,16 @@ impl PluginEngine {
             engine,
             ticker,
             cache_dir,
+            cache_cap: CACHE_CAP,
         })
+    }
+
+    /// A compile cache of at most `bytes`.
+    pub fn with_cache_cap(self, bytes: u64) -> Self {
+        Self {
+            cache_cap: bytes,
+            ..self
+        }
     }
 
     pub fn ticker(&self) -> &Ticker {
@@ -118,7 +133,14 @@ impl PluginEngine {
             // covers the wasm bytes, the wasmtime version and engine config,
             // and wasmtime checks the latter two again on load.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    // Used now: the last to be evicted.
+                    let _ = std::fs::File::options()
+                        .append(true)
+                        .open(&cached)
+                        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                    return Ok(component);
+                }
                 Err(e) => {
                     tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compile cache entry")
                 }
@@ -127,6 +149,9 @@ impl PluginEngine {
         let component = Component::new(&self.engine, wasm)?;
         if let Err(e) = store_artefact(dir, &cached, &component.serialize()?) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
+        }
+        if let Err(e) = prune(dir, self.cache_cap, &cached) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot prune the compile cache");
         }
         Ok(component)
     }
@@ -166,6 +191,32 @@ fn store_artefact(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> 
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Delete the entries used longest ago until the cache holds at most `cap`
+/// bytes; `keep` (the entry just written) stays whatever its size.
+fn prune(dir: &Path, cap: u64, keep: &Path) -> std::io::Result<()> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "cwasm") {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        entries.push((meta.modified()?, meta.len(), path));
+    }
+    // Newest first; what does not fit after them goes.
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut total = 0;
+    for (_, size, path) in entries {
+        total += size;
+        if total > cap && path != keep {
+            std::fs::remove_file(&path)?;
+            tracing::debug!(path = %path.display(), "evicted from the compile cache");
+        }
+    }
+    Ok(())
 }
 
 /// The default cache location: `$XDG_CACHE_HOME/vpcrouter` or
