@@ -49,6 +49,7 @@ bench: build test-deps
 	cargo bench --bench romana
 	cargo bench --bench sandbox
 	cargo bench --bench ha
+	cargo bench --bench reload
 
 lint:
 	cargo fmt --all -- --check

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cli::{self, EXIT_USAGE};
 use crate::cloud::VpcBackend;
@@ -16,9 +16,9 @@ use crate::config::{self, Config};
 use crate::ha::{self, Leadership, etcd::EtcdElection};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
+use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{
-    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime,
-    PluginStatus, Role,
+    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
 };
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{Observers, Reconciler};
@@ -187,7 +187,16 @@ pub async fn main(args: Vec<OsString>) -> i32 {
         return EXIT_USAGE;
     }
     drop(early_logs);
-    match run(config, configured, specs, vpc, election, auth).await {
+    let prepared = Prepared {
+        config,
+        plugins: configured,
+        runtime: Arc::new(runtime),
+        specs,
+        vpc,
+        election,
+        auth,
+    };
+    match run(prepared).await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -234,15 +243,30 @@ fn usage_error(path: &std::path::Path, problem: impl std::fmt::Display) -> i32 {
 
 /// Serve until SIGINT or SIGTERM. `plugins`: the mode plugin first, then
 /// the health-check plugins.
-async fn run(
+/// Everything checked and set up before the daemon runs.
+struct Prepared {
     config: Config,
+    /// The mode plugin first, then the health-check plugins.
     plugins: Vec<ConfiguredPlugin>,
+    /// Kept for reloads.
+    runtime: Arc<PluginRuntime>,
     specs: Arc<SpecStore>,
     vpc: Backend,
     election: Option<EtcdElection>,
     auth: AuthPolicy,
-) -> anyhow::Result<()> {
+}
+
+async fn run(prepared: Prepared) -> anyhow::Result<()> {
     use anyhow::Context;
+    let Prepared {
+        config,
+        plugins,
+        runtime,
+        specs,
+        vpc,
+        election,
+        auth,
+    } = prepared;
     let listen = format!("{}:{}", config.listen.host, config.listen.port);
     let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
@@ -256,11 +280,15 @@ async fn run(
     let (stop, shutdown) = watch::channel(false);
     let board = Arc::new(HealthBoard::default());
     let mut views = Vec::with_capacity(plugins.len());
+    let mut reloadable = Vec::with_capacity(plugins.len());
+    let given = std::iter::once(&config.mode).chain(&config.health);
     let handles: Vec<PluginHandle> = plugins
         .into_iter()
-        .map(|plugin| {
+        .zip(given)
+        .map(|(plugin, given)| {
             log_grants(&plugin);
-            let view = view_of(&plugin);
+            let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
+            let digest = plugin.origin.digest.clone();
             let role = match plugin.kind {
                 PluginKind::ConfigSource => Role::Config(specs.clone()),
                 PluginKind::HealthCheck => Role::Health {
@@ -269,11 +297,32 @@ async fn run(
                 },
             };
             let handle = plugin::spawn(plugin, role, shutdown.clone());
-            views.push(view(handle.status()));
+            reloadable.push(Reloadable {
+                name: name.clone(),
+                kind,
+                path: file.clone(),
+                given: given.options.clone(),
+                digest,
+                specs: specs.subscribe(),
+                reloads: handle.reloads(),
+            });
+            views.push(PluginView {
+                name,
+                kind,
+                file,
+                status: handle.status(),
+            });
             handle
         })
         .collect();
     let observers = Observers::default();
+    let (reload_requests, reloads) = mpsc::channel(4);
+    let reloader = Reloader {
+        runtime,
+        plugins: reloadable,
+        events: observers.events.clone(),
+    };
+    let reloading = tokio::spawn(serve_reloads(reloader, reloads));
     let ha = election.map(|election| {
         let settings = config.ha.as_ref().expect("HA settings with an election");
         tracing::info!(
@@ -309,6 +358,7 @@ async fn run(
         },
         ignore_routes: config.ignore_routes.clone(),
         ha: leadership.as_ref().map(Leadership::status),
+        reloads: Some(reload_requests.clone()),
     };
     let running = Running {
         config: &config,
@@ -326,8 +376,9 @@ async fn run(
     let server = tokio::spawn(crate::http::serve(listener, app, async move {
         let _ = http_shutdown.wait_for(|stop| *stop).await;
     }));
-    let signal = shutdown_signal().await;
+    let signal = until_stopped(&reload_requests).await?;
     tracing::info!(signal, "shutting down");
+    reloading.abort();
     let _ = stop.send(true);
     let stopped = async {
         for handle in handles {
@@ -344,29 +395,6 @@ async fn run(
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
-}
-
-/// How the views show `plugin`, given its live status.
-fn view_of(
-    plugin: &ConfiguredPlugin,
-) -> impl FnOnce(watch::Receiver<PluginStatus>) -> PluginView + use<> {
-    let (name, version, kind) = (
-        plugin.info.name.clone(),
-        plugin.info.version.clone(),
-        plugin.kind,
-    );
-    let (file, origin) = (plugin.path.clone(), plugin.origin.clone());
-    let (options, grants) = (plugin.options.clone(), plugin.grants.records.clone());
-    move |status| PluginView {
-        name,
-        version,
-        kind,
-        file,
-        origin,
-        options,
-        grants,
-        status,
-    }
 }
 
 /// Say at start what each plugin may touch, and on whose word.
@@ -454,11 +482,47 @@ fn params(config: &Config) -> serde_json::Value {
     })
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Serve until SIGINT or SIGTERM (which one); a SIGHUP reloads the
+/// plugins whose files changed.
+async fn until_stopped(reloads: &mpsc::Sender<ReloadRequest>) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok("SIGINT"),
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the plugins whose files changed");
+                if reloads.try_send(None).is_err() {
+                    tracing::warn!("a reload is already under way");
+                }
+            }
+        }
+    }
+}
+
+/// A reload asked for; the outcomes go back when the asker waits for them
+/// (`POST /plugins/reload`), else only to the log (SIGHUP).
+pub type ReloadRequest = Option<oneshot::Sender<Vec<reload::Outcome>>>;
+
+/// Reloads, one at a time, on their own task: compiling a new version may
+/// take seconds, and signals and HTTP must not wait for it.
+async fn serve_reloads(mut reloader: Reloader, mut requests: mpsc::Receiver<ReloadRequest>) {
+    while let Some(reply) = requests.recv().await {
+        let outcomes = reloader.reload_all().await;
+        for outcome in &outcomes {
+            let detail = outcome.detail.as_deref().unwrap_or_default();
+            match outcome.result {
+                "failed" => tracing::warn!(
+                    plugin = outcome.plugin,
+                    "reload failed, the running version stays: {detail}"
+                ),
+                result => tracing::info!(plugin = outcome.plugin, result, detail, "reload"),
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(outcomes);
+        }
     }
 }

@@ -30,6 +30,8 @@ pub enum EventKind {
     HostRecovered,
     /// HA: this replica became leader or stopped leading.
     Leadership,
+    /// A plugin was reloaded, or a reload failed.
+    Plugin,
 }
 
 #[derive(Debug, Clone, Serialize)]

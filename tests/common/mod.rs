@@ -263,6 +263,25 @@ impl Daemon {
     }
 }
 
+/// A new version of the plugin at `path`: the same code with a custom
+/// section appended (another digest), put in place by rename as an
+/// installer does.
+pub fn new_version(path: &std::path::Path, tag: &str) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let name = b"vpcrouter-test";
+    let payload: Vec<u8> = std::iter::once(name.len() as u8)
+        .chain(name.iter().copied())
+        .chain(tag.bytes())
+        .collect();
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    bytes.push(0); // custom section
+    bytes.push(payload.len() as u8);
+    bytes.extend(payload);
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, bytes).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
 /// An embedded VPC whose routers are `routers` (loopback addresses), each
 /// in a subnet and route table of its own, written to `dir/vpc.json`.
 pub fn loopback_vpc(dir: &std::path::Path, routers: &[&str]) -> PathBuf {

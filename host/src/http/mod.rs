@@ -17,11 +17,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use auth::{AuthError, AuthPolicy};
 pub use serve::serve;
@@ -41,14 +41,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A loaded plugin as the views show it.
 pub struct PluginView {
     pub name: String,
-    pub version: String,
     pub kind: PluginKind,
     pub file: PathBuf,
-    /// Digest, trust, contract version, producer.
-    pub origin: crate::plugin::Origin,
-    pub options: Vec<(String, String)>,
-    /// What it may touch, and on whose word.
-    pub grants: Vec<crate::plugin::GrantRecord>,
+    /// The version running, its state and figures.
     pub status: watch::Receiver<PluginStatus>,
 }
 
@@ -67,6 +62,8 @@ pub struct Sources {
     pub ignore_routes: Vec<ipnet::IpNet>,
     /// This replica's view of the HA election, when HA is on.
     pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
+    /// Where `POST /plugins/reload` asks for a reload.
+    pub reloads: Option<mpsc::Sender<crate::daemon::ReloadRequest>>,
 }
 
 type Shared = Arc<Sources>;
@@ -77,6 +74,7 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/", get(index))
         .route("/ips", get(ips))
         .route("/plugins", get(plugins))
+        .route("/plugins/reload", post(reload_plugins))
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
         .route("/events", get(events))
@@ -158,6 +156,31 @@ async fn ips(State(sources): State<Shared>, headers: HeaderMap) -> Response {
 async fn plugins(State(sources): State<Shared>, headers: HeaderMap) -> Response {
     let view = views::plugins(&sources);
     respond(&headers, "plugins", view, &sources)
+}
+
+/// Reload every plugin whose file changed; the outcome per plugin.
+async fn reload_plugins(State(sources): State<Shared>) -> Response {
+    let Some(reloads) = &sources.reloads else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available",
+        );
+    };
+    let (reply, outcomes) = oneshot::channel();
+    if reloads.send(Some(reply)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    }
+    match outcomes.await {
+        Ok(outcomes) => {
+            let body = serde_json::json!({ "plugins": outcomes });
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the reload was cut short"),
+    }
 }
 
 async fn route_info(State(sources): State<Shared>, headers: HeaderMap) -> Response {

@@ -229,23 +229,26 @@ pub fn plugins(sources: &Sources) -> Value {
                     })),
                 })
             });
+            let running = &status.running;
             json!({
                 "name": p.name,
-                "version": p.version,
+                "version": running.version,
                 "kind": match p.kind {
                     PluginKind::ConfigSource => "config-source",
                     PluginKind::HealthCheck => "health-check",
                 },
                 "file": p.file,
-                "trust": p.origin.trust.describe(),
-                "sha256": p.origin.digest,
-                "wit": format!("vpcrouter:plugin@{}", p.origin.wit_version),
-                "producer": p.origin.producer,
-                "grants": p.grants,
-                "options": p.options.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "trust": running.origin.trust.describe(),
+                "sha256": running.origin.digest,
+                "wit": format!("vpcrouter:plugin@{}", running.origin.wit_version),
+                "producer": running.origin.producer,
+                "grants": running.grants,
+                "options": running.options.iter().cloned().collect::<BTreeMap<_, _>>(),
                 "state": plugin_state(&status.state),
                 "restarts": status.restarts,
                 "last_error": status.last_error,
+                "reloads": status.reloads,
+                "reload_error": status.reload_error,
                 "stats": stats,
             })
         })

@@ -121,63 +121,78 @@ impl PluginEngine {
 
     /// Compile `wasm` (already checked to be a component), or load the
     /// artefact a previous run compiled from the same bytes with the same
-    /// engine configuration and wasmtime version.
-    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm);
-        };
-        let cached = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
-        if cached.is_file() {
-            // SAFETY: the cache directory is created by this daemon with mode
-            // 0700 and only ever holds artefacts it serialized itself; the key
-            // covers the wasm bytes, the wasmtime version and engine config,
-            // and wasmtime checks the latter two again on load.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => {
-                    // Used now: the last to be evicted.
-                    let _ = std::fs::File::options()
-                        .append(true)
-                        .open(&cached)
-                        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-                    return Ok(component);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compile cache entry")
-                }
-            }
-        }
-        let component = Component::new(&self.engine, wasm)?;
-        if let Err(e) = store_artefact(dir, &cached, &component.serialize()?) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
-        }
-        if let Err(e) = prune(dir, self.cache_cap, &cached) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot prune the compile cache");
-        }
-        Ok(component)
+    /// engine configuration and wasmtime version. Compiling is seconds of
+    /// CPU for a big component: it runs on a blocking thread, never on the
+    /// daemon's workers (a reload happens while the daemon runs).
+    pub async fn compile(&self, wasm: Vec<u8>) -> wasmtime::Result<Component> {
+        let (engine, cache_dir, cap) =
+            (self.engine.clone(), self.cache_dir.clone(), self.cache_cap);
+        tokio::task::spawn_blocking(move || {
+            compile_cached(&engine, cache_dir.as_deref(), cap, &wasm)
+        })
+        .await
+        .map_err(|e| wasmtime::format_err!("the compile task failed: {e}"))?
     }
+}
 
-    fn cache_key(&self, wasm: &[u8]) -> String {
-        struct DigestHasher(Sha256);
-        impl Hasher for DigestHasher {
-            fn write(&mut self, bytes: &[u8]) {
-                self.0.update(bytes);
+fn compile_cached(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    cache_cap: u64,
+    wasm: &[u8],
+) -> wasmtime::Result<Component> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, wasm);
+    };
+    let cached = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+    if cached.is_file() {
+        // SAFETY: the cache directory is created by this daemon with mode
+        // 0700 and only ever holds artefacts it serialized itself; the key
+        // covers the wasm bytes, the wasmtime version and engine config,
+        // and wasmtime checks the latter two again on load.
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => {
+                // Used now: the last to be evicted.
+                let _ = std::fs::File::options()
+                    .append(true)
+                    .open(&cached)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                return Ok(component);
             }
-            fn finish(&self) -> u64 {
-                unreachable!("only the digest is read")
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compile cache entry")
             }
         }
-        let mut hasher = DigestHasher(Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        hasher.0.update(wasm);
-        hasher
-            .0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
+    let component = Component::new(engine, wasm)?;
+    if let Err(e) = store_artefact(dir, &cached, &component.serialize()?) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
+    }
+    if let Err(e) = prune(dir, cache_cap, &cached) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot prune the compile cache");
+    }
+    Ok(component)
+}
+
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    struct DigestHasher(Sha256);
+    impl Hasher for DigestHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+    }
+    let mut hasher = DigestHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.update(wasm);
+    hasher
+        .0
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Write atomically (temp file + rename) into a private directory.
@@ -207,7 +222,7 @@ fn prune(dir: &Path, cap: u64, keep: &Path) -> std::io::Result<()> {
         entries.push((meta.modified()?, meta.len(), path));
     }
     // Newest first; what does not fit after them goes.
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let mut total = 0;
     for (_, size, path) in entries {
         total += size;

@@ -271,10 +271,7 @@ impl PluginRuntime {
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
         check_header(&wasm)?;
-        let digest: String = Sha256::digest(&wasm)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = sha256_hex(&wasm);
         if let Some(pinned) = self.pins.get(path)
             && *pinned != digest
         {
@@ -298,7 +295,8 @@ impl PluginRuntime {
         }
         let component = self
             .engine
-            .compile(&wasm)
+            .compile(wasm)
+            .await
             .map_err(|e| LoadError::Invalid(first_line(&e)))?;
         let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
         let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
@@ -340,6 +338,14 @@ impl PluginRuntime {
             factory,
         })
     }
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Link the interfaces only the health world imports.

@@ -13,6 +13,7 @@ mod instance;
 mod limits;
 mod load;
 mod output;
+pub mod reload;
 mod supervisor;
 mod text;
 mod watch;
@@ -26,5 +27,7 @@ pub use load::{
     ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin, PluginRuntime,
     check_identities,
 };
-pub use supervisor::{HttpCall, PluginHandle, PluginState, PluginStatus, Role, RoundStats, spawn};
+pub use supervisor::{
+    HttpCall, PluginHandle, PluginState, PluginStatus, Reload, Role, RoundStats, Running, spawn,
+};
 pub use text::clip;

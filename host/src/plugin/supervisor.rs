@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::bindings::{Event, HealthState, HostHealth, HttpRequest, HttpResponse, Route};
+use super::grants::GrantRecord;
 use super::instance::{CallError, InstanceFactory, PluginInstance};
-use super::load::ConfiguredPlugin;
+use super::load::{ConfiguredPlugin, Origin};
 use super::text::clip;
 use super::watch::FileWatcher;
 use crate::health::{HealthBoard, HostReport, State};
@@ -43,11 +44,46 @@ pub enum PluginState {
 /// What the daemon shows about a plugin.
 #[derive(Debug, Clone)]
 pub struct PluginStatus {
+    /// The version running.
+    pub running: Arc<Running>,
     pub state: PluginState,
     pub restarts: u64,
     pub last_error: Option<String>,
     /// Health checkers only.
     pub rounds: Option<RoundStats>,
+    /// Versions swapped in by reloads.
+    pub reloads: u64,
+    /// The last reload's outcome, when it was not a success.
+    pub reload_error: Option<String>,
+}
+
+/// The running version of a plugin: what it is, where it came from, what it
+/// was given and may touch. Replaced by a reload.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub version: String,
+    pub origin: Origin,
+    pub options: Vec<(String, String)>,
+    pub grants: Vec<GrantRecord>,
+}
+
+impl Running {
+    fn of(plugin: &ConfiguredPlugin) -> Arc<Self> {
+        Arc::new(Self {
+            version: plugin.info.version.clone(),
+            origin: plugin.origin.clone(),
+            options: plugin.options.clone(),
+            grants: plugin.grants.records.clone(),
+        })
+    }
+}
+
+/// What a reload brings a supervised plugin.
+pub enum Reload {
+    /// A new version, initialised with the operator's options: swap it in.
+    Swap(Box<ConfiguredPlugin>),
+    /// The new version could not be loaded; the running one stays.
+    Failed(String),
 }
 
 /// Live figures of a health checker.
@@ -85,6 +121,7 @@ pub struct PluginHandle {
     pub name: String,
     pub http_paths: Vec<String>,
     http: mpsc::Sender<HttpCall>,
+    reloads: mpsc::Sender<Reload>,
     status: watch::Receiver<PluginStatus>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -96,6 +133,11 @@ impl PluginHandle {
 
     pub fn status(&self) -> watch::Receiver<PluginStatus> {
         self.status.clone()
+    }
+
+    /// Where reloads of this plugin go.
+    pub fn reloads(&self) -> mpsc::Sender<Reload> {
+        self.reloads.clone()
     }
 
     /// Wait for the task to finish after shutdown was signalled.
@@ -112,11 +154,15 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> PluginHandle {
     let (http_tx, http_rx) = mpsc::channel(HTTP_QUEUE);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
     let (status_tx, status_rx) = watch::channel(PluginStatus {
+        running: Running::of(&plugin),
         state: PluginState::Running,
         restarts: 0,
         last_error: None,
         rounds: matches!(role, Role::Health { .. }).then(RoundStats::default),
+        reloads: 0,
+        reload_error: None,
     });
     let name = plugin.info.name.clone();
     let http_paths = plugin.info.http_paths.clone();
@@ -126,12 +172,13 @@ pub fn spawn(
         role,
         status: status_tx,
     };
-    let inputs = Inputs::new(supervisor.factory.plugin(), http_rx, shutdown);
+    let inputs = Inputs::new(supervisor.factory.plugin(), http_rx, reload_rx, shutdown);
     let task = tokio::spawn(supervisor.run(plugin.instance, inputs));
     PluginHandle {
         name,
         http_paths,
         http: http_tx,
+        reloads: reload_tx,
         status: status_rx,
         task,
     }
@@ -149,14 +196,23 @@ struct Supervisor {
 /// new instance asks again).
 struct Inputs {
     http: mpsc::Receiver<HttpCall>,
+    reloads: mpsc::Receiver<Reload>,
     shutdown: watch::Receiver<bool>,
     timer: Option<Interval>,
+    /// The timer's period: a new version asking for the same keeps it, so
+    /// a reload misses no round.
+    timer_every: Option<Duration>,
     changed: mpsc::UnboundedReceiver<PathBuf>,
     watcher: Option<FileWatcher>,
 }
 
 impl Inputs {
-    fn new(plugin: &str, http: mpsc::Receiver<HttpCall>, shutdown: watch::Receiver<bool>) -> Self {
+    fn new(
+        plugin: &str,
+        http: mpsc::Receiver<HttpCall>,
+        reloads: mpsc::Receiver<Reload>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let (changed_tx, changed) = mpsc::unbounded_channel();
         let watcher = FileWatcher::new(changed_tx)
             .inspect_err(|e| {
@@ -168,8 +224,10 @@ impl Inputs {
             .ok();
         Self {
             http,
+            reloads,
             shutdown,
             timer: None,
+            timer_every: None,
             changed,
             watcher,
         }
@@ -178,13 +236,16 @@ impl Inputs {
     /// Act on timers and watches the plugin asked for during its last call.
     async fn apply(&mut self, plugin: &str, instance: &mut PluginInstance) {
         let requests = instance.take_requests();
-        if let Some(every) = requests.timer {
+        if let Some(every) = requests.timer
+            && (every != self.timer_every || self.timer.is_none())
+        {
             self.timer = every.map(|every| {
                 let mut timer =
                     tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 timer
             });
+            self.timer_every = every;
         }
         for path in requests.watches {
             if let Some(watcher) = &mut self.watcher
@@ -200,10 +261,12 @@ impl Inputs {
 enum Ended {
     Shutdown,
     Fault(CallError),
+    /// A reload brought a new version.
+    Swapped(Box<ConfiguredPlugin>),
 }
 
 impl Supervisor {
-    async fn run(self, first: PluginInstance, mut inputs: Inputs) {
+    async fn run(mut self, first: PluginInstance, mut inputs: Inputs) {
         let plugin = self.factory.plugin().to_string();
         let bounds = self.factory.bounds().clone();
         let mut backoff = bounds.backoff_base;
@@ -230,6 +293,11 @@ impl Supervisor {
             let fault = match ended {
                 Ended::Shutdown => break,
                 Ended::Fault(fault) => fault,
+                Ended::Swapped(new) => {
+                    next = Some(self.swap(*new));
+                    backoff = bounds.backoff_base;
+                    continue;
+                }
             };
             if started.elapsed() >= bounds.backoff_reset_after {
                 backoff = bounds.backoff_base;
@@ -241,13 +309,49 @@ impl Supervisor {
                 s.restarts += 1;
                 s.last_error = Some(fault.to_string());
             });
+            // A fixed version may arrive while this one waits to restart.
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stopped(&mut shutdown) => break,
+                Some(reload) = inputs.reloads.recv() => match reload {
+                    Reload::Swap(new) => {
+                        next = Some(self.swap(*new));
+                        backoff = bounds.backoff_base;
+                        continue;
+                    }
+                    Reload::Failed(why) => self.reload_failed(why),
+                },
             }
             backoff = (backoff * 2).min(bounds.backoff_cap);
         }
         self.status.send_modify(|s| s.state = PluginState::Stopped);
+    }
+
+    /// Take on a new version (already initialised); its first instance.
+    fn swap(&mut self, new: ConfiguredPlugin) -> PluginInstance {
+        let running = Running::of(&new);
+        tracing::info!(
+            plugin = self.factory.plugin(),
+            version = running.version,
+            sha256 = running.origin.digest,
+            "plugin reloaded: the new version runs"
+        );
+        self.factory = new.factory;
+        self.options = new.options;
+        self.status.send_modify(|s| {
+            s.running = running;
+            s.reloads += 1;
+            s.reload_error = None;
+        });
+        new.instance
+    }
+
+    fn reload_failed(&self, why: String) {
+        tracing::warn!(
+            plugin = self.factory.plugin(),
+            "reload failed, the running version stays: {why}"
+        );
+        self.status.send_modify(|s| s.reload_error = Some(why));
     }
 
     /// A fresh instance, initialised with the operator's options.
@@ -300,6 +404,13 @@ impl Supervisor {
                     result
                 }
                 _ = tick(&mut inputs.timer) => self.deliver(instance, specs, Event::Timer).await,
+                Some(reload) = inputs.reloads.recv() => match reload {
+                    Reload::Swap(new) => return Ended::Swapped(new),
+                    Reload::Failed(why) => {
+                        self.reload_failed(why);
+                        Ok(())
+                    }
+                },
             };
         }
     }
@@ -318,6 +429,13 @@ impl Supervisor {
             tokio::select! {
                 _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
                 _ = tick(&mut inputs.timer) => {}
+                Some(reload) = inputs.reloads.recv() => match reload {
+                    Reload::Swap(new) => return Ended::Swapped(new),
+                    Reload::Failed(why) => {
+                        self.reload_failed(why);
+                        continue;
+                    }
+                },
             }
             let Some(spec) = specs.borrow().clone() else {
                 continue;

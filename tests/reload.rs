@@ -1,0 +1,132 @@
+//! Hot reload: SIGHUP and `POST /plugins/reload` swap in every plugin whose
+//! file changed, once its new version has accepted the operator's options;
+//! a bad new version leaves the running one; health rounds go on.
+
+mod common;
+
+use common::Daemon;
+use std::time::{Duration, Instant};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn plugin_view(daemon: &Daemon) -> serde_json::Value {
+    daemon.view("/plugins")["plugins"][0].clone()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WITHIN, "{what}: not within {WITHIN:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("configfile.wasm");
+    std::fs::copy(common::plugin("configfile"), &plugin).unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::copy(common::repo().join("examples/spec.json"), &spec).unwrap();
+    let daemon = Daemon::start(
+        &[
+            "--mode-plugin",
+            plugin.to_str().unwrap(),
+            "-f",
+            spec.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    let before = plugin_view(&daemon);
+    assert_eq!(before["trust"], "bundled (configfile)");
+
+    // Nothing changed: nothing reloaded.
+    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"unchanged\""), "{body}");
+
+    common::new_version(&plugin, "v2");
+    // SAFETY: signalling the child process this test started.
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGHUP) };
+    daemon.wait_for_line("plugin reloaded: the new version runs", WITHIN);
+    let after = plugin_view(&daemon);
+    assert_eq!(after["reloads"], 1, "{after}");
+    assert_ne!(after["sha256"], before["sha256"]);
+    // Not the bundled bytes any more: its grant defaults would not apply.
+    assert_eq!(after["trust"], "third-party");
+    assert_eq!(after["state"], "running");
+    let events = daemon.view("/events").to_string();
+    assert!(events.contains("reloaded: version"), "{events}");
+    // The new version serves: it follows the spec file.
+    std::fs::write(&spec, r#"{"10.77.0.0/16": ["10.33.20.142"]}"#).unwrap();
+    daemon.wait_for_line("10.77.0.0/16", WITHIN);
+
+    // A broken new version: refused, reported, the running one stays.
+    std::fs::write(&plugin, b"not wasm at all").unwrap();
+    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"failed\"") && body.contains("not a WebAssembly file"),
+        "{body}"
+    );
+    wait_until("the failure is shown", || {
+        plugin_view(&daemon)["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a WebAssembly file"))
+    });
+    let view = plugin_view(&daemon);
+    assert_eq!(view["state"], "running");
+    assert_eq!(view["sha256"], after["sha256"]);
+    let events = daemon.view("/events").to_string();
+    assert!(
+        events.contains("reload failed, the running version stays"),
+        "{events}"
+    );
+}
+
+#[test]
+fn reloading_a_health_checker_misses_no_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("tcp.wasm");
+    std::fs::copy(common::plugin("tcp"), &plugin).unwrap();
+    let router = std::net::TcpListener::bind("127.0.0.51:0").unwrap();
+    let port = router.local_addr().unwrap().port().to_string();
+    let vpc = common::loopback_vpc(dir.path(), &["127.0.0.51"]);
+    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &["127.0.0.51"]);
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+            "--health-plugin",
+            plugin.to_str().unwrap(),
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+        ],
+        dir.path(),
+    );
+    let rounds = || -> u64 {
+        let plugins = daemon.view("/plugins");
+        plugins["plugins"][1]["stats"]["rounds"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_until("rounds run", || rounds() >= 3);
+    let (start, first) = (Instant::now(), rounds());
+    common::new_version(&plugin, "v2");
+    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    assert!(status == 200 && body.contains("\"reloaded\""), "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (elapsed, done) = (start.elapsed(), rounds() - first);
+    // One round every 0.2 s, the reload included: none missed (one of
+    // slack for the edges of the window).
+    let expected = (elapsed.as_secs_f64() / 0.2).floor() as u64;
+    assert!(done + 1 >= expected, "{done} rounds in {elapsed:?}");
+    assert_eq!(daemon.view("/plugins")["plugins"][1]["reloads"], 1);
+}
