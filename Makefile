@@ -9,7 +9,7 @@ EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version
            routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
-.PHONY: all build plugins test test-deps demo bench lint
+.PHONY: all build plugins test test-deps lang-examples demo bench lint
 all: build
 
 build: plugins
@@ -23,8 +23,27 @@ plugins:
 	@for p in $(BUNDLED); do cmp -s $(WASM_DIR)/$$p.wasm plugins/$$p.wasm || cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
-test: build test-deps
+test: build test-deps lang-examples
 	cargo test -p vpcrouter -p vpcrouter-plugin-sdk -p romana-topology
+
+# Plugins written in other languages, as an outside author builds them:
+# examples/csv-routes in Python (componentize-py from PyPI), and
+# examples/tcp-latency in JavaScript (componentize-js from npm). Each is
+# tens of megabytes (an interpreter inside), so they are compiled ahead of
+# time into the cache the tests load them from, as an install would.
+PY_PLUGIN := examples/csv-routes/csv_routes.wasm
+JS_PLUGIN := examples/tcp-latency/tcp_latency.wasm
+LANG_CACHE := target/lang-plugin-cache
+
+lang-examples: $(PY_PLUGIN) $(JS_PLUGIN) build
+	target/debug/vpcrouter plugin compile $(PY_PLUGIN) $(JS_PLUGIN) --plugin-cache-dir $(LANG_CACHE)
+
+$(PY_PLUGIN): examples/csv-routes/app.py wit/v0.1.0/plugin.wit
+	@command -v componentize-py >/dev/null 2>&1 || pip install --quiet 'componentize-py==0.25.1'
+	cd examples/csv-routes && componentize-py -d ../../wit/v0.1.0 -w config-plugin componentize app -o csv_routes.wasm
+
+$(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json wit/v0.1.0/plugin.wit
+	cd examples/tcp-latency && npm ci --silent --no-audit --no-fund && npm run --silent build
 
 # The EC2 tests run against moto's EC2 server (started by each test on
 # 127.0.0.1); the status page is tested in Debian's headless Chromium; the

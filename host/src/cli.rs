@@ -24,7 +24,7 @@ pub const EXIT_USAGE: i32 = 2;
     name = "vpcrouter",
     version,
     about = "Keeps VPC route tables pointing at healthy router instances.",
-    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them."
+    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them.\nPlugin tools: vpcrouter plugin --help (e.g. vpcrouter plugin compile FILE...)."
 )]
 pub struct Cli {
     /// Config-source plugin file (a wasm component), e.g. plugins/configfile.wasm

@@ -33,6 +33,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Run the daemon with these arguments (program name first); the process
 /// exit code.
 pub async fn main(args: Vec<OsString>) -> i32 {
+    if args.get(1).is_some_and(|word| word == "plugin") {
+        return crate::tool::main(&args[1..]).await;
+    }
     let early_logs = crate::logging::early();
     let peek = cli::peek(&args);
     let paths = config::mode_plugin_path(&peek).and_then(|mode| {

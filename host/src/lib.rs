@@ -16,3 +16,4 @@ pub mod plugin;
 pub mod reconcile;
 pub mod spec;
 pub mod spec_store;
+pub mod tool;

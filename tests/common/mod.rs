@@ -76,9 +76,10 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
         .args(["-p", &free_port().to_string()])
         .arg("--plugin-dir")
         .arg(repo().join("plugins"))
-        .arg("--plugin-cache-dir")
-        .arg(cache.path())
         .envs(NO_METADATA);
+    if !args.contains(&"--plugin-cache-dir") {
+        command.arg("--plugin-cache-dir").arg(cache.path());
+    }
     if !chooses_vpc {
         command
             .arg("--sim-vpc")

@@ -270,28 +270,26 @@ impl PluginRuntime {
         accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     ) -> Result<LoadedPlugin, LoadError> {
         let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
-        check_header(&wasm)?;
-        let digest = sha256_hex(&wasm);
+        let checked = precheck(&wasm)?;
         if let Some(pinned) = self.pins.get(path)
-            && *pinned != digest
+            && *pinned != checked.digest
         {
             return Err(LoadError::NotPinned {
                 pinned: pinned.clone(),
-                found: digest,
+                found: checked.digest,
             });
         }
-        // Everything that can be told without compiling is, first: a big
-        // component takes seconds to compile.
-        let outline = inspect::outline(&wasm).map_err(LoadError::Invalid)?;
-        let (kind, wit_version) = plugin_kind(outline.exports.iter().map(String::as_str))?;
+        let Checked {
+            digest,
+            outline,
+            kind,
+            wit_version,
+        } = checked;
         if kind != expected {
             return Err(LoadError::WrongKind {
                 found: kind,
                 expected,
             });
-        }
-        if let Some(problem) = inspect::unsupported_import(&outline.imports) {
-            return Err(LoadError::Link(problem));
         }
         let component = self
             .engine
@@ -338,6 +336,32 @@ impl PluginRuntime {
             factory,
         })
     }
+}
+
+/// What is known of a component without compiling it.
+pub struct Checked {
+    pub digest: String,
+    pub outline: inspect::Outline,
+    pub kind: PluginKind,
+    pub wit_version: String,
+}
+
+/// Everything that can be told without compiling, first: a big component
+/// takes seconds to compile. Not wasm, not a component, not a plugin, an
+/// incompatible version, an import the daemon does not provide.
+pub fn precheck(wasm: &[u8]) -> Result<Checked, LoadError> {
+    check_header(wasm)?;
+    let outline = inspect::outline(wasm).map_err(LoadError::Invalid)?;
+    let (kind, wit_version) = plugin_kind(outline.exports.iter().map(String::as_str))?;
+    if let Some(problem) = inspect::unsupported_import(&outline.imports) {
+        return Err(LoadError::Link(problem));
+    }
+    Ok(Checked {
+        digest: sha256_hex(wasm),
+        outline,
+        kind,
+        wit_version,
+    })
 }
 
 /// The SHA-256 of `bytes`, as lowercase hex.

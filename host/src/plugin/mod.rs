@@ -24,8 +24,8 @@ pub use grants::{GrantRecord, Trust};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{
-    ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin, PluginRuntime,
-    check_identities,
+    Checked, ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin, PluginRuntime,
+    check_identities, precheck,
 };
 pub use supervisor::{
     HttpCall, PluginHandle, PluginState, PluginStatus, Reload, Role, RoundStats, Running, spawn,

@@ -1,0 +1,104 @@
+//! `vpcrouter plugin ...`: tools for plugin files, apart from the daemon.
+//!
+//! `vpcrouter plugin compile FILE...` compiles plugins into the compile
+//! cache ahead of time. A component built from Python or JavaScript is
+//! tens of megabytes (an interpreter inside); compiling it takes seconds
+//! and hundreds of megabytes once, so an install does it, and the daemon's
+//! first load is a cached one.
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::cli::EXIT_USAGE;
+use crate::plugin::{self, PluginEngine, precheck};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vpcrouter plugin",
+    bin_name = "vpcrouter plugin",
+    about = "Tools for plugin files"
+)]
+struct PluginCli {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Compile plugin files into the compile cache, as the daemon will load
+    /// them (run at install time: the daemon's first load is then fast)
+    Compile {
+        /// Plugin files (wasm components)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The daemon's compile cache [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
+        #[arg(long = "plugin-cache-dir", value_name = "DIR")]
+        plugin_cache_dir: Option<PathBuf>,
+    },
+}
+
+/// Run `vpcrouter plugin ...` (`args` starts at `plugin`); the exit code.
+pub async fn main(args: &[OsString]) -> i32 {
+    let cli = match PluginCli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match cli.command {
+        PluginCommand::Compile {
+            files,
+            plugin_cache_dir,
+        } => compile(files, plugin_cache_dir).await,
+    }
+}
+
+async fn compile(files: Vec<PathBuf>, cache_dir: Option<PathBuf>) -> i32 {
+    let Some(cache_dir) = cache_dir.or_else(plugin::default_cache_dir) else {
+        eprintln!("error: no cache directory: give --plugin-cache-dir");
+        return EXIT_USAGE;
+    };
+    let engine = match PluginEngine::new(Some(cache_dir.clone())) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("error: cannot set up the plugin runtime: {e:#}");
+            return crate::daemon::EXIT_FAILURE;
+        }
+    };
+    let mut code = 0;
+    for file in files {
+        let started = Instant::now();
+        let compiled = match std::fs::read(&file) {
+            Ok(wasm) => match precheck(&wasm) {
+                Ok(checked) => engine.compile(wasm).await.map(|_| checked).map_err(|e| {
+                    format!("{e:#}")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                }),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(format!("cannot read: {e}")),
+        };
+        match compiled {
+            Ok(checked) => println!(
+                "{}: {} (vpcrouter:plugin@{}, sha256 {}) ready in {:.1} s, in {}",
+                file.display(),
+                checked.kind,
+                checked.wit_version,
+                checked.digest,
+                started.elapsed().as_secs_f64(),
+                cache_dir.display()
+            ),
+            Err(problem) => {
+                eprintln!("error: {}: {problem}", file.display());
+                code = EXIT_USAGE;
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,125 @@
+//! Plugins written in other languages, built as an outside author builds
+//! them (`make lang-examples`): examples/csv-routes in Python
+//! (componentize-py) and examples/tcp-latency in JavaScript
+//! (componentize-js), loaded by the real daemon from the compile cache that
+//! `vpcrouter plugin compile` filled.
+
+mod common;
+
+use common::Daemon;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn example(path: &str) -> PathBuf {
+    let file = common::repo().join(path);
+    assert!(
+        file.is_file(),
+        "{} is missing: run `make lang-examples`",
+        file.display()
+    );
+    file
+}
+
+/// The cache `make lang-examples` compiled them into.
+fn cache() -> PathBuf {
+    common::repo().join("target/lang-plugin-cache")
+}
+
+/// A Python config source: the spec from a CSV file, following changes;
+/// an empty file refused; an uncaught exception shows its traceback.
+#[test]
+fn a_python_config_source_follows_its_file_and_its_traceback_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("routes.csv");
+    std::fs::write(&csv, "# rack 1\n10.55.16.0/24,10.33.20.142,10.33.20.143\n").unwrap();
+    let plugin = example("examples/csv-routes/csv_routes.wasm");
+    let cache = cache();
+    let daemon = Daemon::start(
+        &[
+            "--mode-plugin",
+            plugin.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    daemon.wait_for_line(
+        r#"spec={"10.55.16.0/24":["10.33.20.142","10.33.20.143"]}"#,
+        WITHIN,
+    );
+    std::fs::write(&csv, "10.66.0.0/16, 10.33.30.22\n").unwrap();
+    daemon.wait_for_line(r#"spec={"10.66.0.0/16":["10.33.30.22"]}"#, WITHIN);
+    std::fs::write(&csv, "").unwrap();
+    daemon.wait_for_line("the file is empty; the spec in force stays", WITHIN);
+    // Not UTF-8: the plugin does not catch the UnicodeDecodeError; Python
+    // prints the traceback, the instance traps, the trap quotes it.
+    std::fs::write(&csv, b"10.77.0.0/16,\xff\xfe\n").unwrap();
+    let line = daemon.wait_for_line("plugin failed; restarting it", WITHIN);
+    assert!(line.contains("Traceback"), "{line}");
+    assert!(line.contains("UnicodeDecodeError"), "{line}");
+    let view = daemon.view("/plugins");
+    let plugin = &view["plugins"][0];
+    assert_eq!(plugin["name"], "csv-routes");
+    let (_, route_info) = daemon.http("GET", "/route_info", b"");
+    assert!(route_info.contains("10.66.0.0/16"), "{route_info}");
+}
+
+/// A JavaScript health check: healthy while the router answers, failed
+/// when it stops; a bad option is refused at start with the plugin's words.
+#[test]
+fn a_javascript_health_check_sees_a_router_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = "127.0.0.54";
+    let listener = std::net::TcpListener::bind((router, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let vpc = common::loopback_vpc(dir.path(), &[router]);
+    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &[router]);
+    let plugin = example("examples/tcp-latency/tcp_latency.wasm");
+    let cache = cache();
+    let args = |port: &str| {
+        vec![
+            "-m".to_string(),
+            "configfile".into(),
+            "-f".into(),
+            spec.to_str().unwrap().into(),
+            "--sim-vpc".into(),
+            vpc.to_str().unwrap().into(),
+            "--health-plugin".into(),
+            plugin.to_str().unwrap().into(),
+            "--latency_port".into(),
+            port.into(),
+            "--latency_interval".into(),
+            "0.2".into(),
+        ]
+    };
+    let good = args(&port);
+    let daemon = Daemon::start(&good.iter().map(String::as_str).collect::<Vec<_>>(), &cache);
+    let state = || daemon.view("/ips")["hosts"][router]["state"].clone();
+    let wait = |wanted: &str| {
+        let start = std::time::Instant::now();
+        while state() != wanted {
+            assert!(
+                start.elapsed() < WITHIN,
+                "{router} not {wanted}: {}",
+                state()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("healthy");
+    drop(listener);
+    wait("failed");
+    let line = daemon.wait_for_line("host failed", WITHIN);
+    assert!(line.contains("tcp-latency: connection refused"), "{line}");
+
+    let mut bad = args("0");
+    bad.extend(["--plugin-cache-dir".into(), cache.to_str().unwrap().into()]);
+    let (code, stderr) = common::run_to_exit(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--latency_port 0: expected 1-65535"),
+        "{stderr}"
+    );
+}
