@@ -125,14 +125,14 @@ async fn any_port_is_healthy_while_any_port_answers() {
 #[test]
 fn plugins_md_shows_the_examples_as_they_are() {
     let doc = std::fs::read_to_string(common::repo().join("PLUGINS.md")).unwrap();
-    for example in ["routes-txt", "any-port"] {
-        let source = std::fs::read_to_string(
-            common::repo()
-                .join("examples")
-                .join(example)
-                .join("src/lib.rs"),
-        )
-        .unwrap();
+    for example in [
+        "routes-txt/src/lib.rs",
+        "any-port/src/lib.rs",
+        "csv-routes/app.py",
+        "tcp-latency/health.js",
+    ] {
+        let source =
+            std::fs::read_to_string(common::repo().join("examples").join(example)).unwrap();
         let code: Vec<&str> = source
             .lines()
             .skip_while(|l| l.starts_with("//!") || l.is_empty())
