@@ -51,6 +51,22 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// The WIT world a plugin of this kind is built for.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::ConfigSource => "config-plugin",
+            PluginKind::HealthCheck => "health-plugin",
+        }
+    }
+
+    /// The flag that loads a plugin of this kind by path.
+    pub fn flag(self) -> &'static str {
+        match self {
+            PluginKind::ConfigSource => "--mode-plugin",
+            PluginKind::HealthCheck => "--health-plugin",
+        }
+    }
+
     fn interface(self) -> &'static str {
         match self {
             PluginKind::ConfigSource => "config-source",

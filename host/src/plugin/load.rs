@@ -45,6 +45,9 @@ const MAX_OPTIONS: usize = 64;
 const MAX_HTTP_PATHS: usize = 16;
 const MAX_HTTP_PATH: usize = 256;
 
+/// The contract's folder, for messages.
+const WIT_DIR: &str = "wit/v0.1.0";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read: {0}")]
@@ -61,15 +64,21 @@ pub enum LoadError {
     Invalid(String),
     #[error("not a vpcrouter plugin: it exports no {WIT_PACKAGE}/* interface")]
     NotAPlugin,
-    #[error("is a {found}, but a {expected} is needed here")]
+    #[error(
+        "is a {found}, but a {expected} is needed here: give it with {}, or build it for the {} world",
+        found.flag(),
+        expected.world()
+    )]
     WrongKind {
         found: PluginKind,
         expected: PluginKind,
     },
     #[error("built against {WIT_PACKAGE}@{found}, which this host ({WIT_PACKAGE}@{}.{}.{}) cannot load", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
     IncompatibleVersion { found: String },
-    #[error("does not fit the {WIT_PACKAGE} contract: {0}")]
+    #[error("does not fit the {WIT_PACKAGE} contract: {0} (build it against {WIT_DIR}, see PLUGINS.md)")]
     Link(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Call(#[from] CallError),
     #[error("bad plugin description: {0}")]
@@ -354,7 +363,7 @@ pub fn precheck(wasm: &[u8]) -> Result<Checked, LoadError> {
     let outline = inspect::outline(wasm).map_err(LoadError::Invalid)?;
     let (kind, wit_version) = plugin_kind(outline.exports.iter().map(String::as_str))?;
     if let Some(problem) = inspect::unsupported_import(&outline.imports) {
-        return Err(LoadError::Link(problem));
+        return Err(LoadError::Unsupported(problem));
     }
     Ok(Checked {
         digest: sha256_hex(wasm),
