@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod plugin;
 pub mod reconcile;
+pub mod scaffold;
 pub mod spec;
 pub mod spec_store;
 pub mod tool;

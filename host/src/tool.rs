@@ -1,5 +1,8 @@
 //! `vpcrouter plugin ...`: tools for plugin files, apart from the daemon.
 //!
+//! `vpcrouter plugin new NAME --lang rust|python|js` starts a plugin project
+//! (see `scaffold`).
+//!
 //! `vpcrouter plugin compile FILE...` compiles plugins into the compile
 //! cache ahead of time. A component built from Python or JavaScript is
 //! tens of megabytes (an interpreter inside); compiling it takes seconds
@@ -13,6 +16,7 @@ use std::time::Instant;
 
 use crate::cli::EXIT_USAGE;
 use crate::plugin::{self, PluginEngine, precheck};
+use crate::scaffold::{self, Kind, Lang};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +41,26 @@ enum PluginCommand {
         #[arg(long = "plugin-cache-dir", value_name = "DIR")]
         plugin_cache_dir: Option<PathBuf>,
     },
+    /// Say what the daemon makes of plugin files without compiling them:
+    /// kind, contract version, digest, producer, imports (exit 2 when the
+    /// daemon would refuse one)
+    Inspect {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Write a new plugin project, ready to build, outside this daemon's
+    /// sources (the contract, and for Rust the SDK, vendored)
+    New {
+        /// The plugin's name (lowercase letters, digits, '-')
+        name: String,
+        #[arg(long, value_enum)]
+        lang: Lang,
+        #[arg(long, value_enum, default_value = "config")]
+        kind: Kind,
+        /// Where to write it [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Run `vpcrouter plugin ...` (`args` starts at `plugin`); the exit code.
@@ -53,7 +77,57 @@ pub async fn main(args: &[OsString]) -> i32 {
             files,
             plugin_cache_dir,
         } => compile(files, plugin_cache_dir).await,
+        PluginCommand::Inspect { files } => inspect(files),
+        PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            match scaffold::write(&name, lang, kind, &dir) {
+                Ok(files) => {
+                    println!(
+                        "wrote {} files in {}; see its README.md",
+                        files.len(),
+                        dir.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_USAGE
+                }
+            }
+        }
     }
+}
+
+fn inspect(files: Vec<PathBuf>) -> i32 {
+    let mut code = 0;
+    for file in files {
+        let checked = std::fs::read(&file)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|wasm| precheck(&wasm).map_err(|e| e.to_string()));
+        match checked {
+            Ok(checked) => {
+                println!("{}:", file.display());
+                println!(
+                    "  kind: {} (vpcrouter:plugin@{})",
+                    checked.kind, checked.wit_version
+                );
+                println!("  sha256: {}", checked.digest);
+                let producer = checked.outline.producer.as_deref().unwrap_or("unknown");
+                println!("  producer: {producer}");
+                println!("  imports: {}", checked.outline.imports.join(", "));
+            }
+            Err(problem) => {
+                eprintln!("error: {}: {problem}", file.display());
+                code = EXIT_USAGE;
+            }
+        }
+    }
+    code
 }
 
 async fn compile(files: Vec<PathBuf>, cache_dir: Option<PathBuf>) -> i32 {

@@ -75,7 +75,9 @@ pub enum LoadError {
     },
     #[error("built against {WIT_PACKAGE}@{found}, which this host ({WIT_PACKAGE}@{}.{}.{}) cannot load", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
     IncompatibleVersion { found: String },
-    #[error("does not fit the {WIT_PACKAGE} contract: {0} (build it against {WIT_DIR}, see PLUGINS.md)")]
+    #[error(
+        "does not fit the {WIT_PACKAGE} contract: {0} (build it against {WIT_DIR}, see PLUGINS.md)"
+    )]
     Link(String),
     #[error("{0}")]
     Unsupported(String),

@@ -1,0 +1,225 @@
+//! `vpcrouter plugin new NAME --lang rust|python|js --kind config|health`:
+//! a ready-to-build plugin project, outside any checkout. The contract
+//! (WIT) is vendored, and for Rust the guest SDK too, so that the project
+//! builds on its own; a README gives three commands: build, try on the
+//! embedded VPC, test.
+
+use std::path::{Path, PathBuf};
+
+/// The contract this daemon speaks.
+const WIT: &str = include_str!("../../wit/v0.1.0/plugin.wit");
+/// The wit-bindgen the SDK is built with (the workspace's).
+const WIT_BINDGEN: &str = "0.61";
+
+const SDK: [(&str, &str); 4] = [
+    ("lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
+    (
+        "bindings.rs",
+        include_str!("../../plugins/sdk/src/bindings.rs"),
+    ),
+    ("spec.rs", include_str!("../../plugins/sdk/src/spec.rs")),
+    (
+        "tracker.rs",
+        include_str!("../../plugins/sdk/src/tracker.rs"),
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Config,
+    Health,
+}
+
+/// Write the project for plugin `name` into `dir` (which must not exist);
+/// the files written.
+pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(format!(
+            "{name:?}: a plugin name is a lowercase letter, then lowercase letters, digits or '-'"
+        ));
+    }
+    if dir.exists() {
+        return Err(format!("{}: already exists", dir.display()));
+    }
+    let prefix = name.replace('-', "_");
+    let (world, kind_name) = match kind {
+        Kind::Config => ("config-plugin", "config-source"),
+        Kind::Health => ("health-plugin", "health-check"),
+    };
+    let file = match lang {
+        Lang::Rust => format!("{prefix}.wasm"),
+        Lang::Python | Lang::Js => format!("{name}.wasm"),
+    };
+    let built = match lang {
+        Lang::Rust => format!("target/wasm32-wasip2/release/{file}"),
+        Lang::Python | Lang::Js => file.clone(),
+    };
+    let try_line = match kind {
+        Kind::Config => format!(
+            "vpcrouter --mode-plugin {built} --{prefix}_file routes.txt --sim-vpc vpc.json -H none   # try"
+        ),
+        Kind::Health => format!(
+            "vpcrouter -m fixedconf --fixed_cidr 10.55.0.0/16 --fixed_hosts 127.0.0.1 --sim-vpc vpc.json \\\n    --health-plugin {built} --{prefix}_port 22   # try"
+        ),
+    };
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{prefix}}", &prefix)
+            .replace("{{world}}", world)
+            .replace("{{kind}}", kind_name)
+            .replace("{{file}}", &file)
+            .replace("{{try}}", &try_line)
+            .replace("{{version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{wit_bindgen}}", WIT_BINDGEN)
+    };
+    let mut files: Vec<(PathBuf, String)> = vec![
+        ("wit/plugin.wit".into(), WIT.into()),
+        (
+            "vpc.json".into(),
+            include_str!("../templates/vpc.json").into(),
+        ),
+        (
+            ".gitignore".into(),
+            include_str!("../templates/gitignore").into(),
+        ),
+    ];
+    if kind == Kind::Config {
+        files.push((
+            "routes.txt".into(),
+            include_str!("../templates/routes.txt").into(),
+        ));
+    }
+    let (readme, own): (&str, Vec<(&str, &str)>) = match (lang, kind) {
+        (Lang::Rust, kind) => (
+            include_str!("../templates/README-rust.md"),
+            vec![
+                ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+                (
+                    "sdk/Cargo.toml",
+                    include_str!("../templates/rust/sdk-Cargo.toml"),
+                ),
+                (
+                    "src/lib.rs",
+                    match kind {
+                        Kind::Config => include_str!("../templates/rust/config.rs"),
+                        Kind::Health => include_str!("../templates/rust/health.rs"),
+                    },
+                ),
+            ],
+        ),
+        (Lang::Python, Kind::Config) => (
+            include_str!("../templates/README-python.md"),
+            vec![
+                ("app.py", include_str!("../templates/python/config_app.py")),
+                (
+                    "logic.py",
+                    include_str!("../templates/python/config_logic.py"),
+                ),
+                (
+                    "test_logic.py",
+                    include_str!("../templates/python/config_test.py"),
+                ),
+            ],
+        ),
+        (Lang::Python, Kind::Health) => (
+            include_str!("../templates/README-python.md"),
+            vec![
+                ("app.py", include_str!("../templates/python/health_app.py")),
+                (
+                    "logic.py",
+                    include_str!("../templates/python/health_logic.py"),
+                ),
+                (
+                    "test_logic.py",
+                    include_str!("../templates/python/health_test.py"),
+                ),
+            ],
+        ),
+        (Lang::Js, Kind::Config) => (
+            include_str!("../templates/README-js.md"),
+            vec![
+                ("package.json", include_str!("../templates/js/package.json")),
+                ("plugin.js", include_str!("../templates/js/config.js")),
+                ("logic.js", include_str!("../templates/js/config-logic.js")),
+                (
+                    "logic.test.js",
+                    include_str!("../templates/js/config-logic.test.js"),
+                ),
+            ],
+        ),
+        (Lang::Js, Kind::Health) => (
+            include_str!("../templates/README-js.md"),
+            vec![
+                ("package.json", include_str!("../templates/js/package.json")),
+                ("plugin.js", include_str!("../templates/js/health.js")),
+                ("logic.js", include_str!("../templates/js/health-logic.js")),
+                (
+                    "logic.test.js",
+                    include_str!("../templates/js/health-logic.test.js"),
+                ),
+            ],
+        ),
+    };
+    files.push(("README.md".into(), fill(readme)));
+    files.extend(
+        own.into_iter()
+            .map(|(path, text)| (path.into(), fill(text))),
+    );
+    if lang == Lang::Rust {
+        for (file, source) in SDK {
+            // The SDK finds the contract one level up, as vendored here.
+            let source = source.replace("../../wit/v0.1.0", "../wit");
+            files.push((Path::new("sdk/src").join(file), source));
+        }
+    }
+    let mut written = Vec::with_capacity(files.len());
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_is_filled_in() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            for kind in [Kind::Config, Kind::Health] {
+                let dir = tempfile::tempdir().unwrap();
+                let project = dir.path().join("my-plugin");
+                let files = write("my-plugin", lang, kind, &project).unwrap();
+                for file in &files {
+                    let text = std::fs::read_to_string(file).unwrap();
+                    assert!(!text.contains("{{"), "{}: {text}", file.display());
+                }
+                assert!(project.join("wit/plugin.wit").is_file());
+                assert!(
+                    write("my-plugin", lang, kind, &project).is_err(),
+                    "overwrote"
+                );
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write("My Plugin", Lang::Rust, Kind::Config, &dir.path().join("x")).is_err());
+    }
+}
