@@ -325,7 +325,9 @@ async fn malformed_and_foreign_files_are_refused_at_load() {
     );
     assert!(
         err.to_string().contains("vpcrouter:plugin@0.2.0")
-            && err.to_string().contains("vpcrouter:plugin@0.1.0"),
+            && err
+                .to_string()
+                .contains("loads plugins built against 0.1.x"),
         "{err}"
     );
     let err = load(common::guest("mismatched")).await;
@@ -333,35 +335,63 @@ async fn malformed_and_foreign_files_are_refused_at_load() {
     assert!(err.to_string().contains("does not fit"), "{err}");
 }
 
-/// The released contract is frozen: a change to `wit/v0.1.0` breaks every
-/// plugin built against it. A new version goes beside it (`wit/v0.2.0`).
+/// Released contracts are frozen: a change to `wit/v0.1.0` (or any
+/// released version) breaks every plugin built against it. A new version
+/// goes beside them.
 #[test]
 fn the_released_wit_is_frozen() {
     use sha2::{Digest, Sha256};
-    let dir = common::repo().join("wit/v0.1.0");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut digest = Sha256::new();
-    for file in &files {
-        digest.update(file.file_name().unwrap().as_encoded_bytes());
-        digest.update(std::fs::read(file).unwrap());
+    for (version, frozen) in [("v0.1.0", FROZEN_V0_1_0), ("v0.1.1", FROZEN_V0_1_1)] {
+        let dir = common::repo().join("wit").join(version);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut digest = Sha256::new();
+        for file in &files {
+            digest.update(file.file_name().unwrap().as_encoded_bytes());
+            digest.update(std::fs::read(file).unwrap());
+        }
+        let hex: String = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex, frozen,
+            "wit/{version} changed; released WIT is frozen: add a new version beside it"
+        );
     }
-    let hex: String = digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        hex, FROZEN_V0_1_0,
-        "wit/v0.1.0 changed; released WIT is frozen: add a new version beside it"
+}
+
+/// A plugin built against the frozen 0.1.0 (every SDK plugin) and one
+/// built against 0.1.1, using what it added, both load in this host.
+#[test]
+fn plugins_of_the_frozen_and_of_the_newer_contract_both_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = common::guest("newer");
+    let daemon = common::Daemon::start(
+        &[
+            "--mode-plugin",
+            newer.to_str().unwrap(),
+            "--health-plugin",
+            common::plugin("tcp").to_str().unwrap(),
+            "--tcp_check_port",
+            "9",
+        ],
+        dir.path(),
     );
+    daemon.wait_for_line("debug logging enabled: true", Duration::from_secs(10));
+    daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
+    let view = daemon.view("/plugins");
+    assert_eq!(view["plugins"][0]["wit"], "vpcrouter:plugin@0.1.1");
+    assert_eq!(view["plugins"][1]["wit"], "vpcrouter:plugin@0.1.0");
 }
 
 /// SHA-256 over the file names and contents of `wit/v0.1.0`, in name order.
 const FROZEN_V0_1_0: &str = "a47fd25c5052ff21d7501e54f3773b15b8ef341f8a6be93dc6ed98ce97efd097";
+const FROZEN_V0_1_1: &str = "b4d0727c8068874f98a82ce07ec20c1cd2c8a7d3e26058139872f0af163065e9";
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {

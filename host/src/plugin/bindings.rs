@@ -4,7 +4,7 @@
 
 pub mod config {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.1.1",
         world: "config-plugin",
         imports: {
             "vpcrouter:plugin/outbound": async | trappable,
@@ -17,7 +17,7 @@ pub mod config {
 
 pub mod health {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.1.1",
         world: "health-plugin",
         imports: {
             "vpcrouter:plugin/probes": async | trappable,
@@ -41,7 +41,7 @@ pub use health::{HealthPlugin, HealthPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 0);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 1);
 
 /// The two kinds of plugin, told apart by the interface they export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,7 +46,7 @@ const MAX_HTTP_PATHS: usize = 16;
 const MAX_HTTP_PATH: usize = 256;
 
 /// The contract's folder, for messages.
-const WIT_DIR: &str = "wit/v0.1.0";
+const WIT_DIR: &str = "wit/v0.1.1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -73,7 +73,14 @@ pub enum LoadError {
         found: PluginKind,
         expected: PluginKind,
     },
-    #[error("built against {WIT_PACKAGE}@{found}, which this host ({WIT_PACKAGE}@{}.{}.{}) cannot load", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
+    #[error(
+        "built against {WIT_PACKAGE}@{found}; this host ({WIT_PACKAGE}@{}.{}.{}) loads plugins built against {}.{}.x",
+        WIT_VERSION.0,
+        WIT_VERSION.1,
+        WIT_VERSION.2,
+        WIT_VERSION.0,
+        WIT_VERSION.1
+    )]
     IncompatibleVersion { found: String },
     #[error(
         "does not fit the {WIT_PACKAGE} contract: {0} (build it against {WIT_DIR}, see PLUGINS.md)"

@@ -21,4 +21,14 @@ impl Host for HostState {
         }
         Ok(())
     }
+
+    fn enabled(&mut self, level: Level) -> wasmtime::Result<bool> {
+        Ok(match level {
+            Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        })
+    }
 }
