@@ -60,7 +60,7 @@ test-deps:
 demo: build
 	cargo run --quiet --example demo
 
-bench: build test-deps
+bench: build test-deps lang-examples
 	cargo bench --bench plugins
 	cargo bench --bench health
 	cargo bench --bench planner
@@ -69,6 +69,7 @@ bench: build test-deps
 	cargo bench --bench sandbox
 	cargo bench --bench ha
 	cargo bench --bench reload
+	cargo bench --bench languages
 
 lint:
 	cargo fmt --all -- --check
