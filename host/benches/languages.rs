@@ -112,7 +112,9 @@ fn health(plugin: &Path, dir: &Path) {
         "--fixed_hosts",
         "127.0.0.1",
     ];
-    let mut args = fixed.to_vec();
+    let plugins = testkit::repo().join("plugins");
+    let mut args = vec!["--plugin-dir", plugins.to_str().unwrap()];
+    args.extend(fixed);
     args.extend(["--health-plugin", path, "--latency_port", "9", "--help"]);
     args.extend(["--plugin-cache-dir", cache_dir]);
     let (load, load_rss) = measured(&args);
