@@ -130,3 +130,31 @@ fn reloading_a_health_checker_misses_no_round() {
     assert!(done + 1 >= expected, "{done} rounds in {elapsed:?}");
     assert_eq!(daemon.view("/plugins")["plugins"][1]["reloads"], 1);
 }
+
+/// A pinned plugin is held to its pin at a reload too.
+#[test]
+fn a_pinned_plugin_is_not_reloaded_to_other_bytes() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("configfile.wasm");
+    std::fs::copy(common::plugin("configfile"), &plugin).unwrap();
+    let digest: String = Sha256::digest(std::fs::read(&plugin).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pinned = format!("{}#sha256={digest}", plugin.display());
+    let spec = common::repo().join("examples/spec.json");
+    let daemon = Daemon::start(
+        &["--mode-plugin", &pinned, "-f", spec.to_str().unwrap()],
+        dir.path(),
+    );
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    common::new_version(&plugin, "unpinned");
+    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("is pinned to sha256 {digest}")),
+        "{body}"
+    );
+    assert_eq!(plugin_view(&daemon)["sha256"], digest.as_str());
+}
