@@ -53,7 +53,7 @@ async fn start(recheck: Option<Duration>) -> Setup {
     let backend = Arc::new(moto.backend(&vpc.id, &moto.url));
     let settings = Settings {
         ignore_routes: vec![PROTECTED.parse().unwrap()],
-        az_affinity: false,
+        ..Settings::default()
     };
     let Inputs { specs, board, stop } = reconcile(&backend, settings, recheck, false);
     Setup {
@@ -91,6 +91,7 @@ fn reconcile(
         recheck,
         disable_source_dest_check,
         leadership: None,
+        rebalance_requests: watch::channel(0).1,
         observers: Default::default(),
         shutdown,
     };

@@ -187,6 +187,47 @@ fn the_views_show_spec_health_routes_and_a_failover() {
 }
 
 /// The value of the first sample of `name` whose labels contain `labels`.
+/// After a failover and the router's recovery, the survivor carries every
+/// CIDR (no fail-back) and says so; `POST /rebalance` moves the fewest that
+/// restore the bound, as events.
+#[test]
+fn a_rebalance_request_gives_a_recovered_router_its_share() {
+    let mut cluster = cluster(&["--tcp_check_window", "1"]);
+    cluster.wait_json("/route_info", "routes set", converged);
+    let (victim, victim_eni) = cluster.kill_first_router();
+    let on_victim = |info: &Value| {
+        CIDRS
+            .iter()
+            .filter(|c| info["routes"][c]["eni"] == victim_eni.as_str())
+            .count()
+    };
+    cluster.wait_json("/route_info", "failed over", |info| on_victim(info) == 0);
+    cluster.0.revive(&victim);
+    cluster.wait_json("/ips", "recovered", |ips| {
+        ips["failed_ips"].as_array().is_some_and(Vec::is_empty)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(on_victim(&cluster.json("/route_info")), 0, "no fail-back");
+
+    let reply = request(cluster.0.daemon.port, "POST", "/rebalance", &[], b"");
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    // Three CIDRs on two routers: the bound is two, so exactly one moves.
+    let info = cluster.wait_json("/route_info", "rebalanced", |info| on_victim(info) == 1);
+    assert_eq!(on_victim(&info), 1);
+    let events = cluster.wait_json("/events", "rebalance events", |e| {
+        let events = e["events"].as_array().unwrap();
+        let done = |reason: &str| events.iter().any(|e| e["kind"] == "rebalance" && e["reason"].as_str().is_some_and(|r| r.contains(reason)));
+        done("rebalancing:") && done("within the balanced bound")
+    });
+    let moves = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rebalance" && e["reason"].as_str().unwrap().starts_with("rebalancing:"))
+        .count();
+    assert_eq!(moves, 2, "one CIDR in two tables: {events:#}");
+}
+
 fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))

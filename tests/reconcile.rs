@@ -1,6 +1,7 @@
 //! The reconciler against the embedded VPC, with health fed in directly:
 //! convergence, failover with one call per route moved, deletions, repair
-//! on recheck, and nothing done while the VPC cannot be observed.
+//! on recheck, nothing done while the VPC cannot be observed, and the
+//! balanced spread restored on request.
 
 use serde_json::json;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ struct Setup {
     sim: Arc<SimVpc>,
     specs: Arc<SpecStore>,
     board: Arc<HealthBoard>,
+    rebalance: watch::Sender<u64>,
     _stop: watch::Sender<bool>,
 }
 
@@ -43,6 +45,7 @@ fn start(recheck: Option<Duration>) -> Setup {
     let specs = Arc::new(SpecStore::default());
     let board = Arc::new(HealthBoard::default());
     let (stop, shutdown) = watch::channel(false);
+    let (rebalance, rebalance_requests) = watch::channel(0);
     let reconciler = Reconciler {
         backend: sim.clone(),
         specs: specs.subscribe(),
@@ -51,6 +54,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         recheck,
         disable_source_dest_check: false,
         leadership: None,
+        rebalance_requests,
         observers: Default::default(),
         shutdown,
     };
@@ -59,6 +63,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         sim,
         specs,
         board,
+        rebalance,
         _stop: stop,
     }
 }
@@ -237,4 +242,62 @@ async fn nothing_changes_while_the_vpc_cannot_be_observed() {
             .all(Option::is_some)
     })
     .await;
+}
+
+fn set_health(board: &HealthBoard, host: &str, state: State) {
+    let report = HostReport {
+        host: host.parse().unwrap(),
+        state,
+        rtt_us: None,
+        detail: None,
+    };
+    board.report("test", vec![report]);
+}
+
+/// How many CIDRs each ENI carries in the first table.
+fn spread(sim: &SimVpc) -> std::collections::BTreeMap<String, usize> {
+    let mut loads = std::collections::BTreeMap::new();
+    for route in &sim.snapshot().route_tables[0].routes {
+        if let Target::Interface(eni) = &route.target {
+            *loads.entry(eni.clone()).or_insert(0) += 1;
+        }
+    }
+    loads
+}
+
+#[tokio::test]
+async fn a_recovered_router_gets_routes_back_only_when_the_operator_asks() {
+    let setup = start(None);
+    let owned: Vec<String> = (0..30).map(|c| format!("10.{}.0.0/16", 100 + c)).collect();
+    let cidrs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    offer(&setup.specs, &cidrs);
+    let loads = |sim: &SimVpc| spread(sim).into_values().collect::<Vec<_>>();
+    eventually("30 CIDRs, 10 on each router", || {
+        loads(&setup.sim) == [10, 10, 10]
+    })
+    .await;
+
+    set_health(&setup.board, HOSTS[0], State::Failed);
+    eventually("eni-a's 10 spread over the other two", || {
+        loads(&setup.sim) == [15, 15]
+    })
+    .await;
+    set_health(&setup.board, HOSTS[0], State::Healthy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(spread(&setup.sim).get("eni-a"), None, "no fail-back");
+
+    let (_, mutations) = setup.sim.calls();
+    setup.rebalance.send_modify(|n| *n += 1);
+    eventually("back to 10 each", || loads(&setup.sim) == [10, 10, 10]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, after) = setup.sim.calls();
+    assert_eq!(
+        after - mutations,
+        10 * 2,
+        "the fewest moves: 10 CIDRs in 2 tables, over passes of 8 CIDRs"
+    );
+    // Asking again with the bound held moves nothing.
+    setup.rebalance.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(setup.sim.calls().1, after);
 }

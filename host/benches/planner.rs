@@ -1,6 +1,8 @@
 //! Planner figures at scale: 1,000 CIDRs x 20 route tables x 100 hosts.
 //! Plan time for a full recheck with nothing to do, for the failover of one
-//! host, and for the initial creation of every route. Pure computation.
+//! host, for the initial creation of every route (also with AZ affinity),
+//! and for a rebalance after that host's recovery; the spread they make.
+//! Pure computation.
 //!
 //! Then the EC2 budget model: the real reconciler on the embedded VPC
 //! behind EC2's token buckets and a per-call latency, in virtual time
@@ -11,17 +13,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vpcrouter::cloud::budget::{Budget, EC2_DESCRIBE, EC2_MUTATING};
 use vpcrouter::cloud::model::{Interface, RouteTable, Subnet, Target, VpcState};
+use vpcrouter::cloud::operation::Operation;
 use vpcrouter::cloud::sim::SimVpc;
 use vpcrouter::cloud::{CloudError, VpcBackend};
 use vpcrouter::health::{HealthBoard, HealthSnapshot, HostReport, State};
 use vpcrouter::reconcile::Reconciler;
-use vpcrouter::reconcile::plan::{Operation, Settings, plan};
+use vpcrouter::reconcile::plan::{Settings, plan};
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
 
 const CIDRS: usize = 1000;
 const TABLES: usize = 20;
 const HOSTS: usize = 100;
+/// Hosts eligible per CIDR (a window that shifts with the CIDR, so every
+/// host serves some): all 100 would make the spec larger than the 1 MiB a
+/// spec may be.
+const ELIGIBLE: usize = 64;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -67,12 +74,9 @@ fn main() {
             })
             .collect(),
     };
-    let hosts: Vec<String> = (0..HOSTS).map(host).collect();
     let spec = RouteSpec::from_entries((0..CIDRS).map(|c| {
-        (
-            format!("10.{}.{}.0/24", 100 + c / 256, c % 256),
-            hosts.clone(),
-        )
+        let hosts: Vec<String> = (0..ELIGIBLE).map(|k| host((c * 7 + k) % HOSTS)).collect();
+        (format!("10.{}.{}.0/24", 100 + c / 256, c % 256), hosts)
     }))
     .unwrap();
     let healthy = HealthSnapshot::default();
@@ -132,7 +136,43 @@ fn main() {
         failover.as_secs_f64() * 1e3
     );
     let spread = load.iter().filter(|n| **n > 0).count();
-    println!("routes spread over {spread} of {HOSTS} hosts; busiest carries {carried} of {CIDRS}");
+    let fewest = load.iter().min().unwrap();
+    println!(
+        "routes spread over {spread} of {HOSTS} hosts; most / fewest CIDRs on one host: {carried} / {fewest} of {CIDRS} (bound {})",
+        CIDRS.div_ceil(HOSTS)
+    );
+    let affinity = Settings {
+        az_affinity: true,
+        ..Settings::default()
+    };
+    let create_in_azs = timed(20, || {
+        assert_eq!(
+            plan(&spec, &healthy, &vpc, &affinity).operations.len(),
+            CIDRS * TABLES
+        )
+    });
+    println!(
+        "initial plan with AZ affinity (3 AZs)              {:>8.2} ms",
+        create_in_azs.as_secs_f64() * 1e3
+    );
+    // The busiest host fails over and recovers: its CIDRs stay on the
+    // survivors until the operator asks for a rebalance.
+    let mut recovered = converged.clone();
+    for op in plan(&spec, &failed, &converged, &settings).operations {
+        recovered.apply(&op).unwrap();
+    }
+    let rebalance = Settings {
+        rebalance: true,
+        ..Settings::default()
+    };
+    let mut moves = 0;
+    let rebalanced = timed(20, || {
+        moves = plan(&spec, &healthy, &recovered, &rebalance).operations.len();
+    });
+    println!(
+        "rebalance after its recovery ({moves} replaces)          {:>8.2} ms",
+        rebalanced.as_secs_f64() * 1e3
+    );
 
     // The host whose routes number closest to 200.
     let (victim, carried) = load
@@ -204,6 +244,7 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
             recheck: None,
             disable_source_dest_check: false,
             leadership: None,
+            rebalance_requests: tokio::sync::watch::channel(0).1,
             observers: Default::default(),
             shutdown,
         }

@@ -121,6 +121,12 @@ pub struct Cli {
     #[arg(long = "az-affinity")]
     pub az_affinity: bool,
 
+    /// Keep the balanced spread at all times: move routes off routers above
+    /// their share (e.g. after a recovery) instead of only on request
+    /// (POST /rebalance)
+    #[arg(long)]
+    pub rebalance: bool,
+
     /// Log file, or '-' for standard output
     #[arg(short = 'l', long, value_name = "FILE", default_value = "-")]
     pub logfile: String,

@@ -35,6 +35,8 @@ pub struct Config {
     pub http_token_file: Option<PathBuf>,
     pub http_auth_all: bool,
     pub az_affinity: bool,
+    /// Move routes off hosts above the balanced bound on every pass.
+    pub rebalance: bool,
     /// Controller HA through etcd, when `--ha-etcd` is given.
     pub ha: Option<HaSettings>,
 }
@@ -293,6 +295,7 @@ impl Config {
             http_token_file: cli.http_token_file.map(|p| absolute(&p)),
             http_auth_all: cli.http_auth_all,
             az_affinity: cli.az_affinity,
+            rebalance: cli.rebalance,
             ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {
                 endpoints: cli.ha_etcd,
                 ca: cli.ha_etcd_ca.map(|p| absolute(&p)),

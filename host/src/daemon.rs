@@ -347,6 +347,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         crate::metrics::global().leader.set(1);
     }
     let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
+    let (rebalance, rebalance_requests) = watch::channel(0);
     let sources = Sources {
         started: SystemTime::now(),
         params: params(&config),
@@ -362,12 +363,14 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         ignore_routes: config.ignore_routes.clone(),
         ha: leadership.as_ref().map(Leadership::status),
         reloads: Some(reload_requests.clone()),
+        rebalance,
     };
     let running = Running {
         config: &config,
         specs: &specs,
         board: &board,
         leadership,
+        rebalance_requests,
         shutdown: &shutdown,
     };
     let reconciler = match vpc {
@@ -435,6 +438,7 @@ struct Running<'a> {
     specs: &'a SpecStore,
     board: &'a HealthBoard,
     leadership: Option<Leadership>,
+    rebalance_requests: watch::Receiver<u64>,
     shutdown: &'a watch::Receiver<bool>,
 }
 
@@ -451,10 +455,12 @@ impl Running<'_> {
             settings: Settings {
                 ignore_routes: self.config.ignore_routes.clone(),
                 az_affinity: self.config.az_affinity,
+                rebalance: self.config.rebalance,
             },
             recheck: self.config.route_recheck_interval,
             disable_source_dest_check: self.config.disable_source_dest_check,
             leadership: self.leadership,
+            rebalance_requests: self.rebalance_requests,
             observers,
             shutdown: self.shutdown.clone(),
         };

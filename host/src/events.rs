@@ -21,6 +21,9 @@ pub enum EventKind {
     Create,
     /// A route no longer in the spec was deleted.
     Delete,
+    /// A route moved from one healthy host to another because the operator
+    /// asked for the balanced spread back.
+    Rebalance,
     /// A route operation EC2 refused or that failed.
     Error,
     /// A new route spec came into force.

@@ -15,6 +15,7 @@ pub struct SimCluster {
     /// The routers' addresses (ENIs `eni-a`, `eni-b`; tables `rtb-a`, `rtb-b`).
     pub routers: [String; 2],
     listeners: Vec<Option<TcpListener>>,
+    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -69,6 +70,7 @@ impl SimCluster {
             daemon,
             routers,
             listeners,
+            port: port.parse().unwrap(),
             _dir: dir,
         }
     }
@@ -77,5 +79,12 @@ impl SimCluster {
     pub fn kill(&mut self, router: &str) {
         let index = self.routers.iter().position(|r| r == router).unwrap();
         self.listeners[index] = None;
+    }
+
+    /// Open `router`'s port again: it recovers.
+    #[allow(dead_code)] // not every test binary revives a router
+    pub fn revive(&mut self, router: &str) {
+        let index = self.routers.iter().position(|r| r == router).unwrap();
+        self.listeners[index] = Some(TcpListener::bind((router, self.port)).unwrap());
     }
 }

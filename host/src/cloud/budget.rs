@@ -86,7 +86,11 @@ impl TokenBucket {
         *state = (tokens - 1.0, Instant::now());
     }
 
-    /// Tokens available now (for metrics and tests).
+    pub fn size(&self) -> BucketSize {
+        self.size
+    }
+
+    /// Tokens available now.
     pub async fn level(&self) -> f64 {
         let state = self.state.lock().await;
         self.refilled(&state, Instant::now())

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::budget::{BucketSize, Budget, TokenBucket};
 use super::model::{Interface, Route, RouteError, RouteTable, Subnet, Target, VpcState};
+use super::operation::{Action, Operation};
 use super::{CloudError, VpcBackend};
-use crate::reconcile::plan::{Action, Operation};
 
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 5;
@@ -419,17 +419,9 @@ fn route_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'stat
             code: code.to_string(),
             message: error.message().unwrap_or_default().to_string(),
         },
-        _ => return unavailable(action_name(op.action), error),
+        _ => return unavailable(op.action.api_call(), error),
     };
     CloudError::Refused(refused)
-}
-
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Create => "CreateRoute",
-        Action::Replace => "ReplaceRoute",
-        Action::Delete => "DeleteRoute",
-    }
 }
 
 /// The destination as the API wants it: (IPv4 CIDR, IPv6 CIDR).
@@ -458,7 +450,7 @@ impl VpcBackend for Ec2Vpc {
         let eni = op.target.as_ref().map(|(eni, _)| eni.clone());
         let table = &op.table;
         let bucket = &self.budget.mutating;
-        let action = action_name(op.action);
+        let action = op.action.api_call();
         match op.action {
             Action::Create => self
                 .call(bucket, action, || {
@@ -499,6 +491,13 @@ impl VpcBackend for Ec2Vpc {
                 .map(drop)
                 .map_err(|e| route_error(op, &e)),
         }
+    }
+
+    /// The mutating calls above half the burst: the other half stays for
+    /// failovers.
+    async fn spare_operations(&self) -> usize {
+        let reserve = f64::from(self.budget.mutating.size().burst) / 2.0;
+        (self.budget.mutating.level().await - reserve).max(0.0) as usize
     }
 
     async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {

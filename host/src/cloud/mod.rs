@@ -4,10 +4,11 @@
 pub mod budget;
 pub mod ec2;
 pub mod model;
+pub mod operation;
 pub mod sim;
 
-use crate::reconcile::plan::Operation;
 use model::{RouteError, VpcState};
+use operation::Operation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
@@ -25,6 +26,11 @@ pub trait VpcBackend: Send + Sync + 'static {
     fn describe(&self) -> impl Future<Output = Result<VpcState, CloudError>> + Send;
     /// One route operation.
     fn apply(&self, op: &Operation) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// How many route operations may go out now without eating into what a
+    /// failover would need (unbounded where calls are not rationed).
+    fn spare_operations(&self) -> impl Future<Output = usize> + Send {
+        async { usize::MAX }
+    }
     /// Turn off source/destination checking on an ENI, so its host can
     /// route for others.
     fn disable_source_dest_check(

@@ -6,6 +6,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
+use super::operation::{Action, Operation};
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpcState {
     pub subnets: Vec<Subnet>,
@@ -108,8 +110,7 @@ pub enum RouteError {
 
 impl VpcState {
     /// Carry out one route operation as EC2 would, with its errors.
-    pub fn apply(&mut self, op: &crate::reconcile::plan::Operation) -> Result<(), RouteError> {
-        use crate::reconcile::plan::Action;
+    pub fn apply(&mut self, op: &Operation) -> Result<(), RouteError> {
         if let Some((eni, _)) = &op.target
             && self.interface(eni).is_none()
         {

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::model::{RouteError, VpcState};
+use super::operation::Operation;
 use super::{CloudError, VpcBackend};
-use crate::reconcile::plan::Operation;
 
 pub struct SimVpc {
     state: Mutex<VpcState>,

@@ -1,6 +1,7 @@
 //! The daemon's HTTP interface: read-only state views (`/`, `/ips`,
 //! `/plugins`, `/route_info`, `/vpc`, `/events`), `/metrics`, `/healthz`,
-//! `/readyz`, and the paths config-source plugins serve. Views answer in
+//! `/readyz`, `POST /plugins/reload` and `POST /rebalance`, and the paths
+//! config-source plugins serve. Views answer in
 //! JSON, indented text or HTML by the `Accept` header. Bodies are bounded,
 //! slow requests time out, and a bearer token guards what must be guarded.
 
@@ -64,6 +65,8 @@ pub struct Sources {
     pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
     /// Where `POST /plugins/reload` asks for a reload.
     pub reloads: Option<mpsc::Sender<crate::daemon::ReloadRequest>>,
+    /// Where `POST /rebalance` asks for the balanced spread back.
+    pub rebalance: watch::Sender<u64>,
 }
 
 type Shared = Arc<Sources>;
@@ -75,6 +78,7 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/ips", get(ips))
         .route("/plugins", get(plugins))
         .route("/plugins/reload", post(reload_plugins))
+        .route("/rebalance", post(rebalance))
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
         .route("/events", get(events))
@@ -181,6 +185,33 @@ async fn reload_plugins(State(sources): State<Shared>) -> Response {
         }
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the reload was cut short"),
     }
+}
+
+/// Ask the reconciler to move the fewest routes that bring every router
+/// within the balanced bound; it does so over the next passes.
+async fn rebalance(State(sources): State<Shared>) -> Response {
+    if let Some(ha) = &sources.ha {
+        let status = ha.borrow();
+        if status.role != crate::ha::Role::Leader {
+            let leader = status.leader.as_deref().unwrap_or("unknown");
+            let message = format!(
+                "this replica ({}) does not write routes; ask the leader ({leader})",
+                status.id
+            );
+            return error(StatusCode::CONFLICT, &message);
+        }
+    }
+    sources.rebalance.send_modify(|requests| *requests += 1);
+    let body = serde_json::json!({
+        "rebalance": "requested",
+        "events": "/events",
+    });
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn route_info(State(sources): State<Shared>, headers: HeaderMap) -> Response {

@@ -1,7 +1,7 @@
 //! The planner: a pure function from (route spec, host health, observed
 //! VPC) to the route operations that make the VPC match the spec.
 //!
-//! Rules (SPEC.md, Reconciliation):
+//! Rules (README, "Routes"):
 //! - only routes to interfaces/instances are ours; gateway, NAT, peering
 //!   and local routes are never touched;
 //! - only tables associated with subnets where spec hosts live are managed;
@@ -15,18 +15,25 @@
 //!   deleted, never pointed at a failed host;
 //! - managed routes whose CIDR is not in the spec are deleted, unless inside
 //!   `ignore_routes`, which are never touched at all;
-//! - the choice is deterministic and spreads CIDRs across hosts
-//!   (rendezvous hashing), and sticks with a current healthy target, so one
-//!   host's death moves only its own routes and recovery moves nothing back.
+//! - the spread is balanced and sticky: a CIDR keeps its current healthy
+//!   target, and CIDRs that need a host go, in CIDR order, to the host of
+//!   highest rendezvous weight still below the bound ceil(R/H) (R CIDRs, H
+//!   hosts they may use). So one host's death moves only its routes, spread
+//!   within the bound over the survivors, and recovery moves nothing back.
+//!   Only on request (`rebalance`) do routes leave hosts above the bound:
+//!   the fewest that restore it, each host keeping its highest-weight CIDRs.
+//!   Deterministic: replicas and restarts choose alike from the same state.
 
 use ipnet::IpNet;
 // Planning hashes only the VPC's own identifiers, many thousand times per
 // plan: a fast non-cryptographic hash is enough.
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation};
 use crate::health::{HealthSnapshot, State};
 use crate::spec::RouteSpec;
 
@@ -36,26 +43,8 @@ pub struct Settings {
     pub ignore_routes: Vec<IpNet>,
     /// Prefer a healthy host in the route table's own AZ.
     pub az_affinity: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Replace,
-    Delete,
-}
-
-/// One route operation and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operation {
-    pub action: Action,
-    pub table: String,
-    pub destination: IpNet,
-    /// The new target (create, replace): the ENI and the host it carries.
-    pub target: Option<(String, IpAddr)>,
-    pub reason: String,
-    /// A replacement moving traffic off a failed or questionable host.
-    pub failover: bool,
+    /// Move routes off hosts above the balanced bound (the operator asked).
+    pub rebalance: bool,
 }
 
 /// Something the operator should know that needs no operation.
@@ -80,23 +69,23 @@ pub struct Plan {
 }
 
 /// A spec host that exists in the VPC, with what the choice needs.
-struct Candidate<'a> {
+struct Candidate<'v> {
     host: IpAddr,
-    interface: &'a Interface,
+    interface: &'v Interface,
     state: State,
-    az: Option<&'a str>,
+    az: Option<&'v str>,
 }
 
 /// Lookups built once per plan, so planning is linear in the VPC's size.
-struct Index<'a> {
-    by_ip: HashMap<IpAddr, &'a Interface>,
-    by_id: HashMap<&'a str, &'a Interface>,
+struct Index<'v> {
+    by_ip: HashMap<IpAddr, &'v Interface>,
+    by_id: HashMap<&'v str, &'v Interface>,
     /// An instance target means the instance's first interface (its primary).
-    by_instance: HashMap<&'a str, &'a Interface>,
+    by_instance: HashMap<&'v str, &'v Interface>,
 }
 
-impl<'a> Index<'a> {
-    fn new(vpc: &'a VpcState) -> Self {
+impl<'v> Index<'v> {
+    fn new(vpc: &'v VpcState) -> Self {
         let mut by_instance = HashMap::default();
         for interface in &vpc.interfaces {
             if let Some(instance) = &interface.instance {
@@ -114,7 +103,7 @@ impl<'a> Index<'a> {
         }
     }
 
-    fn target(&self, target: &Target) -> Option<&'a Interface> {
+    fn target(&self, target: &Target) -> Option<&'v Interface> {
         match target {
             Target::Interface(eni) => self.by_id.get(eni.as_str()).copied(),
             Target::Instance(instance) => self.by_instance.get(instance.as_str()).copied(),
@@ -124,60 +113,85 @@ impl<'a> Index<'a> {
 }
 
 /// A managed route table with its routes by destination.
-struct Managed<'a> {
-    table: &'a RouteTable,
-    az: Option<&'a str>,
-    routes: HashMap<IpNet, &'a Route>,
+struct Managed<'v> {
+    table: &'v RouteTable,
+    az: Option<&'v str>,
+    routes: HashMap<IpNet, &'v Route>,
 }
 
-pub fn plan(
+impl<'v> Managed<'v> {
+    /// Which spread the table follows: its AZ's with affinity, else the
+    /// one of all tables (`None`).
+    fn spread(&self, az_affinity: bool) -> Option<&'v str> {
+        self.az.filter(|_| az_affinity)
+    }
+}
+
+/// A spec CIDR to route, with the hosts it may use and where its routes
+/// point now.
+struct Wanted<'p, 'v> {
+    cidr: IpNet,
+    /// Its eligible hosts, sorted (the spec keeps host lists sorted).
+    hosts: &'p [IpAddr],
+    /// The eligible hosts that exist and run.
+    candidates: Vec<&'p Candidate<'v>>,
+    /// Per managed table: the usable eligible host its route points at.
+    current: Vec<Option<IpAddr>>,
+}
+
+impl<'p, 'v> Wanted<'p, 'v> {
+    /// The usable eligible host an interface carries, if any (host lists
+    /// are sorted, so eligibility is a binary search).
+    fn candidate_of(
+        &self,
+        interface: &Interface,
+        usable: &'p HashMap<IpAddr, Candidate<'v>>,
+    ) -> Option<&'p Candidate<'v>> {
+        interface.ips.iter().find_map(|ip| {
+            self.hosts
+                .binary_search(ip)
+                .ok()
+                .and_then(|_| usable.get(ip))
+        })
+    }
+}
+
+/// A host above the balanced bound, with how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Overload {
+    host: IpAddr,
+    load: usize,
+    bound: usize,
+}
+
+/// Where a CIDR's routes go in one scope.
+#[derive(Clone, Copy)]
+struct Choice<'p, 'v> {
+    host: &'p Candidate<'v>,
+    /// It leaves this overloaded host on the operator's request.
+    rebalanced_from: Option<Overload>,
+}
+
+/// One scope's choice for every wanted CIDR (parallel to them), and the
+/// hosts left above the bound because nothing asked to move their routes.
+struct Spread<'p, 'v> {
+    choices: Vec<Option<Choice<'p, 'v>>>,
+    overloaded: Vec<Overload>,
+}
+
+pub fn plan<'v>(
     spec: &RouteSpec,
     health: &HealthSnapshot,
-    vpc: &VpcState,
+    vpc: &'v VpcState,
     settings: &Settings,
 ) -> Plan {
     let mut plan = Plan::default();
     let index = Index::new(vpc);
-    let cluster_subnets: BTreeSet<&str> = spec
-        .hosts()
-        .iter()
-        .filter_map(|h| index.by_ip.get(h).map(|i| i.subnet.as_str()))
-        .collect();
-    let managed: Vec<Managed> = vpc
-        .route_tables
-        .iter()
-        .filter(|t| {
-            t.subnets
-                .iter()
-                .any(|s| cluster_subnets.contains(s.as_str()))
-        })
-        .map(|table| Managed {
-            table,
-            az: table.subnets.iter().find_map(|s| vpc.az_of_subnet(s)),
-            routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
-        })
-        .collect();
+    let managed = managed_tables(spec, vpc, &index);
+    let usable = usable_hosts(spec, health, vpc, &index);
     let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
-    let subnet_az: HashMap<&str, &str> = vpc
-        .subnets
-        .iter()
-        .map(|s| (s.id.as_str(), s.az.as_str()))
-        .collect();
-    let usable: HashMap<IpAddr, Candidate> = spec
-        .hosts()
-        .iter()
-        .filter_map(|host| {
-            let interface = *index.by_ip.get(host)?;
-            interface.running.then(|| Candidate {
-                host: *host,
-                interface,
-                state: health.state(host),
-                az: subnet_az.get(interface.subnet.as_str()).copied(),
-            })
-        })
-        .map(|c| (c.host, c))
-        .collect();
 
+    let mut wanted = Vec::with_capacity(spec.len());
     for (cidr, hosts) in spec.routes() {
         if ignored(cidr) {
             continue;
@@ -189,145 +203,456 @@ pub fn plan(
             );
             continue;
         }
-        // Eligible hosts that exist and run, with their health and AZ.
-        let candidates: Vec<&Candidate> = hosts.iter().filter_map(|h| usable.get(h)).collect();
-        // The eligible host a table's route points at, if any (host lists
-        // are sorted, so eligibility is a binary search).
-        let candidate_of = |interface: &Interface| {
-            interface
-                .ips
-                .iter()
-                .find_map(|ip| hosts.binary_search(ip).ok().and_then(|_| usable.get(ip)))
+        let mut cidr = Wanted {
+            cidr: *cidr,
+            hosts,
+            candidates: hosts.iter().filter_map(|h| usable.get(h)).collect(),
+            current: Vec::with_capacity(managed.len()),
         };
-        let current: Vec<IpAddr> = managed
+        cidr.current = managed
             .iter()
-            .filter_map(|m| m.routes.get(cidr).filter(|r| !r.blackhole))
-            .filter_map(|r| index.target(&r.target))
-            .filter_map(|i| candidate_of(i).map(|c| c.host))
+            .map(|m| {
+                let route = m.routes.get(&cidr.cidr).filter(|r| !r.blackhole)?;
+                let interface = index.target(&route.target)?;
+                cidr.candidate_of(interface, &usable).map(|c| c.host)
+            })
             .collect();
-        let Some(global) = choose(cidr, &candidates, &current, None) else {
+        wanted.push(cidr);
+    }
+
+    // Tables share a spread: with AZ affinity those of one AZ, over the
+    // hosts that AZ may use; without, all of them.
+    let scope_of = |m: &Managed<'v>| m.spread(settings.az_affinity);
+    let scopes: BTreeSet<Option<&str>> = managed.iter().map(scope_of).collect();
+    let spreads: BTreeMap<Option<&str>, Spread> = scopes
+        .into_iter()
+        .map(|az| {
+            let follows: Vec<bool> = managed.iter().map(|m| scope_of(m) == az).collect();
+            (az, spread(&wanted, az, &follows, settings.rebalance))
+        })
+        .collect();
+
+    for (i, cidr) in wanted.iter().enumerate() {
+        if cidr.candidates.iter().all(|c| c.state == State::Failed) {
             plan.notice(
-                *cidr,
+                cidr.cidr,
                 "no usable eligible host (all failed or unknown); routes left as they are",
             );
             continue;
-        };
-        for Managed {
-            table,
-            az: table_az,
-            routes,
-        } in &managed
-        {
-            let chosen = match (settings.az_affinity, *table_az) {
-                (true, Some(az)) => choose(cidr, &candidates, &current, Some(az))
-                    .filter(|c| c.state == State::Healthy && c.az == Some(az))
-                    .unwrap_or(global),
-                _ => global,
-            };
-            let existing = routes.get(cidr).copied();
-            let target = Some((chosen.interface.id.clone(), chosen.host));
-            let Some(route) = existing else {
-                let reason = format!("missing; pointing at {}", chosen.host);
-                plan.push(Action::Create, table, *cidr, target, reason);
-                continue;
-            };
-            if let Target::Other(other) = &route.target {
-                plan.notice(
-                    *cidr,
-                    &format!("{} routes it to {other}, not ours to change", table.id),
-                );
-                continue;
-            }
-            let pointed = index.target(&route.target);
-            // (why, whether it is a failover)
-            let why = match pointed {
-                _ if route.blackhole => Some(("its target is gone (blackhole)".to_string(), false)),
-                None => Some(("its target no longer exists".to_string(), false)),
-                Some(i) if !i.running => Some((format!("{} is not running", i.id), false)),
-                Some(i) if i.id == chosen.interface.id => None,
-                Some(i) => match candidate_of(i) {
-                    None => Some((
-                        format!("{} is not an eligible host for this CIDR", i.id),
-                        false,
-                    )),
-                    Some(c) if c.state == State::Failed => {
-                        Some((format!("{} failed", c.host), true))
-                    }
-                    Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
-                        Some((format!("{} is questionable", c.host), true))
-                    }
-                    Some(c) if c.state == chosen.state => Some((
-                        format!("{} differs from the host chosen for every table", c.host),
-                        false,
-                    )),
-                    Some(_) => None,
-                },
-            };
-            if let Some((why, failover)) = why {
-                let reason = format!("{why}; moving to {}", chosen.host);
-                plan.push(Action::Replace, table, *cidr, target, reason);
-                plan.operations.last_mut().expect("just pushed").failover = failover;
+        }
+        for managed in &managed {
+            // Every scope falls back to any usable host, so there is one.
+            if let Some(choice) = spreads[&scope_of(managed)].choices[i] {
+                plan.route(cidr, managed, &choice, &index, &usable);
             }
         }
     }
-
-    for Managed { table, .. } in &managed {
-        for route in &table.routes {
-            let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_));
-            if ours
-                && !spec.routes().contains_key(&route.destination)
-                && !ignored(&route.destination)
-            {
-                let reason = "not in the route spec".to_string();
-                plan.push(Action::Delete, table, route.destination, None, reason);
-            }
-        }
-    }
-    warn_about_limits(&mut plan, &managed);
-    let mut cannot_route: Vec<&Candidate> = usable
-        .values()
-        .filter(|c| c.interface.source_dest_check)
-        .collect();
-    cannot_route.sort_by_key(|c| c.host);
-    for candidate in cannot_route {
-        let message = format!(
-            "{} has source/destination check enabled, so it cannot route for others; disable it on the ENI (or run with --disable-source-dest-check)",
-            candidate.interface.id
-        );
-        plan.notice(candidate.host, &message);
-        plan.source_dest_checked
-            .push(candidate.interface.id.clone());
-    }
+    plan.delete_unwanted(spec, &managed, ignored);
+    plan.warn_about_limits(&managed);
+    plan.warn_about_source_dest_checks(&usable);
+    plan.warn_about_overloads(spreads.values());
     plan
 }
 
-/// Tables that will be near or over EC2's route limits once the plan is
-/// carried out (`RouteLimitExceeded` otherwise comes as a surprise).
-fn warn_about_limits(plan: &mut Plan, managed: &[Managed]) {
-    for Managed { table, .. } in managed {
-        let change = |action: Action| {
-            plan.operations
+/// Tables associated with a subnet where a spec host lives.
+fn managed_tables<'v>(spec: &RouteSpec, vpc: &'v VpcState, index: &Index<'v>) -> Vec<Managed<'v>> {
+    let cluster_subnets: BTreeSet<&str> = spec
+        .hosts()
+        .iter()
+        .filter_map(|h| index.by_ip.get(h).map(|i| i.subnet.as_str()))
+        .collect();
+    vpc.route_tables
+        .iter()
+        .filter(|t| {
+            t.subnets
                 .iter()
-                .filter(|o| o.table == table.id && o.action == action)
-                .count()
-        };
-        let routes = table.routes.len() + change(Action::Create) - change(Action::Delete);
-        let message = if routes > ROUTES_PER_TABLE_MAX {
-            format!(
-                "will need {routes} routes; EC2 allows at most {ROUTES_PER_TABLE_MAX} per table"
-            )
-        } else if routes * 10 > ROUTES_PER_TABLE_DEFAULT * 9 {
-            format!(
-                "will hold {routes} routes; EC2's default limit is {ROUTES_PER_TABLE_DEFAULT} per table ({ROUTES_PER_TABLE_MAX} on request)"
-            )
-        } else {
+                .any(|s| cluster_subnets.contains(s.as_str()))
+        })
+        .map(|table| Managed {
+            table,
+            az: table.subnets.iter().find_map(|s| vpc.az_of_subnet(s)),
+            routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
+        })
+        .collect()
+}
+
+/// Spec hosts whose ENI exists and whose instance runs, with health and AZ.
+fn usable_hosts<'v>(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    vpc: &'v VpcState,
+    index: &Index<'v>,
+) -> HashMap<IpAddr, Candidate<'v>> {
+    let subnet_az: HashMap<&str, &str> = vpc
+        .subnets
+        .iter()
+        .map(|s| (s.id.as_str(), s.az.as_str()))
+        .collect();
+    spec.hosts()
+        .iter()
+        .filter_map(|host| {
+            let interface = *index.by_ip.get(host)?;
+            interface.running.then(|| Candidate {
+                host: *host,
+                interface,
+                state: health.state(host),
+                az: subnet_az.get(interface.subnet.as_str()).copied(),
+            })
+        })
+        .map(|c| (c.host, c))
+        .collect()
+}
+
+/// Choose a host for every wanted CIDR for the tables that `follow` (by
+/// index) this spread: a healthy host in `az` when it has one, else
+/// healthy before questionable (failed never); a current target kept; the
+/// rest placed by rendezvous weight under the bound ceil(R/H).
+fn spread<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    az: Option<&str>,
+    follows: &[bool],
+    rebalance: bool,
+) -> Spread<'p, 'v> {
+    let eligible: Vec<Vec<&'p Candidate<'v>>> = wanted
+        .iter()
+        .map(|w| {
+            let local = |c: &&&Candidate| c.state == State::Healthy && c.az == az;
+            if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
+                return w.candidates.iter().filter(local).copied().collect();
+            }
+            let usable = |c: &&&Candidate| c.state != State::Failed;
+            let best = w.candidates.iter().filter(usable).map(|c| c.state).min();
+            (w.candidates.iter())
+                .filter(|c| usable(c) && Some(c.state) == best)
+                .copied()
+                .collect()
+        })
+        .collect();
+    let hosts: BTreeSet<IpAddr> = eligible.iter().flatten().map(|c| c.host).collect();
+    let routed = eligible.iter().filter(|e| !e.is_empty()).count();
+    let bound = routed.div_ceil(hosts.len().max(1));
+    let mut load: HashMap<IpAddr, usize> = HashMap::default();
+    let mut choices: Vec<Option<Choice>> = vec![None; wanted.len()];
+
+    // Sticky: a CIDR stays on the current target most of the scope's
+    // tables use, if that host is among its best.
+    for (i, (w, eligible)) in wanted.iter().zip(&eligible).enumerate() {
+        let mut uses: Vec<(IpAddr, usize)> = Vec::new();
+        for (t, current) in w.current.iter().enumerate() {
+            if let Some(host) = current
+                && follows[t]
+            {
+                match uses.iter_mut().find(|(h, _)| h == host) {
+                    Some((_, n)) => *n += 1,
+                    None => uses.push((*host, 1)),
+                }
+            }
+        }
+        let kept = uses
+            .iter()
+            .filter_map(|(host, n)| Some((*n, *eligible.iter().find(|c| c.host == *host)?)))
+            .max_by_key(|(n, c)| (*n, rendezvous(&w.cidr, &c.host)));
+        if let Some((_, host)) = kept {
+            choices[i] = Some(Choice {
+                host,
+                rebalanced_from: None,
+            });
+            *load.entry(host.host).or_default() += 1;
+        }
+    }
+
+    // Hosts above the bound keep their routes unless asked; then each
+    // keeps its `bound` CIDRs of highest weight and the rest are placed
+    // again: the fewest moves that restore the bound.
+    let mut overloaded: Vec<Overload> = load
+        .iter()
+        .filter(|(_, load)| **load > bound)
+        .map(|(host, load)| Overload {
+            host: *host,
+            load: *load,
+            bound,
+        })
+        .collect();
+    overloaded.sort_by_key(|o| o.host);
+    let mut released: Vec<Option<Overload>> = vec![None; wanted.len()];
+    if rebalance {
+        for over in overloaded.drain(..) {
+            let mut carried: Vec<usize> = (0..wanted.len())
+                .filter(|i| choices[*i].is_some_and(|c| c.host.host == over.host))
+                .collect();
+            carried.sort_by_key(|i| Reverse(rendezvous(&wanted[*i].cidr, &over.host)));
+            for i in carried.split_off(bound) {
+                choices[i] = None;
+                released[i] = Some(over);
+            }
+            load.insert(over.host, bound);
+        }
+    }
+
+    // The rest, in CIDR order: the highest-weight host below the bound,
+    // else (all its hosts are full) the least loaded.
+    let mut placed = Vec::new();
+    for (i, eligible) in eligible.iter().enumerate() {
+        if choices[i].is_some() || eligible.is_empty() {
             continue;
-        };
-        plan.notice(&table.id, &message);
+        }
+        placed.push(i);
+        let cidr = &wanted[i].cidr;
+        let load_of = |c: &Candidate| load.get(&c.host).copied().unwrap_or(0);
+        let host = eligible
+            .iter()
+            .filter(|c| load_of(c) < bound)
+            .max_by_key(|c| rendezvous(cidr, &c.host))
+            .or_else(|| {
+                eligible
+                    .iter()
+                    .min_by_key(|c| (load_of(c), Reverse(rendezvous(cidr, &c.host))))
+            })
+            .copied()
+            .expect("eligible is not empty");
+        *load.entry(host.host).or_default() += 1;
+        choices[i] = Some(Choice {
+            host,
+            rebalanced_from: released[i],
+        });
+    }
+    relieve(&eligible, &mut choices, &mut load, bound, &placed);
+    Spread {
+        choices,
+        overloaded,
     }
 }
 
+/// Placing in CIDR order can leave a host above the bound while others
+/// have room, when host lists differ per CIDR. Move CIDRs `placed` in this
+/// pass (never a kept one) along a chain of hosts, each CIDR to another of
+/// its own, until a host with room takes one: the bound then holds
+/// wherever the host lists allow it.
+fn relieve<'p, 'v>(
+    eligible: &[Vec<&'p Candidate<'v>>],
+    choices: &mut [Option<Choice<'p, 'v>>],
+    load: &mut HashMap<IpAddr, usize>,
+    bound: usize,
+    placed: &[usize],
+) {
+    let mut on: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for &i in placed {
+        let host = choices[i].expect("placed").host.host;
+        on.entry(host).or_default().push(i);
+    }
+    let full: Vec<IpAddr> = (on.keys())
+        .filter(|h| load.get(*h).is_some_and(|l| *l > bound))
+        .copied()
+        .collect();
+    for start in full {
+        while load[&start] > bound {
+            // Breadth first over hosts: `via[y] = (i, x)`: CIDR i may go
+            // from x to y.
+            let mut via: HashMap<IpAddr, (usize, IpAddr)> = HashMap::default();
+            let mut queue = std::collections::VecDeque::from([start]);
+            let mut room = None;
+            'search: while let Some(x) = queue.pop_front() {
+                for &i in on.get(&x).into_iter().flatten() {
+                    for candidate in &eligible[i] {
+                        let y = candidate.host;
+                        if y == start || via.contains_key(&y) {
+                            continue;
+                        }
+                        via.insert(y, (i, x));
+                        if load.get(&y).copied().unwrap_or(0) < bound {
+                            room = Some(y);
+                            break 'search;
+                        }
+                        queue.push_back(y);
+                    }
+                }
+            }
+            let Some(mut to) = room else { break };
+            *load.entry(to).or_default() += 1;
+            *load.get_mut(&start).expect("loaded") -= 1;
+            while to != start {
+                let (i, from) = via[&to];
+                let host = *eligible[i].iter().find(|c| c.host == to).expect("eligible");
+                choices[i] = choices[i].map(|choice| Choice { host, ..choice });
+                on.get_mut(&from).expect("placed").retain(|j| *j != i);
+                on.entry(to).or_default().push(i);
+                to = from;
+            }
+        }
+    }
+}
+
+/// Why a route must point elsewhere, and how urgent that is; `None` when
+/// it may stay.
+fn replacement(
+    route: &Route,
+    pointed: Option<&Interface>,
+    current: Option<&Candidate>,
+    choice: &Choice,
+) -> Option<(String, Cause)> {
+    let chosen = choice.host;
+    let why = match pointed {
+        _ if route.blackhole => ("its target is gone (blackhole)".to_string(), Cause::Repair),
+        None => ("its target no longer exists".to_string(), Cause::Repair),
+        Some(i) if !i.running => (format!("{} is not running", i.id), Cause::Repair),
+        Some(i) if i.id == chosen.interface.id => return None,
+        Some(i) => match current {
+            None => (
+                format!("{} is not an eligible host for this CIDR", i.id),
+                Cause::Repair,
+            ),
+            Some(c) if c.state == State::Failed => (format!("{} failed", c.host), Cause::Failover),
+            Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
+                (format!("{} is questionable", c.host), Cause::Failover)
+            }
+            Some(c) => match choice.rebalanced_from {
+                Some(over) if over.host == c.host => (
+                    format!(
+                        "rebalancing: {} carries {} CIDRs, above the bound of {}",
+                        c.host, over.load, over.bound
+                    ),
+                    Cause::Rebalance,
+                ),
+                _ if c.state == chosen.state => (
+                    format!("{} differs from the host chosen for every table", c.host),
+                    Cause::Repair,
+                ),
+                _ => return None,
+            },
+        },
+    };
+    Some(why)
+}
+
 impl Plan {
+    /// The operation, if any, that points `managed`'s route for `cidr` at
+    /// the chosen host.
+    fn route<'p, 'v>(
+        &mut self,
+        cidr: &Wanted<'p, 'v>,
+        managed: &Managed<'v>,
+        choice: &Choice<'p, 'v>,
+        index: &Index<'v>,
+        usable: &'p HashMap<IpAddr, Candidate<'v>>,
+    ) {
+        let chosen = choice.host;
+        let table = managed.table;
+        let target = Some((chosen.interface.id.clone(), chosen.host));
+        let Some(route) = managed.routes.get(&cidr.cidr).copied() else {
+            let reason = format!("missing; pointing at {}", chosen.host);
+            self.push(
+                Action::Create,
+                table,
+                cidr.cidr,
+                target,
+                reason,
+                Cause::Repair,
+            );
+            return;
+        };
+        if let Target::Other(other) = &route.target {
+            let message = format!("{} routes it to {other}, not ours to change", table.id);
+            self.notice(cidr.cidr, &message);
+            return;
+        }
+        let pointed = index.target(&route.target);
+        let current = pointed.and_then(|i| cidr.candidate_of(i, usable));
+        if let Some((why, cause)) = replacement(route, pointed, current, choice) {
+            let reason = format!("{why}; moving to {}", chosen.host);
+            self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
+        }
+    }
+
+    /// Managed routes to interfaces or instances whose CIDR the spec lacks.
+    fn delete_unwanted(
+        &mut self,
+        spec: &RouteSpec,
+        managed: &[Managed],
+        ignored: impl Fn(&IpNet) -> bool,
+    ) {
+        for Managed { table, .. } in managed {
+            for route in &table.routes {
+                let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_));
+                if ours
+                    && !spec.routes().contains_key(&route.destination)
+                    && !ignored(&route.destination)
+                {
+                    let reason = "not in the route spec".to_string();
+                    self.push(
+                        Action::Delete,
+                        table,
+                        route.destination,
+                        None,
+                        reason,
+                        Cause::Repair,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tables that will be near or over EC2's route limits once the plan is
+    /// carried out (`RouteLimitExceeded` otherwise comes as a surprise).
+    fn warn_about_limits(&mut self, managed: &[Managed]) {
+        for Managed { table, .. } in managed {
+            let change = |action: Action| {
+                self.operations
+                    .iter()
+                    .filter(|o| o.table == table.id && o.action == action)
+                    .count()
+            };
+            let routes = table.routes.len() + change(Action::Create) - change(Action::Delete);
+            let message = if routes > ROUTES_PER_TABLE_MAX {
+                format!(
+                    "will need {routes} routes; EC2 allows at most {ROUTES_PER_TABLE_MAX} per table"
+                )
+            } else if routes * 10 > ROUTES_PER_TABLE_DEFAULT * 9 {
+                format!(
+                    "will hold {routes} routes; EC2's default limit is {ROUTES_PER_TABLE_DEFAULT} per table ({ROUTES_PER_TABLE_MAX} on request)"
+                )
+            } else {
+                continue;
+            };
+            self.notice(&table.id, &message);
+        }
+    }
+
+    /// Eligible hosts that cannot route for others.
+    fn warn_about_source_dest_checks(&mut self, usable: &HashMap<IpAddr, Candidate>) {
+        let mut cannot_route: Vec<&Candidate> = usable
+            .values()
+            .filter(|c| c.interface.source_dest_check)
+            .collect();
+        cannot_route.sort_by_key(|c| c.host);
+        for candidate in cannot_route {
+            let message = format!(
+                "{} has source/destination check enabled, so it cannot route for others; disable it on the ENI (or run with --disable-source-dest-check)",
+                candidate.interface.id
+            );
+            self.notice(candidate.host, &message);
+            self.source_dest_checked
+                .push(candidate.interface.id.clone());
+        }
+    }
+
+    /// Hosts that keep more CIDRs than the bound (after recoveries: routes
+    /// do not move back on their own).
+    fn warn_about_overloads<'s>(&mut self, spreads: impl Iterator<Item = &'s Spread<'s, 's>>) {
+        let mut overloaded: Vec<Overload> = spreads
+            .into_iter()
+            .flat_map(|s| s.overloaded.iter().copied())
+            .collect();
+        overloaded.sort_by_key(|o| (o.host, Reverse(o.load)));
+        overloaded.dedup_by_key(|o| o.host);
+        for over in overloaded {
+            let message = format!(
+                "carries {} CIDRs, above the balanced bound of {}; routes stay where they work (POST /rebalance or --rebalance moves the fewest)",
+                over.load, over.bound
+            );
+            self.notice(over.host, &message);
+        }
+    }
+
     fn push(
         &mut self,
         action: Action,
@@ -335,6 +660,7 @@ impl Plan {
         destination: IpNet,
         target: Option<(String, IpAddr)>,
         reason: String,
+        cause: Cause,
     ) {
         self.operations.push(Operation {
             action,
@@ -342,7 +668,7 @@ impl Plan {
             destination,
             target,
             reason,
-            failover: false,
+            cause,
         });
     }
 
@@ -352,30 +678,6 @@ impl Plan {
             message: message.into(),
         });
     }
-}
-
-/// The host for `cidr`: healthy before questionable (failed never); among
-/// those, the one most managed tables already use (no needless moves),
-/// else the highest rendezvous hash. With `az`, only hosts in that AZ.
-fn choose<'c, 'a>(
-    cidr: &IpNet,
-    candidates: &[&'c Candidate<'a>],
-    current: &[IpAddr],
-    az: Option<&str>,
-) -> Option<&'c Candidate<'a>> {
-    let usable = |c: &&&Candidate| c.state != State::Failed && az.is_none_or(|az| c.az == Some(az));
-    let best_state = candidates.iter().filter(usable).map(|c| c.state).min()?;
-    candidates
-        .iter()
-        .filter(usable)
-        .filter(|c| c.state == best_state)
-        .max_by_key(|c| {
-            (
-                current.iter().filter(|h| **h == c.host).count(),
-                rendezvous(cidr, &c.host),
-            )
-        })
-        .copied()
 }
 
 /// The rendezvous weight of `host` for `cidr`: each part hashed (FNV-1a

@@ -6,8 +6,9 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::plan::{Action, Plan, Settings, plan};
+use super::plan::{Plan, Settings, plan};
 use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcState};
+use crate::cloud::operation::Action;
 use crate::health::HealthSnapshot;
 use crate::spec::RouteSpec;
 
@@ -348,7 +349,7 @@ fn routes_not_in_the_spec_are_deleted_except_protected_and_foreign_ones() {
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"]}"#);
     let settings = Settings {
         ignore_routes: vec![net("10.91.0.0/16")],
-        az_affinity: false,
+        ..Settings::default()
     };
     let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
     let deleted: Vec<_> = done
@@ -377,8 +378,8 @@ fn az_affinity_prefers_a_healthy_host_in_the_tables_az() {
     let mut vpc = vpc();
     let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#);
     let settings = Settings {
-        ignore_routes: vec![],
         az_affinity: true,
+        ..Settings::default()
     };
     converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
     assert_eq!(
@@ -503,8 +504,8 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                 .collect(),
         };
         let settings = Settings {
-            ignore_routes: vec![],
             az_affinity: rng.chance(30),
+            ..Settings::default()
         };
         let before = vpc.clone();
         let done = converge(&spec, &health, &mut vpc, &settings);
@@ -617,4 +618,293 @@ fn hosts_that_cannot_route_and_tables_near_their_limit_are_reported() {
         about("rtb-main").is_empty(),
         "unmanaged tables are not ours to warn about"
     );
+}
+
+/// A VPC of `hosts` routers spread round-robin over `zones` AZs (one
+/// subnet and one route table each) and a spec routing `cidrs` CIDRs, each
+/// to every router.
+fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Vec<IpAddr>) {
+    let ips: Vec<IpAddr> = (0..hosts)
+        .map(|h| ip(&format!("10.0.{}.{}", h % zones, 10 + h)))
+        .collect();
+    let vpc = VpcState {
+        subnets: (0..zones)
+            .map(|z| Subnet {
+                id: format!("subnet-{z}"),
+                az: format!("az-{z}"),
+            })
+            .collect(),
+        interfaces: ips
+            .iter()
+            .enumerate()
+            .map(|(h, ip)| Interface {
+                id: format!("eni-{h}"),
+                instance: Some(format!("i-{h}")),
+                subnet: format!("subnet-{}", h % zones),
+                ips: vec![*ip],
+                running: true,
+                source_dest_check: false,
+            })
+            .collect(),
+        route_tables: (0..zones)
+            .map(|z| RouteTable {
+                id: format!("rtb-{z}"),
+                subnets: vec![format!("subnet-{z}")],
+                routes: vec![],
+            })
+            .collect(),
+    };
+    let entries = (0..cidrs).map(|c| {
+        let cidr = format!("10.{}.{}.0/24", 100 + c / 256, c % 256);
+        (
+            cidr,
+            ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )
+    });
+    let spec = RouteSpec::from_entries(entries.collect::<Vec<_>>()).unwrap();
+    (vpc, spec, ips)
+}
+
+/// How many of the spec's CIDRs each ENI carries in `table`.
+fn loads(vpc: &VpcState, table: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut loads = std::collections::BTreeMap::new();
+    let table = vpc.route_tables.iter().find(|t| t.id == table).unwrap();
+    for route in &table.routes {
+        if let Target::Interface(eni) = &route.target {
+            *loads.entry(eni.clone()).or_insert(0) += 1;
+        }
+    }
+    loads
+}
+
+fn sorted_loads(vpc: &VpcState, table: &str) -> Vec<usize> {
+    let mut loads: Vec<usize> = loads(vpc, table).into_values().collect();
+    loads.sort_unstable_by(|a, b| b.cmp(a));
+    loads
+}
+
+/// The sizes the issue measured as uneven: CIDRs over routers at start and
+/// after the busiest router dies, now within ceil(R/H) both times.
+#[test]
+fn small_clusters_spread_evenly_and_a_death_spreads_its_routes() {
+    for (hosts, cidrs, start, after) in [
+        (4, 4, vec![1, 1, 1, 1], vec![2, 1, 1]),
+        (4, 8, vec![2, 2, 2, 2], vec![3, 3, 2]),
+        (6, 12, vec![2, 2, 2, 2, 2, 2], vec![3, 3, 2, 2, 2]),
+        (2, 5, vec![3, 2], vec![5]),
+        (3, 2, vec![1, 1], vec![1, 1]),
+    ] {
+        let (mut vpc, spec, ips) = cluster(hosts, 1, cidrs);
+        let settings = Settings::default();
+        converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
+        assert_eq!(sorted_loads(&vpc, "rtb-0"), start, "{cidrs} over {hosts}");
+        let before = vpc.clone();
+        let busiest = loads(&vpc, "rtb-0")
+            .into_iter()
+            .max_by_key(|(_, load)| *load)
+            .unwrap()
+            .0;
+        let dead = ips[busiest["eni-".len()..].parse::<usize>().unwrap()];
+        let moved = converge(&spec, &failed(&[&dead.to_string()]), &mut vpc, &settings);
+        assert_eq!(sorted_loads(&vpc, "rtb-0"), after, "{cidrs} over {hosts}");
+        assert_eq!(
+            moved.operations.len(),
+            start[0],
+            "only the dead's routes move"
+        );
+        for route in &before.route_tables[0].routes {
+            if route.target != Target::Interface(busiest.clone()) {
+                assert!(
+                    vpc.route_tables[0].routes.contains(route),
+                    "{route:?} moved"
+                );
+            }
+        }
+    }
+}
+
+/// Over random clusters (1-3 AZs, with or without AZ affinity) and random
+/// sequences of deaths and recoveries: the first placement is within
+/// ceil(R/H) per scope; a step moves no route between two healthy hosts;
+/// a host that gains routes ends within the bound of the hosts then alive;
+/// plans are idempotent; a rebalance restores the bound with the fewest
+/// moves, and is idempotent too.
+#[test]
+fn property_spread_is_bounded_sticky_and_rebalances_with_fewest_moves() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for case in 0..400 {
+        let zones = 1 + rng.below(3) as usize;
+        let hosts = zones + rng.below(7) as usize;
+        let cidrs = 1 + rng.below(40) as usize;
+        let (mut vpc, spec, ips) = cluster(hosts, zones, cidrs);
+        let mut settings = Settings {
+            az_affinity: zones > 1 && rng.chance(50),
+            ..Settings::default()
+        };
+        // Which hosts each table's routes may use, by the scope rules.
+        let scope_of = |table: usize, health: &HealthSnapshot| -> Vec<IpAddr> {
+            let alive = |h: &&IpAddr| !health.failed.contains(*h);
+            let in_az: Vec<IpAddr> = (0..hosts)
+                .filter(|h| h % zones == table)
+                .map(|h| ips[h])
+                .filter(|h| alive(&h))
+                .collect();
+            if settings.az_affinity && !in_az.is_empty() {
+                in_az
+            } else {
+                ips.iter().filter(alive).copied().collect()
+            }
+        };
+        let eni_host = |eni: &str| ips[eni["eni-".len()..].parse::<usize>().unwrap()];
+        let check_bound =
+            |vpc: &VpcState, health: &HealthSnapshot, gained: &dyn Fn(&str, &str) -> bool| {
+                for table in 0..zones {
+                    let scope = scope_of(table, health);
+                    let bound = cidrs.div_ceil(scope.len());
+                    let id = format!("rtb-{table}");
+                    for (eni, load) in loads(vpc, &id) {
+                        assert!(
+                            scope.contains(&eni_host(&eni)),
+                            "case {case}: rtb-{table} uses {eni} outside its scope"
+                        );
+                        if gained(&id, &eni) {
+                            assert!(
+                                load <= bound,
+                                "case {case}: {eni} carries {load} > {bound} in rtb-{table}"
+                            );
+                        }
+                    }
+                }
+            };
+
+        let mut health = HealthSnapshot::default();
+        converge(&spec, &health, &mut vpc, &settings);
+        check_bound(&vpc, &health, &|_, _| true);
+        for _ in 0..1 + rng.below(8) {
+            let dead: Vec<IpAddr> = health.failed.iter().copied().collect();
+            let alive: Vec<IpAddr> = ips.iter().filter(|h| !dead.contains(h)).copied().collect();
+            let mut next = health.clone();
+            if alive.len() > 1 && (dead.is_empty() || rng.chance(60)) {
+                next.failed
+                    .insert(alive[rng.below(alive.len() as u64) as usize]);
+            } else if !dead.is_empty() {
+                next.failed
+                    .remove(&dead[rng.below(dead.len() as u64) as usize]);
+            }
+            let before = vpc.clone();
+            converge(&spec, &next, &mut vpc, &settings);
+            for (table, (was, now)) in before
+                .route_tables
+                .iter()
+                .zip(&vpc.route_tables)
+                .enumerate()
+            {
+                let scope = scope_of(table, &next);
+                for route in &was.routes {
+                    let Target::Interface(eni) = &route.target else {
+                        continue;
+                    };
+                    if scope.contains(&eni_host(eni)) {
+                        assert!(
+                            now.routes.contains(route),
+                            "case {case}: {route:?} left a healthy host in {}",
+                            was.id
+                        );
+                    }
+                }
+            }
+            let gained = |table: &str, eni: &str| {
+                loads(&vpc, table).get(eni) > loads(&before, table).get(eni)
+            };
+            check_bound(&vpc, &next, &gained);
+            health = next;
+        }
+
+        // The operator asks for the balanced spread back.
+        let over: usize = (0..zones)
+            .map(|t| {
+                let bound = cidrs.div_ceil(scope_of(t, &health).len());
+                let loads = loads(&vpc, &format!("rtb-{t}"));
+                loads
+                    .values()
+                    .map(|l| l.saturating_sub(bound))
+                    .sum::<usize>()
+            })
+            .sum();
+        settings.rebalance = true;
+        let rebalanced = converge(&spec, &health, &mut vpc, &settings);
+        check_bound(&vpc, &health, &|_, _| true);
+        assert_eq!(
+            rebalanced.operations.len(),
+            over,
+            "case {case}: the fewest moves restore the bound: {:?}",
+            rebalanced.operations
+        );
+        assert!(
+            rebalanced
+                .operations
+                .iter()
+                .all(|o| o.cause == crate::cloud::operation::Cause::Rebalance)
+        );
+    }
+}
+
+/// Host lists that differ per CIDR: whenever some assignment keeps every
+/// host within ceil(R/H) (found by brute force over small cases), the
+/// planner's first placement does too.
+#[test]
+fn property_the_bound_holds_whenever_the_host_lists_allow_it() {
+    let mut rng = Rng(0xd1b5_4a32_d192_ed03);
+    let mut feasible_cases = 0;
+    for case in 0..2000 {
+        let hosts = 2 + rng.below(3) as usize;
+        let cidrs = 1 + rng.below(6) as usize;
+        let (mut vpc, _, ips) = cluster(hosts, 1, 0);
+        let lists: Vec<Vec<usize>> = (0..cidrs)
+            .map(|_| (0..hosts).filter(|_| rng.chance(50)).collect())
+            .filter(|list: &Vec<usize>| !list.is_empty())
+            .collect();
+        if lists.is_empty() {
+            continue;
+        }
+        let used: BTreeSet<usize> = lists.iter().flatten().copied().collect();
+        let bound = lists.len().div_ceil(used.len());
+        // Every assignment of CIDRs to one of their hosts, as counters.
+        let mut feasible = false;
+        let mut pick = vec![0usize; lists.len()];
+        'all: loop {
+            let mut load = vec![0; hosts];
+            for (c, list) in lists.iter().enumerate() {
+                load[list[pick[c]]] += 1;
+            }
+            if load.iter().all(|l| *l <= bound) {
+                feasible = true;
+                break;
+            }
+            for c in 0..lists.len() {
+                pick[c] += 1;
+                if pick[c] < lists[c].len() {
+                    continue 'all;
+                }
+                pick[c] = 0;
+            }
+            break;
+        }
+        if !feasible {
+            continue;
+        }
+        feasible_cases += 1;
+        let entries = lists.iter().enumerate().map(|(c, list)| {
+            let hosts: Vec<String> = list.iter().map(|h| ips[*h].to_string()).collect();
+            (format!("10.{}.0.0/16", 100 + c), hosts)
+        });
+        let spec = RouteSpec::from_entries(entries.collect::<Vec<_>>()).unwrap();
+        converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
+        let loads = loads(&vpc, "rtb-0");
+        assert!(
+            loads.values().all(|l| *l <= bound),
+            "case {case}: {loads:?} above {bound} for {lists:?}"
+        );
+    }
+    assert!(feasible_cases > 500, "{feasible_cases}");
 }

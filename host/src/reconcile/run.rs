@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::plan::{Action, Notice, Operation, Settings, plan};
+use super::plan::{Notice, Settings, plan};
 use super::report::{LastAction, RouteReport};
 use crate::cloud::model::{RouteError, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation};
 use crate::cloud::{CloudError, VpcBackend};
 use crate::events::{EventKind, EventLog};
 use crate::ha::{HaStatus, Leadership};
@@ -27,6 +28,11 @@ use crate::spec_store::SpecWatch;
 const CONCURRENT_OPERATIONS: usize = 8;
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// CIDRs moved per pass when rebalancing: every pass plans afresh, so a
+/// failover never waits behind a long rebalance.
+const REBALANCE_CIDRS_PER_PASS: usize = 8;
+/// Rebalancing looks again this soon when the EC2 budget had no spare calls.
+const REBALANCE_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Reconciler<B> {
     pub backend: Arc<B>,
@@ -40,6 +46,8 @@ pub struct Reconciler<B> {
     /// With HA: only while this replica leads does it write, after checking
     /// its term before each batch and its lease before each call.
     pub leadership: Option<Leadership>,
+    /// Bumped by each operator's request to restore the balanced spread.
+    pub rebalance_requests: watch::Receiver<u64>,
     pub observers: Observers,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -64,6 +72,13 @@ struct Round {
     /// The spec and health last recorded as events.
     seen_spec: Option<Arc<RouteSpec>>,
     seen_health: HealthSnapshot,
+    /// The operator's requests for the balanced spread seen so far.
+    rebalance_requests: u64,
+    /// The operator asked for the balanced spread and it is not restored yet.
+    rebalancing: bool,
+    /// Plan again at this time, before the next full describe (a rebalance
+    /// under way).
+    again_at: Option<Instant>,
 }
 
 impl Round {
@@ -95,7 +110,11 @@ impl<B: VpcBackend> Reconciler<B> {
             full_tables: BTreeSet::new(),
             seen_spec: None,
             seen_health: HealthSnapshot::default(),
+            rebalance_requests: *self.rebalance_requests.borrow(),
+            rebalancing: false,
+            again_at: None,
         };
+        let always_rebalance = self.settings.rebalance;
         // When the change being acted on was seen, to report how long acting took.
         let mut trigger = Instant::now();
         let mut ha_status = self.leadership.as_ref().map(Leadership::status);
@@ -138,8 +157,31 @@ impl<B: VpcBackend> Reconciler<B> {
             let spec = self.specs.borrow_and_update().clone();
             let health = self.health.borrow_and_update().clone();
             self.record_changes(&mut round, spec.as_ref(), &health);
+            let requests = *self.rebalance_requests.borrow_and_update();
+            if requests != round.rebalance_requests {
+                round.rebalance_requests = requests;
+                round.rebalancing = true;
+                let events = &self.observers.events;
+                events.record(EventKind::Rebalance, "routes", "rebalance requested", None);
+            }
+            self.settings.rebalance = always_rebalance || round.rebalancing;
+            round.again_at = None;
             if let (Some(spec), Some(vpc)) = (spec, round.cache.as_mut()) {
-                let plan = plan(&spec, &health, vpc, &self.settings);
+                let mut plan = plan(&spec, &health, vpc, &self.settings);
+                let moves = plan
+                    .operations
+                    .iter()
+                    .filter(|o| o.cause == Cause::Rebalance);
+                if moves.count() == 0 && round.rebalancing {
+                    round.rebalancing = false;
+                    let done = "every router is within the balanced bound";
+                    self.observers
+                        .events
+                        .record(EventKind::Rebalance, "routes", done, None);
+                }
+                let deferred;
+                (plan.operations, deferred) = self.pace_rebalance(plan.operations).await;
+                round.again_at = deferred.map(|wait| Instant::now() + wait);
                 if plan.notices != round.last_notices {
                     for notice in &plan.notices {
                         tracing::warn!(subject = notice.subject, "{}", notice.message);
@@ -176,7 +218,9 @@ impl<B: VpcBackend> Reconciler<B> {
                 }
             }
             let wake = match round.cache {
-                Some(_) => round.next_full,
+                Some(_) => round
+                    .again_at
+                    .map_or(round.next_full, |at| at.min(round.next_full)),
                 None => round.quiet_until,
             };
             if self.wait(wake, &mut ha_status).await {
@@ -204,6 +248,47 @@ impl<B: VpcBackend> Reconciler<B> {
         }
     }
 
+    /// Rebalancing moves whole CIDRs (all their tables at once), a few per
+    /// pass and only with calls to spare; the next pass, this long from now,
+    /// moves more or finds the bound restored.
+    async fn pace_rebalance(
+        &self,
+        operations: Vec<Operation>,
+    ) -> (Vec<Operation>, Option<Duration>) {
+        let (moves, mut operations): (Vec<_>, Vec<_>) = operations
+            .into_iter()
+            .partition(|o| o.cause == Cause::Rebalance);
+        if moves.is_empty() {
+            return (operations, None);
+        }
+        let mut spare = self
+            .backend
+            .spare_operations()
+            .await
+            .saturating_sub(operations.len());
+        let mut next = Duration::ZERO;
+        // The planner emits a CIDR's operations together.
+        for (n, cidr) in moves
+            .chunk_by(|a, b| a.destination == b.destination)
+            .enumerate()
+        {
+            if n == REBALANCE_CIDRS_PER_PASS {
+                break;
+            }
+            // The first CIDR goes whenever any call is spare (a CIDR in
+            // more tables than the spare could never move otherwise).
+            if spare == 0 || (n > 0 && cidr.len() > spare) {
+                if n == 0 {
+                    next = REBALANCE_RETRY;
+                }
+                break;
+            }
+            spare = spare.saturating_sub(cidr.len());
+            operations.extend_from_slice(cidr);
+        }
+        (operations, Some(next))
+    }
+
     /// Carry out `operations`, repairs first (they move traffic off dead
     /// hosts; when the EC2 budget is short they should not queue behind
     /// creations and deletions); update `vpc` with the ones that
@@ -215,11 +300,7 @@ impl<B: VpcBackend> Reconciler<B> {
         trigger: Instant,
         full_tables: &mut BTreeSet<String>,
     ) -> bool {
-        operations.sort_by_key(|op| match op.action {
-            Action::Replace => 0,
-            Action::Create => 1,
-            Action::Delete => 2,
-        });
+        operations.sort_by_key(Operation::urgency);
         let backend = &self.backend;
         let results: Vec<_> = futures_util::stream::iter(operations)
             .map(|op| async move {
@@ -247,12 +328,8 @@ impl<B: VpcBackend> Reconciler<B> {
             let took_ms = trigger.elapsed().as_millis() as u64;
             match result {
                 Ok(()) => {
-                    let action = match op.action {
-                        Action::Create => "route created",
-                        Action::Replace => "route replaced",
-                        Action::Delete => "route deleted",
-                    };
-                    tracing::info!(table, %cidr, host, reason = op.reason, took_ms, "{action}");
+                    let action = op.action.done();
+                    tracing::info!(table, %cidr, host, reason = op.reason, took_ms, "route {action}");
                     if op.action == Action::Create {
                         full_tables.remove(table);
                     }
@@ -288,11 +365,7 @@ impl<B: VpcBackend> Reconciler<B> {
 
     /// Record an operation's outcome: metrics, event, last action.
     fn observe(&self, op: &Operation, result: &Result<(), CloudError>, trigger: Instant) {
-        let kind = match op.action {
-            Action::Create => "create",
-            Action::Replace => "replace",
-            Action::Delete => "delete",
-        };
+        let kind = op.action.name();
         let outcome = match result {
             Ok(()) => "ok",
             Err(CloudError::Refused(_)) => "refused",
@@ -302,28 +375,25 @@ impl<B: VpcBackend> Reconciler<B> {
         let host = op.target.as_ref().map(|(_, host)| host.to_string());
         let subject = format!("{} {}", op.table, op.destination);
         let took_ms = Some(trigger.elapsed().as_millis() as u64);
-        let event = match (result, op.action) {
-            (Err(e), _) => (
+        let event = match (result, op.cause, op.action) {
+            (Err(e), ..) => (
                 EventKind::Error,
                 format!("{kind} failed: {e} ({})", op.reason),
             ),
-            (Ok(()), Action::Replace) if op.failover => {
+            (Ok(()), Cause::Failover, _) => {
                 metrics::global().failovers.inc();
                 (EventKind::Failover, op.reason.clone())
             }
-            (Ok(()), Action::Replace) => (EventKind::Repair, op.reason.clone()),
-            (Ok(()), Action::Create) => (EventKind::Create, op.reason.clone()),
-            (Ok(()), Action::Delete) => (EventKind::Delete, op.reason.clone()),
+            (Ok(()), Cause::Rebalance, _) => (EventKind::Rebalance, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Replace) => (EventKind::Repair, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Create) => (EventKind::Create, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Delete) => (EventKind::Delete, op.reason.clone()),
         };
         self.observers
             .events
             .record(event.0, subject, event.1, took_ms);
         let last = LastAction {
-            action: match op.action {
-                Action::Create => "created",
-                Action::Replace => "replaced",
-                Action::Delete => "deleted",
-            },
+            action: op.action.done(),
             reason: op.reason.clone(),
             at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             host,
@@ -421,8 +491,15 @@ impl<B: VpcBackend> Reconciler<B> {
                 None => std::future::pending().await,
             }
         };
+        let rebalance_requested = async {
+            if self.rebalance_requests.changed().await.is_err() {
+                // Nobody can ask any more.
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = async { let _ = self.shutdown.wait_for(|stop| *stop).await; } => true,
+            _ = rebalance_requested => false,
             _ = self.specs.changed() => false,
             _ = self.health.changed() => false,
             _ = leadership_changed => false,

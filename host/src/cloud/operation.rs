@@ -1,0 +1,81 @@
+//! The route operations a backend carries out, and their names. The planner
+//! decides them; backends, the cache and the views only read them.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    /// Lower case, for metrics labels and events: `create`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// Past tense, for logs and the route views: `created`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Action::Create => "created",
+            Action::Replace => "replaced",
+            Action::Delete => "deleted",
+        }
+    }
+
+    /// The EC2 API call that carries it out.
+    pub fn api_call(self) -> &'static str {
+        match self {
+            Action::Create => "CreateRoute",
+            Action::Replace => "ReplaceRoute",
+            Action::Delete => "DeleteRoute",
+        }
+    }
+}
+
+/// Why an operation is needed, as far as it changes how urgent it is and
+/// how it is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Traffic moves off a failed or questionable host.
+    Failover,
+    /// The route is missing, dangling, foreign to the spec or not the
+    /// chosen host's.
+    Repair,
+    /// The operator asked to restore the balanced spread.
+    Rebalance,
+}
+
+/// One route operation and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub action: Action,
+    pub table: String,
+    pub destination: IpNet,
+    /// The new target (create, replace): the ENI and the host it carries.
+    pub target: Option<(String, IpAddr)>,
+    pub reason: String,
+    pub cause: Cause,
+}
+
+impl Operation {
+    /// Order of carrying out when calls are short (lowest first): failovers
+    /// (traffic is being lost), other replacements, creations, deletions,
+    /// and the operator's rebalancing last.
+    pub fn urgency(&self) -> u8 {
+        match (self.cause, self.action) {
+            (Cause::Failover, _) => 0,
+            (Cause::Repair, Action::Replace) => 1,
+            (Cause::Repair, Action::Create) => 2,
+            (Cause::Repair, Action::Delete) => 3,
+            (Cause::Rebalance, _) => 4,
+        }
+    }
+}
