@@ -45,7 +45,11 @@ fn only_the_leader_writes_and_a_standby_takes_over_a_failover() {
     let port = cluster.at(standby).daemon.port;
     let refused = common::request(port, "POST", "/rebalance", &[], b"");
     assert_eq!(refused.status, 409, "{}", refused.body);
-    assert!(refused.body.contains(&format!("ask the leader (replica-{leader})")));
+    assert!(
+        refused
+            .body
+            .contains(&format!("ask the leader (replica-{leader})"))
+    );
     let events = cluster.at(leader).daemon.view("/events").to_string();
     assert!(
         events.contains(&format!("replica-{leader} leads")),

@@ -216,14 +216,20 @@ fn a_rebalance_request_gives_a_recovered_router_its_share() {
     assert_eq!(on_victim(&info), 1);
     let events = cluster.wait_json("/events", "rebalance events", |e| {
         let events = e["events"].as_array().unwrap();
-        let done = |reason: &str| events.iter().any(|e| e["kind"] == "rebalance" && e["reason"].as_str().is_some_and(|r| r.contains(reason)));
+        let done = |reason: &str| {
+            events.iter().any(|e| {
+                e["kind"] == "rebalance" && e["reason"].as_str().is_some_and(|r| r.contains(reason))
+            })
+        };
         done("rebalancing:") && done("within the balanced bound")
     });
     let moves = events["events"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["kind"] == "rebalance" && e["reason"].as_str().unwrap().starts_with("rebalancing:"))
+        .filter(|e| {
+            e["kind"] == "rebalance" && e["reason"].as_str().unwrap().starts_with("rebalancing:")
+        })
         .count();
     assert_eq!(moves, 2, "one CIDR in two tables: {events:#}");
 }

@@ -167,7 +167,9 @@ fn main() {
     };
     let mut moves = 0;
     let rebalanced = timed(20, || {
-        moves = plan(&spec, &healthy, &recovered, &rebalance).operations.len();
+        moves = plan(&spec, &healthy, &recovered, &rebalance)
+            .operations
+            .len();
     });
     println!(
         "rebalance after its recovery ({moves} replaces)          {:>8.2} ms",

@@ -899,7 +899,12 @@ fn property_the_bound_holds_whenever_the_host_lists_allow_it() {
             (format!("10.{}.0.0/16", 100 + c), hosts)
         });
         let spec = RouteSpec::from_entries(entries.collect::<Vec<_>>()).unwrap();
-        converge(&spec, &HealthSnapshot::default(), &mut vpc, &Settings::default());
+        converge(
+            &spec,
+            &HealthSnapshot::default(),
+            &mut vpc,
+            &Settings::default(),
+        );
         let loads = loads(&vpc, "rtb-0");
         assert!(
             loads.values().all(|l| *l <= bound),
