@@ -133,17 +133,32 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// The whole state in one document, under the old daemon's top-level keys
+/// (`SERVER`, `params`, `plugins`, `ips`, `route_info`, `vpc`; each view
+/// keeps the old `_href` to its own path), and today's summary and links.
 pub fn index(sources: &Sources) -> Value {
     let snap = Snapshot::take(sources);
     let uptime = snap.now.duration_since(snap.started).unwrap_or_default();
+    let linked = |mut view: Value, href: &str| {
+        view["_href"] = href.into();
+        view
+    };
     json!({
+        "SERVER": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "start_time": rfc3339(snap.started),
+            "current_time": rfc3339(snap.now),
+        },
+        "params": snap.params,
+        "plugins": linked(plugins(sources), "/plugins"),
+        "ips": linked(ips(&snap), "/ips"),
+        "route_info": linked(route_info(&snap, &sources.ignore_routes), "/route_info"),
+        "vpc": linked(vpc(&snap), "/vpc"),
         "server": "vpcrouter",
         "version": env!("CARGO_PKG_VERSION"),
         "start_time": rfc3339(snap.started),
         "current_time": rfc3339(snap.now),
         "uptime_seconds": uptime.as_secs(),
-        "params": snap.params,
-        "plugins": snap.plugins.iter().map(|p| &p.0).collect::<Vec<_>>(),
         "ready": readiness(&snap)["ready"],
         "ha": snap.ha,
         "links": {
