@@ -42,7 +42,7 @@ $(PY_PLUGIN): examples/csv-routes/app.py wit/v0.1.0/plugin.wit
 	@command -v componentize-py >/dev/null 2>&1 || pip install --quiet 'componentize-py==0.25.1'
 	cd examples/csv-routes && componentize-py -d ../../wit/v0.1.0 -w config-plugin componentize app -o csv_routes.wasm
 
-$(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json wit/v0.1.0/plugin.wit
+$(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json examples/tcp-latency/package-lock.json wit/v0.1.0/plugin.wit
 	cd examples/tcp-latency && npm ci --silent --no-audit --no-fund && npm run --silent build
 
 # The EC2 tests run against moto's EC2 server (started by each test on

@@ -295,6 +295,62 @@ async fn terminated_routers_and_hand_deleted_routes_are_repaired_on_recheck() {
     setup.converged(&CIDRS, |eni| eni != dead_eni).await;
 }
 
+/// An idle recheck describes what can change by hand (instances, route
+/// tables): two calls, four a minute at the default 30 s. Subnets again
+/// only when one appears that the daemon has not seen.
+#[tokio::test]
+async fn idle_rechecks_describe_instances_and_route_tables_only() {
+    let setup = start(Some(Duration::from_millis(500))).await;
+    setup.offer(&CIDRS);
+    setup.converged(&CIDRS, |_| true).await;
+    let before = setup.ok_calls();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let idle = setup.ok_calls();
+    let delta = |action: &str| count(&idle, action) - count(&before, action);
+    assert!(delta("DescribeInstances") >= 4, "{idle:?}");
+    assert_eq!(delta("DescribeInstances"), delta("DescribeRouteTables"));
+    assert_eq!(
+        delta("DescribeSubnets"),
+        0,
+        "subnets are not described idle"
+    );
+    let mutating: u64 = ["CreateRoute", "ReplaceRoute", "DeleteRoute"]
+        .iter()
+        .map(|a| delta(a))
+        .sum();
+    assert_eq!(mutating, 0);
+
+    // A new subnet, associated with a table: described once.
+    let subnet = setup
+        .ec2
+        .create_subnet()
+        .vpc_id(&setup.vpc.id)
+        .cidr_block("127.0.9.0/24")
+        .availability_zone(format!("{}a", moto::REGION))
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+    setup
+        .ec2
+        .associate_route_table()
+        .route_table_id(&setup.vpc.unassociated_table)
+        .subnet_id(subnet)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let after = setup.ok_calls();
+    assert_eq!(
+        count(&after, "DescribeSubnets") - count(&idle, "DescribeSubnets"),
+        1,
+        "{after:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_route_target_is_corrected() {
     let setup = start(None).await;

@@ -91,9 +91,15 @@ fn the_views_show_spec_health_routes_and_a_failover() {
     assert_eq!(index["SERVER"]["version"], index["version"]);
     assert_eq!(index["ips"]["working_set"], json!(cluster.0.routers));
     assert_eq!(index["ips"]["_href"], "/ips");
-    assert_eq!(index["route_info"]["route_spec"][CIDRS[0]], json!(cluster.0.routers));
+    assert_eq!(
+        index["route_info"]["route_spec"][CIDRS[0]],
+        json!(cluster.0.routers)
+    );
     assert_eq!(index["plugins"]["_href"], "/plugins");
-    assert!(index["vpc"]["route_tables"]["rtb-a"]["routes"][CIDRS[0]].is_object(), "{index:#}");
+    assert!(
+        index["vpc"]["route_tables"]["rtb-a"]["routes"][CIDRS[0]].is_object(),
+        "{index:#}"
+    );
     let ips = cluster.json("/ips");
     assert_eq!(ips["working_set"], json!(cluster.0.routers));
     assert_eq!(ips["failed_ips"], json!([]));

@@ -1,0 +1,163 @@
+//! Describing the VPC: every page of each describe call, turned into the
+//! planner's model.
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{InstanceStateName, RouteState};
+use ipnet::IpNet;
+
+use super::Ec2Vpc;
+use super::client::unavailable;
+use crate::cloud::CloudError;
+use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target};
+
+/// Page size of the paginated describes (DescribeRouteTables allows 100).
+const PAGE: i32 = 1000;
+const ROUTE_TABLE_PAGE: i32 = 100;
+
+impl Ec2Vpc {
+    /// Every page of a describe call: `request` sends one for a page token,
+    /// `collect` adds a page's items and gives the next token.
+    async fn describe_all<T, P, E, Fut>(
+        &self,
+        action: &'static str,
+        request: impl Fn(Option<String>) -> Fut,
+        mut collect: impl FnMut(P, &mut Vec<T>) -> Option<String>,
+    ) -> Result<Vec<T>, CloudError>
+    where
+        Fut: Future<Output = Result<P, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut items = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .call(&self.budget.describe, action, || request(token.clone()))
+                .await
+                .map_err(|e| unavailable(action, &e))?;
+            token = collect(page, &mut items);
+            if token.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    pub(super) async fn subnets(&self) -> Result<Vec<Subnet>, CloudError> {
+        let request = |token| {
+            (self.client.describe_subnets())
+                .filters(self.vpc_filter())
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+        };
+        self.describe_all("DescribeSubnets", request, |page, subnets| {
+            subnets.extend(page.subnets().iter().filter_map(|s| {
+                Some(Subnet {
+                    id: s.subnet_id()?.to_string(),
+                    az: s.availability_zone().unwrap_or_default().to_string(),
+                })
+            }));
+            page.next_token().map(str::to_string)
+        })
+        .await
+    }
+
+    /// The ENIs of the VPC's instances, with their instance's state.
+    pub(super) async fn interfaces(&self) -> Result<Vec<Interface>, CloudError> {
+        let request = |token| {
+            (self.client.describe_instances())
+                .filters(self.vpc_filter())
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+        };
+        self.describe_all("DescribeInstances", request, |page, interfaces| {
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let running =
+                    instance.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running);
+                for eni in instance.network_interfaces() {
+                    let Some(id) = eni.network_interface_id() else {
+                        continue;
+                    };
+                    let v4 = eni
+                        .private_ip_addresses()
+                        .iter()
+                        .filter_map(|a| a.private_ip_address());
+                    let v6 = eni.ipv6_addresses().iter().filter_map(|a| a.ipv6_address());
+                    interfaces.push(Interface {
+                        id: id.to_string(),
+                        instance: instance.instance_id().map(str::to_string),
+                        subnet: eni.subnet_id().unwrap_or_default().to_string(),
+                        ips: v4.chain(v6).filter_map(|ip| ip.parse().ok()).collect(),
+                        running,
+                        source_dest_check: eni.source_dest_check().unwrap_or(true),
+                    });
+                }
+            }
+            page.next_token().map(str::to_string)
+        })
+        .await
+    }
+
+    pub(super) async fn route_tables(&self) -> Result<Vec<RouteTable>, CloudError> {
+        let request = |token| {
+            (self.client.describe_route_tables())
+                .filters(self.vpc_filter())
+                .max_results(ROUTE_TABLE_PAGE)
+                .set_next_token(token)
+                .send()
+        };
+        self.describe_all("DescribeRouteTables", request, |page, tables| {
+            tables.extend(page.route_tables().iter().filter_map(|table| {
+                Some(RouteTable {
+                    id: table.route_table_id()?.to_string(),
+                    subnets: table
+                        .associations()
+                        .iter()
+                        .filter_map(|a| a.subnet_id().map(str::to_string))
+                        .collect(),
+                    routes: table.routes().iter().filter_map(route).collect(),
+                })
+            }));
+            page.next_token().map(str::to_string)
+        })
+        .await
+    }
+}
+
+/// A route in the planner's terms; `None` for prefix-list destinations,
+/// which vpcrouter never manages.
+fn route(route: &aws_sdk_ec2::types::Route) -> Option<Route> {
+    let destination: IpNet = route
+        .destination_cidr_block()
+        .or(route.destination_ipv6_cidr_block())?
+        .parse()
+        .ok()?;
+    let target = if let Some(eni) = route.network_interface_id() {
+        Target::Interface(eni.to_string())
+    } else if let Some(instance) = route.instance_id() {
+        Target::Instance(instance.to_string())
+    } else {
+        let other = [
+            route.gateway_id(),
+            route.nat_gateway_id(),
+            route.vpc_peering_connection_id(),
+            route.transit_gateway_id(),
+            route.egress_only_internet_gateway_id(),
+            route.local_gateway_id(),
+            route.carrier_gateway_id(),
+        ];
+        Target::Other(
+            other
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap_or("?")
+                .to_string(),
+        )
+    };
+    Some(Route {
+        destination,
+        target,
+        blackhole: route.state() == Some(&RouteState::Blackhole),
+    })
+}

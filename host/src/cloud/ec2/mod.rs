@@ -1,0 +1,243 @@
+//! The EC2 backend: thin. Describes the VPC into the planner's model and
+//! carries out route operations through the official SDK, every call paced
+//! by the process-wide [`Budget`] and retried (throttling, 5xx, timeouts)
+//! with jittered exponential backoff. The SDK's own retries are off so that
+//! every attempt is paced and counted here.
+
+mod client;
+mod describe;
+mod metadata;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::budget::{BucketSize, Budget};
+use super::model::{Subnet, VpcState};
+use super::operation::{Action, Operation};
+use super::{CloudError, VpcBackend};
+pub use client::Outcome;
+use client::{describe_error, route_error, unavailable};
+pub use metadata::discover;
+
+/// One attempt may take this long (a slow EC2 must not hold a failover).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Settings {
+    pub region: String,
+    pub vpc: String,
+    /// Talk to this endpoint instead of EC2's (moto, a VPC endpoint).
+    /// `AWS_ENDPOINT_URL` is honoured too, through the SDK.
+    pub endpoint: Option<String>,
+    pub mutating: BucketSize,
+    pub describe: BucketSize,
+}
+
+/// Why the daemon cannot start against this VPC.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("VPC {0} does not exist in region {1} (-v/--vpc)")]
+    NoSuchVpc(String, String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub struct Ec2Vpc {
+    client: Client,
+    vpc: String,
+    region: String,
+    budget: Arc<Budget>,
+    calls: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
+    /// The subnets last described. A subnet's AZ never changes, so they
+    /// are described again only when a subnet appears that is not here.
+    subnets: Mutex<Option<Vec<Subnet>>>,
+}
+
+impl Ec2Vpc {
+    /// A client for the standard credential chain (environment, profile,
+    /// web identity, container or instance role).
+    pub async fn new(settings: &Ec2Settings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.region.clone()));
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Self::with_config((&loader.load().await).into(), settings)
+    }
+
+    /// A client from an SDK configuration made elsewhere (tests give static
+    /// credentials this way). The SDK's retries are turned off: ours pace
+    /// and count every attempt.
+    pub fn with_config(config: aws_sdk_ec2::config::Builder, settings: &Ec2Settings) -> Self {
+        let config = config
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            vpc: settings.vpc.clone(),
+            region: settings.region.clone(),
+            budget: Arc::new(Budget::new(settings.mutating, settings.describe)),
+            calls: Mutex::new(BTreeMap::new()),
+            subnets: Mutex::new(None),
+        }
+    }
+
+    /// Does the VPC exist? A definite no is a start-up error; not being able
+    /// to ask is not (the daemon keeps trying).
+    pub async fn check_vpc(&self) -> Result<(), StartError> {
+        let answer = self
+            .call(&self.budget.describe, "DescribeVpcs", || {
+                self.client.describe_vpcs().vpc_ids(&self.vpc).send()
+            })
+            .await;
+        match answer {
+            Ok(found) if !found.vpcs().is_empty() => Ok(()),
+            Ok(_) => Err(StartError::NoSuchVpc(self.vpc.clone(), self.region.clone())),
+            Err(e) if e.code() == Some("InvalidVpcID.NotFound") => {
+                Err(StartError::NoSuchVpc(self.vpc.clone(), self.region.clone()))
+            }
+            Err(e) => Err(StartError::Unavailable(describe_error("DescribeVpcs", &e))),
+        }
+    }
+
+    /// Calls made so far: (action, outcome) -> count.
+    pub fn calls(&self) -> BTreeMap<(&'static str, Outcome), u64> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    /// The VPC this backend manages.
+    pub fn vpc_id(&self) -> &str {
+        &self.vpc
+    }
+
+    pub fn budget(&self) -> Arc<Budget> {
+        self.budget.clone()
+    }
+
+    fn vpc_filter(&self) -> Filter {
+        Filter::builder().name("vpc-id").values(&self.vpc).build()
+    }
+}
+
+/// The destination as the API wants it: (IPv4 CIDR, IPv6 CIDR).
+fn destination(op: &Operation) -> (Option<String>, Option<String>) {
+    match op.destination {
+        IpNet::V4(v4) => (Some(v4.to_string()), None),
+        IpNet::V6(v6) => (None, Some(v6.to_string())),
+    }
+}
+
+impl VpcBackend for Ec2Vpc {
+    /// Instances with their ENIs and route tables, concurrently, both
+    /// filtered to the VPC: what can change by hand. Subnets only at first
+    /// and when one appears that was not described yet (two calls per
+    /// recheck, not three).
+    async fn describe(&self) -> Result<VpcState, CloudError> {
+        let (interfaces, route_tables) = tokio::try_join!(self.interfaces(), self.route_tables())?;
+        let known = self.subnets.lock().expect("subnets lock").clone();
+        let mut referenced = (interfaces.iter().map(|i| &i.subnet))
+            .chain(route_tables.iter().flat_map(|t| &t.subnets))
+            .filter(|id| !id.is_empty());
+        let subnets = match known {
+            Some(known) if referenced.all(|id| known.iter().any(|s| s.id == *id)) => known,
+            _ => {
+                let subnets = self.subnets().await?;
+                *self.subnets.lock().expect("subnets lock") = Some(subnets.clone());
+                subnets
+            }
+        };
+        Ok(VpcState {
+            subnets,
+            interfaces,
+            route_tables,
+        })
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+        let (v4, v6) = destination(op);
+        let eni = op.target.as_ref().map(|(eni, _)| eni.clone());
+        let table = &op.table;
+        let bucket = &self.budget.mutating;
+        let action = op.action.api_call();
+        match op.action {
+            Action::Create => self
+                .call(bucket, action, || {
+                    self.client
+                        .create_route()
+                        .route_table_id(table)
+                        .set_destination_cidr_block(v4.clone())
+                        .set_destination_ipv6_cidr_block(v6.clone())
+                        .set_network_interface_id(eni.clone())
+                        .send()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| route_error(op, &e)),
+            Action::Replace => self
+                .call(bucket, action, || {
+                    self.client
+                        .replace_route()
+                        .route_table_id(table)
+                        .set_destination_cidr_block(v4.clone())
+                        .set_destination_ipv6_cidr_block(v6.clone())
+                        .set_network_interface_id(eni.clone())
+                        .send()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| route_error(op, &e)),
+            Action::Delete => self
+                .call(bucket, action, || {
+                    self.client
+                        .delete_route()
+                        .route_table_id(table)
+                        .set_destination_cidr_block(v4.clone())
+                        .set_destination_ipv6_cidr_block(v6.clone())
+                        .send()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| route_error(op, &e)),
+        }
+    }
+
+    /// The mutating calls above half the burst: the other half stays for
+    /// failovers.
+    async fn spare_operations(&self) -> usize {
+        let reserve = f64::from(self.budget.mutating.size().burst) / 2.0;
+        (self.budget.mutating.level().await - reserve).max(0.0) as usize
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        let off = AttributeBooleanValue::builder().value(false).build();
+        self.call(
+            &self.budget.mutating,
+            "ModifyNetworkInterfaceAttribute",
+            || {
+                self.client
+                    .modify_network_interface_attribute()
+                    .network_interface_id(eni)
+                    .source_dest_check(off.clone())
+                    .send()
+            },
+        )
+        .await
+        .map(drop)
+        .map_err(|e| unavailable("ModifyNetworkInterfaceAttribute", &e))
+    }
+}
