@@ -8,8 +8,9 @@ mod common;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use vpcrouter::health::{HealthBoard, HealthSnapshot, State, half_open};
+use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
 use vpcrouter::plugin::PluginHandle;
+use vpcrouter::probe::half_open;
 use vpcrouter::spec_store::SpecStore;
 
 struct Checker {
@@ -204,6 +205,127 @@ async fn silent_host_times_out(method: &str) {
         State::Healthy
     );
     drop(queued);
+}
+
+/// A listener on `ip` whose accept queue is full: it completes no
+/// handshake, and answers no SYN. Its port, and what keeps it full.
+fn silent_listener(ip_addr: &str) -> (u16, socket2::Socket, Vec<std::net::TcpStream>) {
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(&SocketAddr::new(ip(ip_addr), 0).into())
+        .unwrap();
+    silent.listen(0).unwrap();
+    let port = silent.local_addr().unwrap().as_socket().unwrap().port();
+    let queued = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(ip(ip_addr), port),
+                Duration::from_millis(50),
+            )
+            .ok()
+        })
+        .collect();
+    (port, silent, queued)
+}
+
+/// Verdicts are handed over as probes answer: a refused host is failed at
+/// once, while a silent one still has seconds of its timeout to go.
+#[tokio::test]
+async fn a_refused_host_is_failed_before_a_silent_one_times_out() {
+    for method in methods() {
+        let (port, _silent, _queued) = silent_listener("127.0.0.33");
+        let port = port.to_string();
+        let checker = tcp_checker(
+            &["127.0.0.33", "127.0.0.34"],
+            &[
+                ("tcp_check_port", &port),
+                ("tcp_check_interval", "5"),
+                ("tcp_check_timeout", "3"),
+                ("tcp_check_method", method),
+            ],
+        )
+        .await;
+        // The first round starts after one interval.
+        checker
+            .wait("refused host failed", |s| {
+                s.state(&ip("127.0.0.34")) == State::Failed
+            })
+            .await;
+        assert_eq!(
+            checker.board.snapshot().state(&ip("127.0.0.33")),
+            State::Healthy,
+            "{method}: the silent host's timeout has not passed"
+        );
+        let silent = checker
+            .wait("silent host failed", |s| {
+                s.state(&ip("127.0.0.33")) == State::Failed
+            })
+            .await;
+        // Measured from the refused host's verdict: the round's own end.
+        assert!(
+            silent >= Duration::from_millis(2500),
+            "{method}: {silent:?}"
+        );
+    }
+}
+
+/// Without a timeout option the timeout adapts: a router that answered in
+/// microseconds and falls silent is failed after tens of milliseconds, not
+/// the second the fixed default would wait.
+#[tokio::test]
+async fn a_silent_host_is_found_in_a_few_round_trips_with_the_adaptive_timeout() {
+    for method in methods() {
+        let (port, silent, queued) = silent_listener("127.0.0.35");
+        // Answering while it accepts; silent once it stops.
+        let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        drop(queued);
+        let server = {
+            let accepting = accepting.clone();
+            let listener: TcpListener = silent.into();
+            listener.set_nonblocking(true).unwrap();
+            std::thread::spawn(move || {
+                while accepting.load(std::sync::atomic::Ordering::Relaxed) {
+                    while listener.accept().is_ok() {}
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Fill the queue, then keep the listener and its queue.
+                let addr = listener.local_addr().unwrap();
+                let queued: Vec<_> = (0..4)
+                    .filter_map(|_| {
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).ok()
+                    })
+                    .collect();
+                (listener, queued)
+            })
+        };
+        let port = port.to_string();
+        let checker = tcp_checker(
+            &["127.0.0.35"],
+            &[
+                ("tcp_check_port", &port),
+                ("tcp_check_interval", "1"),
+                ("tcp_check_method", method),
+            ],
+        )
+        .await;
+        checker.wait_rounds(4).await;
+        assert_eq!(
+            checker.board.snapshot(),
+            HealthSnapshot::default(),
+            "{method}"
+        );
+        accepting.store(false, std::sync::atomic::Ordering::Relaxed);
+        let _kept = server.join().unwrap();
+        checker
+            .wait("silent host failed", |s| {
+                s.state(&ip("127.0.0.35")) == State::Failed
+            })
+            .await;
+        let reports = checker.board.reports();
+        let detail = reports["tcp"][&ip("127.0.0.35")].detail.clone().unwrap();
+        assert!(detail.starts_with("no answer within"), "{method}: {detail}");
+        assert!(detail.ends_with("ms"), "{method}: {detail}: under a second");
+    }
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@ mod common;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use vpcrouter::health::icmp::{self, Access};
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
+use vpcrouter::probe::Method;
+use vpcrouter::probe::icmp::{self, Access};
 use vpcrouter::spec_store::SpecStore;
 
 fn ip(s: &str) -> IpAddr {
@@ -165,11 +166,12 @@ fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
         std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
         assert_eq!(icmp::access(), Ok(Access::Datagram));
         common::block_on(async {
-            let outcomes = icmp::echo(
-                vec![ip("10.33.20.142"), ip("10.33.21.5")],
-                Duration::from_millis(300),
-            )
-            .await;
+            let outcomes = Method::Icmp
+                .outcomes(
+                    &[ip("10.33.20.142"), ip("10.33.21.5")],
+                    Duration::from_millis(300),
+                )
+                .await;
             assert!(outcomes[0].ok, "{outcomes:?}");
             assert!(!outcomes[1].ok, "{outcomes:?}");
         });

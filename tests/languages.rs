@@ -62,6 +62,8 @@ fn a_python_config_source_follows_its_file_and_its_traceback_is_readable() {
     let view = daemon.view("/plugins");
     let plugin = &view["plugins"][0];
     assert_eq!(plugin["name"], "csv-routes");
+    // Built against the first contract, loaded by a host of a newer one.
+    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.0");
     let (_, route_info) = daemon.http("GET", "/route_info", b"");
     assert!(route_info.contains("10.66.0.0/16"), "{route_info}");
 }

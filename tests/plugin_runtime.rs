@@ -341,7 +341,11 @@ async fn malformed_and_foreign_files_are_refused_at_load() {
 #[test]
 fn the_released_wit_is_frozen() {
     use sha2::{Digest, Sha256};
-    for (version, frozen) in [("v0.1.0", FROZEN_V0_1_0), ("v0.1.1", FROZEN_V0_1_1)] {
+    for (version, frozen) in [
+        ("v0.1.0", FROZEN_V0_1_0),
+        ("v0.1.1", FROZEN_V0_1_1),
+        ("v0.1.2", FROZEN_V0_1_2),
+    ] {
         let dir = common::repo().join("wit").join(version);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -365,8 +369,8 @@ fn the_released_wit_is_frozen() {
     }
 }
 
-/// A plugin built against the frozen 0.1.0 (every SDK plugin) and one
-/// built against 0.1.1, using what it added, both load in this host.
+/// A plugin built against 0.1.1, using what it added, loads beside one of
+/// the SDK's 0.1.2 (plugins of 0.1.0: tests/languages.rs).
 #[test]
 fn plugins_of_the_frozen_and_of_the_newer_contract_both_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,12 +390,13 @@ fn plugins_of_the_frozen_and_of_the_newer_contract_both_load() {
     daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
     let view = daemon.view("/plugins");
     assert_eq!(view["plugins"][0]["wit"], "vpcrouter:plugin@0.1.1");
-    assert_eq!(view["plugins"][1]["wit"], "vpcrouter:plugin@0.1.0");
+    assert_eq!(view["plugins"][1]["wit"], "vpcrouter:plugin@0.1.2");
 }
 
 /// SHA-256 over the file names and contents of `wit/v0.1.0`, in name order.
 const FROZEN_V0_1_0: &str = "a47fd25c5052ff21d7501e54f3773b15b8ef341f8a6be93dc6ed98ce97efd097";
 const FROZEN_V0_1_1: &str = "b4d0727c8068874f98a82ce07ec20c1cd2c8a7d3e26058139872f0af163065e9";
+const FROZEN_V0_1_2: &str = "fb333f97f6f4be2e5e693c8273aa9c08cf6c0e3502329f369928d08a4916eab6";
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
@@ -542,7 +547,7 @@ fn plugins_can_be_pinned_to_their_digest() {
     let view = daemon.view("/plugins");
     let plugin = &view["plugins"][0];
     assert_eq!(plugin["sha256"], digest.as_str());
-    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.0");
+    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.2");
     assert!(
         plugin["producer"]
             .as_str()

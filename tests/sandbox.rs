@@ -407,6 +407,86 @@ fn a_plugin_cannot_amplify_probes_against_a_router() {
     );
 }
 
+/// Class 8 again, through probe rounds: a thousand rounds per call, kept
+/// open, probe the router no more than batches do (at most 4 rounds open,
+/// 16 probes of a host per call).
+#[test]
+fn probe_rounds_cannot_amplify_probes_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = "127.0.41.11";
+    let listener = std::net::TcpListener::bind((router, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let daemon = hostile_health_daemon(dir.path(), router, "rounds", &port);
+    let mut connections = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        match listener.accept() {
+            Ok(_) => connections += 1,
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    let view = daemon.view("/plugins");
+    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
+        .as_u64()
+        .unwrap();
+    assert!(rounds > 0);
+    assert!(
+        connections <= 16 * (rounds + 2),
+        "{connections} connections in {rounds} rounds"
+    );
+}
+
+/// Early verdicts are bounded: 20,000 flips of every host in one call make
+/// at most a few changes of state, and the daemon keeps answering.
+#[test]
+fn early_verdicts_cannot_churn_the_health_board() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = "127.0.41.12";
+    let daemon = hostile_health_daemon(dir.path(), router, "verdicts", "9");
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let (status, _) = daemon.http("GET", "/healthz", b"");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let view = daemon.view("/plugins");
+    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
+        .as_u64()
+        .unwrap();
+    let (_, events) = daemon.http("GET", "/events", b"");
+    let failures = events.matches("host_failed").count() as u64;
+    // 4 verdicts of a host per call: two flips to failed, per round.
+    assert!(
+        failures <= 2 * (rounds + 2),
+        "{failures} failures in {rounds} rounds"
+    );
+}
+
+fn hostile_health_daemon(dir: &Path, router: &str, behaviour: &str, port: &str) -> Daemon {
+    let vpc = common::loopback_vpc(dir, &[router]);
+    let spec = common::spec_file(dir, ["10.55.0.0/16".to_string()], &[router]);
+    let guest = common::guest("hostile-health");
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+            "--health-plugin",
+            guest.to_str().unwrap(),
+            "--hh_behaviour",
+            behaviour,
+            "--hh_port",
+            port,
+        ],
+        dir,
+    );
+    daemon.wait_for_line("accepted route spec", WITHIN);
+    daemon
+}
+
 /// Class 9: the host owns the framing of outbound requests: one `Host`, the
 /// body's true length, no transfer coding the plugin chose.
 #[test]

@@ -329,11 +329,12 @@ fn bare_probe_loop(count: usize, interval: f64, port: u16, method: &str, remote:
         let timeout = Duration::from_secs_f64(interval.min(1.0));
         loop {
             tick.tick().await;
-            let outcomes = if half_open {
-                vpcrouter::health::half_open::probe(hosts.clone(), port, timeout).await
+            let method = if half_open {
+                vpcrouter::probe::Method::HalfOpen(port)
             } else {
-                vpcrouter::health::probe::tcp(hosts.clone(), port, timeout).await
+                vpcrouter::probe::Method::Tcp(port)
             };
+            let outcomes = method.outcomes(&hosts, timeout).await;
             let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
             if let Some(first) = failed.first() {
                 eprintln!(
@@ -502,7 +503,7 @@ fn main() {
 
 /// The probe methods to measure: half-open needs CAP_NET_RAW.
 fn methods() -> Vec<&'static str> {
-    match vpcrouter::health::half_open::access() {
+    match vpcrouter::probe::half_open::access() {
         Ok(()) => vec!["connect", "half-open"],
         Err(why) => {
             println!("half-open skipped: {why}");
@@ -526,7 +527,7 @@ fn print_cost(what: &str, cost: &Cost, extra: &str) {
 /// this process may send it).
 fn probes() -> Vec<&'static str> {
     let mut probes = methods();
-    match vpcrouter::health::icmp::access() {
+    match vpcrouter::probe::icmp::access() {
         Ok(_) => probes.push("icmpecho"),
         Err(why) => println!("icmpecho skipped: {why}"),
     }

@@ -281,7 +281,8 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         tracing::warn!("no health-check plugin: every router host is taken as healthy");
     }
     let (stop, shutdown) = watch::channel(false);
-    let board = Arc::new(HealthBoard::default());
+    let observers = Observers::default();
+    let board = Arc::new(HealthBoard::new(observers.events.clone()));
     let mut views = Vec::with_capacity(plugins.len());
     let mut reloadable = Vec::with_capacity(plugins.len());
     let given = std::iter::once(&config.mode).chain(&config.health);
@@ -318,7 +319,6 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
             handle
         })
         .collect();
-    let observers = Observers::default();
     let (reload_requests, reloads) = mpsc::channel(4);
     let reloader = Reloader {
         runtime,

@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
+pub mod probe;
 pub mod reconcile;
 pub mod scaffold;
 pub mod spec;

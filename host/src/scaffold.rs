@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 /// The contract this daemon speaks.
-const WIT: &str = include_str!("../../wit/v0.1.0/plugin.wit");
+const WIT: &str = include_str!("../../wit/v0.1.2/plugin.wit");
 /// The wit-bindgen the SDK is built with (the workspace's).
 const WIT_BINDGEN: &str = "0.61";
 
@@ -181,7 +181,7 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
     if lang == Lang::Rust {
         for (file, source) in SDK {
             // The SDK finds the contract one level up, as vendored here.
-            let source = source.replace("../../wit/v0.1.0", "../wit");
+            let source = source.replace("../../wit/v0.1.2", "../wit");
             files.push((Path::new("sdk/src").join(file), source));
         }
     }

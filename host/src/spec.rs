@@ -5,8 +5,9 @@
 //! value, and the spec in force stays.
 
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 /// Largest spec accepted, in bytes of JSON (files and HTTP bodies).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
@@ -60,6 +61,41 @@ pub struct RouteSpec {
     routes: BTreeMap<IpNet, Vec<IpAddr>>,
     /// Every host named, kept for the health checkers and probe grants.
     hosts: BTreeSet<IpAddr>,
+    /// The same hosts as plugins see them, made on first use.
+    working_set: OnceLock<WorkingSet>,
+}
+
+/// The working set in the text form health-check plugins are given, and
+/// the way back: a host a plugin names is looked up, not parsed again,
+/// whatever part of the host it reaches (probes, verdicts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkingSet {
+    names: Vec<String>,
+    addresses: HashMap<String, IpAddr>,
+}
+
+impl WorkingSet {
+    pub fn new(hosts: &BTreeSet<IpAddr>) -> Self {
+        let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        let addresses = names.iter().cloned().zip(hosts.iter().copied()).collect();
+        Self { names, addresses }
+    }
+
+    /// Every host, in address order, as text.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The address of a host of the working set named by a plugin: as it was
+    /// given (the usual case), or in another spelling of the same address
+    /// (`2001:DB8::1`, surrounding spaces). `None` if it is not one.
+    pub fn lookup(&self, name: &str) -> Option<IpAddr> {
+        if let Some(ip) = self.addresses.get(name) {
+            return Some(*ip);
+        }
+        let ip: IpAddr = name.trim().parse().ok()?;
+        self.addresses.get(ip.to_string().as_str()).copied()
+    }
 }
 
 impl RouteSpec {
@@ -98,7 +134,11 @@ impl RouteSpec {
         if hosts.len() > MAX_WORKING_SET {
             return Err(SpecError::TooManyDistinctHosts { count: hosts.len() });
         }
-        Ok(Self { routes, hosts })
+        Ok(Self {
+            routes,
+            hosts,
+            working_set: OnceLock::new(),
+        })
     }
 
     /// Parse the JSON form (`{"10.55.16.0/24": ["10.33.20.142"]}`).
@@ -138,6 +178,12 @@ impl RouteSpec {
     /// Every host named in the spec: the health checkers' working set.
     pub fn hosts(&self) -> &BTreeSet<IpAddr> {
         &self.hosts
+    }
+
+    /// The working set as plugins name it (see [`WorkingSet`]).
+    pub fn working_set(&self) -> &WorkingSet {
+        self.working_set
+            .get_or_init(|| WorkingSet::new(&self.hosts))
     }
 
     /// The canonical JSON form, as accepted by [`RouteSpec::from_json`].

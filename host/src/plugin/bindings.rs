@@ -4,7 +4,7 @@
 
 pub mod config {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.1",
+        path: "../wit/v0.1.2",
         world: "config-plugin",
         imports: {
             "vpcrouter:plugin/outbound": async | trappable,
@@ -17,7 +17,7 @@ pub mod config {
 
 pub mod health {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.1",
+        path: "../wit/v0.1.2",
         world: "health-plugin",
         imports: {
             "vpcrouter:plugin/probes": async | trappable,
@@ -28,6 +28,7 @@ pub mod health {
             "vpcrouter:plugin/types": super::config::vpcrouter::plugin::types,
             "vpcrouter:plugin/log": super::config::vpcrouter::plugin::log,
             "vpcrouter:plugin/timers": super::config::vpcrouter::plugin::timers,
+            "vpcrouter:plugin/probes.probe-round": crate::plugin::host::probes::ProbeRound,
         },
     });
 }
@@ -41,7 +42,7 @@ pub use health::{HealthPlugin, HealthPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 1);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 2);
 
 /// The two kinds of plugin, told apart by the interface they export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -179,7 +179,7 @@ proptest! {
             .into_iter()
             .map(|(host, state, rtt_us, detail)| HostHealth { host, state, rtt_us, detail })
             .collect();
-        for report in reports("fuzz", &working_set, results) {
+        for report in reports("fuzz", &crate::spec::WorkingSet::new(&working_set), results) {
             prop_assert!(working_set.contains(&report.host));
             prop_assert!(report.detail.is_none_or(|d| d.len() <= 512));
         }

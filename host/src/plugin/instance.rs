@@ -18,7 +18,9 @@ use super::grants::Grants;
 use super::limits::{Bounds, CallUsage, PluginLimiter};
 use super::output::Output;
 use super::text::clip;
+use crate::probe::rtt::RttTable;
 use crate::spec::RouteSpec;
+use tokio::sync::mpsc;
 
 /// How a call into a plugin failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -77,9 +79,15 @@ pub struct HostState {
     pub(super) usage: Arc<CallUsage>,
     /// A file read of this plugin is in progress (and may be stuck).
     pub(super) reading: Arc<AtomicBool>,
+    /// Round trips measured per host, for adaptive probe timeouts.
+    pub(super) rtt: RttTable,
+    /// Probe rounds started and not dropped.
+    pub(super) open_rounds: usize,
+    /// Verdicts reported during `check`, to the supervisor.
+    pub(super) verdicts: mpsc::UnboundedSender<Vec<HostHealth>>,
     limiter: PluginLimiter,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
 }
 
 impl WasiView for HostState {
@@ -145,8 +153,12 @@ impl InstanceFactory {
             .stdout(guard.output.clone())
             .stderr(guard.output.clone())
             .build();
+        let (verdicts, early_verdicts) = mpsc::unbounded_channel();
         let state = HostState {
             plugin: self.plugin.clone(),
+            rtt: RttTable::default(),
+            open_rounds: 0,
+            verdicts,
             grants: self.grants.clone(),
             usage: guard.usage.clone(),
             reading: self.reading.clone(),
@@ -190,6 +202,7 @@ impl InstanceFactory {
             store,
             bindings,
             guard,
+            early_verdicts,
         })
     }
 }
@@ -198,6 +211,7 @@ pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Bindings,
     guard: Guard,
+    early_verdicts: mpsc::UnboundedReceiver<Vec<HostHealth>>,
 }
 
 /// A call that the plugin's kind does not export (a host bug, not the
@@ -281,16 +295,30 @@ impl PluginInstance {
     }
 
     /// One health round over `hosts`.
-    pub async fn check(&mut self, hosts: &[String]) -> Result<Vec<HostHealth>, CallError> {
+    /// One health round; verdicts the plugin reports before it returns go
+    /// to `early` the moment they are reported.
+    pub async fn check(
+        &mut self,
+        hosts: &[String],
+        mut early: impl FnMut(Vec<HostHealth>),
+    ) -> Result<Vec<HostHealth>, CallError> {
         let call = "check";
         let Bindings::Health(b) = &self.bindings else {
             return Err(not_exported(call));
         };
         let api = b.vpcrouter_plugin_health_check();
-        self.guard
-            .run(call, api.call_check(&mut self.store, hosts))
-            .await?
-            .map_err(plugin_error)
+        let checking = self.guard.run(call, api.call_check(&mut self.store, hosts));
+        tokio::pin!(checking);
+        let checked = loop {
+            tokio::select! {
+                biased;
+                Some(verdicts) = self.early_verdicts.recv() => early(verdicts),
+                checked = &mut checking => break checked,
+            }
+        };
+        // Reported just before the return: superseded by the round's answer.
+        while self.early_verdicts.try_recv().is_ok() {}
+        checked?.map_err(plugin_error)
     }
 
     /// Take what the plugin asked for during the last calls.

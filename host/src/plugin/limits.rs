@@ -71,6 +71,8 @@ struct Usage {
     /// The wait in progress, if any.
     since: Option<Instant>,
     probes: HashMap<IpAddr, u32>,
+    /// Early verdicts reported per host.
+    verdicts: HashMap<IpAddr, u32>,
     outbound: u32,
     reads: u32,
 }
@@ -78,6 +80,9 @@ struct Usage {
 /// How often one host may be probed in one call (a plugin may probe
 /// several ports, or retry).
 pub const MAX_PROBES_PER_HOST: u32 = 16;
+/// How often one call may report a host's verdict early (a verdict per
+/// probe of a few ports is plenty; more would only churn the board).
+pub const MAX_VERDICTS_PER_HOST: u32 = 4;
 /// Outbound requests one call may send, and file reads it may make: host
 /// work the plugin's own time does not pay for, so it is counted instead.
 pub const MAX_OUTBOUND_PER_CALL: u32 = 32;
@@ -122,6 +127,15 @@ impl CallUsage {
         let count = usage.probes.entry(host).or_default();
         *count += 1;
         *count <= MAX_PROBES_PER_HOST
+    }
+
+    /// Count an early verdict on `host`; false once the call has had its
+    /// share for that host.
+    pub fn verdict(&self, host: IpAddr) -> bool {
+        let mut usage = self.usage();
+        let count = usage.verdicts.entry(host).or_default();
+        *count += 1;
+        *count <= MAX_VERDICTS_PER_HOST
     }
 
     /// Count an outbound request; false once the call has had its share.

@@ -46,7 +46,7 @@ const MAX_HTTP_PATHS: usize = 16;
 const MAX_HTTP_PATH: usize = 256;
 
 /// The contract's folder, for messages.
-const WIT_DIR: &str = "wit/v0.1.1";
+const WIT_DIR: &str = "wit/v0.1.2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -392,8 +392,9 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Link the interfaces only the health world imports.
 fn health_only_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use super::bindings::health::vpcrouter::plugin::probes;
-    probes::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+    use super::bindings::health::vpcrouter::plugin::{probes, verdicts};
+    probes::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    verdicts::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
 
 /// Magic and version/layer: core modules are layer 0, components layer 1.

@@ -8,7 +8,6 @@
 //! never exits because of a plugin.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use super::load::{ConfiguredPlugin, Origin};
 use super::text::clip;
 use super::watch::FileWatcher;
 use crate::health::{HealthBoard, HostReport, State};
+use crate::spec::WorkingSet;
 use crate::spec_store::{SpecStore, SpecWatch};
 
 /// Writers rarely finish in one event (truncate, write, close): wait this
@@ -440,14 +440,15 @@ impl Supervisor {
             let Some(spec) = specs.borrow().clone() else {
                 continue;
             };
-            let hosts: Vec<String> = spec.hosts().iter().map(ToString::to_string).collect();
+            let working_set = spec.working_set();
             let started = Instant::now();
-            let checked = instance.check(&hosts).await;
+            let early = |verdicts| board.merge(plugin, reports(plugin, working_set, verdicts));
+            let checked = instance.check(working_set.names(), early).await;
             record_call(plugin, "check", &checked, started);
             match checked {
                 Ok(results) => {
                     self.record_round(&results, started.elapsed());
-                    board.report(plugin, reports(plugin, spec.hosts(), results));
+                    board.report(plugin, reports(plugin, working_set, results));
                 }
                 Err(CallError::Plugin(reason)) => {
                     tracing::warn!(
@@ -465,7 +466,7 @@ impl Supervisor {
         rtts.sort_unstable();
         let failures = results
             .iter()
-            .filter(|r| r.state != HealthState::Healthy)
+            .filter(|r| !matches!(r.state, HealthState::Healthy))
             .count() as u64;
         self.status.send_modify(|status| {
             let stats = status.rounds.get_or_insert_with(RoundStats::default);
@@ -585,31 +586,21 @@ const MAX_DETAIL: usize = 256;
 /// once per round, and ignored.
 pub(super) fn reports(
     plugin: &str,
-    working_set: &BTreeSet<IpAddr>,
+    working_set: &WorkingSet,
     results: Vec<HostHealth>,
 ) -> Vec<HostReport> {
     let mut outside = (0usize, None);
     let reports = results
         .into_iter()
         .filter_map(|r| {
-            let host = r
-                .host
-                .trim()
-                .parse()
-                .ok()
-                .filter(|ip| working_set.contains(ip));
-            if host.is_none() {
+            let Some(host) = working_set.lookup(&r.host) else {
                 outside.0 += 1;
                 outside.1.get_or_insert(r.host);
                 return None;
-            }
+            };
             Some(HostReport {
-                host: host?,
-                state: match r.state {
-                    HealthState::Healthy => State::Healthy,
-                    HealthState::Questionable => State::Questionable,
-                    HealthState::Failed => State::Failed,
-                },
+                host,
+                state: state(r.state),
                 rtt_us: r.rtt_us,
                 detail: r.detail.map(|d| clip(&d, MAX_DETAIL).into_owned()),
             })
@@ -624,6 +615,15 @@ pub(super) fn reports(
         );
     }
     reports
+}
+
+/// Where the WIT's tri-state becomes the daemon's.
+fn state(state: HealthState) -> State {
+    match state {
+        HealthState::Healthy => State::Healthy,
+        HealthState::Questionable => State::Questionable,
+        HealthState::Failed => State::Failed,
+    }
 }
 
 fn entries(routes: Vec<Route>) -> impl Iterator<Item = (String, Vec<String>)> {

@@ -19,7 +19,7 @@ use crate::cloud::operation::{Action, Cause, Operation};
 use crate::cloud::{CloudError, VpcBackend};
 use crate::events::{EventKind, EventLog};
 use crate::ha::{HaStatus, Leadership};
-use crate::health::{HealthSnapshot, State};
+use crate::health::HealthSnapshot;
 use crate::metrics;
 use crate::spec::RouteSpec;
 use crate::spec_store::SpecWatch;
@@ -69,9 +69,9 @@ struct Round {
     last_notices: Vec<Notice>,
     /// Tables whose `RouteLimitExceeded` has been reported.
     full_tables: BTreeSet<String>,
-    /// The spec and health last recorded as events.
+    /// The spec last recorded as an event (host changes are the health
+    /// board's to record).
     seen_spec: Option<Arc<RouteSpec>>,
-    seen_health: HealthSnapshot,
     /// The operator's requests for the balanced spread seen so far.
     rebalance_requests: u64,
     /// The operator asked for the balanced spread and it is not restored yet.
@@ -109,7 +109,6 @@ impl<B: VpcBackend> Reconciler<B> {
             last_notices: Vec::new(),
             full_tables: BTreeSet::new(),
             seen_spec: None,
-            seen_health: HealthSnapshot::default(),
             rebalance_requests: *self.rebalance_requests.borrow(),
             rebalancing: false,
             again_at: None,
@@ -156,7 +155,7 @@ impl<B: VpcBackend> Reconciler<B> {
             }
             let spec = self.specs.borrow_and_update().clone();
             let health = self.health.borrow_and_update().clone();
-            self.record_changes(&mut round, spec.as_ref(), &health);
+            self.record_spec(&mut round, spec.as_ref());
             let requests = *self.rebalance_requests.borrow_and_update();
             if requests != round.rebalance_requests {
                 round.rebalance_requests = requests;
@@ -404,13 +403,8 @@ impl<B: VpcBackend> Reconciler<B> {
         });
     }
 
-    /// Record a new spec in force and health changes as events.
-    fn record_changes(
-        &self,
-        round: &mut Round,
-        spec: Option<&Arc<RouteSpec>>,
-        health: &HealthSnapshot,
-    ) {
+    /// Record a new spec in force as an event.
+    fn record_spec(&self, round: &mut Round, spec: Option<&Arc<RouteSpec>>) {
         let events = &self.observers.events;
         if let Some(spec) = spec
             && round
@@ -423,34 +417,6 @@ impl<B: VpcBackend> Reconciler<B> {
             events.record(EventKind::Spec, "route spec", reason, None);
             round.seen_spec = Some(spec.clone());
         }
-        if *health == round.seen_health {
-            return;
-        }
-        let seen = &round.seen_health;
-        for host in health.failed.difference(&seen.failed) {
-            events.record(
-                EventKind::HostFailed,
-                host.to_string(),
-                "a health check failed",
-                None,
-            );
-        }
-        for host in health.questionable.difference(&seen.questionable) {
-            let reason = "a health check finds it degraded";
-            events.record(EventKind::HostQuestionable, host.to_string(), reason, None);
-        }
-        let was_down = seen.failed.union(&seen.questionable);
-        for host in was_down {
-            if health.state(host) == State::Healthy {
-                events.record(
-                    EventKind::HostRecovered,
-                    host.to_string(),
-                    "healthy again",
-                    None,
-                );
-            }
-        }
-        round.seen_health = health.clone();
     }
 
     /// Turn off source/destination check on `enis`; false if any failed.

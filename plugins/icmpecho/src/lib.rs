@@ -2,13 +2,14 @@
 //! daemon's default check, every 2 s). The host sends each round's echoes
 //! from one socket; this plugin only decides what a result means.
 
+use vpcrouter_plugin_sdk::probes::{ProbeMethod, ProbeTimeout};
 use vpcrouter_plugin_sdk::tracker::{Thresholds, Tracker};
 use vpcrouter_plugin_sdk::{
     HealthCheck, HostHealth, OptionSpec, Options, PluginInfo, export_health_check, probes, timers,
 };
 
 struct IcmpEcho {
-    timeout_ms: u32,
+    timeout: ProbeTimeout,
     tracker: Tracker,
 }
 
@@ -22,7 +23,8 @@ impl HealthCheck for IcmpEcho {
             .default_value("2"),
             OptionSpec::text(
                 "icmp_check_timeout",
-                "Seconds to wait for an answer, at most 5 [default: the lesser of 1 and the interval]",
+                "Seconds to wait for an answer, at most 5 [default: adaptive, a few of each \
+                 host's round trips (at least 0.05), at most the lesser of 1 and the interval]",
             ),
         ];
         options.extend(Thresholds::options("icmp_check"));
@@ -39,19 +41,19 @@ impl HealthCheck for IcmpEcho {
         // Refuse to start, saying what to grant, rather than fail every host.
         probes::icmp_access()?;
         let interval = options.millis("icmp_check_interval")?.unwrap_or(2000);
-        let timeout_ms = options.probe_timeout("icmp_check_timeout", interval)?;
+        let timeout = options.probe_round_timeout("icmp_check_timeout", interval)?;
         let thresholds = Thresholds::from_options(&options, "icmp_check")?;
         timers::set_timer(interval);
         Ok(Self {
-            timeout_ms,
+            timeout,
             tracker: Tracker::new(thresholds),
         })
     }
 
     fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String> {
-        let to_probe = self.tracker.begin_round(&hosts);
-        let results = probes::probe_icmp(&to_probe, self.timeout_ms);
-        Ok(self.tracker.end_round(results))
+        Ok(self
+            .tracker
+            .run_round(&hosts, ProbeMethod::Icmp, self.timeout))
     }
 }
 

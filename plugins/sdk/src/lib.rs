@@ -14,7 +14,7 @@ pub use bindings::config::vpcrouter::plugin::types::{
     Route,
 };
 pub use bindings::config::vpcrouter::plugin::{daemon, files, log, outbound, timers};
-pub use bindings::health::vpcrouter::plugin::probes;
+pub use bindings::health::vpcrouter::plugin::{probes, verdicts};
 
 #[doc(hidden)]
 pub use bindings::config as __config_bindings;
@@ -81,6 +81,22 @@ impl Options {
                 MAX_PROBE_TIMEOUT_MS / 1000
             )),
         }
+    }
+
+    /// The same option for a probe round: given, a fixed timeout; not
+    /// given, adaptive (a few of each host's measured round trips, at least
+    /// 50 ms) up to the lesser of 1 s and `interval_ms`, so that a silent
+    /// host is known within tens of milliseconds.
+    pub fn probe_round_timeout(
+        &self,
+        name: &str,
+        interval_ms: u32,
+    ) -> Result<probes::ProbeTimeout, String> {
+        let ms = self.probe_timeout(name, interval_ms)?;
+        Ok(match self.get(name) {
+            Some(_) => probes::ProbeTimeout::Fixed(ms),
+            None => probes::ProbeTimeout::Adaptive(ms),
+        })
     }
 }
 

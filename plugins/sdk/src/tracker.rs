@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::probes::ProbeResult;
-use crate::{HealthState, HostHealth, Options};
+use crate::probes::{self, ProbeMethod, ProbeResult, ProbeTimeout};
+use crate::{HealthState, HostHealth, Options, verdicts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
@@ -84,6 +84,8 @@ struct Record {
     /// Failed (window over), waiting for `rise` successes.
     recovering: bool,
     last: Option<ProbeResult>,
+    /// The state last handed out for the host.
+    reported: Option<HealthState>,
 }
 
 #[derive(Debug, Default)]
@@ -125,22 +127,45 @@ impl Tracker {
             .collect()
     }
 
-    /// Record this round's probe results, in the order `begin_round` gave
-    /// the hosts (the order the host's probes return them in); the state of
-    /// every host in the working set.
-    pub fn end_round(&mut self, results: Vec<ProbeResult>) -> Vec<HostHealth> {
+    /// Probe the round's hosts with `method`, taking each result as it
+    /// arrives and handing the host (`verdicts.report`) every verdict that
+    /// changed at once, so that a failed router is failed over without
+    /// waiting for the slowest probe; the state of every host in the
+    /// working set at the end.
+    pub fn run_round(
+        &mut self,
+        working_set: &[String],
+        method: ProbeMethod,
+        timeout: ProbeTimeout,
+    ) -> Vec<HostHealth> {
+        let to_probe = self.begin_round(working_set);
+        if !to_probe.is_empty() {
+            let round = probes::start_round(method, &to_probe, timeout);
+            loop {
+                let results = round.next();
+                if results.is_empty() {
+                    break;
+                }
+                let changed = self.record(results);
+                if !changed.is_empty() {
+                    verdicts::report(&changed);
+                }
+            }
+        }
+        self.states()
+    }
+
+    /// Record this round's probe results (any order, in one or several
+    /// calls; a result for no host of the round is ignored); the verdicts
+    /// that changed.
+    pub fn record(&mut self, results: Vec<ProbeResult>) -> Vec<HostHealth> {
         let Thresholds { fall, rise, window } = self.thresholds;
-        // Both are sorted by host: walk them together rather than look
-        // every host up. A result for no host of the round is ignored.
-        let mut records = self.hosts.iter_mut().peekable();
+        let mut changed = Vec::new();
         for result in results {
-            while records
-                .next_if(|(host, _)| host.as_str() < result.host.as_str())
-                .is_some()
-            {}
-            let Some((_, record)) = records.next_if(|(host, _)| **host == result.host) else {
+            let Some(record) = self.hosts.get_mut(&result.host) else {
                 continue;
             };
+            let host = result.host.clone();
             if result.ok {
                 record.failures = 0;
                 record.successes += 1;
@@ -156,11 +181,27 @@ impl Tracker {
                 }
             }
             record.last = Some(result);
+            let now = health(&host, record, fall);
+            if record.reported.replace(now.state) != Some(now.state) {
+                changed.push(now);
+            }
         }
+        changed
+    }
+
+    /// The state of every host of the working set.
+    pub fn states(&self) -> Vec<HostHealth> {
+        let fall = self.thresholds.fall;
         self.hosts
             .iter()
             .map(|(host, record)| health(host, record, fall))
             .collect()
+    }
+
+    /// Record a whole round's results and return [`Tracker::states`].
+    pub fn end_round(&mut self, results: Vec<ProbeResult>) -> Vec<HostHealth> {
+        self.record(results);
+        self.states()
     }
 }
 
@@ -304,5 +345,22 @@ mod tests {
             .map(|h| (h.host, h.state))
             .collect();
         assert_eq!(states, [("a".into(), H), ("c".into(), F), ("e".into(), H)]);
+    }
+
+    #[test]
+    fn results_in_any_order_hand_over_only_changed_verdicts() {
+        let mut tracker = Tracker::new(Thresholds::default());
+        let hosts = vec!["a".to_string(), "b".to_string()];
+        tracker.begin_round(&hosts);
+        let first = tracker.record(vec![result("b", false)]);
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].host.as_str(), first[0].state), ("b", F));
+        let second = tracker.record(vec![result("a", true)]);
+        assert_eq!((second[0].host.as_str(), second[0].state), ("a", H));
+        let states: Vec<_> = tracker.states().into_iter().map(|h| h.state).collect();
+        assert_eq!(states, [H, F]);
+        // Nothing changed for "a" in the next round: nothing to hand over.
+        tracker.begin_round(&hosts);
+        assert!(tracker.record(vec![result("a", true)]).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! defaults: port 22 every 2 s). The host runs each round's probes
 //! concurrently; this plugin only decides what a result means.
 
+use vpcrouter_plugin_sdk::probes::{ProbeMethod, ProbeTimeout};
 use vpcrouter_plugin_sdk::tracker::{Thresholds, Tracker};
 use vpcrouter_plugin_sdk::{
     HealthCheck, HostHealth, OptionSpec, Options, PluginInfo, export_health_check, probes, timers,
@@ -45,7 +46,7 @@ impl Method {
 
 struct Tcp {
     port: u16,
-    timeout_ms: u32,
+    timeout: ProbeTimeout,
     method: Method,
     tracker: Tracker,
 }
@@ -61,7 +62,8 @@ impl HealthCheck for Tcp {
             .default_value("2"),
             OptionSpec::text(
                 "tcp_check_timeout",
-                "Connect timeout in seconds, at most 5 [default: the lesser of 1 and the interval]",
+                "Connect timeout in seconds, at most 5 [default: adaptive, a few of each \
+                 host's round trips (at least 0.05), at most the lesser of 1 and the interval]",
             ),
             OptionSpec::text(
                 "tcp_check_method",
@@ -88,25 +90,24 @@ impl HealthCheck for Tcp {
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("--tcp_check_port {port_value:?}: expected 1-65535"))?;
         let interval = options.millis("tcp_check_interval")?.unwrap_or(2000);
-        let timeout_ms = options.probe_timeout("tcp_check_timeout", interval)?;
+        let timeout = options.probe_round_timeout("tcp_check_timeout", interval)?;
         let thresholds = Thresholds::from_options(&options, "tcp_check")?;
         let method = Method::from_option(options.require("tcp_check_method")?)?;
         timers::set_timer(interval);
         Ok(Self {
             port,
-            timeout_ms,
+            timeout,
             method,
             tracker: Tracker::new(thresholds),
         })
     }
 
     fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String> {
-        let to_probe = self.tracker.begin_round(&hosts);
-        let results = match self.method {
-            Method::Connect => probes::probe_tcp(&to_probe, self.port, self.timeout_ms),
-            Method::HalfOpen => probes::probe_tcp_half_open(&to_probe, self.port, self.timeout_ms),
+        let method = match self.method {
+            Method::Connect => ProbeMethod::Tcp(self.port),
+            Method::HalfOpen => ProbeMethod::TcpHalfOpen(self.port),
         };
-        Ok(self.tracker.end_round(results))
+        Ok(self.tracker.run_round(&hosts, method, self.timeout))
     }
 }
 

@@ -4,8 +4,9 @@ mod daemon;
 mod files;
 mod log;
 mod outbound;
-mod probes;
+pub(super) mod probes;
 mod timers;
+mod verdicts;
 
 /// The shared types interface has no functions to implement.
 impl super::bindings::config::vpcrouter::plugin::types::Host for super::instance::HostState {}

@@ -1,24 +1,32 @@
 //! The probe capability: only hosts of the current route spec (the working
 //! set) may be probed, each at most [`MAX_PROBES_PER_HOST`] times per call,
-//! and a batch probes each distinct host once, however often it is named:
-//! a plugin cannot turn one call into a flood against a router. Anything
-//! refused is answered as a failed probe saying why. The probing itself is
-//! `health::probe`'s; the time it takes is the host's, not the plugin's.
+//! a batch probes each distinct host once, however often it is named, and at
+//! most [`MAX_OPEN_ROUNDS`] rounds run at once: a plugin cannot turn one
+//! call into a flood against a router. Anything refused is answered as a
+//! failed probe saying why. The probing itself is `crate::probe`'s; the
+//! time it takes is the host's, not the plugin's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::super::bindings::health::vpcrouter::plugin::probes::{Host, ProbeResult};
+use tokio::sync::mpsc;
+use wasmtime::component::Resource;
+
+use super::super::bindings::health::vpcrouter::plugin::probes::{
+    Host, HostProbeRound, ProbeMethod, ProbeResult, ProbeTimeout,
+};
 use super::super::instance::HostState;
 use super::super::limits::MAX_PROBES_PER_HOST;
-use crate::health::probe::{self, Outcome};
-use crate::health::{half_open, icmp};
+use crate::probe::{Method, Outcome, Target, half_open, icmp};
 
 /// Longest timeout a probe may have; longer requests are cut to it. With
 /// [`crate::spec::MAX_WORKING_SET`] silent hosts and 1,024 probes in
 /// flight, a round takes at most ten of these (see `MAX_HOST_WAIT`).
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probe rounds one plugin may have open at once.
+pub const MAX_OPEN_ROUNDS: usize = 4;
 
 /// Why a host of a batch is not probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +34,7 @@ enum Refusal {
     NotAnAddress,
     OutsideWorkingSet,
     ProbedEnough,
+    TooManyRounds,
 }
 
 impl Refusal {
@@ -36,91 +45,203 @@ impl Refusal {
             Refusal::ProbedEnough => {
                 format!("probe refused: already probed {MAX_PROBES_PER_HOST} times in this call")
             }
+            Refusal::TooManyRounds => {
+                format!("probe refused: {MAX_OPEN_ROUNDS} rounds are open; drop one first")
+            }
         })
+    }
+}
+
+/// How long each host may stay silent, as the plugin asked.
+#[derive(Debug, Clone, Copy)]
+enum Timeout {
+    Fixed(Duration),
+    /// From the host's measured round trips, at most this.
+    Adaptive(Duration),
+}
+
+impl Timeout {
+    fn cut(ms: u32) -> Duration {
+        Duration::from_millis(ms.into()).min(MAX_PROBE_TIMEOUT)
+    }
+}
+
+impl From<ProbeTimeout> for Timeout {
+    fn from(timeout: ProbeTimeout) -> Self {
+        match timeout {
+            ProbeTimeout::Fixed(ms) => Timeout::Fixed(Timeout::cut(ms)),
+            ProbeTimeout::Adaptive(ms) => Timeout::Adaptive(Timeout::cut(ms)),
+        }
+    }
+}
+
+impl From<ProbeMethod> for Method {
+    fn from(method: ProbeMethod) -> Self {
+        match method {
+            ProbeMethod::Tcp(port) => Method::Tcp(port),
+            ProbeMethod::TcpHalfOpen(port) => Method::HalfOpen(port),
+            ProbeMethod::Icmp => Method::Icmp,
+        }
     }
 }
 
 /// A batch split into the distinct hosts to probe and, per position, either
 /// the index of its host in that list or why it is refused.
 struct Plan {
+    hosts: Vec<String>,
     distinct: Vec<IpAddr>,
     slots: Vec<Result<usize, Refusal>>,
 }
 
+impl Plan {
+    /// The positions of each distinct host in the batch.
+    fn positions(&self) -> Vec<Vec<usize>> {
+        let mut positions = vec![Vec::new(); self.distinct.len()];
+        for (position, slot) in self.slots.iter().enumerate() {
+            if let Ok(i) = slot {
+                positions[*i].push(position);
+            }
+        }
+        positions
+    }
+}
+
+/// A probe round a plugin started (`probes.start-round`): its probes run
+/// in a task of their own, and their outcomes wait here until the plugin
+/// asks. Dropping it stops the probes.
+pub struct ProbeRound {
+    plan: Plan,
+    positions: Vec<Vec<usize>>,
+    /// Refusals, handed over at the first `next`.
+    refused: Vec<ProbeResult>,
+    arrived: mpsc::UnboundedReceiver<(usize, Outcome)>,
+    /// Distinct hosts whose outcome has not arrived.
+    pending: usize,
+    probing: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ProbeRound {
+    fn drop(&mut self) {
+        if let Some(probing) = &self.probing {
+            probing.abort();
+        }
+    }
+}
+
+fn result(host: &str, outcome: &Outcome) -> ProbeResult {
+    ProbeResult {
+        host: host.to_string(),
+        ok: outcome.ok,
+        rtt_us: outcome
+            .rtt
+            .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+        error: outcome.error.clone(),
+    }
+}
+
 impl HostState {
-    fn plan(&self, hosts: &[String]) -> Plan {
+    fn plan(&self, hosts: Vec<String>, refuse_all: Option<Refusal>) -> Plan {
         let spec = self.accepted.borrow().clone();
-        let working_set = spec.as_ref().map(|s| s.hosts());
+        let working_set = spec.as_ref().map(|s| s.working_set());
         let mut index: HashMap<IpAddr, Result<usize, Refusal>> = HashMap::new();
-        let mut plan = Plan {
-            distinct: Vec::new(),
-            slots: Vec::with_capacity(hosts.len()),
-        };
+        let mut distinct = Vec::new();
+        let mut slots = Vec::with_capacity(hosts.len());
         let mut denied = (0usize, None);
-        for host in hosts {
-            let Ok(ip) = host.trim().parse::<IpAddr>() else {
-                plan.slots.push(Err(Refusal::NotAnAddress));
+        for host in &hosts {
+            let ip = working_set.and_then(|set| set.lookup(host));
+            let Some(ip) = ip else {
+                if host.trim().parse::<IpAddr>().is_ok() {
+                    denied = (denied.0 + 1, Some(host.clone()));
+                    slots.push(Err(Refusal::OutsideWorkingSet));
+                } else {
+                    slots.push(Err(Refusal::NotAnAddress));
+                }
                 continue;
             };
             let slot = *index.entry(ip).or_insert_with(|| {
-                if !working_set.is_some_and(|set| set.contains(&ip)) {
-                    denied = (denied.0 + 1, Some(ip));
-                    Err(Refusal::OutsideWorkingSet)
+                if let Some(refusal) = refuse_all {
+                    Err(refusal)
                 } else if !self.usage.probe(ip) {
                     Err(Refusal::ProbedEnough)
                 } else {
-                    plan.distinct.push(ip);
-                    Ok(plan.distinct.len() - 1)
+                    distinct.push(ip);
+                    Ok(distinct.len() - 1)
                 }
             });
-            plan.slots.push(slot);
+            slots.push(slot);
         }
         if let (count, Some(example)) = denied {
             tracing::warn!(
                 plugin = &*self.plugin,
                 count,
-                %example,
+                example = %crate::plugin::text::clip(&example, 64),
                 "denied: probes of hosts outside the working set"
             );
         }
-        plan
+        Plan {
+            hosts,
+            distinct,
+            slots,
+        }
     }
 
-    /// Probe a batch with `probe`: each distinct granted host once, answers
-    /// for all, in the order given.
-    async fn probe_batch<F>(
+    /// The targets of a plan, each with its timeout.
+    fn targets(&mut self, plan: &Plan, timeout: Timeout) -> Vec<Target> {
+        if let Some(spec) = self.accepted.borrow().as_ref()
+            && self.rtt.len() > spec.hosts().len()
+        {
+            self.rtt.retain(|host| spec.hosts().contains(host));
+        }
+        plan.distinct
+            .iter()
+            .enumerate()
+            .map(|(index, &host)| Target {
+                index,
+                host,
+                timeout: match timeout {
+                    Timeout::Fixed(timeout) => timeout,
+                    Timeout::Adaptive(max) => self.rtt.timeout(&host, max),
+                },
+            })
+            .collect()
+    }
+
+    /// Learn a distinct host's round trip from its outcome.
+    fn learn(&mut self, host: IpAddr, outcome: &Outcome) {
+        self.rtt.record(host, outcome.rtt, outcome.timed_out);
+    }
+
+    /// Probe a batch: each distinct granted host once, answers for all, in
+    /// the order given.
+    async fn probe_batch(
         &mut self,
+        method: Method,
         hosts: Vec<String>,
         timeout_ms: u32,
-        probe: impl FnOnce(Vec<IpAddr>, Duration) -> F,
-    ) -> Vec<ProbeResult>
-    where
-        F: Future<Output = Vec<Outcome>>,
-    {
-        let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_PROBE_TIMEOUT);
-        let Plan { distinct, slots } = self.plan(&hosts);
-        let outcomes = if distinct.is_empty() {
-            Vec::new()
-        } else {
-            self.usage.wait(probe(distinct, timeout)).await
-        };
-        hosts
-            .into_iter()
-            .zip(slots)
+    ) -> Vec<ProbeResult> {
+        let plan = self.plan(hosts, None);
+        let targets = self.targets(&plan, Timeout::Fixed(Timeout::cut(timeout_ms)));
+        let (sink, mut arrived) = mpsc::unbounded_channel();
+        if !targets.is_empty() {
+            self.usage.wait(method.run(targets, sink)).await;
+        }
+        let mut outcomes = vec![None; plan.distinct.len()];
+        while let Ok((i, outcome)) = arrived.try_recv() {
+            self.learn(plan.distinct[i], &outcome);
+            outcomes[i] = Some(outcome);
+        }
+        plan.hosts
+            .iter()
+            .zip(&plan.slots)
             .map(|(host, slot)| {
                 let outcome = match slot {
-                    Ok(i) => outcomes.get(i).cloned(),
+                    Ok(i) => outcomes[*i].clone(),
                     Err(refusal) => Some(refusal.outcome()),
                 };
-                let outcome = outcome.unwrap_or_else(|| Outcome::failed("not probed"));
-                ProbeResult {
+                result(
                     host,
-                    ok: outcome.ok,
-                    rtt_us: outcome
-                        .rtt
-                        .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
-                    error: outcome.error,
-                }
+                    &outcome.unwrap_or_else(|| Outcome::failed("not probed")),
+                )
             })
             .collect()
     }
@@ -133,8 +254,7 @@ impl Host for HostState {
         port: u16,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        let probe = |ips, timeout| probe::tcp(ips, port, timeout);
-        Ok(self.probe_batch(hosts, timeout_ms, probe).await)
+        Ok(self.probe_batch(Method::Tcp(port), hosts, timeout_ms).await)
     }
 
     async fn probe_tcp_half_open(
@@ -143,8 +263,9 @@ impl Host for HostState {
         port: u16,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        let probe = |ips, timeout| half_open::probe(ips, port, timeout);
-        Ok(self.probe_batch(hosts, timeout_ms, probe).await)
+        Ok(self
+            .probe_batch(Method::HalfOpen(port), hosts, timeout_ms)
+            .await)
     }
 
     async fn probe_icmp(
@@ -152,7 +273,7 @@ impl Host for HostState {
         hosts: Vec<String>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        Ok(self.probe_batch(hosts, timeout_ms, icmp::echo).await)
+        Ok(self.probe_batch(Method::Icmp, hosts, timeout_ms).await)
     }
 
     async fn half_open_access(&mut self) -> wasmtime::Result<Result<(), String>> {
@@ -161,5 +282,81 @@ impl Host for HostState {
 
     async fn icmp_access(&mut self) -> wasmtime::Result<Result<(), String>> {
         Ok(icmp::access().map(drop))
+    }
+
+    async fn start_round(
+        &mut self,
+        method: ProbeMethod,
+        hosts: Vec<String>,
+        timeout: ProbeTimeout,
+    ) -> wasmtime::Result<Resource<ProbeRound>> {
+        let too_many = (self.open_rounds >= MAX_OPEN_ROUNDS).then_some(Refusal::TooManyRounds);
+        let plan = self.plan(hosts, too_many);
+        let targets = self.targets(&plan, timeout.into());
+        let refused = plan
+            .hosts
+            .iter()
+            .zip(&plan.slots)
+            .filter_map(|(host, slot)| slot.err().map(|r| result(host, &r.outcome())))
+            .collect();
+        let (sink, arrived) = mpsc::unbounded_channel();
+        let probing =
+            (!targets.is_empty()).then(|| tokio::spawn(Method::from(method).run(targets, sink)));
+        let round = ProbeRound {
+            positions: plan.positions(),
+            pending: plan.distinct.len(),
+            plan,
+            refused,
+            arrived,
+            probing,
+        };
+        self.open_rounds += 1;
+        Ok(self.table.push(round)?)
+    }
+}
+
+impl HostProbeRound for HostState {
+    async fn next(&mut self, round: Resource<ProbeRound>) -> wasmtime::Result<Vec<ProbeResult>> {
+        let usage = self.usage.clone();
+        let entry = self.table.get_mut(&round)?;
+        let mut results = std::mem::take(&mut entry.refused);
+        if !results.is_empty() || entry.pending == 0 {
+            return Ok(results);
+        }
+        let mut arrived = Vec::new();
+        match usage.wait(entry.arrived.recv()).await {
+            Some(first) => arrived.push(first),
+            // The probing ended without a word on some hosts (it cannot
+            // without a bug, but a round must end).
+            None => arrived
+                .extend((0..entry.plan.distinct.len()).map(|i| (i, Outcome::failed("not probed")))),
+        }
+        while let Ok(more) = entry.arrived.try_recv() {
+            arrived.push(more);
+        }
+        let mut learnt = Vec::with_capacity(arrived.len());
+        for (i, outcome) in arrived {
+            let Some(positions) = entry.positions.get_mut(i) else {
+                continue;
+            };
+            if positions.is_empty() {
+                continue;
+            }
+            entry.pending -= 1;
+            for position in std::mem::take(positions) {
+                results.push(result(&entry.plan.hosts[position], &outcome));
+            }
+            learnt.push((entry.plan.distinct[i], outcome));
+        }
+        for (host, outcome) in learnt {
+            self.learn(host, &outcome);
+        }
+        Ok(results)
+    }
+
+    async fn drop(&mut self, round: Resource<ProbeRound>) -> wasmtime::Result<()> {
+        self.table.delete(round)?;
+        self.open_rounds = self.open_rounds.saturating_sub(1);
+        Ok(())
     }
 }

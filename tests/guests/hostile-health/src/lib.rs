@@ -7,19 +7,26 @@
 //! - `outside`: report 100,000 hosts outside the working set (a hundred of
 //!   them with 64 KiB details) besides the real ones;
 //! - `flip`: report every host failed, then healthy, round after round;
-//! - `slow`: probe with a 30 s timeout (more than the host allows).
+//! - `slow`: probe with a 30 s timeout (more than the host allows);
+//! - `rounds`: start 1,000 probe rounds of the first host, 200 times named,
+//!   and keep them all open (never dropped);
+//! - `verdicts`: report every host failed, then healthy, 10,000 times in
+//!   one call (churn for the failover logic).
 //!
 //! Rounds run every 100 ms (the shortest timer).
 
+use vpcrouter_plugin_sdk::probes::{ProbeMethod, ProbeRound, ProbeTimeout};
 use vpcrouter_plugin_sdk::{
     HealthCheck, HealthState, HostHealth, OptionSpec, Options, PluginInfo, export_health_check,
-    log, probes, timers,
+    log, probes, timers, verdicts,
 };
 
 struct HostileHealth {
     behaviours: Vec<String>,
     port: u16,
     round: u64,
+    /// Rounds kept open on purpose.
+    open: Vec<ProbeRound>,
 }
 
 impl HostileHealth {
@@ -35,7 +42,11 @@ impl HealthCheck for HostileHealth {
             version: "0.0.1".into(),
             description: "Misbehaves on purpose".into(),
             options: vec![
-                OptionSpec::text("hh_behaviour", "amplify,flood,outside,flip,slow").required(),
+                OptionSpec::text(
+                    "hh_behaviour",
+                    "amplify,flood,outside,flip,slow,rounds,verdicts",
+                )
+                .required(),
                 OptionSpec::text("hh_port", "TCP port `amplify` probes").default_value("9"),
             ],
             http_paths: vec![],
@@ -57,6 +68,7 @@ impl HealthCheck for HostileHealth {
             behaviours,
             port,
             round: 0,
+            open: Vec::new(),
         })
     }
 
@@ -69,6 +81,36 @@ impl HealthCheck for HostileHealth {
             results = probes::probe_tcp(&batch, self.port, 200);
             for _ in 0..1000 {
                 probes::probe_tcp(std::slice::from_ref(first), self.port, 200);
+            }
+        }
+        if let (true, Some(first)) = (self.does("rounds"), hosts.first()) {
+            let batch = vec![first.clone(); 200];
+            for _ in 0..1000 {
+                let round = probes::start_round(
+                    ProbeMethod::Tcp(self.port),
+                    &batch,
+                    ProbeTimeout::Fixed(200),
+                );
+                results.extend(round.next());
+                self.open.push(round);
+            }
+        }
+        if self.does("verdicts") {
+            let verdict = |state| -> Vec<HostHealth> {
+                hosts
+                    .iter()
+                    .map(|host| HostHealth {
+                        host: host.clone(),
+                        state,
+                        rtt_us: None,
+                        detail: Some("churn".into()),
+                    })
+                    .collect()
+            };
+            let (failed, healthy) = (verdict(HealthState::Failed), verdict(HealthState::Healthy));
+            for _ in 0..10_000 {
+                verdicts::report(&failed);
+                verdicts::report(&healthy);
             }
         }
         if self.does("slow") {

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
-use super::probe::Outcome;
+use super::Target;
 
 pub(super) fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
     socket.set_nonblocking(true)?;
@@ -18,35 +18,22 @@ pub(super) fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
     unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
 }
 
-/// Run `batch` once per address family present in `hosts` (each family
-/// needs sockets of its own); it answers for its hosts in their order, and
-/// the results come back in the order of `hosts`.
-pub(super) async fn per_family<F>(
-    hosts: &[IpAddr],
-    mut batch: impl FnMut(bool, Vec<IpAddr>) -> F,
-) -> Vec<Outcome>
+/// Run `batch` for each address family present in `targets`, both at once
+/// (each family needs sockets of its own).
+pub(super) async fn per_family<F>(targets: Vec<Target>, batch: impl Fn(bool, Vec<Target>) -> F)
 where
-    F: Future<Output = Vec<Outcome>>,
+    F: Future<Output = ()>,
 {
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; hosts.len()];
-    for v6 in [false, true] {
-        let (positions, family): (Vec<usize>, Vec<IpAddr>) = hosts
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, h)| h.is_ipv6() == v6)
-            .unzip();
-        if family.is_empty() {
-            continue;
+    let (v6, v4): (Vec<Target>, Vec<Target>) = targets.into_iter().partition(|t| t.host.is_ipv6());
+    let run = |v6: bool, family: Vec<Target>| {
+        let batch = &batch;
+        async move {
+            if !family.is_empty() {
+                batch(v6, family).await;
+            }
         }
-        for (i, outcome) in positions.into_iter().zip(batch(v6, family).await) {
-            outcomes[i] = Some(outcome);
-        }
-    }
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::failed("not probed")))
-        .collect()
+    };
+    tokio::join!(run(false, v4), run(true, v6));
 }
 
 /// The Internet checksum (RFC 1071) over several pieces.

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use super::exchange::{self, Exchange};
-use super::probe::Outcome;
 use super::socket::{checksum, per_family, register};
+use super::{Outcome, Sink, Target};
 
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
@@ -39,9 +39,9 @@ pub fn access() -> Result<(), String> {
     })
 }
 
-/// Probe `port` on each host once; results in the order given.
-pub async fn probe(hosts: Vec<IpAddr>, port: u16, timeout: Duration) -> Vec<Outcome> {
-    per_family(&hosts, |v6, family| probe_family(v6, family, port, timeout)).await
+/// Probe `port` on each target once, each outcome to `sink` when known.
+pub(super) async fn probe(targets: Vec<Target>, port: u16, sink: Sink) {
+    per_family(targets, |v6, family| probe_family(v6, family, port, &sink)).await
 }
 
 /// The sockets of one batch: the raw socket, and the bound socket that
@@ -120,9 +120,10 @@ fn answer_filter(v6: bool, port: u16) -> Vec<SockFilter> {
     program
 }
 
-async fn probe_family(v6: bool, hosts: Vec<IpAddr>, port: u16, timeout: Duration) -> Vec<Outcome> {
+async fn probe_family(v6: bool, targets: Vec<Target>, port: u16, sink: &Sink) {
     match Sockets::open(v6) {
         Ok(sockets) => {
+            let hosts: Vec<IpAddr> = targets.iter().map(|t| t.host).collect();
             let exchange = HalfOpen {
                 v6,
                 port,
@@ -130,9 +131,16 @@ async fn probe_family(v6: bool, hosts: Vec<IpAddr>, port: u16, timeout: Duration
                 first: fastrand::u32(..),
                 sources: source_addresses(&hosts),
             };
-            exchange::run(&sockets.raw, &exchange, &hosts, timeout).await
+            exchange::run(&sockets.raw, &exchange, &targets, sink).await
         }
-        Err(e) => vec![Outcome::failed(format!("raw TCP socket: {e}")); hosts.len()],
+        Err(e) => {
+            for target in targets {
+                let _ = sink.send((
+                    target.index,
+                    Outcome::failed(format!("raw TCP socket: {e}")),
+                ));
+            }
+        }
     }
 }
 
@@ -313,6 +321,7 @@ fn source_addresses(hosts: &[IpAddr]) -> Vec<io::Result<IpAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Method;
     use std::net::TcpListener;
 
     #[test]
@@ -389,15 +398,20 @@ mod tests {
             .map(|h| h.parse().unwrap())
             .collect();
         let started = Instant::now();
-        let outcomes = probe(hosts, port, Duration::from_millis(300)).await;
+        let outcomes = Method::HalfOpen(port)
+            .outcomes(&hosts, Duration::from_millis(300))
+            .await;
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(outcomes[0].ok && outcomes[0].rtt.is_some(), "{outcomes:?}");
         assert!(outcomes[1].ok, "IPv6: {outcomes:?}");
         assert_eq!(outcomes[2], Outcome::failed("connection refused"));
-        assert_eq!(outcomes[3], Outcome::failed("no answer within 300ms"));
+        assert_eq!(outcomes[3].error.as_deref(), Some("no answer within 300ms"));
+        assert!(outcomes[3].timed_out);
         assert!(outcomes[4].ok, "the same host twice: {outcomes:?}");
         drop(up6);
-        let refused = probe(vec!["::1".parse().unwrap()], port, Duration::from_secs(1)).await;
+        let refused = Method::HalfOpen(port)
+            .outcomes(&["::1".parse().unwrap()], Duration::from_secs(1))
+            .await;
         assert_eq!(refused[0], Outcome::failed("connection refused"));
         // The listener never saw a connection.
         up4.set_nonblocking(true).unwrap();
@@ -422,7 +436,9 @@ mod tests {
         // 3,000 probes (the same host, each its own sequence number): more
         // than MAX_IN_FLIGHT at once and many send chunks.
         let hosts = vec![IpAddr::from([127, 0, 0, 1]); 3000];
-        let outcomes = probe(hosts, port, Duration::from_secs(1)).await;
+        let outcomes = Method::HalfOpen(port)
+            .outcomes(&hosts, Duration::from_secs(1))
+            .await;
         let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
         assert!(
             failed.is_empty(),

@@ -6,11 +6,10 @@
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use super::exchange::{self, Exchange};
-use super::probe::Outcome;
 use super::socket::{checksum, per_family, register};
+use super::{Outcome, Sink, Target};
 
 /// Which kind of ICMP socket this process may open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,24 +49,31 @@ fn open(access: Access, domain: Domain) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Echo each host once; results in the order given.
-pub async fn echo(hosts: Vec<IpAddr>, timeout: Duration) -> Vec<Outcome> {
+/// Echo each target once, each outcome to `sink` when known.
+pub(super) async fn echo(targets: Vec<Target>, sink: Sink) {
     let access = match access() {
         Ok(access) => access,
-        Err(e) => return vec![Outcome::failed(e); hosts.len()],
+        Err(e) => return fail_all(&targets, &sink, &e),
     };
-    per_family(&hosts, |v6, family| async move {
-        let mut outcomes = Vec::with_capacity(family.len());
-        // Sequence numbers are 16 bits: large batches go in chunks.
-        for chunk in family.chunks(u16::MAX as usize) {
-            outcomes.extend(echo_batch(access, v6, chunk, timeout).await);
+    per_family(targets, |v6, family| {
+        let sink = &sink;
+        async move {
+            // Sequence numbers are 16 bits: large batches go in chunks.
+            for chunk in family.chunks(u16::MAX as usize) {
+                echo_batch(access, v6, chunk, sink).await;
+            }
         }
-        outcomes
     })
     .await
 }
 
-async fn echo_batch(access: Access, v6: bool, hosts: &[IpAddr], timeout: Duration) -> Vec<Outcome> {
+fn fail_all(targets: &[Target], sink: &Sink, why: &str) {
+    for target in targets {
+        let _ = sink.send((target.index, Outcome::failed(why)));
+    }
+}
+
+async fn echo_batch(access: Access, v6: bool, targets: &[Target], sink: &Sink) {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     match open(access, domain).and_then(register) {
         Ok(socket) => {
@@ -78,9 +84,9 @@ async fn echo_batch(access: Access, v6: bool, hosts: &[IpAddr], timeout: Duratio
                 v6,
                 ident: next_ident(),
             };
-            exchange::run(&socket, &echo, hosts, timeout).await
+            exchange::run(&socket, &echo, targets, sink).await
         }
-        Err(e) => vec![Outcome::failed(format!("ICMP socket: {e}")); hosts.len()],
+        Err(e) => fail_all(targets, sink, &format!("ICMP socket: {e}")),
     }
 }
 
@@ -152,6 +158,7 @@ fn parse_reply(v6: bool, access: Access, ident: u16, bytes: &[u8]) -> Option<u16
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn requests_carry_a_valid_checksum_and_replies_are_matched() {
@@ -200,7 +207,9 @@ mod tests {
             "127.0.0.77".parse().unwrap(),
             "::1".parse().unwrap(),
         ];
-        let outcomes = echo(hosts, Duration::from_secs(1)).await;
+        let outcomes = crate::probe::Method::Icmp
+            .outcomes(&hosts, Duration::from_secs(1))
+            .await;
         for outcome in &outcomes {
             assert!(outcome.ok && outcome.rtt.is_some(), "{outcomes:?}");
         }
@@ -213,7 +222,9 @@ mod tests {
             return;
         }
         let hosts = vec![IpAddr::from([127, 0, 0, 1]); 3000];
-        let outcomes = echo(hosts, Duration::from_secs(1)).await;
+        let outcomes = crate::probe::Method::Icmp
+            .outcomes(&hosts, Duration::from_secs(1))
+            .await;
         let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
         assert!(
             failed.is_empty(),
