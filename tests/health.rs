@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use common::ip;
+
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
@@ -17,10 +19,6 @@ struct Checker {
     specs: Arc<SpecStore>,
     board: Arc<HealthBoard>,
     checkers: common::HealthCheckers,
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 /// The tcp plugin checking `hosts` (a spec naming them) with `options`.
@@ -89,7 +87,7 @@ fn methods() -> Vec<&'static str> {
     match half_open::access() {
         Ok(()) => vec!["connect", "half-open"],
         Err(why) => {
-            println!("half-open skipped: {why}");
+            common::cannot_run(format!("half-open probes: {why}"));
             vec!["connect"]
         }
     }

@@ -5,17 +5,14 @@
 
 mod common;
 
-use std::net::IpAddr;
+use common::ip;
+
 use std::sync::Arc;
 use std::time::Duration;
 use vpcrouter::health::{HealthBoard, HealthSnapshot, State};
 use vpcrouter::probe::Method;
 use vpcrouter::probe::icmp::{self, Access};
 use vpcrouter::spec_store::SpecStore;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 /// Health plugins (by bundled name, with options) checking `hosts`.
 struct Checkers {
@@ -50,7 +47,7 @@ fn icmp_permitted() -> bool {
     match icmp::access() {
         Ok(_) => true,
         Err(why) => {
-            println!("skipped: {why}");
+            common::cannot_run(why);
             false
         }
     }
@@ -83,16 +80,17 @@ async fn loopback_hosts_answer_icmp_echo() {
 
 /// Run `test` on a thread of its own in a fresh network namespace with `lo`
 /// up, `10.33.20.142` on it, and `10.33.21.0/24` routed into nowhere (echo
-/// requests there are never answered). Returns false if not permitted.
-fn in_private_netns(test: impl FnOnce() + Send + 'static) -> bool {
+/// requests there are never answered); where that is not permitted, see
+/// `common::cannot_run`.
+fn in_private_netns(test: impl FnOnce() + Send + 'static) {
     let setup = std::thread::spawn(move || {
         // SAFETY: unshare only changes this thread's network namespace.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            println!(
-                "skipped: cannot create a network namespace ({}); run as root",
+            common::cannot_run(format!(
+                "cannot create a network namespace ({}); run as root",
                 std::io::Error::last_os_error()
-            );
-            return false;
+            ));
+            return;
         }
         for args in [
             &["link", "set", "lo", "up"][..],
@@ -106,14 +104,13 @@ fn in_private_netns(test: impl FnOnce() + Send + 'static) -> bool {
             assert!(status.success(), "ip {args:?}");
         }
         test();
-        true
     });
-    setup.join().expect("namespace test")
+    setup.join().expect("namespace test");
 }
 
 #[test]
 fn unanswered_echo_fails_a_host_and_multi_fails_on_any_plugin() {
-    let ran = in_private_netns(|| {
+    in_private_netns(|| {
         common::block_on(async {
             // A TCP listener on .142, so tcp says healthy there.
             let listener = std::net::TcpListener::bind(("10.33.20.142", 0)).unwrap();
@@ -154,14 +151,11 @@ fn unanswered_echo_fails_a_host_and_multi_fails_on_any_plugin() {
                 .await;
         })
     });
-    if !ran {
-        println!("skipped: network namespace test");
-    }
 }
 
 #[test]
 fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
-    let ran = in_private_netns(|| {
+    in_private_netns(|| {
         // The sysctl is per network namespace: this changes nothing outside.
         std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647").unwrap();
         assert_eq!(icmp::access(), Ok(Access::Datagram));
@@ -176,15 +170,12 @@ fn unprivileged_datagram_sockets_are_used_where_ping_group_range_allows() {
             assert!(!outcomes[1].ok, "{outcomes:?}");
         });
     });
-    if !ran {
-        println!("skipped: network namespace test");
-    }
 }
 
 #[test]
 fn icmpecho_refuses_to_start_saying_what_to_grant_when_icmp_is_not_permitted() {
     // A fresh namespace has the default ping_group_range ("1 0": nobody).
-    let ran = in_private_netns(|| {
+    in_private_netns(|| {
         assert!(common::drop_net_raw_on_this_thread(), "capset");
         let denied = icmp::access().expect_err("no datagram ICMP and no CAP_NET_RAW");
         assert!(
@@ -199,7 +190,4 @@ fn icmpecho_refuses_to_start_saying_what_to_grant_when_icmp_is_not_permitted() {
             );
         });
     });
-    if !ran {
-        println!("skipped: network namespace test");
-    }
 }

@@ -76,25 +76,18 @@ fn a_javascript_health_check_sees_a_router_go() {
     let router = "127.0.0.54";
     let listener = std::net::TcpListener::bind((router, 0)).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let vpc = common::loopback_vpc(dir.path(), &[router]);
-    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &[router]);
     let plugin = example("examples/tcp-latency/tcp_latency.wasm");
     let cache = cache();
     let args = |port: &str| {
-        vec![
-            "-m".to_string(),
-            "configfile".into(),
-            "-f".into(),
-            spec.to_str().unwrap().into(),
-            "--sim-vpc".into(),
-            vpc.to_str().unwrap().into(),
-            "--health-plugin".into(),
-            plugin.to_str().unwrap().into(),
-            "--latency_port".into(),
-            port.into(),
-            "--latency_interval".into(),
-            "0.2".into(),
-        ]
+        let health = [
+            "--health-plugin",
+            plugin.to_str().unwrap(),
+            "--latency_port",
+            port,
+            "--latency_interval",
+            "0.2",
+        ];
+        common::loopback_args(dir.path(), &[router], &health)
     };
     let good = args(&port);
     let daemon = Daemon::start(&good.iter().map(String::as_str).collect::<Vec<_>>(), &cache);

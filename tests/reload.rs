@@ -13,14 +13,6 @@ fn plugin_view(daemon: &Daemon) -> serde_json::Value {
     daemon.view("/plugins")["plugins"][0].clone()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < WITHIN, "{what}: not within {WITHIN:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,10 +62,11 @@ fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
         body.contains("\"failed\"") && body.contains("not a WebAssembly file"),
         "{body}"
     );
-    wait_until("the failure is shown", || {
+    common::wait_until("the failure is shown", || {
         plugin_view(&daemon)["reload_error"]
             .as_str()
-            .is_some_and(|e| e.contains("not a WebAssembly file"))
+            .filter(|e| e.contains("not a WebAssembly file"))
+            .map(drop)
     });
     let view = plugin_view(&daemon);
     assert_eq!(view["state"], "running");
@@ -92,23 +85,17 @@ fn reloading_a_health_checker_misses_no_round() {
     std::fs::copy(common::plugin("tcp"), &plugin).unwrap();
     let router = std::net::TcpListener::bind("127.0.0.51:0").unwrap();
     let port = router.local_addr().unwrap().port().to_string();
-    let vpc = common::loopback_vpc(dir.path(), &["127.0.0.51"]);
-    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &["127.0.0.51"]);
+    let health = [
+        "--health-plugin",
+        plugin.to_str().unwrap(),
+        "--tcp_check_port",
+        &port,
+        "--tcp_check_interval",
+        "0.2",
+    ];
+    let args = common::loopback_args(dir.path(), &["127.0.0.51"], &health);
     let daemon = Daemon::start(
-        &[
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "--sim-vpc",
-            vpc.to_str().unwrap(),
-            "--health-plugin",
-            plugin.to_str().unwrap(),
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         dir.path(),
     );
     let rounds = || -> u64 {
@@ -117,7 +104,7 @@ fn reloading_a_health_checker_misses_no_round() {
             .as_u64()
             .unwrap_or(0)
     };
-    wait_until("rounds run", || rounds() >= 3);
+    common::wait_until("rounds run", || (rounds() >= 3).then_some(()));
     let (start, first) = (Instant::now(), rounds());
     common::new_version(&plugin, "v2");
     let (status, body) = daemon.http("POST", "/plugins/reload", b"");

@@ -361,50 +361,7 @@ fn a_plugins_spec_is_held_to_the_documented_limits() {
 /// calls more, is probed at most 16 times per round.
 #[test]
 fn a_plugin_cannot_amplify_probes_against_a_router() {
-    let dir = tempfile::tempdir().unwrap();
-    let router = "127.0.41.10";
-    let listener = std::net::TcpListener::bind((router, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    listener.set_nonblocking(true).unwrap();
-    let vpc = common::loopback_vpc(dir.path(), &[router]);
-    let spec = common::spec_file(dir.path(), ["10.55.0.0/16".to_string()], &[router]);
-    let (vpc, spec) = (vpc.to_str().unwrap(), spec.to_str().unwrap());
-    let guest = common::guest("hostile-health");
-    let daemon = Daemon::start(
-        &[
-            "-m",
-            "configfile",
-            "-f",
-            spec,
-            "--sim-vpc",
-            vpc,
-            "--health-plugin",
-            guest.to_str().unwrap(),
-            "--hh_behaviour",
-            "amplify",
-            "--hh_port",
-            &port,
-        ],
-        dir.path(),
-    );
-    daemon.wait_for_line("accepted route spec", WITHIN);
-    let mut connections = 0;
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        match listener.accept() {
-            Ok(_) => connections += 1,
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    let view = daemon.view("/plugins");
-    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
-        .as_u64()
-        .unwrap();
-    assert!(rounds > 0);
-    assert!(
-        connections <= 16 * (rounds + 2),
-        "{connections} connections in {rounds} rounds"
-    );
+    probes_of_one_router_stay_bounded("127.0.41.10", "amplify");
 }
 
 /// Class 8 again, through probe rounds: a thousand rounds per call, kept
@@ -412,12 +369,17 @@ fn a_plugin_cannot_amplify_probes_against_a_router() {
 /// 16 probes of a host per call).
 #[test]
 fn probe_rounds_cannot_amplify_probes_either() {
+    probes_of_one_router_stay_bounded("127.0.41.11", "rounds");
+}
+
+/// The hostile health plugin doing `behaviour` against a listening router:
+/// at most 16 connections per round reach it.
+fn probes_of_one_router_stay_bounded(router: &str, behaviour: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let router = "127.0.41.11";
     let listener = std::net::TcpListener::bind((router, 0)).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     listener.set_nonblocking(true).unwrap();
-    let daemon = hostile_health_daemon(dir.path(), router, "rounds", &port);
+    let daemon = hostile_health_daemon(dir.path(), router, behaviour, &port);
     let mut connections = 0;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
@@ -433,7 +395,7 @@ fn probe_rounds_cannot_amplify_probes_either() {
     assert!(rounds > 0);
     assert!(
         connections <= 16 * (rounds + 2),
-        "{connections} connections in {rounds} rounds"
+        "{behaviour}: {connections} connections in {rounds} rounds"
     );
 }
 
@@ -463,26 +425,17 @@ fn early_verdicts_cannot_churn_the_health_board() {
 }
 
 fn hostile_health_daemon(dir: &Path, router: &str, behaviour: &str, port: &str) -> Daemon {
-    let vpc = common::loopback_vpc(dir, &[router]);
-    let spec = common::spec_file(dir, ["10.55.0.0/16".to_string()], &[router]);
     let guest = common::guest("hostile-health");
-    let daemon = Daemon::start(
-        &[
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "--sim-vpc",
-            vpc.to_str().unwrap(),
-            "--health-plugin",
-            guest.to_str().unwrap(),
-            "--hh_behaviour",
-            behaviour,
-            "--hh_port",
-            port,
-        ],
-        dir,
-    );
+    let health = [
+        "--health-plugin",
+        guest.to_str().unwrap(),
+        "--hh_behaviour",
+        behaviour,
+        "--hh_port",
+        port,
+    ];
+    let args = common::loopback_args(dir, &[router], &health);
+    let daemon = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir);
     daemon.wait_for_line("accepted route spec", WITHIN);
     daemon
 }

@@ -3,6 +3,7 @@
 //! supervise it, serve HTTP, and stop cleanly on SIGINT/SIGTERM.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -30,31 +31,87 @@ pub const EXIT_FAILURE: i32 = 1;
 /// How long plugins get to stop after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Why the daemon did not start, or stopped on an error: each kind has
+/// one exit code and one way of being reported.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// clap's own report: help and version (exit 0) or a bad command line
+    /// (exit 2), printed as clap formats it.
+    #[error("{0}")]
+    CommandLine(clap::Error),
+    /// A bad flag value, file or setting: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// A plugin file and what is wrong with it: exit 2.
+    #[error("{}: {problem}", path.display())]
+    Plugin { path: PathBuf, problem: String },
+    /// Could not start or keep running: exit 1.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl DaemonError {
+    fn plugin(path: &Path, problem: impl std::fmt::Display) -> Self {
+        Self::Plugin {
+            path: path.to_path_buf(),
+            problem: problem.to_string(),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::CommandLine(e) => e.exit_code(),
+            Self::Usage(_) | Self::Plugin { .. } => EXIT_USAGE,
+            Self::Failed(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// Tell the operator: on stderr, and in the log once it is set up.
+    fn report(&self) {
+        match self {
+            Self::CommandLine(e) => {
+                let _ = e.print();
+            }
+            Self::Failed(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("error: {self}");
+            }
+            _ => eprintln!("error: {self}"),
+        }
+    }
+}
+
 /// Run the daemon with these arguments (program name first); the process
 /// exit code.
 pub async fn main(args: Vec<OsString>) -> i32 {
     if args.get(1).is_some_and(|word| word == "plugin") {
         return crate::tool::main(&args[1..]).await;
     }
+    match try_main(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            e.report();
+            e.exit_code()
+        }
+    }
+}
+
+async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
+    use DaemonError::{CommandLine, Failed, Usage};
     let early_logs = crate::logging::early();
     let peek = cli::peek(&args);
     let paths = config::mode_plugin_path(&peek).and_then(|mode| {
         let health = config::health_plugin_paths(&peek)?;
         Ok((mode, health))
     });
-    let (mode_path, health_paths) = match paths {
-        Ok(paths) => paths,
-        Err(e) => {
-            // Without plugins, --help and --version still work, and a bad
-            // daemon flag is reported before the missing plugin.
-            if let Err(clap_error) = cli::command(&[]).try_get_matches_from(&args) {
-                let _ = clap_error.print();
-                return clap_error.exit_code();
-            }
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
+    let (mode_path, health_paths) = paths.map_err(|e| {
+        // Without plugins, --help and --version still work, and a bad
+        // daemon flag is reported before the missing plugin.
+        match cli::command(&[]).try_get_matches_from(&args) {
+            Err(clap_error) => CommandLine(clap_error),
+            Ok(_) => Usage(e.to_string()),
         }
-    };
+    })?;
     let specs = Arc::new(SpecStore::default());
     let cache_dir = match (&peek.plugin_cache_dir, peek.no_plugin_cache) {
         (_, true) => None,
@@ -74,41 +131,21 @@ pub async fn main(args: Vec<OsString>) -> i32 {
         .chain(&health_paths)
         .cloned()
         .collect();
-    let pins = match config::plugin_pins(&peek, &files) {
-        Ok(pins) => pins,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let mut runtime = match PluginEngine::new(cache_dir).and_then(|e| PluginRuntime::new(e, bounds))
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot set up the plugin runtime: {e:#}");
-            return EXIT_FAILURE;
-        }
-    };
+    let pins = config::plugin_pins(&peek, &files).map_err(|e| Usage(e.to_string()))?;
+    let mut runtime = PluginEngine::new(cache_dir)
+        .and_then(|e| PluginRuntime::new(e, bounds))
+        .map_err(|e| Failed(anyhow::anyhow!("cannot set up the plugin runtime: {e:#}")))?;
     for (path, digest) in pins {
         runtime.pin(path, digest);
     }
     let mut loaded = Vec::with_capacity(1 + health_paths.len());
-    match runtime
-        .load_config_source(&mode_path, specs.subscribe())
-        .await
-    {
-        Ok(mode) => loaded.push(mode),
-        Err(e) => return usage_error(&mode_path, e),
-    }
+    let mode = runtime.load_config_source(&mode_path, specs.subscribe());
+    loaded.push(mode.await.map_err(|e| DaemonError::plugin(&mode_path, e))?);
     for path in &health_paths {
-        match runtime.load_health_check(path, specs.subscribe()).await {
-            Ok(health) => loaded.push(health),
-            Err(e) => return usage_error(path, e),
-        }
+        let health = runtime.load_health_check(path, specs.subscribe()).await;
+        loaded.push(health.map_err(|e| DaemonError::plugin(path, e))?);
     }
-    if let Err(e) = plugin::check_identities(&loaded) {
-        return usage_error(&e.path, e.problem);
-    }
+    plugin::check_identities(&loaded).map_err(|e| DaemonError::plugin(&e.path, e.problem))?;
     let shown: Vec<plugin::PluginInfo> = loaded.iter().map(|l| l.info_for_help()).collect();
     let infos: Vec<&plugin::PluginInfo> = shown.iter().collect();
     if let Some((plugin, option, owner)) = cli::colliding_option(&infos) {
@@ -117,44 +154,28 @@ pub async fn main(args: Vec<OsString>) -> i32 {
             .find(|l| l.info.name == plugin)
             .expect("loaded")
             .path;
-        return usage_error(path, format!("option --{option} collides with {owner}"));
+        let problem = format!("option --{option} collides with {owner}");
+        return Err(DaemonError::plugin(path, problem));
     }
     let with_paths: Vec<_> = loaded
         .iter()
         .zip(&shown)
         .map(|(l, info)| (l.path.clone(), info))
         .collect();
-    let config = match Config::parse(&args, &with_paths) {
-        Ok(config) => config,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
+    let config = Config::parse(&args, &with_paths).map_err(CommandLine)?;
     let choices = std::iter::once(&config.mode).chain(&config.health);
     let mut configured = Vec::with_capacity(loaded.len());
     for (plugin, choice) in loaded.into_iter().zip(choices) {
         let path = plugin.path.clone();
-        match plugin.configure(&choice.options).await {
-            Ok(plugin) => configured.push(plugin),
-            Err(e) => return usage_error(&path, e),
-        }
+        let plugin = plugin.configure(&choice.options).await;
+        configured.push(plugin.map_err(|e| DaemonError::plugin(&path, e))?);
     }
     let vpc = match &config.sim_vpc {
-        Some(path) => match SimVpc::load(path) {
-            Ok(sim) => Backend::Sim(Arc::new(sim)),
-            Err(e) => {
-                eprintln!("error: --sim-vpc {e}");
-                return EXIT_USAGE;
-            }
-        },
-        None => match ec2_backend(&config).await {
-            Ok(ec2) => Backend::Ec2(Arc::new(ec2)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        },
+        Some(path) => {
+            let sim = SimVpc::load(path).map_err(|e| Usage(format!("--sim-vpc {e}")))?;
+            Backend::Sim(Arc::new(sim))
+        }
+        None => Backend::Ec2(Arc::new(ec2_backend(&config).await.map_err(Usage)?)),
     };
     let election = match &config.ha {
         None => None,
@@ -163,32 +184,20 @@ pub async fn main(args: Vec<OsString>) -> i32 {
                 Backend::Sim(_) => "sim",
                 Backend::Ec2(ec2) => ec2.vpc_id(),
             };
-            match EtcdElection::from_settings(settings, vpc_id) {
-                Ok(election) => Some(election),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_USAGE;
-                }
-            }
+            let election = EtcdElection::from_settings(settings, vpc_id);
+            Some(election.map_err(|e| Usage(e.to_string()))?)
         }
     };
     let serves_plugin_paths = configured.iter().any(|p| !p.info.http_paths.is_empty());
-    let auth = match AuthPolicy::new(
+    let auth = AuthPolicy::new(
         &config.listen.host,
         config.http_token_file.as_deref(),
         config.http_auth_all,
         serves_plugin_paths,
-    ) {
-        Ok(auth) => auth,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    if let Err(e) = crate::logging::init(&config.log, config.verbose) {
-        eprintln!("error: cannot open the log file: {e}");
-        return EXIT_USAGE;
-    }
+    )
+    .map_err(|e| Usage(e.to_string()))?;
+    crate::logging::init(&config.log, config.verbose)
+        .map_err(|e| Usage(format!("cannot open the log file: {e}")))?;
     drop(early_logs);
     let prepared = Prepared {
         config,
@@ -199,14 +208,7 @@ pub async fn main(args: Vec<OsString>) -> i32 {
         election,
         auth,
     };
-    match run(prepared).await {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            EXIT_FAILURE
-        }
-    }
+    run(prepared).await.map_err(Failed)
 }
 
 /// The VPC the daemon manages.
@@ -238,14 +240,6 @@ async fn ec2_backend(config: &Config) -> Result<Ec2Vpc, String> {
     }
 }
 
-/// One line naming the plugin file and the problem; exit code 2.
-fn usage_error(path: &std::path::Path, problem: impl std::fmt::Display) -> i32 {
-    eprintln!("error: {}: {problem}", path.display());
-    EXIT_USAGE
-}
-
-/// Serve until SIGINT or SIGTERM. `plugins`: the mode plugin first, then
-/// the health-check plugins.
 /// Everything checked and set up before the daemon runs.
 struct Prepared {
     config: Config,
@@ -259,6 +253,7 @@ struct Prepared {
     auth: AuthPolicy,
 }
 
+/// Serve until SIGINT or SIGTERM.
 async fn run(prepared: Prepared) -> anyhow::Result<()> {
     use anyhow::Context;
     let Prepared {

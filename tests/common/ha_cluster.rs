@@ -8,7 +8,7 @@ use super::etcd::{Certs, Etcd, EtcdCluster};
 use super::fault_proxy::FaultProxy;
 use super::moto::{self, CIDRS, Moto, ROUTERS};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous bounds for slow machines; the takeover figures are in
 /// `cargo bench --bench ha`.
@@ -261,13 +261,4 @@ impl Cluster {
     }
 }
 
-pub fn wait_until<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(start.elapsed() < WITHIN, "{what}: not within {WITHIN:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use super::wait_until;

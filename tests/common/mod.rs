@@ -15,6 +15,35 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A test that cannot run on this machine (no root, no chromium, no
+/// ICMP): under CI, which installs and permits everything the suite needs,
+/// that is a failure; elsewhere it says what is missing, and the caller
+/// returns.
+pub fn cannot_run(what: impl std::fmt::Display) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run every test, but here: {what}"
+    );
+    eprintln!("skipped: {what}");
+}
+
+pub fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+/// Poll `done` until it gives a value; fail after 20 s naming `what`.
+pub fn wait_until<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(start.elapsed() < WITHIN, "{what}: not within {WITHIN:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -304,6 +333,23 @@ pub fn loopback_vpc(dir: &std::path::Path, routers: &[&str]) -> PathBuf {
     let file = dir.join("vpc.json");
     std::fs::write(&file, vpc.to_string()).unwrap();
     file
+}
+
+/// The command line of a daemon on the embedded VPC of `routers`
+/// (`loopback_vpc`) with configfile routing 10.55.0.0/16 to all of them,
+/// then `more` (a health plugin and its options); files written to `dir`.
+pub fn loopback_args(dir: &std::path::Path, routers: &[&str], more: &[&str]) -> Vec<String> {
+    let vpc = loopback_vpc(dir, routers);
+    let spec = spec_file(dir, ["10.55.0.0/16".to_string()], routers);
+    let files = [
+        "-m",
+        "configfile",
+        "-f",
+        spec.to_str().unwrap(),
+        "--sim-vpc",
+        vpc.to_str().unwrap(),
+    ];
+    files.iter().chain(more).map(|a| a.to_string()).collect()
 }
 
 /// A spec routing each of `cidrs` to all of `routers`, written to

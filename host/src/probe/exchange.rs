@@ -84,17 +84,7 @@ pub(super) async fn run(
             }
         }
     }
-    while batch.waiting > 0 && !sink.is_closed() {
-        let Some(&Reverse((expires, _))) = batch.expiries.peek() else {
-            break;
-        };
-        let until = tokio::time::Instant::from_std(expires);
-        match tokio::time::timeout_at(until, batch.inbox.wait_take(socket)).await {
-            Ok(Ok(_)) => batch.take_answers(exchange),
-            Ok(Err(_)) => break,
-            Err(_) => batch.expire(socket, exchange),
-        }
-    }
+    while batch.waiting > 0 && !sink.is_closed() && batch.step(socket, exchange).await {}
     // A receive error: whatever has not answered has not.
     for (i, target) in targets.iter().enumerate() {
         if !batch.done[i] {
@@ -148,17 +138,23 @@ impl Batch<'_> {
     /// MAX_IN_FLIGHT are unanswered.
     async fn make_room(&mut self, socket: &AsyncFd<Socket>, exchange: &impl Exchange) {
         self.expire(socket, exchange);
-        while self.waiting >= MAX_IN_FLIGHT {
-            let Some(&Reverse((expires, _))) = self.expiries.peek() else {
-                return;
-            };
-            let until = tokio::time::Instant::from_std(expires);
-            match tokio::time::timeout_at(until, self.inbox.wait_take(socket)).await {
-                Ok(Ok(_)) => self.take_answers(exchange),
-                Ok(Err(_)) => return,
-                Err(_) => self.expire(socket, exchange),
-            }
+        while self.waiting >= MAX_IN_FLIGHT && self.step(socket, exchange).await {}
+    }
+
+    /// Wait for answers or the next probe's timeout, whichever comes first,
+    /// and take in what came; false if nothing is in flight or the socket
+    /// failed.
+    async fn step(&mut self, socket: &AsyncFd<Socket>, exchange: &impl Exchange) -> bool {
+        let Some(&Reverse((expires, _))) = self.expiries.peek() else {
+            return false;
+        };
+        let until = tokio::time::Instant::from_std(expires);
+        match tokio::time::timeout_at(until, self.inbox.wait_take(socket)).await {
+            Ok(Ok(_)) => self.take_answers(exchange),
+            Ok(Err(_)) => return false,
+            Err(_) => self.expire(socket, exchange),
         }
+        true
     }
 
     /// Record the packets just taken that answer a probe of this batch still

@@ -157,6 +157,18 @@ fn connect_error(e: &std::io::Error) -> String {
     }
 }
 
+/// For tests: every outcome is an answer.
+#[cfg(test)]
+fn assert_all_answered(outcomes: &[Outcome]) {
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed[0]
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

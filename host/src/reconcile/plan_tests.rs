@@ -105,30 +105,274 @@ fn converge(
     first
 }
 
+/// A route present before planning, in the fixture VPC.
+#[derive(Clone, Copy)]
+enum Before {
+    Eni(&'static str),
+    Blackhole(&'static str),
+    Instance(&'static str),
+}
+
+/// One rule of the planner, in the style of the Kubernetes route
+/// controller's tests: the fixture VPC edited, a spec and health; what the
+/// first plan does, and where routes point once it has converged (a second
+/// plan being empty).
+struct Case {
+    name: &'static str,
+    spec: &'static str,
+    failed: &'static [&'static str],
+    questionable: &'static [&'static str],
+    settings: fn() -> Settings,
+    /// (table, CIDR, target) routes added to the fixture.
+    routes: &'static [(&'static str, &'static str, Before)],
+    /// Interfaces whose instance is not running.
+    stopped: &'static [&'static str],
+    /// Operations of the first plan: (creates, replaces, deletes).
+    operations: (usize, usize, usize),
+    /// (table, CIDR, target after converging): an ENI, "*" for any, or
+    /// None for no route.
+    after: &'static [(&'static str, &'static str, Option<&'static str>)],
+    /// Words some operation's reason or some notice must contain.
+    says: &'static [&'static str],
+}
+
+const CASE: Case = Case {
+    name: "",
+    spec: "{}",
+    failed: &[],
+    questionable: &[],
+    settings: Settings::default,
+    routes: &[],
+    stopped: &[],
+    operations: (0, 0, 0),
+    after: &[],
+    says: &[],
+};
+
+const A: &str = "10.0.1.10";
+const B: &str = "10.0.1.11";
+
+#[rustfmt::skip]
+const RULES: &[Case] = &[
+    Case {
+        name: "a missing route is created in every table of the hosts' subnets, never elsewhere",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("*")), ("rtb-2", "10.55.0.0/16", Some("*")),
+                 ("rtb-main", "10.55.0.0/16", None)],
+        ..CASE
+    },
+    Case {
+        name: "a table none of whose subnets holds a spec host is not managed",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-2", "10.55.0.0/16", None)],
+        ..CASE
+    },
+    Case {
+        name: "a failed host's route moves to a healthy one",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        failed: &[A],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        says: &["10.0.1.10 failed"],
+        ..CASE
+    },
+    Case {
+        name: "a route on a healthy host stays there: no fail-back after a recovery",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-b"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
+    Case {
+        name: "with no usable host the route stays, and the operator is told",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        failed: &[A],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        says: &["no usable eligible host"],
+        ..CASE
+    },
+    Case {
+        name: "an empty host list leaves its route, and the operator is told",
+        spec: r#"{"10.55.0.0/16": [], "10.66.0.0/16": ["10.0.1.11"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-1", "10.66.0.0/16", Some("eni-b"))],
+        says: &["10.55.0.0/16"],
+        ..CASE
+    },
+    Case {
+        name: "a questionable host is avoided while a healthy one exists",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        questionable: &[A],
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
+    Case {
+        name: "when every host is questionable the route stays where it is",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        questionable: &[A, B],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "a blackhole route is repaired",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Blackhole("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        says: &["blackhole"],
+        ..CASE
+    },
+    Case {
+        name: "a route to an instance that no longer exists is repaired",
+        spec: r#"{"10.66.0.0/16": ["10.0.1.10"]}"#,
+        routes: &[("rtb-1", "10.66.0.0/16", Before::Instance("i-gone"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.66.0.0/16", Some("eni-a"))],
+        says: &["no longer exists"],
+        ..CASE
+    },
+    Case {
+        name: "a route to a router the spec does not name is repaired",
+        spec: r#"{"10.77.0.0/16": ["10.0.1.10"]}"#,
+        routes: &[("rtb-1", "10.77.0.0/16", Before::Eni("eni-c"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.77.0.0/16", Some("eni-a"))],
+        says: &["not an eligible host"],
+        ..CASE
+    },
+    Case {
+        name: "a route to a stopped instance moves",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        stopped: &["eni-a"],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        says: &["is not running"],
+        ..CASE
+    },
+    Case {
+        name: "routes gone from the spec are deleted; protected ones, other tables' and gateways' stay",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { ignore_routes: vec![net("10.91.0.0/16")], ..Settings::default() },
+        routes: &[("rtb-1", "10.90.0.0/16", Before::Eni("eni-a")), ("rtb-1", "10.91.0.0/16", Before::Eni("eni-b")),
+                  ("rtb-1", "10.91.5.0/24", Before::Eni("eni-b")), ("rtb-main", "10.92.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 0, 1),
+        after: &[("rtb-1", "10.90.0.0/16", None), ("rtb-1", "10.91.0.0/16", Some("eni-b")),
+                 ("rtb-1", "10.91.5.0/24", Some("eni-b")), ("rtb-main", "10.92.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "with AZ affinity each table gets a healthy host of its own AZ",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings { az_affinity: true, ..Settings::default() },
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-2", "10.55.0.0/16", Some("eni-c"))],
+        ..CASE
+    },
+    Case {
+        name: "with AZ affinity a table whose AZ has no healthy host uses another AZ's",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings { az_affinity: true, ..Settings::default() },
+        failed: &["10.0.2.10"],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-2", "10.55.0.0/16", Before::Eni("eni-c"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-2", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "IPv6 destinations are planned like IPv4 ones",
+        spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "2001:db8:55::/64", Some("*")), ("rtb-2", "2001:db8:55::/64", Some("*"))],
+        ..CASE
+    },
+];
+
 #[test]
-fn missing_routes_are_created_in_every_managed_table_with_one_host() {
-    let mut vpc = vpc();
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11", "10.0.2.10"]}"#);
-    let done = converge(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut vpc,
-        &Settings::default(),
-    );
-    assert_eq!(done.operations.len(), 2);
-    assert!(done.operations.iter().all(|o| o.action == Action::Create));
-    let t1 = route_target(&vpc, "rtb-1", "10.55.0.0/16");
-    assert!(t1.is_some());
-    assert_eq!(
-        t1,
-        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
-        "same host in every table"
-    );
-    assert_eq!(
-        route_target(&vpc, "rtb-main", "10.55.0.0/16"),
-        None,
-        "unassociated table untouched"
-    );
+fn the_planners_rules() {
+    for case in RULES {
+        let name = case.name;
+        let mut vpc = vpc();
+        for (table, cidr, before) in case.routes {
+            let (target, blackhole) = match before {
+                Before::Eni(eni) => (Target::Interface(eni.to_string()), false),
+                Before::Blackhole(eni) => (Target::Interface(eni.to_string()), true),
+                Before::Instance(id) => (Target::Instance(id.to_string()), false),
+            };
+            let table = vpc
+                .route_tables
+                .iter_mut()
+                .find(|t| t.id == *table)
+                .unwrap();
+            table.routes.push(Route {
+                destination: net(cidr),
+                target,
+                blackhole,
+            });
+        }
+        for interface in vpc
+            .interfaces
+            .iter_mut()
+            .filter(|i| case.stopped.contains(&i.id.as_str()))
+        {
+            interface.running = false;
+        }
+        let health = HealthSnapshot {
+            failed: case.failed.iter().map(|h| ip(h)).collect(),
+            questionable: case.questionable.iter().map(|h| ip(h)).collect(),
+        };
+        let done = converge(&spec(case.spec), &health, &mut vpc, &(case.settings)());
+        let count = |action| {
+            done.operations
+                .iter()
+                .filter(|o| o.action == action)
+                .count()
+        };
+        let counted = (
+            count(Action::Create),
+            count(Action::Replace),
+            count(Action::Delete),
+        );
+        assert_eq!(counted, case.operations, "{name}: {:#?}", done.operations);
+        for (table, cidr, expected) in case.after {
+            let target = route_target(&vpc, table, cidr);
+            match (expected, &target) {
+                (Some("*"), Some(Target::Interface(_))) => {}
+                (Some(eni), Some(Target::Interface(id))) if id == eni => {}
+                (None, None) => {}
+                _ => panic!("{name}: {table} {cidr} -> {target:?}, expected {expected:?}"),
+            }
+        }
+        let told: Vec<String> = done
+            .operations
+            .iter()
+            .map(|o| o.reason.clone())
+            .chain(
+                done.notices
+                    .iter()
+                    .map(|n| format!("{}: {}", n.subject, n.message)),
+            )
+            .collect();
+        for words in case.says {
+            assert!(
+                told.iter().any(|t| t.contains(words)),
+                "{name}: {words:?} not in {told:#?}"
+            );
+        }
+        let gateway = route_target(&vpc, "rtb-1", "0.0.0.0/0");
+        assert_eq!(
+            gateway,
+            Some(Target::Other("igw-1".into())),
+            "{name}: gateway route"
+        );
+    }
 }
 
 #[test]
@@ -191,225 +435,6 @@ fn a_failed_host_loses_only_its_routes_and_gets_none_back_on_recovery() {
         "no fail-back: {:?}",
         after_recovery.operations
     );
-}
-
-#[test]
-fn with_no_usable_host_routes_stay_and_are_reported() {
-    let mut vpc = vpc();
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"]}"#);
-    converge(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut vpc,
-        &Settings::default(),
-    );
-    let dead = plan(&spec, &failed(&["10.0.1.10"]), &vpc, &Settings::default());
-    assert!(
-        dead.operations.is_empty(),
-        "never delete or point at a dead host: {:?}",
-        dead.operations
-    );
-    assert!(dead.notices[0].message.contains("no usable eligible host"));
-    let empty = plan(
-        &spec_json_empty(),
-        &HealthSnapshot::default(),
-        &vpc,
-        &Settings::default(),
-    );
-    let touched: Vec<_> = empty
-        .operations
-        .iter()
-        .filter(|o| o.destination == net("10.55.0.0/16"))
-        .collect();
-    assert!(
-        touched.is_empty(),
-        "an empty host list leaves the route: {touched:?}"
-    );
-    assert!(empty.notices.iter().any(|n| n.subject == "10.55.0.0/16"));
-}
-
-fn spec_json_empty() -> RouteSpec {
-    spec(r#"{"10.55.0.0/16": [], "10.66.0.0/16": ["10.0.1.11"]}"#)
-}
-
-#[test]
-fn questionable_hosts_are_avoided_and_left_only_for_a_healthy_one() {
-    let mut vpc = vpc();
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#);
-    let a_questionable = HealthSnapshot {
-        failed: BTreeSet::new(),
-        questionable: [ip("10.0.1.10")].into(),
-    };
-    converge(&spec, &a_questionable, &mut vpc, &Settings::default());
-    assert_eq!(
-        route_target(&vpc, "rtb-1", "10.55.0.0/16"),
-        Some(Target::Interface("eni-b".into()))
-    );
-    // Both questionable: stay where we are.
-    let both = HealthSnapshot {
-        failed: BTreeSet::new(),
-        questionable: [ip("10.0.1.10"), ip("10.0.1.11")].into(),
-    };
-    assert!(
-        plan(&spec, &both, &vpc, &Settings::default())
-            .operations
-            .is_empty()
-    );
-}
-
-#[test]
-fn blackholes_foreign_targets_and_stopped_instances_are_repaired() {
-    let spec = spec(
-        r#"{"10.55.0.0/16": ["10.0.1.10"], "10.66.0.0/16": ["10.0.1.10"], "10.77.0.0/16": ["10.0.1.10"]}"#,
-    );
-    let mut vpc = vpc();
-    let table = &mut vpc.route_tables[0];
-    table.routes.push(Route {
-        destination: net("10.55.0.0/16"),
-        target: Target::Interface("eni-a".into()),
-        blackhole: true,
-    });
-    table.routes.push(Route {
-        destination: net("10.66.0.0/16"),
-        target: Target::Instance("i-gone".into()),
-        blackhole: false,
-    });
-    table.routes.push(Route {
-        destination: net("10.77.0.0/16"),
-        target: Target::Interface("eni-c".into()),
-        blackhole: false,
-    });
-    let done = converge(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut vpc,
-        &Settings::default(),
-    );
-    let reasons: Vec<&str> = done
-        .operations
-        .iter()
-        .filter(|o| o.table == "rtb-1")
-        .map(|o| o.reason.as_str())
-        .collect();
-    assert!(
-        reasons.iter().any(|r| r.contains("blackhole")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("no longer exists")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("not an eligible host")),
-        "{reasons:?}"
-    );
-
-    vpc.interfaces[0].running = false;
-    let spec2 = spec_json(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#);
-    let moved = plan(
-        &spec2,
-        &HealthSnapshot::default(),
-        &vpc,
-        &Settings::default(),
-    );
-    assert!(
-        moved
-            .operations
-            .iter()
-            .any(|o| o.reason.contains("is not running")),
-        "{:?}",
-        moved.operations
-    );
-}
-
-fn spec_json(json: &str) -> RouteSpec {
-    spec(json)
-}
-
-#[test]
-fn routes_not_in_the_spec_are_deleted_except_protected_and_foreign_ones() {
-    let mut vpc = vpc();
-    let table = &mut vpc.route_tables[0];
-    for (cidr, target) in [
-        ("10.90.0.0/16", "eni-a"),
-        ("10.91.0.0/16", "eni-b"),
-        ("10.91.5.0/24", "eni-b"),
-    ] {
-        table.routes.push(Route {
-            destination: net(cidr),
-            target: Target::Interface(target.into()),
-            blackhole: false,
-        });
-    }
-    vpc.route_tables[2].routes.push(Route {
-        destination: net("10.92.0.0/16"),
-        target: Target::Interface("eni-a".into()),
-        blackhole: false,
-    });
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10"]}"#);
-    let settings = Settings {
-        ignore_routes: vec![net("10.91.0.0/16")],
-        ..Settings::default()
-    };
-    let done = converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
-    let deleted: Vec<_> = done
-        .operations
-        .iter()
-        .filter(|o| o.action == Action::Delete)
-        .map(|o| o.destination)
-        .collect();
-    assert_eq!(deleted, vec![net("10.90.0.0/16")]);
-    assert!(
-        route_target(&vpc, "rtb-1", "0.0.0.0/0").is_some(),
-        "gateway route untouched"
-    );
-    assert!(
-        route_target(&vpc, "rtb-1", "10.91.5.0/24").is_some(),
-        "protected route untouched"
-    );
-    assert!(
-        route_target(&vpc, "rtb-main", "10.92.0.0/16").is_some(),
-        "unmanaged table untouched"
-    );
-}
-
-#[test]
-fn az_affinity_prefers_a_healthy_host_in_the_tables_az() {
-    let mut vpc = vpc();
-    let spec = spec(r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#);
-    let settings = Settings {
-        az_affinity: true,
-        ..Settings::default()
-    };
-    converge(&spec, &HealthSnapshot::default(), &mut vpc, &settings);
-    assert_eq!(
-        route_target(&vpc, "rtb-1", "10.55.0.0/16"),
-        Some(Target::Interface("eni-a".into()))
-    );
-    assert_eq!(
-        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
-        Some(Target::Interface("eni-c".into()))
-    );
-    // az-2's host dies: its table falls back to the other AZ.
-    converge(&spec, &failed(&["10.0.2.10"]), &mut vpc, &settings);
-    assert_eq!(
-        route_target(&vpc, "rtb-2", "10.55.0.0/16"),
-        Some(Target::Interface("eni-a".into()))
-    );
-}
-
-#[test]
-fn ipv6_destinations_are_planned_like_ipv4() {
-    let mut vpc = vpc();
-    let spec = spec(r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#);
-    let done = converge(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut vpc,
-        &Settings::default(),
-    );
-    assert_eq!(done.operations.len(), 2);
-    assert!(route_target(&vpc, "rtb-2", "2001:db8:55::/64").is_some());
 }
 
 /// xorshift: reproducible random cases without a dependency.

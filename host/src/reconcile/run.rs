@@ -61,7 +61,9 @@ pub struct Observers {
 
 /// What the loop knows between rounds.
 struct Round {
-    cache: Option<VpcState>,
+    /// The VPC as last observed and changed, shared with the views (copied
+    /// only when a pass writes while the views still hold it).
+    cache: Option<Arc<VpcState>>,
     next_full: Instant,
     /// No EC2 call before this (backing off after a failure).
     quiet_until: Instant,
@@ -131,8 +133,9 @@ impl<B: VpcBackend> Reconciler<B> {
             if (round.cache.is_none() || now >= round.next_full) && now >= round.quiet_until {
                 match self.backend.describe().await {
                     Ok(state) => {
+                        let state = Arc::new(state);
                         self.observers.report.send_modify(|r| {
-                            r.vpc = Some(Arc::new(state.clone()));
+                            r.vpc = Some(state.clone());
                             r.observed_at = Some(SystemTime::now());
                         });
                         round.cache = Some(state);
@@ -165,8 +168,8 @@ impl<B: VpcBackend> Reconciler<B> {
             }
             self.settings.rebalance = always_rebalance || round.rebalancing;
             round.again_at = None;
-            if let (Some(spec), Some(vpc)) = (spec, round.cache.as_mut()) {
-                let mut plan = plan(&spec, &health, vpc, &self.settings);
+            if let (Some(spec), Some(cache)) = (spec, round.cache.as_mut()) {
+                let mut plan = plan(&spec, &health, cache, &self.settings);
                 let moves = plan
                     .operations
                     .iter()
@@ -191,6 +194,8 @@ impl<B: VpcBackend> Reconciler<B> {
                     || (self.disable_source_dest_check && !plan.source_dest_checked.is_empty());
                 let mut ok = true;
                 if writes && self.may_write(leading).await {
+                    // Copy on write: the views keep the state they show.
+                    let vpc = Arc::make_mut(cache);
                     ok = self
                         .apply(plan.operations, vpc, trigger, &mut round.full_tables)
                         .await;
@@ -200,7 +205,7 @@ impl<B: VpcBackend> Reconciler<B> {
                 } else if writes && leading {
                     ok = false;
                 }
-                let vpc = Arc::new(vpc.clone());
+                let vpc = cache.clone();
                 self.observers.report.send_modify(|r| {
                     r.vpc = Some(vpc);
                     if ok {
