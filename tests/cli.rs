@@ -349,3 +349,73 @@ fn help_lists_the_plugin_options_under_their_own_heading() {
         "{help}"
     );
 }
+
+/// Started with systemd's soft limit of open files (1,024; here 64), the
+/// daemon takes the hard limit: probes hold a descriptor each.
+#[test]
+fn the_daemon_raises_its_soft_limit_of_open_files() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let hard = {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct passed.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        limit.rlim_max
+    };
+    let spec = common::repo().join("examples/spec.json");
+    let vpc = common::repo().join("examples/sim-vpc.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vpcrouter"));
+    command
+        .args([
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-H",
+            "none",
+        ])
+        .args(["--sim-vpc", vpc.to_str().unwrap(), "-a", "127.0.0.1"])
+        .args(["-p", &common::free_port().to_string()])
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let low = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &low) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("vpcrouter started") {
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft: u64 = open_files
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(soft, hard, "{open_files}");
+}

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::cli::{self, EXIT_USAGE};
+use crate::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use crate::cloud::VpcBackend;
 use crate::cloud::ec2::{self, Ec2Settings, Ec2Vpc, StartError};
 use crate::cloud::sim::SimVpc;
@@ -17,16 +17,13 @@ use crate::config::{self, Config};
 use crate::ha::{self, Leadership, etcd::EtcdElection};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
-use crate::plugin::reload::{self, Reloadable, Reloader};
+use crate::plugin::reload::{ReloadRequest, Reloadable, Reloader};
 use crate::plugin::{
     self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
 };
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{Observers, Reconciler};
 use crate::spec_store::SpecStore;
-
-/// Exit code when the daemon cannot start for a reason other than usage.
-pub const EXIT_FAILURE: i32 = 1;
 
 /// How long plugins get to stop after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -98,6 +95,7 @@ pub async fn main(args: Vec<OsString>) -> i32 {
 
 async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
     use DaemonError::{CommandLine, Failed, Usage};
+    raise_descriptor_limit();
     let early_logs = crate::logging::early();
     let peek = cli::peek(&args);
     let paths = config::mode_plugin_path(&peek).and_then(|mode| {
@@ -209,6 +207,24 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         auth,
     };
     run(prepared).await.map_err(Failed)
+}
+
+/// Probes hold a descriptor each (up to 2,048 connects at once): take the
+/// hard limit on open files, as servers do, rather than systemd's soft
+/// default of 1,024, where a large round would fail routers with EMFILE.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// The VPC the daemon manages.
@@ -505,10 +521,6 @@ async fn until_stopped(reloads: &mpsc::Sender<ReloadRequest>) -> anyhow::Result<
         }
     }
 }
-
-/// A reload asked for; the outcomes go back when the asker waits for them
-/// (`POST /plugins/reload`), else only to the log (SIGHUP).
-pub type ReloadRequest = Option<oneshot::Sender<Vec<reload::Outcome>>>;
 
 /// Reloads, one at a time, on their own task: compiling a new version may
 /// take seconds, and signals and HTTP must not wait for it.

@@ -6,7 +6,7 @@ fn main() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(vpcrouter::daemon::EXIT_FAILURE);
+            std::process::exit(vpcrouter::cli::EXIT_FAILURE);
         }
     };
     let code = runtime.block_on(vpcrouter::daemon::main(std::env::args_os().collect()));

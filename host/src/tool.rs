@@ -139,7 +139,7 @@ async fn compile(files: Vec<PathBuf>, cache_dir: Option<PathBuf>) -> i32 {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("error: cannot set up the plugin runtime: {e:#}");
-            return crate::daemon::EXIT_FAILURE;
+            return crate::cli::EXIT_FAILURE;
         }
     };
     let mut code = 0;

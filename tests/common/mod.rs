@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod etcd;
+pub mod failover;
 pub mod fault_proxy;
 pub mod ha_cluster;
 pub mod moto;

@@ -64,7 +64,7 @@ pub struct Sources {
     /// This replica's view of the HA election, when HA is on.
     pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
     /// Where `POST /plugins/reload` asks for a reload.
-    pub reloads: Option<mpsc::Sender<crate::daemon::ReloadRequest>>,
+    pub reloads: Option<mpsc::Sender<crate::plugin::reload::ReloadRequest>>,
     /// Where `POST /rebalance` asks for the balanced spread back.
     pub rebalance: watch::Sender<u64>,
 }

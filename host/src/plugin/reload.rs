@@ -29,6 +29,10 @@ pub struct Reloadable {
     pub reloads: mpsc::Sender<Reload>,
 }
 
+/// A reload asked for; the outcomes go back when the asker waits for them
+/// (`POST /plugins/reload`), else only to the log (SIGHUP).
+pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Vec<Outcome>>>;
+
 /// What a reload did with one plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {

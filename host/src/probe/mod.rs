@@ -22,6 +22,15 @@ mod socket;
 /// Probes of one batch in flight at once (each holds a socket).
 pub const MAX_IN_FLIGHT: usize = 1024;
 
+/// TCP connects in flight in the whole daemon, whatever the number of
+/// plugins and rounds: each holds a descriptor. A probe waits for a slot
+/// before its timeout starts, so waiting delays a verdict but never fails
+/// a router.
+const MAX_CONNECTS: usize = 2 * MAX_IN_FLIGHT;
+
+static CONNECT_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(MAX_CONNECTS));
+
 /// The outcome of probing one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -134,6 +143,7 @@ async fn tcp(targets: Vec<Target>, port: u16, sink: Sink) {
 }
 
 async fn tcp_one(addr: SocketAddr, timeout: Duration) -> Outcome {
+    let _slot = CONNECT_SLOTS.acquire().await.expect("never closed");
     let start = Instant::now();
     // `timeout` polls the connect first: a handshake that completed while
     // this task waited for a thread is an answer, not a timeout.

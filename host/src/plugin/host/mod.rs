@@ -4,7 +4,8 @@ mod daemon;
 mod files;
 mod log;
 mod outbound;
-pub(super) mod probes;
+pub(super) mod probe_round;
+mod probes;
 mod timers;
 mod verdicts;
 

@@ -16,7 +16,8 @@ use super::super::instance::HostState;
 use super::super::limits::MAX_OUTBOUND_PER_CALL;
 use crate::http_client;
 
-/// Longest a request may take, below the plugin call deadline (2 s).
+/// Longest a request may take: a call's [`MAX_OUTBOUND_PER_CALL`] requests,
+/// one after another, fit in the host time a call may wait (`MAX_HOST_WAIT`).
 const MAX_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Largest response body accepted.
 const MAX_RESPONSE_BYTES: usize = 8 << 20;

@@ -1,5 +1,5 @@
 //! The probe capability: only hosts of the current route spec (the working
-//! set) may be probed, each at most [`MAX_PROBES_PER_HOST`] times per call,
+//! set) may be probed, each at most `MAX_PROBES_PER_HOST` times per call,
 //! a batch probes each distinct host once, however often it is named, and at
 //! most [`MAX_OPEN_ROUNDS`] rounds run at once: a plugin cannot turn one
 //! call into a flood against a router. Anything refused is answered as a
@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasmtime::component::Resource;
@@ -17,54 +16,8 @@ use super::super::bindings::health::vpcrouter::plugin::probes::{
     Host, HostProbeRound, ProbeMethod, ProbeResult, ProbeTimeout,
 };
 use super::super::instance::HostState;
-use super::super::limits::MAX_PROBES_PER_HOST;
+use super::probe_round::{MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
 use crate::probe::{Method, Outcome, Target, half_open, icmp};
-
-/// Longest timeout a probe may have; longer requests are cut to it. With
-/// [`crate::spec::MAX_WORKING_SET`] silent hosts and 1,024 probes in
-/// flight, a round takes at most ten of these (see `MAX_HOST_WAIT`).
-pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Probe rounds one plugin may have open at once.
-pub const MAX_OPEN_ROUNDS: usize = 4;
-
-/// Why a host of a batch is not probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    NotAnAddress,
-    OutsideWorkingSet,
-    ProbedEnough,
-    TooManyRounds,
-}
-
-impl Refusal {
-    fn outcome(self) -> Outcome {
-        Outcome::failed(match self {
-            Refusal::NotAnAddress => "not an IP address".to_string(),
-            Refusal::OutsideWorkingSet => "probe denied: not in the working set".to_string(),
-            Refusal::ProbedEnough => {
-                format!("probe refused: already probed {MAX_PROBES_PER_HOST} times in this call")
-            }
-            Refusal::TooManyRounds => {
-                format!("probe refused: {MAX_OPEN_ROUNDS} rounds are open; drop one first")
-            }
-        })
-    }
-}
-
-/// How long each host may stay silent, as the plugin asked.
-#[derive(Debug, Clone, Copy)]
-enum Timeout {
-    Fixed(Duration),
-    /// From the host's measured round trips, at most this.
-    Adaptive(Duration),
-}
-
-impl Timeout {
-    fn cut(ms: u32) -> Duration {
-        Duration::from_millis(ms.into()).min(MAX_PROBE_TIMEOUT)
-    }
-}
 
 impl From<ProbeTimeout> for Timeout {
     fn from(timeout: ProbeTimeout) -> Self {
@@ -81,49 +34,6 @@ impl From<ProbeMethod> for Method {
             ProbeMethod::Tcp(port) => Method::Tcp(port),
             ProbeMethod::TcpHalfOpen(port) => Method::HalfOpen(port),
             ProbeMethod::Icmp => Method::Icmp,
-        }
-    }
-}
-
-/// A batch split into the distinct hosts to probe and, per position, either
-/// the index of its host in that list or why it is refused.
-struct Plan {
-    hosts: Vec<String>,
-    distinct: Vec<IpAddr>,
-    slots: Vec<Result<usize, Refusal>>,
-}
-
-impl Plan {
-    /// The positions of each distinct host in the batch.
-    fn positions(&self) -> Vec<Vec<usize>> {
-        let mut positions = vec![Vec::new(); self.distinct.len()];
-        for (position, slot) in self.slots.iter().enumerate() {
-            if let Ok(i) = slot {
-                positions[*i].push(position);
-            }
-        }
-        positions
-    }
-}
-
-/// A probe round a plugin started (`probes.start-round`): its probes run
-/// in a task of their own, and their outcomes wait here until the plugin
-/// asks. Dropping it stops the probes.
-pub struct ProbeRound {
-    plan: Plan,
-    positions: Vec<Vec<usize>>,
-    /// Refusals, handed over at the first `next`.
-    refused: Vec<ProbeResult>,
-    arrived: mpsc::UnboundedReceiver<(usize, Outcome)>,
-    /// Distinct hosts whose outcome has not arrived.
-    pending: usize,
-    probing: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for ProbeRound {
-    fn drop(&mut self) {
-        if let Some(probing) = &self.probing {
-            probing.abort();
         }
     }
 }
@@ -294,10 +204,10 @@ impl Host for HostState {
         let plan = self.plan(hosts, too_many);
         let targets = self.targets(&plan, timeout.into());
         let refused = plan
-            .hosts
+            .slots
             .iter()
-            .zip(&plan.slots)
-            .filter_map(|(host, slot)| slot.err().map(|r| result(host, &r.outcome())))
+            .enumerate()
+            .filter_map(|(position, slot)| slot.err().map(|r| (position, r)))
             .collect();
         let (sink, arrived) = mpsc::unbounded_channel();
         let probing =
@@ -319,7 +229,10 @@ impl HostProbeRound for HostState {
     async fn next(&mut self, round: Resource<ProbeRound>) -> wasmtime::Result<Vec<ProbeResult>> {
         let usage = self.usage.clone();
         let entry = self.table.get_mut(&round)?;
-        let mut results = std::mem::take(&mut entry.refused);
+        let mut results: Vec<ProbeResult> = std::mem::take(&mut entry.refused)
+            .into_iter()
+            .map(|(position, refusal)| result(&entry.plan.hosts[position], &refusal.outcome()))
+            .collect();
         if !results.is_empty() || entry.pending == 0 {
             return Ok(results);
         }
