@@ -426,6 +426,19 @@ fn the_old_command_line_runs_tcp_checks_and_logs_failures() {
             .iter()
             .all(|l| !l.contains("127.0.0.61"))
     );
+    // Probing is a grant like any other: listed, with where it came from.
+    let view = daemon.view("/plugins");
+    let tcp = &view["plugins"][1];
+    assert_eq!(tcp["name"], "tcp");
+    let grant = &tcp["grants"][0];
+    assert!(grant["grant"].as_str().unwrap().contains("probe"), "{tcp}");
+    assert!(
+        grant["from"]
+            .as_str()
+            .unwrap()
+            .contains("health-check plugin"),
+        "{tcp}"
+    );
 }
 
 #[tokio::test]

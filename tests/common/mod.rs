@@ -314,21 +314,32 @@ pub fn new_version(path: &std::path::Path, tag: &str) {
 }
 
 /// An embedded VPC whose routers are `routers` (loopback addresses), each
-/// in a subnet and route table of its own, written to `dir/vpc.json`.
+/// in a subnet, AZ and route table of its own, named by letter (`eni-a`,
+/// `subnet-a`, `az-a`, `rtb-a` for the first), the first table also holding
+/// a gateway route (`0.0.0.0/0` to `igw-1`); written to `dir/vpc.json`.
 pub fn loopback_vpc(dir: &std::path::Path, routers: &[&str]) -> PathBuf {
     use serde_json::json;
+    let letter = |i: usize| char::from(b'a' + i as u8);
     let interfaces: Vec<_> = routers
         .iter()
         .enumerate()
-        .map(|(i, ip)| json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"), "subnet": format!("subnet-{i}"), "ips": [ip], "running": true}))
+        .map(|(i, ip)| {
+            let l = letter(i);
+            json!({"id": format!("eni-{l}"), "instance": format!("i-{l}"),
+                   "subnet": format!("subnet-{l}"), "ips": [ip], "running": true})
+        })
         .collect();
     let subnets: Vec<_> = (0..routers.len())
-        .map(|i| json!({"id": format!("subnet-{i}"), "az": format!("az-{i}")}))
+        .map(|i| json!({"id": format!("subnet-{}", letter(i)), "az": format!("az-{}", letter(i))}))
         .collect();
     let tables: Vec<_> = (0..routers.len())
-        .map(
-            |i| json!({"id": format!("rtb-{i}"), "subnets": [format!("subnet-{i}")], "routes": []}),
-        )
+        .map(|i| {
+            let routes = match i {
+                0 => json!([{"destination": "0.0.0.0/0", "target": {"other": "igw-1"}}]),
+                _ => json!([]),
+            };
+            json!({"id": format!("rtb-{}", letter(i)), "subnets": [format!("subnet-{}", letter(i))], "routes": routes})
+        })
         .collect();
     let vpc = json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables});
     let file = dir.join("vpc.json");

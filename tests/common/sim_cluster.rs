@@ -3,7 +3,6 @@
 //! own route table (the first also holds a gateway route), and the daemon
 //! running configfile on a spec of three CIDRs with tcp checks every 0.2 s.
 
-use serde_json::{Value, json};
 use std::net::TcpListener;
 
 use super::Daemon;
@@ -31,24 +30,12 @@ impl SimCluster {
             Some(first),
             Some(TcpListener::bind((routers[1].as_str(), port)).unwrap()),
         ];
-        let topology = json!({
-            "subnets": [{"id": "subnet-a", "az": "az-a"}, {"id": "subnet-b", "az": "az-b"}],
-            "interfaces": [
-                {"id": "eni-a", "instance": "i-a", "subnet": "subnet-a", "ips": [routers[0]], "running": true},
-                {"id": "eni-b", "instance": "i-b", "subnet": "subnet-b", "ips": [routers[1]], "running": true}
-            ],
-            "route_tables": [
-                {"id": "rtb-a", "subnets": ["subnet-a"], "routes": [{"destination": "0.0.0.0/0", "target": {"other": "igw-1"}}]},
-                {"id": "rtb-b", "subnets": ["subnet-b"], "routes": []}
-            ]
-        });
-        let spec: serde_json::Map<String, Value> = CIDRS
-            .iter()
-            .map(|c| (c.to_string(), json!(routers)))
-            .collect();
-        let (vpc_file, spec_file) = (dir.path().join("vpc.json"), dir.path().join("spec.json"));
-        std::fs::write(&vpc_file, topology.to_string()).unwrap();
-        std::fs::write(&spec_file, Value::Object(spec).to_string()).unwrap();
+        let spec_file = super::spec_file(
+            dir.path(),
+            CIDRS.map(String::from),
+            &routers.each_ref().map(String::as_str),
+        );
+        let vpc_file = super::loopback_vpc(dir.path(), &routers.each_ref().map(String::as_str));
         let port = port.to_string();
         let mut args = vec![
             "-m",

@@ -1,13 +1,21 @@
-//! Capabilities granted to a plugin, decided in one place: the operator's
-//! options of the grant kinds (`file`, `endpoint-*`, `tls-*`) become the
-//! files a plugin may read and the one endpoint it may reach. A plugin's own
-//! declaration never grants anything by itself: the defaults of its grant
-//! options apply only to the bundled plugins (known by their digests), so a
-//! third-party plugin holds exactly what the command line gave it. A denied
-//! request is an error the plugin sees (and a log line), never a trap.
+//! Capabilities granted to a plugin, decided in one place and checked
+//! through one value, [`Grants`]: the operator's options of the grant kinds
+//! (`file`, `endpoint-*`, `tls-*`) become the files a plugin may read and
+//! the one endpoint it may reach; loading a plugin as a health checker
+//! grants it the hosts of the route spec in force (the working set) to probe
+//! and report on, and raw-socket probes where the process may send them. A
+//! plugin's own declaration never grants anything by itself: the defaults of
+//! its grant options apply only to the bundled plugins (known by their
+//! digests), so a third-party plugin holds exactly what the command line
+//! gave it. A denied request is an error the plugin sees (and a log line),
+//! never a trap.
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use crate::spec::RouteSpec;
 
 pub use crate::http_client::{Endpoint, TlsFiles};
 
@@ -60,6 +68,8 @@ pub struct Grants {
     pub readable_files: Vec<PathBuf>,
     /// The one outside service it may send requests to.
     pub endpoint: Option<Endpoint>,
+    /// Health checkers: the spec in force, whose hosts they may probe.
+    working_set: Option<watch::Receiver<Option<Arc<RouteSpec>>>>,
     /// Every grant above, with its origin.
     pub records: Vec<GrantRecord>,
 }
@@ -323,6 +333,41 @@ fn granted_file(value: &str) -> Result<PathBuf, String> {
 }
 
 impl Grants {
+    /// Grant a health checker the hosts of the spec in force (`specs`).
+    pub fn grant_probes(&mut self, specs: watch::Receiver<Option<Arc<RouteSpec>>>) {
+        self.working_set = Some(specs);
+        self.records.push(GrantRecord {
+            grant: "probe and report on the hosts of the route spec in force".into(),
+            from: "loaded as a health-check plugin (--health-plugin / -H)".into(),
+        });
+    }
+
+    /// The spec whose hosts the plugin may probe and report on now; `None`
+    /// if it holds no probe grant or no spec is in force yet.
+    pub fn working_set(&self) -> Option<Arc<RouteSpec>> {
+        self.working_set.as_ref()?.borrow().clone()
+    }
+
+    /// Whether half-open probes may be sent: a probe grant, and a process
+    /// that may open raw sockets (else what the operator must grant).
+    pub fn half_open_probes(&self) -> Result<(), String> {
+        self.may_probe()?;
+        crate::probe::half_open::access()
+    }
+
+    /// Whether ICMP echo probes may be sent, as [`Grants::half_open_probes`].
+    pub fn icmp_probes(&self) -> Result<(), String> {
+        self.may_probe()?;
+        crate::probe::icmp::access().map(drop)
+    }
+
+    fn may_probe(&self) -> Result<(), String> {
+        match self.working_set {
+            Some(_) => Ok(()),
+            None => Err("no probe access: not loaded as a health-check plugin".into()),
+        }
+    }
+
     /// The granted file `requested` names, or why it is refused. Paths are
     /// compared lexically after making them absolute: a plugin cannot create
     /// links, and `..` in a request never matches a granted path.

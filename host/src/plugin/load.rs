@@ -160,7 +160,10 @@ impl LoadedPlugin {
         mut self,
         given: &[(String, String)],
     ) -> Result<ConfiguredPlugin, LoadError> {
-        let resolved = grants::resolve(&self.info, given, &self.origin.trust)?;
+        let mut resolved = grants::resolve(&self.info, given, &self.origin.trust)?;
+        if self.kind == PluginKind::HealthCheck {
+            resolved.grants.grant_probes(self.factory.accepted.clone());
+        }
         let grants = Arc::new(resolved.grants);
         self.factory.grants = grants.clone();
         let mut instance = self.factory.instantiate().await?;

@@ -17,7 +17,7 @@ use super::super::bindings::health::vpcrouter::plugin::probes::{
 };
 use super::super::instance::HostState;
 use super::probe_round::{MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
-use crate::probe::{Method, Outcome, Target, half_open, icmp};
+use crate::probe::{Method, Outcome, Target};
 
 impl From<ProbeTimeout> for Timeout {
     fn from(timeout: ProbeTimeout) -> Self {
@@ -51,7 +51,7 @@ fn result(host: &str, outcome: &Outcome) -> ProbeResult {
 
 impl HostState {
     fn plan(&self, hosts: Vec<String>, refuse_all: Option<Refusal>) -> Plan {
-        let spec = self.accepted.borrow().clone();
+        let spec = self.grants.working_set();
         let working_set = spec.as_ref().map(|s| s.working_set());
         let mut index: HashMap<IpAddr, Result<usize, Refusal>> = HashMap::new();
         let mut distinct = Vec::new();
@@ -97,7 +97,7 @@ impl HostState {
 
     /// The targets of a plan, each with its timeout.
     fn targets(&mut self, plan: &Plan, timeout: Timeout) -> Vec<Target> {
-        if let Some(spec) = self.accepted.borrow().as_ref()
+        if let Some(spec) = self.grants.working_set()
             && self.rtt.len() > spec.hosts().len()
         {
             self.rtt.retain(|host| spec.hosts().contains(host));
@@ -187,11 +187,11 @@ impl Host for HostState {
     }
 
     async fn half_open_access(&mut self) -> wasmtime::Result<Result<(), String>> {
-        Ok(half_open::access())
+        Ok(self.grants.half_open_probes())
     }
 
     async fn icmp_access(&mut self) -> wasmtime::Result<Result<(), String>> {
-        Ok(icmp::access().map(drop))
+        Ok(self.grants.icmp_probes())
     }
 
     async fn start_round(

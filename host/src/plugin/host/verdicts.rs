@@ -11,8 +11,7 @@ use super::super::limits::MAX_VERDICTS_PER_HOST;
 
 impl Host for HostState {
     fn report(&mut self, verdicts: Vec<HostHealth>) -> wasmtime::Result<()> {
-        let spec = self.accepted.borrow().clone();
-        let Some(spec) = spec else {
+        let Some(spec) = self.grants.working_set() else {
             return Ok(());
         };
         let working_set = spec.working_set();
