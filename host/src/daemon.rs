@@ -285,6 +285,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let mut signals = Signals::take_over().context("cannot handle signals")?;
     let names: Vec<String> = plugins.iter().map(|p| p.info.name.clone()).collect();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
     tracing::info!(listen, "{}", auth.describe());
@@ -393,7 +394,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::http::serve(listener, app, async move {
         let _ = http_shutdown.wait_for(|stop| *stop).await;
     }));
-    let signal = until_stopped(&reload_requests).await?;
+    let signal = until_stopped(&mut signals, &reload_requests).await?;
     tracing::info!(signal, "shutting down");
     reloading.abort();
     let _ = stop.send(true);
@@ -504,15 +505,35 @@ fn params(config: &Config) -> serde_json::Value {
 
 /// Serve until SIGINT or SIGTERM (which one); a SIGHUP reloads the
 /// plugins whose files changed.
-async fn until_stopped(reloads: &mpsc::Sender<ReloadRequest>) -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+/// The signals the daemon acts on, taken over before it says it has
+/// started: a SIGTERM right after "vpcrouter started" stops it cleanly
+/// instead of killing it.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take_over() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn until_stopped(
+    signals: &mut Signals,
+    reloads: &mpsc::Sender<ReloadRequest>,
+) -> anyhow::Result<&'static str> {
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok("SIGINT"),
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = hangup.recv() => {
+            _ = signals.interrupt.recv() => return Ok("SIGINT"),
+            _ = signals.terminate.recv() => return Ok("SIGTERM"),
+            _ = signals.hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the plugins whose files changed");
                 if reloads.try_send(None).is_err() {
                     tracing::warn!("a reload is already under way");
