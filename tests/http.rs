@@ -100,6 +100,10 @@ fn the_views_show_spec_health_routes_and_a_failover() {
         index["vpc"]["route_tables"]["rtb-a"]["routes"][CIDRS[0]].is_object(),
         "{index:#}"
     );
+    // Converged: a pass would do nothing now.
+    let plan = cluster.json("/plan");
+    assert_eq!(plan["planned"], true, "{plan:#}");
+    assert_eq!(plan["operations"], json!([]), "{plan:#}");
     let ips = cluster.json("/ips");
     assert_eq!(ips["working_set"], json!(cluster.0.routers));
     assert_eq!(ips["failed_ips"], json!([]));

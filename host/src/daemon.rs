@@ -227,6 +227,16 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// The planner's settings from the command line (the reconciler's, and
+/// `GET /plan`'s).
+fn planning(config: &Config) -> Settings {
+    Settings {
+        ignore_routes: config.ignore_routes.clone(),
+        az_affinity: config.az_affinity,
+        rebalance: config.rebalance,
+    }
+}
+
 /// The VPC the daemon manages.
 enum Backend {
     Sim(Arc<SimVpc>),
@@ -372,7 +382,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
             Backend::Sim(_) => None,
             Backend::Ec2(ec2) => Some(ec2.budget()),
         },
-        ignore_routes: config.ignore_routes.clone(),
+        planning: planning(&config),
         ha: leadership.as_ref().map(Leadership::status),
         reloads: Some(reload_requests.clone()),
         rebalance,
@@ -464,11 +474,7 @@ impl Running<'_> {
             backend,
             specs: self.specs.subscribe(),
             health: self.board.subscribe(),
-            settings: Settings {
-                ignore_routes: self.config.ignore_routes.clone(),
-                az_affinity: self.config.az_affinity,
-                rebalance: self.config.rebalance,
-            },
+            settings: planning(self.config),
             recheck: self.config.route_recheck_interval,
             disable_source_dest_check: self.config.disable_source_dest_check,
             leadership: self.leadership,

@@ -53,6 +53,17 @@ pub enum Cause {
     Rebalance,
 }
 
+impl Cause {
+    /// Lower case, for the plan view: `failover`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Failover => "failover",
+            Cause::Repair => "repair",
+            Cause::Rebalance => "rebalance",
+        }
+    }
+}
+
 /// One route operation and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {

@@ -60,7 +60,8 @@ pub struct Sources {
     pub events: Arc<EventLog>,
     /// The EC2 call budget (absent on the embedded VPC).
     pub budget: Option<Arc<Budget>>,
-    pub ignore_routes: Vec<ipnet::IpNet>,
+    /// The planner's settings, for `/plan` (and `ignore_routes` for views).
+    pub planning: crate::reconcile::plan::Settings,
     /// This replica's view of the HA election, when HA is on.
     pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
     /// Where `POST /plugins/reload` asks for a reload.
@@ -81,6 +82,7 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/rebalance", post(rebalance))
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
+        .route("/plan", get(plan))
         .route("/events", get(events))
         .route("/metrics", get(metrics::scrape))
         .route("/healthz", get(healthz))
@@ -215,13 +217,21 @@ async fn rebalance(State(sources): State<Shared>) -> Response {
 }
 
 async fn route_info(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::route_info(&views::Snapshot::take(&sources), &sources.ignore_routes);
+    let view = views::route_info(
+        &views::Snapshot::take(&sources),
+        &sources.planning.ignore_routes,
+    );
     respond(&headers, "route_info", view, &sources)
 }
 
 async fn vpc(State(sources): State<Shared>, headers: HeaderMap) -> Response {
     let view = views::vpc(&views::Snapshot::take(&sources));
     respond(&headers, "vpc", view, &sources)
+}
+
+async fn plan(State(sources): State<Shared>, headers: HeaderMap) -> Response {
+    let view = views::plan(&views::Snapshot::take(&sources), &sources.planning);
+    respond(&headers, "plan", view, &sources)
 }
 
 async fn events(State(sources): State<Shared>, headers: HeaderMap) -> Response {

@@ -13,6 +13,7 @@ use crate::events::Event;
 use crate::health::{HealthSnapshot, HostReport, State};
 use crate::plugin::{PluginKind, PluginState, PluginStatus};
 use crate::reconcile::RouteReport;
+use crate::reconcile::plan::Settings;
 use crate::spec::RouteSpec;
 
 /// Events the status page shows.
@@ -129,6 +130,49 @@ fn router_ip(interface: &Interface, eligible: Option<&[IpAddr]>) -> Option<IpAdd
         .copied()
 }
 
+/// What the reconciler would do now: the plan from the spec in force, the
+/// health and the VPC as last observed, computed on request and applied by
+/// nobody (empty once the routes are as planned). Every operation with its
+/// reason and cause, and the notices.
+pub fn plan(snap: &Snapshot, settings: &Settings) -> Value {
+    let (spec, vpc) = match (&snap.spec, &snap.routes.vpc) {
+        (Some(spec), Some(vpc)) => (spec, vpc),
+        (None, _) => return unplanned("no route spec in force yet"),
+        (_, None) => return unplanned("the VPC has not been observed (yet, or lately)"),
+    };
+    let plan = crate::reconcile::plan::plan(spec, &snap.health, vpc, settings);
+    let operations: Vec<Value> = plan
+        .operations
+        .iter()
+        .map(|op| {
+            json!({
+                "action": op.action.name(),
+                "table": op.table,
+                "cidr": op.destination.to_string(),
+                "target": op.target.as_ref().map(|(eni, host)| json!({"eni": eni, "host": host.to_string()})),
+                "cause": op.cause.name(),
+                "reason": op.reason,
+            })
+        })
+        .collect();
+    let notices: Vec<Value> = plan
+        .notices
+        .iter()
+        .map(|n| json!({"subject": n.subject, "message": n.message}))
+        .collect();
+    json!({
+        "planned": true,
+        "observed_at": snap.routes.observed_at.map(rfc3339),
+        "operations": operations,
+        "notices": notices,
+        "source_dest_checked": plan.source_dest_checked,
+    })
+}
+
+fn unplanned(why: &str) -> Value {
+    json!({"planned": false, "reason": why, "operations": [], "notices": []})
+}
+
 pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
@@ -152,7 +196,7 @@ pub fn index(sources: &Sources) -> Value {
         "params": snap.params,
         "plugins": linked(plugins(sources), "/plugins"),
         "ips": linked(ips(&snap), "/ips"),
-        "route_info": linked(route_info(&snap, &sources.ignore_routes), "/route_info"),
+        "route_info": linked(route_info(&snap, &sources.planning.ignore_routes), "/route_info"),
         "vpc": linked(vpc(&snap), "/vpc"),
         "server": "vpcrouter",
         "version": env!("CARGO_PKG_VERSION"),
@@ -166,6 +210,7 @@ pub fn index(sources: &Sources) -> Value {
             "plugins": "/plugins",
             "route_info": "/route_info",
             "vpc": "/vpc",
+            "plan": "/plan",
             "events": "/events",
             "metrics": "/metrics",
             "healthz": "/healthz",
@@ -364,4 +409,78 @@ pub fn readiness(snap: &Snapshot) -> Value {
         "last_error": snap.routes.last_error,
         "ha": snap.ha,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::report::RouteReport;
+    use crate::spec::RouteSpec;
+
+    fn snapshot(spec: Option<&str>, vpc: Option<Value>) -> Snapshot {
+        Snapshot {
+            now: SystemTime::now(),
+            started: SystemTime::now(),
+            params: json!({}),
+            spec: spec.map(|s| Arc::new(RouteSpec::from_json(s.as_bytes()).unwrap())),
+            health: HealthSnapshot::default(),
+            reports: BTreeMap::new(),
+            routes: RouteReport {
+                vpc: vpc.map(|v| Arc::new(serde_json::from_value(v).unwrap())),
+                ..RouteReport::default()
+            },
+            plugins: Vec::new(),
+            events: Vec::new(),
+            ha: None,
+        }
+    }
+
+    /// `/plan` is what a pass would do now, with reasons, and says why
+    /// there is no plan when there cannot be one.
+    #[test]
+    fn the_plan_view_shows_what_a_pass_would_do() {
+        let vpc = json!({
+            "subnets": [{"id": "subnet-a", "az": "az-a"}],
+            "interfaces": [{"id": "eni-a", "instance": "i-a", "subnet": "subnet-a",
+                            "ips": ["10.0.1.10"], "running": true}],
+            "route_tables": [{"id": "rtb-a", "subnets": ["subnet-a"], "routes": []}]
+        });
+        let spec = r#"{"10.55.0.0/16": ["10.0.1.10"]}"#;
+        let view = plan(
+            &snapshot(Some(spec), Some(vpc.clone())),
+            &Settings::default(),
+        );
+        assert_eq!(view["planned"], true);
+        let operations = view["operations"].as_array().unwrap();
+        assert_eq!(operations.len(), 1, "{view:#}");
+        assert_eq!(operations[0]["action"], "create");
+        assert_eq!(operations[0]["table"], "rtb-a");
+        assert_eq!(
+            operations[0]["target"],
+            json!({"eni": "eni-a", "host": "10.0.1.10"})
+        );
+        assert_eq!(operations[0]["cause"], "repair");
+        assert!(
+            operations[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("missing")
+        );
+
+        let unobserved = plan(&snapshot(Some(spec), None), &Settings::default());
+        assert_eq!(unobserved["planned"], false);
+        assert!(
+            unobserved["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not been observed")
+        );
+        let no_spec = plan(&snapshot(None, Some(vpc)), &Settings::default());
+        assert!(
+            no_spec["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no route spec")
+        );
+    }
 }
