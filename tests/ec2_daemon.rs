@@ -241,3 +241,93 @@ fn region_and_vpc_come_from_the_instance_metadata_service() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `--dry-run` against moto: the plan (every route to create, with its
+/// reason) on standard output, exit 0, and no mutating call made: a proxy
+/// in front of moto counts every call by action.
+#[test]
+fn a_dry_run_prints_the_plan_and_changes_nothing() {
+    use common::fault_proxy::FaultProxy;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
+    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let _listeners: Vec<TcpListener> = std::iter::once(first)
+        .chain(
+            ROUTERS[1..]
+                .iter()
+                .map(|r| TcpListener::bind((*r, port)).unwrap()),
+        )
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args(["--dry-run", "--output", "json", "-m", "configfile"])
+        .arg("-f")
+        .arg(&spec)
+        .args(["-H", "tcp", "--tcp_check_port", &port.to_string()])
+        .args([
+            "--tcp_check_interval",
+            "0.2",
+            "-r",
+            moto::REGION,
+            "-v",
+            &vpc.id,
+        ])
+        .args(["--ec2-endpoint", &proxy.url, "-a", "127.0.0.1"])
+        .arg("--plugin-dir")
+        .arg(common::repo().join("plugins"))
+        .arg("--plugin-cache-dir")
+        .arg(dir.path().join("cache"))
+        .envs(common::NO_METADATA)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A dry run ends by itself; one that does not is a failure, not a hang.
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the dry run did not end within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    let operations = plan["operations"].as_array().unwrap();
+    assert_eq!(operations.len(), CIDRS.len() * vpc.tables.len(), "{plan:#}");
+    assert!(
+        operations
+            .iter()
+            .all(|o| o["action"] == "create" && o["reason"].is_string())
+    );
+    let calls = proxy.calls();
+    assert!(
+        calls.get("DescribeRouteTables").is_some_and(|n| *n >= 1),
+        "{calls:?}"
+    );
+    for mutating in [
+        "CreateRoute",
+        "ReplaceRoute",
+        "DeleteRoute",
+        "ModifyNetworkInterfaceAttribute",
+    ] {
+        assert!(!calls.contains_key(mutating), "{mutating} sent: {calls:?}");
+    }
+    let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+    for table in &vpc.tables {
+        assert!(
+            routes[table]
+                .iter()
+                .all(|(d, _)| !CIDRS.contains(&d.as_str())),
+            "{routes:?}"
+        );
+    }
+}

@@ -16,6 +16,13 @@ use crate::plugin::{OptionKind, PluginInfo};
 /// Option values given to one plugin, by option name.
 pub type PluginOptions = Vec<(String, String)>;
 
+/// What `--dry-run` prints.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
 /// Exit code for a bad command line or an unloadable plugin.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when the daemon cannot start, or stops, for another reason.
@@ -128,6 +135,16 @@ pub struct Cli {
     /// (POST /rebalance)
     #[arg(long)]
     pub rebalance: bool,
+
+    /// Take the spec and one round of health, observe the VPC, print the
+    /// plan a pass would carry out, and exit: nothing is changed
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// What --dry-run prints: text (a line per operation and notice) or
+    /// json
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub output: Output,
 
     /// Log file, or '-' for standard output
     #[arg(short = 'l', long, value_name = "FILE", default_value = "-")]

@@ -37,6 +37,8 @@ pub struct Config {
     pub az_affinity: bool,
     /// Move routes off hosts above the balanced bound on every pass.
     pub rebalance: bool,
+    /// Print the plan once, in this format, and exit (`--dry-run`).
+    pub dry_run: Option<crate::cli::Output>,
     /// Controller HA through etcd, when `--ha-etcd` is given.
     pub ha: Option<HaSettings>,
 }
@@ -81,6 +83,8 @@ pub struct PluginChoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
     Stdout,
+    /// `-` with `--dry-run`: standard output carries the plan.
+    Stderr,
     File(PathBuf),
 }
 
@@ -275,6 +279,7 @@ impl Config {
             region: cli.region,
             vpc: cli.vpc,
             log: match cli.logfile.as_str() {
+                "-" if cli.dry_run => LogTarget::Stderr,
                 "-" => LogTarget::Stdout,
                 file => LogTarget::File(PathBuf::from(file)),
             },
@@ -296,6 +301,7 @@ impl Config {
             http_auth_all: cli.http_auth_all,
             az_affinity: cli.az_affinity,
             rebalance: cli.rebalance,
+            dry_run: cli.dry_run.then_some(cli.output),
             ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {
                 endpoints: cli.ha_etcd,
                 ca: cli.ha_etcd_ca.map(|p| absolute(&p)),

@@ -19,7 +19,7 @@ use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::reload::{ReloadRequest, Reloadable, Reloader};
 use crate::plugin::{
-    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginKind, PluginRuntime, Role,
+    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginRuntime, Role,
 };
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{Observers, Reconciler};
@@ -196,6 +196,18 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
     .map_err(|e| Usage(e.to_string()))?;
     crate::logging::init(&config.log, config.verbose)
         .map_err(|e| Usage(format!("cannot open the log file: {e}")))?;
+    if let Some(output) = config.dry_run {
+        let settings = planning(&config);
+        let planned = match vpc {
+            Backend::Sim(sim) => {
+                crate::dry_run::run(configured, specs, sim, &settings, output).await
+            }
+            Backend::Ec2(ec2) => {
+                crate::dry_run::run(configured, specs, ec2, &settings, output).await
+            }
+        };
+        return planned.map_err(Failed);
+    }
     drop(early_logs);
     let prepared = Prepared {
         config,
@@ -315,13 +327,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
             log_grants(&plugin);
             let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
             let digest = plugin.origin.digest.clone();
-            let role = match plugin.kind {
-                PluginKind::ConfigSource => Role::Config(specs.clone()),
-                PluginKind::HealthCheck => Role::Health {
-                    specs: specs.subscribe(),
-                    board: board.clone(),
-                },
-            };
+            let role = Role::of(plugin.kind, &specs, &board);
             let handle = plugin::spawn(plugin, role, shutdown.clone());
             reloadable.push(Reloadable {
                 name: name.clone(),

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod daemon;
+pub mod dry_run;
 pub mod events;
 pub mod ha;
 pub mod health;

@@ -60,6 +60,13 @@ pub fn init(target: &LogTarget, verbose: bool) -> std::io::Result<()> {
                     .with_writer(Clipped(std::io::stdout)),
             )
             .init(),
+        LogTarget::Stderr => registry
+            .with(
+                format
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(Clipped(std::io::stderr)),
+            )
+            .init(),
         LogTarget::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             registry

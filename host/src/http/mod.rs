@@ -11,7 +11,7 @@ mod negotiate;
 mod page;
 pub(crate) mod plugin;
 mod serve;
-mod views;
+pub mod views;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};

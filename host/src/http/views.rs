@@ -13,7 +13,7 @@ use crate::events::Event;
 use crate::health::{HealthSnapshot, HostReport, State};
 use crate::plugin::{PluginKind, PluginState, PluginStatus};
 use crate::reconcile::RouteReport;
-use crate::reconcile::plan::Settings;
+use crate::reconcile::plan::{Plan, Settings};
 use crate::spec::RouteSpec;
 
 /// Events the status page shows.
@@ -140,7 +140,14 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Value {
         (None, _) => return unplanned("no route spec in force yet"),
         (_, None) => return unplanned("the VPC has not been observed (yet, or lately)"),
     };
-    let plan = crate::reconcile::plan::plan(spec, &snap.health, vpc, settings);
+    let planned = crate::reconcile::plan::plan(spec, &snap.health, vpc, settings);
+    let mut document = plan_document(&planned);
+    document["observed_at"] = json!(snap.routes.observed_at.map(rfc3339));
+    document
+}
+
+/// A plan as `/plan` and `--dry-run --output json` show it.
+pub fn plan_document(plan: &Plan) -> Value {
     let operations: Vec<Value> = plan
         .operations
         .iter()
@@ -162,7 +169,6 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Value {
         .collect();
     json!({
         "planned": true,
-        "observed_at": snap.routes.observed_at.map(rfc3339),
         "operations": operations,
         "notices": notices,
         "source_dest_checked": plan.source_dest_checked,

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::bindings::{Event, HealthState, HostHealth, HttpRequest, HttpResponse, Route};
+use super::bindings::{
+    Event, HealthState, HostHealth, HttpRequest, HttpResponse, PluginKind, Route,
+};
 use super::grants::GrantRecord;
 use super::instance::{CallError, InstanceFactory, PluginInstance};
 use super::load::{ConfiguredPlugin, Origin};
@@ -108,6 +110,19 @@ pub enum Role {
         specs: SpecWatch,
         board: Arc<HealthBoard>,
     },
+}
+
+impl Role {
+    /// What a plugin of `kind` feeds: the spec store, or the health board.
+    pub fn of(kind: PluginKind, specs: &Arc<SpecStore>, board: &Arc<HealthBoard>) -> Self {
+        match kind {
+            PluginKind::ConfigSource => Role::Config(specs.clone()),
+            PluginKind::HealthCheck => Role::Health {
+                specs: specs.subscribe(),
+                board: board.clone(),
+            },
+        }
+    }
 }
 
 /// An HTTP request for the plugin and where its answer goes.

@@ -1,0 +1,99 @@
+//! `--dry-run`: run the plugins until the spec is in force and every health
+//! checker has done a round, observe the VPC once, and print the plan a pass
+//! would carry out (each operation with its reason, the notices), as text or
+//! JSON. Nothing is written: no backend call but describes is made.
+
+use anyhow::{Context, bail};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::cli::Output;
+use crate::cloud::VpcBackend;
+use crate::health::HealthBoard;
+use crate::plugin::{self, ConfiguredPlugin, PluginKind, Role};
+use crate::reconcile::plan::{Plan, Settings, plan};
+use crate::spec_store::SpecStore;
+
+/// How long the spec and the first health rounds may take to come.
+const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn run<B: VpcBackend>(
+    plugins: Vec<ConfiguredPlugin>,
+    specs: Arc<SpecStore>,
+    backend: Arc<B>,
+    settings: &Settings,
+    output: Output,
+) -> anyhow::Result<()> {
+    let board = Arc::new(HealthBoard::default());
+    let (stop, shutdown) = watch::channel(false);
+    let mut health_rounds = Vec::new();
+    let handles: Vec<_> = plugins
+        .into_iter()
+        .map(|plugin| {
+            let kind = plugin.kind;
+            let handle = plugin::spawn(plugin, Role::of(kind, &specs, &board), shutdown.clone());
+            if kind == PluginKind::HealthCheck {
+                health_rounds.push(handle.status());
+            }
+            handle
+        })
+        .collect();
+    let ready = async {
+        let mut spec = specs.subscribe();
+        spec.wait_for(Option::is_some).await?;
+        for status in &mut health_rounds {
+            status
+                .wait_for(|s| s.rounds.as_ref().is_some_and(|r| r.rounds >= 1))
+                .await?;
+        }
+        anyhow::Ok(())
+    };
+    let waited = tokio::time::timeout(WAIT, ready).await;
+    let vpc = backend.describe().await;
+    let _ = stop.send(true);
+    for handle in handles {
+        let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
+    }
+    match waited {
+        Err(_) => bail!("dry run: no route spec and health within {WAIT:?}"),
+        Ok(result) => result.context("dry run: a plugin stopped")?,
+    }
+    let vpc = vpc.context("dry run: cannot observe the VPC")?;
+    let spec = specs.current().expect("a spec is in force");
+    let planned = plan(&spec, &board.snapshot(), &vpc, settings);
+    match output {
+        Output::Json => println!("{:#}", crate::http::views::plan_document(&planned)),
+        Output::Text => print!("{}", text(&planned)),
+    }
+    Ok(())
+}
+
+/// A line per operation and per notice, then a summary.
+fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for op in &plan.operations {
+        let target = op
+            .target
+            .as_ref()
+            .map(|(eni, host)| format!(" -> {host} ({eni})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<7} {} {}{target}: {} [{}]\n",
+            op.action.name(),
+            op.table,
+            op.destination,
+            op.reason,
+            op.cause.name()
+        ));
+    }
+    for notice in &plan.notices {
+        out.push_str(&format!("notice  {}: {}\n", notice.subject, notice.message));
+    }
+    out.push_str(&format!(
+        "{} operations, {} notices; nothing was changed (dry run)\n",
+        plan.operations.len(),
+        plan.notices.len()
+    ));
+    out
+}
