@@ -91,20 +91,38 @@ impl Routers for MotoCluster {
     }
 }
 
-/// The failover scenario of `failover.rs` against moto, and then what EC2
-/// itself holds: no route left on the dead router's ENI.
-#[test]
-fn a_dead_router_loses_its_routes_in_every_table() {
+/// moto with a VPC of three tables whose routers are `ROUTERS` (moto runs
+/// as long as the `Moto` is kept).
+fn moto_vpc() -> (
+    tokio::runtime::Runtime,
+    Moto,
+    aws_sdk_ec2::Client,
+    moto::Vpc,
+) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let moto = Moto::start();
     let ec2 = runtime.block_on(moto.client());
     let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    (runtime, moto, ec2, vpc)
+}
+
+/// Every router listening on one port: the port and the listeners.
+fn routers_listening() -> (u16, Vec<TcpListener>) {
     let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
     let port = first.local_addr().unwrap().port();
-    let mut listeners: Vec<Option<TcpListener>> = vec![Some(first)];
-    for router in &ROUTERS[1..] {
-        listeners.push(Some(TcpListener::bind((*router, port)).unwrap()));
-    }
+    let rest = ROUTERS[1..]
+        .iter()
+        .map(|r| TcpListener::bind((*r, port)).unwrap());
+    (port, std::iter::once(first).chain(rest).collect())
+}
+
+/// The failover scenario of `failover.rs` against moto, and then what EC2
+/// itself holds: no route left on the dead router's ENI.
+#[test]
+fn a_dead_router_loses_its_routes_in_every_table() {
+    let (runtime, moto, ec2, vpc) = moto_vpc();
+    let (port, listeners) = routers_listening();
+    let listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
     let dir = tempfile::tempdir().unwrap();
     let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
     let port = port.to_string();
@@ -248,20 +266,9 @@ fn region_and_vpc_come_from_the_instance_metadata_service() {
 #[test]
 fn a_dry_run_prints_the_plan_and_changes_nothing() {
     use common::fault_proxy::FaultProxy;
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let ec2 = runtime.block_on(moto.client());
-    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    let (runtime, moto, ec2, vpc) = moto_vpc();
     let proxy = runtime.block_on(FaultProxy::start(&moto.url));
-    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let _listeners: Vec<TcpListener> = std::iter::once(first)
-        .chain(
-            ROUTERS[1..]
-                .iter()
-                .map(|r| TcpListener::bind((*r, port)).unwrap()),
-        )
-        .collect();
+    let (port, _listeners) = routers_listening();
     let dir = tempfile::tempdir().unwrap();
     let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))

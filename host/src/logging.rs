@@ -13,6 +13,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -52,32 +53,23 @@ pub fn init(target: &LogTarget, verbose: bool) -> std::io::Result<()> {
         .with(filter(verbose))
         .with(limiter);
     let format = tracing_subscriber::fmt::layer().with_target(false);
-    match target {
-        LogTarget::Stdout => registry
-            .with(
-                format
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(Clipped(std::io::stdout)),
-            )
-            .init(),
-        LogTarget::Stderr => registry
-            .with(
-                format
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(Clipped(std::io::stderr)),
-            )
-            .init(),
+    let (writer, terminal) = match target {
+        LogTarget::Stdout => (
+            BoxMakeWriter::new(Clipped(std::io::stdout)),
+            std::io::stdout().is_terminal(),
+        ),
+        LogTarget::Stderr => (
+            BoxMakeWriter::new(Clipped(std::io::stderr)),
+            std::io::stderr().is_terminal(),
+        ),
         LogTarget::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            registry
-                .with(
-                    format
-                        .with_ansi(false)
-                        .with_writer(Clipped(Mutex::new(file))),
-                )
-                .init();
+            (BoxMakeWriter::new(Clipped(Mutex::new(file))), false)
         }
-    }
+    };
+    registry
+        .with(format.with_ansi(terminal).with_writer(writer))
+        .init();
     Ok(())
 }
 
