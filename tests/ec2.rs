@@ -109,17 +109,7 @@ impl Setup {
 
     /// The target of `cidr` in every associated table.
     async fn targets(&self, cidr: &str) -> Vec<Option<String>> {
-        let routes = moto::routes(&self.ec2, &self.vpc.id).await;
-        self.vpc
-            .tables
-            .iter()
-            .map(|t| {
-                routes[t]
-                    .iter()
-                    .find(|(d, _)| d == cidr)
-                    .map(|(_, target)| target.clone())
-            })
-            .collect()
+        moto::targets(&self.ec2, &self.vpc, cidr).await
     }
 
     /// Wait (10 s at most) until every table routes each of `cidrs` to one
@@ -321,19 +311,8 @@ async fn idle_rechecks_describe_instances_and_route_tables_only() {
     assert_eq!(mutating, 0);
 
     // A new subnet, associated with a table: described once.
-    let subnet = setup
-        .ec2
-        .create_subnet()
-        .vpc_id(&setup.vpc.id)
-        .cidr_block("127.0.9.0/24")
-        .availability_zone(format!("{}a", moto::REGION))
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .unwrap()
-        .subnet_id
-        .unwrap();
+    let az = format!("{}a", moto::REGION);
+    let subnet = moto::create_subnet(&setup.ec2, &setup.vpc.id, "127.0.9.0/24", &az).await;
     setup
         .ec2
         .associate_route_table()

@@ -125,28 +125,9 @@ fn a_dead_router_loses_its_routes_in_every_table() {
     let listeners: Vec<Option<TcpListener>> = listeners.into_iter().map(Some).collect();
     let dir = tempfile::tempdir().unwrap();
     let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-    let port = port.to_string();
-    let daemon = common::Daemon::start(
-        &[
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-            "-r",
-            moto::REGION,
-            "-v",
-            &vpc.id,
-            "--ec2-endpoint",
-            &moto.url,
-        ],
-        dir.path(),
-    );
+    let args = moto::daemon_args(&spec, port, &vpc, &moto.url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = common::Daemon::start(&args, dir.path());
     let mut cluster = MotoCluster { daemon, listeners };
     let victim =
         a_dead_router_loses_exactly_its_routes(&mut cluster, CIDRS.len() * vpc.tables.len());
@@ -272,19 +253,8 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-        .args(["--dry-run", "--output", "json", "-m", "configfile"])
-        .arg("-f")
-        .arg(&spec)
-        .args(["-H", "tcp", "--tcp_check_port", &port.to_string()])
-        .args([
-            "--tcp_check_interval",
-            "0.2",
-            "-r",
-            moto::REGION,
-            "-v",
-            &vpc.id,
-        ])
-        .args(["--ec2-endpoint", &proxy.url, "-a", "127.0.0.1"])
+        .args(["--dry-run", "--output", "json", "-a", "127.0.0.1"])
+        .args(moto::daemon_args(&spec, port, &vpc, &proxy.url))
         .arg("--plugin-dir")
         .arg(common::repo().join("plugins"))
         .arg("--plugin-cache-dir")

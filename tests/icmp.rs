@@ -1,6 +1,6 @@
 //! ICMP health checks through the real host: loopback always answers; for
 //! failures, a private network namespace the test creates itself (root
-//! only; skipped with the reason otherwise), where VPC-like addresses are
+//! only; elsewhere `common::cannot_run`: a failure under CI), where VPC-like addresses are
 //! safe because nothing can leave it.
 
 mod common;

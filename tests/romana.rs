@@ -8,7 +8,7 @@ use common::Daemon;
 use common::etcd::{Certs, Etcd, KEY};
 use romana_topology::fixture::{Shape, topology};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -42,15 +42,9 @@ fn spec_in_force(daemon: &Daemon) -> Value {
 }
 
 fn wait_for_spec(daemon: &Daemon, expected: &Value) {
-    let start = Instant::now();
-    while spec_in_force(daemon) != *expected {
-        assert!(
-            start.elapsed() < WITHIN,
-            "spec not in force within {WITHIN:?}: {} vs {expected}",
-            spec_in_force(daemon)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(&format!("spec {expected} in force"), || {
+        (spec_in_force(daemon) == *expected).then_some(())
+    });
 }
 
 #[test]

@@ -56,7 +56,14 @@ pub async fn run<B: VpcBackend>(
         let _ = tokio::time::timeout(Duration::from_secs(2), handle.join()).await;
     }
     match waited {
-        Err(_) => bail!("dry run: no route spec and health within {WAIT:?}"),
+        Err(_) => match (specs.current(), specs.counts()) {
+            (None, (_, rejected)) if rejected > 0 => bail!(
+                "dry run: no route spec accepted within {WAIT:?} ({rejected} offered were \
+                 rejected; the log says why)"
+            ),
+            (None, _) => bail!("dry run: no route spec within {WAIT:?}"),
+            (Some(_), _) => bail!("dry run: no health round within {WAIT:?}"),
+        },
         Ok(result) => result.context("dry run: a plugin stopped")?,
     }
     let vpc = vpc.context("dry run: cannot observe the VPC")?;

@@ -142,32 +142,12 @@ impl Cluster {
     pub fn replica(&self, id: &str) -> Replica {
         let proxy = self.runtime.block_on(FaultProxy::start(&self.moto.url));
         let spec = self.dir.path().join("spec.json");
-        let (port, ttl) = (self.port.to_string(), self.ttl.to_string());
         let cache = self.dir.path().join(id);
-        let mut args = vec![
-            "-m",
-            "configfile",
-            "-f",
-            spec.to_str().unwrap(),
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-            "-r",
-            moto::REGION,
-            "-v",
-            &self.vpc.id,
-            "--ec2-endpoint",
-            &proxy.url,
-            "--ha-lease-ttl",
-            &ttl,
-            "--ha-id",
-            id,
-        ];
-        let etcd = self.etcd.flags(self.certs.as_ref());
-        args.extend(etcd.iter().map(String::as_str));
+        let mut args = moto::daemon_args(&spec, self.port, &self.vpc, &proxy.url);
+        args.extend(["--ha-lease-ttl".into(), self.ttl.to_string()]);
+        args.extend(["--ha-id".into(), id.to_string()]);
+        args.extend(self.etcd.flags(self.certs.as_ref()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemon = Daemon::start(&args, &cache);
         Replica { daemon, proxy }
     }
@@ -201,18 +181,7 @@ impl Cluster {
         let routes = self.runtime.block_on(moto::routes(&self.ec2, &self.vpc.id));
         CIDRS
             .iter()
-            .map(|cidr| {
-                self.vpc
-                    .tables
-                    .iter()
-                    .map(|t| {
-                        routes[t]
-                            .iter()
-                            .find(|(d, _)| d == cidr)
-                            .map(|(_, e)| e.clone())
-                    })
-                    .collect()
-            })
+            .map(|cidr| moto::targets_in(&routes, &self.vpc, cidr))
             .collect()
     }
 

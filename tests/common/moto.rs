@@ -150,18 +150,7 @@ pub async fn build_vpc(ec2: &Client, azs: usize, routers: &[&str]) -> Vpc {
     let mut tables = Vec::new();
     for i in 0..azs {
         let az = format!("{REGION}{}", (b'a' + i as u8) as char);
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("127.0.{}.0/24", i + 1))
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap()
-            .subnet
-            .unwrap()
-            .subnet_id
-            .unwrap();
+        let subnet = create_subnet(ec2, &vpc, &format!("127.0.{}.0/24", i + 1), &az).await;
         let table = route_table(ec2, &vpc).await;
         ec2.associate_route_table()
             .route_table_id(&table)
@@ -244,6 +233,69 @@ pub async fn launch(ec2: &Client, subnet: &str, ip: &str) -> (String, String) {
 
 /// Every route of every table in the VPC: table -> [(destination, target)],
 /// the target being the ENI, instance or gateway id.
+/// A subnet of `vpc` in `az`; its id.
+pub async fn create_subnet(ec2: &Client, vpc: &str, cidr: &str, az: &str) -> String {
+    ec2.create_subnet()
+        .vpc_id(vpc)
+        .cidr_block(cidr)
+        .availability_zone(az)
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap()
+}
+
+/// Each associated table's target (an ENI) for `cidr`, in table order.
+pub async fn targets(ec2: &Client, vpc: &Vpc, cidr: &str) -> Vec<Option<String>> {
+    targets_in(&routes(ec2, &vpc.id).await, vpc, cidr)
+}
+
+/// The same, from routes already described (see [`routes`]).
+pub fn targets_in(
+    routes: &BTreeMap<String, Vec<(String, String)>>,
+    vpc: &Vpc,
+    cidr: &str,
+) -> Vec<Option<String>> {
+    vpc.tables
+        .iter()
+        .map(|t| {
+            routes[t]
+                .iter()
+                .find(|(d, _)| d == cidr)
+                .map(|(_, target)| target.clone())
+        })
+        .collect()
+}
+
+/// The daemon on `vpc` through `endpoint` (moto, or a proxy in front of
+/// it), configfile reading `spec`, tcp checks on `port` every 0.2 s.
+pub fn daemon_args(spec: &std::path::Path, port: u16, vpc: &Vpc, endpoint: &str) -> Vec<String> {
+    let port = port.to_string();
+    [
+        "-m",
+        "configfile",
+        "-f",
+        spec.to_str().unwrap(),
+        "-H",
+        "tcp",
+        "--tcp_check_port",
+        &port,
+        "--tcp_check_interval",
+        "0.2",
+        "-r",
+        REGION,
+        "-v",
+        &vpc.id,
+        "--ec2-endpoint",
+        endpoint,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 pub async fn routes(ec2: &Client, vpc: &str) -> BTreeMap<String, Vec<(String, String)>> {
     let answer = ec2
         .describe_route_tables()
