@@ -3,6 +3,8 @@
 //! on recheck, nothing done while the VPC cannot be observed, and the
 //! balanced spread restored on request.
 
+mod common;
+
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,16 +95,6 @@ fn targets(sim: &SimVpc, cidr: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}: not within 5 s");
-}
-
 #[tokio::test]
 async fn nothing_is_done_before_the_first_spec() {
     let setup = start(None);
@@ -124,13 +116,13 @@ async fn routes_converge_then_fail_over_with_one_call_per_route_moved() {
         "10.58.0.0/16",
     ];
     offer(&setup.specs, &cidrs);
-    eventually("all routes set", || {
+    common::eventually("all routes set", || {
         cidrs
             .iter()
             .all(|c| targets(&setup.sim, c).iter().all(Option::is_some))
     })
     .await;
-    eventually("route outside the spec deleted", || {
+    common::eventually("route outside the spec deleted", || {
         targets(&setup.sim, "10.99.0.0/16") == [None, None]
     })
     .await;
@@ -165,7 +157,7 @@ async fn routes_converge_then_fail_over_with_one_call_per_route_moved() {
             detail: None,
         }],
     );
-    eventually("routes moved off the dead host", || {
+    common::eventually("routes moved off the dead host", || {
         cidrs.iter().all(|c| {
             targets(&setup.sim, c)
                 .iter()
@@ -202,14 +194,14 @@ async fn routes_converge_then_fail_over_with_one_call_per_route_moved() {
 async fn removed_cidrs_are_deleted_and_hand_deleted_routes_restored_on_recheck() {
     let setup = start(Some(Duration::from_millis(200)));
     offer(&setup.specs, &["10.55.0.0/16", "10.56.0.0/16"]);
-    eventually("set", || {
+    common::eventually("set", || {
         targets(&setup.sim, "10.56.0.0/16")
             .iter()
             .all(Option::is_some)
     })
     .await;
     offer(&setup.specs, &["10.55.0.0/16"]);
-    eventually("deleted", || {
+    common::eventually("deleted", || {
         targets(&setup.sim, "10.56.0.0/16") == [None, None]
     })
     .await;
@@ -219,7 +211,7 @@ async fn removed_cidrs_are_deleted_and_hand_deleted_routes_restored_on_recheck()
             .routes
             .retain(|r| r.destination != "10.55.0.0/16".parse().unwrap())
     });
-    eventually("restored", || {
+    common::eventually("restored", || {
         targets(&setup.sim, "10.55.0.0/16")
             .iter()
             .all(Option::is_some)
@@ -236,7 +228,7 @@ async fn nothing_changes_while_the_vpc_cannot_be_observed() {
     setup.sim.set_unavailable(false);
     assert_eq!(setup.sim.snapshot(), topology());
     // Back: the retry (1 s backoff) observes and converges.
-    eventually("converged after the outage", || {
+    common::eventually("converged after the outage", || {
         targets(&setup.sim, "10.55.0.0/16")
             .iter()
             .all(Option::is_some)
@@ -272,13 +264,13 @@ async fn a_recovered_router_gets_routes_back_only_when_the_operator_asks() {
     let cidrs: Vec<&str> = owned.iter().map(String::as_str).collect();
     offer(&setup.specs, &cidrs);
     let loads = |sim: &SimVpc| spread(sim).into_values().collect::<Vec<_>>();
-    eventually("30 CIDRs, 10 on each router", || {
+    common::eventually("30 CIDRs, 10 on each router", || {
         loads(&setup.sim) == [10, 10, 10]
     })
     .await;
 
     set_health(&setup.board, HOSTS[0], State::Failed);
-    eventually("eni-a's 10 spread over the other two", || {
+    common::eventually("eni-a's 10 spread over the other two", || {
         loads(&setup.sim) == [15, 15]
     })
     .await;
@@ -288,7 +280,7 @@ async fn a_recovered_router_gets_routes_back_only_when_the_operator_asks() {
 
     let (_, mutations) = setup.sim.calls();
     setup.rebalance.send_modify(|n| *n += 1);
-    eventually("back to 10 each", || loads(&setup.sim) == [10, 10, 10]).await;
+    common::eventually("back to 10 each", || loads(&setup.sim) == [10, 10, 10]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, after) = setup.sim.calls();
     assert_eq!(

@@ -45,6 +45,18 @@ pub fn wait_until<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// As [`wait_until`] inside a tokio test (whose runtime must keep running
+/// while it waits): poll `check` every 10 ms, fail after 5 s.
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
