@@ -162,7 +162,7 @@ async fn old_and_new_command_lines_give_the_same_configuration() {
         assert_eq!(old_config, new_config, "{old:?} vs {new:?}");
         assert_eq!(old_config.region.as_deref(), Some("eu-west-1"));
         assert_eq!(old_config.vpc.as_deref(), Some("vpc-0123"));
-        assert_eq!(old_config.log, LogTarget::Stdout);
+        assert_eq!(old_config.log.target, LogTarget::Stdout);
         assert_eq!(old_config.ignore_routes.len(), 2);
         assert_eq!(
             old_config.route_recheck_interval,
@@ -418,4 +418,113 @@ fn the_daemon_raises_its_soft_limit_of_open_files() {
         .parse()
         .unwrap();
     assert_eq!(soft, hard, "{open_files}");
+}
+
+/// `--log-format json`: every line is one JSON object with the stable
+/// names, from the plugins' first `init` on (the tcp plugin says there how
+/// it will probe).
+#[test]
+fn json_logs_are_one_object_per_line_from_the_plugins_first_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = router.local_addr().unwrap().port().to_string();
+    let args = common::loopback_args(
+        dir.path(),
+        &["127.0.0.1"],
+        &[
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--log-format",
+            "json",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = common::Daemon::start(&args, dir.path());
+    let route = daemon.wait_for_line("route created", std::time::Duration::from_secs(20));
+    let route: serde_json::Value = serde_json::from_str(&route).unwrap();
+    assert_eq!(route["message"], "route created");
+    assert_eq!(route["level"], "info");
+    assert_eq!(route["table"], "rtb-a");
+    assert_eq!(route["cidr"], "10.55.0.0/16");
+    assert_eq!(route["host"], "127.0.0.1");
+    assert!(route["reason"].as_str().unwrap().contains("missing"));
+    assert!(route["took_ms"].is_u64(), "{route}");
+    let lines = daemon.lines_with("");
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    for object in &objects {
+        assert!(
+            object["time"].is_string() && object["level"].is_string(),
+            "{object}"
+        );
+        assert!(object["message"].is_string(), "{object}");
+    }
+    let said_at_init = objects.iter().position(|o| {
+        o["plugin"] == "tcp" && o["message"].as_str().unwrap().starts_with("probing")
+    });
+    let started = objects
+        .iter()
+        .position(|o| o["message"] == "vpcrouter started");
+    assert!(
+        said_at_init.is_some() && said_at_init < started,
+        "{lines:#?}"
+    );
+}
+
+/// Manual pages and completions come from the command line itself: every
+/// daemon flag and subcommand is in them.
+#[test]
+fn manual_pages_and_completions_cover_the_whole_command_line() {
+    let run = |words: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+            .args(words)
+            .output()
+            .unwrap();
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+        (
+            output.status.code(),
+            text(output.stdout),
+            text(output.stderr),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(&["manpages", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let page = std::fs::read_to_string(dir.path().join("vpcrouter.1")).unwrap();
+    for flag in [
+        "--mode-plugin",
+        "--dry-run",
+        "--log-format",
+        "--ha-etcd",
+        "--rebalance",
+    ] {
+        assert!(
+            page.contains(&flag.replace('-', "\\-")),
+            "{flag} not in the page"
+        );
+    }
+    for page in [
+        "vpcrouter-plugin.1",
+        "vpcrouter-plugin-compile.1",
+        "vpcrouter-completions.1",
+    ] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    let (code, script, _) = run(&["completions", "bash"]);
+    assert_eq!(code, Some(0));
+    assert!(script.contains("--log-format") && script.contains("compile"));
+    let checked = Command::new("bash")
+        .arg("-n")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(checked.success(), "bash cannot parse the completion script");
+    let (code, _, stderr) = run(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("tcsh"), "{stderr}");
 }

@@ -23,6 +23,16 @@ pub enum Output {
     Json,
 }
 
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: a line of text, in colour on a terminal
+    Text,
+    /// For machines: one JSON object per line (time, level, message and
+    /// the event's fields: plugin, table, cidr, host, reason, took_ms, ...)
+    Json,
+}
+
 /// Exit code for a bad command line or an unloadable plugin.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when the daemon cannot start, or stops, for another reason.
@@ -33,7 +43,7 @@ pub const EXIT_FAILURE: i32 = 1;
     name = "vpcrouter",
     version,
     about = "Keeps VPC route tables pointing at healthy router instances.",
-    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them.\nPlugin tools: vpcrouter plugin --help (e.g. vpcrouter plugin compile FILE...)."
+    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them.\nPlugin tools: vpcrouter plugin --help (e.g. vpcrouter plugin compile FILE...).\nShell completions and manual pages: vpcrouter completions SHELL, vpcrouter manpages DIR."
 )]
 pub struct Cli {
     /// Config-source plugin file (a wasm component), e.g. plugins/configfile.wasm
@@ -58,7 +68,8 @@ pub struct Cli {
     pub multi_plugins: Option<String>,
 
     /// Where bundled plugins named by -m are found [default: $VPCROUTER_PLUGIN_DIR,
-    /// else plugins/ next to the binary, else ./plugins]
+    /// else ../lib/vpcrouter/plugins from the binary (an install), else
+    /// plugins/ next to the binary, else ./plugins]
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
 
@@ -149,6 +160,15 @@ pub struct Cli {
     /// Log file, or '-' for standard output
     #[arg(short = 'l', long, value_name = "FILE", default_value = "-")]
     pub logfile: String,
+
+    /// Log lines as text, or as JSON (one object per line)
+    #[arg(
+        long = "log-format",
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
 
     /// Debug logging, including plugin events
     #[arg(long)]

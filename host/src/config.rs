@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{self, Cli, EtcdUrl, Peek};
+use crate::cli::{self, Cli, EtcdUrl, LogFormat, Peek};
 use crate::cloud::budget::BucketSize;
 use crate::plugin::PluginInfo;
 
@@ -19,8 +19,7 @@ pub struct Config {
     pub health: Vec<PluginChoice>,
     pub region: Option<String>,
     pub vpc: Option<String>,
-    pub log: LogTarget,
-    pub verbose: bool,
+    pub log: Logging,
     pub listen: ListenAddr,
     pub ignore_routes: Vec<IpNet>,
     /// `None`: no periodic recheck.
@@ -78,6 +77,14 @@ fn default_replica_id() -> String {
 pub struct PluginChoice {
     pub path: PathBuf,
     pub options: Vec<(String, String)>,
+}
+
+/// Where logs go, how they are written, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub target: LogTarget,
+    pub format: LogFormat,
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,8 +227,9 @@ fn bundled(
         })
 }
 
-/// `--plugin-dir`, else `$VPCROUTER_PLUGIN_DIR`, else `plugins/` next to the
-/// binary and `./plugins`.
+/// `--plugin-dir`, else `$VPCROUTER_PLUGIN_DIR`, else where an install puts
+/// them (`PREFIX/lib/vpcrouter/plugins` for `PREFIX/bin/vpcrouter`), else
+/// `plugins/` next to the binary, else `./plugins`.
 fn plugin_dirs(given: Option<&str>) -> Vec<PathBuf> {
     if let Some(dir) = given {
         return vec![PathBuf::from(dir)];
@@ -234,6 +242,9 @@ fn plugin_dirs(given: Option<&str>) -> Vec<PathBuf> {
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
+        if let Some(prefix) = exe_dir.parent() {
+            dirs.push(prefix.join("lib/vpcrouter/plugins"));
+        }
         dirs.push(exe_dir.join("plugins"));
     }
     dirs.push(PathBuf::from("plugins"));
@@ -278,12 +289,15 @@ impl Config {
             health,
             region: cli.region,
             vpc: cli.vpc,
-            log: match cli.logfile.as_str() {
-                "-" if cli.dry_run => LogTarget::Stderr,
-                "-" => LogTarget::Stdout,
-                file => LogTarget::File(PathBuf::from(file)),
+            log: Logging {
+                target: match cli.logfile.as_str() {
+                    "-" if cli.dry_run => LogTarget::Stderr,
+                    "-" => LogTarget::Stdout,
+                    file => LogTarget::File(PathBuf::from(file)),
+                },
+                format: cli.log_format,
+                verbose: cli.verbose,
             },
-            verbose: cli.verbose,
             listen: ListenAddr {
                 host: cli.address,
                 port: cli.port,

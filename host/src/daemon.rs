@@ -81,8 +81,12 @@ impl DaemonError {
 /// Run the daemon with these arguments (program name first); the process
 /// exit code.
 pub async fn main(args: Vec<OsString>) -> i32 {
-    if args.get(1).is_some_and(|word| word == "plugin") {
+    let first = args.get(1).and_then(|word| word.to_str());
+    if first == Some("plugin") {
         return crate::tool::main(&args[1..]).await;
+    }
+    if first.is_some_and(|word| crate::manuals::COMMANDS.contains(&word)) {
+        return crate::manuals::main(&args);
     }
     match try_main(args).await {
         Ok(()) => 0,
@@ -161,6 +165,10 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         .map(|(l, info)| (l.path.clone(), info))
         .collect();
     let config = Config::parse(&args, &with_paths).map_err(CommandLine)?;
+    // Before the plugins' init, so what they log there is kept.
+    drop(early_logs);
+    crate::logging::init(&config.log)
+        .map_err(|e| Usage(format!("cannot open the log file: {e}")))?;
     let choices = std::iter::once(&config.mode).chain(&config.health);
     let mut configured = Vec::with_capacity(loaded.len());
     for (plugin, choice) in loaded.into_iter().zip(choices) {
@@ -194,8 +202,6 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         serves_plugin_paths,
     )
     .map_err(|e| Usage(e.to_string()))?;
-    crate::logging::init(&config.log, config.verbose)
-        .map_err(|e| Usage(format!("cannot open the log file: {e}")))?;
     if let Some(output) = config.dry_run {
         let settings = planning(&config);
         let planned = match vpc {
@@ -208,7 +214,6 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         };
         return planned.map_err(Failed);
     }
-    drop(early_logs);
     let prepared = Prepared {
         config,
         plugins: configured,

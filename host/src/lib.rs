@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod http_client;
 pub mod logging;
+pub mod manuals;
 pub mod metrics;
 pub mod plugin;
 pub mod probe;

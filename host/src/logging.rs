@@ -1,7 +1,8 @@
-//! Structured logs (tracing) to standard output or a file, bounded: what a
-//! plugin can make the daemon log is rate-limited per plugin, every other
-//! line per call site, and no line is longer than [`MAX_LINE`]. What is
-//! suppressed is counted and reported every [`REPORT_EVERY`].
+//! Structured logs (tracing) to standard output or a file, as text or as
+//! JSON lines, bounded: what a plugin can make the daemon log is
+//! rate-limited per plugin, every other line per call site, and no line is
+//! longer than [`MAX_LINE`]. What is suppressed is counted and reported
+//! every [`REPORT_EVERY`].
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -12,12 +13,16 @@ use tracing::callsite::Identifier;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LogTarget;
+use crate::cli::LogFormat;
+use crate::config::{LogTarget, Logging};
 
 /// Longest line written; longer ones are cut and marked.
 pub const MAX_LINE: usize = 8 << 10;
@@ -46,14 +51,13 @@ fn filter(verbose: bool) -> EnvFilter {
     })
 }
 
-pub fn init(target: &LogTarget, verbose: bool) -> std::io::Result<()> {
+pub fn init(settings: &Logging) -> std::io::Result<()> {
     let limiter = RateLimit::default();
     limiter.report_periodically();
     let registry = tracing_subscriber::registry()
-        .with(filter(verbose))
+        .with(filter(settings.verbose))
         .with(limiter);
-    let format = tracing_subscriber::fmt::layer().with_target(false);
-    let (writer, terminal) = match target {
+    let (writer, terminal) = match &settings.target {
         LogTarget::Stdout => (
             BoxMakeWriter::new(Clipped(std::io::stdout)),
             std::io::stdout().is_terminal(),
@@ -67,9 +71,21 @@ pub fn init(target: &LogTarget, verbose: bool) -> std::io::Result<()> {
             (BoxMakeWriter::new(Clipped(Mutex::new(file))), false)
         }
     };
-    registry
-        .with(format.with_ansi(terminal).with_writer(writer))
-        .init();
+    let text = tracing_subscriber::fmt::layer().with_target(false);
+    match settings.format {
+        LogFormat::Text => {
+            // Colour only for a person at a terminal who has not said no.
+            let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            registry
+                .with(text.with_ansi(colour).with_writer(writer))
+                .init();
+        }
+        LogFormat::Json => {
+            registry
+                .with(text.event_format(JsonLines).with_writer(writer))
+                .init();
+        }
+    }
     Ok(())
 }
 
@@ -215,6 +231,139 @@ impl<S: Subscriber> Layer<S> for RateLimit {
     }
 }
 
+/// Keys every JSON line has; an event field of the same name is written as
+/// `field.NAME`.
+const JSON_KEYS: [&str; 3] = ["time", "level", "message"];
+
+/// One JSON object per line: `time` (RFC 3339, UTC), `level` (lowercase),
+/// `message`, then the event's own fields under their names (`plugin`,
+/// `table`, `cidr`, `host`, `reason`, `took_ms`, ...): integers and
+/// booleans as JSON values, everything else as strings. A line stays valid
+/// JSON within [`MAX_LINE`]: the longest strings are cut first.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut time = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        writeln!(writer, "{}", json_line(time, level, fields.0))
+    }
+}
+
+/// The line for one event, cut to fit [`MAX_LINE`] with its newline.
+fn json_line(
+    time: String,
+    level: String,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> String {
+    use serde_json::Value;
+    let message = fields
+        .remove("message")
+        .unwrap_or_else(|| Value::String(String::new()));
+    let mut entries = vec![
+        ("time".to_string(), Value::String(time)),
+        ("level".to_string(), Value::String(level)),
+        ("message".to_string(), message),
+    ];
+    for (name, value) in fields {
+        let key = if JSON_KEYS.contains(&name.as_str()) {
+            format!("field.{name}")
+        } else {
+            name
+        };
+        entries.push((key, value));
+    }
+    loop {
+        let line = render(&entries);
+        let excess = line.len().saturating_sub(MAX_LINE - 1);
+        let longest = entries
+            .iter_mut()
+            .filter_map(|(_, v)| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .max_by_key(|s| s.len());
+        match longest {
+            // Short strings cannot be cut further (the writer cuts the line).
+            Some(longest) if excess > 0 && longest.len() > 256 => {
+                let keep = longest
+                    .len()
+                    .checked_sub(excess + 64)
+                    .filter(|&keep| keep > 0)
+                    .unwrap_or(longest.len() / 2);
+                *longest = crate::plugin::clip(longest, keep).into_owned();
+            }
+            _ => return line,
+        }
+    }
+}
+
+/// `{"key":value,...}` in the order given.
+fn render(entries: &[(String, serde_json::Value)]) -> String {
+    let mut line = String::from("{");
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        line.push_str(&serde_json::Value::String(key.clone()).to_string());
+        line.push(':');
+        line.push_str(&value.to_string());
+    }
+    line.push('}');
+    line
+}
+
+/// An event's fields as JSON values.
+#[derive(Default)]
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl JsonFields {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        self.0.insert(field.name().to_string(), value);
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let value = crate::plugin::clip(value, MAX_LINE);
+        self.put(field, value.into_owned().into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        let value = crate::plugin::clip(&text, MAX_LINE);
+        self.put(field, value.into_owned().into());
+    }
+}
+
 /// A writer that cuts every line at [`MAX_LINE`] bytes (the formatter
 /// writes one event in one `write_all`).
 struct Clipped<W>(W);
@@ -279,5 +428,83 @@ mod tests {
         ClippedLine(&mut out).write_all(&line).unwrap();
         assert!(out.len() < MAX_LINE + 64);
         assert!(String::from_utf8_lossy(&out).ends_with("cut)\n"));
+    }
+
+    /// Formats events as `--log-format json` does, into a buffer.
+    fn json_lines_of(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(move || SharedBuffer(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+            .collect()
+    }
+
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_have_stable_names_and_typed_values() {
+        let cidr: ipnet::IpNet = "10.55.0.0/16".parse().unwrap();
+        let lines = json_lines_of(|| {
+            tracing::info!(
+                table = "rtb-a",
+                %cidr,
+                host = "10.0.0.1",
+                reason = "host failed",
+                took_ms = 7u64,
+                "route replaced"
+            );
+            tracing::warn!(plugin = "tcp", level = 3, "plugin said \"hi\"\n");
+        });
+        assert_eq!(lines.len(), 2);
+        let route = &lines[0];
+        assert_eq!(route["level"], "info");
+        assert_eq!(route["message"], "route replaced");
+        assert_eq!(route["table"], "rtb-a");
+        assert_eq!(route["cidr"], "10.55.0.0/16");
+        assert_eq!(route["host"], "10.0.0.1");
+        assert_eq!(route["reason"], "host failed");
+        assert_eq!(route["took_ms"], 7);
+        let time = route["time"].as_str().unwrap();
+        assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
+        let plugin = &lines[1];
+        assert_eq!(plugin["level"], "warn");
+        assert_eq!(plugin["plugin"], "tcp");
+        assert_eq!(plugin["message"], "plugin said \"hi\"\n");
+        // A field cannot take the place of a key every line has.
+        assert_eq!(plugin["field.level"], 3);
+    }
+
+    #[test]
+    fn json_lines_stay_json_within_the_line_limit() {
+        let huge = "é\"".repeat(MAX_LINE);
+        let lines = json_lines_of(|| {
+            tracing::error!(cause = %huge, other = %huge, "{huge}");
+        });
+        let line = lines[0].to_string();
+        assert!(line.len() < MAX_LINE, "{}", line.len());
+        assert!(
+            lines[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("bytes in all")
+        );
+        assert!(lines[0]["cause"].as_str().unwrap().starts_with("é\""));
     }
 }

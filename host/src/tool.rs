@@ -9,7 +9,7 @@
 //! and hundreds of megabytes once, so an install does it, and the daemon's
 //! first load is a cached one.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,6 +61,11 @@ enum PluginCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `vpcrouter plugin` as a clap command, for completions and manual pages.
+pub fn command() -> clap::Command {
+    PluginCli::command()
 }
 
 /// Run `vpcrouter plugin ...` (`args` starts at `plugin`); the exit code.

@@ -175,14 +175,14 @@ impl HealthBoard {
             let why = why.join("; ");
             let (kind, reason) = match now {
                 State::Failed => {
-                    tracing::warn!(%host, was = ?was, why, "host failed");
+                    tracing::warn!(%host, was = ?was, reason = why, "host failed");
                     (
                         EventKind::HostFailed,
                         format!("a health check failed: {why}"),
                     )
                 }
                 State::Questionable => {
-                    tracing::warn!(%host, was = ?was, why, "host questionable");
+                    tracing::warn!(%host, was = ?was, reason = why, "host questionable");
                     let reason = format!("a health check finds it degraded: {why}");
                     (EventKind::HostQuestionable, reason)
                 }
