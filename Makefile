@@ -1,6 +1,7 @@
 # One command builds everything: `make` (the daemon and every plugin as
 # plugins/<name>.wasm). `make test` runs the whole test suite; `make demo`
-# runs the daemon on an example.
+# runs the daemon on an example. To install: `make release`, then
+# `make install [PREFIX=/usr/local] [DESTDIR=...]`, or `make deb`.
 
 BUNDLED := configfile http fixedconf tcp icmpecho romana
 # Built for the tests and as the documentation's example; not bundled.
@@ -9,7 +10,7 @@ EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version
            routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
-.PHONY: all build plugins test test-deps lang-examples demo bench lint
+.PHONY: all build plugins test test-deps lang-examples demo bench lint release install deb
 all: build
 
 build: plugins
@@ -23,8 +24,56 @@ plugins:
 	@for p in $(BUNDLED); do cmp -s $(WASM_DIR)/$$p.wasm plugins/$$p.wasm || cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
-test: build test-deps lang-examples
+test: build test-deps lang-examples deb
 	cargo test -p vpcrouter -p vpcrouter-plugin-sdk -p romana-topology
+
+# The daemon as installed: the dist profile (Cargo.toml), fast code in
+# about the time of a debug build.
+DIST_BIN := target/dist/vpcrouter
+
+release: plugins
+	cargo build --profile dist -p vpcrouter
+
+# Installs what `make release` built (run that first, as yourself): the
+# daemon, the bundled plugins where `-m NAME` finds them
+# (PREFIX/lib/vpcrouter/plugins), manual pages and shell completions.
+PREFIX ?= /usr/local
+ROOT := $(DESTDIR)$(PREFIX)
+
+install:
+	@test -x $(DIST_BIN) || { echo "$(DIST_BIN) is missing: run make release first"; exit 1; }
+	install -D -m 755 $(DIST_BIN) $(ROOT)/bin/vpcrouter
+	install -d $(ROOT)/lib/vpcrouter/plugins $(ROOT)/share/man/man1
+	install -m 644 $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED))) $(ROOT)/lib/vpcrouter/plugins/
+	$(DIST_BIN) manpages $(ROOT)/share/man/man1
+	gzip -9nf $(ROOT)/share/man/man1/vpcrouter*.1
+	install -d $(ROOT)/share/bash-completion/completions $(ROOT)/share/zsh/vendor-completions \
+		$(ROOT)/share/fish/vendor_completions.d
+	$(DIST_BIN) completions bash > $(ROOT)/share/bash-completion/completions/vpcrouter
+	$(DIST_BIN) completions zsh > $(ROOT)/share/zsh/vendor-completions/_vpcrouter
+	$(DIST_BIN) completions fish > $(ROOT)/share/fish/vendor_completions.d/vpcrouter.fish
+
+# A Debian package of the install (PREFIX=/usr) with the systemd unit and
+# /etc/default/vpcrouter from examples/deploy/systemd: target/debian/*.deb.
+DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB := target/debian/vpcrouter_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_ROOT := target/debian/root
+
+deb: release
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN
+	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr
+	install -D -m 644 examples/deploy/systemd/vpcrouter.service $(DEB_ROOT)/usr/lib/systemd/system/vpcrouter.service
+	install -D -m 644 examples/deploy/systemd/vpcrouter.default $(DEB_ROOT)/etc/default/vpcrouter
+	install -D -m 644 examples/deploy/debian/copyright $(DEB_ROOT)/usr/share/doc/vpcrouter/copyright
+	install -m 755 examples/deploy/debian/postinst examples/deploy/debian/prerm examples/deploy/debian/postrm $(DEB_ROOT)/DEBIAN/
+	echo /etc/default/vpcrouter > $(DEB_ROOT)/DEBIAN/conffiles
+	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+		-e "s/@DEPENDS@/$$(examples/deploy/debian/depends $(DEB_ROOT)/usr/bin/vpcrouter)/" \
+		-e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)/" \
+		examples/deploy/debian/control > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DEB)
+	@ls -l $(DEB)
 
 # Plugins written in other languages, as an outside author builds them:
 # examples/csv-routes in Python (componentize-py from PyPI), and
@@ -47,7 +96,8 @@ $(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json e
 
 # The EC2 tests run against moto's EC2 server (started by each test on
 # 127.0.0.1); the status page is tested in Debian's headless Chromium; the
-# romana plugin against a real etcd (Debian's etcd-server, one per test).
+# romana plugin against a real etcd (Debian's etcd-server, one per test);
+# the package is checked with Debian's dpkg-dev and systemd tools.
 test-deps:
 	@python3 -c 'import moto.server' 2>/dev/null || pip install --quiet 'moto[server]'
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -55,12 +105,16 @@ test-deps:
 		echo "note: no chromium; the status-page browser test will be skipped"
 	@command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq etcd-server etcd-client >/dev/null; }
+	@# `make deb` (dpkg-shlibdeps) and the package test (systemd-analyze verify).
+	@command -v dpkg-shlibdeps >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 && \
+		[ -x /bin/kill ] || \
+		{ apt-get update -qq && apt-get install -y -qq dpkg-dev systemd procps >/dev/null; }
 
 
 demo: build
 	cargo run --quiet --example demo
 
-bench: build test-deps lang-examples
+bench: build test-deps lang-examples deb
 	cargo bench --bench plugins
 	cargo bench --bench health
 	cargo bench --bench planner
@@ -70,6 +124,7 @@ bench: build test-deps lang-examples
 	cargo bench --bench ha
 	cargo bench --bench reload
 	cargo bench --bench languages
+	cargo bench --bench install
 
 lint:
 	cargo fmt --all -- --check

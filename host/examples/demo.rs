@@ -4,11 +4,14 @@
 //! plugin on a spec of four CIDRs, the tcp health plugin at 0.2 s. The
 //! routes are set; then the busiest router is killed and the failover is
 //! shown as it happens. Nothing leaves 127.0.0.0/8.
+//!
+//! `demo [DAEMON]` runs an installed daemon instead of the one in target/
+//! (e.g. `/usr/bin/vpcrouter`): it finds its own bundled plugins.
 
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,8 +32,16 @@ const CIDRS: [&str; 4] = [
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let daemon = root.join("target/debug/vpcrouter");
+    let installed = std::env::args_os().nth(1).map(PathBuf::from);
+    let daemon = installed
+        .clone()
+        .unwrap_or_else(|| root.join("target/debug/vpcrouter"));
     assert!(daemon.is_file(), "build first: make");
+    // The checkout's plugins for the checkout's daemon.
+    let plugin_dir = match installed {
+        Some(_) => vec![],
+        None => vec!["--plugin-dir".into(), root.join("plugins").into_os_string()],
+    };
 
     // The routers: one listener each, on the same port.
     let first = TcpListener::bind((ROUTERS[0].0, 0)).expect("listener");
@@ -80,8 +91,7 @@ fn main() {
             "--tcp_check_port",
             &port.to_string(),
         ])
-        .arg("--plugin-dir")
-        .arg(root.join("plugins"))
+        .args(plugin_dir)
         .arg("-f")
         .arg(&spec_file)
         .arg("--sim-vpc")
