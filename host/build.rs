@@ -19,7 +19,11 @@ const BUNDLED: &[&str] = &[
 ];
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    // Read when the script runs, not when it was compiled: a build script
+    // compiled in another checkout sharing the target directory would
+    // otherwise look for that checkout's plugins.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("../plugins");
     let mut table = String::from("&[\n");
     for name in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
