@@ -29,12 +29,12 @@ fn package() -> PathBuf {
 /// Standard output of a command that must succeed.
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("run");
-    assert!(succeeded(&output), "{command:?}: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        describe(&output)
+    );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn succeeded(output: &Output) -> bool {
-    output.status.success()
 }
 
 fn describe(output: &Output) -> String {
@@ -150,7 +150,7 @@ fn the_packaged_unit_passes_systemd_analyze_verify() {
         .args(["-m", "sh", "-c", &script])
         .output()
         .unwrap();
-    assert!(succeeded(&output), "{}", describe(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(output.stderr.is_empty(), "{}", describe(&output));
 
     // What the issue asks of the service, line by line.
@@ -203,7 +203,7 @@ fn the_packaged_daemon_runs_the_demo_from_an_unpacked_tree() {
         .output()
         .unwrap();
     let shown = describe(&output);
-    assert!(succeeded(&output), "{shown}");
+    assert!(output.status.success(), "{shown}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("route created"), "{shown}");
     assert!(stdout.contains("== failover done"), "{shown}");
@@ -245,7 +245,7 @@ fn the_deployment_examples_command_lines_parse() {
             .output()
             .unwrap();
         assert!(
-            succeeded(&output),
+            output.status.success(),
             "{source}: {args:?}\n{}",
             describe(&output)
         );

@@ -231,9 +231,9 @@ impl<S: Subscriber> Layer<S> for RateLimit {
     }
 }
 
-/// Keys every JSON line has; an event field of the same name is written as
-/// `field.NAME`.
-const JSON_KEYS: [&str; 3] = ["time", "level", "message"];
+/// Keys every JSON line has beside `message` (the event's own); an event
+/// field of the same name is written as `field.NAME`.
+const JSON_KEYS: [&str; 2] = ["time", "level"];
 
 /// One JSON object per line: `time` (RFC 3339, UTC), `level` (lowercase),
 /// `message`, then the event's own fields under their names (`plugin`,
@@ -317,7 +317,7 @@ fn render(entries: &[(String, serde_json::Value)]) -> String {
         if i > 0 {
             line.push(',');
         }
-        line.push_str(&serde_json::Value::String(key.clone()).to_string());
+        line.push_str(&serde_json::to_string(key).expect("a string serialises"));
         line.push(':');
         line.push_str(&value.to_string());
     }
