@@ -81,6 +81,12 @@ pub struct Cli {
     )]
     pub plugin_cache_dir: Option<PathBuf>,
 
+    /// Where the daemon keeps what must outlive it: the compile cache's key
+    /// (the cache is used only with it) [default: $XDG_STATE_HOME/vpcrouter
+    /// or ~/.local/state/vpcrouter]
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Seconds a call into a plugin may take (its own time; waits on the
     /// host's probes and requests do not count); a plugin's init and its
     /// first event get five times this
@@ -241,6 +247,7 @@ pub struct Peek {
     pub multi_plugins: Option<String>,
     pub plugin_dir: Option<String>,
     pub plugin_cache_dir: Option<String>,
+    pub state_dir: Option<String>,
     pub no_plugin_cache: bool,
     pub plugin_call_timeout: Option<String>,
     pub plugin_sha256: Vec<String>,
@@ -279,6 +286,7 @@ pub fn peek(args: &[OsString]) -> Peek {
             }
             "--plugin-dir" => &mut peek.plugin_dir,
             "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
+            "--state-dir" => &mut peek.state_dir,
             "--plugin-call-timeout" => &mut peek.plugin_call_timeout,
             "--no-plugin-cache" => {
                 peek.no_plugin_cache = true;

@@ -162,7 +162,8 @@ fn split_pin(value: &str) -> (PathBuf, Option<&str>) {
 }
 
 /// The digests the operator pinned plugin files to: `--plugin-sha256
-/// NAME=HEX` (NAME: a loaded plugin file's name without `.wasm`) and
+/// NAME=HEX` (NAME: a loaded plugin file's name without `.wasm`; every
+/// file of that name is pinned) and
 /// `PATH#sha256=HEX`. `files` are the plugin files being loaded.
 pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, ConfigError> {
     let hex = |flag: &str, digest: &str| -> Result<String, ConfigError> {
@@ -186,15 +187,27 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
         let (name, digest) = value
             .split_once('=')
             .ok_or_else(|| ConfigError::BadPin(format!("{flag}: expected NAME=HEX")))?;
-        let file = files
+        // Every file of that name: two plugins in different folders may
+        // share one, and each is pinned.
+        let named: Vec<&PathBuf> = files
             .iter()
-            .find(|f| f.file_stem().is_some_and(|stem| stem == name))
-            .ok_or_else(|| {
-                ConfigError::BadPin(format!(
-                    "{flag}: no plugin file named {name}.wasm is loaded"
-                ))
-            })?;
-        pins.push((file.clone(), hex(&flag, digest)?));
+            .filter(|f| f.file_stem().is_some_and(|stem| stem == name))
+            .collect();
+        if named.is_empty() {
+            return Err(ConfigError::BadPin(format!(
+                "{flag}: no plugin file named {name}.wasm is loaded"
+            )));
+        }
+        let digest = hex(&flag, digest)?;
+        pins.extend(named.into_iter().map(|file| (file.clone(), digest.clone())));
+    }
+    for (i, (file, digest)) in pins.iter().enumerate() {
+        if pins[..i].iter().any(|(f, d)| f == file && d != digest) {
+            return Err(ConfigError::BadPin(format!(
+                "{} is pinned to two different digests",
+                file.display()
+            )));
+        }
     }
     Ok(pins)
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use crate::cloud::VpcBackend;
@@ -17,9 +17,10 @@ use crate::config::{self, Config};
 use crate::ha::{self, Leadership, etcd::EtcdElection};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
-use crate::plugin::reload::{ReloadRequest, Reloadable, Reloader};
+use crate::plugin::reload::{self, Reloadable, Reloader, Reloads};
 use crate::plugin::{
-    self, Bounds, ConfiguredPlugin, PluginEngine, PluginHandle, PluginRuntime, Role,
+    self, Bounds, CompileCache, Compiler, ConfiguredPlugin, PluginEngine, PluginHandle,
+    PluginRuntime, Role,
 };
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{Observers, Reconciler};
@@ -120,6 +121,11 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         (Some(dir), false) => Some(dir.into()),
         (None, false) => plugin::default_cache_dir(),
     };
+    let state_dir = peek
+        .state_dir
+        .as_ref()
+        .map(PathBuf::from)
+        .or_else(plugin::default_state_dir);
     // A bad value is clap's to report, once the plugins are known.
     let bounds = Bounds {
         call_timeout: peek
@@ -134,8 +140,20 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         .cloned()
         .collect();
     let pins = config::plugin_pins(&peek, &files).map_err(|e| Usage(e.to_string()))?;
-    let mut runtime = PluginEngine::new(cache_dir)
-        .and_then(|e| PluginRuntime::new(e, bounds))
+    let mut engine = PluginEngine::new(Compiler::this_daemon())
+        .map_err(|e| Failed(anyhow::anyhow!("cannot set up the plugin runtime: {e:#}")))?;
+    // Said once logging is set up: the daemon runs on without the cache.
+    let cache_problem = match CompileCache::configured(cache_dir.as_deref(), state_dir.as_deref()) {
+        Ok(cache) => {
+            engine = match cache {
+                Some(cache) => engine.with_cache(cache),
+                None => engine,
+            };
+            None
+        }
+        Err(e) => Some(e),
+    };
+    let mut runtime = PluginRuntime::new(engine, bounds)
         .map_err(|e| Failed(anyhow::anyhow!("cannot set up the plugin runtime: {e:#}")))?;
     for (path, digest) in pins {
         runtime.pin(path, digest);
@@ -169,6 +187,11 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
     drop(early_logs);
     crate::logging::init(&config.log)
         .map_err(|e| Usage(format!("cannot open the log file: {e}")))?;
+    if let Some(problem) = cache_problem {
+        tracing::warn!(
+            "not using the compile cache, plugins are compiled at every start: {problem}"
+        );
+    }
     let choices = std::iter::once(&config.mode).chain(&config.health);
     let mut configured = Vec::with_capacity(loaded.len());
     for (plugin, choice) in loaded.into_iter().zip(choices) {
@@ -194,14 +217,6 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
             Some(election.map_err(|e| Usage(e.to_string()))?)
         }
     };
-    let serves_plugin_paths = configured.iter().any(|p| !p.info.http_paths.is_empty());
-    let auth = AuthPolicy::new(
-        &config.listen.host,
-        config.http_token_file.as_deref(),
-        config.http_auth_all,
-        serves_plugin_paths,
-    )
-    .map_err(|e| Usage(e.to_string()))?;
     if let Some(output) = config.dry_run {
         let settings = planning(&config);
         let planned = match vpc {
@@ -214,6 +229,12 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
         };
         return planned.map_err(Failed);
     }
+    let auth = AuthPolicy::new(
+        &config.listen.host,
+        config.http_token_file.as_deref(),
+        config.http_auth_all,
+    )
+    .map_err(|e| Usage(e.to_string()))?;
     let prepared = Prepared {
         config,
         plugins: configured,
@@ -226,9 +247,10 @@ async fn try_main(args: Vec<OsString>) -> Result<(), DaemonError> {
     run(prepared).await.map_err(Failed)
 }
 
-/// Probes hold a descriptor each (up to 2,048 connects at once): take the
-/// hard limit on open files, as servers do, rather than systemd's soft
-/// default of 1,024, where a large round would fail routers with EMFILE.
+/// Probes hold a descriptor each (up to 1,024 connects per health plugin
+/// at once): take the hard limit on open files, as servers do, rather than
+/// systemd's soft default of 1,024, where a large round would fail routers
+/// with EMFILE.
 fn raise_descriptor_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -329,9 +351,10 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         .into_iter()
         .zip(given)
         .map(|(plugin, given)| {
-            log_grants(&plugin);
+            plugin.announce();
             let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
             let digest = plugin.origin.digest.clone();
+            let declared = reload::declared_kinds(&plugin.info);
             let role = Role::of(plugin.kind, &specs, &board);
             let handle = plugin::spawn(plugin, role, shutdown.clone());
             reloadable.push(Reloadable {
@@ -340,6 +363,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
                 path: file.clone(),
                 given: given.options.clone(),
                 digest,
+                declared,
                 specs: specs.subscribe(),
                 reloads: handle.reloads(),
             });
@@ -352,13 +376,12 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
             handle
         })
         .collect();
-    let (reload_requests, reloads) = mpsc::channel(4);
     let reloader = Reloader {
         runtime,
         plugins: reloadable,
         events: observers.events.clone(),
     };
-    let reloading = tokio::spawn(serve_reloads(reloader, reloads));
+    let (reloads, reloading) = reloader.spawn();
     let ha = election.map(|election| {
         let settings = config.ha.as_ref().expect("HA settings with an election");
         tracing::info!(
@@ -395,7 +418,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         },
         planning: planning(&config),
         ha: leadership.as_ref().map(Leadership::status),
-        reloads: Some(reload_requests.clone()),
+        reloads: Some(reloads.clone()),
         rebalance,
     };
     let running = Running {
@@ -415,7 +438,7 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::http::serve(listener, app, async move {
         let _ = http_shutdown.wait_for(|stop| *stop).await;
     }));
-    let signal = until_stopped(&mut signals, &reload_requests).await?;
+    let signal = until_stopped(&mut signals, &reloads).await?;
     tracing::info!(signal, "shutting down");
     reloading.abort();
     let _ = stop.send(true);
@@ -434,35 +457,6 @@ async fn run(prepared: Prepared) -> anyhow::Result<()> {
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
-}
-
-/// Say at start what each plugin may touch, and on whose word.
-fn log_grants(plugin: &ConfiguredPlugin) {
-    let name = &plugin.info.name;
-    let trust = plugin.origin.trust.describe();
-    if plugin.grants.records.is_empty() {
-        tracing::info!(
-            plugin = name,
-            trust,
-            "plugin granted nothing beyond its own sandbox"
-        );
-    }
-    for record in &plugin.grants.records {
-        tracing::info!(
-            plugin = name,
-            trust,
-            grant = record.grant,
-            from = record.from,
-            "plugin grant"
-        );
-    }
-    for (option, default) in &plugin.withheld {
-        tracing::warn!(
-            plugin = name,
-            "option --{option}: the default {:?} of a third-party plugin is not granted; give --{option} to grant it",
-            plugin::clip(default, 256)
-        );
-    }
 }
 
 /// What the reconciler is started with.
@@ -542,41 +536,15 @@ impl Signals {
     }
 }
 
-async fn until_stopped(
-    signals: &mut Signals,
-    reloads: &mpsc::Sender<ReloadRequest>,
-) -> anyhow::Result<&'static str> {
+async fn until_stopped(signals: &mut Signals, reloads: &Reloads) -> anyhow::Result<&'static str> {
     loop {
         tokio::select! {
             _ = signals.interrupt.recv() => return Ok("SIGINT"),
             _ = signals.terminate.recv() => return Ok("SIGTERM"),
             _ = signals.hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the plugins whose files changed");
-                if reloads.try_send(None).is_err() {
-                    tracing::warn!("a reload is already under way");
-                }
+                reloads.request();
             }
-        }
-    }
-}
-
-/// Reloads, one at a time, on their own task: compiling a new version may
-/// take seconds, and signals and HTTP must not wait for it.
-async fn serve_reloads(mut reloader: Reloader, mut requests: mpsc::Receiver<ReloadRequest>) {
-    while let Some(reply) = requests.recv().await {
-        let outcomes = reloader.reload_all().await;
-        for outcome in &outcomes {
-            let detail = outcome.detail.as_deref().unwrap_or_default();
-            match outcome.result {
-                "failed" => tracing::warn!(
-                    plugin = outcome.plugin,
-                    "reload failed, the running version stays: {detail}"
-                ),
-                result => tracing::info!(plugin = outcome.plugin, result, detail, "reload"),
-            }
-        }
-        if let Some(reply) = reply {
-            let _ = reply.send(outcomes);
         }
     }
 }

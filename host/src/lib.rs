@@ -16,6 +16,7 @@ pub mod manuals;
 pub mod metrics;
 pub mod plugin;
 pub mod probe;
+pub mod read;
 pub mod reconcile;
 pub mod scaffold;
 pub mod spec;

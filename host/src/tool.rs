@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cli::EXIT_USAGE;
-use crate::plugin::{self, PluginEngine, precheck};
+use crate::plugin::{self, Checked, CompileCache, Compiler, PluginEngine, precheck};
 use crate::scaffold::{self, Kind, Lang};
 
 #[derive(Parser, Debug)]
@@ -40,7 +40,15 @@ enum PluginCommand {
         /// The daemon's compile cache [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
         #[arg(long = "plugin-cache-dir", value_name = "DIR")]
         plugin_cache_dir: Option<PathBuf>,
+        /// The daemon's state folder, where the cache's key is kept
+        /// [default: $XDG_STATE_HOME/vpcrouter or ~/.local/state/vpcrouter]
+        #[arg(long = "state-dir", value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
+    /// The daemon's bounded compiler: a component on stdin, its compiled
+    /// form on stdout (run by the daemon itself, under limits)
+    #[command(name = "compile-child", hide = true)]
+    CompileChild,
     /// Say what the daemon makes of plugin files without compiling them:
     /// kind, contract version, digest, producer, imports (exit 2 when the
     /// daemon would refuse one)
@@ -81,8 +89,10 @@ pub async fn main(args: &[OsString]) -> i32 {
         PluginCommand::Compile {
             files,
             plugin_cache_dir,
-        } => compile(files, plugin_cache_dir).await,
-        PluginCommand::Inspect { files } => inspect(files),
+            state_dir,
+        } => compile(files, plugin_cache_dir, state_dir).await,
+        PluginCommand::CompileChild => plugin::child_main(),
+        PluginCommand::Inspect { files } => inspect(files).await,
         PluginCommand::New {
             name,
             lang,
@@ -108,12 +118,20 @@ pub async fn main(args: &[OsString]) -> i32 {
     }
 }
 
-fn inspect(files: Vec<PathBuf>) -> i32 {
+/// A plugin file, read as the daemon reads it (bounded), and prechecked.
+async fn read_checked(file: &std::path::Path) -> Result<(Vec<u8>, Checked), String> {
+    let wasm = plugin::plugin_files()
+        .read(file)
+        .await
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let checked = precheck(&wasm).map_err(|e| e.to_string())?;
+    Ok((wasm, checked))
+}
+
+async fn inspect(files: Vec<PathBuf>) -> i32 {
     let mut code = 0;
     for file in files {
-        let checked = std::fs::read(&file)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|wasm| precheck(&wasm).map_err(|e| e.to_string()));
+        let checked = read_checked(&file).await.map(|(_, checked)| checked);
         match checked {
             Ok(checked) => {
                 println!("{}:", file.display());
@@ -135,13 +153,25 @@ fn inspect(files: Vec<PathBuf>) -> i32 {
     code
 }
 
-async fn compile(files: Vec<PathBuf>, cache_dir: Option<PathBuf>) -> i32 {
+async fn compile(
+    files: Vec<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> i32 {
     let Some(cache_dir) = cache_dir.or_else(plugin::default_cache_dir) else {
         eprintln!("error: no cache directory: give --plugin-cache-dir");
         return EXIT_USAGE;
     };
-    let engine = match PluginEngine::new(Some(cache_dir.clone())) {
-        Ok(engine) => engine,
+    let state_dir = state_dir.or_else(plugin::default_state_dir);
+    let cache = match CompileCache::configured(Some(&cache_dir), state_dir.as_deref()) {
+        Ok(cache) => cache.expect("a cache folder was given"),
+        Err(e) => {
+            eprintln!("error: cannot use the compile cache: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let engine = match PluginEngine::new(Compiler::this_daemon()) {
+        Ok(engine) => engine.with_cache(cache),
         Err(e) => {
             eprintln!("error: cannot set up the plugin runtime: {e:#}");
             return crate::cli::EXIT_FAILURE;
@@ -150,29 +180,29 @@ async fn compile(files: Vec<PathBuf>, cache_dir: Option<PathBuf>) -> i32 {
     let mut code = 0;
     for file in files {
         let started = Instant::now();
-        let compiled = match std::fs::read(&file) {
-            Ok(wasm) => match precheck(&wasm) {
-                Ok(checked) => engine.compile(wasm).await.map(|_| checked).map_err(|e| {
-                    format!("{e:#}")
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                }),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(format!("cannot read: {e}")),
+        let compiled = match read_checked(&file).await {
+            Ok((wasm, checked)) => engine
+                .compile(wasm.into())
+                .await
+                .map(|compiled| (checked, compiled))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
         match compiled {
-            Ok(checked) => println!(
-                "{}: {} (vpcrouter:plugin@{}, sha256 {}) ready in {:.1} s, in {}",
-                file.display(),
-                checked.kind,
-                checked.wit_version,
-                checked.digest,
-                started.elapsed().as_secs_f64(),
-                cache_dir.display()
-            ),
+            Ok((checked, compiled)) => {
+                for problem in &compiled.problems {
+                    eprintln!("warning: {}: {problem}", file.display());
+                }
+                println!(
+                    "{}: {} (vpcrouter:plugin@{}, sha256 {}) ready in {:.1} s, in {}",
+                    file.display(),
+                    checked.kind,
+                    checked.wit_version,
+                    checked.digest,
+                    started.elapsed().as_secs_f64(),
+                    cache_dir.display()
+                )
+            }
             Err(problem) => {
                 eprintln!("error: {}: {problem}", file.display());
                 code = EXIT_USAGE;

@@ -2,8 +2,8 @@
 //! HEAD, and every request to a path a plugin serves) needs the token when
 //! one is configured;
 //! with `--http-auth-all` the read-only views need it too. A listener on a
-//! non-loopback address must have a token if anything can mutate (checked
-//! at start, see [`AuthPolicy::new`]).
+//! non-loopback address must have a token: the daemon always serves
+//! endpoints that change state (checked at start, see [`AuthPolicy::new`]).
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -13,6 +13,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Largest token file read.
+const MAX_TOKEN_FILE: u64 = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthPolicy {
@@ -28,7 +31,7 @@ pub enum AuthError {
     #[error("--http-token-file {0}: {1}")]
     TokenFile(String, String),
     #[error(
-        "--address {0} is not a loopback address: POST /route_spec would be open to the network; give --http-token-file"
+        "--address {0} is not a loopback address: the endpoints that change state (POST /plugins/reload, POST /rebalance, the paths plugins serve such as /route_spec) would be open to the network; give --http-token-file (views stay open without it)"
     )]
     OpenMutation(String),
     #[error("--http-auth-all needs --http-token-file")]
@@ -36,19 +39,14 @@ pub enum AuthError {
 }
 
 impl AuthPolicy {
-    /// The policy for a listener on `address`; `mutating`: some plugin
-    /// serves HTTP paths (they may change the spec).
-    pub fn new(
-        address: &str,
-        token_file: Option<&Path>,
-        all: bool,
-        mutating: bool,
-    ) -> Result<Self, AuthError> {
+    /// The policy for a listener on `address`.
+    pub fn new(address: &str, token_file: Option<&Path>, all: bool) -> Result<Self, AuthError> {
         let token = match token_file {
             Some(file) => {
                 let shown = file.display().to_string();
-                let text = std::fs::read_to_string(file)
+                let text = crate::read::read_regular(file, MAX_TOKEN_FILE)
                     .map_err(|e| AuthError::TokenFile(shown.clone(), e.to_string()))?;
+                let text = String::from_utf8_lossy(&text);
                 let token = text.trim().to_string();
                 if token.is_empty() || token.contains(char::is_whitespace) {
                     return Err(AuthError::TokenFile(
@@ -63,7 +61,7 @@ impl AuthPolicy {
         if all && token.is_none() {
             return Err(AuthError::AllWithoutToken);
         }
-        if mutating && token.is_none() && !is_loopback(address) {
+        if token.is_none() && !is_loopback(address) {
             return Err(AuthError::OpenMutation(address.into()));
         }
         Ok(Self {
@@ -156,32 +154,35 @@ mod tests {
         file
     }
 
+    /// Every daemon serves endpoints that change state (reload, rebalance),
+    /// so any listener beyond loopback needs the token.
     #[test]
-    fn a_non_loopback_listener_needs_a_token_to_accept_changes() {
-        assert!(AuthPolicy::new("127.0.0.1", None, false, true).is_ok());
-        assert!(AuthPolicy::new("localhost", None, false, true).is_ok());
-        assert!(AuthPolicy::new("::1", None, false, true).is_ok());
-        assert!(AuthPolicy::new("0.0.0.0", None, false, false).is_ok());
-        assert_eq!(
-            AuthPolicy::new("0.0.0.0", None, false, true).unwrap_err(),
-            AuthError::OpenMutation("0.0.0.0".into())
-        );
+    fn a_non_loopback_listener_needs_a_token() {
+        assert!(AuthPolicy::new("127.0.0.1", None, false).is_ok());
+        assert!(AuthPolicy::new("localhost", None, false).is_ok());
+        assert!(AuthPolicy::new("::1", None, false).is_ok());
+        for open in ["0.0.0.0", "::", "10.1.2.3"] {
+            assert_eq!(
+                AuthPolicy::new(open, None, false).unwrap_err(),
+                AuthError::OpenMutation(open.into())
+            );
+        }
         let file = token_file("s3cret\n");
-        assert!(AuthPolicy::new("0.0.0.0", Some(file.path()), false, true).is_ok());
+        assert!(AuthPolicy::new("0.0.0.0", Some(file.path()), false).is_ok());
         assert_eq!(
-            AuthPolicy::new("127.0.0.1", None, true, false).unwrap_err(),
+            AuthPolicy::new("127.0.0.1", None, true).unwrap_err(),
             AuthError::AllWithoutToken
         );
         for bad in ["", "  \n", "two words"] {
             let file = token_file(bad);
-            assert!(AuthPolicy::new("127.0.0.1", Some(file.path()), false, true).is_err());
+            assert!(AuthPolicy::new("127.0.0.1", Some(file.path()), false).is_err());
         }
     }
 
     #[test]
     fn tokens_are_checked_for_changes_and_with_auth_all_for_everything() {
         let file = token_file("s3cret");
-        let policy = AuthPolicy::new("0.0.0.0", Some(file.path()), false, true)
+        let policy = AuthPolicy::new("0.0.0.0", Some(file.path()), false)
             .unwrap()
             .guarding(["/route_spec".to_string()]);
         assert!(!policy.requires_token(&Method::GET, "/ips"));
@@ -191,7 +192,7 @@ mod tests {
         assert!(!policy.accepts(Some("Bearer s3cre")));
         assert!(!policy.accepts(Some("Basic s3cret")));
         assert!(!policy.accepts(None));
-        let all = AuthPolicy::new("0.0.0.0", Some(file.path()), true, true).unwrap();
+        let all = AuthPolicy::new("0.0.0.0", Some(file.path()), true).unwrap();
         assert!(all.requires_token(&Method::GET, "/ips"));
         assert!(!AuthPolicy::default().requires_token(&Method::POST, "/route_spec"));
     }

@@ -22,7 +22,7 @@ use axum::routing::{any, get, post};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 pub use auth::{AuthError, AuthPolicy};
 pub use serve::serve;
@@ -65,7 +65,7 @@ pub struct Sources {
     /// This replica's view of the HA election, when HA is on.
     pub ha: Option<watch::Receiver<crate::ha::HaStatus>>,
     /// Where `POST /plugins/reload` asks for a reload.
-    pub reloads: Option<mpsc::Sender<crate::plugin::reload::ReloadRequest>>,
+    pub reloads: Option<crate::plugin::reload::Reloads>,
     /// Where `POST /rebalance` asks for the balanced spread back.
     pub rebalance: watch::Sender<u64>,
 }
@@ -116,55 +116,83 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// Views built and serialised at once: a few clients asking for the whole
+/// state of a large spec wait their turn instead of taking every thread.
+const VIEW_RENDERS: usize = 2;
+
+fn view_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(VIEW_RENDERS))
+}
+
 /// A view in the format the client asked for: JSON, indented JSON as text,
 /// or HTML (the status page for `/`, the JSON in a page for the others).
-fn respond(
-    headers: &HeaderMap,
-    title: &str,
-    value: serde_json::Value,
-    sources: &Sources,
+/// Built and serialised on a blocking thread, [`VIEW_RENDERS`] at a time:
+/// the runtime's workers stay free for `/healthz`, the probes and the
+/// reconciler however many clients ask and however large the state is.
+async fn view(
+    sources: Shared,
+    headers: HeaderMap,
+    title: &'static str,
+    build: fn(&Sources) -> serde_json::Value,
 ) -> Response {
-    match negotiate::format(headers) {
-        Format::Json => (
-            [(header::CONTENT_TYPE, "application/json")],
-            value.to_string(),
-        )
-            .into_response(),
-        Format::Text => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            serde_json::to_string_pretty(&value).expect("JSON") + "\n",
-        )
-            .into_response(),
-        Format::Html => {
-            let html = match title {
-                "status" => page::status(&views::Snapshot::take(sources)),
-                _ => page::json(title, &value),
-            };
-            (
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                html.into_string(),
-            )
-                .into_response()
+    let Ok(_slot) = view_slots().acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let format = negotiate::format(&headers);
+        if format == Format::Html && title == "status" {
+            let page = page::status(&views::Snapshot::take(&sources));
+            return html(page.into_string());
         }
-    }
+        let value = build(&sources);
+        match format {
+            Format::Json => (
+                [(header::CONTENT_TYPE, "application/json")],
+                value.to_string(),
+            )
+                .into_response(),
+            Format::Text => (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                serde_json::to_string_pretty(&value).expect("JSON") + "\n",
+            )
+                .into_response(),
+            Format::Html => html(page::json(title, &value).into_string()),
+        }
+    });
+    rendered.await.unwrap_or_else(|e| {
+        tracing::error!("a view failed: {e}");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "the view failed")
+    })
+}
+
+fn html(page: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 async fn index(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::index(&sources);
-    respond(&headers, "status", view, &sources)
+    view(sources, headers, "status", views::index).await
 }
 
 async fn ips(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::ips(&views::Snapshot::take(&sources));
-    respond(&headers, "ips", view, &sources)
+    view(sources, headers, "ips", |s| {
+        views::ips(&views::Snapshot::take(s))
+    })
+    .await
 }
 
 async fn plugins(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::plugins(&sources);
-    respond(&headers, "plugins", view, &sources)
+    view(sources, headers, "plugins", views::plugins).await
 }
 
-/// Reload every plugin whose file changed; the outcome per plugin.
+/// How long `POST /plugins/reload` waits for the outcome before it answers
+/// 202 (the reload goes on; its outcome is logged and in `/events` and
+/// `/plugins`): well within [`REQUEST_TIMEOUT`].
+const RELOAD_WAIT: Duration = Duration::from_secs(8);
+
+/// Reload every plugin whose file changed; the outcome per plugin. A
+/// request made while a reload runs is answered by the next one (requests
+/// are coalesced, never queued one reload each).
 async fn reload_plugins(State(sources): State<Shared>) -> Response {
     let Some(reloads) = &sources.reloads else {
         return error(
@@ -172,20 +200,29 @@ async fn reload_plugins(State(sources): State<Shared>) -> Response {
             "reloading is not available",
         );
     };
-    let (reply, outcomes) = oneshot::channel();
-    if reloads.send(Some(reply)).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
-    }
-    match outcomes.await {
-        Ok(outcomes) => {
-            let body = serde_json::json!({ "plugins": outcomes });
+    let asked = reloads.request();
+    match tokio::time::timeout(RELOAD_WAIT, reloads.outcome(asked)).await {
+        Ok(Some(outcomes)) => {
+            let body = serde_json::json!({ "plugins": &*outcomes });
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 body.to_string(),
             )
                 .into_response()
         }
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the reload was cut short"),
+        Ok(None) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
+        Err(_) => {
+            let body = serde_json::json!({
+                "reload": "under way",
+                "outcome": "in the log, /events and /plugins when it is done",
+            });
+            (
+                StatusCode::ACCEPTED,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -217,26 +254,34 @@ async fn rebalance(State(sources): State<Shared>) -> Response {
 }
 
 async fn route_info(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::route_info(
-        &views::Snapshot::take(&sources),
-        &sources.planning.ignore_routes,
-    );
-    respond(&headers, "route_info", view, &sources)
+    view(sources, headers, "route_info", |s| {
+        views::route_info(&views::Snapshot::take(s), &s.planning.ignore_routes)
+    })
+    .await
 }
 
 async fn vpc(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::vpc(&views::Snapshot::take(&sources));
-    respond(&headers, "vpc", view, &sources)
+    view(sources, headers, "vpc", |s| {
+        views::vpc(&views::Snapshot::take(s))
+    })
+    .await
 }
 
 async fn plan(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = views::plan(&views::Snapshot::take(&sources), &sources.planning);
-    respond(&headers, "plan", view, &sources)
+    view(sources, headers, "plan", |s| {
+        views::plan(&views::Snapshot::take(s), &s.planning)
+    })
+    .await
 }
 
 async fn events(State(sources): State<Shared>, headers: HeaderMap) -> Response {
-    let view = serde_json::json!({ "events": sources.events.latest(crate::events::CAPACITY) });
-    respond(&headers, "events", view, &sources)
+    view(
+        sources,
+        headers,
+        "events",
+        |s| serde_json::json!({ "events": s.events.latest(crate::events::CAPACITY) }),
+    )
+    .await
 }
 
 /// The process is alive and serving.

@@ -1,14 +1,18 @@
 //! The wasmtime engine shared by all plugins: configuration, the epoch
-//! ticker that drives call deadlines, and the on-disk compile cache.
+//! ticker that drives call deadlines, and compiling through the compile
+//! cache (`cache`) and the bounded compiler (`compile`).
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
+
+use super::cache::{CompileCache, Lookup};
+use super::compile::{self, CompileError, Compiler};
 
 /// How often the epoch advances; a running guest yields at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -22,14 +26,9 @@ pub const MEMORY_CAP: usize = 64 << 20;
 pub struct PluginEngine {
     engine: Engine,
     ticker: Ticker,
-    cache_dir: Option<PathBuf>,
-    /// Largest the compile cache may grow; the entries used longest ago go.
-    cache_cap: u64,
+    cache: Option<Arc<CompileCache>>,
+    compiler: Compiler,
 }
-
-/// The compile cache's default size cap: a big component (componentize-py)
-/// compiles to ~40 MB, so this holds a dozen of them.
-pub const CACHE_CAP: u64 = 512 << 20;
 
 /// Advances the engine's epoch every EPOCH_TICK while a plugin call is
 /// running, and sleeps otherwise: an idle daemon is not woken 100 times a
@@ -59,17 +58,9 @@ impl Drop for Ticking {
 }
 
 impl PluginEngine {
-    /// `cache_dir`: where compiled components are kept (`None`: no cache).
-    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .memory_reservation(MEMORY_CAP as u64)
-            .memory_guard_size(64 << 10)
-            .memory_reservation_for_growth(0)
-            .max_wasm_stack(512 << 10);
-        let engine = Engine::new(&config)?;
+    /// The engine, compiling with `compiler` and without a cache.
+    pub fn new(compiler: Compiler) -> wasmtime::Result<Self> {
+        let engine = Engine::new(&engine_config())?;
         let ticking = engine.weak();
         let running_calls = Arc::new(AtomicUsize::new(0));
         let calls = running_calls.clone();
@@ -98,15 +89,15 @@ impl PluginEngine {
         Ok(Self {
             engine,
             ticker,
-            cache_dir,
-            cache_cap: CACHE_CAP,
+            cache: None,
+            compiler,
         })
     }
 
-    /// A compile cache of at most `bytes`.
-    pub fn with_cache_cap(self, bytes: u64) -> Self {
+    /// Keep compiled components in `cache`.
+    pub fn with_cache(self, cache: CompileCache) -> Self {
         Self {
-            cache_cap: bytes,
+            cache: Some(Arc::new(cache)),
             ..self
         }
     }
@@ -119,59 +110,93 @@ impl PluginEngine {
         &self.engine
     }
 
-    /// Compile `wasm` (already checked to be a component), or load the
-    /// artefact a previous run compiled from the same bytes with the same
-    /// engine configuration and wasmtime version. Compiling is seconds of
-    /// CPU for a big component: it runs on a blocking thread, never on the
-    /// daemon's workers (a reload happens while the daemon runs).
-    pub async fn compile(&self, wasm: Vec<u8>) -> wasmtime::Result<Component> {
-        let (engine, cache_dir, cap) =
-            (self.engine.clone(), self.cache_dir.clone(), self.cache_cap);
-        tokio::task::spawn_blocking(move || {
-            compile_cached(&engine, cache_dir.as_deref(), cap, &wasm)
+    /// Compile `wasm` (already checked to be a component), bounded (see
+    /// `compile`), or load the artefact a previous run compiled from the
+    /// same bytes with the same engine configuration and wasmtime version,
+    /// once the cache has shown it is the daemon's own. Nothing here runs
+    /// on the daemon's workers.
+    pub async fn compile(&self, wasm: Arc<[u8]>) -> Result<Compiled, CompileError> {
+        let started = Instant::now();
+        let name = cache_key(&self.engine, &wasm);
+        let mut problems = Vec::new();
+        if let Some(cache) = &self.cache {
+            let (cache, engine, name) = (cache.clone(), self.engine.clone(), name.clone());
+            let cached = blocking(move || match cache.load(&name) {
+                Lookup::Hit(artefact) => Some(load(&engine, &artefact).map_err(|e| {
+                    format!("{}: does not load: {e}", cache.dir().join(&name).display())
+                })),
+                Lookup::Miss => None,
+                Lookup::Rejected(why) => Some(Err(why)),
+            })
+            .await?;
+            match cached {
+                Some(Ok(component)) => {
+                    return Ok(Compiled {
+                        component,
+                        from_cache: true,
+                        took: started.elapsed(),
+                        problems,
+                    });
+                }
+                Some(Err(why)) => problems.push(format!(
+                    "compile cache entry refused, compiled again: {why}"
+                )),
+                None => {}
+            }
+        }
+        let artefact = compile::compile(&self.engine, &self.compiler, wasm).await?;
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let (component, stored) = blocking(move || {
+            // SAFETY: see `load`; these bytes come from this daemon's own
+            // compiler, a moment ago.
+            let component = load(&engine, &artefact).map_err(|e| e.to_string());
+            let stored = match (&component, cache) {
+                (Ok(_), Some(cache)) => cache.store(&name, &artefact).err().map(|e| {
+                    format!(
+                        "cannot write the compile cache {}; continuing without it: {e}",
+                        cache.dir().display()
+                    )
+                }),
+                _ => None,
+            };
+            (component, stored)
         })
-        .await
-        .map_err(|e| wasmtime::format_err!("the compile task failed: {e}"))?
+        .await?;
+        problems.extend(stored);
+        Ok(Compiled {
+            component: component.map_err(CompileError::Invalid)?,
+            from_cache: false,
+            took: started.elapsed(),
+            problems,
+        })
     }
 }
 
-fn compile_cached(
-    engine: &Engine,
-    cache_dir: Option<&Path>,
-    cache_cap: u64,
-    wasm: &[u8],
-) -> wasmtime::Result<Component> {
-    let Some(dir) = cache_dir else {
-        return Component::new(engine, wasm);
-    };
-    let cached = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
-    if cached.is_file() {
-        // SAFETY: the cache directory is created by this daemon with mode
-        // 0700 and only ever holds artefacts it serialized itself; the key
-        // covers the wasm bytes, the wasmtime version and engine config,
-        // and wasmtime checks the latter two again on load.
-        match unsafe { Component::deserialize_file(engine, &cached) } {
-            Ok(component) => {
-                // Used now: the last to be evicted.
-                let _ = std::fs::File::options()
-                    .append(true)
-                    .open(&cached)
-                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-                return Ok(component);
-            }
-            Err(e) => {
-                tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compile cache entry")
-            }
-        }
-    }
-    let component = Component::new(engine, wasm)?;
-    if let Err(e) = store_artefact(dir, &cached, &component.serialize()?) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache; continuing without it");
-    }
-    if let Err(e) = prune(dir, cache_cap, &cached) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot prune the compile cache");
-    }
-    Ok(component)
+/// A compiled component and how it was had.
+pub struct Compiled {
+    pub component: Component,
+    pub from_cache: bool,
+    pub took: Duration,
+    /// What went wrong with the cache on the way, to be reported.
+    pub problems: Vec<String>,
+}
+
+/// Run blocking work (file reads, deserialising) off the daemon's workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CompileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CompileError::Child(format!("the compile task failed: {e}")))
+}
+
+/// Load an artefact as native code.
+fn load(engine: &Engine, artefact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: only artefacts this daemon made are loaded: its own
+    // compiler's output, or a cache entry whose keyed digest (under a key
+    // only the daemon holds) proves the daemon stored it. wasmtime checks
+    // its version and the engine's configuration again here.
+    unsafe { Component::deserialize(engine, artefact) }
 }
 
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
@@ -195,50 +220,36 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
         .collect()
 }
 
-/// Write atomically (temp file + rename) into a private directory.
-fn store_artefact(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Delete the entries used longest ago until the cache holds at most `cap`
-/// bytes; `keep` (the entry just written) stays whatever its size.
-fn prune(dir: &Path, cap: u64, keep: &Path) -> std::io::Result<()> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "cwasm") {
-            continue;
-        }
-        let meta = entry.metadata()?;
-        entries.push((meta.modified()?, meta.len(), path));
-    }
-    // Newest first; what does not fit after them goes.
-    entries.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-    let mut total = 0;
-    for (_, size, path) in entries {
-        total += size;
-        if total > cap && path != keep {
-            std::fs::remove_file(&path)?;
-            tracing::debug!(path = %path.display(), "evicted from the compile cache");
-        }
-    }
-    Ok(())
+/// The engine's configuration: the daemon's and its compiler child's (an
+/// artefact loads only into an engine configured the same).
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_reservation(MEMORY_CAP as u64)
+        .memory_guard_size(64 << 10)
+        .memory_reservation_for_growth(0)
+        .max_wasm_stack(512 << 10);
+    config
 }
 
 /// The default cache location: `$XDG_CACHE_HOME/vpcrouter` or
 /// `~/.cache/vpcrouter`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+/// Where the daemon keeps what must outlive it (the compile cache's key):
+/// `$XDG_STATE_HOME/vpcrouter` or `~/.local/state/vpcrouter`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_STATE_HOME", ".local/state")
+}
+
+fn xdg_dir(variable: &str, under_home: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(variable)
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))?;
     Some(base.join("vpcrouter"))
 }

@@ -6,6 +6,12 @@
 
 use wasmparser::{KnownCustom, Parser, Payload};
 
+/// Deepest nesting of modules and components accepted. A plugin is a
+/// component holding core modules and, from some toolchains, a component
+/// or two (adapters): a few levels. Deeper nesting only makes validation
+/// and compilation costly.
+pub const MAX_NESTING: usize = 8;
+
 /// A component's outline.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outline {
@@ -25,7 +31,14 @@ pub fn outline(wasm: &[u8]) -> Result<Outline, String> {
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| e.to_string())?;
         match payload {
-            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!(
+                        "modules and components nested more than {MAX_NESTING} deep"
+                    ));
+                }
+            }
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(imports) if depth == 0 => {
                 for import in imports {

@@ -18,7 +18,9 @@ use super::grants::Grants;
 use super::limits::{Bounds, CallUsage, PluginLimiter};
 use super::output::Output;
 use super::text::clip;
+use crate::probe::ProbeShare;
 use crate::probe::rtt::RttTable;
+use crate::read::Reader;
 use crate::spec::RouteSpec;
 use tokio::sync::mpsc;
 
@@ -77,8 +79,10 @@ pub struct HostState {
     pub(super) requests: Requests,
     /// What the current call has used of the host (see [`CallUsage`]).
     pub(super) usage: Arc<CallUsage>,
-    /// A file read of this plugin is in progress (and may be stuck).
-    pub(super) reading: Arc<AtomicBool>,
+    /// Reads of its granted files.
+    pub(super) files: Reader,
+    /// Its share of the host's probe capacity.
+    pub(super) probes: ProbeShare,
     /// Round trips measured per host, for adaptive probe timeouts.
     pub(super) rtt: RttTable,
     /// Probe rounds started and not dropped.
@@ -123,7 +127,10 @@ pub struct InstanceFactory {
     pub(super) ticker: Ticker,
     /// Shared by all instances: a restarted plugin cannot start a second
     /// read while its first is stuck in the kernel.
-    pub(super) reading: Arc<AtomicBool>,
+    pub(super) files: Reader,
+    /// Shared by all instances of one plugin, and its own: no plugin waits
+    /// for probe capacity another holds.
+    pub(super) probes: ProbeShare,
 }
 
 impl InstanceFactory {
@@ -161,7 +168,8 @@ impl InstanceFactory {
             verdicts,
             grants: self.grants.clone(),
             usage: guard.usage.clone(),
-            reading: self.reading.clone(),
+            files: self.files.clone(),
+            probes: self.probes.clone(),
             accepted: self.accepted.clone(),
             requests: Requests::default(),
             limiter: PluginLimiter::new(self.bounds.memory_cap, guard.refused_memory.clone()),

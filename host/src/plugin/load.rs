@@ -13,12 +13,15 @@ use super::bindings::{
     ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, PluginKind, WIT_PACKAGE,
     WIT_VERSION,
 };
-use super::engine::PluginEngine;
+use super::compile::{CompileError, first_line};
+use super::engine::{Compiled, PluginEngine};
 use super::grants::{self, Grants, OptionError, Trust};
 use super::inspect;
 use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
 use super::text::clip;
+use crate::probe::ProbeShare;
+use crate::read::{ReadError, Reader};
 use crate::spec::RouteSpec;
 
 /// HTTP paths the daemon keeps for itself; plugins cannot claim them.
@@ -45,13 +48,30 @@ const MAX_OPTIONS: usize = 64;
 const MAX_HTTP_PATHS: usize = 16;
 const MAX_HTTP_PATH: usize = 256;
 
+/// Largest plugin file read: a component built from Python or JavaScript
+/// (an interpreter inside) is 12-18 MB.
+pub const MAX_PLUGIN_FILE: u64 = 64 << 20;
+/// A local file of that size is read in well under a second; a plugin file
+/// slower than this is on a hung mount, or is not a file.
+const PLUGIN_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Plugin file reads that may be unfinished at once (stuck in the kernel).
+const PLUGIN_READS: usize = 2;
+
+/// Reads of plugin files, daemon-wide: bounded in size and time, off the
+/// runtime's workers (a FIFO or a file on a hung mount at a plugin's path
+/// cannot freeze a reload, `plugin inspect` or `plugin compile`).
+pub fn plugin_files() -> &'static Reader {
+    static READER: std::sync::OnceLock<Reader> = std::sync::OnceLock::new();
+    READER.get_or_init(|| Reader::new(MAX_PLUGIN_FILE, PLUGIN_READ_TIMEOUT, PLUGIN_READS))
+}
+
 /// The contract's folder, for messages.
 const WIT_DIR: &str = "wit/v0.1.2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read: {0}")]
-    Unreadable(std::io::Error),
+    Unreadable(#[from] ReadError),
     #[error("not a WebAssembly file")]
     NotWasm,
     #[error(
@@ -62,6 +82,8 @@ pub enum LoadError {
     UnknownWasmVersion(u32),
     #[error("invalid component: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Compile(CompileError),
     #[error("not a vpcrouter plugin: it exports no {WIT_PACKAGE}/* interface")]
     NotAPlugin,
     #[error(
@@ -100,6 +122,15 @@ pub enum LoadError {
     NotPinned { pinned: String, found: String },
 }
 
+impl From<CompileError> for LoadError {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Invalid(problem) => LoadError::Invalid(problem),
+            other => LoadError::Compile(other),
+        }
+    }
+}
+
 impl From<OptionError> for LoadError {
     fn from(e: OptionError) -> Self {
         LoadError::BadOption {
@@ -128,6 +159,39 @@ pub struct Origin {
     pub wit_version: String,
     /// The toolchain, from the component's producers section.
     pub producer: Option<String>,
+    /// How its code was had: from the compile cache, or compiled (and how
+    /// long it took), and what went wrong with the cache on the way.
+    pub compiled: CompileReport,
+}
+
+/// How a plugin's code was had, as the daemon reports it.
+#[derive(Debug, Clone, Default)]
+pub struct CompileReport {
+    pub from_cache: bool,
+    pub took: std::time::Duration,
+    pub problems: Vec<String>,
+}
+
+impl CompileReport {
+    fn of(compiled: &Compiled) -> Self {
+        Self {
+            from_cache: compiled.from_cache,
+            took: compiled.took,
+            problems: compiled.problems.clone(),
+        }
+    }
+
+    /// Say it in the log: a line, and a warning per problem.
+    pub fn log(&self, plugin: &str) {
+        let took_ms = self.took.as_millis() as u64;
+        match self.from_cache {
+            true => tracing::info!(plugin, took_ms, "plugin code loaded from the compile cache"),
+            false => tracing::info!(plugin, took_ms, "plugin compiled"),
+        }
+        for problem in &self.problems {
+            tracing::warn!(plugin, "{problem}");
+        }
+    }
 }
 
 impl LoadedPlugin {
@@ -200,6 +264,39 @@ pub struct ConfiguredPlugin {
     pub withheld: Vec<(String, String)>,
     pub factory: InstanceFactory,
     pub instance: PluginInstance,
+}
+
+impl ConfiguredPlugin {
+    /// Say how its code was had and what it may touch, on whose word: at
+    /// start and at every reload alike.
+    pub fn announce(&self) {
+        let name = &self.info.name;
+        self.origin.compiled.log(name);
+        let trust = self.origin.trust.describe();
+        if self.grants.records.is_empty() {
+            tracing::info!(
+                plugin = name,
+                trust,
+                "plugin granted nothing beyond its own sandbox"
+            );
+        }
+        for record in &self.grants.records {
+            tracing::info!(
+                plugin = name,
+                trust,
+                grant = record.grant,
+                from = record.from,
+                "plugin grant"
+            );
+        }
+        for (option, default) in &self.withheld {
+            tracing::warn!(
+                plugin = name,
+                "option --{option}: the default {:?} of a third-party plugin is not granted; give --{option} to grant it",
+                clip(default, 256)
+            );
+        }
+    }
 }
 
 /// Two loaded plugins that cannot both run.
@@ -290,7 +387,19 @@ impl PluginRuntime {
         expected: PluginKind,
         accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     ) -> Result<LoadedPlugin, LoadError> {
-        let wasm = std::fs::read(path).map_err(LoadError::Unreadable)?;
+        let wasm = plugin_files().read(path).await?;
+        self.load_read(path, wasm, expected, accepted).await
+    }
+
+    /// Load the plugin file at `path`, already read as `wasm`, as a plugin
+    /// of kind `expected` (a reload reads the file once, for its digest).
+    pub async fn load_read(
+        &self,
+        path: &Path,
+        wasm: Vec<u8>,
+        expected: PluginKind,
+        accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
+    ) -> Result<LoadedPlugin, LoadError> {
         let checked = precheck(&wasm)?;
         if let Some(pinned) = self.pins.get(path)
             && *pinned != checked.digest
@@ -312,13 +421,10 @@ impl PluginRuntime {
                 expected,
             });
         }
-        let component = self
-            .engine
-            .compile(wasm)
-            .await
-            .map_err(|e| LoadError::Invalid(first_line(&e)))?;
+        let compiled = self.engine.compile(wasm.into()).await?;
+        let component = &compiled.component;
         let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        let instance_pre = self.linker.instantiate_pre(component).map_err(link)?;
         let pre = match kind {
             PluginKind::ConfigSource => {
                 Pre::Config(ConfigPluginPre::new(instance_pre).map_err(link)?)
@@ -335,7 +441,8 @@ impl PluginRuntime {
             accepted,
             bounds: self.bounds.clone(),
             ticker: self.engine.ticker().clone(),
-            reading: Arc::default(),
+            files: super::host::granted_files_reader(),
+            probes: ProbeShare::default(),
         };
         let mut instance = factory.instantiate().await?;
         let info = instance.describe().await?;
@@ -353,6 +460,7 @@ impl PluginRuntime {
                 digest,
                 wit_version,
                 producer: outline.producer,
+                compiled: CompileReport::of(&compiled),
             },
             factory,
         })
@@ -545,11 +653,6 @@ fn check_http_path(path: &str) -> Result<(), String> {
         return Err(format!("HTTP path {path} is reserved for the daemon"));
     }
     Ok(())
-}
-
-fn first_line(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

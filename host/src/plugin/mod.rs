@@ -3,6 +3,8 @@
 //! supervisor that keeps it running.
 
 mod bindings;
+mod cache;
+mod compile;
 mod engine;
 #[cfg(test)]
 mod fuzz;
@@ -19,13 +21,15 @@ mod text;
 mod watch;
 
 pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind};
-pub use engine::{PluginEngine, default_cache_dir};
+pub use cache::{CACHE_CAP, CacheError, CompileCache};
+pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
+pub use engine::{PluginEngine, default_cache_dir, default_state_dir};
 pub use grants::{GrantRecord, Trust};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{
-    Checked, ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin, PluginRuntime,
-    check_identities, precheck,
+    Checked, CompileReport, ConfiguredPlugin, IdentityError, LoadError, LoadedPlugin, Origin,
+    PluginRuntime, check_identities, plugin_files, precheck,
 };
 pub use supervisor::{
     HttpCall, PluginHandle, PluginState, PluginStatus, Reload, Role, RoundStats, Running, spawn,

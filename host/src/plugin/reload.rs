@@ -1,17 +1,25 @@
 //! Hot reload (SIGHUP, `POST /plugins/reload`): every plugin whose file
 //! changed is loaded anew beside the running version, with the operator's
-//! options (grants worked out again for the new file), and swapped in only
-//! once its `init` accepted them. A new version that cannot be loaded, that
-//! changed its name or kind, or that a pin refuses, leaves the running one
-//! in place; the outcome is reported.
+//! options (grants worked out again for the new file, and logged as at
+//! start), and swapped in only once its `init` accepted them. A new version
+//! that cannot be loaded, that changed its name or kind, that a pin
+//! refuses, or that declares one of the operator's options with another
+//! kind of grant (the operator's text would become a grant they never
+//! gave) leaves the running one in place; the outcome is reported.
+//!
+//! Requests are coalesced: one reload runs at a time, and every request
+//! made while it runs is answered by the next one, which starts when it
+//! ends (the files may have changed since the running one read them).
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::bindings::PluginKind;
-use super::load::{PluginRuntime, sha256_hex};
+use super::bindings::{OptionKind, PluginInfo, PluginKind};
+use super::grants::{self, kind_name};
+use super::load::{PluginRuntime, plugin_files, sha256_hex};
 use super::supervisor::Reload;
 use crate::events::{EventKind, EventLog};
 use crate::spec_store::SpecWatch;
@@ -25,13 +33,19 @@ pub struct Reloadable {
     pub given: Vec<(String, String)>,
     /// The SHA-256 of the running version.
     pub digest: String,
+    /// The kind the running version declares for each of its options.
+    pub declared: BTreeMap<String, OptionKind>,
     pub specs: SpecWatch,
     pub reloads: mpsc::Sender<Reload>,
 }
 
-/// A reload asked for; the outcomes go back when the asker waits for them
-/// (`POST /plugins/reload`), else only to the log (SIGHUP).
-pub type ReloadRequest = Option<tokio::sync::oneshot::Sender<Vec<Outcome>>>;
+/// The kind of each option `info` declares.
+pub fn declared_kinds(info: &PluginInfo) -> BTreeMap<String, OptionKind> {
+    info.options
+        .iter()
+        .map(|o| (o.name.clone(), o.kind))
+        .collect()
+}
 
 /// What a reload did with one plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,6 +57,41 @@ pub struct Outcome {
     pub detail: Option<String>,
 }
 
+/// The outcome of one reload, and which requests it answers (those made
+/// up to `generation`).
+#[derive(Debug, Clone, Default)]
+struct Done {
+    generation: u64,
+    outcomes: Arc<[Outcome]>,
+}
+
+/// Where reloads are asked for and their outcomes awaited; cheap to clone.
+#[derive(Clone)]
+pub struct Reloads {
+    asked: Arc<watch::Sender<u64>>,
+    done: watch::Receiver<Done>,
+}
+
+impl Reloads {
+    /// Ask for a reload; the number whose outcome answers this request.
+    pub fn request(&self) -> u64 {
+        let mut generation = 0;
+        self.asked.send_modify(|asked| {
+            *asked += 1;
+            generation = *asked;
+        });
+        generation
+    }
+
+    /// The outcome of the reload that answers request `generation` (one
+    /// that started after it was made); `None` once reloading has stopped.
+    pub async fn outcome(&self, generation: u64) -> Option<Arc<[Outcome]>> {
+        let mut done = self.done.clone();
+        let done = done.wait_for(|d| d.generation >= generation).await.ok()?;
+        Some(done.outcomes.clone())
+    }
+}
+
 pub struct Reloader {
     pub runtime: Arc<PluginRuntime>,
     pub plugins: Vec<Reloadable>,
@@ -50,6 +99,43 @@ pub struct Reloader {
 }
 
 impl Reloader {
+    /// Serve reloads, one at a time, on a task of their own (compiling a
+    /// new version may take seconds; signals and HTTP never wait for it).
+    pub fn spawn(self) -> (Reloads, tokio::task::JoinHandle<()>) {
+        let (asked, asked_rx) = watch::channel(0u64);
+        let (done_tx, done) = watch::channel(Done::default());
+        let task = tokio::spawn(self.serve(asked_rx, done_tx));
+        let reloads = Reloads {
+            asked: Arc::new(asked),
+            done,
+        };
+        (reloads, task)
+    }
+
+    async fn serve(mut self, mut asked: watch::Receiver<u64>, done: watch::Sender<Done>) {
+        let mut answered = 0;
+        while asked.wait_for(|asked| *asked > answered).await.is_ok() {
+            // Every request made so far is answered by this run.
+            let generation = *asked.borrow_and_update();
+            let outcomes = self.reload_all().await;
+            // A failure is logged by the plugin's supervisor, which keeps it.
+            for outcome in outcomes.iter().filter(|o| o.result != "failed") {
+                let detail = outcome.detail.as_deref().unwrap_or_default();
+                tracing::info!(
+                    plugin = outcome.plugin,
+                    result = outcome.result,
+                    detail,
+                    "reload"
+                );
+            }
+            answered = generation;
+            done.send_replace(Done {
+                generation,
+                outcomes: outcomes.into(),
+            });
+        }
+    }
+
     /// Reload every plugin whose file changed.
     pub async fn reload_all(&mut self) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(self.plugins.len());
@@ -85,25 +171,16 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         result,
         detail,
     };
-    let digest = match std::fs::read(&plugin.path) {
-        Ok(bytes) => sha256_hex(&bytes),
+    let wasm = match plugin_files().read(&plugin.path).await {
+        Ok(wasm) => wasm,
         Err(e) => return outcome("failed", Some(format!("{}: {e}", plugin.path.display()))),
     };
-    if digest == plugin.digest {
+    if sha256_hex(&wasm) == plugin.digest {
         return outcome("unchanged", None);
     }
-    let loaded = match plugin.kind {
-        PluginKind::ConfigSource => {
-            runtime
-                .load_config_source(&plugin.path, plugin.specs.clone())
-                .await
-        }
-        PluginKind::HealthCheck => {
-            runtime
-                .load_health_check(&plugin.path, plugin.specs.clone())
-                .await
-        }
-    };
+    let loaded = runtime
+        .load_read(&plugin.path, wasm, plugin.kind, plugin.specs.clone())
+        .await;
     let loaded = match loaded {
         Ok(loaded) if loaded.info.name != plugin.name => {
             return outcome(
@@ -117,11 +194,16 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         Ok(loaded) => loaded,
         Err(e) => return outcome("failed", Some(e.to_string())),
     };
+    if let Some(problem) = regranted(&plugin.declared, &loaded.info, &plugin.given) {
+        return outcome("failed", Some(problem));
+    }
     let (version, new_digest) = (loaded.info.version.clone(), loaded.origin.digest.clone());
+    let declared = declared_kinds(&loaded.info);
     let configured = match loaded.configure(&plugin.given).await {
         Ok(configured) => configured,
         Err(e) => return outcome("failed", Some(e.to_string())),
     };
+    configured.announce();
     if plugin
         .reloads
         .send(Reload::Swap(Box::new(configured)))
@@ -136,5 +218,29 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         &plugin.digest[..12]
     );
     plugin.digest = new_digest;
+    plugin.declared = declared;
     outcome("reloaded", Some(detail))
+}
+
+/// An option the operator gave whose kind the new version changes into a
+/// grant (or another grant): the value was given for what the running
+/// version declared, and a reload must not turn it into a capability the
+/// operator never granted. Restarting the daemon with the new version
+/// grants it in the open, with the grant lines logged.
+fn regranted(
+    running: &BTreeMap<String, OptionKind>,
+    new: &PluginInfo,
+    given: &[(String, String)],
+) -> Option<String> {
+    given.iter().find_map(|(name, _)| {
+        let was = *running.get(name)?;
+        let now = new.options.iter().find(|o| &o.name == name)?.kind;
+        (was != now && grants::is_grant(now)).then(|| {
+            format!(
+                "the new version declares --{name} as {} (it was {}): a reload does not turn a value the operator gave into a grant; restart vpcrouter to load it",
+                kind_name(now),
+                kind_name(was)
+            )
+        })
+    })
 }

@@ -272,6 +272,13 @@ impl Inputs {
     }
 }
 
+/// What a config source is handed next.
+enum Work {
+    Event(Event),
+    Http(HttpCall),
+    Files(BTreeSet<PathBuf>),
+}
+
 /// Why serving an instance ended.
 enum Ended {
     Shutdown,
@@ -345,12 +352,7 @@ impl Supervisor {
     /// Take on a new version (already initialised); its first instance.
     fn swap(&mut self, new: ConfiguredPlugin) -> PluginInstance {
         let running = Running::of(&new);
-        tracing::info!(
-            plugin = self.factory.plugin(),
-            version = running.version,
-            sha256 = running.origin.digest,
-            "plugin reloaded: the new version runs"
-        );
+        let (version, sha256) = (running.version.clone(), running.origin.digest.clone());
         self.factory = new.factory;
         self.options = new.options;
         self.status.send_modify(|s| {
@@ -358,6 +360,13 @@ impl Supervisor {
             s.reloads += 1;
             s.reload_error = None;
         });
+        // Said once the views show it.
+        tracing::info!(
+            plugin = self.factory.plugin(),
+            version,
+            sha256,
+            "plugin reloaded: the new version runs"
+        );
         new.instance
     }
 
@@ -401,32 +410,68 @@ impl Supervisor {
         specs: &SpecStore,
     ) -> Ended {
         let plugin = self.factory.plugin();
-        let mut outcome = self.deliver(instance, specs, Event::Started).await;
+        let mut work = Work::Event(Event::Started);
         loop {
-            if let Err(fault) = outcome {
-                return Ended::Fault(fault);
+            let done = self.work(instance, specs, work);
+            match self.unless_swapped(&mut inputs.reloads, done).await {
+                Err(new) => return Ended::Swapped(new),
+                Ok(Err(fault)) => return Ended::Fault(fault),
+                Ok(Ok(())) => {}
             }
             inputs.apply(plugin, instance).await;
-            outcome = tokio::select! {
-                _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
-                Some(call) = inputs.http.recv() => self.handle_http(instance, specs, call).await,
-                Some(paths) = changed_files(&mut inputs.changed) => {
-                    let mut result = Ok(());
-                    for path in paths {
-                        let event = Event::FileChanged(path.display().to_string());
-                        result = result.and(self.deliver(instance, specs, event).await);
-                    }
-                    result
+            work = loop {
+                tokio::select! {
+                    _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
+                    Some(call) = inputs.http.recv() => break Work::Http(call),
+                    Some(paths) = changed_files(&mut inputs.changed) => break Work::Files(paths),
+                    _ = tick(&mut inputs.timer) => break Work::Event(Event::Timer),
+                    Some(reload) = inputs.reloads.recv() => match reload {
+                        Reload::Swap(new) => return Ended::Swapped(new),
+                        Reload::Failed(why) => self.reload_failed(why),
+                    },
                 }
-                _ = tick(&mut inputs.timer) => self.deliver(instance, specs, Event::Timer).await,
-                Some(reload) = inputs.reloads.recv() => match reload {
-                    Reload::Swap(new) => return Ended::Swapped(new),
-                    Reload::Failed(why) => {
-                        self.reload_failed(why);
-                        Ok(())
-                    }
-                },
             };
+        }
+    }
+
+    /// Hand a config source one piece of work.
+    async fn work(
+        &self,
+        instance: &mut PluginInstance,
+        specs: &SpecStore,
+        work: Work,
+    ) -> Result<(), CallError> {
+        match work {
+            Work::Event(event) => self.deliver(instance, specs, event).await,
+            Work::Http(call) => self.handle_http(instance, specs, call).await,
+            Work::Files(paths) => {
+                for path in paths {
+                    let event = Event::FileChanged(path.display().to_string());
+                    self.deliver(instance, specs, event).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Run a call into the instance; a new version arriving meanwhile
+    /// cancels it (the old instance is dropped mid-call) and is swapped in
+    /// at once: a reload never waits behind a long call. A reload that
+    /// failed is noted, and the call goes on.
+    async fn unless_swapped<T>(
+        &self,
+        reloads: &mut mpsc::Receiver<Reload>,
+        call: impl Future<Output = T>,
+    ) -> Result<T, Box<ConfiguredPlugin>> {
+        let mut call = std::pin::pin!(call);
+        loop {
+            tokio::select! {
+                done = &mut call => return Ok(done),
+                Some(reload) = reloads.recv() => match reload {
+                    Reload::Swap(new) => return Err(new),
+                    Reload::Failed(why) => self.reload_failed(why),
+                },
+            }
         }
     }
 
@@ -458,7 +503,11 @@ impl Supervisor {
             let working_set = spec.working_set();
             let started = Instant::now();
             let early = |verdicts| board.merge(plugin, reports(plugin, working_set, verdicts));
-            let checked = instance.check(working_set.names(), early).await;
+            let round = instance.check(working_set.names(), early);
+            let checked = match self.unless_swapped(&mut inputs.reloads, round).await {
+                Ok(checked) => checked,
+                Err(new) => return Ended::Swapped(new),
+            };
             record_call(plugin, "check", &checked, started);
             match checked {
                 Ok(results) => {

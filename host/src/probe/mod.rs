@@ -22,14 +22,26 @@ mod socket;
 /// Probes of one batch in flight at once (each holds a socket).
 pub const MAX_IN_FLIGHT: usize = 1024;
 
-/// TCP connects in flight in the whole daemon, whatever the number of
-/// plugins and rounds: each holds a descriptor. A probe waits for a slot
+/// TCP connects one health-check plugin may have in flight, whatever the
+/// number of its rounds: each holds a descriptor. A probe waits for a slot
 /// before its timeout starts, so waiting delays a verdict but never fails
 /// a router.
-const MAX_CONNECTS: usize = 2 * MAX_IN_FLIGHT;
+pub const MAX_CONNECTS: usize = MAX_IN_FLIGHT;
 
-static CONNECT_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(MAX_CONNECTS));
+/// One plugin's share of the probe capacity: its own connect slots, shared
+/// by its rounds, batches and instances. Shares are never pooled: a plugin
+/// holding all its slots on silent hosts delays only its own probes, never
+/// another plugin's (and so never the bundled checker's failover).
+#[derive(Debug, Clone)]
+pub struct ProbeShare(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for ProbeShare {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            MAX_CONNECTS,
+        )))
+    }
+}
 
 /// The outcome of probing one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +106,10 @@ pub enum Method {
 
 impl Method {
     /// Probe every target concurrently, each outcome sent to `sink` as soon
-    /// as it is known (a silent host holds back no other).
-    pub async fn run(self, targets: Vec<Target>, sink: Sink) {
+    /// as it is known (a silent host holds back no other), within `share`.
+    pub async fn run(self, targets: Vec<Target>, sink: Sink, share: &ProbeShare) {
         match self {
-            Method::Tcp(port) => tcp(targets, port, sink).await,
+            Method::Tcp(port) => tcp(targets, port, sink, share).await,
             Method::HalfOpen(port) => half_open::probe(targets, port, sink).await,
             Method::Icmp => icmp::echo(targets, sink).await,
         }
@@ -115,7 +127,7 @@ impl Method {
             })
             .collect();
         let (sink, mut arrived) = mpsc::unbounded_channel();
-        self.run(targets, sink).await;
+        self.run(targets, sink, &ProbeShare::default()).await;
         let mut outcomes = vec![None; hosts.len()];
         while let Ok((i, outcome)) = arrived.try_recv() {
             outcomes[i] = Some(outcome);
@@ -128,11 +140,11 @@ impl Method {
 }
 
 /// TCP connect to `port` on each target.
-async fn tcp(targets: Vec<Target>, port: u16, sink: Sink) {
+async fn tcp(targets: Vec<Target>, port: u16, sink: Sink, share: &ProbeShare) {
     let mut probes = futures_util::stream::iter(targets)
         .map(|target| async move {
             let addr = SocketAddr::new(target.host, port);
-            (target.index, tcp_one(addr, target.timeout).await)
+            (target.index, tcp_one(addr, target.timeout, share).await)
         })
         .buffer_unordered(MAX_IN_FLIGHT);
     while let Some(result) = probes.next().await {
@@ -142,8 +154,8 @@ async fn tcp(targets: Vec<Target>, port: u16, sink: Sink) {
     }
 }
 
-async fn tcp_one(addr: SocketAddr, timeout: Duration) -> Outcome {
-    let _slot = CONNECT_SLOTS.acquire().await.expect("never closed");
+async fn tcp_one(addr: SocketAddr, timeout: Duration, share: &ProbeShare) -> Outcome {
+    let _slot = share.0.acquire().await.expect("never closed");
     let start = Instant::now();
     // `timeout` polls the connect first: a handshake that completed while
     // this task waited for a thread is an answer, not a timeout.
@@ -231,7 +243,12 @@ mod tests {
         // The silent listener's port, for both: nothing listens on it at
         // 127.0.0.1 (the listener is bound to 127.0.0.3).
         let started = Instant::now();
-        let probing = tokio::spawn(Method::Tcp(silent_addr.port()).run(targets, sink));
+        let share = ProbeShare::default();
+        let probing = tokio::spawn(async move {
+            Method::Tcp(silent_addr.port())
+                .run(targets, sink, &share)
+                .await
+        });
         let (first, outcome) = arrived.recv().await.unwrap();
         assert_eq!(first, 1);
         assert_eq!(outcome, Outcome::failed("connection refused"));

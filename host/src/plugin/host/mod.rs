@@ -9,5 +9,7 @@ mod probes;
 mod timers;
 mod verdicts;
 
+pub(super) use files::granted_files_reader;
+
 /// The shared types interface has no functions to implement.
 impl super::bindings::config::vpcrouter::plugin::types::Host for super::instance::HostState {}

@@ -3,8 +3,10 @@
 //! a batch probes each distinct host once, however often it is named, and at
 //! most [`MAX_OPEN_ROUNDS`] rounds run at once: a plugin cannot turn one
 //! call into a flood against a router. Anything refused is answered as a
-//! failed probe saying why. The probing itself is `crate::probe`'s; the
-//! time it takes is the host's, not the plugin's.
+//! failed probe saying why. Everything a plugin probes runs within its own
+//! share of the probe capacity ([`crate::probe::ProbeShare`]), so what one
+//! plugin keeps busy never delays another's probes. The probing itself is
+//! `crate::probe`'s; the time it takes is the host's, not the plugin's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -133,7 +135,9 @@ impl HostState {
         let targets = self.targets(&plan, Timeout::Fixed(Timeout::cut(timeout_ms)));
         let (sink, mut arrived) = mpsc::unbounded_channel();
         if !targets.is_empty() {
-            self.usage.wait(method.run(targets, sink)).await;
+            self.usage
+                .wait(method.run(targets, sink, &self.probes))
+                .await;
         }
         let mut outcomes = vec![None; plan.distinct.len()];
         while let Ok((i, outcome)) = arrived.try_recv() {
@@ -210,8 +214,10 @@ impl Host for HostState {
             .filter_map(|(position, slot)| slot.err().map(|r| (position, r)))
             .collect();
         let (sink, arrived) = mpsc::unbounded_channel();
-        let probing =
-            (!targets.is_empty()).then(|| tokio::spawn(Method::from(method).run(targets, sink)));
+        let share = self.probes.clone();
+        let probing = (!targets.is_empty()).then(|| {
+            tokio::spawn(async move { Method::from(method).run(targets, sink, &share).await })
+        });
         let round = ProbeRound {
             positions: plan.positions(),
             pending: plan.distinct.len(),

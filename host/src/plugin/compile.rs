@@ -1,0 +1,251 @@
+//! Compiling a component, bounded. Validation and code generation are not
+//! linear in every structure a component can have: a small file can cost
+//! minutes of CPU and gigabytes. So the daemon compiles in a child process
+//! of its own binary (`vpcrouter plugin compile-child`, hidden), started
+//! with limits that grow with the file's size: CPU seconds, data memory,
+//! wall time and the size of what it hands back. Whatever a compile costs
+//! ends with the child: the daemon's workers never run it and its memory
+//! never holds the compiler's peak. The child runs at a lower priority, has
+//! no capabilities, no environment and no core dumps, and dies with the
+//! daemon.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmtime::Engine;
+
+use super::engine::engine_config;
+
+/// The hidden subcommand the daemon runs itself with: `vpcrouter plugin
+/// compile-child` reads a component on stdin and writes the artefact.
+pub const CHILD_COMMAND: &str = "compile-child";
+
+/// What one compile may cost, from the component's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileLimits {
+    pub cpu: Duration,
+    pub memory: u64,
+    pub wall: Duration,
+    /// Largest artefact accepted back.
+    pub output: u64,
+}
+
+impl CompileLimits {
+    /// Measured (BENCHMARKS.md, "Compile bounds"): a componentize-py plugin
+    /// of 18 MB compiles in ~15 CPU-seconds and ~400 MB at most on the
+    /// optimised daemon, ~4x the CPU on the debug one; the bundled plugins
+    /// (50-200 KB) in well under a second and 60 MB. The bounds leave
+    /// several times that room, growing with the size, so only a component
+    /// whose compile is out of all proportion to its size is refused.
+    pub fn for_size(bytes: usize) -> Self {
+        let mib = bytes as u64 / (1 << 20) + 1;
+        let cpu = Duration::from_secs(30 + 20 * mib);
+        Self {
+            cpu,
+            memory: (256 << 20) + 48 * bytes as u64,
+            wall: cpu * 2,
+            output: (16 << 20) + 16 * bytes as u64,
+        }
+    }
+}
+
+/// Where compiles run.
+#[derive(Debug, Clone)]
+pub enum Compiler {
+    /// In a child process of this executable (the daemon and its tools).
+    Child(PathBuf),
+    /// On a blocking thread of this process (library users and their tests,
+    /// whose executable is not the daemon).
+    InProcess,
+}
+
+impl Compiler {
+    /// The daemon's own binary: `/proc/self/exe` is the running file even
+    /// after a package upgrade replaced the one on disk.
+    pub fn this_daemon() -> Self {
+        Compiler::Child(PathBuf::from("/proc/self/exe"))
+    }
+}
+
+/// Why a component did not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// What wasmtime said (first line).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("compiling it would take more than {0:?} of CPU, out of all proportion to its size")]
+    Cpu(Duration),
+    #[error("compiling it would need more than {} MiB, out of all proportion to its size", .0 >> 20)]
+    Memory(u64),
+    #[error("compiling it took longer than {0:?}")]
+    Wall(Duration),
+    #[error("its compiled form is larger than {} MiB", .0 >> 20)]
+    Output(u64),
+    #[error("the compiler could not be run: {0}")]
+    Child(String),
+}
+
+/// Compile `wasm` into an artefact `Component::deserialize` takes.
+pub async fn compile(
+    engine: &Engine,
+    compiler: &Compiler,
+    wasm: std::sync::Arc<[u8]>,
+) -> Result<Vec<u8>, CompileError> {
+    match compiler {
+        Compiler::InProcess => {
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || engine.precompile_component(&wasm))
+                .await
+                .map_err(|e| CompileError::Child(e.to_string()))?
+                .map_err(|e| CompileError::Invalid(first_line(&e)))
+        }
+        Compiler::Child(exe) => {
+            let limits = CompileLimits::for_size(wasm.len());
+            in_child(exe, wasm, limits).await
+        }
+    }
+}
+
+async fn in_child(
+    exe: &std::path::Path,
+    wasm: std::sync::Arc<[u8]>,
+    limits: CompileLimits,
+) -> Result<Vec<u8>, CompileError> {
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .args(["plugin", CHILD_COMMAND])
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (setrlimit, setpriority, prctl)
+    // between fork and exec.
+    unsafe {
+        command.pre_exec(move || confine(limits));
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| CompileError::Child(format!("{}: {e}", exe.display())))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let feeding = tokio::spawn(async move {
+        // The child may stop reading (refused, killed): not our error.
+        let _ = stdin.write_all(&wasm).await;
+    });
+    let run = async {
+        let mut artefact = Vec::new();
+        let mut said = Vec::new();
+        let (mut out, mut err) = (
+            (&mut stdout).take(limits.output + 1),
+            (&mut stderr).take(4096),
+        );
+        let (read, _) = tokio::join!(out.read_to_end(&mut artefact), err.read_to_end(&mut said));
+        read.map_err(|e| CompileError::Child(e.to_string()))?;
+        if artefact.len() as u64 > limits.output {
+            return Err(CompileError::Output(limits.output));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| CompileError::Child(e.to_string()))?;
+        Ok((
+            status,
+            artefact,
+            String::from_utf8_lossy(&said).into_owned(),
+        ))
+    };
+    let outcome = tokio::time::timeout(limits.wall, run).await;
+    feeding.abort();
+    let (status, artefact, said) = match outcome {
+        Ok(done) => done?,
+        // Dropping the child kills it.
+        Err(_) => return Err(CompileError::Wall(limits.wall)),
+    };
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(artefact),
+        (_, Some(libc::SIGXCPU | libc::SIGKILL)) => Err(CompileError::Cpu(limits.cpu)),
+        // Rust's "memory allocation of N bytes failed", or an mmap refused.
+        _ if said.contains("memory allocation") || said.contains("Cannot allocate memory") => {
+            Err(CompileError::Memory(limits.memory))
+        }
+        (Some(_), _) if !said.trim().is_empty() => Err(CompileError::Invalid(
+            said.lines().next().unwrap_or_default().to_string(),
+        )),
+        _ => Err(CompileError::Child(format!("it ended with {status}"))),
+    }
+}
+
+/// In the child, before exec: its limits, a low priority, no core dumps,
+/// no capabilities, no new privileges, and death with the daemon.
+fn confine(limits: CompileLimits) -> std::io::Result<()> {
+    let set = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the struct passed.
+        match unsafe { libc::setrlimit(resource, &limit) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    };
+    let cpu = limits.cpu.as_secs();
+    // SIGXCPU at the soft limit, SIGKILL a second later.
+    set(libc::RLIMIT_CPU, cpu, cpu + 1)?;
+    set(libc::RLIMIT_DATA, limits.memory, limits.memory)?;
+    set(libc::RLIMIT_CORE, 0, 0)?;
+    // SAFETY: plain calls with integer arguments.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    Ok(())
+}
+
+/// `vpcrouter plugin compile-child`: the component on stdin, the artefact
+/// on stdout, what went wrong on stderr; the exit code.
+pub fn child_main() -> i32 {
+    use std::io::{Read, Write};
+    let mut wasm = Vec::new();
+    let limit = super::load::MAX_PLUGIN_FILE;
+    if let Err(e) = std::io::stdin().take(limit + 1).read_to_end(&mut wasm) {
+        eprintln!("cannot read the component: {e}");
+        return 1;
+    }
+    if wasm.len() as u64 > limit {
+        eprintln!("larger than the {limit}-byte limit");
+        return 1;
+    }
+    let compiled = Engine::new(&engine_config()).and_then(|e| e.precompile_component(&wasm));
+    match compiled {
+        Ok(artefact) => match std::io::stdout().lock().write_all(&artefact) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("cannot hand the artefact back: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("{}", first_line(&e));
+            1
+        }
+    }
+}
+
+pub(super) fn first_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or_default().to_string()
+}
