@@ -31,6 +31,9 @@ pub enum EventKind {
     HostFailed,
     HostQuestionable,
     HostRecovered,
+    /// A host held down for flapping, or let go.
+    HostHeld,
+    HostReleased,
     /// HA: this replica became leader or stopped leading.
     Leadership,
     /// A plugin was reloaded, or a reload failed.

@@ -1,8 +1,11 @@
 //! Structured logs (tracing) to standard output or a file, as text or as
-//! JSON lines, bounded: what a plugin can make the daemon log is
-//! rate-limited per plugin, every other line per call site, and no line is
-//! longer than [`MAX_LINE`]. What is suppressed is counted and reported
-//! every [`REPORT_EVERY`].
+//! JSON lines, bounded: a plugin's own lines (what it logs and prints) are
+//! rate-limited per plugin, the daemon's lines per call site (and per
+//! plugin they name, so a noisy plugin cannot use up the budget of the
+//! lines that report it), and no line is longer than [`MAX_LINE`]. What is
+//! suppressed is counted and reported every [`REPORT_EVERY`]. A line is
+//! always one line: control characters in anything it quotes (a plugin's
+//! message, an error, a file name) are escaped.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -39,6 +42,10 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// The target of the limiter's own reports (never limited).
 const REPORT_TARGET: &str = "vpcrouter::log_budget";
 
+/// The target of a plugin's own lines (its log calls, its output): the
+/// only lines charged to the plugin's budget.
+pub const PLUGIN_LINES: &str = "vpcrouter::plugin_lines";
+
 /// `VPCROUTER_LOG` (tracing's filter syntax) overrides the level `--verbose`
 /// chooses.
 fn filter(verbose: bool) -> EnvFilter {
@@ -57,25 +64,26 @@ pub fn init(settings: &Logging) -> std::io::Result<()> {
     let registry = tracing_subscriber::registry()
         .with(filter(settings.verbose))
         .with(limiter);
-    let (writer, terminal) = match &settings.target {
-        LogTarget::Stdout => (
-            BoxMakeWriter::new(Clipped(std::io::stdout)),
-            std::io::stdout().is_terminal(),
-        ),
-        LogTarget::Stderr => (
-            BoxMakeWriter::new(Clipped(std::io::stderr)),
-            std::io::stderr().is_terminal(),
-        ),
+    let terminal = match &settings.target {
+        LogTarget::Stdout => std::io::stdout().is_terminal(),
+        LogTarget::Stderr => std::io::stderr().is_terminal(),
+        LogTarget::File(_) => false,
+    };
+    // Colour only for a person at a terminal who has not said no.
+    let colour = settings.format == LogFormat::Text
+        && terminal
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let writer = match &settings.target {
+        LogTarget::Stdout => BoxMakeWriter::new(OneLine::new(std::io::stdout, colour)),
+        LogTarget::Stderr => BoxMakeWriter::new(OneLine::new(std::io::stderr, colour)),
         LogTarget::File(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            (BoxMakeWriter::new(Clipped(Mutex::new(file))), false)
+            BoxMakeWriter::new(OneLine::new(Mutex::new(file), false))
         }
     };
     let text = tracing_subscriber::fmt::layer().with_target(false);
     match settings.format {
         LogFormat::Text => {
-            // Colour only for a person at a terminal who has not said no.
-            let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             registry
                 .with(text.with_ansi(colour).with_writer(writer))
                 .init();
@@ -101,10 +109,15 @@ pub fn early() -> tracing::subscriber::DefaultGuard {
 /// What a line is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Source {
-    /// Lines naming a plugin (`plugin = ...`), debug or not.
+    /// A plugin's own lines ([`PLUGIN_LINES`]), debug or not.
     Plugin {
         name: String,
         debug: bool,
+    },
+    /// The daemon's lines about a plugin (`plugin = ...`), per call site.
+    About {
+        plugin: String,
+        site: Identifier,
     },
     Site(Identifier),
 }
@@ -125,7 +138,7 @@ impl RateLimit {
     fn admit(&self, source: Source, example: &'static str) -> bool {
         let (rate, burst) = match source {
             Source::Plugin { .. } => (PLUGIN_RATE, PLUGIN_BURST),
-            Source::Site(_) => (SITE_RATE, SITE_BURST),
+            Source::About { .. } | Source::Site(_) => (SITE_RATE, SITE_BURST),
         };
         let mut buckets = self.0.lock().expect("log budget lock");
         let bucket = buckets.entry(source).or_insert_with(|| Bucket {
@@ -157,6 +170,7 @@ impl RateLimit {
             .map(|(source, bucket)| {
                 let shown = match source {
                     Source::Plugin { name, .. } => format!("plugin {name}"),
+                    Source::About { plugin, .. } => format!("the daemon about plugin {plugin}"),
                     Source::Site(_) => "one call site".to_string(),
                 };
                 (
@@ -220,12 +234,16 @@ impl<S: Subscriber> Layer<S> for RateLimit {
         }
         let mut plugin = PluginField::default();
         event.record(&mut plugin);
-        let source = match plugin.0 {
-            Some(name) => Source::Plugin {
+        let source = match (plugin.0, meta.target() == PLUGIN_LINES) {
+            (Some(name), true) => Source::Plugin {
                 name,
                 debug: *meta.level() >= Level::DEBUG,
             },
-            None => Source::Site(meta.callsite()),
+            (Some(plugin), false) => Source::About {
+                plugin,
+                site: meta.callsite(),
+            },
+            (None, _) => Source::Site(meta.callsite()),
         };
         self.admit(source, meta.name())
     }
@@ -364,34 +382,88 @@ impl Visit for JsonFields {
     }
 }
 
-/// A writer that cuts every line at [`MAX_LINE`] bytes (the formatter
-/// writes one event in one `write_all`).
-struct Clipped<W>(W);
+/// A writer that keeps every event on one line of at most [`MAX_LINE`]
+/// bytes (the formatter writes one event, newline included, in one
+/// `write_all`): line breaks and other control characters inside it are
+/// escaped (`\n`, `\r`, `\x1b`, `\u2028`), so no text a line quotes can
+/// start a line of its own; then it is cut. The escape character stays
+/// when the daemon colours its own output for a terminal.
+struct OneLine<W> {
+    inner: W,
+    colour: bool,
+}
 
-impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for Clipped<W> {
-    type Writer = ClippedLine<W::Writer>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        ClippedLine(self.0.make_writer())
+impl<W> OneLine<W> {
+    fn new(inner: W, colour: bool) -> Self {
+        Self { inner, colour }
     }
 }
 
-struct ClippedLine<W>(W);
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for OneLine<W> {
+    type Writer = OneLineWriter<W::Writer>;
 
-impl<W: Write> Write for ClippedLine<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.len() <= MAX_LINE {
-            return self.0.write(buf);
+    fn make_writer(&'a self) -> Self::Writer {
+        OneLineWriter {
+            inner: self.inner.make_writer(),
+            colour: self.colour,
         }
-        let mut cut = buf[..MAX_LINE].to_vec();
-        cut.extend_from_slice(format!("… (line of {} bytes cut)\n", buf.len()).as_bytes());
-        self.0.write_all(&cut)?;
+    }
+}
+
+struct OneLineWriter<W> {
+    inner: W,
+    colour: bool,
+}
+
+impl<W: Write> Write for OneLineWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut line = escape_controls(body, self.colour);
+        if line.len() > MAX_LINE {
+            let all = line.len();
+            line.truncate(MAX_LINE);
+            line.extend_from_slice(format!("… (line of {all} bytes cut)").as_bytes());
+        }
+        line.push(b'\n');
+        self.inner.write_all(&line)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.inner.flush()
     }
+}
+
+/// `text` with every control character (but tab, and the escape character
+/// when `keep_escape`) and the Unicode line and paragraph separators
+/// written as escapes.
+fn escape_controls(text: &[u8], keep_escape: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((&byte, tail)) = rest.split_first() {
+        match (byte, tail) {
+            (b'\n', _) => out.extend_from_slice(b"\\n"),
+            (b'\r', _) => out.extend_from_slice(b"\\r"),
+            (0x1b, _) if keep_escape => out.push(byte),
+            (b'\t', _) => out.push(byte),
+            (0..=0x1f | 0x7f, _) => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+            // NEL (U+0085), LINE and PARAGRAPH SEPARATOR (U+2028, U+2029).
+            (0xc2, [0x85, ..]) => {
+                out.extend_from_slice(b"\\u0085");
+                rest = &tail[1..];
+                continue;
+            }
+            (0xe2, [0x80, last @ (0xa8 | 0xa9), ..]) => {
+                let escaped = if *last == 0xa8 { "\\u2028" } else { "\\u2029" };
+                out.extend_from_slice(escaped.as_bytes());
+                rest = &tail[2..];
+                continue;
+            }
+            _ => out.push(byte),
+        }
+        rest = tail;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -421,13 +493,78 @@ mod tests {
         assert!(limiter.take_suppressed().is_empty());
     }
 
+    fn one_line(text: &str, colour: bool) -> String {
+        let mut out = Vec::new();
+        OneLineWriter {
+            inner: &mut out,
+            colour,
+        }
+        .write_all(text.as_bytes())
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Counts the events that get through, by message.
+    #[derive(Clone, Default)]
+    struct Passed(Arc<Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Passed {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut fields = JsonFields::default();
+            event.record(&mut fields);
+            let message = fields.0.get("message").map(ToString::to_string);
+            self.0.lock().unwrap().push(message.unwrap_or_default());
+        }
+    }
+
+    /// A plugin's own lines use up its budget, not the budget of the
+    /// daemon's lines about it (a denied read, a spec rejected): those
+    /// still get through, counted per call site.
+    #[test]
+    fn a_noisy_plugin_cannot_hide_the_daemons_lines_about_it() {
+        let limiter = RateLimit::default();
+        let passed = Passed::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(limiter.clone())
+            .with(passed.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                tracing::info!(target: PLUGIN_LINES, plugin = "noisy", "spam");
+            }
+            tracing::warn!(plugin = "noisy", "denied: /etc/shadow");
+        });
+        let passed = passed.0.lock().unwrap().clone();
+        assert!(passed.iter().any(|m| m.contains("denied")), "{passed:?}");
+        let spam = passed.iter().filter(|m| m.contains("spam")).count();
+        assert!(spam <= PLUGIN_BURST as usize + 5, "{spam}");
+        let report = limiter.take_suppressed();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0].0, "plugin noisy");
+    }
+
     #[test]
     fn long_lines_are_cut() {
-        let mut out = Vec::new();
-        let line = vec![b'x'; MAX_LINE * 3];
-        ClippedLine(&mut out).write_all(&line).unwrap();
+        let out = one_line(&"x".repeat(MAX_LINE * 3), false);
         assert!(out.len() < MAX_LINE + 64);
-        assert!(String::from_utf8_lossy(&out).ends_with("cut)\n"));
+        assert!(out.ends_with("cut)\n"));
+    }
+
+    /// No text a line quotes can start a line of its own or move the
+    /// cursor: a plugin's "\nroute replaced ..." stays inside its line.
+    #[test]
+    fn control_characters_inside_a_line_are_escaped() {
+        let forged = "plugin said: ok\n2026-12-02T00:00:00Z INFO route replaced\r\x1b[2K\u{2028}x\u{85}\ttab é\n";
+        let out = one_line(forged, false);
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        assert_eq!(
+            out,
+            "plugin said: ok\\n2026-12-02T00:00:00Z INFO route replaced\\r\\x1b[2K\\u2028x\\u0085\ttab é\n"
+        );
+        // The daemon's own colours survive on a terminal.
+        assert_eq!(
+            one_line("\x1b[32mINFO\x1b[0m a\n", true),
+            "\x1b[32mINFO\x1b[0m a\n"
+        );
     }
 
     /// Formats events as `--log-format json` does, into a buffer.

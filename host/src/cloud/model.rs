@@ -3,6 +3,7 @@
 //! router hosts' addresses. Backends fill it from EC2 or the simulator.
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -69,24 +70,54 @@ impl VpcState {
         self.interfaces.iter().find(|i| i.id == id)
     }
 
-    /// The interface a route target points at: an instance target means
-    /// the instance's first interface (its primary ENI).
-    pub fn target_interface(&self, target: &Target) -> Option<&Interface> {
-        match target {
-            Target::Interface(eni) => self.interface(eni),
-            Target::Instance(instance) => self
-                .interfaces
-                .iter()
-                .find(|i| i.instance.as_deref() == Some(instance)),
-            Target::Other(_) => None,
-        }
-    }
-
     pub fn az_of_subnet(&self, subnet: &str) -> Option<&str> {
         self.subnets
             .iter()
             .find(|s| s.id == subnet)
             .map(|s| s.az.as_str())
+    }
+}
+
+/// Lookups over one observed VPC, built once so that whoever reads it
+/// (the planner, the views) stays linear in its size; the one home of "an
+/// instance target means the instance's first interface (its primary ENI)".
+pub struct VpcIndex<'v> {
+    by_ip: HashMap<IpAddr, &'v Interface>,
+    by_id: HashMap<&'v str, &'v Interface>,
+    by_instance: HashMap<&'v str, &'v Interface>,
+}
+
+impl<'v> VpcIndex<'v> {
+    pub fn new(vpc: &'v VpcState) -> Self {
+        let mut by_instance = HashMap::default();
+        for interface in &vpc.interfaces {
+            if let Some(instance) = &interface.instance {
+                by_instance.entry(instance.as_str()).or_insert(interface);
+            }
+        }
+        Self {
+            by_ip: vpc
+                .interfaces
+                .iter()
+                .flat_map(|i| i.ips.iter().map(move |ip| (*ip, i)))
+                .collect(),
+            by_id: vpc.interfaces.iter().map(|i| (i.id.as_str(), i)).collect(),
+            by_instance,
+        }
+    }
+
+    /// The interface that has this address.
+    pub fn at(&self, ip: &IpAddr) -> Option<&'v Interface> {
+        self.by_ip.get(ip).copied()
+    }
+
+    /// The interface a route target points at.
+    pub fn target(&self, target: &Target) -> Option<&'v Interface> {
+        match target {
+            Target::Interface(eni) => self.by_id.get(eni.as_str()).copied(),
+            Target::Instance(instance) => self.by_instance.get(instance.as_str()).copied(),
+            Target::Other(_) => None,
+        }
     }
 }
 

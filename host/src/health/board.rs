@@ -1,7 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use super::damping::{Damping, HoldChange};
 use crate::events::{EventKind, EventLog};
 use tokio::sync::watch;
 
@@ -43,13 +45,23 @@ impl HealthSnapshot {
     }
 }
 
-/// Every plugin's verdicts per host, and the combined view. The one place
-/// a host's change of state is noticed: logged, recorded as an event, and
-/// published to the reconciler.
+/// Every plugin's verdicts per host, and the combined view, damped (see
+/// `damping`). The one place a host's change of state is noticed: logged,
+/// recorded as an event, and published to the reconciler.
 pub struct HealthBoard {
-    reports: Mutex<BTreeMap<String, BTreeMap<IpAddr, HostReport>>>,
+    inner: Mutex<Inner>,
     snapshot: watch::Sender<HealthSnapshot>,
     events: Arc<EventLog>,
+}
+
+type Reports = BTreeMap<String, BTreeMap<IpAddr, HostReport>>;
+
+#[derive(Default)]
+struct Inner {
+    reports: Reports,
+    damping: Damping,
+    /// Hosts held down now.
+    held: BTreeSet<IpAddr>,
 }
 
 impl Default for HealthBoard {
@@ -61,7 +73,7 @@ impl Default for HealthBoard {
 impl HealthBoard {
     pub fn new(events: Arc<EventLog>) -> Self {
         Self {
-            reports: Mutex::default(),
+            inner: Mutex::default(),
             snapshot: watch::Sender::new(HealthSnapshot::default()),
             events,
         }
@@ -76,67 +88,97 @@ impl HealthBoard {
     }
 
     /// Each plugin's latest report per host (for the state views).
-    pub fn reports(&self) -> BTreeMap<String, BTreeMap<IpAddr, HostReport>> {
-        self.reports.lock().expect("health reports lock").clone()
+    pub fn reports(&self) -> Reports {
+        self.lock().reports.clone()
+    }
+
+    /// The hosts held down for flapping, and how long until each is let go
+    /// if it flaps no more (for the state views).
+    pub fn held(&self) -> BTreeMap<IpAddr, Duration> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .held
+            .iter()
+            .filter_map(|host| Some((*host, inner.damping.release_in(host, now)?)))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("health board lock")
     }
 
     /// Replace `plugin`'s view with its latest round. Hosts it no longer
     /// reports (gone from the working set) lose its opinion.
     pub fn report(&self, plugin: &str, round: Vec<HostReport>) {
-        let mut reports = self.reports.lock().expect("health reports lock");
+        let mut inner = self.lock();
         let latest: BTreeMap<IpAddr, HostReport> = round.into_iter().map(|r| (r.host, r)).collect();
-        reports.insert(plugin.to_string(), latest);
-        self.publish(&reports);
+        inner.reports.insert(plugin.to_string(), latest);
+        self.publish(&mut inner, Instant::now());
     }
 
     /// Take `plugin`'s verdicts on some hosts now, in the middle of a round
     /// (the round's full report follows and replaces them).
     pub fn merge(&self, plugin: &str, verdicts: Vec<HostReport>) {
-        let mut reports = self.reports.lock().expect("health reports lock");
-        let view = reports.entry(plugin.to_string()).or_default();
+        let mut inner = self.lock();
+        let view = inner.reports.entry(plugin.to_string()).or_default();
         for verdict in verdicts {
             view.insert(verdict.host, verdict);
         }
-        self.publish(&reports);
+        self.publish(&mut inner, Instant::now());
     }
 
-    fn publish(&self, reports: &BTreeMap<String, BTreeMap<IpAddr, HostReport>>) {
-        let combined = combine(reports);
+    fn publish(&self, inner: &mut Inner, now: Instant) {
+        let worst = worst(&inner.reports);
+        let (held, changes) = inner.damping.update(&worst, now);
+        inner.held = held;
+        let combined = combine(&worst, &inner.held);
         self.snapshot.send_if_modified(|current| {
             if *current == combined {
                 return false;
             }
-            self.record_changes(current, &combined, reports);
+            self.record_changes(current, &combined, &inner.reports, &inner.held);
             *current = combined;
             true
         });
+        for change in changes {
+            self.record_hold(&change, &inner.damping, now);
+        }
     }
 
     /// Forget a plugin's opinions (it stopped, or is being restarted and
     /// its view is stale). The last known health stays until then.
     pub fn forget(&self, plugin: &str) {
-        let mut reports = self.reports.lock().expect("health reports lock");
-        if reports.remove(plugin).is_some() {
-            self.publish(&reports);
+        let mut inner = self.lock();
+        if inner.reports.remove(plugin).is_some() {
+            self.publish(&mut inner, Instant::now());
         }
     }
 }
 
-fn combine(reports: &BTreeMap<String, BTreeMap<IpAddr, HostReport>>) -> HealthSnapshot {
+/// Each reported host's worst state over all plugins.
+fn worst(reports: &Reports) -> BTreeMap<IpAddr, State> {
     let mut worst: BTreeMap<IpAddr, State> = BTreeMap::new();
     for report in reports.values().flat_map(BTreeMap::values) {
         let entry = worst.entry(report.host).or_insert(State::Healthy);
         *entry = (*entry).max(report.state);
     }
+    worst
+}
+
+/// The published view: held hosts count as failed, whatever they report.
+fn combine(worst: &BTreeMap<IpAddr, State>, held: &BTreeSet<IpAddr>) -> HealthSnapshot {
     let pick = |state| {
         worst
             .iter()
-            .filter(|(_, s)| **s == state)
+            .filter(|(host, s)| **s == state && !held.contains(host))
             .map(|(h, _)| *h)
-            .collect()
+            .collect::<BTreeSet<_>>()
     };
+    let mut failed = pick(State::Failed);
+    failed.extend(held.iter().copied());
     HealthSnapshot {
-        failed: pick(State::Failed),
+        failed,
         questionable: pick(State::Questionable),
     }
 }
@@ -148,7 +190,8 @@ impl HealthBoard {
         &self,
         before: &HealthSnapshot,
         after: &HealthSnapshot,
-        reports: &BTreeMap<String, BTreeMap<IpAddr, HostReport>>,
+        reports: &Reports,
+        held: &BTreeSet<IpAddr>,
     ) {
         let hosts: BTreeSet<&IpAddr> = before
             .failed
@@ -162,7 +205,7 @@ impl HealthBoard {
             if was == now {
                 continue;
             }
-            let why: Vec<String> = reports
+            let mut why: Vec<String> = reports
                 .iter()
                 .filter_map(|(plugin, r)| {
                     let report = r.get(host).filter(|r| r.state == now)?;
@@ -172,6 +215,9 @@ impl HealthBoard {
                     ))
                 })
                 .collect();
+            if held.contains(host) {
+                why.push("held down for flapping".into());
+            }
             let why = why.join("; ");
             let (kind, reason) = match now {
                 State::Failed => {
@@ -192,6 +238,39 @@ impl HealthBoard {
                 }
             };
             self.events.record(kind, host.to_string(), reason, None);
+        }
+    }
+
+    /// Log and record a host held down for flapping, or let go.
+    fn record_hold(&self, change: &HoldChange, damping: &Damping, now: Instant) {
+        match change {
+            HoldChange::Held { host, penalty } => {
+                let release_in = damping.release_in(host, now).unwrap_or_default();
+                tracing::warn!(
+                    %host,
+                    penalty = format!("{penalty:.1}"),
+                    release_in = ?release_in,
+                    "host held down: it keeps failing and coming back; no route goes to it until it stays up"
+                );
+                self.events.record(
+                    EventKind::HostHeld,
+                    host.to_string(),
+                    format!(
+                        "held down for flapping (penalty {penalty:.1}); eligible again in about {} s if it stays up",
+                        release_in.as_secs()
+                    ),
+                    None,
+                );
+            }
+            HoldChange::Released { host } => {
+                tracing::info!(%host, "host released from its hold-down");
+                self.events.record(
+                    EventKind::HostReleased,
+                    host.to_string(),
+                    "released from its hold-down (it stopped flapping)".to_string(),
+                    None,
+                );
+            }
         }
     }
 }

@@ -5,5 +5,7 @@
 //! verdict that changes it arrives. The probing is `crate::probe`'s.
 
 mod board;
+mod damping;
 
 pub use board::{HealthBoard, HealthSnapshot, HostReport, State};
+pub use damping::{HALF_LIFE, MAX_PENALTY, REUSE, SUPPRESS};

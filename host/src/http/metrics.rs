@@ -92,6 +92,19 @@ fn state_registry(
         health,
     );
 
+    let held = Family::<HostLabels, Gauge>::default();
+    for host in snap.working_set() {
+        held.get_or_create(&HostLabels {
+            host: host.to_string(),
+        })
+        .set(snap.held.contains_key(&host) as i64);
+    }
+    state.register(
+        "host_held_down",
+        "1 while a router host is held down for flapping (no route goes to it)",
+        held,
+    );
+
     let (accepted, rejected) = sources.specs.counts();
     let specs = Family::<ResultLabels, Counter>::default();
     for (result, n) in [("accepted", accepted), ("rejected", rejected)] {

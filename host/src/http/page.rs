@@ -137,6 +137,7 @@ fn route_grid(snap: &Snapshot) -> Markup {
         })
         .map(|t| t.id.as_str())
         .collect();
+    let lookup = snap.lookup(vpc);
     html! {
         table id="routes" {
             tr {
@@ -149,7 +150,7 @@ fn route_grid(snap: &Snapshot) -> Markup {
                     @for table in &tables {
                         @let last = snap.routes.actions.get(&(table.to_string(), *cidr));
                         @let reason = last.map(|l| format!("{} {}: {}", l.action, l.at, l.reason)).unwrap_or_default();
-                        @match snap.target(vpc, table, cidr) {
+                        @match lookup.target(table, cidr) {
                             Some(target) => {
                                 td class=(health_class(snap, &target)) title=(reason) data-table=(table) data-cidr=(cidr) {
                                     @match &target {

@@ -1,6 +1,8 @@
 //! The state views as JSON, built from one consistent snapshot of the
 //! daemon's state. Top-level keys follow the old daemon's endpoints.
 
+use ipnet::IpNet;
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::Sources;
-use crate::cloud::model::{Interface, Target, VpcState};
+use crate::cloud::model::{Interface, Route, Target, VpcIndex, VpcState};
 use crate::events::Event;
 use crate::health::{HealthSnapshot, HostReport, State};
 use crate::plugin::{PluginKind, PluginState, PluginStatus};
@@ -26,6 +28,8 @@ pub struct Snapshot {
     pub params: Value,
     pub spec: Option<Arc<RouteSpec>>,
     pub health: HealthSnapshot,
+    /// Hosts held down for flapping, and how long until each is let go.
+    pub held: BTreeMap<IpAddr, std::time::Duration>,
     /// Plugin -> host -> its last report.
     pub reports: BTreeMap<String, BTreeMap<IpAddr, HostReport>>,
     pub routes: RouteReport,
@@ -44,6 +48,7 @@ impl Snapshot {
             params: sources.params.clone(),
             spec: sources.specs.current(),
             health: sources.board.snapshot(),
+            held: sources.board.held(),
             reports: sources.board.reports(),
             routes: sources.routes.borrow().clone(),
             plugins: sources
@@ -63,17 +68,38 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// Where the routes of `vpc` point, as this snapshot names routers.
+    pub fn lookup<'s>(&'s self, vpc: &'s VpcState) -> RouteLookup<'s> {
+        RouteLookup {
+            spec: self.spec.as_deref(),
+            index: VpcIndex::new(vpc),
+            routes: vpc
+                .route_tables
+                .iter()
+                .flat_map(|t| {
+                    t.routes
+                        .iter()
+                        .map(move |r| ((t.id.as_str(), r.destination), r))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The routes of one observed VPC by table and destination, built once per
+/// view: a view over a thousand CIDRs in twenty tables stays linear.
+pub struct RouteLookup<'s> {
+    spec: Option<&'s RouteSpec>,
+    index: VpcIndex<'s>,
+    routes: HashMap<(&'s str, IpNet), &'s Route>,
+}
+
+impl RouteLookup<'_> {
     /// What `cidr` routes to in `table`, if the table has such a route.
-    pub fn target(&self, vpc: &VpcState, table: &str, cidr: &ipnet::IpNet) -> Option<RouteTarget> {
-        let route = vpc
-            .route_tables
-            .iter()
-            .find(|t| t.id == table)?
-            .routes
-            .iter()
-            .find(|r| r.destination == *cidr)?;
-        let eligible = self.spec.as_ref().and_then(|s| s.routes().get(cidr));
-        Some(match vpc.target_interface(&route.target) {
+    pub fn target(&self, table: &str, cidr: &IpNet) -> Option<RouteTarget> {
+        let route = self.routes.get(&(table, *cidr))?;
+        let eligible = self.spec.and_then(|s| s.routes().get(cidr));
+        Some(match self.index.target(&route.target) {
             Some(interface) => RouteTarget::Router {
                 ip: router_ip(interface, eligible.map(Vec::as_slice)),
                 eni: interface.id.clone(),
@@ -84,6 +110,10 @@ impl Snapshot {
                 Target::Interface(id) | Target::Instance(id) | Target::Other(id) => id.clone(),
             }),
         })
+    }
+
+    fn has(&self, table: &str, cidr: &IpNet) -> bool {
+        self.routes.contains_key(&(table, *cidr))
     }
 }
 
@@ -246,15 +276,17 @@ pub fn ips(snap: &Snapshot) -> Value {
                 })
                 .collect();
             let state = state_name(snap.health.state(host));
-            (
-                host.to_string(),
-                json!({ "state": state, "checks": checks }),
-            )
+            let mut value = json!({ "state": state, "checks": checks });
+            if let Some(release_in) = snap.held.get(host) {
+                value["held_down"] = json!({ "release_in_s": release_in.as_secs() });
+            }
+            (host.to_string(), value)
         })
         .collect();
     json!({
         "failed_ips": snap.health.failed.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "questionable_ips": snap.health.questionable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "held_down_ips": snap.held.keys().map(ToString::to_string).collect::<Vec<_>>(),
         "working_set": snap.working_set().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "hosts": hosts,
     })
@@ -324,29 +356,31 @@ pub fn plugins(sources: &Sources) -> Value {
 
 pub fn route_info(snap: &Snapshot, ignore_routes: &[ipnet::IpNet]) -> Value {
     let routes: serde_json::Map<String, Value> = match (&snap.spec, &snap.routes.vpc) {
-        (Some(spec), Some(vpc)) => spec
-            .routes()
-            .keys()
-            .map(|cidr| {
-                let per_table: BTreeMap<&str, RouteTarget> = vpc
-                    .route_tables
-                    .iter()
-                    .filter_map(|t| Some((t.id.as_str(), snap.target(vpc, &t.id, cidr)?)))
-                    .collect();
-                let mut targets = per_table.values();
-                let value = match targets.next() {
-                    None => Value::Null,
-                    Some(first) if targets.all(|t| t == first) => first.to_json(),
-                    Some(_) => json!({
-                        "tables": per_table
-                            .iter()
-                            .map(|(t, target)| (t.to_string(), target.to_json()))
-                            .collect::<serde_json::Map<_, _>>(),
-                    }),
-                };
-                (cidr.to_string(), value)
-            })
-            .collect(),
+        (Some(spec), Some(vpc)) => {
+            let lookup = snap.lookup(vpc);
+            spec.routes()
+                .keys()
+                .map(|cidr| {
+                    let per_table: BTreeMap<&str, RouteTarget> = vpc
+                        .route_tables
+                        .iter()
+                        .filter_map(|t| Some((t.id.as_str(), lookup.target(&t.id, cidr)?)))
+                        .collect();
+                    let mut targets = per_table.values();
+                    let value = match targets.next() {
+                        None => Value::Null,
+                        Some(first) if targets.all(|t| t == first) => first.to_json(),
+                        Some(_) => json!({
+                            "tables": per_table
+                                .iter()
+                                .map(|(t, target)| (t.to_string(), target.to_json()))
+                                .collect::<serde_json::Map<_, _>>(),
+                        }),
+                    };
+                    (cidr.to_string(), value)
+                })
+                .collect()
+        }
         _ => serde_json::Map::new(),
     };
     json!({
@@ -358,41 +392,47 @@ pub fn route_info(snap: &Snapshot, ignore_routes: &[ipnet::IpNet]) -> Value {
 
 pub fn vpc(snap: &Snapshot) -> Value {
     let report = &snap.routes;
-    let tables: serde_json::Map<String, Value> = report
-        .vpc
-        .iter()
-        .flat_map(|vpc| vpc.route_tables.iter().map(move |t| (vpc, t)))
-        .map(|(vpc, table)| {
-            let routes: serde_json::Map<String, Value> = table
-                .routes
-                .iter()
-                .map(|route| {
-                    let mut value = snap
-                        .target(vpc, &table.id, &route.destination)
-                        .map_or(Value::Null, |t| t.to_json());
-                    if let Some(last) = report.actions.get(&(table.id.clone(), route.destination)) {
-                        value["last_action"] = json!(last);
-                    }
-                    (route.destination.to_string(), value)
-                })
-                .collect();
-            // Routes deleted by vpcrouter are gone from the table; their
+    let tables: serde_json::Map<String, Value> = match &report.vpc {
+        Some(vpc) => {
+            let lookup = snap.lookup(vpc);
+            // Routes deleted by vpcrouter are gone from their table; their
             // last action still says why.
-            let deleted: serde_json::Map<String, Value> = report
-                .actions
-                .iter()
-                .filter(|((t, cidr), _)| {
-                    *t == table.id && !table.routes.iter().any(|r| r.destination == *cidr)
-                })
-                .map(|((_, cidr), last)| (cidr.to_string(), json!({ "last_action": last })))
-                .collect();
-            let mut value = json!({ "subnets": table.subnets, "routes": routes });
-            if !deleted.is_empty() {
-                value["gone"] = deleted.into();
+            let mut gone: HashMap<&str, serde_json::Map<String, Value>> = HashMap::default();
+            for ((table, cidr), last) in report.actions.iter() {
+                if !lookup.has(table, cidr) {
+                    gone.entry(table.as_str())
+                        .or_default()
+                        .insert(cidr.to_string(), json!({ "last_action": last }));
+                }
             }
-            (table.id.clone(), value)
-        })
-        .collect();
+            vpc.route_tables
+                .iter()
+                .map(|table| {
+                    let routes: serde_json::Map<String, Value> = table
+                        .routes
+                        .iter()
+                        .map(|route| {
+                            let mut value = lookup
+                                .target(&table.id, &route.destination)
+                                .map_or(Value::Null, |t| t.to_json());
+                            if let Some(last) =
+                                report.actions.get(&(table.id.clone(), route.destination))
+                            {
+                                value["last_action"] = json!(last);
+                            }
+                            (route.destination.to_string(), value)
+                        })
+                        .collect();
+                    let mut value = json!({ "subnets": table.subnets, "routes": routes });
+                    if let Some(deleted) = gone.remove(table.id.as_str()) {
+                        value["gone"] = deleted.into();
+                    }
+                    (table.id.clone(), value)
+                })
+                .collect()
+        }
+        None => serde_json::Map::new(),
+    };
     json!({
         "observed": report.vpc.is_some(),
         "observed_at": report.observed_at.map(rfc3339),
@@ -430,6 +470,7 @@ mod tests {
             params: json!({}),
             spec: spec.map(|s| Arc::new(RouteSpec::from_json(s.as_bytes()).unwrap())),
             health: HealthSnapshot::default(),
+            held: BTreeMap::new(),
             reports: BTreeMap::new(),
             routes: RouteReport {
                 vpc: vpc.map(|v| Arc::new(serde_json::from_value(v).unwrap())),

@@ -59,7 +59,7 @@ impl Output {
             if byte == b'\n' {
                 let line = std::mem::take(&mut captured.line);
                 let line = String::from_utf8_lossy(&line);
-                tracing::debug!(plugin = &*captured.plugin, output = %clip(line.trim_end(), MAX_LOGGED_LINE), "plugin output");
+                tracing::debug!(target: crate::logging::PLUGIN_LINES, plugin = &*captured.plugin, output = %clip(line.trim_end(), MAX_LOGGED_LINE), "plugin output");
             } else if captured.line.len() <= MAX_LOGGED_LINE {
                 captured.line.push(byte);
             }

@@ -32,7 +32,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
+use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcIndex, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
 use crate::health::{HealthSnapshot, State};
 use crate::spec::RouteSpec;
@@ -74,42 +74,6 @@ struct Candidate<'v> {
     interface: &'v Interface,
     state: State,
     az: Option<&'v str>,
-}
-
-/// Lookups built once per plan, so planning is linear in the VPC's size.
-struct Index<'v> {
-    by_ip: HashMap<IpAddr, &'v Interface>,
-    by_id: HashMap<&'v str, &'v Interface>,
-    /// An instance target means the instance's first interface (its primary).
-    by_instance: HashMap<&'v str, &'v Interface>,
-}
-
-impl<'v> Index<'v> {
-    fn new(vpc: &'v VpcState) -> Self {
-        let mut by_instance = HashMap::default();
-        for interface in &vpc.interfaces {
-            if let Some(instance) = &interface.instance {
-                by_instance.entry(instance.as_str()).or_insert(interface);
-            }
-        }
-        Self {
-            by_ip: vpc
-                .interfaces
-                .iter()
-                .flat_map(|i| i.ips.iter().map(move |ip| (*ip, i)))
-                .collect(),
-            by_id: vpc.interfaces.iter().map(|i| (i.id.as_str(), i)).collect(),
-            by_instance,
-        }
-    }
-
-    fn target(&self, target: &Target) -> Option<&'v Interface> {
-        match target {
-            Target::Interface(eni) => self.by_id.get(eni.as_str()).copied(),
-            Target::Instance(instance) => self.by_instance.get(instance.as_str()).copied(),
-            Target::Other(_) => None,
-        }
-    }
 }
 
 /// A managed route table with its routes by destination.
@@ -186,7 +150,7 @@ pub fn plan<'v>(
     settings: &Settings,
 ) -> Plan {
     let mut plan = Plan::default();
-    let index = Index::new(vpc);
+    let index = VpcIndex::new(vpc);
     let managed = managed_tables(spec, vpc, &index);
     let usable = usable_hosts(spec, health, vpc, &index);
     let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
@@ -255,11 +219,15 @@ pub fn plan<'v>(
 }
 
 /// Tables associated with a subnet where a spec host lives.
-fn managed_tables<'v>(spec: &RouteSpec, vpc: &'v VpcState, index: &Index<'v>) -> Vec<Managed<'v>> {
+fn managed_tables<'v>(
+    spec: &RouteSpec,
+    vpc: &'v VpcState,
+    index: &VpcIndex<'v>,
+) -> Vec<Managed<'v>> {
     let cluster_subnets: BTreeSet<&str> = spec
         .hosts()
         .iter()
-        .filter_map(|h| index.by_ip.get(h).map(|i| i.subnet.as_str()))
+        .filter_map(|h| index.at(h).map(|i| i.subnet.as_str()))
         .collect();
     vpc.route_tables
         .iter()
@@ -281,7 +249,7 @@ fn usable_hosts<'v>(
     spec: &RouteSpec,
     health: &HealthSnapshot,
     vpc: &'v VpcState,
-    index: &Index<'v>,
+    index: &VpcIndex<'v>,
 ) -> HashMap<IpAddr, Candidate<'v>> {
     let subnet_az: HashMap<&str, &str> = vpc
         .subnets
@@ -291,7 +259,7 @@ fn usable_hosts<'v>(
     spec.hosts()
         .iter()
         .filter_map(|host| {
-            let interface = *index.by_ip.get(host)?;
+            let interface = index.at(host)?;
             interface.running.then(|| Candidate {
                 host: *host,
                 interface,
@@ -532,7 +500,7 @@ impl Plan {
         cidr: &Wanted<'p, 'v>,
         managed: &Managed<'v>,
         choice: &Choice<'p, 'v>,
-        index: &Index<'v>,
+        index: &VpcIndex<'v>,
         usable: &'p HashMap<IpAddr, Candidate<'v>>,
     ) {
         let chosen = choice.host;

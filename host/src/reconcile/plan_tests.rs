@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::plan::{Plan, Settings, plan};
-use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcState};
+use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcIndex, VpcState};
 use crate::cloud::operation::Action;
 use crate::health::HealthSnapshot;
 use crate::spec::RouteSpec;
@@ -546,6 +546,7 @@ fn check_invariants(
     after: &VpcState,
     done: &Plan,
 ) {
+    let index = VpcIndex::new(after);
     for op in &done.operations {
         if let Some((_, host)) = op.target {
             assert!(
@@ -585,7 +586,7 @@ fn check_invariants(
             if usable && !hosts.is_empty() {
                 let route = route
                     .unwrap_or_else(|| panic!("case {case}: {cidr} missing in {}", table_after.id));
-                let Some(interface) = after.target_interface(&route.target) else {
+                let Some(interface) = index.target(&route.target) else {
                     // A gateway route on a spec CIDR is left alone.
                     assert!(
                         matches!(route.target, Target::Other(_)),

@@ -20,8 +20,32 @@ pub struct RouteReport {
     pub last_success: Option<SystemTime>,
     /// Why the last round did not, if it did not.
     pub last_error: Option<String>,
-    /// (route table, CIDR) -> the last action taken there.
-    pub actions: BTreeMap<(String, IpNet), LastAction>,
+    /// (route table, CIDR) -> the last action taken there. Shared with
+    /// the views' snapshots (cloned only when written while one is taken).
+    pub actions: Arc<BTreeMap<(String, IpNet), LastAction>>,
+}
+
+/// Last actions kept. Those of routes still in their table are always
+/// kept; past this, those of routes gone from the VPC are dropped (a
+/// config source churning new CIDRs cannot grow the report without end).
+const MAX_ACTIONS: usize = 50_000;
+
+impl RouteReport {
+    /// Record the last action on `table`'s route to `cidr`.
+    pub fn record(&mut self, table: &str, cidr: IpNet, last: LastAction) {
+        let actions = Arc::make_mut(&mut self.actions);
+        actions.insert((table.to_string(), cidr), last);
+        if actions.len() > MAX_ACTIONS
+            && let Some(vpc) = &self.vpc
+        {
+            let present: std::collections::HashSet<(&str, IpNet)> = vpc
+                .route_tables
+                .iter()
+                .flat_map(|t| t.routes.iter().map(move |r| (t.id.as_str(), r.destination)))
+                .collect();
+            actions.retain(|(table, cidr), _| present.contains(&(table.as_str(), *cidr)));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -403,9 +403,9 @@ impl<B: VpcBackend> Reconciler<B> {
             host,
             error: result.as_ref().err().map(ToString::to_string),
         };
-        self.observers.report.send_modify(|r| {
-            r.actions.insert((op.table.clone(), op.destination), last);
-        });
+        self.observers
+            .report
+            .send_modify(|r| r.record(&op.table, op.destination, last));
     }
 
     /// Record a new spec in force as an event.
