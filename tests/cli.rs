@@ -6,7 +6,7 @@ mod common;
 use std::ffi::OsString;
 use std::process::Command;
 use vpcrouter::config::{Config, LogTarget};
-use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
+use vpcrouter::plugin::{Bounds, Compiler, PluginEngine, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 
 fn args(words: &[&str]) -> Vec<OsString> {
@@ -21,7 +21,11 @@ async fn parse(words: &[&str]) -> Config {
     let args = args(words);
     let peek = vpcrouter::cli::peek(&args);
     let path = vpcrouter::config::mode_plugin_path(&peek).unwrap();
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let runtime = PluginRuntime::new(
+        PluginEngine::new(Compiler::InProcess).unwrap(),
+        Bounds::default(),
+    )
+    .unwrap();
     let specs = SpecStore::default();
     let mut loaded = vec![
         runtime

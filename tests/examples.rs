@@ -8,12 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use vpcrouter::health::State;
-use vpcrouter::plugin::{self, Bounds, PluginEngine, PluginRuntime, Role};
+use vpcrouter::plugin::{self, Bounds, Compiler, PluginEngine, PluginRuntime, Role};
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
 
 fn runtime() -> PluginRuntime {
-    PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap()
+    PluginRuntime::new(
+        PluginEngine::new(Compiler::InProcess).unwrap(),
+        Bounds::default(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]

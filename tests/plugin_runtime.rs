@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use vpcrouter::plugin::{
-    self, Bounds, HttpCall, HttpRequest, LoadError, PluginEngine, PluginHandle, PluginKind,
-    PluginRuntime, PluginState, Role,
+    self, Bounds, CACHE_CAP, CompileCache, Compiler, HttpCall, HttpRequest, LoadError,
+    PluginEngine, PluginHandle, PluginKind, PluginRuntime, PluginState, Role,
 };
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
@@ -27,9 +27,20 @@ fn bounds() -> Bounds {
     }
 }
 
+/// A runtime compiling in this process; with a compile cache in `cache`
+/// (its key in the folder `state` beside it) when given.
 fn runtime(cache: Option<&Path>) -> PluginRuntime {
-    let engine = PluginEngine::new(cache.map(Path::to_path_buf)).unwrap();
+    let engine = PluginEngine::new(Compiler::InProcess).unwrap();
+    let engine = match cache {
+        Some(dir) => engine.with_cache(compile_cache(dir, CACHE_CAP)),
+        None => engine,
+    };
     PluginRuntime::new(engine, bounds()).unwrap()
+}
+
+fn compile_cache(dir: &Path, cap: u64) -> CompileCache {
+    let state = dir.parent().unwrap().join("state");
+    CompileCache::open(dir, &state, cap).unwrap()
 }
 
 struct Running {
@@ -400,17 +411,18 @@ const FROZEN_V0_1_2: &str = "fb333f97f6f4be2e5e693c8273aa9c08cf6c0e3502329f36992
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
-    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
     let specs = SpecStore::default();
     let configfile = common::plugin("configfile");
     let entries = || {
-        std::fs::read_dir(cache.path())
+        std::fs::read_dir(&cache)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect::<Vec<_>>()
     };
 
-    runtime(Some(cache.path()))
+    runtime(Some(&cache))
         .load_config_source(&configfile, specs.subscribe())
         .await
         .unwrap();
@@ -422,7 +434,7 @@ async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
     // new file into place), only marked as used.
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(&cached[0]).unwrap().ino();
-    runtime(Some(cache.path()))
+    runtime(Some(&cache))
         .load_config_source(&configfile, specs.subscribe())
         .await
         .unwrap();
@@ -431,7 +443,7 @@ async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
 
     // A damaged entry is ignored and replaced.
     std::fs::write(&cached[0], b"garbage").unwrap();
-    let loaded = runtime(Some(cache.path()))
+    let loaded = runtime(Some(&cache))
         .load_config_source(&configfile, specs.subscribe())
         .await
         .unwrap();
@@ -560,24 +572,26 @@ fn plugins_can_be_pinned_to_their_digest() {
 /// are evicted; the entry just written stays.
 #[tokio::test]
 async fn the_compile_cache_evicts_the_entries_used_longest_ago() {
-    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     for (name, age) in [("a", 3), ("b", 2), ("c", 1)] {
-        let path = cache.path().join(format!("{name}.cwasm"));
+        let path = cache.join(format!("{name}.cwasm"));
         std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
         let file = std::fs::File::options().append(true).open(&path).unwrap();
         file.set_modified(old - Duration::from_secs(age)).unwrap();
     }
-    let engine = PluginEngine::new(Some(cache.path().into()))
+    let engine = PluginEngine::new(Compiler::InProcess)
         .unwrap()
-        .with_cache_cap(3 << 20);
+        .with_cache(compile_cache(&cache, 3 << 20));
     let specs = SpecStore::default();
     PluginRuntime::new(engine, bounds())
         .unwrap()
         .load_config_source(&common::plugin("configfile"), specs.subscribe())
         .await
         .unwrap();
-    let mut left: Vec<String> = std::fs::read_dir(cache.path())
+    let mut left: Vec<String> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

@@ -373,26 +373,35 @@ fn probe_rounds_cannot_amplify_probes_either() {
 }
 
 /// The hostile health plugin doing `behaviour` against a listening router:
-/// at most 16 connections per round reach it.
+/// at most 16 connections per round reach it, counted over ten rounds
+/// however long they take.
 fn probes_of_one_router_stay_bounded(router: &str, behaviour: &str) {
     let dir = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind((router, 0)).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     listener.set_nonblocking(true).unwrap();
     let daemon = hostile_health_daemon(dir.path(), router, behaviour, &port);
+    let rounds = || {
+        let view = daemon.view("/plugins");
+        plugin_named(&view, "hostile-health")["stats"]["rounds"]
+            .as_u64()
+            .unwrap()
+    };
     let mut connections = 0;
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        match listener.accept() {
-            Ok(_) => connections += 1,
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut asked = Instant::now();
+    while rounds() < 10 {
+        assert!(Instant::now() < deadline, "not 10 rounds in 120 s");
+        while asked.elapsed() < Duration::from_millis(200) {
+            match listener.accept() {
+                Ok(_) => connections += 1,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
         }
+        asked = Instant::now();
     }
-    let view = daemon.view("/plugins");
-    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
-        .as_u64()
-        .unwrap();
-    assert!(rounds > 0);
+    // Connections of a round under way are counted before it is.
+    let rounds = rounds();
     assert!(
         connections <= 16 * (rounds + 2),
         "{behaviour}: {connections} connections in {rounds} rounds"
@@ -406,15 +415,19 @@ fn early_verdicts_cannot_churn_the_health_board() {
     let dir = tempfile::tempdir().unwrap();
     let router = "127.0.41.12";
     let daemon = hostile_health_daemon(dir.path(), router, "verdicts", "9");
-    std::thread::sleep(Duration::from_secs(2));
+    let rounds = || {
+        let view = daemon.view("/plugins");
+        plugin_named(&view, "hostile-health")["stats"]["rounds"]
+            .as_u64()
+            .unwrap()
+    };
+    common::wait_until("a few rounds", || (rounds() >= 3).then_some(()));
     let started = Instant::now();
     let (status, _) = daemon.http("GET", "/healthz", b"");
     assert_eq!(status, 200);
-    assert!(started.elapsed() < Duration::from_secs(1));
-    let view = daemon.view("/plugins");
-    let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"]
-        .as_u64()
-        .unwrap();
+    // Generous: the point is that it answers, on a loaded machine too.
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let rounds = rounds();
     let (_, events) = daemon.http("GET", "/events", b"");
     let failures = events.matches("host_failed").count() as u64;
     // 4 verdicts of a host per call: two flips to failed, per round.
@@ -602,53 +615,28 @@ fn the_daemon_stays_within_its_bounds_under_every_attack_at_once() {
     println!(
         "slowest HTTP answer {slowest:?}, log {rate:.0} B/s, peak RSS {rss} MiB, SIGTERM to exit {exit:?}"
     );
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    // Generous: the point is that it answers, on a loaded machine too.
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
     assert!(rate <= 100_000.0, "{rate:.0} B/s");
     assert!(rss <= 512, "{rss} MiB");
-}
-
-/// tests/guests/multi-memory/plugin.wat, its second memory `extra_pages`
-/// big, as a component file in `dir`.
-fn multi_memory_plugin(dir: &Path, extra_pages: u32) -> std::path::PathBuf {
-    let wat = std::fs::read_to_string(common::repo().join("tests/guests/multi-memory/plugin.wat"))
-        .unwrap()
-        .replace("EXTRA_PAGES", &extra_pages.to_string());
-    let mut module = wat::parse_str(&wat).unwrap();
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(common::repo().join("wit/v0.1.0")).unwrap();
-    let world = resolve
-        .select_world(&[package], Some("health-plugin"))
-        .unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap();
-    let path = dir.join(format!("multi-memory-{extra_pages}.wasm"));
-    std::fs::write(&path, component).unwrap();
-    path
 }
 
 /// Class 11: the memory cap is the plugin's, not each memory's: two
 /// memories of 40 MiB are refused together, while 40 + 1 MiB load.
 #[tokio::test]
 async fn the_memory_cap_covers_all_of_a_plugins_memories() {
-    use vpcrouter::plugin::{Bounds, CallError, LoadError, PluginEngine, PluginRuntime};
+    use vpcrouter::plugin::{Bounds, CallError, Compiler, LoadError, PluginEngine, PluginRuntime};
     let dir = tempfile::tempdir().unwrap();
     let specs = SpecStore::default();
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
-    let small = multi_memory_plugin(dir.path(), 16);
+    let runtime = PluginRuntime::new(
+        PluginEngine::new(Compiler::InProcess).unwrap(),
+        Bounds::default(),
+    )
+    .unwrap();
+    let small = common::multi_memory_component(dir.path(), 16, "");
     let loaded = runtime.load_health_check(&small, specs.subscribe()).await;
     assert_eq!(loaded.map(|l| l.info.name).unwrap(), "multi-memory");
-    let big = multi_memory_plugin(dir.path(), 640);
+    let big = common::multi_memory_component(dir.path(), 640, "");
     let refused = runtime
         .load_health_check(&big, specs.subscribe())
         .await

@@ -7,7 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vpcrouter::plugin::{Bounds, HttpRequest, PluginEngine, PluginInstance, PluginRuntime};
+use vpcrouter::plugin::{
+    Bounds, CACHE_CAP, CompileCache, Compiler, HttpRequest, PluginEngine, PluginInstance,
+    PluginRuntime,
+};
 use vpcrouter::spec::RouteSpec;
 use vpcrouter::spec_store::SpecStore;
 
@@ -25,12 +28,18 @@ fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A runtime compiling in this process, with a compile cache in `cache`
+/// (its key in the folder `state` beside it) when given.
 fn runtime(cache: Option<&Path>) -> PluginRuntime {
-    PluginRuntime::new(
-        PluginEngine::new(cache.map(Path::to_path_buf)).unwrap(),
-        Bounds::default(),
-    )
-    .unwrap()
+    let engine = PluginEngine::new(Compiler::InProcess).unwrap();
+    let engine = match cache {
+        Some(dir) => {
+            let state = dir.parent().unwrap().join("state");
+            engine.with_cache(CompileCache::open(dir, &state, CACHE_CAP).unwrap())
+        }
+        None => engine,
+    };
+    PluginRuntime::new(engine, Bounds::default()).unwrap()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -188,7 +197,7 @@ async fn main() {
     });
     show("cold start, no compile cache (configfile)", cold);
     let cache = tempfile::tempdir().unwrap();
-    let cached = runtime(Some(cache.path()));
+    let cached = runtime(Some(&cache.path().join("cache")));
     cached
         .load_config_source(&configfile, specs.subscribe())
         .await

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod failover;
 pub mod fault_proxy;
 pub mod ha_cluster;
+pub mod hostile;
 pub mod moto;
 pub mod sim_cluster;
 
@@ -392,6 +393,48 @@ pub fn spec_file(
     file
 }
 
+/// tests/guests/multi-memory/plugin.wat as a health-plugin component file
+/// in `dir`: its second memory `extra_pages` big, `functions` (WAT, not
+/// exported) added to its module.
+pub fn multi_memory_component(dir: &std::path::Path, extra_pages: u32, functions: &str) -> PathBuf {
+    let wat = std::fs::read_to_string(repo().join("tests/guests/multi-memory/plugin.wat"))
+        .unwrap()
+        .replace("EXTRA_PAGES", &extra_pages.to_string());
+    let end = wat.rfind(')').expect("the module's closing parenthesis");
+    let wat = format!("{}{functions}{}", &wat[..end], &wat[end..]);
+    let mut module = wat::parse_str(&wat).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(repo().join("wit/v0.1.0")).unwrap();
+    let world = resolve
+        .select_world(&[package], Some("health-plugin"))
+        .unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+    let path = dir.join(format!("multi-memory-{extra_pages}.wasm"));
+    std::fs::write(&path, component).unwrap();
+    path
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -485,8 +528,12 @@ pub async fn health_checkers(
     specs: &Arc<vpcrouter::spec_store::SpecStore>,
     plugins: &[(PathBuf, &[(&str, &str)])],
 ) -> HealthCheckers {
-    use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime, Role};
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    use vpcrouter::plugin::{Bounds, Compiler, PluginEngine, PluginRuntime, Role};
+    let runtime = PluginRuntime::new(
+        PluginEngine::new(Compiler::InProcess).unwrap(),
+        Bounds::default(),
+    )
+    .unwrap();
     let board = Arc::new(vpcrouter::health::HealthBoard::default());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut handles = Vec::new();
@@ -528,9 +575,13 @@ async fn configure_health(
 /// Why the bundled health plugin `name` refuses to start with `options`
 /// (it must refuse).
 pub async fn refusal(name: &str, options: &[(&str, &str)]) -> String {
-    use vpcrouter::plugin::{Bounds, PluginEngine, PluginRuntime};
+    use vpcrouter::plugin::{Bounds, Compiler, PluginEngine, PluginRuntime};
     let specs = vpcrouter::spec_store::SpecStore::default();
-    let runtime = PluginRuntime::new(PluginEngine::new(None).unwrap(), Bounds::default()).unwrap();
+    let runtime = PluginRuntime::new(
+        PluginEngine::new(Compiler::InProcess).unwrap(),
+        Bounds::default(),
+    )
+    .unwrap();
     match configure_health(&runtime, &specs, &plugin(name), options).await {
         Ok(_) => panic!("{name} accepted {options:?}"),
         Err(e) => e.to_string(),

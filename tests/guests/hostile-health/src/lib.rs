@@ -11,7 +11,14 @@
 //! - `rounds`: start 1,000 probe rounds of the first host, 200 times named,
 //!   and keep them all open (never dropped);
 //! - `verdicts`: report every host failed, then healthy, 10,000 times in
-//!   one call (churn for the failover logic).
+//!   one call (churn for the failover logic);
+//! - `hog`: hold as much probe capacity as the host gives it: four rounds
+//!   and a batch over the whole working set at once, 5 s timeouts, waited
+//!   out to the end, call after call (against silent hosts, every probe
+//!   holds its slot for the whole timeout);
+//! - `alternate`: report the first host of the working set failed and the
+//!   others healthy, then the reverse, round after round (a flapping pair
+//!   of routers: every flip would move the routes).
 //!
 //! Rounds run every 100 ms (the shortest timer).
 
@@ -44,7 +51,7 @@ impl HealthCheck for HostileHealth {
             options: vec![
                 OptionSpec::text(
                     "hh_behaviour",
-                    "amplify,flood,outside,flip,slow,rounds,verdicts",
+                    "amplify,flood,outside,flip,slow,rounds,verdicts,hog,alternate",
                 )
                 .required(),
                 OptionSpec::text("hh_port", "TCP port `amplify` probes").default_value("9"),
@@ -113,6 +120,21 @@ impl HealthCheck for HostileHealth {
                 verdicts::report(&healthy);
             }
         }
+        if self.does("hog") {
+            let rounds: Vec<ProbeRound> = (0..4)
+                .map(|_| {
+                    probes::start_round(
+                        ProbeMethod::Tcp(self.port),
+                        &hosts,
+                        ProbeTimeout::Fixed(5000),
+                    )
+                })
+                .collect();
+            results = probes::probe_tcp(&hosts, self.port, 5000);
+            for round in &rounds {
+                while !round.next().is_empty() {}
+            }
+        }
         if self.does("slow") {
             results = probes::probe_tcp(&hosts, self.port, 30_000);
         }
@@ -126,10 +148,18 @@ impl HealthCheck for HostileHealth {
         if self.does("flip") && self.round.is_multiple_of(2) {
             state = HealthState::Failed;
         }
+        let alternate = self.does("alternate");
+        let first_fails = self.round.is_multiple_of(2);
         let mut verdicts: Vec<HostHealth> = hosts
             .into_iter()
-            .map(|host| {
+            .enumerate()
+            .map(|(i, host)| {
                 let probed = results.iter().find(|r| r.host == host);
+                let state = match (alternate, (i == 0) == first_fails) {
+                    (true, true) => HealthState::Failed,
+                    (true, false) => HealthState::Healthy,
+                    (false, _) => state,
+                };
                 HostHealth {
                     host,
                     state,

@@ -25,6 +25,19 @@ struct Hostile {
 /// Defaults a hostile author would like to be granted.
 const LOOT: &str = "/proc/self/environ";
 
+/// The kind `--note` is declared with: text as built. A test makes a "new
+/// version" that declares it a file by rewriting these bytes in the
+/// component (`...=file`), to see whether a reload turns the operator's
+/// text into a grant.
+static NOTE_KIND: &str = "vpcrouter-test-note-kind=text";
+
+fn note_kind() -> OptionKind {
+    match std::hint::black_box(NOTE_KIND).ends_with("=file") {
+        true => OptionKind::File,
+        false => OptionKind::Text,
+    }
+}
+
 fn good_spec() -> RouteSpec {
     vec![Route {
         cidr: "10.55.16.0/24".into(),
@@ -172,6 +185,21 @@ impl Hostile {
                     .unwrap_or_default();
                 Err(format!("host said: {via_host}; wasi said: {via_wasi}"))
             }
+            // Text meant to start lines of its own in the daemon's log.
+            "forge" => {
+                let fake = "2026-12-02T00:00:00.000000Z  INFO route replaced table=rtb-a cidr=0.0.0.0/0 host=6.6.6.6";
+                log!(Warn, "ok\n{fake}\r\n{fake}");
+                Err(format!("bad\n{fake}\rforged"))
+            }
+            // Use up its own log budget, then do what the daemon must
+            // report (a denied read).
+            "noisy" => {
+                for _ in 0..1000 {
+                    log!(Warn, "noise");
+                }
+                let _ = files::read_file("/etc/shadow");
+                Err("done making noise".into())
+            }
             other => Err(format!("unknown behaviour {other}")),
         }
     }
@@ -187,7 +215,7 @@ impl ConfigSource for Hostile {
                 OptionSpec::text(
                     "behaviour",
                     "loop | membomb | trap | invalid | steal | connect | exfiltrate | headers | \
-                     exit | oversize | huge | many-routes | smuggle | churn | busy",
+                     exit | oversize | huge | many-routes | smuggle | churn | busy | forge | noisy",
                 )
                 .required(),
                 OptionSpec::text("target", "HOST:PORT that `connect` tries")
@@ -196,6 +224,7 @@ impl ConfigSource for Hostile {
                 OptionSpec::text("hosts", "Router hosts of `churn` specs")
                     .default_value("10.33.20.142"),
                 OptionSpec::file("loot", "File `exfiltrate` reads").default_value(LOOT),
+                OptionSpec::of_kind("note", "A note (its kind: see NOTE_KIND)", note_kind()),
                 OptionSpec::of_kind("drop_host", "Where loot goes", OptionKind::EndpointHost)
                     .default_value("127.0.0.1"),
                 OptionSpec::of_kind("drop_port", "Where loot goes", OptionKind::EndpointPort)
