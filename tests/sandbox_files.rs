@@ -90,6 +90,9 @@ fn only_artefacts_the_daemon_wrote_for_these_bytes_run() {
         let plugin = &daemon.view("/plugins")["plugins"][0];
         assert_eq!(plugin["name"], "configfile", "{what}");
         assert_eq!(plugin["sha256"], digest.as_str(), "{what}");
+        assert_eq!(plugin["code"]["from_compile_cache"], false, "{what}");
+        let problem = plugin["code"]["problems"][0].as_str().unwrap_or_default();
+        assert!(problem.contains("refused"), "{what}: {plugin}");
         assert!(
             daemon.lines_with("hostile").is_empty(),
             "{what}: the other plugin's code ran"

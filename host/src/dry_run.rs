@@ -31,6 +31,7 @@ pub async fn run<B: VpcBackend>(
     let handles: Vec<_> = plugins
         .into_iter()
         .map(|plugin| {
+            plugin.announce();
             let kind = plugin.kind;
             let handle = plugin::spawn(plugin, Role::of(kind, &specs, &board), shutdown.clone());
             if kind == PluginKind::HealthCheck {

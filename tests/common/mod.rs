@@ -99,7 +99,8 @@ pub fn free_port() -> u16 {
 
 /// Run the daemon with `args` (plugins from `plugins/`, no health checking
 /// and the embedded VPC unless `args` say otherwise, no metadata service)
-/// until it exits, as for a start-up error; (exit code, stderr).
+/// until it exits, as for a start-up error (within 120 s, or the test
+/// fails); (exit code, stderr).
 pub fn run_to_exit(args: &[&str]) -> (i32, String) {
     let cache = tempfile::tempdir().unwrap();
     let chooses_vpc = args
@@ -129,11 +130,32 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
             .arg(repo().join("examples/sim-vpc.json"));
     }
     command.args(args);
-    let output = command.output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // A start-up error ends the daemon at once; one that starts instead
+    // is a failure, not a hang.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 120 s: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code().unwrap_or(-1), reading.join().unwrap())
 }
 
 /// A running `vpcrouter` whose standard output is collected line by line.

@@ -340,6 +340,11 @@ pub fn plugins(sources: &Sources) -> Value {
                 "sha256": running.origin.digest,
                 "wit": format!("vpcrouter:plugin@{}", running.origin.wit_version),
                 "producer": running.origin.producer,
+                "code": {
+                    "from_compile_cache": running.origin.compiled.from_cache,
+                    "took_ms": running.origin.compiled.took.as_millis() as u64,
+                    "problems": running.origin.compiled.problems,
+                },
                 "grants": running.grants,
                 "options": running.options.iter().cloned().collect::<BTreeMap<_, _>>(),
                 "state": plugin_state(&status.state),
