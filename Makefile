@@ -121,6 +121,7 @@ bench: build test-deps lang-examples deb
 	cargo bench --bench failover
 	cargo bench --bench romana
 	cargo bench --bench sandbox
+	cargo bench --bench coplugins
 	cargo bench --bench ha
 	cargo bench --bench reload
 	cargo bench --bench languages

@@ -116,18 +116,26 @@ fn flapping() {
     );
 }
 
-/// The daemon's peak memory across reloads of hostile plugin files.
+/// The daemon's peak memory across reloads of hostile plugin files: a
+/// 4 GiB file and /dev/zero in place of the config source, a compile bomb
+/// in place of the health checker.
 fn hostile_reloads() {
     let dir = tempfile::tempdir().unwrap();
-    let plugin = dir.path().join("mode.wasm");
-    std::fs::copy(testkit::plugin("configfile"), &plugin).unwrap();
-    let spec = testkit::spec_file(dir.path(), ["10.55.0.0/16".into()], &["10.33.20.142"]);
+    let (mode, health) = (dir.path().join("mode.wasm"), dir.path().join("health.wasm"));
+    std::fs::copy(testkit::plugin("configfile"), &mode).unwrap();
+    std::fs::copy(testkit::plugin("tcp"), &health).unwrap();
+    let spec = testkit::spec_file(dir.path(), ["10.55.0.0/16".into()], &["127.0.0.1"]);
+    let port = testkit::free_port().to_string();
     let daemon = Daemon::start(
         &[
             "--mode-plugin",
-            plugin.to_str().unwrap(),
+            mode.to_str().unwrap(),
             "-f",
             spec.to_str().unwrap(),
+            "--health-plugin",
+            health.to_str().unwrap(),
+            "--tcp_check_port",
+            &port,
         ],
         dir.path(),
     );
@@ -141,23 +149,35 @@ fn hostile_reloads() {
     let bomb_kb = std::fs::metadata(&bomb).unwrap().len() >> 10;
     let zero = dir.path().join("zero");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
-    for (what, file) in [
-        ("a 4 GiB file".to_string(), huge),
-        ("/dev/zero".to_string(), zero),
-        (format!("a {bomb_kb} KB compile bomb"), bomb),
+    let (configfile, tcp) = (testkit::plugin("configfile"), testkit::plugin("tcp"));
+    for (what, file, slot, original) in [
+        ("a 4 GiB file".to_string(), huge, &mode, &configfile),
+        ("/dev/zero".to_string(), zero, &mode, &configfile),
+        (format!("a {bomb_kb} KB compile bomb"), bomb, &health, &tcp),
     ] {
         let (before, _) = daemon.memory_mib();
-        std::fs::remove_file(&plugin).unwrap();
-        std::os::unix::fs::symlink(&file, &plugin).unwrap();
+        let _ = std::fs::remove_file(slot);
+        std::os::unix::fs::symlink(&file, slot).unwrap();
         let asked = Instant::now();
         let (status, body) = daemon.http("POST", "/plugins/reload", b"");
         let took = asked.elapsed();
         let (peak, now) = daemon.memory_mib();
-        let why: String = body.chars().take(160).collect();
+        let outcome: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let why = outcome["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["result"] == "failed")
+            .filter_map(|p| p["detail"].as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
         println!(
             "reload of {what}: {status} in {:.0} ms, peak RSS {before} -> {peak} MiB, {now} MiB after ({why})",
             took.as_secs_f64() * 1e3
         );
+        // The running version's bytes again: the next reload is of one file.
+        std::fs::remove_file(slot).unwrap();
+        std::fs::copy(original, slot).unwrap();
     }
 }
 

@@ -32,12 +32,15 @@ pub struct CompileLimits {
 }
 
 impl CompileLimits {
-    /// Measured (BENCHMARKS.md, "Compile bounds"): a componentize-py plugin
-    /// of 18 MB compiles in ~15 CPU-seconds and ~400 MB at most on the
-    /// optimised daemon, ~4x the CPU on the debug one; the bundled plugins
-    /// (50-200 KB) in well under a second and 60 MB. The bounds leave
-    /// several times that room, growing with the size, so only a component
-    /// whose compile is out of all proportion to its size is refused.
+    /// Measured (BENCHMARKS.md, issue 19): the 18 MB componentize-py
+    /// example compiles in 29 CPU-seconds and 414 MB at most on the
+    /// optimised daemon (71 s, 426 MB on the debug one), the 12 MB
+    /// componentize-js one in 40 CPU-seconds and 480 MB (70 s, 500 MB); the
+    /// bundled plugins (50-200 KB) in a tenth of a second. The bounds leave
+    /// 1.7x the memory and 4x the CPU of the worst of these, growing with
+    /// the size, so only a compile out of all proportion to its size is
+    /// refused (a 143 KB component wasmtime needs 1.1 GB and 15 s for is
+    /// stopped at 263 MB).
     pub fn for_size(bytes: usize) -> Self {
         let mib = bytes as u64 / (1 << 20) + 1;
         let cpu = Duration::from_secs(30 + 20 * mib);
