@@ -35,29 +35,11 @@ fn a_health_plugin_cannot_slow_another_plugins_failover() {
     let port = first.local_addr().unwrap().port();
     let _second = std::net::TcpListener::bind((routers[1], port)).unwrap();
     let (_silent, _queued, silent) = hostile::silent_port();
-    let vpc = common::loopback_vpc(dir.path(), &routers);
-    let spec = hostile::spec_with_3000_hosts(dir.path(), &routers);
-    let (tcp, hog) = (common::plugin("tcp"), common::guest("hostile-health"));
-    let (port, silent) = (port.to_string(), silent.to_string());
-    let mut args = vec![
-        "-m",
-        "configfile",
-        "-f",
-        spec.to_str().unwrap(),
-        "--sim-vpc",
-        vpc.to_str().unwrap(),
-        "--health-plugin",
-        tcp.to_str().unwrap(),
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        "0.2",
-        // Full connects, as without CAP_NET_RAW: what the hog holds.
-        "--tcp_check_method",
-        "connect",
-    ];
-    args.extend(hostile::hog_args(&hog, &silent));
-    let daemon = Daemon::start(&args, dir.path());
+    let hog = common::guest("hostile-health");
+    let mut health = hostile::tcp_connect_args(&port.to_string());
+    health.extend(hostile::hog_args(&hog, &silent.to_string()));
+    let args = hostile::args_with_3000_hosts(dir.path(), &routers, &hostile::strs(&health));
+    let daemon = Daemon::start(&hostile::strs(&args), dir.path());
     daemon.wait_for_line("route created", WITHIN);
     // The hog is under way: its first call holds its probes for seconds.
     std::thread::sleep(Duration::from_secs(2));
@@ -282,20 +264,9 @@ fn reloads_do_not_wait_behind_a_long_call() {
     let (_silent, _queued, silent) = hostile::silent_port();
     let plugin = dir.path().join("hog.wasm");
     std::fs::copy(common::guest("hostile-health"), &plugin).unwrap();
-    let router = "127.0.50.10";
-    let vpc = common::loopback_vpc(dir.path(), &[router]);
-    let spec = hostile::spec_with_3000_hosts(dir.path(), &[router]);
-    let silent = silent.to_string();
-    let mut args = vec![
-        "-m",
-        "configfile",
-        "-f",
-        spec.to_str().unwrap(),
-        "--sim-vpc",
-        vpc.to_str().unwrap(),
-    ];
-    args.extend(hostile::hog_args(&plugin, &silent));
-    let daemon = Daemon::start(&args, dir.path());
+    let hog = hostile::hog_args(&plugin, &silent.to_string());
+    let args = hostile::args_with_3000_hosts(dir.path(), &["127.0.50.10"], &hostile::strs(&hog));
+    let daemon = Daemon::start(&hostile::strs(&args), dir.path());
     daemon.wait_for_line("accepted route spec", WITHIN);
     // Its first round is under way.
     std::thread::sleep(Duration::from_secs(1));

@@ -14,10 +14,10 @@ use testkit::{Daemon, hostile};
 
 const ROUTERS: [&str; 2] = ["127.0.62.10", "127.0.62.11"];
 
-/// tcp every 0.2 s by full connects on the routers (and 3,000 other hosts), with `more`
-/// health plugins; the median and max time from a router's listener
-/// closing to tcp's verdict on it turning failed, over `trials` (the
-/// routers take turns, each back up before the next).
+/// tcp every 0.2 s by full connects on the routers (and 3,000 other
+/// hosts), with `more` health plugins; the median and max time from a
+/// router's listener closing to tcp's verdict on it turning failed, over
+/// `trials` (the routers take turns, each back up before the next).
 fn failover(label: &str, more: &[&str], trials: usize) {
     let dir = tempfile::tempdir().unwrap();
     let first = std::net::TcpListener::bind((ROUTERS[0], 0)).unwrap();
@@ -26,29 +26,10 @@ fn failover(label: &str, more: &[&str], trials: usize) {
         Some(first),
         Some(std::net::TcpListener::bind((ROUTERS[1], port)).unwrap()),
     ];
-    let vpc = testkit::loopback_vpc(dir.path(), &ROUTERS);
-    let spec = hostile::spec_with_3000_hosts(dir.path(), &ROUTERS);
-    let tcp = testkit::plugin("tcp");
-    let port_text = port.to_string();
-    let mut args = vec![
-        "-m",
-        "configfile",
-        "-f",
-        spec.to_str().unwrap(),
-        "--sim-vpc",
-        vpc.to_str().unwrap(),
-        "--health-plugin",
-        tcp.to_str().unwrap(),
-        "--tcp_check_port",
-        &port_text,
-        "--tcp_check_interval",
-        "0.2",
-        // Full connects, as without CAP_NET_RAW (half-open probes hold no
-        // connect slot).
-        "--tcp_check_method",
-        "connect",
-    ];
-    args.extend(more);
+    let mut health = hostile::tcp_connect_args(&port.to_string());
+    health.extend(more.iter().map(|a| a.to_string()));
+    let args = hostile::args_with_3000_hosts(dir.path(), &ROUTERS, &hostile::strs(&health));
+    let args = hostile::strs(&args);
     let daemon = Daemon::start(&args, dir.path());
     daemon.wait_for_line("route created", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
@@ -188,7 +169,7 @@ fn main() {
     let silent = silent.to_string();
     failover(
         "tcp beside a plugin holding its probe slots on 3,000 silent hosts",
-        &hostile::hog_args(&hog, &silent),
+        &hostile::strs(&hostile::hog_args(&hog, &silent)),
         7,
     );
     flapping();

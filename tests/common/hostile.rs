@@ -23,10 +23,12 @@ pub fn silent_port() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {
     (silent, queued, port)
 }
 
-/// `dir/spec.json`: 10.55.0.0/16 to `routers`, and three CIDRs of 1,000
-/// hosts each that are not routers (127.2.x.y): a working set of 3,000
-/// hosts for a hostile plugin to probe.
-pub fn spec_with_3000_hosts(dir: &Path, routers: &[&str]) -> PathBuf {
+/// The command line of a daemon on the embedded VPC of `routers`
+/// (`loopback_vpc`) with configfile routing 10.55.0.0/16 to them and three
+/// CIDRs of 1,000 hosts each that are not routers (127.2.x.y): a working
+/// set of 3,000 hosts for a hostile plugin to probe; then `more`.
+pub fn args_with_3000_hosts(dir: &Path, routers: &[&str], more: &[&str]) -> Vec<String> {
+    let vpc = super::loopback_vpc(dir, routers);
     let mut spec = serde_json::Map::new();
     spec.insert("10.55.0.0/16".into(), serde_json::json!(routers));
     for c in 0..3u32 {
@@ -37,20 +39,51 @@ pub fn spec_with_3000_hosts(dir: &Path, routers: &[&str]) -> PathBuf {
     }
     let file = dir.join("spec.json");
     std::fs::write(&file, serde_json::Value::Object(spec).to_string()).unwrap();
-    file
+    let files = [
+        "-m",
+        "configfile",
+        "-f",
+        file.to_str().unwrap(),
+        "--sim-vpc",
+        vpc.to_str().unwrap(),
+    ];
+    files.iter().chain(more).map(|a| a.to_string()).collect()
+}
+
+/// The bundled tcp checker every 0.2 s on `port`, by full connects (as
+/// without CAP_NET_RAW: half-open probes hold no connect slot).
+pub fn tcp_connect_args(port: &str) -> Vec<String> {
+    let tcp = super::plugin("tcp");
+    let args = [
+        "--health-plugin",
+        tcp.to_str().unwrap(),
+        "--tcp_check_port",
+        port,
+        "--tcp_check_interval",
+        "0.2",
+        "--tcp_check_method",
+        "connect",
+    ];
+    args.map(String::from).to_vec()
 }
 
 /// The hostile health guest holding all the probe slots it can get on the
 /// silent `port` of every host of the working set (`hog`).
-pub fn hog_args<'a>(hog: &'a Path, port: &'a str) -> [&'a str; 6] {
-    [
+pub fn hog_args(hog: &Path, port: &str) -> Vec<String> {
+    let args = [
         "--health-plugin",
         hog.to_str().unwrap(),
         "--hh_behaviour",
         "hog",
         "--hh_port",
         port,
-    ]
+    ];
+    args.map(String::from).to_vec()
+}
+
+/// `args` as the `&str` slice `Daemon::start` takes.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// A health plugin (tests/guests/multi-memory) with a function whose
