@@ -10,7 +10,7 @@ EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version
            routes-txt any-port
 WASM_DIR := target/wasm32-wasip2/release
 
-.PHONY: all build plugins test test-deps lang-examples demo bench lint release install deb
+.PHONY: all build plugins test test-deps test-tools lang-examples demo bench lint release install deb
 all: build
 
 build: plugins
@@ -24,8 +24,16 @@ plugins:
 	@for p in $(BUNDLED); do cmp -s $(WASM_DIR)/$$p.wasm plugins/$$p.wasm || cp $(WASM_DIR)/$$p.wasm plugins/$$p.wasm; done
 	@ls -l $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED)))
 
-test: build test-deps lang-examples deb
-	cargo test -p vpcrouter -p vpcrouter-plugin-sdk -p romana-topology
+# The daemon's tests in a cargo run of their own: built with the other
+# crates, shared dependencies (anyhow, wasmtime above it) would get other
+# features and compile a second time. tests/tools likewise.
+test: build test-deps test-tools lang-examples deb
+	cargo test -p vpcrouter
+	cargo test -p vpcrouter-plugin-sdk -p romana-topology
+
+# What the tests need that the daemon does not (tests/tools).
+test-tools:
+	cargo build -p test-tools
 
 # The daemon as installed: the dist profile (Cargo.toml), fast code in
 # about the time of a debug build.
@@ -112,9 +120,9 @@ test-deps:
 
 
 demo: build
-	cargo run --quiet --example demo
+	target/debug/vpcrouter demo --plugin-dir plugins
 
-bench: build test-deps lang-examples deb
+bench: build test-deps test-tools lang-examples deb
 	cargo bench --bench plugins
 	cargo bench --bench health
 	cargo bench --bench planner

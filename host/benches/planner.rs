@@ -5,13 +5,14 @@
 //! Pure computation.
 //!
 //! Then the EC2 budget model: the real reconciler on the embedded VPC
-//! behind EC2's token buckets and a per-call latency, in virtual time
-//! (tokio's paused clock): how long until a dead host carrying 200 routes
+//! behind EC2's token buckets and a per-call latency, in time scaled down
+//! `TIME_SCALE` times (rates that much faster, latency that much shorter,
+//! the figure scaled back): how long until a dead host carrying 200 routes
 //! has none left.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vpcrouter::cloud::budget::{Budget, EC2_DESCRIBE, EC2_MUTATING};
+use vpcrouter::cloud::budget::{BucketSize, Budget, EC2_DESCRIBE, EC2_MUTATING};
 use vpcrouter::cloud::model::{Interface, RouteTable, Subnet, Target, VpcState};
 use vpcrouter::cloud::operation::Operation;
 use vpcrouter::cloud::sim::SimVpc;
@@ -185,10 +186,10 @@ fn main() {
     let routes = carried * TABLES;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
-        .start_paused(true)
         .build()
         .unwrap();
-    let repair = runtime.block_on(budget_model(&spec, converged, &host(victim), victim));
+    let repair =
+        runtime.block_on(budget_model(&spec, converged, &host(victim), victim)) * TIME_SCALE;
     println!(
         "EC2 budget model (mutating {EC2_MUTATING}/s, {} ms a call, {CONCURRENT} in flight): \
          a dead host carrying {routes} routes repaired in {:.1} s",
@@ -199,6 +200,9 @@ fn main() {
 
 /// What a mutating EC2 call takes, round trip (the model's assumption).
 const CALL_LATENCY: Duration = Duration::from_millis(100);
+/// How much faster than EC2 the model runs (the daemon's own work between
+/// calls is a few milliseconds, so the scaled figure is EC2's pace).
+const TIME_SCALE: u32 = 10;
 /// The reconciler's bound on calls in flight (`reconcile::run`).
 const CONCURRENT: usize = 8;
 
@@ -212,13 +216,13 @@ struct Paced {
 impl VpcBackend for Paced {
     async fn describe(&self) -> Result<VpcState, CloudError> {
         self.budget.describe.take().await;
-        tokio::time::sleep(CALL_LATENCY).await;
+        tokio::time::sleep(CALL_LATENCY / TIME_SCALE).await;
         self.sim.describe().await
     }
 
     async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
         self.budget.mutating.take().await;
-        tokio::time::sleep(CALL_LATENCY).await;
+        tokio::time::sleep(CALL_LATENCY / TIME_SCALE).await;
         self.sim.apply(op).await
     }
 
@@ -228,11 +232,11 @@ impl VpcBackend for Paced {
     }
 }
 
-/// Virtual time from `dead`'s failure report until no route targets it.
+/// Scaled time from `dead`'s failure report until no route targets it.
 async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize) -> Duration {
     let backend = Arc::new(Paced {
         sim: SimVpc::new(vpc),
-        budget: Budget::new(EC2_MUTATING, EC2_DESCRIBE),
+        budget: Budget::new(faster(EC2_MUTATING), faster(EC2_DESCRIBE)),
     });
     let specs = Arc::new(SpecStore::default());
     let board = Arc::new(HealthBoard::default());
@@ -260,7 +264,7 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
     });
     specs.offer("bench", entries).unwrap();
     // Converged already: the start-up describe finds nothing to do.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(5) / TIME_SCALE).await;
     assert_eq!(backend.sim.calls().1, 0, "the VPC was converged");
     let eni = Target::Interface(format!("eni-{index}"));
     let start = tokio::time::Instant::now();
@@ -283,4 +287,11 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     start.elapsed()
+}
+
+fn faster(size: BucketSize) -> BucketSize {
+    BucketSize {
+        rate: size.rate * f64::from(TIME_SCALE),
+        ..size
+    }
 }

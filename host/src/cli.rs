@@ -33,11 +33,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Exit code for a bad command line or an unloadable plugin.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code when the daemon cannot start, or stops, for another reason.
-pub const EXIT_FAILURE: i32 = 1;
-
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "vpcrouter",

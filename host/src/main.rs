@@ -1,14 +1,15 @@
-//! `vpcrouter`: parse, run, exit code (2: bad command line or plugin,
-//! 1: could not start, 0: stopped by a signal).
+//! `vpcrouter`: the front door (`vpcrouter::front`) on an async runtime;
+//! its exit code (2: bad command line or plugin, 1: could not start, 0:
+//! done, or stopped by a signal).
 
 fn main() {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(vpcrouter::cli::EXIT_FAILURE);
+            std::process::exit(vpcrouter::front::EXIT_FAILURE);
         }
     };
-    let code = runtime.block_on(vpcrouter::daemon::main(std::env::args_os().collect()));
+    let code = runtime.block_on(vpcrouter::front::main(std::env::args_os().collect()));
     std::process::exit(code);
 }

@@ -9,7 +9,7 @@ use clap_complete::Shell;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE};
+use crate::front::Failure;
 
 /// Words after the program name that run this module instead of the daemon.
 pub const COMMANDS: [&str; 2] = ["completions", "manpages"];
@@ -23,6 +23,7 @@ pub fn command() -> Command {
                 .name("plugin")
                 .bin_name("vpcrouter plugin"),
         )
+        .subcommand(crate::demo::command())
         .subcommand(completions_command())
         .subcommand(manpages_command())
 }
@@ -50,38 +51,31 @@ fn manpages_command() -> Command {
 }
 
 /// Run `vpcrouter completions|manpages ...` (`args` starts at the program
-/// name); the exit code.
-pub fn main(args: &[OsString]) -> i32 {
-    let parsed = Command::new("vpcrouter")
+/// name).
+pub fn main(args: &[OsString]) -> Result<(), Failure> {
+    let matches = Command::new("vpcrouter")
         .subcommand_required(true)
         .subcommand(completions_command())
         .subcommand(manpages_command())
-        .try_get_matches_from(args);
-    let matches = match parsed {
-        Ok(matches) => matches,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
+        .try_get_matches_from(args)
+        .map_err(Failure::CommandLine)?;
     match matches.subcommand() {
         Some(("completions", sub)) => {
             let shell = *sub.get_one::<Shell>("shell").expect("required");
             clap_complete::generate(shell, &mut command(), "vpcrouter", &mut std::io::stdout());
-            0
+            Ok(())
         }
         Some(("manpages", sub)) => {
             let dir = sub.get_one::<PathBuf>("dir").expect("required");
-            let written = std::fs::create_dir_all(dir)
-                .and_then(|()| clap_mangen::generate_to(command(), dir));
-            match written {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("error: cannot write manual pages in {}: {e}", dir.display());
-                    EXIT_FAILURE
-                }
-            }
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command(), dir))
+                .map_err(|e| {
+                    Failure::failed(
+                        &format!("cannot write manual pages in {}", dir.display()),
+                        e,
+                    )
+                })
         }
-        _ => EXIT_USAGE,
+        _ => unreachable!("a subcommand is required"),
     }
 }

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::EXIT_USAGE;
+use crate::front::{self, Failure};
 use crate::plugin::{self, Checked, CompileCache, Compiler, PluginEngine, precheck};
 use crate::scaffold::{self, Kind, Lang};
 
@@ -76,16 +76,9 @@ pub fn command() -> clap::Command {
     PluginCli::command()
 }
 
-/// Run `vpcrouter plugin ...` (`args` starts at `plugin`); the exit code.
-pub async fn main(args: &[OsString]) -> i32 {
-    let cli = match PluginCli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    match cli.command {
+/// Run `vpcrouter plugin ...` (`args` starts at `plugin`).
+pub async fn main(args: &[OsString]) -> Result<(), Failure> {
+    match front::parse::<PluginCli>(args)?.command {
         PluginCommand::Compile {
             files,
             plugin_cache_dir,
@@ -100,21 +93,25 @@ pub async fn main(args: &[OsString]) -> i32 {
             dir,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            match scaffold::write(&name, lang, kind, &dir) {
-                Ok(files) => {
-                    println!(
-                        "wrote {} files in {}; see its README.md",
-                        files.len(),
-                        dir.display()
-                    );
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    EXIT_USAGE
-                }
-            }
+            let files = scaffold::write(&name, lang, kind, &dir).map_err(Failure::Usage)?;
+            println!(
+                "wrote {} files in {}; see its README.md",
+                files.len(),
+                dir.display()
+            );
+            Ok(())
         }
+    }
+}
+
+/// Each file's problem said as it is found; the failure, if any, counts
+/// them.
+fn refused(problems: usize, files: usize) -> Result<(), Failure> {
+    match problems {
+        0 => Ok(()),
+        _ => Err(Failure::Usage(format!(
+            "{problems} of {files} plugin files refused"
+        ))),
     }
 }
 
@@ -128,10 +125,10 @@ async fn read_checked(file: &std::path::Path) -> Result<(Vec<u8>, Checked), Stri
     Ok((wasm, checked))
 }
 
-async fn inspect(files: Vec<PathBuf>) -> i32 {
-    let mut code = 0;
-    for file in files {
-        let checked = read_checked(&file).await.map(|(_, checked)| checked);
+async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
+    let mut problems = 0;
+    for file in &files {
+        let checked = read_checked(file).await.map(|(_, checked)| checked);
         match checked {
             Ok(checked) => {
                 println!("{}:", file.display());
@@ -146,41 +143,32 @@ async fn inspect(files: Vec<PathBuf>) -> i32 {
             }
             Err(problem) => {
                 eprintln!("error: {}: {problem}", file.display());
-                code = EXIT_USAGE;
+                problems += 1;
             }
         }
     }
-    code
+    refused(problems, files.len())
 }
 
 async fn compile(
     files: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
-) -> i32 {
-    let Some(cache_dir) = cache_dir.or_else(plugin::default_cache_dir) else {
-        eprintln!("error: no cache directory: give --plugin-cache-dir");
-        return EXIT_USAGE;
-    };
+) -> Result<(), Failure> {
+    let cache_dir = cache_dir
+        .or_else(plugin::default_cache_dir)
+        .ok_or_else(|| Failure::Usage("no cache directory: give --plugin-cache-dir".into()))?;
     let state_dir = state_dir.or_else(plugin::default_state_dir);
-    let cache = match CompileCache::configured(Some(&cache_dir), state_dir.as_deref()) {
-        Ok(cache) => cache.expect("a cache folder was given"),
-        Err(e) => {
-            eprintln!("error: cannot use the compile cache: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let engine = match PluginEngine::new(Compiler::this_daemon()) {
-        Ok(engine) => engine.with_cache(cache),
-        Err(e) => {
-            eprintln!("error: cannot set up the plugin runtime: {e:#}");
-            return crate::cli::EXIT_FAILURE;
-        }
-    };
-    let mut code = 0;
-    for file in files {
+    let cache = CompileCache::configured(Some(&cache_dir), state_dir.as_deref())
+        .map_err(|e| Failure::Usage(format!("cannot use the compile cache: {e}")))?
+        .expect("a cache folder was given");
+    let engine = PluginEngine::new(Compiler::this_daemon())
+        .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?
+        .with_cache(cache);
+    let mut problems = 0;
+    for file in &files {
         let started = Instant::now();
-        let compiled = match read_checked(&file).await {
+        let compiled = match read_checked(file).await {
             Ok((wasm, checked)) => engine
                 .compile(wasm.into())
                 .await
@@ -205,9 +193,9 @@ async fn compile(
             }
             Err(problem) => {
                 eprintln!("error: {}: {problem}", file.display());
-                code = EXIT_USAGE;
+                problems += 1;
             }
         }
     }
-    code
+    refused(problems, files.len())
 }

@@ -424,28 +424,47 @@ pub fn multi_memory_component(dir: &std::path::Path, extra_pages: u32, functions
         .replace("EXTRA_PAGES", &extra_pages.to_string());
     let end = wat.rfind(')').expect("the module's closing parenthesis");
     let wat = format!("{}{functions}{}", &wat[..end], &wat[end..]);
-    let mut module = wat::parse_str(&wat).unwrap();
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(repo().join("wit/v0.1.0")).unwrap();
-    let world = resolve
-        .select_world(&[package], Some("health-plugin"))
-        .unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
+    let component = test_tool(
+        &[
+            "component",
+            repo().join("wit/v0.1.0").to_str().unwrap(),
+            "health-plugin",
+        ],
+        &wat,
     )
-    .unwrap();
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap();
+    .unwrap_or_else(|e| panic!("cannot assemble the component: {e}"));
     let path = dir.join(format!("multi-memory-{extra_pages}.wasm"));
     std::fs::write(&path, component).unwrap();
     path
+}
+
+/// Run tests/tools (`make test` builds it) with `input` on stdin: its
+/// stdout, or its stderr as the error.
+pub fn test_tool(args: &[&str], input: &str) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let tool = repo().join("target/debug/test-tools");
+    assert!(
+        tool.is_file(),
+        "{} is missing: run `cargo build -p test-tools` (make test does)",
+        tool.display()
+    );
+    let mut child = Command::new(&tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
 }
 
 /// The SHA-256 of `bytes`, as lowercase hex.

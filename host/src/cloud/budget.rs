@@ -136,22 +136,43 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_passes_at_once_then_calls_wait_for_the_rate() {
-        let bucket = TokenBucket::new("3/2".parse().unwrap());
+    // Real time, with rates chosen so that a wrong bucket is off by
+    // seconds, not milliseconds (the bounds hold on a loaded machine).
+    #[tokio::test]
+    async fn a_burst_passes_at_once() {
+        let bucket = TokenBucket::new("3/0.1".parse().unwrap());
         let start = Instant::now();
         for _ in 0..3 {
             bucket.take().await;
         }
-        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A token more would have taken 10 s.
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let fourth = tokio::time::timeout(Duration::from_millis(200), bucket.take()).await;
+        assert!(fourth.is_err(), "the burst is spent");
+    }
+
+    #[tokio::test]
+    async fn past_the_burst_calls_wait_for_the_rate() {
+        let bucket = TokenBucket::new("1/20".parse().unwrap());
+        bucket.take().await;
+        let start = Instant::now();
         for _ in 0..4 {
             bucket.take().await;
         }
-        // Four more tokens at 2/s.
-        let waited = start.elapsed().as_secs_f64();
-        assert!((waited - 2.0).abs() < 0.01, "{waited}");
-        assert!(bucket.level().await < 0.01);
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(bucket.level().await, 3.0, "refill stops at the burst");
+        // Four more tokens at 20/s.
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(195), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert!(bucket.level().await < 1.0);
+    }
+
+    #[tokio::test]
+    async fn refill_stops_at_the_burst() {
+        let bucket = TokenBucket::new("3/100".parse().unwrap());
+        for _ in 0..3 {
+            bucket.take().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(bucket.level().await, 3.0);
     }
 }

@@ -38,3 +38,59 @@ pub trait VpcBackend: Send + Sync + 'static {
         eni: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
+
+/// The VPC the daemon manages, chosen once at start: the embedded one
+/// (`--sim-vpc`) or EC2.
+pub enum Vpc {
+    Sim(sim::SimVpc),
+    Ec2(ec2::Ec2Vpc),
+}
+
+impl Vpc {
+    /// The VPC's id (`sim` for the embedded one), e.g. to name the HA
+    /// election.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Sim(_) => "sim",
+            Self::Ec2(ec2) => ec2.vpc_id(),
+        }
+    }
+
+    /// EC2's call budget, where calls are rationed.
+    pub fn budget(&self) -> Option<std::sync::Arc<budget::Budget>> {
+        match self {
+            Self::Sim(_) => None,
+            Self::Ec2(ec2) => Some(ec2.budget()),
+        }
+    }
+}
+
+impl VpcBackend for Vpc {
+    async fn describe(&self) -> Result<VpcState, CloudError> {
+        match self {
+            Self::Sim(sim) => sim.describe().await,
+            Self::Ec2(ec2) => ec2.describe().await,
+        }
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+        match self {
+            Self::Sim(sim) => sim.apply(op).await,
+            Self::Ec2(ec2) => ec2.apply(op).await,
+        }
+    }
+
+    async fn spare_operations(&self) -> usize {
+        match self {
+            Self::Sim(sim) => sim.spare_operations().await,
+            Self::Ec2(ec2) => ec2.spare_operations().await,
+        }
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        match self {
+            Self::Sim(sim) => sim.disable_source_dest_check(eni).await,
+            Self::Ec2(ec2) => ec2.disable_source_dest_check(eni).await,
+        }
+    }
+}

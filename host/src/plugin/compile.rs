@@ -176,9 +176,11 @@ async fn in_child(
         _ if said.contains("memory allocation") || said.contains("Cannot allocate memory") => {
             Err(CompileError::Memory(limits.memory))
         }
-        (Some(_), _) if !said.trim().is_empty() => Err(CompileError::Invalid(
-            said.lines().next().unwrap_or_default().to_string(),
-        )),
+        (Some(_), _) if !said.trim().is_empty() => {
+            let first = said.lines().next().unwrap_or_default();
+            let problem = first.strip_prefix("error: ").unwrap_or(first);
+            Err(CompileError::Invalid(problem.to_string()))
+        }
         _ => Err(CompileError::Child(format!("it ended with {status}"))),
     }
 }
@@ -220,32 +222,25 @@ fn confine(limits: CompileLimits) -> std::io::Result<()> {
 
 /// `vpcrouter plugin compile-child`: the component on stdin, the artefact
 /// on stdout, what went wrong on stderr; the exit code.
-pub fn child_main() -> i32 {
+pub fn child_main() -> Result<(), crate::front::Failure> {
     use std::io::{Read, Write};
+    let failed = |e: String| crate::front::Failure::Failed(anyhow::anyhow!(e));
     let mut wasm = Vec::new();
     let limit = super::load::MAX_PLUGIN_FILE;
-    if let Err(e) = std::io::stdin().take(limit + 1).read_to_end(&mut wasm) {
-        eprintln!("cannot read the component: {e}");
-        return 1;
-    }
+    std::io::stdin()
+        .take(limit + 1)
+        .read_to_end(&mut wasm)
+        .map_err(|e| failed(format!("cannot read the component: {e}")))?;
     if wasm.len() as u64 > limit {
-        eprintln!("larger than the {limit}-byte limit");
-        return 1;
+        return Err(failed(format!("larger than the {limit}-byte limit")));
     }
-    let compiled = Engine::new(&engine_config()).and_then(|e| e.precompile_component(&wasm));
-    match compiled {
-        Ok(artefact) => match std::io::stdout().lock().write_all(&artefact) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("cannot hand the artefact back: {e}");
-                1
-            }
-        },
-        Err(e) => {
-            eprintln!("{}", first_line(&e));
-            1
-        }
-    }
+    let artefact = Engine::new(&engine_config())
+        .and_then(|e| e.precompile_component(&wasm))
+        .map_err(|e| failed(first_line(&e)))?;
+    std::io::stdout()
+        .lock()
+        .write_all(&artefact)
+        .map_err(|e| failed(format!("cannot hand the artefact back: {e}")))
 }
 
 pub(super) fn first_line(e: &wasmtime::Error) -> String {

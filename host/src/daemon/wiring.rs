@@ -1,0 +1,219 @@
+//! The daemon's parts wired together and run: the plugins under their
+//! supervisors, the health board, the reconciler, HA, reloads and HTTP,
+//! until a signal stops them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::Prepared;
+use super::signals::{Signals, until_stopped};
+use crate::cloud::Vpc;
+use crate::config::{self, Config};
+use crate::ha::{self, Leadership};
+use crate::health::HealthBoard;
+use crate::http::{AuthPolicy, PluginView, Sources};
+use crate::plugin::reload::{self, Reloadable, Reloader};
+use crate::plugin::{self, PluginHandle, Role};
+use crate::reconcile::plan::Settings;
+use crate::reconcile::{Observers, Reconciler};
+use crate::spec_store::SpecStore;
+
+/// How long plugins get to stop after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serve until SIGINT or SIGTERM.
+pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Prepared {
+        config,
+        plugins,
+        runtime,
+        specs,
+        vpc,
+        election,
+    } = prepared;
+    let listen = format!("{}:{}", config.listen.host, config.listen.port);
+    let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let mut signals = Signals::take_over().context("cannot handle signals")?;
+    let names: Vec<String> = plugins.iter().map(|p| p.info.name.clone()).collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
+    tracing::info!(listen, "{}", auth.describe());
+    if config.health.is_empty() {
+        tracing::warn!("no health-check plugin: every router host is taken as healthy");
+    }
+    let (stop, shutdown) = watch::channel(false);
+    let observers = Observers::default();
+    let board = Arc::new(HealthBoard::new(observers.events.clone()));
+    let mut views = Vec::with_capacity(plugins.len());
+    let mut reloadable = Vec::with_capacity(plugins.len());
+    let given = std::iter::once(&config.mode).chain(&config.health);
+    let handles: Vec<PluginHandle> = plugins
+        .into_iter()
+        .zip(given)
+        .map(|(plugin, given)| {
+            plugin.announce();
+            let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
+            let digest = plugin.origin.digest.clone();
+            let declared = reload::declared_kinds(&plugin.info);
+            let role = Role::of(plugin.kind, &specs, &board);
+            let handle = plugin::spawn(plugin, role, shutdown.clone());
+            reloadable.push(Reloadable {
+                name: name.clone(),
+                kind,
+                path: file.clone(),
+                given: given.options.clone(),
+                digest,
+                declared,
+                specs: specs.subscribe(),
+                reloads: handle.reloads(),
+            });
+            views.push(PluginView {
+                name,
+                kind,
+                file,
+                status: handle.status(),
+            });
+            handle
+        })
+        .collect();
+    let reloader = Reloader {
+        runtime,
+        plugins: reloadable,
+        events: observers.events.clone(),
+    };
+    let (reloads, reloading) = reloader.spawn();
+    let ha = election.map(|election| {
+        let settings = config.ha.as_ref().expect("HA settings with an election");
+        tracing::info!(
+            id = settings.id,
+            election = election.name(),
+            lease_ttl = ?settings.lease_ttl,
+            "HA: campaigning; only the leader writes to EC2"
+        );
+        ha::spawn(
+            Arc::new(election),
+            settings.id.clone(),
+            settings.lease_ttl,
+            observers.events.clone(),
+            shutdown.clone(),
+        )
+    });
+    if ha.is_none() {
+        // The only replica writes.
+        crate::metrics::global().leader.set(1);
+    }
+    let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
+    let (rebalance, rebalance_requests) = watch::channel(0);
+    let sources = Sources {
+        started: SystemTime::now(),
+        params: params(&config),
+        plugins: views,
+        specs: specs.clone(),
+        board: board.clone(),
+        routes: observers.report.subscribe(),
+        events: observers.events.clone(),
+        budget: vpc.budget(),
+        planning: planning(&config),
+        ha: leadership.as_ref().map(Leadership::status),
+        reloads: Some(reloads.clone()),
+        rebalance,
+    };
+    let running = Running {
+        config: &config,
+        specs: &specs,
+        board: &board,
+        leadership,
+        rebalance_requests,
+        shutdown: &shutdown,
+    };
+    let reconciler = running.reconciler(vpc, observers);
+    let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
+    let mut http_shutdown = shutdown.clone();
+    let server = tokio::spawn(crate::http::serve(listener, app, async move {
+        let _ = http_shutdown.wait_for(|stop| *stop).await;
+    }));
+    let signal = until_stopped(&mut signals, &reloads).await?;
+    tracing::info!(signal, "shutting down");
+    reloading.abort();
+    let _ = stop.send(true);
+    let stopped = async {
+        for handle in handles {
+            handle.join().await;
+        }
+        let _ = reconciler.await;
+        if let Some((_, election)) = ha {
+            // The leader resigns: a standby takes over at once.
+            let _ = election.await;
+        }
+        let _ = server.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
+        tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+/// What the reconciler is started with.
+struct Running<'a> {
+    config: &'a Config,
+    specs: &'a SpecStore,
+    board: &'a HealthBoard,
+    leadership: Option<Leadership>,
+    rebalance_requests: watch::Receiver<u64>,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+impl Running<'_> {
+    fn reconciler(self, backend: Arc<Vpc>, observers: Observers) -> tokio::task::JoinHandle<()> {
+        let reconciler = Reconciler {
+            backend,
+            specs: self.specs.subscribe(),
+            health: self.board.subscribe(),
+            settings: planning(self.config),
+            recheck: self.config.route_recheck_interval,
+            disable_source_dest_check: self.config.disable_source_dest_check,
+            leadership: self.leadership,
+            rebalance_requests: self.rebalance_requests,
+            observers,
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(reconciler.run())
+    }
+}
+
+/// The main parameters, for `GET /`.
+fn params(config: &Config) -> serde_json::Value {
+    let plugin = |choice: &config::PluginChoice| choice.path.display().to_string();
+    serde_json::json!({
+        "mode": plugin(&config.mode),
+        "health": config.health.iter().map(plugin).collect::<Vec<_>>(),
+        "vpc_backend": if config.sim_vpc.is_some() { "sim" } else { "ec2" },
+        "region": config.region,
+        "vpc_id": config.vpc,
+        "sim_vpc": config.sim_vpc,
+        "address": config.listen.host,
+        "port": config.listen.port,
+        "ignore_routes": config.ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "route_recheck_interval": config.route_recheck_interval.map_or(0, |d| d.as_secs()),
+        "az_affinity": config.az_affinity,
+        "ha": config.ha.as_ref().map(|ha| serde_json::json!({
+            "etcd": ha.endpoints.iter().map(|e| format!("{}://{}:{}", if e.tls { "https" } else { "http" }, e.host, e.port)).collect::<Vec<_>>(),
+            "id": ha.id,
+            "lease_ttl": ha.lease_ttl.as_secs(),
+        })),
+    })
+}
+
+/// The planner's settings from the command line (the reconciler's, and
+/// `GET /plan`'s).
+pub fn planning(config: &Config) -> Settings {
+    Settings {
+        ignore_routes: config.ignore_routes.clone(),
+        az_affinity: config.az_affinity,
+        rebalance: config.rebalance,
+    }
+}
