@@ -5,7 +5,8 @@ mod common;
 
 use std::ffi::OsString;
 use std::process::Command;
-use vpcrouter::config::{Config, LogTarget};
+use vpcrouter::config::Config;
+use vpcrouter::logging::LogTarget;
 use vpcrouter::plugin::{Bounds, Compiler, PluginEngine, PluginRuntime};
 use vpcrouter::spec_store::SpecStore;
 

@@ -8,8 +8,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{self, Cli, EtcdUrl, LogFormat, Peek};
+use crate::cli::{self, Cli, Peek};
 use crate::cloud::budget::BucketSize;
+use crate::ha::HaSettings;
+use crate::logging::{LogTarget, Logging};
 use crate::plugin::PluginInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +26,6 @@ pub struct Config {
     pub ignore_routes: Vec<IpNet>,
     /// `None`: no periodic recheck.
     pub route_recheck_interval: Option<Duration>,
-    pub plugin_cache_dir: Option<PathBuf>,
     /// The embedded VPC's topology file, if the simulator is the backend.
     pub sim_vpc: Option<PathBuf>,
     pub ec2_endpoint: Option<String>,
@@ -42,28 +43,6 @@ pub struct Config {
     pub ha: Option<HaSettings>,
 }
 
-/// How this replica takes part in the election of the one that writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HaSettings {
-    pub endpoints: Vec<EtcdUrl>,
-    pub ca: Option<PathBuf>,
-    /// Client certificate and key.
-    pub client: Option<(PathBuf, PathBuf)>,
-    pub lease_ttl: Duration,
-    pub id: String,
-    /// `None`: `/vpcrouter/<vpc-id>/leader`.
-    pub election: Option<String>,
-}
-
-impl HaSettings {
-    /// The election key for the VPC `vpc`.
-    pub fn election_key(&self, vpc: &str) -> String {
-        self.election
-            .clone()
-            .unwrap_or_else(|| format!("/vpcrouter/{vpc}/leader"))
-    }
-}
-
 /// This host's name and the process id: a replica id unique on a host.
 fn default_replica_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -77,22 +56,6 @@ fn default_replica_id() -> String {
 pub struct PluginChoice {
     pub path: PathBuf,
     pub options: Vec<(String, String)>,
-}
-
-/// Where logs go, how they are written, and how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logging {
-    pub target: LogTarget,
-    pub format: LogFormat,
-    pub verbose: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    /// `-` with `--dry-run`: standard output carries the plan.
-    Stderr,
-    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,12 +254,6 @@ impl Config {
     }
 
     fn from_cli(cli: Cli, mode: PluginChoice, health: Vec<PluginChoice>) -> Self {
-        let plugin_cache_dir = if cli.no_plugin_cache {
-            None
-        } else {
-            cli.plugin_cache_dir
-                .or_else(crate::plugin::default_cache_dir)
-        };
         Self {
             mode,
             health,
@@ -318,7 +275,6 @@ impl Config {
             ignore_routes: cli.ignore_routes,
             route_recheck_interval: (cli.route_recheck_interval > 0)
                 .then(|| Duration::from_secs(cli.route_recheck_interval)),
-            plugin_cache_dir,
             sim_vpc: cli.sim_vpc.map(|p| absolute(&p)),
             ec2_endpoint: cli.ec2_endpoint,
             ec2_mutating_budget: cli.ec2_mutating_budget,

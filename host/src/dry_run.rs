@@ -12,7 +12,7 @@ use crate::cli::Output;
 use crate::cloud::VpcBackend;
 use crate::health::HealthBoard;
 use crate::plugin::{self, ConfiguredPlugin, PluginKind, Role};
-use crate::reconcile::plan::{Plan, Settings, plan};
+use crate::reconcile::plan::{Settings, plan};
 use crate::spec_store::SpecStore;
 
 /// How long the spec and the first health rounds may take to come.
@@ -71,37 +71,8 @@ pub async fn run<B: VpcBackend>(
     let spec = specs.current().expect("a spec is in force");
     let planned = plan(&spec, &board.snapshot(), &vpc, settings);
     match output {
-        Output::Json => println!("{:#}", crate::http::views::plan_document(&planned)),
-        Output::Text => print!("{}", text(&planned)),
+        Output::Json => println!("{:#}", planned.to_json()),
+        Output::Text => print!("{}", planned.to_text()),
     }
     Ok(())
-}
-
-/// A line per operation and per notice, then a summary.
-fn text(plan: &Plan) -> String {
-    let mut out = String::new();
-    for op in &plan.operations {
-        let target = op
-            .target
-            .as_ref()
-            .map(|(eni, host)| format!(" -> {host} ({eni})"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{:<7} {} {}{target}: {} [{}]\n",
-            op.action.name(),
-            op.table,
-            op.destination,
-            op.reason,
-            op.cause.name()
-        ));
-    }
-    for notice in &plan.notices {
-        out.push_str(&format!("notice  {}: {}\n", notice.subject, notice.message));
-    }
-    out.push_str(&format!(
-        "{} operations, {} notices; nothing was changed (dry run)\n",
-        plan.operations.len(),
-        plan.notices.len()
-    ));
-    out
 }

@@ -23,4 +23,5 @@ pub mod reconcile;
 pub mod scaffold;
 pub mod spec;
 pub mod spec_store;
+pub mod text;
 pub mod tool;

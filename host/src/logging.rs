@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::callsite::Identifier;
@@ -25,7 +26,22 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::LogFormat;
-use crate::config::{LogTarget, Logging};
+
+/// Where logs go, how they are written, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub target: LogTarget,
+    pub format: LogFormat,
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    /// `-` with `--dry-run`: standard output carries the plan.
+    Stderr,
+    File(PathBuf),
+}
 
 /// Longest line written; longer ones are cut and marked.
 pub const MAX_LINE: usize = 8 << 10;
@@ -221,7 +237,7 @@ impl Visit for PluginField {
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "plugin" && self.0.is_none() {
-            self.0 = Some(crate::plugin::clip(&format!("{value:?}"), 64).into_owned());
+            self.0 = Some(crate::text::clip(&format!("{value:?}"), 64).into_owned());
         }
     }
 }
@@ -321,7 +337,7 @@ fn json_line(
                     .checked_sub(excess + 64)
                     .filter(|&keep| keep > 0)
                     .unwrap_or(longest.len() / 2);
-                *longest = crate::plugin::clip(longest, keep).into_owned();
+                *longest = crate::text::clip(longest, keep).into_owned();
             }
             _ => return line,
         }
@@ -355,7 +371,7 @@ impl JsonFields {
 
 impl Visit for JsonFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let value = crate::plugin::clip(value, MAX_LINE);
+        let value = crate::text::clip(value, MAX_LINE);
         self.put(field, value.into_owned().into());
     }
 
@@ -377,7 +393,7 @@ impl Visit for JsonFields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = format!("{value:?}");
-        let value = crate::plugin::clip(&text, MAX_LINE);
+        let value = crate::text::clip(&text, MAX_LINE);
         self.put(field, value.into_owned().into());
     }
 }

@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::plugin::wit_version;
+
 /// The contract this daemon speaks.
-const WIT: &str = include_str!("../../wit/v0.1.2/plugin.wit");
+const WIT: &str = include_str!(concat!("../../wit/v", wit_version!(), "/plugin.wit"));
 /// The wit-bindgen the SDK is built with (the workspace's).
 const WIT_BINDGEN: &str = "0.61";
 
@@ -181,7 +183,7 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
     if lang == Lang::Rust {
         for (file, source) in SDK {
             // The SDK finds the contract one level up, as vendored here.
-            let source = source.replace("../../wit/v0.1.2", "../wit");
+            let source = source.replace(concat!("../../wit/v", wit_version!()), "../wit");
             files.push((Path::new("sdk/src").join(file), source));
         }
     }

@@ -201,7 +201,7 @@ impl RouteSpec {
 
 /// A key or host as an error quotes it: bounded, whatever a plugin sent.
 fn quoted(text: &str) -> String {
-    crate::plugin::clip(text, MAX_QUOTED).into_owned()
+    crate::text::clip(text, MAX_QUOTED).into_owned()
 }
 
 fn parse_cidr(key: &str) -> Result<IpNet, SpecError> {

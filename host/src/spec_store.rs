@@ -72,7 +72,7 @@ impl SpecStore {
         });
         if replaced {
             let shown = spec.to_json().to_string();
-            let shown = crate::plugin::clip(&shown, MAX_LOGGED_SPEC);
+            let shown = crate::text::clip(&shown, MAX_LOGGED_SPEC);
             tracing::info!(plugin = source, routes = spec.len(), spec = %shown, "accepted route spec");
             Ok(Offer::Replaced)
         } else {

@@ -3,7 +3,6 @@
 //! router hosts' addresses. Backends fill it from EC2 or the simulator.
 
 use ipnet::IpNet;
-use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -78,49 +77,6 @@ impl VpcState {
     }
 }
 
-/// Lookups over one observed VPC, built once so that whoever reads it
-/// (the planner, the views) stays linear in its size; the one home of "an
-/// instance target means the instance's first interface (its primary ENI)".
-pub struct VpcIndex<'v> {
-    by_ip: HashMap<IpAddr, &'v Interface>,
-    by_id: HashMap<&'v str, &'v Interface>,
-    by_instance: HashMap<&'v str, &'v Interface>,
-}
-
-impl<'v> VpcIndex<'v> {
-    pub fn new(vpc: &'v VpcState) -> Self {
-        let mut by_instance = HashMap::default();
-        for interface in &vpc.interfaces {
-            if let Some(instance) = &interface.instance {
-                by_instance.entry(instance.as_str()).or_insert(interface);
-            }
-        }
-        Self {
-            by_ip: vpc
-                .interfaces
-                .iter()
-                .flat_map(|i| i.ips.iter().map(move |ip| (*ip, i)))
-                .collect(),
-            by_id: vpc.interfaces.iter().map(|i| (i.id.as_str(), i)).collect(),
-            by_instance,
-        }
-    }
-
-    /// The interface that has this address.
-    pub fn at(&self, ip: &IpAddr) -> Option<&'v Interface> {
-        self.by_ip.get(ip).copied()
-    }
-
-    /// The interface a route target points at.
-    pub fn target(&self, target: &Target) -> Option<&'v Interface> {
-        match target {
-            Target::Interface(eni) => self.by_id.get(eni.as_str()).copied(),
-            Target::Instance(instance) => self.by_instance.get(instance.as_str()).copied(),
-            Target::Other(_) => None,
-        }
-    }
-}
-
 /// Why EC2 (or the simulator) refused a route operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
@@ -142,10 +98,10 @@ pub enum RouteError {
 impl VpcState {
     /// Carry out one route operation as EC2 would, with its errors.
     pub fn apply(&mut self, op: &Operation) -> Result<(), RouteError> {
-        if let Some((eni, _)) = &op.target
-            && self.interface(eni).is_none()
+        if let Some(target) = &op.target
+            && self.interface(&target.eni).is_none()
         {
-            return Err(RouteError::NoSuchInterface(eni.clone()));
+            return Err(RouteError::NoSuchInterface(target.eni.clone()));
         }
         let table = self
             .route_tables
@@ -161,7 +117,7 @@ impl VpcState {
                 op.target
                     .as_ref()
                     .expect("create and replace have a target")
-                    .0
+                    .eni
                     .clone(),
             )
         };

@@ -64,14 +64,22 @@ impl Cause {
     }
 }
 
+/// The router a created or replaced route points at: the ENI that carries
+/// the host's address (EC2 routes to ENIs), and the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterTarget {
+    pub eni: String,
+    pub host: IpAddr,
+}
+
 /// One route operation and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     pub action: Action,
     pub table: String,
     pub destination: IpNet,
-    /// The new target (create, replace): the ENI and the host it carries.
-    pub target: Option<(String, IpAddr)>,
+    /// The new target (create, replace).
+    pub target: Option<RouterTarget>,
     pub reason: String,
     pub cause: Cause,
 }

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::HaSettings;
 use super::{Boxed, Election, ElectionError, Term};
-use crate::config::HaSettings;
 use crate::http_client::{self, Endpoint, TlsFiles};
 
 /// Longest a campaign request waits before it is asked again.

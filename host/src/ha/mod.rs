@@ -18,12 +18,37 @@ pub mod etcd;
 
 use serde::Serialize;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
+use crate::cli::EtcdUrl;
+
 pub use driver::spawn;
+
+/// How this replica takes part in the election of the one that writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaSettings {
+    pub endpoints: Vec<EtcdUrl>,
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
+    pub lease_ttl: Duration,
+    pub id: String,
+    /// `None`: `/vpcrouter/<vpc-id>/leader`.
+    pub election: Option<String>,
+}
+
+impl HaSettings {
+    /// The election key for the VPC `vpc`.
+    pub fn election_key(&self, vpc: &str) -> String {
+        self.election
+            .clone()
+            .unwrap_or_else(|| format!("/vpcrouter/{vpc}/leader"))
+    }
+}
 
 /// One term of leadership: who won, and the election revision it was won
 /// at (etcd's create revision of the leader key: it grows with every term).

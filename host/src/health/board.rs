@@ -145,15 +145,6 @@ impl HealthBoard {
             self.record_hold(&change, &inner.damping, now);
         }
     }
-
-    /// Forget a plugin's opinions (it stopped, or is being restarted and
-    /// its view is stale). The last known health stays until then.
-    pub fn forget(&self, plugin: &str) {
-        let mut inner = self.lock();
-        if inner.reports.remove(plugin).is_some() {
-            self.publish(&mut inner, Instant::now());
-        }
-    }
 }
 
 /// Each reported host's worst state over all plugins.
@@ -314,15 +305,12 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_rounds_publish_nothing_and_forgetting_clears() {
+    fn unchanged_rounds_publish_nothing() {
         let board = HealthBoard::default();
         board.report("tcp", vec![report("10.0.0.1", State::Failed)]);
         let changes = board.subscribe();
         board.report("tcp", vec![report("10.0.0.1", State::Failed)]);
         assert!(!changes.has_changed().unwrap());
-        board.forget("tcp");
-        assert!(changes.has_changed().unwrap());
-        assert_eq!(board.snapshot(), HealthSnapshot::default());
     }
 
     #[test]

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::Sources;
-use crate::cloud::model::{Interface, Route, Target, VpcIndex, VpcState};
+use crate::cloud::model::{Interface, Route, Target, VpcState};
 use crate::events::Event;
 use crate::health::{HealthSnapshot, HostReport, State};
 use crate::plugin::{PluginKind, PluginState, PluginStatus};
 use crate::reconcile::RouteReport;
-use crate::reconcile::plan::{Plan, Settings};
+use crate::reconcile::plan::{Settings, VpcIndex};
 use crate::spec::RouteSpec;
 
 /// Events the status page shows.
@@ -171,38 +171,9 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Value {
         (_, None) => return unplanned("the VPC has not been observed (yet, or lately)"),
     };
     let planned = crate::reconcile::plan::plan(spec, &snap.health, vpc, settings);
-    let mut document = plan_document(&planned);
+    let mut document = planned.to_json();
     document["observed_at"] = json!(snap.routes.observed_at.map(rfc3339));
     document
-}
-
-/// A plan as `/plan` and `--dry-run --output json` show it.
-pub fn plan_document(plan: &Plan) -> Value {
-    let operations: Vec<Value> = plan
-        .operations
-        .iter()
-        .map(|op| {
-            json!({
-                "action": op.action.name(),
-                "table": op.table,
-                "cidr": op.destination.to_string(),
-                "target": op.target.as_ref().map(|(eni, host)| json!({"eni": eni, "host": host.to_string()})),
-                "cause": op.cause.name(),
-                "reason": op.reason,
-            })
-        })
-        .collect();
-    let notices: Vec<Value> = plan
-        .notices
-        .iter()
-        .map(|n| json!({"subject": n.subject, "message": n.message}))
-        .collect();
-    json!({
-        "planned": true,
-        "operations": operations,
-        "notices": notices,
-        "source_dest_checked": plan.source_dest_checked,
-    })
 }
 
 fn unplanned(why: &str) -> Value {

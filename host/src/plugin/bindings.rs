@@ -2,6 +2,16 @@
 //! world, the health world reusing the interfaces it shares with the config
 //! world (so one host implementation serves both).
 
+/// The contract version this host implements, as text: the one place it is
+/// written, but for the two `bindgen!` paths below (they take literals
+/// only; the build fails when they disagree with the WIT they name).
+macro_rules! wit_version {
+    () => {
+        "0.1.2"
+    };
+}
+pub(crate) use wit_version;
+
 pub mod config {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.2",
@@ -43,6 +53,10 @@ pub use health::{HealthPlugin, HealthPluginPre};
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
 pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 2);
+/// [`WIT_VERSION`] as text, e.g. for messages.
+pub const WIT_VERSION_TEXT: &str = wit_version!();
+/// The contract's folder in the sources, for messages.
+pub const WIT_DIR: &str = concat!("wit/v", wit_version!());
 
 /// The two kinds of plugin, told apart by the interface they export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,5 +93,16 @@ impl PluginKind {
 impl std::fmt::Display for PluginKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} plugin", self.interface())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_written_alike() {
+        let (major, minor, patch) = WIT_VERSION;
+        assert_eq!(WIT_VERSION_TEXT, format!("{major}.{minor}.{patch}"));
     }
 }

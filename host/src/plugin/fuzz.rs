@@ -197,7 +197,7 @@ proptest! {
 
     #[test]
     fn clipping_never_panics_and_bounds(text in any::<String>(), max in 0usize..64) {
-        let clipped = super::clip(&text, max);
+        let clipped = crate::text::clip(&text, max);
         prop_assert!(clipped.len() <= max + 32 || clipped == text);
     }
 }

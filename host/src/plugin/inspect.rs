@@ -66,7 +66,7 @@ pub fn outline(wasm: &[u8]) -> Result<Outline, String> {
         (true, false) => Some(tools.join(", ")),
         (false, false) => Some(format!("{} ({})", languages.join(", "), tools.join(", "))),
     };
-    outline.producer = producer.map(|p| super::clip(&p, 256).into_owned());
+    outline.producer = producer.map(|p| crate::text::clip(&p, 256).into_owned());
     Ok(outline)
 }
 

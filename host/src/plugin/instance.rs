@@ -17,11 +17,11 @@ use super::engine::Ticker;
 use super::grants::Grants;
 use super::limits::{Bounds, CallUsage, PluginLimiter};
 use super::output::Output;
-use super::text::clip;
 use crate::probe::ProbeShare;
 use crate::probe::rtt::RttTable;
 use crate::read::Reader;
 use crate::spec::RouteSpec;
+use crate::text::clip;
 use tokio::sync::mpsc;
 
 /// How a call into a plugin failed.
@@ -54,13 +54,6 @@ const MAX_OUTPUT_IN_ERROR: usize = 4096;
 /// A plugin's own error, bounded.
 fn plugin_error(message: String) -> CallError {
     CallError::Plugin(clip(&message, MAX_ERROR).into_owned())
-}
-
-impl CallError {
-    /// Whether the instance must be dropped and started again.
-    pub fn is_fatal(&self) -> bool {
-        !matches!(self, CallError::Plugin(_))
-    }
 }
 
 /// What a plugin asked for through host calls, applied by its supervisor.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{
-    ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, PluginKind, WIT_PACKAGE,
-    WIT_VERSION,
+    ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginInfo, PluginKind, WIT_DIR, WIT_PACKAGE,
+    WIT_VERSION, WIT_VERSION_TEXT,
 };
 use super::compile::{CompileError, first_line};
 use super::engine::{Compiled, PluginEngine};
@@ -19,10 +19,10 @@ use super::grants::{self, Grants, OptionError, Trust};
 use super::inspect;
 use super::instance::{CallError, HostState, InstanceFactory, PluginInstance, Pre};
 use super::limits::Bounds;
-use super::text::clip;
 use crate::probe::ProbeShare;
 use crate::read::{ReadError, Reader};
 use crate::spec::RouteSpec;
+use crate::text::clip;
 
 /// HTTP paths the daemon keeps for itself; plugins cannot claim them.
 pub const RESERVED_HTTP_PATHS: &[&str] = &[
@@ -65,9 +65,6 @@ pub fn plugin_files() -> &'static Reader {
     READER.get_or_init(|| Reader::new(MAX_PLUGIN_FILE, PLUGIN_READ_TIMEOUT, PLUGIN_READS))
 }
 
-/// The contract's folder, for messages.
-const WIT_DIR: &str = "wit/v0.1.2";
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read: {0}")]
@@ -96,10 +93,7 @@ pub enum LoadError {
         expected: PluginKind,
     },
     #[error(
-        "built against {WIT_PACKAGE}@{found}; this host ({WIT_PACKAGE}@{}.{}.{}) loads plugins built against {}.{}.x",
-        WIT_VERSION.0,
-        WIT_VERSION.1,
-        WIT_VERSION.2,
+        "built against {WIT_PACKAGE}@{found}; this host ({WIT_PACKAGE}@{WIT_VERSION_TEXT}) loads plugins built against {}.{}.x",
         WIT_VERSION.0,
         WIT_VERSION.1
     )]

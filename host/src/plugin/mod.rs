@@ -17,9 +17,9 @@ mod load;
 mod output;
 pub mod reload;
 mod supervisor;
-mod text;
 mod watch;
 
+pub(crate) use bindings::wit_version;
 pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind};
 pub use cache::{CACHE_CAP, CacheError, CompileCache};
 pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
@@ -34,4 +34,3 @@ pub use load::{
 pub use supervisor::{
     HttpCall, PluginHandle, PluginState, PluginStatus, Reload, Role, RoundStats, Running, spawn,
 };
-pub use text::clip;

@@ -14,7 +14,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use super::text::clip;
+use crate::text::clip;
 
 /// How much of an instance's output is kept.
 pub const TAIL_BYTES: usize = 8 << 10;

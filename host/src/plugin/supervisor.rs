@@ -20,11 +20,11 @@ use super::bindings::{
 use super::grants::GrantRecord;
 use super::instance::{CallError, InstanceFactory, PluginInstance};
 use super::load::{ConfiguredPlugin, Origin};
-use super::text::clip;
 use super::watch::FileWatcher;
 use crate::health::{HealthBoard, HostReport, State};
 use crate::spec::WorkingSet;
 use crate::spec_store::{SpecStore, SpecWatch};
+use crate::text::clip;
 
 /// Writers rarely finish in one event (truncate, write, close): wait this
 /// long after the first one before asking the plugin to re-read.

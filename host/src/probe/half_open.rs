@@ -372,7 +372,7 @@ mod tests {
     #[tokio::test]
     async fn up_refused_and_silent_hosts_are_told_apart_on_both_families() {
         if let Err(why) = access() {
-            println!("skipped: {why}");
+            crate::probe::cannot_run(&why);
             return;
         }
         let up4 = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -424,7 +424,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_larger_than_the_in_flight_bound_is_paced_and_all_answered() {
         if let Err(why) = access() {
-            println!("skipped: {why}");
+            crate::probe::cannot_run(&why);
             return;
         }
         let listener = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();

@@ -161,7 +161,7 @@ pub(super) fn route_error<E: ProvideErrorMetadata + std::error::Error + Send + S
         }
         (Outcome::Refused, Some("InvalidRouteTableID.NotFound")) => RouteError::NoSuchTable(table),
         (Outcome::Refused, Some("InvalidNetworkInterfaceID.NotFound")) => {
-            RouteError::NoSuchInterface(op.target.clone().map(|t| t.0).unwrap_or_default())
+            RouteError::NoSuchInterface(op.target.clone().map(|t| t.eni).unwrap_or_default())
         }
         (Outcome::Refused, Some("RouteLimitExceeded")) => RouteError::LimitExceeded(table),
         (Outcome::Refused, Some(code)) => RouteError::Other {

@@ -170,7 +170,7 @@ impl VpcBackend for Ec2Vpc {
 
     async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
         let (v4, v6) = destination(op);
-        let eni = op.target.as_ref().map(|(eni, _)| eni.clone());
+        let eni = op.target.as_ref().map(|t| t.eni.clone());
         let table = &op.table;
         let bucket = &self.budget.mutating;
         let action = op.action.api_call();

@@ -11,9 +11,9 @@ use std::time::Duration;
 use super::super::bindings::config::vpcrouter::plugin::files::Host;
 use super::super::instance::HostState;
 use super::super::limits::MAX_READS_PER_CALL;
-use super::super::text::clip;
 use crate::read::Reader;
 use crate::spec::MAX_SPEC_BYTES;
+use crate::text::clip;
 
 /// Longest a read may take: a local file of at most 1 MiB takes
 /// milliseconds; anything slower is stuck.

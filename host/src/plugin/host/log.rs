@@ -4,8 +4,8 @@
 
 use super::super::bindings::config::vpcrouter::plugin::log::{Host, Level};
 use super::super::instance::HostState;
-use super::super::text::clip;
 use crate::logging::PLUGIN_LINES;
+use crate::text::clip;
 
 /// Longest message a plugin may log; longer ones are cut and marked.
 pub const MAX_MESSAGE: usize = 1024;

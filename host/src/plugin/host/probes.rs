@@ -86,7 +86,7 @@ impl HostState {
             tracing::warn!(
                 plugin = &*self.plugin,
                 count,
-                example = %crate::plugin::text::clip(&example, 64),
+                example = %crate::text::clip(&example, 64),
                 "denied: probes of hosts outside the working set"
             );
         }

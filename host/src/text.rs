@@ -1,5 +1,5 @@
-//! Text a plugin supplies (messages, errors, details, names) is bounded
-//! before the daemon logs, shows or quotes it.
+//! Text from outside (a plugin's messages, errors, details and names; a
+//! spec's values) is bounded before the daemon logs, shows or quotes it.
 
 /// At most `max` bytes of `text` (on a character boundary), marked when cut:
 /// anything a plugin supplies is clipped before it is logged or shown.

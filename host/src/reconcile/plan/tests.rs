@@ -6,9 +6,9 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::plan::{Plan, Settings, plan};
-use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcIndex, VpcState};
-use crate::cloud::operation::Action;
+use super::{Plan, Settings, VpcIndex, plan};
+use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcState};
+use crate::cloud::operation::{Action, RouterTarget};
 use crate::health::HealthSnapshot;
 use crate::spec::RouteSpec;
 
@@ -548,7 +548,7 @@ fn check_invariants(
 ) {
     let index = VpcIndex::new(after);
     for op in &done.operations {
-        if let Some((_, host)) = op.target {
+        if let Some(RouterTarget { host, .. }) = op.target {
             assert!(
                 !health.failed.contains(&host),
                 "case {case}: pointed at failed {host}: {op:?}"

@@ -1,0 +1,156 @@
+//! Carrying out a plan's operations: repairs first, a bounded number in
+//! flight, each checked against the lease under HA; the cached VPC updated
+//! from the ones that succeeded; every outcome logged, counted and recorded.
+
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+use super::report::LastAction;
+use super::run::Reconciler;
+use crate::cloud::model::{RouteError, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation};
+use crate::cloud::{CloudError, VpcBackend};
+use crate::events::EventKind;
+use crate::metrics;
+
+/// Route operations in flight at once.
+const CONCURRENT_OPERATIONS: usize = 8;
+
+impl<B: VpcBackend> Reconciler<B> {
+    /// Carry out `operations`, repairs first (they move traffic off dead
+    /// hosts; when the EC2 budget is short they should not queue behind
+    /// creations and deletions); update `vpc` with the ones that
+    /// succeeded. False if any failed.
+    pub(super) async fn apply(
+        &self,
+        mut operations: Vec<Operation>,
+        vpc: &mut VpcState,
+        trigger: Instant,
+        full_tables: &mut BTreeSet<String>,
+    ) -> bool {
+        operations.sort_by_key(Operation::urgency);
+        let backend = &self.backend;
+        let results: Vec<_> = futures_util::stream::iter(operations)
+            .map(|op| async move {
+                // The lease may run out while a batch is under way (etcd
+                // away, this process paused): check again at each call.
+                if self.leadership.as_ref().is_some_and(|l| !l.may_write()) {
+                    let refused = CloudError::Unavailable("no longer the leader; not sent".into());
+                    return (op, Err(refused));
+                }
+                let result = backend.apply(&op).await;
+                (op, result)
+            })
+            .buffered(CONCURRENT_OPERATIONS)
+            .collect()
+            .await;
+        let mut all_ok = true;
+        for (op, result) in results {
+            self.record_outcome(&op, &result, trigger);
+            let (cidr, table) = (op.destination, &op.table);
+            let host = op
+                .target
+                .as_ref()
+                .map(|t| t.host.to_string())
+                .unwrap_or_default();
+            let took_ms = trigger.elapsed().as_millis() as u64;
+            match result {
+                Ok(()) => {
+                    let action = op.action.done();
+                    tracing::info!(table, %cidr, host, reason = op.reason, took_ms, "route {action}");
+                    if op.action == Action::Create {
+                        full_tables.remove(table);
+                    }
+                    if let Err(e) = vpc.apply(&op) {
+                        tracing::warn!(table, %cidr, "cached VPC out of step: {e}");
+                        all_ok = false;
+                    }
+                }
+                Err(CloudError::Refused(RouteError::LimitExceeded(_))) => {
+                    if full_tables.insert(table.clone()) {
+                        let routes = vpc
+                            .route_tables
+                            .iter()
+                            .find(|t| &t.id == table)
+                            .map_or(0, |t| t.routes.len());
+                        tracing::error!(
+                            table,
+                            routes,
+                            %cidr,
+                            "RouteLimitExceeded: {table} already holds {routes} routes, EC2 refuses more; ask AWS for a higher limit (at most 1,000) or shorten the spec"
+                        );
+                    }
+                    all_ok = false;
+                }
+                Err(e) => {
+                    tracing::error!(table, %cidr, action = ?op.action, "route operation failed: {e}");
+                    all_ok = false;
+                }
+            }
+        }
+        all_ok
+    }
+
+    /// Record an operation's outcome: metrics, event, last action.
+    fn record_outcome(&self, op: &Operation, result: &Result<(), CloudError>, trigger: Instant) {
+        let kind = op.action.name();
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(CloudError::Refused(_)) => "refused",
+            Err(CloudError::Unavailable(_)) => "failed",
+        };
+        metrics::global().route_operation(kind, outcome);
+        let host = op.target.as_ref().map(|t| t.host.to_string());
+        let subject = format!("{} {}", op.table, op.destination);
+        let took_ms = Some(trigger.elapsed().as_millis() as u64);
+        let event = match (result, op.cause, op.action) {
+            (Err(e), ..) => (
+                EventKind::Error,
+                format!("{kind} failed: {e} ({})", op.reason),
+            ),
+            (Ok(()), Cause::Failover, _) => {
+                metrics::global().failovers.inc();
+                (EventKind::Failover, op.reason.clone())
+            }
+            (Ok(()), Cause::Rebalance, _) => (EventKind::Rebalance, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Replace) => (EventKind::Repair, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Create) => (EventKind::Create, op.reason.clone()),
+            (Ok(()), Cause::Repair, Action::Delete) => (EventKind::Delete, op.reason.clone()),
+        };
+        self.observers
+            .events
+            .record(event.0, subject, event.1, took_ms);
+        let last = LastAction {
+            action: op.action.done(),
+            reason: op.reason.clone(),
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            host,
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        self.observers
+            .report
+            .send_modify(|r| r.record(&op.table, op.destination, last));
+    }
+
+    /// Turn off source/destination check on `enis`; false if any failed.
+    pub(super) async fn disable_checks(&self, enis: &[String], vpc: &mut VpcState) -> bool {
+        let mut all_ok = true;
+        for eni in enis {
+            match self.backend.disable_source_dest_check(eni).await {
+                Ok(()) => {
+                    tracing::info!(eni, "source/destination check disabled");
+                    if let Some(interface) = vpc.interfaces.iter_mut().find(|i| &i.id == eni) {
+                        interface.source_dest_check = false;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(eni, "cannot disable source/destination check: {e}");
+                    all_ok = false;
+                }
+            }
+        }
+        all_ok
+    }
+}

@@ -1,0 +1,161 @@
+//! The VPC as the planner reads it: lookups built once per plan, the
+//! managed tables, the spec hosts that exist and run, and the CIDRs to
+//! route with where their routes point now.
+
+use ipnet::IpNet;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::Settings;
+use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
+use crate::health::{HealthSnapshot, State};
+use crate::spec::RouteSpec;
+
+/// Lookups over one observed VPC, built once so that whoever reads it
+/// (the planner, the views) stays linear in its size; the one home of "an
+/// instance target means the instance's first interface (its primary ENI)".
+pub struct VpcIndex<'v> {
+    by_ip: HashMap<IpAddr, &'v Interface>,
+    by_id: HashMap<&'v str, &'v Interface>,
+    by_instance: HashMap<&'v str, &'v Interface>,
+}
+
+impl<'v> VpcIndex<'v> {
+    pub fn new(vpc: &'v VpcState) -> Self {
+        let mut by_instance = HashMap::default();
+        for interface in &vpc.interfaces {
+            if let Some(instance) = &interface.instance {
+                by_instance.entry(instance.as_str()).or_insert(interface);
+            }
+        }
+        Self {
+            by_ip: vpc
+                .interfaces
+                .iter()
+                .flat_map(|i| i.ips.iter().map(move |ip| (*ip, i)))
+                .collect(),
+            by_id: vpc.interfaces.iter().map(|i| (i.id.as_str(), i)).collect(),
+            by_instance,
+        }
+    }
+
+    /// The interface that has this address.
+    pub fn at(&self, ip: &IpAddr) -> Option<&'v Interface> {
+        self.by_ip.get(ip).copied()
+    }
+
+    /// The interface a route target points at.
+    pub fn target(&self, target: &Target) -> Option<&'v Interface> {
+        match target {
+            Target::Interface(eni) => self.by_id.get(eni.as_str()).copied(),
+            Target::Instance(instance) => self.by_instance.get(instance.as_str()).copied(),
+            Target::Other(_) => None,
+        }
+    }
+}
+
+/// A spec host that exists in the VPC, with what the choice needs.
+pub(super) struct Candidate<'v> {
+    pub(super) host: IpAddr,
+    pub(super) interface: &'v Interface,
+    pub(super) state: State,
+    pub(super) az: Option<&'v str>,
+}
+
+/// A managed route table with its routes by destination.
+pub(super) struct Managed<'v> {
+    pub(super) table: &'v RouteTable,
+    pub(super) az: Option<&'v str>,
+    pub(super) routes: HashMap<IpNet, &'v Route>,
+}
+
+impl<'v> Managed<'v> {
+    /// Which spread the table follows: its AZ's with affinity, else the
+    /// one of all tables (`None`).
+    pub(super) fn scope(&self, settings: &Settings) -> Option<&'v str> {
+        self.az.filter(|_| settings.az_affinity)
+    }
+}
+
+/// A spec CIDR to route, with the hosts it may use and where its routes
+/// point now.
+pub(super) struct Wanted<'p, 'v> {
+    pub(super) cidr: IpNet,
+    /// Its eligible hosts, sorted (the spec keeps host lists sorted).
+    pub(super) hosts: &'p [IpAddr],
+    /// The eligible hosts that exist and run.
+    pub(super) candidates: Vec<&'p Candidate<'v>>,
+    /// Per managed table: the usable eligible host its route points at.
+    pub(super) current: Vec<Option<IpAddr>>,
+}
+
+impl<'p, 'v> Wanted<'p, 'v> {
+    /// The usable eligible host an interface carries, if any (host lists
+    /// are sorted, so eligibility is a binary search).
+    pub(super) fn candidate_of(
+        &self,
+        interface: &Interface,
+        usable: &'p HashMap<IpAddr, Candidate<'v>>,
+    ) -> Option<&'p Candidate<'v>> {
+        interface.ips.iter().find_map(|ip| {
+            self.hosts
+                .binary_search(ip)
+                .ok()
+                .and_then(|_| usable.get(ip))
+        })
+    }
+}
+
+/// Tables associated with a subnet where a spec host lives.
+pub(super) fn managed_tables<'v>(
+    spec: &RouteSpec,
+    vpc: &'v VpcState,
+    index: &VpcIndex<'v>,
+) -> Vec<Managed<'v>> {
+    let cluster_subnets: BTreeSet<&str> = spec
+        .hosts()
+        .iter()
+        .filter_map(|h| index.at(h).map(|i| i.subnet.as_str()))
+        .collect();
+    vpc.route_tables
+        .iter()
+        .filter(|t| {
+            t.subnets
+                .iter()
+                .any(|s| cluster_subnets.contains(s.as_str()))
+        })
+        .map(|table| Managed {
+            table,
+            az: table.subnets.iter().find_map(|s| vpc.az_of_subnet(s)),
+            routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
+        })
+        .collect()
+}
+
+/// Spec hosts whose ENI exists and whose instance runs, with health and AZ.
+pub(super) fn usable_hosts<'v>(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    vpc: &'v VpcState,
+    index: &VpcIndex<'v>,
+) -> HashMap<IpAddr, Candidate<'v>> {
+    let subnet_az: HashMap<&str, &str> = vpc
+        .subnets
+        .iter()
+        .map(|s| (s.id.as_str(), s.az.as_str()))
+        .collect();
+    spec.hosts()
+        .iter()
+        .filter_map(|host| {
+            let interface = index.at(host)?;
+            interface.running.then(|| Candidate {
+                host: *host,
+                interface,
+                state: health.state(host),
+                az: subnet_az.get(interface.subnet.as_str()).copied(),
+            })
+        })
+        .map(|c| (c.host, c))
+        .collect()
+}

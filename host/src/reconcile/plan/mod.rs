@@ -1,0 +1,118 @@
+//! The planner: a pure function from (route spec, host health, observed
+//! VPC) to the route operations that make the VPC match the spec.
+//!
+//! Rules (README, "Routes"):
+//! - only routes to interfaces/instances are ours; gateway, NAT, peering
+//!   and local routes are never touched;
+//! - only tables associated with subnets where spec hosts live are managed;
+//! - each CIDR points at one chosen host in every managed table (with AZ
+//!   affinity: a healthy host in the table's own AZ when there is one),
+//!   targeting the ENI that carries the host's address;
+//! - a route is replaced when its target is gone (blackhole, unknown ENI,
+//!   stopped instance), is not eligible for the CIDR, is failed, or is
+//!   questionable while a healthy alternative exists;
+//! - when no eligible host is usable, the route is left as it is: never
+//!   deleted, never pointed at a failed host;
+//! - managed routes whose CIDR is not in the spec are deleted, unless inside
+//!   `ignore_routes`, which are never touched at all;
+//! - the spread is balanced and sticky: a CIDR keeps its current healthy
+//!   target, and CIDRs that need a host go, in CIDR order, to the host of
+//!   highest rendezvous weight still below the bound ceil(R/H) (R CIDRs, H
+//!   hosts they may use). So one host's death moves only its routes, spread
+//!   within the bound over the survivors, and recovery moves nothing back.
+//!   Only on request (`rebalance`) do routes leave hosts above the bound:
+//!   the fewest that restore it, each host keeping its highest-weight CIDRs.
+//!   Deterministic: replicas and restarts choose alike from the same state.
+//!
+//! Its rooms: `index` (the VPC as the planner reads it), `spread` (where
+//! each CIDR goes: the balanced, sticky placement), `rules` (what each
+//! route needs: create, keep, replace or delete, and why), `notices` (what
+//! the operator should know that needs no operation), `show` (the plan's
+//! JSON and text forms, for `/plan` and `--dry-run`). A new rule is a
+//! function in `rules` and a case in `tests`.
+
+mod index;
+mod notices;
+mod rules;
+mod show;
+mod spread;
+#[cfg(test)]
+mod tests;
+
+use ipnet::IpNet;
+
+use crate::cloud::model::{RouteTable, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation, RouterTarget};
+use crate::health::HealthSnapshot;
+use crate::spec::RouteSpec;
+
+pub use index::VpcIndex;
+pub use notices::Notice;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Routes inside these are never touched.
+    pub ignore_routes: Vec<IpNet>,
+    /// Prefer a healthy host in the route table's own AZ.
+    pub az_affinity: bool,
+    /// Move routes off hosts above the balanced bound (the operator asked).
+    pub rebalance: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub operations: Vec<Operation>,
+    pub notices: Vec<Notice>,
+    /// ENIs of eligible hosts with source/destination check on (each also
+    /// has a notice); `--disable-source-dest-check` turns it off for them.
+    pub source_dest_checked: Vec<String>,
+}
+
+pub fn plan(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    vpc: &VpcState,
+    settings: &Settings,
+) -> Plan {
+    let index = VpcIndex::new(vpc);
+    let managed = index::managed_tables(spec, vpc, &index);
+    let usable = index::usable_hosts(spec, health, vpc, &index);
+    let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
+    let mut plan = Plan::default();
+    let wanted = plan.wanted(spec, &managed, &usable, &index, ignored);
+    let spreads = spread::spreads(&wanted, &managed, settings);
+    plan.route_all(&wanted, &managed, &spreads, &index, &usable, settings);
+    plan.delete_unwanted(spec, &managed, ignored);
+    plan.warn_about_limits(&managed);
+    plan.warn_about_source_dest_checks(&usable);
+    plan.warn_about_overloads(spreads.values());
+    plan
+}
+
+impl Plan {
+    fn push(
+        &mut self,
+        action: Action,
+        table: &RouteTable,
+        destination: IpNet,
+        target: Option<RouterTarget>,
+        reason: String,
+        cause: Cause,
+    ) {
+        self.operations.push(Operation {
+            action,
+            table: table.id.clone(),
+            destination,
+            target,
+            reason,
+            cause,
+        });
+    }
+
+    fn notice(&mut self, subject: impl ToString, message: &str) {
+        self.notices.push(Notice {
+            subject: subject.to_string(),
+            message: message.into(),
+        });
+    }
+}

@@ -1,0 +1,296 @@
+//! Where each CIDR goes, per scope of tables (an AZ's with affinity, else
+//! all): balanced and sticky placement by rendezvous weight under the
+//! bound ceil(R/H), the operator's rebalancing, and the relief of hosts
+//! left above the bound.
+
+use ipnet::IpNet;
+use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::Settings;
+use super::index::{Candidate, Managed, Wanted};
+use crate::health::State;
+
+/// A host above the balanced bound, with how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Overload {
+    pub(super) host: IpAddr,
+    pub(super) load: usize,
+    pub(super) bound: usize,
+}
+
+/// Where a CIDR's routes go in one scope.
+#[derive(Clone, Copy)]
+pub(super) struct Choice<'p, 'v> {
+    pub(super) host: &'p Candidate<'v>,
+    /// It leaves this overloaded host on the operator's request.
+    pub(super) rebalanced_from: Option<Overload>,
+}
+
+/// One scope's choice for every wanted CIDR (parallel to them), and the
+/// hosts left above the bound because nothing asked to move their routes.
+pub(super) struct Spread<'p, 'v> {
+    pub(super) choices: Vec<Option<Choice<'p, 'v>>>,
+    pub(super) overloaded: Vec<Overload>,
+}
+
+/// One spread per scope: tables share a spread, with AZ affinity those of
+/// one AZ over the hosts that AZ may use; without, all of them.
+pub(super) fn spreads<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    managed: &[Managed<'v>],
+    settings: &Settings,
+) -> BTreeMap<Option<&'v str>, Spread<'p, 'v>> {
+    let scopes: BTreeSet<Option<&str>> = managed.iter().map(|m| m.scope(settings)).collect();
+    scopes
+        .into_iter()
+        .map(|az| {
+            let follows: Vec<bool> = managed.iter().map(|m| m.scope(settings) == az).collect();
+            (az, spread(wanted, az, &follows, settings.rebalance))
+        })
+        .collect()
+}
+
+/// Choose a host for every wanted CIDR for the tables that `follow` (by
+/// index) this spread: a healthy host in `az` when it has one, else
+/// healthy before questionable (failed never); a current target kept; the
+/// rest placed by rendezvous weight under the bound ceil(R/H).
+fn spread<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    az: Option<&str>,
+    follows: &[bool],
+    rebalance: bool,
+) -> Spread<'p, 'v> {
+    let eligible: Vec<Vec<&'p Candidate<'v>>> = wanted
+        .iter()
+        .map(|w| {
+            let local = |c: &&&Candidate| c.state == State::Healthy && c.az == az;
+            if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
+                return w.candidates.iter().filter(local).copied().collect();
+            }
+            let usable = |c: &&&Candidate| c.state != State::Failed;
+            let best = w.candidates.iter().filter(usable).map(|c| c.state).min();
+            (w.candidates.iter())
+                .filter(|c| usable(c) && Some(c.state) == best)
+                .copied()
+                .collect()
+        })
+        .collect();
+    let hosts: BTreeSet<IpAddr> = eligible.iter().flatten().map(|c| c.host).collect();
+    let routed = eligible.iter().filter(|e| !e.is_empty()).count();
+    let bound = routed.div_ceil(hosts.len().max(1));
+    let mut load: HashMap<IpAddr, usize> = HashMap::default();
+    let mut choices: Vec<Option<Choice>> = vec![None; wanted.len()];
+
+    // Sticky: a CIDR stays on the current target most of the scope's
+    // tables use, if that host is among its best.
+    for (i, (w, eligible)) in wanted.iter().zip(&eligible).enumerate() {
+        let mut uses: Vec<(IpAddr, usize)> = Vec::new();
+        for (t, current) in w.current.iter().enumerate() {
+            if let Some(host) = current
+                && follows[t]
+            {
+                match uses.iter_mut().find(|(h, _)| h == host) {
+                    Some((_, n)) => *n += 1,
+                    None => uses.push((*host, 1)),
+                }
+            }
+        }
+        let kept = uses
+            .iter()
+            .filter_map(|(host, n)| Some((*n, *eligible.iter().find(|c| c.host == *host)?)))
+            .max_by_key(|(n, c)| (*n, rendezvous(&w.cidr, &c.host)));
+        if let Some((_, host)) = kept {
+            choices[i] = Some(Choice {
+                host,
+                rebalanced_from: None,
+            });
+            *load.entry(host.host).or_default() += 1;
+        }
+    }
+
+    // Hosts above the bound keep their routes unless asked; then each
+    // keeps its `bound` CIDRs of highest weight and the rest are placed
+    // again: the fewest moves that restore the bound.
+    let mut overloaded: Vec<Overload> = load
+        .iter()
+        .filter(|(_, load)| **load > bound)
+        .map(|(host, load)| Overload {
+            host: *host,
+            load: *load,
+            bound,
+        })
+        .collect();
+    overloaded.sort_by_key(|o| o.host);
+    let mut released: Vec<Option<Overload>> = vec![None; wanted.len()];
+    if rebalance {
+        for over in overloaded.drain(..) {
+            let mut carried: Vec<usize> = (0..wanted.len())
+                .filter(|i| choices[*i].is_some_and(|c| c.host.host == over.host))
+                .collect();
+            carried.sort_by_key(|i| Reverse(rendezvous(&wanted[*i].cidr, &over.host)));
+            for i in carried.split_off(bound) {
+                choices[i] = None;
+                released[i] = Some(over);
+            }
+            load.insert(over.host, bound);
+        }
+    }
+
+    // The rest, in CIDR order: the highest-weight host below the bound,
+    // else (all its hosts are full) the least loaded.
+    let mut placed = Vec::new();
+    for (i, eligible) in eligible.iter().enumerate() {
+        if choices[i].is_some() || eligible.is_empty() {
+            continue;
+        }
+        placed.push(i);
+        let cidr = &wanted[i].cidr;
+        let load_of = |c: &Candidate| load.get(&c.host).copied().unwrap_or(0);
+        let host = eligible
+            .iter()
+            .filter(|c| load_of(c) < bound)
+            .max_by_key(|c| rendezvous(cidr, &c.host))
+            .or_else(|| {
+                eligible
+                    .iter()
+                    .min_by_key(|c| (load_of(c), Reverse(rendezvous(cidr, &c.host))))
+            })
+            .copied()
+            .expect("eligible is not empty");
+        *load.entry(host.host).or_default() += 1;
+        choices[i] = Some(Choice {
+            host,
+            rebalanced_from: released[i],
+        });
+    }
+    relieve(&eligible, &mut choices, &mut load, bound, &placed);
+    Spread {
+        choices,
+        overloaded,
+    }
+}
+
+/// Placing in CIDR order can leave a host above the bound while others
+/// have room, when host lists differ per CIDR. Move CIDRs `placed` in this
+/// pass (never a kept one) along a chain of hosts, each CIDR to another of
+/// its own, until a host with room takes one: the bound then holds
+/// wherever the host lists allow it.
+fn relieve<'p, 'v>(
+    eligible: &[Vec<&'p Candidate<'v>>],
+    choices: &mut [Option<Choice<'p, 'v>>],
+    load: &mut HashMap<IpAddr, usize>,
+    bound: usize,
+    placed: &[usize],
+) {
+    let mut on: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for &i in placed {
+        let host = choices[i].expect("placed").host.host;
+        on.entry(host).or_default().push(i);
+    }
+    let full: Vec<IpAddr> = (on.keys())
+        .filter(|h| load.get(*h).is_some_and(|l| *l > bound))
+        .copied()
+        .collect();
+    for start in full {
+        while load[&start] > bound {
+            // Breadth first over hosts: `via[y] = (i, x)`: CIDR i may go
+            // from x to y.
+            let mut via: HashMap<IpAddr, (usize, IpAddr)> = HashMap::default();
+            let mut queue = std::collections::VecDeque::from([start]);
+            let mut room = None;
+            'search: while let Some(x) = queue.pop_front() {
+                for &i in on.get(&x).into_iter().flatten() {
+                    for candidate in &eligible[i] {
+                        let y = candidate.host;
+                        if y == start || via.contains_key(&y) {
+                            continue;
+                        }
+                        via.insert(y, (i, x));
+                        if load.get(&y).copied().unwrap_or(0) < bound {
+                            room = Some(y);
+                            break 'search;
+                        }
+                        queue.push_back(y);
+                    }
+                }
+            }
+            let Some(mut to) = room else { break };
+            *load.entry(to).or_default() += 1;
+            *load.get_mut(&start).expect("loaded") -= 1;
+            while to != start {
+                let (i, from) = via[&to];
+                let host = *eligible[i].iter().find(|c| c.host == to).expect("eligible");
+                choices[i] = choices[i].map(|choice| Choice { host, ..choice });
+                on.get_mut(&from).expect("placed").retain(|j| *j != i);
+                on.entry(to).or_default().push(i);
+                to = from;
+            }
+        }
+    }
+}
+
+/// The rendezvous weight of `host` for `cidr`: each part hashed (FNV-1a
+/// over its octets) and fully mixed (murmur3's fmix64) on its own, then
+/// combined and mixed again, so the maximum over hosts spreads CIDRs evenly.
+/// No allocation; stable across runs, machines and Rust versions.
+pub(super) fn rendezvous(cidr: &IpNet, host: &IpAddr) -> u64 {
+    pub(super) fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+        bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    }
+    pub(super) fn fmix(mut h: u64) -> u64 {
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+    pub(super) fn octets(ip: IpAddr) -> ([u8; 16], usize) {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut bytes = [0; 16];
+                bytes[..4].copy_from_slice(&v4.octets());
+                (bytes, 4)
+            }
+            IpAddr::V6(v6) => (v6.octets(), 16),
+        }
+    }
+    let (net, net_len) = octets(cidr.network());
+    let (ip, ip_len) = octets(*host);
+    let cidr = fmix(fnv(net[..net_len]
+        .iter()
+        .copied()
+        .chain([cidr.prefix_len()])));
+    let host = fmix(fnv(ip[..ip_len].iter().copied()).wrapping_add(0x9e37_79b9_7f4a_7c15));
+    fmix(cidr ^ host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rendezvous;
+    use std::collections::BTreeMap;
+    use std::net::IpAddr;
+
+    /// 1,000 CIDRs over 100 similar hosts: every host gets some, none more
+    /// than twice its share (a weak hash left 76 hosts unused).
+    #[test]
+    fn rendezvous_spreads_cidrs_evenly() {
+        let hosts: Vec<IpAddr> = (0..100)
+            .map(|h| format!("10.0.0.{}", 10 + h).parse().unwrap())
+            .collect();
+        let mut load = BTreeMap::new();
+        for c in 0..1000 {
+            let cidr: ipnet::IpNet = format!("10.{}.{}.0/24", 100 + c / 256, c % 256)
+                .parse()
+                .unwrap();
+            let best = hosts.iter().max_by_key(|h| rendezvous(&cidr, h)).unwrap();
+            *load.entry(*best).or_insert(0) += 1;
+        }
+        assert_eq!(load.len(), 100);
+        assert!(*load.values().max().unwrap() <= 20, "{load:?}");
+    }
+}
