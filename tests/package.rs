@@ -105,6 +105,7 @@ fn the_package_holds_the_daemon_its_plugins_manuals_completions_and_service() {
         "vpcrouter-plugin-compile",
         "vpcrouter-plugin-inspect",
         "vpcrouter-plugin-new",
+        "vpcrouter-demo",
         "vpcrouter-completions",
         "vpcrouter-manpages",
     ] {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::front::{self, Failure};
+use crate::failure::{self, Failure};
 
 /// Show routes being set and failed over, on the embedded VPC
 #[derive(Parser, Debug)]
@@ -35,7 +35,7 @@ pub fn command() -> clap::Command {
 
 /// Run `vpcrouter demo ...` (`args` starts at `demo`).
 pub async fn main(args: &[OsString]) -> Result<(), Failure> {
-    let cli = front::parse::<DemoCli>(args)?;
+    let cli = failure::parse::<DemoCli>(args)?;
     tokio::task::spawn_blocking(move || run(cli))
         .await
         .map_err(|e| Failure::failed("the demo stopped", e))?

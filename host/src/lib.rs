@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dry_run;
 pub mod events;
+pub mod failure;
 pub mod front;
 pub mod ha;
 pub mod health;

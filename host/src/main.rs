@@ -7,7 +7,7 @@ fn main() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(vpcrouter::front::EXIT_FAILURE);
+            std::process::exit(vpcrouter::failure::EXIT_FAILURE);
         }
     };
     let code = runtime.block_on(vpcrouter::front::main(std::env::args_os().collect()));

@@ -9,7 +9,7 @@ use clap_complete::Shell;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::front::Failure;
+use crate::failure::Failure;
 
 /// Words after the program name that run this module instead of the daemon.
 pub const COMMANDS: [&str; 2] = ["completions", "manpages"];

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::front::{self, Failure};
+use crate::failure::{self, Failure};
 use crate::plugin::{self, Checked, CompileCache, Compiler, PluginEngine, precheck};
 use crate::scaffold::{self, Kind, Lang};
 
@@ -78,7 +78,7 @@ pub fn command() -> clap::Command {
 
 /// Run `vpcrouter plugin ...` (`args` starts at `plugin`).
 pub async fn main(args: &[OsString]) -> Result<(), Failure> {
-    match front::parse::<PluginCli>(args)?.command {
+    match failure::parse::<PluginCli>(args)?.command {
         PluginCommand::Compile {
             files,
             plugin_cache_dir,

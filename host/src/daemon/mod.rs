@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::cloud::Vpc;
 use crate::config::Config;
-use crate::front::Failure;
+use crate::failure::Failure;
 use crate::ha::etcd::EtcdElection;
 use crate::http::AuthPolicy;
 use crate::plugin::{ConfiguredPlugin, PluginRuntime};

@@ -14,7 +14,7 @@ use crate::cloud::Vpc;
 use crate::cloud::ec2::{self, Ec2Settings, Ec2Vpc, StartError};
 use crate::cloud::sim::SimVpc;
 use crate::config::{self, Config};
-use crate::front::Failure::{self, CommandLine, Usage};
+use crate::failure::Failure::{self, CommandLine, Usage};
 use crate::ha::etcd::EtcdElection;
 use crate::plugin::{
     self, Bounds, CacheError, CompileCache, Compiler, LoadedPlugin, PluginEngine, PluginRuntime,

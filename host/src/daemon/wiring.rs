@@ -11,6 +11,7 @@ use super::Prepared;
 use super::signals::{Signals, until_stopped};
 use crate::cloud::Vpc;
 use crate::config::{self, Config};
+use crate::ha::etcd::EtcdElection;
 use crate::ha::{self, Leadership};
 use crate::health::HealthBoard;
 use crate::http::{AuthPolicy, PluginView, Sources};
@@ -48,60 +49,19 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     let (stop, shutdown) = watch::channel(false);
     let observers = Observers::default();
     let board = Arc::new(HealthBoard::new(observers.events.clone()));
-    let mut views = Vec::with_capacity(plugins.len());
-    let mut reloadable = Vec::with_capacity(plugins.len());
-    let given = std::iter::once(&config.mode).chain(&config.health);
-    let handles: Vec<PluginHandle> = plugins
-        .into_iter()
-        .zip(given)
-        .map(|(plugin, given)| {
-            plugin.announce();
-            let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
-            let digest = plugin.origin.digest.clone();
-            let declared = reload::declared_kinds(&plugin.info);
-            let role = Role::of(plugin.kind, &specs, &board);
-            let handle = plugin::spawn(plugin, role, shutdown.clone());
-            reloadable.push(Reloadable {
-                name: name.clone(),
-                kind,
-                path: file.clone(),
-                given: given.options.clone(),
-                digest,
-                declared,
-                specs: specs.subscribe(),
-                reloads: handle.reloads(),
-            });
-            views.push(PluginView {
-                name,
-                kind,
-                file,
-                status: handle.status(),
-            });
-            handle
-        })
-        .collect();
+    let supervised = supervise(plugins, &config, &specs, &board, &shutdown);
+    let Supervised {
+        handles,
+        reloadable,
+        views,
+    } = supervised;
     let reloader = Reloader {
         runtime,
         plugins: reloadable,
         events: observers.events.clone(),
     };
     let (reloads, reloading) = reloader.spawn();
-    let ha = election.map(|election| {
-        let settings = config.ha.as_ref().expect("HA settings with an election");
-        tracing::info!(
-            id = settings.id,
-            election = election.name(),
-            lease_ttl = ?settings.lease_ttl,
-            "HA: campaigning; only the leader writes to EC2"
-        );
-        ha::spawn(
-            Arc::new(election),
-            settings.id.clone(),
-            settings.lease_ttl,
-            observers.events.clone(),
-            shutdown.clone(),
-        )
-    });
+    let ha = election.map(|election| campaign(election, &config, &observers, &shutdown));
     if ha.is_none() {
         // The only replica writes.
         crate::metrics::global().leader.set(1);
@@ -155,6 +115,83 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
+}
+
+/// The plugins under their supervisors, and what reloads and the views
+/// need of each.
+struct Supervised {
+    handles: Vec<PluginHandle>,
+    reloadable: Vec<Reloadable>,
+    views: Vec<PluginView>,
+}
+
+fn supervise(
+    plugins: Vec<plugin::ConfiguredPlugin>,
+    config: &Config,
+    specs: &Arc<SpecStore>,
+    board: &Arc<HealthBoard>,
+    shutdown: &watch::Receiver<bool>,
+) -> Supervised {
+    let mut views = Vec::with_capacity(plugins.len());
+    let mut reloadable = Vec::with_capacity(plugins.len());
+    let given = std::iter::once(&config.mode).chain(&config.health);
+    let handles: Vec<PluginHandle> = plugins
+        .into_iter()
+        .zip(given)
+        .map(|(plugin, given)| {
+            plugin.announce();
+            let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
+            let digest = plugin.origin.digest.clone();
+            let declared = reload::declared_kinds(&plugin.info);
+            let role = Role::of(plugin.kind, specs, board);
+            let handle = plugin::spawn(plugin, role, shutdown.clone());
+            reloadable.push(Reloadable {
+                name: name.clone(),
+                kind,
+                path: file.clone(),
+                given: given.options.clone(),
+                digest,
+                declared,
+                specs: specs.subscribe(),
+                reloads: handle.reloads(),
+            });
+            views.push(PluginView {
+                name,
+                kind,
+                file,
+                status: handle.status(),
+            });
+            handle
+        })
+        .collect();
+    Supervised {
+        handles,
+        reloadable,
+        views,
+    }
+}
+
+/// This replica in the election of the one that writes.
+fn campaign(
+    election: EtcdElection,
+    config: &Config,
+    observers: &Observers,
+    shutdown: &watch::Receiver<bool>,
+) -> (Leadership, tokio::task::JoinHandle<()>) {
+    let settings = config.ha.as_ref().expect("HA settings with an election");
+    tracing::info!(
+        id = settings.id,
+        election = election.name(),
+        lease_ttl = ?settings.lease_ttl,
+        "HA: campaigning; only the leader writes to EC2"
+    );
+    ha::spawn(
+        Arc::new(election),
+        settings.id.clone(),
+        settings.lease_ttl,
+        observers.events.clone(),
+        shutdown.clone(),
+    )
 }
 
 /// What the reconciler is started with.

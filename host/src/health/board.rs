@@ -3,19 +3,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::State;
 use super::damping::{Damping, HoldChange};
 use crate::events::{EventKind, EventLog};
 use tokio::sync::watch;
-
-/// One host's state, best first so that `max` combines plugins into the
-/// worst. The plugin runtime turns the WIT `health-state` into it where a
-/// verdict enters the daemon; nothing past that sees another form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum State {
-    Healthy,
-    Questionable,
-    Failed,
-}
 
 /// What one plugin said about one host in its last round.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::board::State;
+use super::State;
 
 pub const HALF_LIFE: Duration = Duration::from_secs(30);
 pub const SUPPRESS: f64 = 2.5;

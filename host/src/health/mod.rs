@@ -7,5 +7,15 @@
 mod board;
 mod damping;
 
-pub use board::{HealthBoard, HealthSnapshot, HostReport, State};
+pub use board::{HealthBoard, HealthSnapshot, HostReport};
 pub use damping::{HALF_LIFE, MAX_PENALTY, REUSE, SUPPRESS};
+
+/// One host's state, best first so that `max` combines plugins into the
+/// worst. The plugin runtime turns the WIT `health-state` into it where a
+/// verdict enters the daemon; nothing past that sees another form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    Healthy,
+    Questionable,
+    Failed,
+}

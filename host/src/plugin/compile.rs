@@ -222,9 +222,9 @@ fn confine(limits: CompileLimits) -> std::io::Result<()> {
 
 /// `vpcrouter plugin compile-child`: the component on stdin, the artefact
 /// on stdout, what went wrong on stderr; the exit code.
-pub fn child_main() -> Result<(), crate::front::Failure> {
+pub fn child_main() -> Result<(), crate::failure::Failure> {
     use std::io::{Read, Write};
-    let failed = |e: String| crate::front::Failure::Failed(anyhow::anyhow!(e));
+    let failed = |e: String| crate::failure::Failure::Failed(anyhow::anyhow!(e));
     let mut wasm = Vec::new();
     let limit = super::load::MAX_PLUGIN_FILE;
     std::io::stdin()

@@ -63,7 +63,42 @@ fn spread<'p, 'v>(
     follows: &[bool],
     rebalance: bool,
 ) -> Spread<'p, 'v> {
-    let eligible: Vec<Vec<&'p Candidate<'v>>> = wanted
+    let eligible = eligible(wanted, az);
+    let hosts: BTreeSet<IpAddr> = eligible.iter().flatten().map(|c| c.host).collect();
+    let routed = eligible.iter().filter(|e| !e.is_empty()).count();
+    let bound = routed.div_ceil(hosts.len().max(1));
+    let mut load: HashMap<IpAddr, usize> = HashMap::default();
+    let mut choices = keep_current(wanted, &eligible, follows, &mut load);
+    // Hosts above the bound keep their routes unless asked.
+    let mut overloaded: Vec<Overload> = load
+        .iter()
+        .filter(|(_, load)| **load > bound)
+        .map(|(host, load)| Overload {
+            host: *host,
+            load: *load,
+            bound,
+        })
+        .collect();
+    overloaded.sort_by_key(|o| o.host);
+    let mut released: Vec<Option<Overload>> = vec![None; wanted.len()];
+    if rebalance {
+        for over in overloaded.drain(..) {
+            release(wanted, over, &mut choices, &mut released);
+            load.insert(over.host, bound);
+        }
+    }
+    let placed = place_rest(wanted, &eligible, &released, &mut choices, &mut load, bound);
+    relieve(&eligible, &mut choices, &mut load, bound, &placed);
+    Spread {
+        choices,
+        overloaded,
+    }
+}
+
+/// Per wanted CIDR, the hosts it may use in this scope: a healthy host in
+/// `az` when it has one, else the best usable state's (failed never).
+fn eligible<'p, 'v>(wanted: &[Wanted<'p, 'v>], az: Option<&str>) -> Vec<Vec<&'p Candidate<'v>>> {
+    wanted
         .iter()
         .map(|w| {
             let local = |c: &&&Candidate| c.state == State::Healthy && c.az == az;
@@ -77,16 +112,19 @@ fn spread<'p, 'v>(
                 .copied()
                 .collect()
         })
-        .collect();
-    let hosts: BTreeSet<IpAddr> = eligible.iter().flatten().map(|c| c.host).collect();
-    let routed = eligible.iter().filter(|e| !e.is_empty()).count();
-    let bound = routed.div_ceil(hosts.len().max(1));
-    let mut load: HashMap<IpAddr, usize> = HashMap::default();
-    let mut choices: Vec<Option<Choice>> = vec![None; wanted.len()];
+        .collect()
+}
 
-    // Sticky: a CIDR stays on the current target most of the scope's
-    // tables use, if that host is among its best.
-    for (i, (w, eligible)) in wanted.iter().zip(&eligible).enumerate() {
+/// Sticky: a CIDR stays on the current target most of the scope's tables
+/// use, if that host is among its eligible ones.
+fn keep_current<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    eligible: &[Vec<&'p Candidate<'v>>],
+    follows: &[bool],
+    load: &mut HashMap<IpAddr, usize>,
+) -> Vec<Option<Choice<'p, 'v>>> {
+    let mut choices: Vec<Option<Choice>> = vec![None; wanted.len()];
+    for (i, (w, eligible)) in wanted.iter().zip(eligible).enumerate() {
         let mut uses: Vec<(IpAddr, usize)> = Vec::new();
         for (t, current) in w.current.iter().enumerate() {
             if let Some(host) = current
@@ -110,37 +148,39 @@ fn spread<'p, 'v>(
             *load.entry(host.host).or_default() += 1;
         }
     }
+    choices
+}
 
-    // Hosts above the bound keep their routes unless asked; then each
-    // keeps its `bound` CIDRs of highest weight and the rest are placed
-    // again: the fewest moves that restore the bound.
-    let mut overloaded: Vec<Overload> = load
-        .iter()
-        .filter(|(_, load)| **load > bound)
-        .map(|(host, load)| Overload {
-            host: *host,
-            load: *load,
-            bound,
-        })
+/// On the operator's request, an overloaded host keeps its `bound` CIDRs
+/// of highest weight and releases the rest to be placed again: the fewest
+/// moves that restore the bound.
+fn release<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    over: Overload,
+    choices: &mut [Option<Choice<'p, 'v>>],
+    released: &mut [Option<Overload>],
+) {
+    let mut carried: Vec<usize> = (0..wanted.len())
+        .filter(|i| choices[*i].is_some_and(|c| c.host.host == over.host))
         .collect();
-    overloaded.sort_by_key(|o| o.host);
-    let mut released: Vec<Option<Overload>> = vec![None; wanted.len()];
-    if rebalance {
-        for over in overloaded.drain(..) {
-            let mut carried: Vec<usize> = (0..wanted.len())
-                .filter(|i| choices[*i].is_some_and(|c| c.host.host == over.host))
-                .collect();
-            carried.sort_by_key(|i| Reverse(rendezvous(&wanted[*i].cidr, &over.host)));
-            for i in carried.split_off(bound) {
-                choices[i] = None;
-                released[i] = Some(over);
-            }
-            load.insert(over.host, bound);
-        }
+    carried.sort_by_key(|i| Reverse(rendezvous(&wanted[*i].cidr, &over.host)));
+    for i in carried.split_off(over.bound) {
+        choices[i] = None;
+        released[i] = Some(over);
     }
+}
 
-    // The rest, in CIDR order: the highest-weight host below the bound,
-    // else (all its hosts are full) the least loaded.
+/// The CIDRs without a choice, in CIDR order: the highest-weight host
+/// below the bound, else (all its hosts are full) the least loaded. Which
+/// were placed.
+fn place_rest<'p, 'v>(
+    wanted: &[Wanted<'p, 'v>],
+    eligible: &[Vec<&'p Candidate<'v>>],
+    released: &[Option<Overload>],
+    choices: &mut [Option<Choice<'p, 'v>>],
+    load: &mut HashMap<IpAddr, usize>,
+    bound: usize,
+) -> Vec<usize> {
     let mut placed = Vec::new();
     for (i, eligible) in eligible.iter().enumerate() {
         if choices[i].is_some() || eligible.is_empty() {
@@ -166,11 +206,7 @@ fn spread<'p, 'v>(
             rebalanced_from: released[i],
         });
     }
-    relieve(&eligible, &mut choices, &mut load, bound, &placed);
-    Spread {
-        choices,
-        overloaded,
-    }
+    placed
 }
 
 /// Placing in CIDR order can leave a host above the bound while others
