@@ -55,38 +55,80 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
     if dir.exists() {
         return Err(format!("{}: already exists", dir.display()));
     }
-    let prefix = name.replace('-', "_");
-    let (world, kind_name) = match kind {
-        Kind::Config => ("config-plugin", "config-source"),
-        Kind::Health => ("health-plugin", "health-check"),
-    };
-    let file = match lang {
-        Lang::Rust => format!("{prefix}.wasm"),
-        Lang::Python | Lang::Js => format!("{name}.wasm"),
-    };
-    let built = match lang {
-        Lang::Rust => format!("target/wasm32-wasip2/release/{file}"),
-        Lang::Python | Lang::Js => file.clone(),
-    };
-    let try_line = match kind {
-        Kind::Config => format!(
-            "vpcrouter --mode-plugin {built} --{prefix}_file routes.txt --sim-vpc vpc.json -H none   # try"
-        ),
-        Kind::Health => format!(
-            "vpcrouter -m fixedconf --fixed_cidr 10.55.0.0/16 --fixed_hosts 127.0.0.1 --sim-vpc vpc.json \\\n    --health-plugin {built} --{prefix}_port 22   # try"
-        ),
-    };
-    let fill = |template: &str| {
+    let words = Words::new(name, lang, kind);
+    let mut written = Vec::new();
+    for (path, text) in project(lang, kind, &words) {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// What the templates' `{{...}}` placeholders stand for.
+struct Words {
+    name: String,
+    /// The name as an identifier (options are `--PREFIX_...`).
+    prefix: String,
+    world: &'static str,
+    kind: &'static str,
+    /// The built component's file name, and the README's command to try it.
+    file: String,
+    try_line: String,
+}
+
+impl Words {
+    fn new(name: &str, lang: Lang, kind: Kind) -> Self {
+        let prefix = name.replace('-', "_");
+        let (world, kind_name) = match kind {
+            Kind::Config => ("config-plugin", "config-source"),
+            Kind::Health => ("health-plugin", "health-check"),
+        };
+        let file = match lang {
+            Lang::Rust => format!("{prefix}.wasm"),
+            Lang::Python | Lang::Js => format!("{name}.wasm"),
+        };
+        let built = match lang {
+            Lang::Rust => format!("target/wasm32-wasip2/release/{file}"),
+            Lang::Python | Lang::Js => file.clone(),
+        };
+        let try_line = match kind {
+            Kind::Config => format!(
+                "vpcrouter --mode-plugin {built} --{prefix}_file routes.txt --sim-vpc vpc.json -H none   # try"
+            ),
+            Kind::Health => format!(
+                "vpcrouter -m fixedconf --fixed_cidr 10.55.0.0/16 --fixed_hosts 127.0.0.1 --sim-vpc vpc.json \\\n    --health-plugin {built} --{prefix}_port 22   # try"
+            ),
+        };
+        Self {
+            name: name.to_string(),
+            prefix,
+            world,
+            kind: kind_name,
+            file,
+            try_line,
+        }
+    }
+
+    fn fill(&self, template: &str) -> String {
         template
-            .replace("{{name}}", name)
-            .replace("{{prefix}}", &prefix)
-            .replace("{{world}}", world)
-            .replace("{{kind}}", kind_name)
-            .replace("{{file}}", &file)
-            .replace("{{try}}", &try_line)
+            .replace("{{name}}", &self.name)
+            .replace("{{prefix}}", &self.prefix)
+            .replace("{{world}}", self.world)
+            .replace("{{kind}}", self.kind)
+            .replace("{{file}}", &self.file)
+            .replace("{{try}}", &self.try_line)
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
             .replace("{{wit_bindgen}}", WIT_BINDGEN)
-    };
+    }
+}
+
+/// The project's files: the contract, a VPC to try it on, the README and
+/// the language's own files, and for Rust the vendored SDK.
+fn project(lang: Lang, kind: Kind, words: &Words) -> Vec<(PathBuf, String)> {
     let mut files: Vec<(PathBuf, String)> = vec![
         ("wit/plugin.wit".into(), WIT.into()),
         (
@@ -104,7 +146,25 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
             include_str!("../templates/routes.txt").into(),
         ));
     }
-    let (readme, own): (&str, Vec<(&str, &str)>) = match (lang, kind) {
+    let (readme, own) = templates(lang, kind);
+    files.push(("README.md".into(), words.fill(readme)));
+    files.extend(
+        own.into_iter()
+            .map(|(path, text)| (path.into(), words.fill(text))),
+    );
+    if lang == Lang::Rust {
+        for (file, source) in SDK {
+            // The SDK finds the contract one level up, as vendored here.
+            let source = source.replace(concat!("../../wit/v", wit_version!()), "../wit");
+            files.push((Path::new("sdk/src").join(file), source));
+        }
+    }
+    files
+}
+
+/// The README template and the language's own files, by path.
+fn templates(lang: Lang, kind: Kind) -> (&'static str, Vec<(&'static str, &'static str)>) {
+    match (lang, kind) {
         (Lang::Rust, kind) => (
             include_str!("../templates/README-rust.md"),
             vec![
@@ -174,29 +234,7 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
                 ),
             ],
         ),
-    };
-    files.push(("README.md".into(), fill(readme)));
-    files.extend(
-        own.into_iter()
-            .map(|(path, text)| (path.into(), fill(text))),
-    );
-    if lang == Lang::Rust {
-        for (file, source) in SDK {
-            // The SDK finds the contract one level up, as vendored here.
-            let source = source.replace(concat!("../../wit/v", wit_version!()), "../wit");
-            files.push((Path::new("sdk/src").join(file), source));
-        }
     }
-    let mut written = Vec::with_capacity(files.len());
-    for (path, text) in files {
-        let path = dir.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        written.push(path);
-    }
-    Ok(written)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! supervisors, the health board, the reconciler, HA, reloads and HTTP,
 //! until a signal stops them.
 
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -26,7 +27,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Serve until SIGINT or SIGTERM.
 pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
-    use anyhow::Context;
     let Prepared {
         config,
         plugins,
@@ -35,37 +35,26 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         vpc,
         election,
     } = prepared;
-    let listen = format!("{}:{}", config.listen.host, config.listen.port);
     let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {}", listen(&config)))?;
     let mut signals = Signals::take_over().context("cannot handle signals")?;
-    let names: Vec<String> = plugins.iter().map(|p| p.info.name.clone()).collect();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
-    tracing::info!(listen, "{}", auth.describe());
-    if config.health.is_empty() {
-        tracing::warn!("no health-check plugin: every router host is taken as healthy");
-    }
+    announce(&config, &plugins, &auth);
     let (stop, shutdown) = watch::channel(false);
     let observers = Observers::default();
     let board = Arc::new(HealthBoard::new(observers.events.clone()));
-    let supervised = supervise(plugins, &config, &specs, &board, &shutdown);
     let Supervised {
         handles,
         reloadable,
         views,
-    } = supervised;
+    } = supervise(plugins, &config, &specs, &board, &shutdown);
     let reloader = Reloader {
         runtime,
         plugins: reloadable,
         events: observers.events.clone(),
     };
     let (reloads, reloading) = reloader.spawn();
-    let ha = election.map(|election| campaign(election, &config, &observers, &shutdown));
-    if ha.is_none() {
-        // The only replica writes.
-        crate::metrics::global().leader.set(1);
-    }
+    let ha = campaign(election, &config, &observers, &shutdown);
     let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
     let (rebalance, rebalance_requests) = watch::channel(0);
     let sources = Sources {
@@ -115,6 +104,21 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     Ok(())
+}
+
+fn listen(config: &Config) -> String {
+    format!("{}:{}", config.listen.host, config.listen.port)
+}
+
+/// Say what runs, where it listens and who may ask what.
+fn announce(config: &Config, plugins: &[plugin::ConfiguredPlugin], auth: &AuthPolicy) {
+    let listen = listen(config);
+    let names: Vec<&str> = plugins.iter().map(|p| p.info.name.as_str()).collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), plugins = ?names, listen, "vpcrouter started");
+    tracing::info!(listen, "{}", auth.describe());
+    if config.health.is_empty() {
+        tracing::warn!("no health-check plugin: every router host is taken as healthy");
+    }
 }
 
 /// The plugins under their supervisors, and what reloads and the views
@@ -171,13 +175,18 @@ fn supervise(
     }
 }
 
-/// This replica in the election of the one that writes.
+/// This replica in the election of the one that writes; with no election
+/// it is the only replica, and writes.
 fn campaign(
-    election: EtcdElection,
+    election: Option<EtcdElection>,
     config: &Config,
     observers: &Observers,
     shutdown: &watch::Receiver<bool>,
-) -> (Leadership, tokio::task::JoinHandle<()>) {
+) -> Option<(Leadership, tokio::task::JoinHandle<()>)> {
+    let Some(election) = election else {
+        crate::metrics::global().leader.set(1);
+        return None;
+    };
     let settings = config.ha.as_ref().expect("HA settings with an election");
     tracing::info!(
         id = settings.id,
@@ -185,13 +194,13 @@ fn campaign(
         lease_ttl = ?settings.lease_ttl,
         "HA: campaigning; only the leader writes to EC2"
     );
-    ha::spawn(
+    Some(ha::spawn(
         Arc::new(election),
         settings.id.clone(),
         settings.lease_ttl,
         observers.events.clone(),
         shutdown.clone(),
-    )
+    ))
 }
 
 /// What the reconciler is started with.

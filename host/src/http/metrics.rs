@@ -72,7 +72,20 @@ fn state_registry(
     tokens: Option<[(&str, f64); 2]>,
 ) -> Registry {
     let mut state = Registry::with_prefix("vpcrouter");
+    register_hosts(&mut state, snap);
+    register_specs(&mut state, sources);
+    register_plugins(&mut state, snap);
+    if let Some(tokens) = tokens {
+        register_budget(&mut state, tokens);
+    }
+    let ready = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    ready.set((readiness(snap)["ready"].as_bool() == Some(true)) as i64);
+    state.register("ready", "1 when /readyz says ready", ready);
+    state
+}
 
+/// Each router host's health, and whether it is held down.
+fn register_hosts(state: &mut Registry, snap: &Snapshot) {
     let health = Family::<HostLabels, Gauge>::default();
     for host in snap.working_set() {
         let value = match snap.health.state(&host) {
@@ -104,7 +117,9 @@ fn state_registry(
         "1 while a router host is held down for flapping (no route goes to it)",
         held,
     );
+}
 
+fn register_specs(state: &mut Registry, sources: &Sources) {
     let (accepted, rejected) = sources.specs.counts();
     let specs = Family::<ResultLabels, Counter>::default();
     for (result, n) in [("accepted", accepted), ("rejected", rejected)] {
@@ -119,7 +134,10 @@ fn state_registry(
         "Route specs offered by plugins, by result",
         specs,
     );
+}
 
+/// Each plugin's restarts and state; a health checker's rounds.
+fn register_plugins(state: &mut Registry, snap: &Snapshot) {
     let restarts = Family::<PluginLabels, Counter>::default();
     let up = Family::<PluginLabels, Gauge>::default();
     let probes = Family::<PluginLabels, Counter>::default();
@@ -170,24 +188,20 @@ fn state_registry(
         "Duration of the last health round",
         round,
     );
+}
 
-    if let Some(tokens) = tokens {
-        let levels = Family::<BucketLabels, FloatGauge>::default();
-        for (class, level) in tokens {
-            levels
-                .get_or_create(&BucketLabels {
-                    class: class.into(),
-                })
-                .set(level);
-        }
-        state.register(
-            "ec2_budget_tokens",
-            "Tokens left in the client-side EC2 call budget",
-            levels,
-        );
+fn register_budget(state: &mut Registry, tokens: [(&str, f64); 2]) {
+    let levels = Family::<BucketLabels, FloatGauge>::default();
+    for (class, level) in tokens {
+        levels
+            .get_or_create(&BucketLabels {
+                class: class.into(),
+            })
+            .set(level);
     }
-    let ready = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-    ready.set((readiness(snap)["ready"].as_bool() == Some(true)) as i64);
-    state.register("ready", "1 when /readyz says ready", ready);
-    state
+    state.register(
+        "ec2_budget_tokens",
+        "Tokens left in the client-side EC2 call budget",
+        levels,
+    );
 }

@@ -38,7 +38,7 @@ pub mod health {
             "vpcrouter:plugin/types": super::config::vpcrouter::plugin::types,
             "vpcrouter:plugin/log": super::config::vpcrouter::plugin::log,
             "vpcrouter:plugin/timers": super::config::vpcrouter::plugin::timers,
-            "vpcrouter:plugin/probes.probe-round": crate::plugin::host::probe_round::ProbeRound,
+            "vpcrouter:plugin/probes.probe-round": crate::plugin::probe_round::ProbeRound,
         },
     });
 }

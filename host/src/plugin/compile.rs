@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtime::Engine;
+use wasmtime::{Config, Engine};
 
-use super::engine::engine_config;
+use super::limits::{MAX_PLUGIN_FILE, MEMORY_CAP};
 
 /// The hidden subcommand the daemon runs itself with: `vpcrouter plugin
 /// compile-child` reads a component on stdin and writes the artefact.
@@ -226,7 +226,7 @@ pub fn child_main() -> Result<(), crate::failure::Failure> {
     use std::io::{Read, Write};
     let failed = |e: String| crate::failure::Failure::Failed(anyhow::anyhow!(e));
     let mut wasm = Vec::new();
-    let limit = super::load::MAX_PLUGIN_FILE;
+    let limit = MAX_PLUGIN_FILE;
     std::io::stdin()
         .take(limit + 1)
         .read_to_end(&mut wasm)
@@ -246,4 +246,18 @@ pub fn child_main() -> Result<(), crate::failure::Failure> {
 pub(super) fn first_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
     text.lines().next().unwrap_or_default().to_string()
+}
+
+/// The engine's configuration: the daemon's and its compiler child's (an
+/// artefact loads only into an engine configured the same).
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_reservation(MEMORY_CAP as u64)
+        .memory_guard_size(64 << 10)
+        .memory_reservation_for_growth(0)
+        .max_wasm_stack(512 << 10);
+    config
 }

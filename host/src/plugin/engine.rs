@@ -8,18 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
 
 use super::cache::{CompileCache, Lookup};
-use super::compile::{self, CompileError, Compiler};
+use super::compile::{self, CompileError, Compiler, engine_config};
 
 /// How often the epoch advances; a running guest yields at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Largest linear memory a plugin may have, and so the most address space
-/// one memory reserves up front (guest pages beyond it are never mapped).
-pub const MEMORY_CAP: usize = 64 << 20;
 
 /// The engine, with a ticker thread that runs for as long as anything
 /// (this value, a component, a store) still holds the engine.
@@ -218,20 +214,6 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The engine's configuration: the daemon's and its compiler child's (an
-/// artefact loads only into an engine configured the same).
-pub fn engine_config() -> Config {
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .memory_reservation(MEMORY_CAP as u64)
-        .memory_guard_size(64 << 10)
-        .memory_reservation_for_growth(0)
-        .max_wasm_stack(512 << 10);
-    config
 }
 
 /// The default cache location: `$XDG_CACHE_HOME/vpcrouter` or

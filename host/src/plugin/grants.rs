@@ -19,7 +19,7 @@ use crate::spec::RouteSpec;
 
 pub use crate::http_client::{Endpoint, TlsFiles};
 
-use super::bindings::{OptionKind, PluginInfo, PluginKind};
+use super::bindings::{OptionKind, OptionSpec, PluginInfo, PluginKind};
 
 /// Where a plugin file comes from, as far as the daemon can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,11 +187,40 @@ pub fn resolve(
             format!("not an option of plugin {}", info.name),
         ));
     }
-    let mut resolved = Resolved::default();
-    let (mut host, mut port, mut tls) = (None, None, TlsFiles::default());
+    let mut resolving = Resolving::default();
     for spec in &info.options {
+        let Some((value, from)) = resolving.value_of(spec, given, trust)? else {
+            continue;
+        };
+        let value = resolving.grant(spec, value, from)?;
+        resolving.resolved.options.push((spec.name.clone(), value));
+    }
+    resolving.endpoint(info)
+}
+
+/// Options resolved so far, and the parts of the endpoint seen so far (an
+/// endpoint is granted once its host and port are both known).
+#[derive(Default)]
+struct Resolving {
+    resolved: Resolved,
+    /// (value, where it came from), as for every grant.
+    host: Option<(String, String)>,
+    port: Option<(u16, String)>,
+    tls: TlsFiles,
+}
+
+impl Resolving {
+    /// The option's value and where it came from (empty for a plain
+    /// option's default); `None` when it has none. A grant option's default
+    /// applies to a bundled plugin only: a third-party plugin's is withheld.
+    fn value_of(
+        &mut self,
+        spec: &OptionSpec,
+        given: &[(String, String)],
+        trust: &Trust,
+    ) -> Result<Option<(String, String)>, OptionError> {
         let given = given.iter().rev().find(|(name, _)| *name == spec.name);
-        let (mut value, from) = match (given, &spec.default) {
+        Ok(Some(match (given, &spec.default) {
             (Some((_, value)), _) => (
                 value.clone(),
                 format!("--{} on the command line", spec.name),
@@ -203,7 +232,9 @@ pub fn resolve(
                     format!("the default of --{} (bundled plugin {name})", spec.name),
                 ),
                 Trust::ThirdParty => {
-                    resolved.withheld.push((spec.name.clone(), default.clone()));
+                    self.resolved
+                        .withheld
+                        .push((spec.name.clone(), default.clone()));
                     if spec.required {
                         return Err(option_error(
                             &spec.name,
@@ -213,27 +244,38 @@ pub fn resolve(
                             ),
                         ));
                     }
-                    continue;
+                    return Ok(None);
                 }
             },
             (None, None) if spec.required => return Err(option_error(&spec.name, "required")),
-            (None, None) => continue,
-        };
+            (None, None) => return Ok(None),
+        }))
+    }
+
+    /// What the option's value grants, recorded with where it came from;
+    /// the value as the plugin gets it (a file's absolute path).
+    fn grant(
+        &mut self,
+        spec: &OptionSpec,
+        value: String,
+        from: String,
+    ) -> Result<String, OptionError> {
         let bad = |problem: String| option_error(&spec.name, problem);
-        let record = |grant: String| GrantRecord {
-            grant,
-            from: from.clone(),
+        let grants = &mut self.resolved.grants;
+        let mut record = |grant: String| {
+            grants.records.push(GrantRecord {
+                grant,
+                from: from.clone(),
+            })
         };
         match spec.kind {
-            OptionKind::Text | OptionKind::Flag => {}
+            OptionKind::Text | OptionKind::Flag => Ok(value),
             OptionKind::File => {
                 let path = granted_file(&value).map_err(bad)?;
-                value = path.display().to_string();
-                resolved
-                    .grants
-                    .records
-                    .push(record(format!("read {value}")));
-                resolved.grants.readable_files.push(path);
+                let value = path.display().to_string();
+                record(format!("read {value}"));
+                grants.readable_files.push(path);
+                Ok(value)
             }
             OptionKind::EndpointHost => {
                 if value.is_empty()
@@ -243,7 +285,8 @@ pub fn resolve(
                         "{value:?}: expected a host name or IP address"
                     )));
                 }
-                host = Some((value.clone(), from.clone()));
+                self.host = Some((value.clone(), from));
+                Ok(value)
             }
             OptionKind::EndpointPort => {
                 let number = value
@@ -251,73 +294,73 @@ pub fn resolve(
                     .ok()
                     .filter(|p| *p > 0)
                     .ok_or_else(|| bad(format!("{value:?}: not a TCP port")))?;
-                port = Some((number, from.clone()));
+                self.port = Some((number, from));
+                Ok(value)
             }
             OptionKind::TlsCa | OptionKind::TlsCert | OptionKind::TlsKey => {
                 let path = granted_file(&value).map_err(bad)?;
-                value = path.display().to_string();
+                let value = path.display().to_string();
                 let (slot, what) = match spec.kind {
-                    OptionKind::TlsCa => (&mut tls.ca, "verify the endpoint by"),
-                    OptionKind::TlsCert => (&mut tls.cert, "present the client certificate"),
-                    _ => (&mut tls.key, "sign with the client key"),
+                    OptionKind::TlsCa => (&mut self.tls.ca, "verify the endpoint by"),
+                    OptionKind::TlsCert => (&mut self.tls.cert, "present the client certificate"),
+                    _ => (&mut self.tls.key, "sign with the client key"),
                 };
                 *slot = Some(path);
                 // Read by the host only: the plugin never sees the bytes.
-                resolved
-                    .grants
-                    .records
-                    .push(record(format!("{what} {value} (read by the daemon)")));
+                record(format!("{what} {value} (read by the daemon)"));
+                Ok(value)
             }
         }
-        resolved.options.push((spec.name.clone(), value));
     }
-    let endpoint_option = |kind| {
-        info.options
-            .iter()
-            .find(|o| o.kind == kind)
-            .map_or_else(String::new, |o| o.name.clone())
-    };
-    match (host, port) {
-        (Some((host, host_from)), Some((port, port_from))) => {
-            let tls = tls
-                .client_config()
-                .map_err(|problem| option_error(&endpoint_option(OptionKind::TlsCa), problem))?;
-            let endpoint = Endpoint { host, port, tls };
-            let from = if host_from == port_from {
-                host_from
-            } else {
-                format!("{host_from}, {port_from}")
-            };
-            resolved.grants.records.push(GrantRecord {
-                grant: format!("HTTP requests to {endpoint:?}"),
-                from,
-            });
-            resolved.grants.endpoint = Some(endpoint);
-        }
-        (Some(_), None) => {
-            let port = endpoint_option(OptionKind::EndpointPort);
-            return Err(option_error(
-                &port,
-                format!("the endpoint needs its port too: give --{port}"),
-            ));
-        }
-        (None, Some(_)) => {
-            let host = endpoint_option(OptionKind::EndpointHost);
-            return Err(option_error(
-                &host,
-                format!("the endpoint needs its host too: give --{host}"),
-            ));
-        }
-        (None, None) if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() => {
-            let host = endpoint_option(OptionKind::EndpointHost);
-            return Err(option_error(
-                &host,
-                format!("TLS options need an endpoint: give --{host}"),
-            ));
-        }
-        (None, None) => {}
+
+    /// The endpoint, granted when its host and port are both given (with
+    /// its TLS files, if any); half an endpoint is an error naming the
+    /// missing option.
+    fn endpoint(mut self, info: &PluginInfo) -> Result<Resolved, OptionError> {
+        let option_of = |kind| {
+            info.options
+                .iter()
+                .find(|o| o.kind == kind)
+                .map_or_else(String::new, |o| o.name.clone())
+        };
+        let tls_given = self.tls.ca.is_some() || self.tls.cert.is_some() || self.tls.key.is_some();
+        let (host, port) = match (self.host, self.port) {
+            (Some(host), Some(port)) => (host, port),
+            (Some(_), None) => {
+                let port = option_of(OptionKind::EndpointPort);
+                let problem = format!("the endpoint needs its port too: give --{port}");
+                return Err(option_error(&port, problem));
+            }
+            (None, Some(_)) => {
+                let host = option_of(OptionKind::EndpointHost);
+                let problem = format!("the endpoint needs its host too: give --{host}");
+                return Err(option_error(&host, problem));
+            }
+            (None, None) if tls_given => {
+                let host = option_of(OptionKind::EndpointHost);
+                let problem = format!("TLS options need an endpoint: give --{host}");
+                return Err(option_error(&host, problem));
+            }
+            (None, None) => return Ok(self.resolved),
+        };
+        let ((host, host_from), (port, port_from)) = (host, port);
+        let tls = self
+            .tls
+            .client_config()
+            .map_err(|problem| option_error(&option_of(OptionKind::TlsCa), problem))?;
+        let endpoint = Endpoint { host, port, tls };
+        let from = if host_from == port_from {
+            host_from
+        } else {
+            format!("{host_from}, {port_from}")
+        };
+        self.resolved.grants.records.push(GrantRecord {
+            grant: format!("HTTP requests to {endpoint:?}"),
+            from,
+        });
+        self.resolved.grants.endpoint = Some(endpoint);
+        Ok(self.resolved)
     }
-    Ok(resolved)
 }
 
 /// A file option must name an existing regular file (a symlink to one is
@@ -386,7 +429,6 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::OptionSpec;
 
     fn option(name: &str, kind: OptionKind, default: Option<&str>) -> OptionSpec {
         OptionSpec {

@@ -9,7 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 
-use super::engine::MEMORY_CAP;
+/// Largest linear memory a plugin may have, and so the most address space
+/// one memory reserves up front (guest pages beyond it are never mapped).
+pub const MEMORY_CAP: usize = 64 << 20;
+
+/// Largest plugin file read: a component built from Python or JavaScript
+/// (an interpreter inside) is 12-18 MB.
+pub const MAX_PLUGIN_FILE: u64 = 64 << 20;
 
 /// Deadlines and restart pacing; the defaults suit the daemon, tests shorten
 /// them.

@@ -15,6 +15,7 @@ mod instance;
 mod limits;
 mod load;
 mod output;
+mod probe_round;
 pub mod reload;
 mod supervisor;
 mod watch;

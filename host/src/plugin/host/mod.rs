@@ -4,7 +4,6 @@ mod daemon;
 mod files;
 mod log;
 mod outbound;
-pub(super) mod probe_round;
 mod probes;
 mod timers;
 mod verdicts;

@@ -18,7 +18,7 @@ use super::super::bindings::health::vpcrouter::plugin::probes::{
     Host, HostProbeRound, ProbeMethod, ProbeResult, ProbeTimeout,
 };
 use super::super::instance::HostState;
-use super::probe_round::{MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
+use super::super::probe_round::{MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
 use crate::probe::{Method, Outcome, Target};
 
 impl From<ProbeTimeout> for Timeout {

@@ -96,21 +96,27 @@ fn spread<'p, 'v>(
 }
 
 /// Per wanted CIDR, the hosts it may use in this scope: a healthy host in
-/// `az` when it has one, else the best usable state's (failed never).
+/// `az` when it has one, else the best usable state's (failed never). In
+/// address order, so that no choice depends on how a list was given.
 fn eligible<'p, 'v>(wanted: &[Wanted<'p, 'v>], az: Option<&str>) -> Vec<Vec<&'p Candidate<'v>>> {
     wanted
         .iter()
         .map(|w| {
             let local = |c: &&&Candidate| c.state == State::Healthy && c.az == az;
-            if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
-                return w.candidates.iter().filter(local).copied().collect();
-            }
-            let usable = |c: &&&Candidate| c.state != State::Failed;
-            let best = w.candidates.iter().filter(usable).map(|c| c.state).min();
-            (w.candidates.iter())
-                .filter(|c| usable(c) && Some(c.state) == best)
-                .copied()
-                .collect()
+            let mut eligible: Vec<&Candidate> =
+                if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
+                    w.candidates.iter().filter(local).copied().collect()
+                } else {
+                    let usable = |c: &&&Candidate| c.state != State::Failed;
+                    let best = w.candidates.iter().filter(usable).map(|c| c.state).min();
+                    (w.candidates.iter())
+                        .filter(|c| usable(c) && Some(c.state) == best)
+                        .copied()
+                        .collect()
+                };
+            // Already sorted when they come from the spec: a linear check.
+            eligible.sort_by_key(|c| c.host);
+            eligible
         })
         .collect()
 }
@@ -307,9 +313,9 @@ pub(super) fn rendezvous(cidr: &IpNet, host: &IpAddr) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::rendezvous;
-    use std::collections::BTreeMap;
-    use std::net::IpAddr;
+    use super::*;
+    use crate::cloud::model::Interface;
+    use proptest::prelude::*;
 
     /// 1,000 CIDRs over 100 similar hosts: every host gets some, none more
     /// than twice its share (a weak hash left 76 hosts unused).
@@ -320,7 +326,7 @@ mod tests {
             .collect();
         let mut load = BTreeMap::new();
         for c in 0..1000 {
-            let cidr: ipnet::IpNet = format!("10.{}.{}.0/24", 100 + c / 256, c % 256)
+            let cidr: IpNet = format!("10.{}.{}.0/24", 100 + c / 256, c % 256)
                 .parse()
                 .unwrap();
             let best = hosts.iter().max_by_key(|h| rendezvous(&cidr, h)).unwrap();
@@ -328,5 +334,205 @@ mod tests {
         }
         assert_eq!(load.len(), 100);
         assert!(*load.values().max().unwrap() <= 20, "{load:?}");
+    }
+
+    /// A scope's hosts and CIDRs, generated: each host's health and AZ,
+    /// each CIDR's host list (by index; never empty) and current target.
+    #[derive(Debug, Clone)]
+    struct Case {
+        hosts: Vec<(State, bool)>,
+        cidrs: Vec<(Vec<usize>, Option<usize>)>,
+        in_az: bool,
+        rebalance: bool,
+    }
+
+    fn case(same_lists: bool) -> impl Strategy<Value = Case> {
+        let state = prop_oneof![
+            6 => Just(State::Healthy),
+            1 => Just(State::Questionable),
+            2 => Just(State::Failed),
+        ];
+        (
+            prop::collection::vec((state, any::<bool>()), 1..7),
+            1..40usize,
+        )
+            .prop_flat_map(move |(hosts, n)| {
+                let h = hosts.len();
+                let list = prop::collection::btree_set(0..h, 1..=h)
+                    .prop_map(|set| set.into_iter().collect::<Vec<_>>());
+                let lists = if same_lists {
+                    list.prop_map(move |l| vec![l; n]).boxed()
+                } else {
+                    prop::collection::vec(list, n).boxed()
+                };
+                let current = prop::collection::vec(prop::option::of(0..h), n);
+                (lists, current, any::<bool>(), any::<bool>()).prop_map(
+                    move |(lists, current, in_az, rebalance)| Case {
+                        hosts: hosts.clone(),
+                        cidrs: lists.into_iter().zip(current).collect(),
+                        in_az,
+                        rebalance,
+                    },
+                )
+            })
+    }
+
+    fn ip_of(h: usize) -> IpAddr {
+        IpAddr::from([10, 0, 0, 10 + h as u8])
+    }
+
+    /// Runs `spread` over the case (one table, which follows this spread)
+    /// with the host lists in order or reversed: each CIDR's choice by
+    /// host index, and the hosts eligible for it by [`expected_eligible`].
+    fn run(case: &Case, shuffle: bool) -> (Vec<Option<usize>>, Vec<Vec<usize>>) {
+        let interfaces: Vec<Interface> = (0..case.hosts.len())
+            .map(|h| Interface {
+                id: format!("eni-{h}"),
+                instance: None,
+                subnet: "subnet".into(),
+                ips: vec![ip_of(h)],
+                running: true,
+                source_dest_check: false,
+            })
+            .collect();
+        let candidates: Vec<Candidate> = case
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(h, (state, local))| Candidate {
+                host: ip_of(h),
+                interface: &interfaces[h],
+                state: *state,
+                az: Some(if *local { "local" } else { "other" }),
+            })
+            .collect();
+        let lists: Vec<Vec<IpAddr>> = (case.cidrs.iter())
+            .map(|(list, _)| list.iter().map(|h| ip_of(*h)).collect())
+            .collect();
+        let wanted: Vec<Wanted> = (case.cidrs.iter().enumerate())
+            .map(|(c, (list, current))| {
+                let mut of: Vec<&Candidate> = list.iter().map(|h| &candidates[*h]).collect();
+                if shuffle {
+                    of.reverse();
+                }
+                Wanted {
+                    cidr: format!("10.{}.0.0/16", 100 + c).parse().unwrap(),
+                    hosts: &lists[c],
+                    candidates: of,
+                    current: vec![current.filter(|h| list.contains(h)).map(ip_of)],
+                }
+            })
+            .collect();
+        let az = case.in_az.then_some("local");
+        let spread = spread(&wanted, az, &[true], case.rebalance);
+        let index = |ip: IpAddr| (0..case.hosts.len()).find(|h| ip_of(*h) == ip).unwrap();
+        let chosen: Vec<Option<usize>> = (spread.choices.iter())
+            .map(|c| c.map(|c| index(c.host.host)))
+            .collect();
+        let eligible: Vec<Vec<usize>> = case
+            .cidrs
+            .iter()
+            .map(|(list, _)| expected_eligible(case, list))
+            .collect();
+        (chosen, eligible)
+    }
+
+    /// The eligibility rule, said again plainly: a healthy local host when
+    /// there is one (with a scope AZ), else the best usable state's hosts.
+    fn expected_eligible(case: &Case, list: &[usize]) -> Vec<usize> {
+        let state = |h: usize| case.hosts[h].0;
+        let local = |h: usize| case.hosts[h].1;
+        let healthy_local: Vec<usize> = (list.iter().copied())
+            .filter(|h| case.in_az && local(*h) && state(*h) == State::Healthy)
+            .collect();
+        if !healthy_local.is_empty() {
+            return healthy_local;
+        }
+        let usable = |h: &usize| state(*h) != State::Failed;
+        let best = list.iter().filter(|h| usable(h)).map(|h| state(*h)).min();
+        (list.iter().copied())
+            .filter(|h| usable(h) && Some(state(*h)) == best)
+            .collect()
+    }
+
+    /// The CIDRs whose current target stays eligible, per host.
+    fn kept(case: &Case, eligible: &[Vec<usize>]) -> BTreeMap<usize, usize> {
+        let mut kept = BTreeMap::new();
+        for ((_, current), eligible) in case.cidrs.iter().zip(eligible) {
+            if let Some(h) = current.filter(|h| eligible.contains(h)) {
+                *kept.entry(h).or_insert(0) += 1;
+            }
+        }
+        kept
+    }
+
+    fn loads(chosen: &[Option<usize>]) -> BTreeMap<usize, usize> {
+        let mut loads = BTreeMap::new();
+        for h in chosen.iter().flatten() {
+            *loads.entry(*h).or_insert(0) += 1;
+        }
+        loads
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every CIDR with a usable host gets an eligible one (a healthy
+        /// host of the scope's AZ first, failed never); one without gets
+        /// none. Unasked, a current target that stays eligible is kept.
+        #[test]
+        fn choices_are_eligible_and_sticky(case in case(false)) {
+            let (chosen, eligible) = run(&case, false);
+            {
+                for (c, (choice, eligible)) in chosen.iter().zip(&eligible).enumerate() {
+                    match choice {
+                        None => prop_assert!(eligible.is_empty(), "cidr {c}: none of {eligible:?}"),
+                        Some(h) => prop_assert!(eligible.contains(h), "cidr {c}: {h} not in {eligible:?}"),
+                    }
+                    let current = case.cidrs[c].1.filter(|h| eligible.contains(h));
+                    if let (Some(current), false) = (current, case.rebalance) {
+                        prop_assert_eq!(*choice, Some(current), "cidr {} moved", c);
+                    }
+                }
+            }
+        }
+
+        /// The same hosts for every CIDR: no host gains routes above
+        /// ceil(R/H); asked to rebalance, every host ends within it, and
+        /// only the CIDRs above the bound moved.
+        #[test]
+        fn the_bound_holds_and_a_rebalance_moves_the_fewest(case in case(true)) {
+            let (chosen, eligible) = run(&case, false);
+            {
+                let routed = eligible.iter().filter(|e| !e.is_empty()).count();
+                let hosts: BTreeSet<usize> = eligible.iter().flatten().copied().collect();
+                let bound = routed.div_ceil(hosts.len().max(1));
+                let kept = kept(&case, &eligible);
+                for (h, load) in loads(&chosen) {
+                    let before = kept.get(&h).copied().unwrap_or(0);
+                    if case.rebalance {
+                        prop_assert!(load <= bound, "host {h}: {load} > {bound}");
+                    } else {
+                        prop_assert!(load <= bound.max(before), "host {h}: {load} > {bound} (kept {before})");
+                    }
+                }
+                if case.rebalance {
+                    let moved = (case.cidrs.iter().zip(&chosen).zip(&eligible))
+                        .filter(|(((_, current), choice), eligible)| {
+                            current.is_some_and(|h| eligible.contains(&h)) && **choice != *current
+                        })
+                        .count();
+                    let over: usize = kept.values().map(|k| k.saturating_sub(bound)).sum();
+                    prop_assert_eq!(moved, over);
+                }
+            }
+        }
+
+        /// The spread depends on the hosts, not on the order they are
+        /// listed in.
+        #[test]
+        fn the_order_of_host_lists_does_not_matter(case in case(false)) {
+            prop_assert_eq!(run(&case, false).0, run(&case, true).0);
+        }
     }
 }

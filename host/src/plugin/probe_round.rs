@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::super::limits::MAX_PROBES_PER_HOST;
+use super::limits::MAX_PROBES_PER_HOST;
 use crate::probe::Outcome;
 
 /// Longest timeout a probe may have; longer requests are cut to it. With

@@ -1,20 +1,11 @@
-//! The command line: the daemon's own flags (old and new forms) plus the
-//! options the chosen plugin declares, which are only known once the plugin
-//! is loaded. So parsing is two steps: [`peek`] finds the plugin and plugin
-//! directory among the raw arguments, then [`command`] builds the full clap
-//! command with the plugin's options under their own heading.
+//! The daemon's own flags, old and new forms, and how their values are read.
 
-use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 use ipnet::IpNet;
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::cloud::budget::BucketSize;
-use crate::plugin::{OptionKind, PluginInfo};
-
-/// Option values given to one plugin, by option name.
-pub type PluginOptions = Vec<(String, String)>;
 
 /// What `--dry-run` prints.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,76 +223,6 @@ pub struct Cli {
     pub route_recheck_interval: u64,
 }
 
-/// What must be known before the full command line can be parsed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Peek {
-    pub mode_plugin: Option<String>,
-    pub mode: Option<String>,
-    pub health_plugins: Vec<String>,
-    pub health: Option<String>,
-    pub multi_plugins: Option<String>,
-    pub plugin_dir: Option<String>,
-    pub plugin_cache_dir: Option<String>,
-    pub state_dir: Option<String>,
-    pub no_plugin_cache: bool,
-    pub plugin_call_timeout: Option<String>,
-    pub plugin_sha256: Vec<String>,
-}
-
-/// Find the plugin-selecting flags among raw arguments, in every form clap
-/// accepts them (`--mode-plugin P`, `--mode-plugin=P`, `-m NAME`, `-mNAME`).
-pub fn peek(args: &[OsString]) -> Peek {
-    let mut peek = Peek::default();
-    let mut words = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
-    while let Some(word) = words.next() {
-        if word == "--" {
-            break;
-        }
-        let (flag, inline) = match word.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_string(), Some(value.to_string()))
-            }
-            _ => (word.clone(), None),
-        };
-        let slot = match flag.as_str() {
-            "--mode-plugin" => &mut peek.mode_plugin,
-            "--mode" | "-m" => &mut peek.mode,
-            "--health" | "-H" => &mut peek.health,
-            "--multi_plugins" => &mut peek.multi_plugins,
-            "--health-plugin" => {
-                peek.health_plugins.extend(inline.or_else(|| words.next()));
-                continue;
-            }
-            "--plugin-sha256" => {
-                peek.plugin_sha256.extend(inline.or_else(|| words.next()));
-                continue;
-            }
-            "--plugin-dir" => &mut peek.plugin_dir,
-            "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
-            "--state-dir" => &mut peek.state_dir,
-            "--plugin-call-timeout" => &mut peek.plugin_call_timeout,
-            "--no-plugin-cache" => {
-                peek.no_plugin_cache = true;
-                continue;
-            }
-            short if short.starts_with("-m") && !short.starts_with("--") => {
-                peek.mode = Some(short[2..].to_string());
-                continue;
-            }
-            short if short.starts_with("-H") => {
-                peek.health = Some(short[2..].to_string());
-                continue;
-            }
-            _ => continue,
-        };
-        *slot = inline.or_else(|| words.next());
-    }
-    peek
-}
-
 fn parse_address(value: &str) -> Result<String, String> {
     if value == "localhost" || value.parse::<IpAddr>().is_ok() {
         Ok(value.to_string())
@@ -383,150 +304,9 @@ fn parse_recheck(value: &str) -> Result<u64, String> {
     }
 }
 
-/// Old short flags of plugin options, kept for old command lines.
-const LEGACY_SHORT: &[(&str, char)] = &[("file", 'f')];
-
-/// The full command: the daemon's flags, plus each loaded plugin's options
-/// under a heading of its own.
-pub fn command(plugins: &[&PluginInfo]) -> Command {
-    let mut command = Cli::command();
-    for plugin in plugins {
-        command = command.next_help_heading(format!(
-            "Options of plugin {} {}",
-            plugin.name, plugin.version
-        ));
-        for option in &plugin.options {
-            let mut help = option.help.clone();
-            if option.required && option.default.is_none() {
-                help.push_str(" [required]");
-            }
-            if let Some(default) = &option.default {
-                help.push_str(&format!(" [default: {default}]"));
-            }
-            let mut arg = Arg::new(plugin_arg_id(&option.name))
-                .long(option.name.clone())
-                .value_name(match option.kind {
-                    OptionKind::File
-                    | OptionKind::TlsCa
-                    | OptionKind::TlsCert
-                    | OptionKind::TlsKey => "FILE",
-                    OptionKind::EndpointHost => "HOST",
-                    OptionKind::EndpointPort => "PORT",
-                    OptionKind::Text | OptionKind::Flag => "VALUE",
-                })
-                .help(help)
-                .allow_negative_numbers(true)
-                .action(ArgAction::Set);
-            if option.kind == OptionKind::Flag {
-                arg = arg
-                    .num_args(0)
-                    .default_missing_value("true")
-                    .allow_negative_numbers(false);
-            }
-            if let Some((_, short)) = LEGACY_SHORT.iter().find(|(name, _)| *name == option.name) {
-                arg = arg.short(*short);
-            }
-            command = command.arg(arg);
-        }
-    }
-    command
-}
-
-/// Plugin options live in their own id namespace, so a plugin cannot shadow
-/// a daemon flag's value.
-fn plugin_arg_id(name: &str) -> String {
-    format!("plugin:{name}")
-}
-
-/// An option of one plugin that collides with a daemon flag or with an
-/// option of an earlier plugin: (plugin, option, what it collides with).
-pub fn colliding_option(plugins: &[&PluginInfo]) -> Option<(String, String, String)> {
-    let daemon = Cli::command();
-    let mut taken: Vec<(String, String)> = ["help", "version"]
-        .iter()
-        .map(|n| (n.to_string(), "a daemon option".to_string()))
-        .chain(
-            daemon
-                .get_arguments()
-                .filter_map(|a| Some((a.get_long()?.to_string(), "a daemon option".to_string()))),
-        )
-        .collect();
-    for plugin in plugins {
-        for option in &plugin.options {
-            if let Some((_, owner)) = taken.iter().find(|(name, _)| *name == option.name) {
-                return Some((plugin.name.clone(), option.name.clone(), owner.clone()));
-            }
-        }
-        taken.extend(plugin.options.iter().map(|o| {
-            (
-                o.name.clone(),
-                format!("an option of plugin {}", plugin.name),
-            )
-        }));
-    }
-    None
-}
-
-/// Split parsed matches into the daemon's flags and each plugin's options
-/// (as given; defaults are the plugin runtime's business).
-pub fn split(
-    matches: &ArgMatches,
-    plugins: &[&PluginInfo],
-) -> Result<(Cli, Vec<PluginOptions>), clap::Error> {
-    let cli = Cli::from_arg_matches(matches)?;
-    let options = plugins
-        .iter()
-        .map(|plugin| {
-            plugin
-                .options
-                .iter()
-                .filter_map(|o| {
-                    let value = matches.get_one::<String>(&plugin_arg_id(&o.name))?;
-                    Some((o.name.clone(), value.clone()))
-                })
-                .collect()
-        })
-        .collect();
-    Ok((cli, options))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(line: &str) -> Vec<OsString> {
-        std::iter::once("vpcrouter")
-            .chain(line.split_whitespace())
-            .map(OsString::from)
-            .collect()
-    }
-
-    #[test]
-    fn peek_finds_the_plugin_in_every_form() {
-        assert_eq!(
-            peek(&args("-m configfile -f x")).mode.as_deref(),
-            Some("configfile")
-        );
-        assert_eq!(peek(&args("-mhttp")).mode.as_deref(), Some("http"));
-        assert_eq!(
-            peek(&args("--mode=fixedconf")).mode.as_deref(),
-            Some("fixedconf")
-        );
-        let p = peek(&args(
-            "--verbose --mode-plugin a/b.wasm --plugin-dir=/x --no-plugin-cache",
-        ));
-        assert_eq!(p.mode_plugin.as_deref(), Some("a/b.wasm"));
-        assert_eq!(p.plugin_dir.as_deref(), Some("/x"));
-        assert!(p.no_plugin_cache);
-        assert_eq!(peek(&args("-- -m x")), Peek::default());
-        let p = peek(&args(
-            "-H multi --multi_plugins=icmpecho:tcp --health-plugin a.wasm --health-plugin=b.wasm",
-        ));
-        assert_eq!(p.health.as_deref(), Some("multi"));
-        assert_eq!(p.multi_plugins.as_deref(), Some("icmpecho:tcp"));
-        assert_eq!(p.health_plugins, ["a.wasm", "b.wasm"]);
-        assert_eq!(peek(&args("-Htcp")).health.as_deref(), Some("tcp"));
-    }
 
     #[test]
     fn etcd_urls_are_parsed_strictly() {
@@ -552,10 +332,5 @@ mod tests {
         ] {
             assert!(url(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_daemon_command_is_well_formed() {
-        command(&[]).debug_assert();
     }
 }
