@@ -510,3 +510,55 @@ fn half_open_needs_cap_net_raw_and_auto_falls_back_to_connects() {
     .join()
     .unwrap();
 }
+
+/// With a health checker, a host is a target only once a probe said it is
+/// up: a router down from the start is named by no route at any moment
+/// (every write the daemon makes is logged), and the routes are set by the
+/// first round, which starts at once rather than an interval (2 s) later.
+#[test]
+fn a_router_down_from_the_start_is_never_a_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _up) = listeners(&["127.0.5.11"]);
+    let port = port.to_string();
+    let routers = ["127.0.5.11", "127.0.5.12"];
+    let vpc = common::loopback_vpc(dir.path(), &routers);
+    // Four CIDRs over two routers: spread evenly, two would go to each.
+    let cidrs = (0..4).map(|c| format!("10.{}.0.0/16", 100 + c));
+    let spec = common::spec_file(dir.path(), cidrs, &routers);
+    let daemon = common::Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    common::wait_until("4 CIDRs routed in both tables", || {
+        (daemon.lines_with("route created").len() == 8).then_some(())
+    });
+    let writes: Vec<String> = ["route created", "route replaced", "route deleted"]
+        .iter()
+        .flat_map(|w| daemon.lines_with(w))
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .all(|l| l.contains("127.0.5.11") && !l.contains("127.0.5.12")),
+        "{writes:#?}"
+    );
+    let tables = daemon.view("/vpc")["route_tables"].to_string();
+    assert!(!tables.contains("eni-b"), "{tables}");
+    assert!(
+        daemon
+            .lines_with("host failed")
+            .iter()
+            .any(|l| l.contains("127.0.5.12"))
+    );
+}

@@ -98,7 +98,7 @@ fn main() {
     let (busiest, carried) = load.iter().enumerate().max_by_key(|(_, n)| **n).unwrap();
     let failed = HealthSnapshot {
         failed: [host(busiest).parse().unwrap()].into(),
-        questionable: Default::default(),
+        ..HealthSnapshot::default()
     };
 
     println!(

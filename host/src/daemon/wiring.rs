@@ -42,7 +42,13 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     announce(&config, &plugins, &auth);
     let (stop, shutdown) = watch::channel(false);
     let observers = Observers::default();
-    let board = Arc::new(HealthBoard::new(observers.events.clone()));
+    let checkers = (plugins.iter())
+        .filter(|p| p.kind == plugin::PluginKind::HealthCheck)
+        .map(|p| p.info.name.clone());
+    let board = Arc::new(HealthBoard::with_checkers(
+        observers.events.clone(),
+        checkers,
+    ));
     let Supervised {
         handles,
         reloadable,

@@ -22,9 +22,21 @@ pub struct HostReport {
 pub struct HealthSnapshot {
     pub failed: BTreeSet<IpAddr>,
     pub questionable: BTreeSet<IpAddr>,
+    /// With health checkers: the hosts every one of them has a verdict on.
+    /// Any other host has not been probed yet and is no route's target.
+    /// `None` without health checkers: every host is taken as healthy.
+    pub probed: Option<BTreeSet<IpAddr>>,
 }
 
 impl HealthSnapshot {
+    /// Whether every health checker has said something of `host` (always,
+    /// without health checkers).
+    pub fn probed(&self, host: &IpAddr) -> bool {
+        self.probed
+            .as_ref()
+            .is_none_or(|probed| probed.contains(host))
+    }
+
     pub fn state(&self, host: &IpAddr) -> State {
         if self.failed.contains(host) {
             State::Failed
@@ -40,6 +52,9 @@ impl HealthSnapshot {
 /// `damping`). The one place a host's change of state is noticed: logged,
 /// recorded as an event, and published to the reconciler.
 pub struct HealthBoard {
+    /// The health checkers whose verdicts a host needs before it is a
+    /// target (none: every host is one).
+    checkers: BTreeSet<String>,
     inner: Mutex<Inner>,
     snapshot: watch::Sender<HealthSnapshot>,
     events: Arc<EventLog>,
@@ -62,10 +77,27 @@ impl Default for HealthBoard {
 }
 
 impl HealthBoard {
+    /// A board without health checkers: every host is taken as healthy
+    /// until a report says otherwise.
     pub fn new(events: Arc<EventLog>) -> Self {
+        Self::with_checkers(events, [])
+    }
+
+    /// A board whose hosts are targets only once each of `checkers` has a
+    /// verdict on them: none is a target before its first probe.
+    pub fn with_checkers(
+        events: Arc<EventLog>,
+        checkers: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let checkers: BTreeSet<String> = checkers.into_iter().collect();
+        let snapshot = HealthSnapshot {
+            probed: (!checkers.is_empty()).then(BTreeSet::new),
+            ..HealthSnapshot::default()
+        };
         Self {
+            checkers,
             inner: Mutex::default(),
-            snapshot: watch::Sender::new(HealthSnapshot::default()),
+            snapshot: watch::Sender::new(snapshot),
             events,
         }
     }
@@ -123,7 +155,8 @@ impl HealthBoard {
         let worst = worst(&inner.reports);
         let (held, changes) = inner.damping.update(&worst, now);
         inner.held = held;
-        let combined = combine(&worst, &inner.held);
+        let mut combined = combine(&worst, &inner.held);
+        combined.probed = self.probed(&inner.reports);
         self.snapshot.send_if_modified(|current| {
             if *current == combined {
                 return false;
@@ -135,6 +168,21 @@ impl HealthBoard {
         for change in changes {
             self.record_hold(&change, &inner.damping, now);
         }
+    }
+}
+
+impl HealthBoard {
+    /// The hosts every checker has a verdict on (`None` without checkers).
+    fn probed(&self, reports: &Reports) -> Option<BTreeSet<IpAddr>> {
+        let mut checkers = self.checkers.iter();
+        let first = checkers.next()?;
+        let hosts = |checker: &String| -> BTreeSet<IpAddr> {
+            reports
+                .get(checker)
+                .map(|r| r.keys().copied().collect())
+                .unwrap_or_default()
+        };
+        Some(checkers.fold(hosts(first), |probed, checker| &probed & &hosts(checker)))
     }
 }
 
@@ -162,6 +210,7 @@ fn combine(worst: &BTreeMap<IpAddr, State>, held: &BTreeSet<IpAddr>) -> HealthSn
     HealthSnapshot {
         failed,
         questionable: pick(State::Questionable),
+        probed: None,
     }
 }
 
@@ -327,5 +376,27 @@ mod tests {
         board.report("tcp", vec![report("10.0.0.1", State::Healthy)]);
         assert_eq!(board.snapshot(), HealthSnapshot::default());
         assert_eq!(events.latest(10)[0].kind, EventKind::HostRecovered);
+    }
+
+    /// With checkers, a host is a target only once each has said something
+    /// of it: not before its first probe, whatever the first checker said.
+    #[test]
+    fn hosts_are_probed_once_every_checker_has_a_verdict() {
+        let board = HealthBoard::with_checkers(Arc::default(), ["icmpecho".into(), "tcp".into()]);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(!board.snapshot().probed(&a));
+        board.merge("tcp", vec![report("10.0.0.1", State::Healthy)]);
+        assert!(!board.snapshot().probed(&a), "icmpecho has not said");
+        board.report(
+            "icmpecho",
+            vec![
+                report("10.0.0.1", State::Healthy),
+                report("10.0.0.2", State::Failed),
+            ],
+        );
+        let now = board.snapshot();
+        assert!(now.probed(&a) && !now.probed(&b));
+        // Without checkers, every host counts as probed.
+        assert!(HealthBoard::default().snapshot().probed(&b));
     }
 }

@@ -1,6 +1,7 @@
 //! Serving a health checker: a round over the working set at each tick of
 //! its timer, the verdicts reported to the health board.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::inputs::Reload;
@@ -15,7 +16,10 @@ use crate::spec_store::SpecWatch;
 use crate::text::clip;
 
 impl Supervisor {
-    /// Run a health round at every tick until shutdown or a fault.
+    /// Run a health round at once, then at every tick, and whenever the
+    /// spec brings a host this instance has not checked (a host is no
+    /// target before its first probe: it should not wait a whole interval),
+    /// until shutdown or a fault.
     pub(super) async fn serve_health(
         &self,
         instance: &mut PluginInstance,
@@ -24,22 +28,33 @@ impl Supervisor {
         board: &HealthBoard,
     ) -> Ended {
         let plugin = self.factory.plugin();
+        let mut specs = specs.clone();
+        let mut checked: HashSet<String> = HashSet::new();
+        let mut first = true;
         loop {
             inputs.apply(plugin, instance).await;
-            tokio::select! {
-                _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
-                _ = tick(&mut inputs.timer) => {}
-                Some(reload) = inputs.reloads.recv() => match reload {
-                    Reload::Swap(new) => return Ended::Swapped(new),
-                    Reload::Failed(why) => {
-                        self.reload_failed(why);
-                        continue;
-                    }
-                },
+            if !std::mem::take(&mut first) {
+                let due = tokio::select! {
+                    _ = stopped(&mut inputs.shutdown) => return Ended::Shutdown,
+                    _ = tick(&mut inputs.timer) => true,
+                    Ok(()) = specs.changed() => (specs.borrow_and_update().as_ref())
+                        .is_some_and(|spec| spec.working_set().names().iter().any(|n| !checked.contains(n))),
+                    Some(reload) = inputs.reloads.recv() => match reload {
+                        Reload::Swap(new) => return Ended::Swapped(new),
+                        Reload::Failed(why) => {
+                            self.reload_failed(why);
+                            false
+                        }
+                    },
+                };
+                if !due {
+                    continue;
+                }
             }
-            let Some(spec) = specs.borrow().clone() else {
+            let Some(spec) = specs.borrow_and_update().clone() else {
                 continue;
             };
+            checked = spec.working_set().names().iter().cloned().collect();
             let working_set = spec.working_set();
             let started = Instant::now();
             let early = |verdicts| board.merge(plugin, reports(plugin, working_set, verdicts));

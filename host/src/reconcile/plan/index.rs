@@ -107,6 +107,26 @@ impl<'p, 'v> Wanted<'p, 'v> {
     }
 }
 
+impl Wanted<'_, '_> {
+    /// The eligible host a live route points at that has not been probed
+    /// yet, if any: such a route waits for the probe.
+    pub(super) fn awaiting_probe(
+        &self,
+        route: &Route,
+        interface: &Interface,
+        health: &HealthSnapshot,
+    ) -> Option<IpAddr> {
+        if route.blackhole || !interface.running {
+            return None;
+        }
+        (interface.ips.iter().copied()).find(|ip| {
+            self.hosts.binary_search(ip).is_ok()
+                && !health.probed(ip)
+                && !health.failed.contains(ip)
+        })
+    }
+}
+
 /// Tables associated with a subnet where a spec host lives.
 pub(super) fn managed_tables<'v>(
     spec: &RouteSpec,
@@ -133,7 +153,9 @@ pub(super) fn managed_tables<'v>(
         .collect()
 }
 
-/// Spec hosts whose ENI exists and whose instance runs, with health and AZ.
+/// Spec hosts whose ENI exists, whose instance runs and that have been
+/// probed (no route goes to a host before a probe said how it is), with
+/// health and AZ.
 pub(super) fn usable_hosts<'v>(
     spec: &RouteSpec,
     health: &HealthSnapshot,
@@ -149,7 +171,7 @@ pub(super) fn usable_hosts<'v>(
         .iter()
         .filter_map(|host| {
             let interface = index.at(host)?;
-            interface.running.then(|| Candidate {
+            (interface.running && health.probed(host)).then(|| Candidate {
                 host: *host,
                 interface,
                 state: health.state(host),

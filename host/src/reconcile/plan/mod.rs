@@ -5,6 +5,8 @@
 //! - only routes to interfaces/instances are ours; gateway, NAT, peering
 //!   and local routes are never touched;
 //! - only tables associated with subnets where spec hosts live are managed;
+//! - a host is a target only once every health checker has probed it (a
+//!   router down from the start is never named by a route);
 //! - each CIDR points at one chosen host in every managed table (with AZ
 //!   affinity: a healthy host in the table's own AZ when there is one),
 //!   targeting the ENI that carries the host's address;
@@ -81,7 +83,9 @@ pub fn plan(
     let mut plan = Plan::default();
     let wanted = plan.wanted(spec, &managed, &usable, &index, ignored);
     let spreads = spread::spreads(&wanted, &managed, settings);
-    plan.route_all(&wanted, &managed, &spreads, &index, &usable, settings);
+    plan.route_all(
+        &wanted, &managed, &spreads, &index, &usable, health, settings,
+    );
     plan.delete_unwanted(spec, &managed, ignored);
     plan.warn_about_limits(&managed);
     plan.warn_about_source_dest_checks(&usable);

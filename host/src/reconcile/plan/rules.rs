@@ -12,7 +12,7 @@ use super::spread::{Choice, Spread};
 use super::{Plan, Settings};
 use crate::cloud::model::{Interface, Route, Target};
 use crate::cloud::operation::{Action, Cause, RouterTarget};
-use crate::health::State;
+use crate::health::{HealthSnapshot, State};
 use crate::spec::RouteSpec;
 
 impl Plan {
@@ -66,20 +66,21 @@ impl Plan {
         spreads: &BTreeMap<Option<&'v str>, Spread<'p, 'v>>,
         index: &VpcIndex<'v>,
         usable: &'p HashMap<IpAddr, Candidate<'v>>,
+        health: &HealthSnapshot,
         settings: &Settings,
     ) {
         for (i, cidr) in wanted.iter().enumerate() {
             if cidr.candidates.iter().all(|c| c.state == State::Failed) {
                 self.notice(
                     cidr.cidr,
-                    "no usable eligible host (all failed or unknown); routes left as they are",
+                    "no usable eligible host (failed, not running, unknown or not probed yet); routes left as they are",
                 );
                 continue;
             }
             for table in managed {
                 // Every scope falls back to any usable host, so there is one.
                 if let Some(choice) = spreads[&table.scope(settings)].choices[i] {
-                    self.route(cidr, table, &choice, index, usable);
+                    self.route(cidr, table, &choice, index, usable, health);
                 }
             }
         }
@@ -94,6 +95,7 @@ impl Plan {
         choice: &Choice<'p, 'v>,
         index: &VpcIndex<'v>,
         usable: &'p HashMap<IpAddr, Candidate<'v>>,
+        health: &HealthSnapshot,
     ) {
         let chosen = choice.host;
         let table = managed.table;
@@ -120,6 +122,13 @@ impl Plan {
         }
         let pointed = index.target(&route.target);
         let current = pointed.and_then(|i| cidr.candidate_of(i, usable));
+        if let Some(waiting) = pointed.and_then(|i| cidr.awaiting_probe(route, i, health)) {
+            // Uncertain is no reason to move: a restart must not shuffle
+            // routes because one host's first verdict came before another's.
+            let message = format!("{} stays on {waiting} until its first probe", table.id);
+            self.notice(cidr.cidr, &message);
+            return;
+        }
         if let Some((why, cause)) = replacement(route, pointed, current, choice) {
             let reason = format!("{why}; moving to {}", chosen.host);
             self.push(Action::Replace, table, cidr.cidr, target, reason, cause);

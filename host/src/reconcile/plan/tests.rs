@@ -72,7 +72,7 @@ fn spec(json: &str) -> RouteSpec {
 fn failed(hosts: &[&str]) -> HealthSnapshot {
     HealthSnapshot {
         failed: hosts.iter().map(|h| ip(h)).collect(),
-        questionable: BTreeSet::new(),
+        ..HealthSnapshot::default()
     }
 }
 
@@ -122,6 +122,8 @@ struct Case {
     spec: &'static str,
     failed: &'static [&'static str],
     questionable: &'static [&'static str],
+    /// Hosts no health checker has probed yet (with health checkers).
+    unprobed: &'static [&'static str],
     settings: fn() -> Settings,
     /// (table, CIDR, target) routes added to the fixture.
     routes: &'static [(&'static str, &'static str, Before)],
@@ -141,6 +143,7 @@ const CASE: Case = Case {
     spec: "{}",
     failed: &[],
     questionable: &[],
+    unprobed: &[],
     settings: Settings::default,
     routes: &[],
     stopped: &[],
@@ -287,6 +290,34 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "a host no health checker has probed yet is no target",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        unprobed: &["10.0.1.10"],
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-c")), ("rtb-2", "10.55.0.0/16", Some("eni-c"))],
+        ..CASE
+    },
+    Case {
+        name: "before any of its hosts is probed a CIDR gets no route, and keeps the ones it has",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        unprobed: &["10.0.1.10", "10.0.2.10"],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-2", "10.55.0.0/16", None)],
+        says: &["not probed yet"],
+        ..CASE
+    },
+    Case {
+        name: "a route on a host not probed yet stays until its probe: a restart moves nothing",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        unprobed: &["10.0.1.10"],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-2", "10.55.0.0/16", Some("eni-c"))],
+        says: &["stays on 10.0.1.10 until its first probe"],
+        ..CASE
+    },
+    Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
         operations: (2, 0, 0),
@@ -324,9 +355,13 @@ fn the_planners_rules() {
         {
             interface.running = false;
         }
+        let probed = (vpc.interfaces.iter())
+            .flat_map(|i| i.ips.iter().copied())
+            .filter(|h| !case.unprobed.iter().any(|u| ip(u) == *h));
         let health = HealthSnapshot {
             failed: case.failed.iter().map(|h| ip(h)).collect(),
             questionable: case.questionable.iter().map(|h| ip(h)).collect(),
+            probed: (!case.unprobed.is_empty()).then(|| probed.collect()),
         };
         let done = converge(&spec(case.spec), &health, &mut vpc, &(case.settings)());
         let count = |action| {
@@ -527,6 +562,13 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                 .filter(|_| rng.chance(15))
                 .map(|h| ip(h))
                 .collect(),
+            probed: rng.chance(50).then(|| {
+                hosts
+                    .iter()
+                    .filter(|_| rng.chance(80))
+                    .map(|h| ip(h))
+                    .collect()
+            }),
         };
         let settings = Settings {
             az_affinity: rng.chance(30),
@@ -553,6 +595,10 @@ fn check_invariants(
                 !health.failed.contains(&host),
                 "case {case}: pointed at failed {host}: {op:?}"
             );
+            assert!(
+                health.probed(&host),
+                "case {case}: pointed at {host} before its first probe: {op:?}"
+            );
         }
     }
     for (table_before, table_after) in before.route_tables.iter().zip(&after.route_tables) {
@@ -578,6 +624,7 @@ fn check_invariants(
             let route = table_after.routes.iter().find(|r| r.destination == *cidr);
             let usable = hosts.iter().any(|h| {
                 !health.failed.contains(h)
+                    && health.probed(h)
                     && after
                         .interfaces
                         .iter()
