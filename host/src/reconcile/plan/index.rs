@@ -55,6 +55,14 @@ impl<'v> VpcIndex<'v> {
     }
 }
 
+/// What the route rules read of the world beside the tables: the VPC's
+/// lookups, the usable spec hosts, and health (who has been probed).
+pub(super) struct Facts<'p, 'v> {
+    pub(super) index: &'p VpcIndex<'v>,
+    pub(super) usable: &'p HashMap<IpAddr, Candidate<'v>>,
+    pub(super) health: &'p HealthSnapshot,
+}
+
 /// A spec host that exists in the VPC, with what the choice needs.
 pub(super) struct Candidate<'v> {
     pub(super) host: IpAddr,

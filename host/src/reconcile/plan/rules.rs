@@ -7,12 +7,12 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::index::{Candidate, Managed, VpcIndex, Wanted};
+use super::index::{Candidate, Facts, Managed, VpcIndex, Wanted};
 use super::spread::{Choice, Spread};
 use super::{Plan, Settings};
 use crate::cloud::model::{Interface, Route, Target};
 use crate::cloud::operation::{Action, Cause, RouterTarget};
-use crate::health::{HealthSnapshot, State};
+use crate::health::State;
 use crate::spec::RouteSpec;
 
 impl Plan {
@@ -64,9 +64,7 @@ impl Plan {
         wanted: &[Wanted<'p, 'v>],
         managed: &[Managed<'v>],
         spreads: &BTreeMap<Option<&'v str>, Spread<'p, 'v>>,
-        index: &VpcIndex<'v>,
-        usable: &'p HashMap<IpAddr, Candidate<'v>>,
-        health: &HealthSnapshot,
+        facts: &Facts<'p, 'v>,
         settings: &Settings,
     ) {
         for (i, cidr) in wanted.iter().enumerate() {
@@ -80,7 +78,7 @@ impl Plan {
             for table in managed {
                 // Every scope falls back to any usable host, so there is one.
                 if let Some(choice) = spreads[&table.scope(settings)].choices[i] {
-                    self.route(cidr, table, &choice, index, usable, health);
+                    self.route(cidr, table, &choice, facts);
                 }
             }
         }
@@ -93,10 +91,13 @@ impl Plan {
         cidr: &Wanted<'p, 'v>,
         managed: &Managed<'v>,
         choice: &Choice<'p, 'v>,
-        index: &VpcIndex<'v>,
-        usable: &'p HashMap<IpAddr, Candidate<'v>>,
-        health: &HealthSnapshot,
+        facts: &Facts<'p, 'v>,
     ) {
+        let Facts {
+            index,
+            usable,
+            health,
+        } = facts;
         let chosen = choice.host;
         let table = managed.table;
         let target = Some(RouterTarget {
