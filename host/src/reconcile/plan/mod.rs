@@ -83,9 +83,12 @@ pub fn plan(
     let mut plan = Plan::default();
     let wanted = plan.wanted(spec, &managed, &usable, &index, ignored);
     let spreads = spread::spreads(&wanted, &managed, settings);
-    plan.route_all(
-        &wanted, &managed, &spreads, &index, &usable, health, settings,
-    );
+    let facts = index::Facts {
+        index: &index,
+        usable: &usable,
+        health,
+    };
+    plan.route_all(&wanted, &managed, &spreads, &facts, settings);
     plan.delete_unwanted(spec, &managed, ignored);
     plan.warn_about_limits(&managed);
     plan.warn_about_source_dest_checks(&usable);
