@@ -42,9 +42,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     announce(&config, &plugins, &auth);
     let (stop, shutdown) = watch::channel(false);
     let observers = Observers::default();
-    let checkers = (plugins.iter())
-        .filter(|p| p.kind == plugin::PluginKind::HealthCheck)
-        .map(|p| p.info.name.clone());
+    let checkers = (plugins.iter()).any(|p| p.kind == plugin::PluginKind::HealthCheck);
     let board = Arc::new(HealthBoard::with_checkers(
         observers.events.clone(),
         checkers,

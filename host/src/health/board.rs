@@ -22,14 +22,14 @@ pub struct HostReport {
 pub struct HealthSnapshot {
     pub failed: BTreeSet<IpAddr>,
     pub questionable: BTreeSet<IpAddr>,
-    /// With health checkers: the hosts every one of them has a verdict on.
-    /// Any other host has not been probed yet and is no route's target.
-    /// `None` without health checkers: every host is taken as healthy.
+    /// With health checkers: the hosts some checker has a verdict on. Any
+    /// other host has not been probed yet and is no route's target. `None`
+    /// without health checkers: every host is taken as healthy.
     pub probed: Option<BTreeSet<IpAddr>>,
 }
 
 impl HealthSnapshot {
-    /// Whether every health checker has said something of `host` (always,
+    /// Whether a health checker has said something of `host` (always,
     /// without health checkers).
     pub fn probed(&self, host: &IpAddr) -> bool {
         self.probed
@@ -52,9 +52,8 @@ impl HealthSnapshot {
 /// `damping`). The one place a host's change of state is noticed: logged,
 /// recorded as an event, and published to the reconciler.
 pub struct HealthBoard {
-    /// The health checkers whose verdicts a host needs before it is a
-    /// target (none: every host is one).
-    checkers: BTreeSet<String>,
+    /// A host is a target only once a checker has a verdict on it.
+    probe_first: bool,
     inner: Mutex<Inner>,
     snapshot: watch::Sender<HealthSnapshot>,
     events: Arc<EventLog>,
@@ -80,22 +79,20 @@ impl HealthBoard {
     /// A board without health checkers: every host is taken as healthy
     /// until a report says otherwise.
     pub fn new(events: Arc<EventLog>) -> Self {
-        Self::with_checkers(events, [])
+        Self::with_checkers(events, false)
     }
 
-    /// A board whose hosts are targets only once each of `checkers` has a
-    /// verdict on them: none is a target before its first probe.
-    pub fn with_checkers(
-        events: Arc<EventLog>,
-        checkers: impl IntoIterator<Item = String>,
-    ) -> Self {
-        let checkers: BTreeSet<String> = checkers.into_iter().collect();
+    /// With `checkers`, a host is a target only once one of them has a
+    /// verdict on it: none is a target before its first probe. One
+    /// checker's verdict is enough: a checker that never reports (hung,
+    /// hostile) cannot keep every router out.
+    pub fn with_checkers(events: Arc<EventLog>, checkers: bool) -> Self {
         let snapshot = HealthSnapshot {
-            probed: (!checkers.is_empty()).then(BTreeSet::new),
+            probed: checkers.then(BTreeSet::new),
             ..HealthSnapshot::default()
         };
         Self {
-            checkers,
+            probe_first: checkers,
             inner: Mutex::default(),
             snapshot: watch::Sender::new(snapshot),
             events,
@@ -156,7 +153,7 @@ impl HealthBoard {
         let (held, changes) = inner.damping.update(&worst, now);
         inner.held = held;
         let mut combined = combine(&worst, &inner.held);
-        combined.probed = self.probed(&inner.reports);
+        combined.probed = self.probe_first.then(|| worst.keys().copied().collect());
         self.snapshot.send_if_modified(|current| {
             if *current == combined {
                 return false;
@@ -168,21 +165,6 @@ impl HealthBoard {
         for change in changes {
             self.record_hold(&change, &inner.damping, now);
         }
-    }
-}
-
-impl HealthBoard {
-    /// The hosts every checker has a verdict on (`None` without checkers).
-    fn probed(&self, reports: &Reports) -> Option<BTreeSet<IpAddr>> {
-        let mut checkers = self.checkers.iter();
-        let first = checkers.next()?;
-        let hosts = |checker: &String| -> BTreeSet<IpAddr> {
-            reports
-                .get(checker)
-                .map(|r| r.keys().copied().collect())
-                .unwrap_or_default()
-        };
-        Some(checkers.fold(hosts(first), |probed, checker| &probed & &hosts(checker)))
     }
 }
 
@@ -378,24 +360,18 @@ mod tests {
         assert_eq!(events.latest(10)[0].kind, EventKind::HostRecovered);
     }
 
-    /// With checkers, a host is a target only once each has said something
-    /// of it: not before its first probe, whatever the first checker said.
+    /// With checkers, a host is a target only once one has said something
+    /// of it: not before its first probe.
     #[test]
-    fn hosts_are_probed_once_every_checker_has_a_verdict() {
-        let board = HealthBoard::with_checkers(Arc::default(), ["icmpecho".into(), "tcp".into()]);
+    fn hosts_are_probed_once_a_checker_has_a_verdict() {
+        let board = HealthBoard::with_checkers(Arc::default(), true);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         assert!(!board.snapshot().probed(&a));
         board.merge("tcp", vec![report("10.0.0.1", State::Healthy)]);
-        assert!(!board.snapshot().probed(&a), "icmpecho has not said");
-        board.report(
-            "icmpecho",
-            vec![
-                report("10.0.0.1", State::Healthy),
-                report("10.0.0.2", State::Failed),
-            ],
-        );
         let now = board.snapshot();
         assert!(now.probed(&a) && !now.probed(&b));
+        board.report("icmpecho", vec![report("10.0.0.2", State::Failed)]);
+        assert!(board.snapshot().probed(&b));
         // Without checkers, every host counts as probed.
         assert!(HealthBoard::default().snapshot().probed(&b));
     }

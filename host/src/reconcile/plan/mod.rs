@@ -5,7 +5,7 @@
 //! - only routes to interfaces/instances are ours; gateway, NAT, peering
 //!   and local routes are never touched;
 //! - only tables associated with subnets where spec hosts live are managed;
-//! - a host is a target only once every health checker has probed it (a
+//! - a host is a target only once a health checker has probed it (a
 //!   router down from the start is never named by a route);
 //! - each CIDR points at one chosen host in every managed table (with AZ
 //!   affinity: a healthy host in the table's own AZ when there is one),
