@@ -71,7 +71,7 @@ fn main() {
             .map(|t| RouteTable {
                 id: format!("rtb-{t}"),
                 subnets: vec![format!("subnet-{t}")],
-                routes: vec![],
+                ..RouteTable::default()
             })
             .collect(),
     };

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::selector::TableSelector;
 use crate::cli::{self, Cli, Peek};
 use crate::cloud::budget::BucketSize;
 use crate::ha::HaSettings;
@@ -35,6 +36,8 @@ pub struct Config {
     pub http_token_file: Option<PathBuf>,
     pub http_auth_all: bool,
     pub az_affinity: bool,
+    /// The route tables chosen to manage; none: the routers' subnets'.
+    pub route_tables: Vec<TableSelector>,
     /// Move routes off hosts above the balanced bound on every pass.
     pub rebalance: bool,
     /// Print the plan once, in this format, and exit (`--dry-run`).
@@ -283,6 +286,10 @@ impl Config {
             http_token_file: cli.http_token_file.map(|p| absolute(&p)),
             http_auth_all: cli.http_auth_all,
             az_affinity: cli.az_affinity,
+            route_tables: (cli.route_tables.into_iter())
+                .chain(cli.route_table_tags)
+                .chain(cli.main_route_table.then_some(TableSelector::Main))
+                .collect(),
             rebalance: cli.rebalance,
             dry_run: cli.dry_run.then_some(cli.output),
             ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {

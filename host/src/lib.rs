@@ -22,6 +22,7 @@ pub mod probe;
 pub mod read;
 pub mod reconcile;
 pub mod scaffold;
+pub mod selector;
 pub mod spec;
 pub mod spec_store;
 pub mod text;

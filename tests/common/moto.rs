@@ -152,12 +152,7 @@ pub async fn build_vpc(ec2: &Client, azs: usize, routers: &[&str]) -> Vpc {
         let az = format!("{REGION}{}", (b'a' + i as u8) as char);
         let subnet = create_subnet(ec2, &vpc, &format!("127.0.{}.0/24", i + 1), &az).await;
         let table = route_table(ec2, &vpc).await;
-        ec2.associate_route_table()
-            .route_table_id(&table)
-            .subnet_id(&subnet)
-            .send()
-            .await
-            .unwrap();
+        associate(ec2, &table, &subnet).await;
         ec2.create_route()
             .route_table_id(&table)
             .destination_cidr_block("0.0.0.0/0")
@@ -185,7 +180,8 @@ pub async fn build_vpc(ec2: &Client, azs: usize, routers: &[&str]) -> Vpc {
     }
 }
 
-async fn route_table(ec2: &Client, vpc: &str) -> String {
+/// A new route table of `vpc`; its id.
+pub async fn route_table(ec2: &Client, vpc: &str) -> String {
     ec2.create_route_table()
         .vpc_id(vpc)
         .send()
@@ -195,6 +191,16 @@ async fn route_table(ec2: &Client, vpc: &str) -> String {
         .unwrap()
         .route_table_id
         .unwrap()
+}
+
+/// Associate `subnet` with `table` explicitly.
+pub async fn associate(ec2: &Client, table: &str, subnet: &str) {
+    ec2.associate_route_table()
+        .route_table_id(table)
+        .subnet_id(subnet)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// A router instance at `ip`, source/destination check off as a router

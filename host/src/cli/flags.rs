@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::cloud::budget::BucketSize;
+use crate::selector::TableSelector;
 
 /// What `--dry-run` prints.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,21 @@ pub struct Cli {
     /// Prefer a healthy router in the route table's own availability zone
     #[arg(long = "az-affinity")]
     pub az_affinity: bool,
+
+    /// Manage this route table (repeatable). With any of --route-table,
+    /// --route-table-tag or --main-route-table, the tables chosen are
+    /// managed; without, the tables of the routers' own subnets
+    #[arg(long = "route-table", value_name = "ID", value_parser = TableSelector::id)]
+    pub route_tables: Vec<TableSelector>,
+
+    /// Manage every route table of the VPC carrying this tag (repeatable)
+    #[arg(long = "route-table-tag", value_name = "KEY=VALUE", value_parser = TableSelector::tag)]
+    pub route_table_tags: Vec<TableSelector>,
+
+    /// Manage the VPC's main route table (it serves every subnet without an
+    /// explicit association)
+    #[arg(long = "main-route-table")]
+    pub main_route_table: bool,
 
     /// Keep the balanced spread at all times: move routes off routers above
     /// their share (e.g. after a recovery) instead of only on request

@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::operation::{Action, Operation};
@@ -36,12 +37,18 @@ pub struct Interface {
     pub source_dest_check: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteTable {
     pub id: String,
     /// Subnets explicitly associated with the table.
     pub subnets: Vec<String>,
     pub routes: Vec<Route>,
+    /// The VPC's main table: it serves every subnet without an explicit
+    /// association.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub main: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +58,38 @@ pub struct Route {
     /// EC2 says the target is gone (`State: blackhole`).
     #[serde(default)]
     pub blackhole: bool,
+    #[serde(default, skip_serializing_if = "RouteOrigin::is_create_route")]
+    pub origin: RouteOrigin,
+}
+
+/// What made a route. Only `CreateRoute` routes are anybody's to replace
+/// or delete: the table's `local` route, routes propagated from a virtual
+/// private gateway and those a VPC Route Server installs are left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteOrigin {
+    #[default]
+    CreateRoute,
+    CreateRouteTable,
+    EnableVgwRoutePropagation,
+    /// Any other origin, as EC2 named it.
+    Other(String),
+}
+
+impl RouteOrigin {
+    pub fn is_create_route(&self) -> bool {
+        *self == RouteOrigin::CreateRoute
+    }
+
+    /// As EC2 names it.
+    pub fn name(&self) -> &str {
+        match self {
+            RouteOrigin::CreateRoute => "CreateRoute",
+            RouteOrigin::CreateRouteTable => "CreateRouteTable",
+            RouteOrigin::EnableVgwRoutePropagation => "EnableVgwRoutePropagation",
+            RouteOrigin::Other(name) => name,
+        }
+    }
 }
 
 /// Where a route sends traffic. Only interface and instance targets are
@@ -130,6 +169,7 @@ impl VpcState {
                     destination: op.destination,
                     target: target(),
                     blackhole: false,
+                    origin: RouteOrigin::CreateRoute,
                 });
                 Ok(())
             }
@@ -138,6 +178,7 @@ impl VpcState {
                     destination: op.destination,
                     target: target(),
                     blackhole: false,
+                    origin: RouteOrigin::CreateRoute,
                 };
                 Ok(())
             }

@@ -250,6 +250,7 @@ fn params(config: &Config) -> serde_json::Value {
         "ignore_routes": config.ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "route_recheck_interval": config.route_recheck_interval.map_or(0, |d| d.as_secs()),
         "az_affinity": config.az_affinity,
+        "route_tables": config.route_tables.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "ha": config.ha.as_ref().map(|ha| serde_json::json!({
             "etcd": ha.endpoints.iter().map(|e| format!("{}://{}:{}", if e.tls { "https" } else { "http" }, e.host, e.port)).collect::<Vec<_>>(),
             "id": ha.id,
@@ -265,5 +266,6 @@ pub fn planning(config: &Config) -> Settings {
         ignore_routes: config.ignore_routes.clone(),
         az_affinity: config.az_affinity,
         rebalance: config.rebalance,
+        tables: config.route_tables.clone(),
     }
 }

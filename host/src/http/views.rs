@@ -399,7 +399,17 @@ pub fn vpc(snap: &Snapshot) -> Value {
                             (route.destination.to_string(), value)
                         })
                         .collect();
-                    let mut value = json!({ "subnets": table.subnets, "routes": routes });
+                    let mut value = json!({
+                        "subnets": table.subnets,
+                        "routes": routes,
+                        "managed": report.managed.get(&table.id),
+                    });
+                    if table.main {
+                        value["main"] = true.into();
+                    }
+                    if !table.tags.is_empty() {
+                        value["tags"] = json!(table.tags);
+                    }
                     if let Some(deleted) = gone.remove(table.id.as_str()) {
                         value["gone"] = deleted.into();
                     }

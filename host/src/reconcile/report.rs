@@ -23,6 +23,8 @@ pub struct RouteReport {
     /// (route table, CIDR) -> the last action taken there. Shared with
     /// the views' snapshots (cloned only when written while one is taken).
     pub actions: Arc<BTreeMap<(String, IpNet), LastAction>>,
+    /// The tables the last plan managed, and why (route table -> why).
+    pub managed: Arc<BTreeMap<String, String>>,
 }
 
 /// Last actions kept. Those of routes still in their table are always

@@ -10,6 +10,7 @@
 //! (`apply`), report, wait.
 
 use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -229,6 +230,7 @@ impl<B: VpcBackend> Reconciler<B> {
     /// it leaves; false if anything failed (observe again).
     async fn write(&self, plan: Plan, round: &mut Round) -> bool {
         let cache = round.observation.cache.as_mut().expect("observed");
+        let managed: BTreeMap<String, String> = plan.managed.iter().cloned().collect();
         let checks = self.disable_source_dest_check && !plan.source_dest_checked.is_empty();
         let writes = !plan.operations.is_empty() || checks;
         let mut ok = true;
@@ -248,6 +250,9 @@ impl<B: VpcBackend> Reconciler<B> {
         let vpc = cache.clone();
         self.observers.report.send_modify(|r| {
             r.vpc = Some(vpc);
+            if *r.managed != managed {
+                r.managed = Arc::new(managed);
+            }
             if ok {
                 r.last_success = Some(SystemTime::now());
                 r.last_error = None;

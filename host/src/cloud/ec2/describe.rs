@@ -2,13 +2,13 @@
 //! planner's model.
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{InstanceStateName, RouteState};
+use aws_sdk_ec2::types::{InstanceStateName, RouteOrigin as Ec2Origin, RouteState};
 use ipnet::IpNet;
 
 use super::Ec2Vpc;
 use super::client::unavailable;
 use crate::cloud::CloudError;
-use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target};
+use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target};
 
 /// Page size of the paginated describes (DescribeRouteTables allows 100).
 const PAGE: i32 = 1000;
@@ -116,6 +116,10 @@ impl Ec2Vpc {
                         .filter_map(|a| a.subnet_id().map(str::to_string))
                         .collect(),
                     routes: table.routes().iter().filter_map(route).collect(),
+                    main: table.associations().iter().any(|a| a.main() == Some(true)),
+                    tags: (table.tags().iter())
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
                 })
             }));
             page.next_token().map(str::to_string)
@@ -159,5 +163,11 @@ fn route(route: &aws_sdk_ec2::types::Route) -> Option<Route> {
         destination,
         target,
         blackhole: route.state() == Some(&RouteState::Blackhole),
+        origin: match route.origin() {
+            None | Some(Ec2Origin::CreateRoute) => RouteOrigin::CreateRoute,
+            Some(Ec2Origin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
+            Some(Ec2Origin::EnableVgwRoutePropagation) => RouteOrigin::EnableVgwRoutePropagation,
+            Some(other) => RouteOrigin::Other(crate::text::clip(other.as_str(), 64).into_owned()),
+        },
     })
 }

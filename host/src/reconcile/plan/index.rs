@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use super::Settings;
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
 use crate::health::{HealthSnapshot, State};
+use crate::selector::Selected;
 use crate::spec::RouteSpec;
 
 /// Lookups over one observed VPC, built once so that whoever reads it
@@ -74,6 +75,10 @@ pub(super) struct Candidate<'v> {
 /// A managed route table with its routes by destination.
 pub(super) struct Managed<'v> {
     pub(super) table: &'v RouteTable,
+    /// Why it is managed.
+    pub(super) why: Selected,
+    /// The AZ of the subnets it serves, if they share one (the main table
+    /// and tables spanning AZs prefer none).
     pub(super) az: Option<&'v str>,
     pub(super) routes: HashMap<IpNet, &'v Route>,
 }
@@ -135,30 +140,47 @@ impl Wanted<'_, '_> {
     }
 }
 
-/// Tables associated with a subnet where a spec host lives.
+/// The tables to manage and why: those the settings select (by id, tag,
+/// or the main table); with no selection, the old rule: tables associated
+/// with a subnet where a spec host lives.
 pub(super) fn managed_tables<'v>(
     spec: &RouteSpec,
     vpc: &'v VpcState,
     index: &VpcIndex<'v>,
+    settings: &Settings,
 ) -> Vec<Managed<'v>> {
-    let cluster_subnets: BTreeSet<&str> = spec
+    let router_subnets: BTreeSet<&str> = spec
         .hosts()
         .iter()
         .filter_map(|h| index.at(h).map(|i| i.subnet.as_str()))
         .collect();
+    let why = |table: &RouteTable| -> Option<Selected> {
+        if settings.tables.is_empty() {
+            let serves_a_router = (table.subnets.iter()).any(|s| router_subnets.contains(s.as_str()));
+            return serves_a_router.then_some(Selected::RouterSubnet);
+        }
+        let selector = settings.tables.iter().find(|s| s.matches(table))?;
+        Some(Selected::By(selector.clone()))
+    };
     vpc.route_tables
         .iter()
-        .filter(|t| {
-            t.subnets
-                .iter()
-                .any(|s| cluster_subnets.contains(s.as_str()))
-        })
-        .map(|table| Managed {
-            table,
-            az: table.subnets.iter().find_map(|s| vpc.az_of_subnet(s)),
-            routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
+        .filter_map(|table| {
+            Some(Managed {
+                table,
+                why: why(table)?,
+                az: one_az(table, vpc),
+                routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
+            })
         })
         .collect()
+}
+
+/// The AZ every subnet of the table is in; none for a table without
+/// explicit subnets (the main table) or spanning AZs.
+fn one_az<'v>(table: &RouteTable, vpc: &'v VpcState) -> Option<&'v str> {
+    let mut azs = table.subnets.iter().filter_map(|s| vpc.az_of_subnet(s));
+    let first = azs.next()?;
+    azs.all(|az| az == first).then_some(first)
 }
 
 /// Spec hosts whose ENI exists, whose instance runs and that have been

@@ -4,7 +4,11 @@
 //! Rules (README, "Routes"):
 //! - only routes to interfaces/instances are ours; gateway, NAT, peering
 //!   and local routes are never touched;
-//! - only tables associated with subnets where spec hosts live are managed;
+//! - the tables managed are those selected (by id, tag, or the main
+//!   table); with no selection, those associated with subnets where spec
+//!   hosts live;
+//! - only routes made by CreateRoute are anybody's: the local route,
+//!   propagated routes and those a Route Server installs are left alone;
 //! - a host is a target only once a health checker has probed it (a
 //!   router down from the start is never named by a route);
 //! - each CIDR points at one chosen host in every managed table (with AZ
@@ -15,8 +19,10 @@
 //!   questionable while a healthy alternative exists;
 //! - when no eligible host is usable, the route is left as it is: never
 //!   deleted, never pointed at a failed host;
-//! - managed routes whose CIDR is not in the spec are deleted, unless inside
-//!   `ignore_routes`, which are never touched at all;
+//! - with no table selection (the old command lines), managed routes to an
+//!   interface or instance whose CIDR is not in the spec are deleted,
+//!   unless inside `ignore_routes`, which are never touched at all; in
+//!   selected tables no route outside the spec is deleted;
 //! - the spread is balanced and sticky: a CIDR keeps its current healthy
 //!   target, and CIDRs that need a host go, in CIDR order, to the host of
 //!   highest rendezvous weight still below the bound ceil(R/H) (R CIDRs, H
@@ -46,6 +52,7 @@ use ipnet::IpNet;
 use crate::cloud::model::{RouteTable, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouterTarget};
 use crate::health::HealthSnapshot;
+use crate::selector::TableSelector;
 use crate::spec::RouteSpec;
 
 pub use index::VpcIndex;
@@ -59,6 +66,9 @@ pub struct Settings {
     pub az_affinity: bool,
     /// Move routes off hosts above the balanced bound (the operator asked).
     pub rebalance: bool,
+    /// The tables to manage; none: the tables of the spec routers'
+    /// subnets (the old rule).
+    pub tables: Vec<TableSelector>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +78,8 @@ pub struct Plan {
     /// ENIs of eligible hosts with source/destination check on (each also
     /// has a notice); `--disable-source-dest-check` turns it off for them.
     pub source_dest_checked: Vec<String>,
+    /// The tables managed, and why: (table, why).
+    pub managed: Vec<(String, String)>,
 }
 
 pub fn plan(
@@ -77,10 +89,13 @@ pub fn plan(
     settings: &Settings,
 ) -> Plan {
     let index = VpcIndex::new(vpc);
-    let managed = index::managed_tables(spec, vpc, &index);
+    let mut plan = Plan::default();
+    let managed = index::managed_tables(spec, vpc, &index, settings);
+    plan.managed = (managed.iter())
+        .map(|m| (m.table.id.clone(), m.why.to_string()))
+        .collect();
     let usable = index::usable_hosts(spec, health, vpc, &index);
     let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
-    let mut plan = Plan::default();
     let wanted = plan.wanted(spec, &managed, &usable, &index, ignored);
     let spreads = spread::spreads(&wanted, &managed, settings);
     let facts = index::Facts {

@@ -13,6 +13,7 @@ use super::{Plan, Settings};
 use crate::cloud::model::{Interface, Route, Target};
 use crate::cloud::operation::{Action, Cause, RouterTarget};
 use crate::health::State;
+use crate::selector::Selected;
 use crate::spec::RouteSpec;
 
 impl Plan {
@@ -116,6 +117,15 @@ impl Plan {
             );
             return;
         };
+        if !route.origin.is_create_route() {
+            let message = format!(
+                "{} has a route for it made by {}, not ours to change",
+                table.id,
+                route.origin.name()
+            );
+            self.notice(cidr.cidr, &message);
+            return;
+        }
         if let Target::Other(other) = &route.target {
             let message = format!("{} routes it to {other}, not ours to change", table.id);
             self.notice(cidr.cidr, &message);
@@ -136,16 +146,20 @@ impl Plan {
         }
     }
 
-    /// Managed routes to interfaces or instances whose CIDR the spec lacks.
+    /// The old rule, for the old command lines (no table selection):
+    /// routes to interfaces or instances whose CIDR the spec lacks, made
+    /// by CreateRoute, in the tables of the routers' subnets.
     pub(super) fn delete_unwanted(
         &mut self,
         spec: &RouteSpec,
         managed: &[Managed],
         ignored: impl Fn(&IpNet) -> bool,
     ) {
-        for Managed { table, .. } in managed {
+        let by_router_subnet = managed.iter().filter(|m| m.why == Selected::RouterSubnet);
+        for Managed { table, .. } in by_router_subnet {
             for route in &table.routes {
-                let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_));
+                let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_))
+                    && route.origin.is_create_route();
                 if ours
                     && !spec.routes().contains_key(&route.destination)
                     && !ignored(&route.destination)

@@ -28,8 +28,12 @@ impl Plan {
             .iter()
             .map(|n| json!({"subject": n.subject, "message": n.message}))
             .collect();
+        let managed: Vec<Value> = (plan.managed.iter())
+            .map(|(table, why)| json!({"table": table, "why": why}))
+            .collect();
         json!({
             "planned": true,
+            "managed_tables": managed,
             "operations": operations,
             "notices": notices,
             "source_dest_checked": plan.source_dest_checked,
@@ -40,6 +44,9 @@ impl Plan {
     pub fn to_text(&self) -> String {
         let plan = self;
         let mut out = String::new();
+        for (table, why) in &plan.managed {
+            out.push_str(&format!("manage  {table}: {why}\n"));
+        }
         for op in &plan.operations {
             let target = op
                 .target

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{Plan, Settings, VpcIndex, plan};
-use crate::cloud::model::{Interface, Route, RouteTable, Subnet, Target, VpcState};
+use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target, VpcState};
+use crate::selector::TableSelector;
 use crate::cloud::operation::{Action, RouterTarget};
 use crate::health::HealthSnapshot;
 use crate::spec::RouteSpec;
@@ -39,6 +40,7 @@ fn vpc() -> VpcState {
             destination: net("0.0.0.0/0"),
             target: Target::Other("igw-1".into()),
             blackhole: false,
+            origin: RouteOrigin::CreateRoute,
         }],
     };
     VpcState {
@@ -51,6 +53,14 @@ fn vpc() -> VpcState {
                 id: "subnet-2".into(),
                 az: "az-2".into(),
             },
+            Subnet {
+                id: "subnet-p1".into(),
+                az: "az-1".into(),
+            },
+            Subnet {
+                id: "subnet-p2".into(),
+                az: "az-2".into(),
+            },
         ],
         interfaces: vec![
             interface("eni-a", "subnet-1", "10.0.1.10"),
@@ -60,8 +70,25 @@ fn vpc() -> VpcState {
         route_tables: vec![
             table("rtb-1", &["subnet-1"]),
             table("rtb-2", &["subnet-2"]),
-            table("rtb-main", &[]),
+            RouteTable {
+                main: true,
+                ..table("rtb-main", &[])
+            },
+            // The NAT-instance layout: private subnets' tables, tagged,
+            // with no router in their subnets.
+            private("rtb-p1", "subnet-p1"),
+            private("rtb-p2", "subnet-p2"),
         ],
+    }
+}
+
+/// A private subnet's table, tagged `vpcrouter=egress`, without routes.
+fn private(id: &str, subnet: &str) -> RouteTable {
+    RouteTable {
+        id: id.into(),
+        subnets: vec![subnet.into()],
+        tags: [("vpcrouter".to_string(), "egress".to_string())].into(),
+        ..RouteTable::default()
     }
 }
 
@@ -111,6 +138,8 @@ enum Before {
     Eni(&'static str),
     Blackhole(&'static str),
     Instance(&'static str),
+    /// To this ENI, propagated (not made by CreateRoute).
+    Propagated(&'static str),
 }
 
 /// One rule of the planner, in the style of the Kubernetes route
@@ -151,6 +180,13 @@ const CASE: Case = Case {
     after: &[],
     says: &[],
 };
+
+fn egress() -> TableSelector {
+    TableSelector::Tag {
+        key: "vpcrouter".into(),
+        value: "egress".into(),
+    }
+}
 
 const A: &str = "10.0.1.10";
 const B: &str = "10.0.1.11";
@@ -318,6 +354,46 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "NAT instances: the tagged private tables and the main one route to the routers, each private table its own AZ's; the public tables are not touched",
+        spec: r#"{"0.0.0.0/0": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings { tables: vec![egress(), TableSelector::Main], az_affinity: true, ..Settings::default() },
+        operations: (3, 0, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("eni-a")), ("rtb-p2", "0.0.0.0/0", Some("eni-c")),
+                 ("rtb-main", "0.0.0.0/0", Some("*")), ("rtb-1", "0.0.0.0/0", Some("igw-1")),
+                 ("rtb-2", "0.0.0.0/0", Some("igw-1"))],
+        ..CASE
+    },
+    Case {
+        name: "NAT instances: a private table follows its AZ's router out and back",
+        spec: r#"{"0.0.0.0/0": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings { tables: vec![egress()], az_affinity: true, ..Settings::default() },
+        failed: &["10.0.1.10"],
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Eni("eni-a")), ("rtb-p2", "0.0.0.0/0", Before::Eni("eni-c"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("eni-c")), ("rtb-p2", "0.0.0.0/0", Some("eni-c"))],
+        says: &["10.0.1.10 failed"],
+        ..CASE
+    },
+    Case {
+        name: "a table chosen by id is the only one managed, and a route the spec lacks in it is left alone",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { tables: vec![TableSelector::Id("rtb-p2".into())], ..Settings::default() },
+        routes: &[("rtb-p2", "10.99.0.0/16", Before::Eni("eni-b")), ("rtb-1", "10.98.0.0/16", Before::Eni("eni-b"))],
+        operations: (1, 0, 0),
+        after: &[("rtb-p2", "10.55.0.0/16", Some("eni-a")), ("rtb-p2", "10.99.0.0/16", Some("eni-b")),
+                 ("rtb-1", "10.55.0.0/16", None), ("rtb-1", "10.98.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
+    Case {
+        name: "a route not made by CreateRoute is neither replaced nor deleted, only reported",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Propagated("eni-b")), ("rtb-1", "10.99.0.0/16", Before::Propagated("eni-b"))],
+        operations: (0, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.99.0.0/16", Some("eni-b"))],
+        says: &["made by EnableVgwRoutePropagation, not ours to change"],
+        ..CASE
+    },
+    Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
         operations: (2, 0, 0),
@@ -333,9 +409,15 @@ fn the_planners_rules() {
         let mut vpc = vpc();
         for (table, cidr, before) in case.routes {
             let (target, blackhole) = match before {
-                Before::Eni(eni) => (Target::Interface(eni.to_string()), false),
+                Before::Eni(eni) | Before::Propagated(eni) => {
+                    (Target::Interface(eni.to_string()), false)
+                }
                 Before::Blackhole(eni) => (Target::Interface(eni.to_string()), true),
                 Before::Instance(id) => (Target::Instance(id.to_string()), false),
+            };
+            let origin = match before {
+                Before::Propagated(_) => RouteOrigin::EnableVgwRoutePropagation,
+                _ => RouteOrigin::CreateRoute,
             };
             let table = vpc
                 .route_tables
@@ -346,6 +428,7 @@ fn the_planners_rules() {
                 destination: net(cidr),
                 target,
                 blackhole,
+                origin,
             });
         }
         for interface in vpc
@@ -381,6 +464,7 @@ fn the_planners_rules() {
             match (expected, &target) {
                 (Some("*"), Some(Target::Interface(_))) => {}
                 (Some(eni), Some(Target::Interface(id))) if id == eni => {}
+                (Some(other), Some(Target::Other(id))) if id == other => {}
                 (None, None) => {}
                 _ => panic!("{name}: {table} {cidr} -> {target:?}, expected {expected:?}"),
             }
@@ -542,6 +626,7 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                         destination: net(cidr),
                         target,
                         blackhole: rng.chance(10),
+                        origin: RouteOrigin::CreateRoute,
                     });
                 }
             }
@@ -723,7 +808,7 @@ fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Ve
             .map(|z| RouteTable {
                 id: format!("rtb-{z}"),
                 subnets: vec![format!("subnet-{z}")],
-                routes: vec![],
+                ..RouteTable::default()
             })
             .collect(),
     };

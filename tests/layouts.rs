@@ -1,0 +1,290 @@
+//! Deployment layouts on the embedded VPC, end to end with the daemon:
+//! the NAT-instance / egress-appliance layout (routers in public subnets,
+//! the private subnets' tables pointing at them), chosen by tag, id and
+//! the main table, beside tables that are not ours.
+
+mod common;
+
+use common::Daemon;
+use common::moto::{self, Moto};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+
+/// Routers in the public subnets of two AZs, as on loopback.
+const ROUTER_A: &str = "127.0.6.10";
+const ROUTER_B: &str = "127.0.6.20";
+
+/// The layout of examples/nat-instance: public subnets (routers, the IGW
+/// route), private subnets whose tables are tagged `vpcrouter=egress`, a
+/// third private subnet on the main table, and an untagged table with a
+/// hand-made route to a VPN instance and a propagated one.
+fn nat_layout() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nat-instance/sim-vpc.json")
+}
+
+/// Where each table's default route points: an ENI, a gateway, or nothing.
+fn default_routes(daemon: &Daemon) -> Value {
+    let tables = daemon.view("/vpc")["route_tables"].clone();
+    let tables = tables.as_object().expect("tables");
+    tables
+        .iter()
+        .map(|(id, table)| {
+            let route = &table["routes"]["0.0.0.0/0"];
+            let to = route["eni"].as_str().or(route["target"].as_str());
+            (id.clone(), json!(to))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The issue's scenario: `-m fixedconf --fixed_cidr 0.0.0.0/0 --fixed_hosts
+/// A:B -H tcp --route-table-tag vpcrouter=egress --main-route-table
+/// --az-affinity`. Each private table points at its own AZ's router, the
+/// main table at one of them, the public tables keep their IGW route; no
+/// write reaches a table not chosen; the hand-made and propagated routes
+/// survive; a router's death moves its tables, and its return brings its
+/// own AZ's table back.
+#[test]
+fn nat_instances_route_the_private_tables_to_their_own_az() {
+    let dir = tempfile::tempdir().unwrap();
+    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
+    let port = router_a.local_addr().unwrap().port();
+    let _router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    let vpc = nat_layout();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let port = port.to_string();
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "0.0.0.0/0",
+            "--fixed_hosts",
+            &hosts,
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.5",
+            "--route-table-tag",
+            "vpcrouter=egress",
+            "--main-route-table",
+            "--az-affinity",
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let routed = |a: &str| {
+        move |daemon: &Daemon| {
+            let now = default_routes(daemon);
+            (now["rtb-priv-a"] == a && now["rtb-priv-b"] == "eni-b" && now["rtb-main"].is_string())
+                .then_some(now)
+        }
+    };
+    let now = common::wait_until("private tables routed", || routed("eni-a")(&daemon));
+    assert_eq!(now["rtb-pub-a"], "igw-1", "{now}");
+    assert_eq!(now["rtb-pub-b"], "igw-1", "{now}");
+    assert_eq!(now["rtb-vpn"], Value::Null, "{now}");
+
+    // Why each table is managed, or not.
+    let tables = daemon.view("/vpc")["route_tables"].clone();
+    assert_eq!(tables["rtb-priv-a"]["managed"], "selected by tag:vpcrouter=egress");
+    assert_eq!(tables["rtb-main"]["managed"], "the main table");
+    assert_eq!(tables["rtb-pub-a"]["managed"], Value::Null);
+    let vpn = &tables["rtb-vpn"]["routes"];
+    assert_eq!(vpn["10.200.0.0/16"]["eni"], "eni-vpn", "{vpn}");
+    assert_eq!(vpn["10.201.0.0/16"]["eni"], "eni-vpn", "{vpn}");
+
+    // Router A dies: its private table follows B, then comes back.
+    drop(router_a);
+    common::wait_until("rtb-priv-a on router B", || routed("eni-b")(&daemon));
+    let _router_a = TcpListener::bind((ROUTER_A, port.parse().unwrap())).unwrap();
+    common::wait_until("rtb-priv-a back on router A", || routed("eni-a")(&daemon));
+
+    // No write ever reached a table not chosen.
+    let writes: Vec<String> = ["route created", "route replaced", "route deleted"]
+        .iter()
+        .flat_map(|w| daemon.lines_with(w))
+        .collect();
+    assert!(!writes.is_empty());
+    for line in &writes {
+        assert!(
+            ["rtb-priv-a", "rtb-priv-b", "rtb-main"]
+                .iter()
+                .any(|t| line.contains(&format!("table=\"{t}\""))),
+            "{line}"
+        );
+    }
+}
+
+/// The old rule holds without a selection: the same layout, no table flag,
+/// manages only the routers' (public) tables, where the IGW route is not
+/// ours: nothing is written, and the daemon says why.
+#[test]
+fn without_a_selection_only_the_routers_tables_are_managed() {
+    let dir = tempfile::tempdir().unwrap();
+    let vpc = nat_layout();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "0.0.0.0/0",
+            "--fixed_hosts",
+            &hosts,
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    daemon.wait_for_line("not ours to change", std::time::Duration::from_secs(20));
+    let tables = daemon.view("/vpc")["route_tables"].clone();
+    assert_eq!(tables["rtb-pub-a"]["managed"], "a router's subnet");
+    assert_eq!(tables["rtb-priv-a"]["managed"], Value::Null);
+    assert!(daemon.lines_with("route created").is_empty());
+}
+
+/// The NAT-instance layout on moto's EC2: routers in the public subnets of
+/// two AZs (their tables route 0.0.0.0/0 to the internet gateway), private
+/// subnets whose tables are tagged `vpcrouter=egress`, a third private
+/// subnet served by the main table, and an untagged table with a hand-made
+/// route to a VPN instance. Only the tagged and main tables are written;
+/// the others end as they began.
+#[test]
+fn nat_instances_on_ec2() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let (routers, public) = (["127.0.1.10", "127.0.2.10"], 2);
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, public, &routers));
+    let layout = runtime.block_on(private_tables(&ec2, &vpc));
+    let before = runtime.block_on(moto::routes(&ec2, &vpc.id));
+
+    let first = TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![Some(first), Some(TcpListener::bind((routers[1], port)).unwrap())];
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = routers.join(":");
+    let port = port.to_string();
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "0.0.0.0/0",
+            "--fixed_hosts",
+            &hosts,
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+            "--route-table-tag",
+            "vpcrouter=egress",
+            "--main-route-table",
+            "--az-affinity",
+            "-r",
+            moto::REGION,
+            "-v",
+            &vpc.id,
+            "--ec2-endpoint",
+            &moto.url,
+        ],
+        dir.path(),
+    );
+    let eni = |router: usize| vpc.routers[routers[router]].1.clone();
+    let default_route = |table: &str| -> Option<String> {
+        runtime.block_on(moto::target(&ec2, &vpc.id, table, "0.0.0.0/0"))
+    };
+    let private_on = |a: usize| {
+        default_route(&layout.private[0]) == Some(eni(a))
+            && default_route(&layout.private[1]) == Some(eni(1))
+            && default_route(&layout.main).is_some_and(|t| t == eni(0) || t == eni(1))
+    };
+    common::wait_until("private tables routed, each to its AZ's router", || {
+        private_on(0).then_some(())
+    });
+
+    // Router A dies: its AZ's private table moves to B; back when it returns.
+    listeners[0] = None;
+    common::wait_until("the AZ-a table on router B", || private_on(1).then_some(()));
+    listeners[0] = Some(TcpListener::bind((routers[0], port.parse().unwrap())).unwrap());
+    common::wait_until("the AZ-a table back on router A", || private_on(0).then_some(()));
+
+    // Tables not chosen end as they began (public, VPN, unassociated).
+    let after = runtime.block_on(moto::routes(&ec2, &vpc.id));
+    for table in vpc.tables.iter().chain([&layout.vpn, &vpc.unassociated_table]) {
+        assert_eq!(after[table], before[table], "{table}");
+    }
+    let vpn = &after[&layout.vpn];
+    assert!(vpn.iter().any(|(d, t)| d == "10.200.0.0/16" && *t == layout.vpn_eni), "{vpn:?}");
+    for line in ["route created", "route replaced", "route deleted"]
+        .iter()
+        .flat_map(|w| daemon.lines_with(w))
+    {
+        let chosen = layout.private.iter().chain([&layout.main]);
+        assert!(chosen.into_iter().any(|t| line.contains(t.as_str())), "{line}");
+    }
+}
+
+/// The private side of the NAT layout in a moto VPC.
+struct Private {
+    /// The tagged tables of the private subnets of AZ a and b.
+    private: [String; 2],
+    main: String,
+    /// An untagged table with a hand-made route to a VPN instance's ENI.
+    vpn: String,
+    vpn_eni: String,
+}
+
+async fn private_tables(ec2: &aws_sdk_ec2::Client, vpc: &moto::Vpc) -> Private {
+    use aws_sdk_ec2::types::{Filter, Tag};
+    let az = |i: u8| format!("{}{}", moto::REGION, (b'a' + i) as char);
+    let mut private = Vec::new();
+    for i in 0..2u8 {
+        let subnet = moto::create_subnet(ec2, &vpc.id, &format!("127.0.{}.0/24", 11 + i), &az(i)).await;
+        let table = moto::route_table(ec2, &vpc.id).await;
+        moto::associate(ec2, &table, &subnet).await;
+        ec2.create_tags()
+            .resources(&table)
+            .tags(Tag::builder().key("vpcrouter").value("egress").build())
+            .send()
+            .await
+            .unwrap();
+        private.push(table);
+    }
+    // A third private subnet, on the main table (no explicit association).
+    moto::create_subnet(ec2, &vpc.id, "127.0.13.0/24", &az(0)).await;
+    let main = ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(&vpc.id).build())
+        .filters(Filter::builder().name("association.main").values("true").build())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()[0]
+        .route_table_id()
+        .unwrap()
+        .to_string();
+    let subnet = moto::create_subnet(ec2, &vpc.id, "127.0.14.0/24", &az(0)).await;
+    let vpn = moto::route_table(ec2, &vpc.id).await;
+    moto::associate(ec2, &vpn, &subnet).await;
+    let (_, vpn_eni) = moto::launch(ec2, &subnet, "127.0.14.10").await;
+    ec2.create_route()
+        .route_table_id(&vpn)
+        .destination_cidr_block("10.200.0.0/16")
+        .network_interface_id(&vpn_eni)
+        .send()
+        .await
+        .unwrap();
+    Private {
+        private: private.try_into().unwrap(),
+        main,
+        vpn,
+        vpn_eni,
+    }
+}
