@@ -76,21 +76,24 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
         ],
         dir.path(),
     );
-    let routed = |a: &str| {
-        move |daemon: &Daemon| {
-            let now = default_routes(daemon);
-            (now["rtb-priv-a"] == a && now["rtb-priv-b"] == "eni-b" && now["rtb-main"].is_string())
-                .then_some(now)
-        }
+    // Each private table on the router given for AZ a (B for AZ b), the
+    // main table on one of them.
+    let routed = |a: &'static str| {
+        let now = default_routes(&daemon);
+        (now["rtb-priv-a"] == a && now["rtb-priv-b"] == "eni-b" && now["rtb-main"].is_string())
+            .then_some(now)
     };
-    let now = common::wait_until("private tables routed", || routed("eni-a")(&daemon));
+    let now = common::wait_until("private tables routed", || routed("eni-a"));
     assert_eq!(now["rtb-pub-a"], "igw-1", "{now}");
     assert_eq!(now["rtb-pub-b"], "igw-1", "{now}");
     assert_eq!(now["rtb-vpn"], Value::Null, "{now}");
 
     // Why each table is managed, or not.
     let tables = daemon.view("/vpc")["route_tables"].clone();
-    assert_eq!(tables["rtb-priv-a"]["managed"], "selected by tag:vpcrouter=egress");
+    assert_eq!(
+        tables["rtb-priv-a"]["managed"],
+        "selected by tag:vpcrouter=egress"
+    );
     assert_eq!(tables["rtb-main"]["managed"], "the main table");
     assert_eq!(tables["rtb-pub-a"]["managed"], Value::Null);
     let vpn = &tables["rtb-vpn"]["routes"];
@@ -99,9 +102,9 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
 
     // Router A dies: its private table follows B, then comes back.
     drop(router_a);
-    common::wait_until("rtb-priv-a on router B", || routed("eni-b")(&daemon));
+    common::wait_until("rtb-priv-a on router B", || routed("eni-b"));
     let _router_a = TcpListener::bind((ROUTER_A, port.parse().unwrap())).unwrap();
-    common::wait_until("rtb-priv-a back on router A", || routed("eni-a")(&daemon));
+    common::wait_until("rtb-priv-a back on router A", || routed("eni-a"));
 
     // No write ever reached a table not chosen.
     let writes: Vec<String> = ["route created", "route replaced", "route deleted"]
@@ -165,7 +168,10 @@ fn nat_instances_on_ec2() {
 
     let first = TcpListener::bind((routers[0], 0)).unwrap();
     let port = first.local_addr().unwrap().port();
-    let mut listeners = vec![Some(first), Some(TcpListener::bind((routers[1], port)).unwrap())];
+    let mut listeners = [
+        Some(first),
+        Some(TcpListener::bind((routers[1], port)).unwrap()),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let hosts = routers.join(":");
     let port = port.to_string();
@@ -213,21 +219,34 @@ fn nat_instances_on_ec2() {
     listeners[0] = None;
     common::wait_until("the AZ-a table on router B", || private_on(1).then_some(()));
     listeners[0] = Some(TcpListener::bind((routers[0], port.parse().unwrap())).unwrap());
-    common::wait_until("the AZ-a table back on router A", || private_on(0).then_some(()));
+    common::wait_until("the AZ-a table back on router A", || {
+        private_on(0).then_some(())
+    });
 
     // Tables not chosen end as they began (public, VPN, unassociated).
     let after = runtime.block_on(moto::routes(&ec2, &vpc.id));
-    for table in vpc.tables.iter().chain([&layout.vpn, &vpc.unassociated_table]) {
+    for table in vpc
+        .tables
+        .iter()
+        .chain([&layout.vpn, &vpc.unassociated_table])
+    {
         assert_eq!(after[table], before[table], "{table}");
     }
     let vpn = &after[&layout.vpn];
-    assert!(vpn.iter().any(|(d, t)| d == "10.200.0.0/16" && *t == layout.vpn_eni), "{vpn:?}");
+    assert!(
+        vpn.iter()
+            .any(|(d, t)| d == "10.200.0.0/16" && *t == layout.vpn_eni),
+        "{vpn:?}"
+    );
     for line in ["route created", "route replaced", "route deleted"]
         .iter()
         .flat_map(|w| daemon.lines_with(w))
     {
         let chosen = layout.private.iter().chain([&layout.main]);
-        assert!(chosen.into_iter().any(|t| line.contains(t.as_str())), "{line}");
+        assert!(
+            chosen.into_iter().any(|t| line.contains(t.as_str())),
+            "{line}"
+        );
     }
 }
 
@@ -246,7 +265,8 @@ async fn private_tables(ec2: &aws_sdk_ec2::Client, vpc: &moto::Vpc) -> Private {
     let az = |i: u8| format!("{}{}", moto::REGION, (b'a' + i) as char);
     let mut private = Vec::new();
     for i in 0..2u8 {
-        let subnet = moto::create_subnet(ec2, &vpc.id, &format!("127.0.{}.0/24", 11 + i), &az(i)).await;
+        let subnet =
+            moto::create_subnet(ec2, &vpc.id, &format!("127.0.{}.0/24", 11 + i), &az(i)).await;
         let table = moto::route_table(ec2, &vpc.id).await;
         moto::associate(ec2, &table, &subnet).await;
         ec2.create_tags()
@@ -262,7 +282,12 @@ async fn private_tables(ec2: &aws_sdk_ec2::Client, vpc: &moto::Vpc) -> Private {
     let main = ec2
         .describe_route_tables()
         .filters(Filter::builder().name("vpc-id").values(&vpc.id).build())
-        .filters(Filter::builder().name("association.main").values("true").build())
+        .filters(
+            Filter::builder()
+                .name("association.main")
+                .values("true")
+                .build(),
+        )
         .send()
         .await
         .unwrap()

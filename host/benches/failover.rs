@@ -209,7 +209,10 @@ async fn failovers(
     // Start-up: from the daemon's "started" line (plugins loaded) to every
     // table routed; no route waits for a timer tick.
     let converged = Instant::now();
-    if let Some((started, _)) = log.try_iter().find(|(_, line)| line.contains("vpcrouter started")) {
+    if let Some((started, _)) = log
+        .try_iter()
+        .find(|(_, line)| line.contains("vpcrouter started"))
+    {
         let ms = converged.duration_since(started).as_secs_f64() * 1e3;
         println!("tcp interval {interval:>3} s: started -> every table routed: {ms:.0} ms");
     }

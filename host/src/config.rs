@@ -8,12 +8,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::selector::TableSelector;
 use crate::cli::{self, Cli, Peek};
 use crate::cloud::budget::BucketSize;
 use crate::ha::HaSettings;
 use crate::logging::{LogTarget, Logging};
 use crate::plugin::PluginInfo;
+use crate::selector::TableSelector;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

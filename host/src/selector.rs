@@ -53,14 +53,11 @@ impl TableSelector {
         let (key, value) = text
             .split_once('=')
             .filter(|(key, _)| !key.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "{:?}: a tag is KEY=VALUE",
-                    crate::text::clip(text, 64)
-                )
-            })?;
+            .ok_or_else(|| format!("{:?}: a tag is KEY=VALUE", crate::text::clip(text, 64)))?;
         if key.len() > MAX_TEXT || value.len() > MAX_TEXT {
-            return Err(format!("tag {key:.64}: keys and values are at most {MAX_TEXT} bytes"));
+            return Err(format!(
+                "tag {key:.64}: keys and values are at most {MAX_TEXT} bytes"
+            ));
         }
         Ok(TableSelector::Tag {
             key: key.to_string(),
@@ -128,7 +125,16 @@ mod tests {
             TableSelector::parse("tag:role=").unwrap().to_string(),
             "tag:role="
         );
-        for bad in ["", "rtb-", "igw-1", "rtb-a b", "tag:", "tag:=x", "tag:novalue", "Main"] {
+        for bad in [
+            "",
+            "rtb-",
+            "igw-1",
+            "rtb-a b",
+            "tag:",
+            "tag:=x",
+            "tag:novalue",
+            "Main",
+        ] {
             assert!(TableSelector::parse(bad).is_err(), "{bad}");
         }
         let long = format!("tag:k={}", "v".repeat(300));

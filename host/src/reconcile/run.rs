@@ -9,8 +9,8 @@
 //! take the inputs, plan, pace the rebalancing (`rebalance`), write
 //! (`apply`), report, wait.
 
-use std::collections::BTreeSet;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;

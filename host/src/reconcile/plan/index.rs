@@ -156,7 +156,8 @@ pub(super) fn managed_tables<'v>(
         .collect();
     let why = |table: &RouteTable| -> Option<Selected> {
         if settings.tables.is_empty() {
-            let serves_a_router = (table.subnets.iter()).any(|s| router_subnets.contains(s.as_str()));
+            let serves_a_router =
+                (table.subnets.iter()).any(|s| router_subnets.contains(s.as_str()));
             return serves_a_router.then_some(Selected::RouterSubnet);
         }
         let selector = settings.tables.iter().find(|s| s.matches(table))?;

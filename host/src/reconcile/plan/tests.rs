@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use super::{Plan, Settings, VpcIndex, plan};
 use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target, VpcState};
-use crate::selector::TableSelector;
 use crate::cloud::operation::{Action, RouterTarget};
 use crate::health::HealthSnapshot;
+use crate::selector::TableSelector;
 use crate::spec::RouteSpec;
 
 fn net(s: &str) -> IpNet {
@@ -42,6 +42,7 @@ fn vpc() -> VpcState {
             blackhole: false,
             origin: RouteOrigin::CreateRoute,
         }],
+        ..RouteTable::default()
     };
     VpcState {
         subnets: vec![
@@ -70,8 +71,10 @@ fn vpc() -> VpcState {
         route_tables: vec![
             table("rtb-1", &["subnet-1"]),
             table("rtb-2", &["subnet-2"]),
+            // Private: no gateway route.
             RouteTable {
                 main: true,
+                routes: vec![],
                 ..table("rtb-main", &[])
             },
             // The NAT-instance layout: private subnets' tables, tagged,
@@ -607,7 +610,7 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                     } else {
                         vec![]
                     },
-                    routes: vec![],
+                    ..RouteTable::default()
                 })
                 .collect(),
         };
