@@ -313,3 +313,114 @@ async fn private_tables(ec2: &aws_sdk_ec2::Client, vpc: &moto::Vpc) -> Private {
         vpn_eni,
     }
 }
+
+/// Two daemons share one chosen table (moto), each with its own
+/// `--owner-id` and CIDR: each claims its route in the table's tags and
+/// neither deletes or replaces the other's. Restarted with another spec,
+/// one deletes the route it owned before (ownership is kept in the tags,
+/// not in memory) and nothing else; the hand-made route survives it all.
+#[test]
+fn owners_share_a_table_and_ownership_survives_a_restart() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let router = "127.0.1.10";
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 1, &[router]));
+    let shared = runtime.block_on(moto::route_table(&ec2, &vpc.id));
+    let eni = vpc.routers[router].1.clone();
+    runtime.block_on(async {
+        ec2.create_route()
+            .route_table_id(&shared)
+            .destination_cidr_block("10.200.0.0/16")
+            .network_interface_id(&eni)
+            .send()
+            .await
+            .unwrap()
+    });
+    let listener = TcpListener::bind((router, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = |owner: &str, cidr: &str| {
+        Daemon::start(
+            &[
+                "-m",
+                "fixedconf",
+                "--fixed_cidr",
+                cidr,
+                "--fixed_hosts",
+                router,
+                "-H",
+                "tcp",
+                "--tcp_check_port",
+                &port,
+                "--tcp_check_interval",
+                "0.2",
+                "--route-table",
+                &shared,
+                "--owner-id",
+                owner,
+                "-r",
+                moto::REGION,
+                "-v",
+                &vpc.id,
+                "--ec2-endpoint",
+                &moto.url,
+            ],
+            dir.path(),
+        )
+    };
+    let routes = || -> Vec<String> {
+        let all = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        let mut routes: Vec<String> = all[&shared]
+            .iter()
+            .filter(|(_, target)| *target == eni)
+            .map(|(d, _)| d.clone())
+            .collect();
+        routes.sort();
+        routes
+    };
+    let tags = || -> std::collections::BTreeMap<String, String> {
+        let tables = runtime.block_on(async {
+            ec2.describe_route_tables()
+                .route_table_ids(&shared)
+                .send()
+                .await
+                .unwrap()
+        });
+        tables.route_tables()[0]
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect()
+    };
+
+    let blue = daemon("blue", "10.55.0.0/16");
+    let green = daemon("green", "10.56.0.0/16");
+    common::wait_until("both routes made", || {
+        (routes() == ["10.200.0.0/16", "10.55.0.0/16", "10.56.0.0/16"]).then_some(())
+    });
+    common::wait_until("both claimed", || {
+        let tags = tags();
+        (tags.get("vpcrouter:routes:blue").map(String::as_str) == Some("10.55.0.0/16")
+            && tags.get("vpcrouter:routes:green").map(String::as_str) == Some("10.56.0.0/16"))
+        .then_some(())
+    });
+    // Each has seen the other's route and left it (a full check each).
+    for d in [&blue, &green] {
+        d.wait_for_line("routes claimed", std::time::Duration::from_secs(20));
+        assert!(d.lines_with("route deleted").is_empty());
+        assert!(d.lines_with("route replaced").is_empty());
+    }
+
+    drop(blue);
+    let _blue = daemon("blue", "10.57.0.0/16");
+    common::wait_until("blue's old route gone, its new one made", || {
+        (routes() == ["10.200.0.0/16", "10.56.0.0/16", "10.57.0.0/16"]).then_some(())
+    });
+    common::wait_until("blue's claim follows", || {
+        (tags().get("vpcrouter:routes:blue").map(String::as_str) == Some("10.57.0.0/16"))
+            .then_some(())
+    });
+    assert!(green.lines_with("route deleted").is_empty());
+    drop(listener);
+}

@@ -266,6 +266,8 @@ fn the_iam_policy_allows_exactly_the_ec2_calls_the_daemon_makes() {
         "create_route",
         "replace_route",
         "delete_route",
+        "create_tags",
+        "delete_tags",
         "modify_",
     ];
     let mut called = BTreeSet::new();

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vpcrouter::cloud::budget::{BucketSize, Budget, EC2_DESCRIBE, EC2_MUTATING};
+use vpcrouter::cloud::claims::TagChange;
 use vpcrouter::cloud::model::{Interface, RouteTable, Subnet, Target, VpcState};
 use vpcrouter::cloud::operation::Operation;
 use vpcrouter::cloud::sim::SimVpc;
@@ -229,6 +230,12 @@ impl VpcBackend for Paced {
     async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
         self.budget.mutating.take().await;
         self.sim.disable_source_dest_check(eni).await
+    }
+
+    async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+        self.budget.mutating.take().await;
+        tokio::time::sleep(CALL_LATENCY / TIME_SCALE).await;
+        self.sim.write_tags(change).await
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Config {
     pub az_affinity: bool,
     /// The route tables chosen to manage; none: the routers' subnets'.
     pub route_tables: Vec<TableSelector>,
+    /// Whose routes, in the tables chosen.
+    pub owner_id: String,
     /// Move routes off hosts above the balanced bound on every pass.
     pub rebalance: bool,
     /// Print the plan once, in this format, and exit (`--dry-run`).
@@ -290,6 +292,7 @@ impl Config {
                 .chain(cli.route_table_tags)
                 .chain(cli.main_route_table.then_some(TableSelector::Main))
                 .collect(),
+            owner_id: cli.owner_id,
             rebalance: cli.rebalance,
             dry_run: cli.dry_run.then_some(cli.output),
             ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::cloud::budget::BucketSize;
+use crate::cloud::claims;
 use crate::selector::TableSelector;
 
 /// What `--dry-run` prints.
@@ -148,6 +149,12 @@ pub struct Cli {
     /// explicit association)
     #[arg(long = "main-route-table")]
     pub main_route_table: bool,
+
+    /// Whose routes, in the tables chosen: routes are claimed in the
+    /// table's tags under this id, and another id's are never touched
+    /// (two daemons may share a table)
+    #[arg(long = "owner-id", value_name = "ID", default_value = claims::DEFAULT_OWNER, value_parser = claims::parse_owner)]
+    pub owner_id: String,
 
     /// Keep the balanced spread at all times: move routes off routers above
     /// their share (e.g. after a recovery) instead of only on request

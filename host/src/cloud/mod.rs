@@ -2,11 +2,13 @@
 //! change it.
 
 pub mod budget;
+pub mod claims;
 pub mod ec2;
 pub mod model;
 pub mod operation;
 pub mod sim;
 
+use claims::TagChange;
 use model::{RouteError, VpcState};
 use operation::Operation;
 
@@ -37,6 +39,10 @@ pub trait VpcBackend: Send + Sync + 'static {
         &self,
         eni: &str,
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// Set and remove tags of a route table (the claims of which routes
+    /// are whose).
+    fn write_tags(&self, change: &TagChange)
+    -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
 /// The VPC the daemon manages, chosen once at start: the embedded one
@@ -91,6 +97,13 @@ impl VpcBackend for Vpc {
         match self {
             Self::Sim(sim) => sim.disable_source_dest_check(eni).await,
             Self::Ec2(ec2) => ec2.disable_source_dest_check(eni).await,
+        }
+    }
+
+    async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+        match self {
+            Self::Sim(sim) => sim.write_tags(change).await,
+            Self::Ec2(ec2) => ec2.write_tags(change).await,
         }
     }
 }

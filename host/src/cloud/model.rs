@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::claims::TagChange;
 use super::operation::{Action, Operation};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +136,19 @@ pub enum RouteError {
 }
 
 impl VpcState {
+    /// Set and remove tags of a route table.
+    pub fn write_tags(&mut self, change: &TagChange) -> Result<(), RouteError> {
+        let table = (self.route_tables.iter_mut())
+            .find(|t| t.id == change.table)
+            .ok_or_else(|| RouteError::NoSuchTable(change.table.clone()))?;
+        change.apply_to(&mut table.tags);
+        Ok(())
+    }
+
+    pub fn table(&self, id: &str) -> Option<&RouteTable> {
+        self.route_tables.iter().find(|t| t.id == id)
+    }
+
     /// Carry out one route operation as EC2 would, with its errors.
     pub fn apply(&mut self, op: &Operation) -> Result<(), RouteError> {
         if let Some(target) = &op.target

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::claims::TagChange;
 use super::model::{RouteError, VpcState};
 use super::operation::Operation;
 use super::{CloudError, VpcBackend};
@@ -94,5 +95,15 @@ impl VpcBackend for SimVpc {
             .ok_or_else(|| RouteError::NoSuchInterface(eni.to_string()))?;
         interface.source_dest_check = false;
         Ok(())
+    }
+
+    async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+        self.mutations.fetch_add(1, Ordering::Relaxed);
+        self.reachable()?;
+        self.state
+            .lock()
+            .expect("sim lock")
+            .write_tags(change)
+            .map_err(CloudError::Refused)
     }
 }

@@ -251,6 +251,7 @@ fn params(config: &Config) -> serde_json::Value {
         "route_recheck_interval": config.route_recheck_interval.map_or(0, |d| d.as_secs()),
         "az_affinity": config.az_affinity,
         "route_tables": config.route_tables.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "owner_id": config.owner_id,
         "ha": config.ha.as_ref().map(|ha| serde_json::json!({
             "etcd": ha.endpoints.iter().map(|e| format!("{}://{}:{}", if e.tls { "https" } else { "http" }, e.host, e.port)).collect::<Vec<_>>(),
             "id": ha.id,
@@ -267,5 +268,6 @@ pub fn planning(config: &Config) -> Settings {
         az_affinity: config.az_affinity,
         rebalance: config.rebalance,
         tables: config.route_tables.clone(),
+        owner: config.owner_id.clone(),
     }
 }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::report::LastAction;
 use super::run::Reconciler;
+use crate::cloud::claims::Claim;
 use crate::cloud::model::{RouteError, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
 use crate::cloud::{CloudError, VpcBackend};
@@ -132,6 +133,52 @@ impl<B: VpcBackend> Reconciler<B> {
         self.observers
             .report
             .send_modify(|r| r.record(&op.table, op.destination, last));
+    }
+
+    /// Write the claim tags of chosen tables: `widened` before the routes
+    /// (what is claimed, with what is held: no route is made unclaimed),
+    /// else as planned after them (deleted routes let go). False if any
+    /// write failed.
+    pub(super) async fn write_claims(
+        &self,
+        claims: &[Claim],
+        vpc: &mut VpcState,
+        widened: bool,
+    ) -> bool {
+        let mut all_ok = true;
+        for claim in claims {
+            let Some(table) = vpc.table(&claim.table) else {
+                continue;
+            };
+            let claim = match widened {
+                true => claim.widened(&table.tags),
+                false => claim.clone(),
+            };
+            let Some(change) = claim.change(&table.tags) else {
+                continue;
+            };
+            let owned: Vec<String> = claim.cidrs.iter().map(ToString::to_string).collect();
+            let table = &claim.table;
+            match self.backend.write_tags(&change).await {
+                Ok(()) => {
+                    tracing::info!(
+                        table,
+                        owner = claim.owner,
+                        owned = owned.join(" "),
+                        "routes claimed"
+                    );
+                    if let Err(e) = vpc.write_tags(&change) {
+                        tracing::warn!(table, "cached VPC out of step: {e}");
+                        all_ok = false;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(table, "cannot write the claim tags: {e}");
+                    all_ok = false;
+                }
+            }
+        }
+        all_ok
     }
 
     /// Turn off source/destination check on `enis`; false if any failed.

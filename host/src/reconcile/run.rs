@@ -232,15 +232,19 @@ impl<B: VpcBackend> Reconciler<B> {
         let cache = round.observation.cache.as_mut().expect("observed");
         let managed: BTreeMap<String, String> = plan.managed.iter().cloned().collect();
         let checks = self.disable_source_dest_check && !plan.source_dest_checked.is_empty();
-        let writes = !plan.operations.is_empty() || checks;
+        let writes = !plan.operations.is_empty() || !plan.claims.is_empty() || checks;
         let mut ok = true;
         if writes && self.may_write(round.leading).await {
             // Copy on write: the views keep the state they show.
             let vpc = Arc::make_mut(cache);
             let full_tables = &mut round.told.full_tables;
-            ok = self
+            ok = self.write_claims(&plan.claims, vpc, true).await;
+            ok &= self
                 .apply(plan.operations, vpc, round.trigger, full_tables)
                 .await;
+            if ok {
+                ok = self.write_claims(&plan.claims, vpc, false).await;
+            }
             if self.disable_source_dest_check {
                 ok &= self.disable_checks(&plan.source_dest_checked, vpc).await;
             }

@@ -13,13 +13,14 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter};
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, Tag};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::budget::{BucketSize, Budget};
+use super::claims::TagChange;
 use super::model::{Subnet, VpcState};
 use super::operation::{Action, Operation};
 use super::{CloudError, VpcBackend};
@@ -239,5 +240,37 @@ impl VpcBackend for Ec2Vpc {
         .await
         .map(drop)
         .map_err(|e| unavailable("ModifyNetworkInterfaceAttribute", &e))
+    }
+
+    async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+        let table = &change.table;
+        let bucket = &self.budget.mutating;
+        if !change.set.is_empty() {
+            let tags: Vec<Tag> = (change.set.iter())
+                .map(|(key, value)| Tag::builder().key(key).value(value).build())
+                .collect();
+            self.call(bucket, "CreateTags", || {
+                (self.client.create_tags())
+                    .resources(table)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await
+            .map_err(|e| unavailable("CreateTags", &e))?;
+        }
+        if !change.remove.is_empty() {
+            let tags: Vec<Tag> = (change.remove.iter())
+                .map(|key| Tag::builder().key(key).build())
+                .collect();
+            self.call(bucket, "DeleteTags", || {
+                (self.client.delete_tags())
+                    .resources(table)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await
+            .map_err(|e| unavailable("DeleteTags", &e))?;
+        }
+        Ok(())
     }
 }

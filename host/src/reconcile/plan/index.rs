@@ -4,10 +4,11 @@
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::Settings;
+use crate::cloud::claims;
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
 use crate::health::{HealthSnapshot, State};
 use crate::selector::Selected;
@@ -81,6 +82,10 @@ pub(super) struct Managed<'v> {
     /// and tables spanning AZs prefer none).
     pub(super) az: Option<&'v str>,
     pub(super) routes: HashMap<IpNet, &'v Route>,
+    /// In chosen tables: the CIDRs this daemon owns here, and those
+    /// another owner claims (with the owner).
+    pub(super) ours: BTreeSet<IpNet>,
+    pub(super) theirs: BTreeMap<IpNet, &'v str>,
 }
 
 impl<'v> Managed<'v> {
@@ -166,11 +171,22 @@ pub(super) fn managed_tables<'v>(
     vpc.route_tables
         .iter()
         .filter_map(|table| {
+            let why = why(table)?;
+            let mut owners = match why {
+                Selected::RouterSubnet => BTreeMap::new(),
+                Selected::By(_) => claims::owners(&table.tags),
+            };
+            let ours = owners.remove(settings.owner.as_str()).unwrap_or_default();
+            let theirs = (owners.into_iter())
+                .flat_map(|(owner, cidrs)| cidrs.into_iter().map(move |c| (c, owner)))
+                .collect();
             Some(Managed {
                 table,
-                why: why(table)?,
+                why,
                 az: one_az(table, vpc),
                 routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
+                ours,
+                theirs,
             })
         })
         .collect()

@@ -22,7 +22,9 @@
 //! - with no table selection (the old command lines), managed routes to an
 //!   interface or instance whose CIDR is not in the spec are deleted,
 //!   unless inside `ignore_routes`, which are never touched at all; in
-//!   selected tables no route outside the spec is deleted;
+//!   chosen tables only routes this daemon owns (claimed in the table's
+//!   tags, `cloud::claims`) are deleted, and another owner's routes are
+//!   never touched;
 //! - the spread is balanced and sticky: a CIDR keeps its current healthy
 //!   target, and CIDRs that need a host go, in CIDR order, to the host of
 //!   highest rendezvous weight still below the bound ceil(R/H) (R CIDRs, H
@@ -49,6 +51,7 @@ mod tests;
 
 use ipnet::IpNet;
 
+use crate::cloud::claims::{self, Claim};
 use crate::cloud::model::{RouteTable, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouterTarget};
 use crate::health::HealthSnapshot;
@@ -58,7 +61,7 @@ use crate::spec::RouteSpec;
 pub use index::VpcIndex;
 pub use notices::Notice;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Routes inside these are never touched.
     pub ignore_routes: Vec<IpNet>,
@@ -69,6 +72,20 @@ pub struct Settings {
     /// The tables to manage; none: the tables of the spec routers'
     /// subnets (the old rule).
     pub tables: Vec<TableSelector>,
+    /// Whose routes, in the tables chosen (see `cloud::claims`).
+    pub owner: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ignore_routes: Vec::new(),
+            az_affinity: false,
+            rebalance: false,
+            tables: Vec::new(),
+            owner: claims::DEFAULT_OWNER.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,6 +97,9 @@ pub struct Plan {
     pub source_dest_checked: Vec<String>,
     /// The tables managed, and why: (table, why).
     pub managed: Vec<(String, String)>,
+    /// Claim tags to write first: which routes of the chosen tables are
+    /// this daemon's.
+    pub claims: Vec<Claim>,
 }
 
 pub fn plan(
@@ -105,6 +125,7 @@ pub fn plan(
     };
     plan.route_all(&wanted, &managed, &spreads, &facts, settings);
     plan.delete_unwanted(spec, &managed, ignored);
+    plan.claim_ownership(spec, &managed, &settings.owner, ignored);
     plan.warn_about_limits(&managed);
     plan.warn_about_source_dest_checks(&usable);
     plan.warn_about_overloads(spreads.values());

@@ -4,12 +4,13 @@
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::index::{Candidate, Facts, Managed, VpcIndex, Wanted};
 use super::spread::{Choice, Spread};
 use super::{Plan, Settings};
+use crate::cloud::claims::Claim;
 use crate::cloud::model::{Interface, Route, Target};
 use crate::cloud::operation::{Action, Cause, RouterTarget};
 use crate::health::State;
@@ -101,6 +102,14 @@ impl Plan {
         } = facts;
         let chosen = choice.host;
         let table = managed.table;
+        if let Some(owner) = managed.theirs.get(&cidr.cidr) {
+            let message = format!(
+                "{} routes it for vpcrouter owner {owner}, not ours",
+                table.id
+            );
+            self.notice(cidr.cidr, &message);
+            return;
+        }
         let target = Some(RouterTarget {
             eni: chosen.interface.id.clone(),
             host: chosen.host,
@@ -146,19 +155,23 @@ impl Plan {
         }
     }
 
-    /// The old rule, for the old command lines (no table selection):
-    /// routes to interfaces or instances whose CIDR the spec lacks, made
-    /// by CreateRoute, in the tables of the routers' subnets.
+    /// Routes to interfaces or instances, made by CreateRoute, whose CIDR
+    /// the spec lacks: in the tables of the routers' subnets (the old
+    /// rule, for the old command lines) all of them; in chosen tables
+    /// those this daemon owns.
     pub(super) fn delete_unwanted(
         &mut self,
         spec: &RouteSpec,
         managed: &[Managed],
         ignored: impl Fn(&IpNet) -> bool,
     ) {
-        let by_router_subnet = managed.iter().filter(|m| m.why == Selected::RouterSubnet);
-        for Managed { table, .. } in by_router_subnet {
+        for Managed {
+            table, why, ours, ..
+        } in managed
+        {
             for route in &table.routes {
-                let ours = matches!(route.target, Target::Interface(_) | Target::Instance(_))
+                let ours = (*why == Selected::RouterSubnet || ours.contains(&route.destination))
+                    && matches!(route.target, Target::Interface(_) | Target::Instance(_))
                     && route.origin.is_create_route();
                 if ours
                     && !spec.routes().contains_key(&route.destination)
@@ -174,6 +187,45 @@ impl Plan {
                         Cause::Repair,
                     );
                 }
+            }
+        }
+    }
+
+    /// In each chosen table, claim the routes this daemon has there once
+    /// the plan is carried out: the spec's (existing or created, not
+    /// another owner's), not those it deletes. The reconciler claims them
+    /// together with what it holds before writing routes, and lets go of
+    /// the deleted ones after (see [`Claim::widened`]).
+    pub(super) fn claim_ownership(
+        &mut self,
+        spec: &RouteSpec,
+        managed: &[Managed],
+        owner: &str,
+        ignored: impl Fn(&IpNet) -> bool,
+    ) {
+        let chosen = managed.iter().filter(|m| m.why != Selected::RouterSubnet);
+        for m in chosen {
+            let created = (self.operations.iter())
+                .filter(|op| op.table == m.table.id && op.action == Action::Create)
+                .map(|op| op.destination);
+            let existing = (m.table.routes.iter())
+                .filter(|r| {
+                    matches!(r.target, Target::Interface(_) | Target::Instance(_))
+                        && r.origin.is_create_route()
+                })
+                .map(|r| r.destination);
+            let claimed: BTreeSet<IpNet> = created
+                .chain(existing)
+                .filter(|c| {
+                    spec.routes().contains_key(c) && !m.theirs.contains_key(c) && !ignored(c)
+                })
+                .collect();
+            if claimed != m.ours {
+                self.claims.push(Claim {
+                    table: m.table.id.clone(),
+                    owner: owner.to_string(),
+                    cidrs: claimed,
+                });
             }
         }
     }

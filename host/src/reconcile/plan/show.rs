@@ -31,9 +31,13 @@ impl Plan {
         let managed: Vec<Value> = (plan.managed.iter())
             .map(|(table, why)| json!({"table": table, "why": why}))
             .collect();
+        let claims: Vec<Value> = (plan.claims.iter())
+            .map(|c| json!({"table": c.table, "owned": c.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()}))
+            .collect();
         json!({
             "planned": true,
             "managed_tables": managed,
+            "claims": claims,
             "operations": operations,
             "notices": notices,
             "source_dest_checked": plan.source_dest_checked,
@@ -46,6 +50,10 @@ impl Plan {
         let mut out = String::new();
         for (table, why) in &plan.managed {
             out.push_str(&format!("manage  {table}: {why}\n"));
+        }
+        for claim in &plan.claims {
+            let owned: Vec<String> = claim.cidrs.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("claim   {}: {}\n", claim.table, owned.join(" ")));
         }
         for op in &plan.operations {
             let target = op

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::{Plan, Settings, VpcIndex, plan};
+use crate::cloud::claims::{Claim, DEFAULT_OWNER};
 use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target, VpcState};
 use crate::cloud::operation::{Action, RouterTarget};
 use crate::health::HealthSnapshot;
@@ -126,11 +127,17 @@ fn converge(
     for op in &first.operations {
         vpc.apply(op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
     }
+    for claim in &first.claims {
+        if let Some(change) = claim.change(&vpc.table(&claim.table).unwrap().tags) {
+            vpc.write_tags(&change).unwrap();
+        }
+    }
     let again = plan(spec, health, vpc, settings);
     assert!(
-        again.operations.is_empty(),
-        "not idempotent: {:?}",
-        again.operations
+        again.operations.is_empty() && again.claims.is_empty(),
+        "not idempotent: {:?} {:?}",
+        again.operations,
+        again.claims
     );
     first
 }
@@ -168,6 +175,10 @@ struct Case {
     after: &'static [(&'static str, &'static str, Option<&'static str>)],
     /// Words some operation's reason or some notice must contain.
     says: &'static [&'static str],
+    /// (table, tag key, value) tags added to the fixture.
+    tags: &'static [(&'static str, &'static str, &'static str)],
+    /// (table, CIDRs) owned by the default owner once converged.
+    owned_after: &'static [(&'static str, &'static str)],
 }
 
 const CASE: Case = Case {
@@ -182,6 +193,8 @@ const CASE: Case = Case {
     operations: (0, 0, 0),
     after: &[],
     says: &[],
+    tags: &[],
+    owned_after: &[],
 };
 
 fn egress() -> TableSelector {
@@ -397,6 +410,40 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "in a chosen table the routes made are claimed for their owner",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { tables: vec![TableSelector::Id("rtb-p1".into())], ..Settings::default() },
+        operations: (1, 0, 0),
+        after: &[("rtb-p1", "10.55.0.0/16", Some("eni-a"))],
+        owned_after: &[("rtb-p1", "10.55.0.0/16")],
+        ..CASE
+    },
+    Case {
+        name: "in a chosen table an owned route the spec lacks is deleted and let go; one not owned stays",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { tables: vec![TableSelector::Id("rtb-p1".into())], ..Settings::default() },
+        tags: &[("rtb-p1", "vpcrouter:routes:default", "10.55.0.0/16 10.99.0.0/16")],
+        routes: &[("rtb-p1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-p1", "10.99.0.0/16", Before::Eni("eni-b")),
+                  ("rtb-p1", "10.98.0.0/16", Before::Eni("eni-b"))],
+        operations: (0, 0, 1),
+        after: &[("rtb-p1", "10.99.0.0/16", None), ("rtb-p1", "10.98.0.0/16", Some("eni-b"))],
+        owned_after: &[("rtb-p1", "10.55.0.0/16")],
+        ..CASE
+    },
+    Case {
+        name: "another owner's route is never touched, even for a CIDR of the spec",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"], "10.56.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { tables: vec![TableSelector::Id("rtb-p1".into())], ..Settings::default() },
+        tags: &[("rtb-p1", "vpcrouter:routes:blue", "10.55.0.0/16 10.57.0.0/16")],
+        routes: &[("rtb-p1", "10.55.0.0/16", Before::Eni("eni-b")), ("rtb-p1", "10.57.0.0/16", Before::Eni("eni-b"))],
+        operations: (1, 0, 0),
+        after: &[("rtb-p1", "10.55.0.0/16", Some("eni-b")), ("rtb-p1", "10.56.0.0/16", Some("eni-a")),
+                 ("rtb-p1", "10.57.0.0/16", Some("eni-b"))],
+        owned_after: &[("rtb-p1", "10.56.0.0/16")],
+        says: &["for vpcrouter owner blue"],
+        ..CASE
+    },
+    Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
         operations: (2, 0, 0),
@@ -433,6 +480,14 @@ fn the_planners_rules() {
                 blackhole,
                 origin,
             });
+        }
+        for (table, key, value) in case.tags {
+            let table = vpc
+                .route_tables
+                .iter_mut()
+                .find(|t| t.id == *table)
+                .unwrap();
+            table.tags.insert(key.to_string(), value.to_string());
         }
         for interface in vpc
             .interfaces
@@ -471,6 +526,13 @@ fn the_planners_rules() {
                 (None, None) => {}
                 _ => panic!("{name}: {table} {cidr} -> {target:?}, expected {expected:?}"),
             }
+        }
+        for (table, owned) in case.owned_after {
+            let tags = &vpc.table(table).unwrap().tags;
+            let held: Vec<String> = (Claim::held(tags, DEFAULT_OWNER).iter())
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(held.join(" "), *owned, "{name}: {table} {tags:?}");
         }
         let told: Vec<String> = done
             .operations
