@@ -99,6 +99,20 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
     let vpn = &tables["rtb-vpn"]["routes"];
     assert_eq!(vpn["10.200.0.0/16"]["eni"], "eni-vpn", "{vpn}");
     assert_eq!(vpn["10.201.0.0/16"]["eni"], "eni-vpn", "{vpn}");
+    assert_eq!(
+        vpn["10.201.0.0/16"]["origin"], "EnableVgwRoutePropagation",
+        "{vpn}"
+    );
+    // The routes made are claimed, in the chosen tables only.
+    assert_eq!(
+        tables["rtb-priv-a"]["owners"]["default"],
+        json!(["0.0.0.0/0"])
+    );
+    assert_eq!(
+        tables["rtb-main"]["owners"]["default"],
+        json!(["0.0.0.0/0"])
+    );
+    assert_eq!(tables["rtb-vpn"]["owners"], Value::Null);
 
     // Router A dies: its private table follows B, then comes back.
     drop(router_a);

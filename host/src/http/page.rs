@@ -120,17 +120,18 @@ fn health_class(snap: &Snapshot, target: &RouteTarget) -> &'static str {
     }
 }
 
-/// CIDRs of the spec (rows) x route tables holding any of them or
-/// associated with a subnet (columns).
+/// CIDRs of the spec (rows) x route tables managed or holding any of
+/// them (columns), each table with why it is managed.
 fn route_grid(snap: &Snapshot) -> Markup {
     let (Some(spec), Some(vpc)) = (&snap.spec, &snap.routes.vpc) else {
         return html! { p.muted { "No route spec in force or the VPC not observed yet." } };
     };
+    let managed = &snap.routes.managed;
     let tables: Vec<&str> = vpc
         .route_tables
         .iter()
         .filter(|t| {
-            !t.subnets.is_empty()
+            managed.contains_key(&t.id)
                 || t.routes
                     .iter()
                     .any(|r| spec.routes().contains_key(&r.destination))
@@ -142,7 +143,9 @@ fn route_grid(snap: &Snapshot) -> Markup {
         table id="routes" {
             tr {
                 th { "CIDR" }
-                @for table in &tables { th { (table) } }
+                @for table in &tables {
+                    th { (table) br; small { (managed.get(*table).map_or("not managed", String::as_str)) } }
+                }
             }
             @for cidr in spec.routes().keys() {
                 tr {

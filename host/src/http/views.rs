@@ -396,6 +396,10 @@ pub fn vpc(snap: &Snapshot) -> Value {
                             {
                                 value["last_action"] = json!(last);
                             }
+                            // Not made by CreateRoute: never anybody's to change.
+                            if !route.origin.is_create_route() {
+                                value["origin"] = route.origin.name().into();
+                            }
                             (route.destination.to_string(), value)
                         })
                         .collect();
@@ -409,6 +413,10 @@ pub fn vpc(snap: &Snapshot) -> Value {
                     }
                     if !table.tags.is_empty() {
                         value["tags"] = json!(table.tags);
+                    }
+                    let claims = crate::cloud::claims::owners(&table.tags);
+                    if !claims.is_empty() {
+                        value["owners"] = json!(claims);
                     }
                     if let Some(deleted) = gone.remove(table.id.as_str()) {
                         value["gone"] = deleted.into();
