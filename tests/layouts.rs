@@ -22,6 +22,36 @@ fn nat_layout() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nat-instance/sim-vpc.json")
 }
 
+/// The daemon's flags for the layout: `0.0.0.0/0` over `hosts` (A:B), tcp
+/// checks on `port` every 0.2 s, the tagged tables and the main one, AZ
+/// affinity.
+fn nat_args(hosts: &str, port: &str) -> Vec<String> {
+    [
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "0.0.0.0/0",
+        "--fixed_hosts",
+        hosts,
+        "-H",
+        "tcp",
+        "--tcp_check_port",
+        port,
+        "--tcp_check_interval",
+        "0.2",
+        "--route-table-tag",
+        "vpcrouter=egress",
+        "--main-route-table",
+        "--az-affinity",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Where each table's default route points: an ENI, a gateway, or nothing.
 fn default_routes(daemon: &Daemon) -> Value {
     let tables = daemon.view("/vpc")["route_tables"].clone();
@@ -53,29 +83,9 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
     let vpc = nat_layout();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let port = port.to_string();
-    let daemon = Daemon::start(
-        &[
-            "-m",
-            "fixedconf",
-            "--fixed_cidr",
-            "0.0.0.0/0",
-            "--fixed_hosts",
-            &hosts,
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.5",
-            "--route-table-tag",
-            "vpcrouter=egress",
-            "--main-route-table",
-            "--az-affinity",
-            "--sim-vpc",
-            vpc.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let mut args = nat_args(&hosts, &port);
+    args.extend(["--sim-vpc".into(), vpc.display().to_string()]);
+    let daemon = Daemon::start(&strs(&args), dir.path());
     // Each private table on the router given for AZ a (B for AZ b), the
     // main table on one of them.
     let routed = |a: &'static str| {
@@ -189,33 +199,17 @@ fn nat_instances_on_ec2() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = routers.join(":");
     let port = port.to_string();
-    let daemon = Daemon::start(
-        &[
-            "-m",
-            "fixedconf",
-            "--fixed_cidr",
-            "0.0.0.0/0",
-            "--fixed_hosts",
-            &hosts,
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-            "--route-table-tag",
-            "vpcrouter=egress",
-            "--main-route-table",
-            "--az-affinity",
-            "-r",
-            moto::REGION,
-            "-v",
-            &vpc.id,
-            "--ec2-endpoint",
-            &moto.url,
-        ],
-        dir.path(),
-    );
+    let mut args = nat_args(&hosts, &port);
+    let ec2_flags = [
+        "-r",
+        moto::REGION,
+        "-v",
+        &vpc.id,
+        "--ec2-endpoint",
+        &moto.url,
+    ];
+    args.extend(ec2_flags.map(String::from));
+    let daemon = Daemon::start(&strs(&args), dir.path());
     let eni = |router: usize| vpc.routers[routers[router]].1.clone();
     let default_route = |table: &str| -> Option<String> {
         runtime.block_on(moto::target(&ec2, &vpc.id, table, "0.0.0.0/0"))

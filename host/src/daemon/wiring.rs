@@ -42,6 +42,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     announce(&config, &plugins, &auth);
     let (stop, shutdown) = watch::channel(false);
     let observers = Observers::default();
+    // With health checkers, no host is a target before its first probe.
     let checkers = (plugins.iter()).any(|p| p.kind == plugin::PluginKind::HealthCheck);
     let board = Arc::new(HealthBoard::with_checkers(
         observers.events.clone(),
@@ -93,21 +94,29 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     tracing::info!(signal, "shutting down");
     reloading.abort();
     let _ = stop.send(true);
+    let election = ha.map(|(_, election)| election);
+    let tasks = [reconciler, server].into_iter().chain(election);
+    join_within_grace(handles, tasks).await;
+    Ok(())
+}
+
+/// Wait for the plugins and the other tasks to stop (the leader resigns
+/// on the way: a standby takes over at once), for [`SHUTDOWN_GRACE`].
+async fn join_within_grace(
+    handles: Vec<PluginHandle>,
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<()>>,
+) {
     let stopped = async {
         for handle in handles {
             handle.join().await;
         }
-        let _ = reconciler.await;
-        if let Some((_, election)) = ha {
-            // The leader resigns: a standby takes over at once.
-            let _ = election.await;
+        for task in tasks {
+            let _ = task.await;
         }
-        let _ = server.await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
         tracing::warn!("plugins did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
     }
-    Ok(())
 }
 
 fn listen(config: &Config) -> String {
