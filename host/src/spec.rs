@@ -9,12 +9,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
+use crate::selector::TableSelector;
+
 /// Largest spec accepted, in bytes of JSON (files and HTTP bodies).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 /// A VPC route table holds at most 1,000 routes, so more CIDRs can never fit.
 pub const MAX_ROUTES: usize = 1000;
 /// Eligible hosts for one CIDR.
 pub const MAX_HOSTS_PER_ROUTE: usize = 1000;
+/// Table selectors for one CIDR.
+pub const MAX_TABLES_PER_ROUTE: usize = 16;
 /// Distinct hosts in a whole spec: the working set the health checkers
 /// probe every round. The bundled checkers probe this many silent hosts
 /// within the longest call (see `plugin::limits::MAX_HOST_WAIT`).
@@ -28,7 +32,9 @@ pub enum SpecError {
     Json(String),
     #[error("route spec must be a JSON object of CIDR -> list of host IPs")]
     NotAnObject,
-    #[error("{key:?}: value must be a list of host IP strings")]
+    #[error(
+        "{key:?}: value must be a list of host IP strings, or {{\"hosts\": [...], \"tables\": [...]}}"
+    )]
     NotAList { key: String },
     #[error("route spec is larger than {MAX_SPEC_BYTES} bytes as JSON")]
     TooLarge,
@@ -46,6 +52,8 @@ pub enum SpecError {
     DuplicateCidr { key: String },
     #[error("{key:?}: host {host:?} is not an IP address")]
     BadHost { key: String, host: String },
+    #[error("{key:?}: {problem}")]
+    BadTables { key: String, problem: String },
     #[error("{key:?}: host {host} cannot be a router ({why})")]
     UnusableHost {
         key: String,
@@ -59,6 +67,9 @@ pub enum SpecError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSpec {
     routes: BTreeMap<IpNet, Vec<IpAddr>>,
+    /// The route tables a CIDR goes in, when the spec says (the object
+    /// form); any other CIDR goes in the tables the daemon manages.
+    tables: BTreeMap<IpNet, Vec<TableSelector>>,
     /// Every host named, kept for the health checkers and probe grants.
     hosts: BTreeSet<IpAddr>,
     /// The same hosts as plugins see them, made on first use.
@@ -136,9 +147,57 @@ impl RouteSpec {
         }
         Ok(Self {
             routes,
+            tables: BTreeMap::new(),
             hosts,
             working_set: OnceLock::new(),
         })
+    }
+
+    /// Say which route tables CIDRs go in: `(cidr, selectors)` with
+    /// selectors as `rtb-...`, `tag:KEY=VALUE` or `main`, each CIDR one of
+    /// the spec's, once; at most [`MAX_TABLES_PER_ROUTE`] selectors.
+    pub fn with_tables<I, T>(mut self, scopes: I) -> Result<Self, SpecError>
+    where
+        I: IntoIterator<Item = (String, T)>,
+        T: IntoIterator<Item = String>,
+    {
+        for (key, selectors) in scopes.into_iter().take(MAX_ROUTES + 1) {
+            let bad = |problem: String| SpecError::BadTables {
+                key: quoted(&key),
+                problem,
+            };
+            let cidr = parse_cidr(&key)?;
+            if !self.routes.contains_key(&cidr) {
+                return Err(bad("tables given for a CIDR the spec does not route".into()));
+            }
+            let selectors: Vec<String> = selectors
+                .into_iter()
+                .take(MAX_TABLES_PER_ROUTE + 1)
+                .collect();
+            if selectors.is_empty() || selectors.len() > MAX_TABLES_PER_ROUTE {
+                return Err(bad(format!(
+                    "\"tables\" must name 1 to {MAX_TABLES_PER_ROUTE} route tables"
+                )));
+            }
+            let selectors = (selectors.iter())
+                .map(|s| TableSelector::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?;
+            if self.tables.insert(cidr, selectors).is_some() {
+                return Err(bad("tables given twice".into()));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The route tables `cidr` goes in, if the spec says.
+    pub fn tables_of(&self, cidr: &IpNet) -> Option<&[TableSelector]> {
+        self.tables.get(cidr).map(Vec::as_slice)
+    }
+
+    /// Every table selector the spec names.
+    pub fn selectors(&self) -> impl Iterator<Item = &TableSelector> {
+        self.tables.values().flatten()
     }
 
     /// Parse the JSON form (`{"10.55.16.0/24": ["10.33.20.142"]}`).
@@ -149,18 +208,35 @@ impl RouteSpec {
             return Err(SpecError::NotAnObject);
         };
         let mut entries = Vec::with_capacity(map.len());
-        for (key, hosts) in map {
-            let Some(items) = hosts.as_array() else {
-                return Err(SpecError::NotAList { key });
+        let mut scopes = Vec::new();
+        for (key, value) in map {
+            let strings = |value: &serde_json::Value| -> Option<Vec<String>> {
+                (value.as_array()?.iter())
+                    .map(|h| h.as_str().map(String::from))
+                    .collect()
             };
-            let hosts = items
-                .iter()
-                .map(|h| h.as_str().map(String::from))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| SpecError::NotAList { key: key.clone() })?;
+            let not_a_list = || SpecError::NotAList { key: quoted(&key) };
+            let hosts = match &value {
+                serde_json::Value::Object(object) => {
+                    if let Some(other) = object
+                        .keys()
+                        .find(|k| !["hosts", "tables"].contains(&k.as_str()))
+                    {
+                        return Err(SpecError::BadTables {
+                            key: quoted(&key),
+                            problem: format!("unknown field {:?} (hosts, tables)", quoted(other)),
+                        });
+                    }
+                    if let Some(tables) = object.get("tables") {
+                        scopes.push((key.clone(), strings(tables).ok_or_else(not_a_list)?));
+                    }
+                    strings(object.get("hosts").ok_or_else(not_a_list)?).ok_or_else(not_a_list)?
+                }
+                value => strings(value).ok_or_else(not_a_list)?,
+            };
             entries.push((key, hosts));
         }
-        Self::from_entries(entries)
+        Self::from_entries(entries)?.with_tables(scopes)
     }
 
     pub fn routes(&self) -> &BTreeMap<IpNet, Vec<IpAddr>> {
@@ -186,13 +262,21 @@ impl RouteSpec {
             .get_or_init(|| WorkingSet::new(&self.hosts))
     }
 
-    /// The canonical JSON form, as accepted by [`RouteSpec::from_json`].
+    /// The canonical JSON form, as accepted by [`RouteSpec::from_json`]:
+    /// a CIDR with tables of its own in the object form.
     pub fn to_json(&self) -> serde_json::Value {
         self.routes
             .iter()
             .map(|(cidr, hosts)| {
                 let hosts = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
-                (cidr.to_string(), serde_json::Value::from(hosts))
+                let value = match self.tables.get(cidr) {
+                    Some(tables) => serde_json::json!({
+                        "hosts": hosts,
+                        "tables": tables.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }),
+                    None => serde_json::Value::from(hosts),
+                };
+                (cidr.to_string(), value)
             })
             .collect::<serde_json::Map<_, _>>()
             .into()
@@ -386,5 +470,68 @@ mod tests {
         let input = r#"{"10.55.16.0/24": ["10.33.20.142"], "fd00:1::/48": ["fd00::1"]}"#;
         let s = spec(input).unwrap();
         assert_eq!(spec(&s.to_json().to_string()).unwrap(), s);
+    }
+
+    /// The object form scopes a CIDR to route tables; the list form stays
+    /// valid beside it, and both round-trip.
+    #[test]
+    fn a_cidr_may_name_its_route_tables() {
+        let s = spec(
+            r#"{"0.0.0.0/0": {"hosts": ["10.40.1.10", "10.40.2.10"], "tables": ["rtb-1a", "tag:vpcrouter=egress", "main"]},
+                "10.55.0.0/16": ["10.40.1.10"]}"#,
+        )
+        .unwrap();
+        let default: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(
+            s.tables_of(&default).unwrap(),
+            [
+                TableSelector::Id("rtb-1a".into()),
+                TableSelector::Tag {
+                    key: "vpcrouter".into(),
+                    value: "egress".into()
+                },
+                TableSelector::Main
+            ]
+        );
+        assert_eq!(s.tables_of(&"10.55.0.0/16".parse().unwrap()), None);
+        assert_eq!(spec(&s.to_json().to_string()).unwrap(), s);
+        for (input, expected) in [
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "tables": []}}"#,
+                "1 to 16 route tables",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "tables": ["igw-1"]}}"#,
+                "not a route table id",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "tables": "main"}}"#,
+                "value must be a list",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"tables": ["main"]}}"#,
+                "value must be a list",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "table": ["main"]}}"#,
+                "unknown field \"table\"",
+            ),
+        ] {
+            let err = spec(input).expect_err(input).to_string();
+            assert!(
+                err.contains(expected),
+                "{input}: {err:?} lacks {expected:?}"
+            );
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("rtb-{i:x}a")).collect();
+        let base =
+            RouteSpec::from_entries([("0.0.0.0/0".to_string(), Vec::<String>::new())]).unwrap();
+        assert!(
+            base.clone()
+                .with_tables([("0.0.0.0/0".to_string(), many)])
+                .is_err()
+        );
+        let elsewhere = [("10.0.0.0/8".to_string(), vec!["main".to_string()])];
+        assert!(base.with_tables(elsewhere).is_err());
     }
 }

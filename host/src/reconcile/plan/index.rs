@@ -11,7 +11,7 @@ use super::Settings;
 use crate::cloud::claims;
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
 use crate::health::{HealthSnapshot, State};
-use crate::selector::Selected;
+use crate::selector::{Selected, TableSelector};
 use crate::spec::RouteSpec;
 
 /// Lookups over one observed VPC, built once so that whoever reads it
@@ -78,6 +78,9 @@ pub(super) struct Managed<'v> {
     pub(super) table: &'v RouteTable,
     /// Why it is managed.
     pub(super) why: Selected,
+    /// Whether it takes every CIDR without tables of its own (else only
+    /// those whose tables name it).
+    pub(super) for_every_cidr: bool,
     /// The AZ of the subnets it serves, if they share one (the main table
     /// and tables spanning AZs prefer none).
     pub(super) az: Option<&'v str>,
@@ -89,6 +92,14 @@ pub(super) struct Managed<'v> {
 }
 
 impl<'v> Managed<'v> {
+    /// Whether a CIDR with these tables of its own (or none) goes in it.
+    pub(super) fn takes(&self, tables: Option<&[TableSelector]>) -> bool {
+        match tables {
+            Some(selectors) => selectors.iter().any(|s| s.matches(self.table)),
+            None => self.for_every_cidr,
+        }
+    }
+
     /// Which spread the table follows: its AZ's with affinity, else the
     /// one of all tables (`None`).
     pub(super) fn scope(&self, settings: &Settings) -> Option<&'v str> {
@@ -104,7 +115,11 @@ pub(super) struct Wanted<'p, 'v> {
     pub(super) hosts: &'p [IpAddr],
     /// The eligible hosts that exist and run.
     pub(super) candidates: Vec<&'p Candidate<'v>>,
-    /// Per managed table: the usable eligible host its route points at.
+    /// The route tables it goes in, if the spec says (else every table
+    /// managed for all CIDRs).
+    pub(super) tables: Option<&'p [TableSelector]>,
+    /// Per managed table: the usable eligible host its route points at
+    /// (none in a table it does not go in).
     pub(super) current: Vec<Option<IpAddr>>,
 }
 
@@ -159,7 +174,9 @@ pub(super) fn managed_tables<'v>(
         .iter()
         .filter_map(|h| index.at(h).map(|i| i.subnet.as_str()))
         .collect();
-    let why = |table: &RouteTable| -> Option<Selected> {
+    // Tables for every CIDR without tables of its own: the settings' choice,
+    // or the old rule.
+    let for_all = |table: &RouteTable| -> Option<Selected> {
         if settings.tables.is_empty() {
             let serves_a_router =
                 (table.subnets.iter()).any(|s| router_subnets.contains(s.as_str()));
@@ -168,10 +185,18 @@ pub(super) fn managed_tables<'v>(
         let selector = settings.tables.iter().find(|s| s.matches(table))?;
         Some(Selected::By(selector.clone()))
     };
+    // Or only for the CIDRs whose own tables name it.
+    let for_some = |table: &RouteTable| {
+        let selector = spec.selectors().find(|s| s.matches(table))?;
+        Some(Selected::By(selector.clone()))
+    };
     vpc.route_tables
         .iter()
         .filter_map(|table| {
-            let why = why(table)?;
+            let (why, for_every_cidr) = match for_all(table) {
+                Some(why) => (why, true),
+                None => (for_some(table)?, false),
+            };
             let mut owners = match why {
                 Selected::RouterSubnet => BTreeMap::new(),
                 Selected::By(_) => claims::owners(&table.tags),
@@ -183,6 +208,7 @@ pub(super) fn managed_tables<'v>(
             Some(Managed {
                 table,
                 why,
+                for_every_cidr,
                 az: one_az(table, vpc),
                 routes: table.routes.iter().map(|r| (r.destination, r)).collect(),
                 ours,

@@ -43,12 +43,16 @@ impl Plan {
             let mut cidr = Wanted {
                 cidr: *cidr,
                 hosts,
+                tables: spec.tables_of(cidr),
                 candidates: hosts.iter().filter_map(|h| usable.get(h)).collect(),
                 current: Vec::with_capacity(managed.len()),
             };
             cidr.current = managed
                 .iter()
                 .map(|m| {
+                    if !m.takes(cidr.tables) {
+                        return None;
+                    }
                     let route = m.routes.get(&cidr.cidr).filter(|r| !r.blackhole)?;
                     let interface = index.target(&route.target)?;
                     cidr.candidate_of(interface, usable).map(|c| c.host)
@@ -77,7 +81,7 @@ impl Plan {
                 );
                 continue;
             }
-            for table in managed {
+            for table in managed.iter().filter(|m| m.takes(cidr.tables)) {
                 // Every scope falls back to any usable host, so there is one.
                 if let Some(choice) = spreads[&table.scope(settings)].choices[i] {
                     self.route(cidr, table, &choice, facts);
@@ -165,19 +169,23 @@ impl Plan {
         managed: &[Managed],
         ignored: impl Fn(&IpNet) -> bool,
     ) {
-        for Managed {
-            table, why, ours, ..
-        } in managed
-        {
-            for route in &table.routes {
-                let ours = (*why == Selected::RouterSubnet || ours.contains(&route.destination))
+        for m in managed {
+            for route in &m.table.routes {
+                let cidr = &route.destination;
+                let ours = (m.why == Selected::RouterSubnet || m.ours.contains(cidr))
                     && matches!(route.target, Target::Interface(_) | Target::Instance(_))
                     && route.origin.is_create_route();
-                if ours
-                    && !spec.routes().contains_key(&route.destination)
-                    && !ignored(&route.destination)
-                {
-                    let reason = "not in the route spec".to_string();
+                // A CIDR whose own tables no longer name this one leaves it
+                // too (in a chosen table, where it is known to be ours).
+                let unwanted = match spec.routes().contains_key(cidr) {
+                    false => Some("not in the route spec"),
+                    true if m.why != Selected::RouterSubnet && !m.takes(spec.tables_of(cidr)) => {
+                        Some("its route tables in the spec do not name this one")
+                    }
+                    true => None,
+                };
+                if let Some(reason) = unwanted.filter(|_| ours && !ignored(cidr)) {
+                    let (table, reason) = (m.table, reason.to_string());
                     self.push(
                         Action::Delete,
                         table,
@@ -214,11 +222,11 @@ impl Plan {
                         && r.origin.is_create_route()
                 })
                 .map(|r| r.destination);
+            let wanted_here =
+                |c: &IpNet| spec.routes().contains_key(c) && m.takes(spec.tables_of(c));
             let claimed: BTreeSet<IpNet> = created
                 .chain(existing)
-                .filter(|c| {
-                    spec.routes().contains_key(c) && !m.theirs.contains_key(c) && !ignored(c)
-                })
+                .filter(|c| wanted_here(c) && !m.theirs.contains_key(c) && !ignored(c))
                 .collect();
             if claimed != m.ours {
                 self.claims.push(Claim {

@@ -418,6 +418,7 @@ mod tests {
                 Wanted {
                     cidr: format!("10.{}.0.0/16", 100 + c).parse().unwrap(),
                     hosts: &lists[c],
+                    tables: None,
                     candidates: of,
                     current: vec![current.filter(|h| list.contains(h)).map(ip_of)],
                 }

@@ -444,6 +444,29 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "a CIDR with route tables of its own goes only in them; the others in the tables managed for all",
+        spec: r#"{"0.0.0.0/0": {"hosts": ["10.0.1.10", "10.0.2.10"], "tables": ["tag:vpcrouter=egress"]},
+                  "10.55.0.0/16": ["10.0.1.10"]}"#,
+        operations: (4, 0, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("*")), ("rtb-p2", "0.0.0.0/0", Some("*")),
+                 ("rtb-1", "0.0.0.0/0", Some("igw-1")), ("rtb-1", "10.55.0.0/16", Some("eni-a")),
+                 ("rtb-2", "10.55.0.0/16", Some("eni-a")), ("rtb-p1", "10.55.0.0/16", None)],
+        owned_after: &[("rtb-p1", "0.0.0.0/0"), ("rtb-p2", "0.0.0.0/0"), ("rtb-1", "")],
+        ..CASE
+    },
+    Case {
+        name: "a CIDR whose own tables stop naming a chosen table leaves it",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "tables": ["rtb-p2"]}}"#,
+        settings: || Settings { tables: vec![egress()], ..Settings::default() },
+        tags: &[("rtb-p1", "vpcrouter:routes:default", "10.55.0.0/16")],
+        routes: &[("rtb-p1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 0, 1),
+        after: &[("rtb-p1", "10.55.0.0/16", None), ("rtb-p2", "10.55.0.0/16", Some("eni-a"))],
+        owned_after: &[("rtb-p1", ""), ("rtb-p2", "10.55.0.0/16")],
+        says: &["do not name this one"],
+        ..CASE
+    },
+    Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
         operations: (2, 0, 0),
