@@ -432,3 +432,70 @@ fn owners_share_a_table_and_ownership_survives_a_restart() {
     assert!(green.lines_with("route deleted").is_empty());
     drop(listener);
 }
+
+/// A spec file may name a CIDR's route tables (configfile hands them over
+/// with WIT 0.1.3's `daemon.set-route-tables`): `0.0.0.0/0` goes in the
+/// tagged private tables only, `10.55.0.0/16` in the tables managed for
+/// every CIDR (here the routers' subnets', the old rule). A wrong table
+/// name rejects the spec, naming it, and the spec in force stays.
+#[test]
+fn a_spec_file_names_the_route_tables_of_a_cidr() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    let write = |tables: Value| {
+        let spec_json = json!({
+            "0.0.0.0/0": {"hosts": [ROUTER_A, ROUTER_B], "tables": tables},
+            "10.55.0.0/16": [ROUTER_A, ROUTER_B],
+        });
+        std::fs::write(&spec, spec_json.to_string()).unwrap();
+    };
+    write(json!(["tag:vpcrouter=egress"]));
+    let vpc = nat_layout();
+    let daemon = Daemon::start(
+        &[
+            "-m",
+            "configfile",
+            "-f",
+            spec.to_str().unwrap(),
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let route = |tables: &Value, table: &str, cidr: &str| -> Option<String> {
+        let route = &tables[table]["routes"][cidr];
+        route["eni"]
+            .as_str()
+            .or(route["target"].as_str())
+            .map(String::from)
+    };
+    let tables = common::wait_until("both CIDRs routed", || {
+        let tables = daemon.view("/vpc")["route_tables"].clone();
+        let routed = ["rtb-priv-a", "rtb-priv-b"]
+            .iter()
+            .all(|t| route(&tables, t, "0.0.0.0/0").is_some_and(|e| e.starts_with("eni-")))
+            && ["rtb-pub-a", "rtb-pub-b"]
+                .iter()
+                .all(|t| route(&tables, t, "10.55.0.0/16").is_some());
+        routed.then_some(tables)
+    });
+    assert_eq!(
+        route(&tables, "rtb-pub-a", "0.0.0.0/0").as_deref(),
+        Some("igw-1")
+    );
+    assert_eq!(route(&tables, "rtb-priv-a", "10.55.0.0/16"), None);
+    assert_eq!(route(&tables, "rtb-main", "0.0.0.0/0"), None);
+    assert_eq!(
+        tables["rtb-priv-a"]["managed"],
+        "selected by tag:vpcrouter=egress"
+    );
+
+    write(json!(["igw-1"]));
+    let rejected = daemon.wait_for_line("rejected route spec", std::time::Duration::from_secs(20));
+    assert!(rejected.contains("not a route table id"), "{rejected}");
+    let spec_view = daemon.view("/route_info");
+    assert!(
+        spec_view.to_string().contains("tag:vpcrouter=egress"),
+        "{spec_view}"
+    );
+}

@@ -123,8 +123,8 @@ fn new_python_and_javascript_plugins_test_and_build() {
         let text = String::from_utf8_lossy(&inspected.stdout);
         assert!(inspected.status.success(), "{inspected:?}");
         let expected = match kind {
-            "config" => "config-source plugin (vpcrouter:plugin@0.1.2)",
-            _ => "health-check plugin (vpcrouter:plugin@0.1.2)",
+            "config" => "config-source plugin (vpcrouter:plugin@0.1.3)",
+            _ => "health-check plugin (vpcrouter:plugin@0.1.3)",
         };
         assert!(text.contains(expected), "{text}");
     }

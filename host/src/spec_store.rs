@@ -51,7 +51,22 @@ impl SpecStore {
         I: IntoIterator<Item = (String, H)>,
         H: IntoIterator<Item = String>,
     {
-        let spec = match RouteSpec::from_entries(entries) {
+        self.offer_with_tables(source, entries, Vec::new())
+    }
+
+    /// As [`SpecStore::offer`], with route tables of their own for some
+    /// CIDRs: (cidr, tables) as the plugin named them.
+    pub fn offer_with_tables<I, H>(
+        &self,
+        source: &str,
+        entries: I,
+        tables: Vec<(String, Vec<String>)>,
+    ) -> Result<Offer, SpecError>
+    where
+        I: IntoIterator<Item = (String, H)>,
+        H: IntoIterator<Item = String>,
+    {
+        let spec = match RouteSpec::from_entries(entries).and_then(|s| s.with_tables(tables)) {
             Ok(spec) => spec,
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);

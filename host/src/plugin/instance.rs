@@ -80,6 +80,9 @@ pub struct HostState {
     pub(super) rtt: RttTable,
     /// Probe rounds started and not dropped.
     pub(super) open_rounds: usize,
+    /// Route tables the plugin gave CIDRs of the spec its current call
+    /// returns (`daemon.set-route-tables`).
+    pub(super) route_tables: Vec<(String, Vec<String>)>,
     /// Verdicts reported during `check`, to the supervisor.
     pub(super) verdicts: mpsc::UnboundedSender<Vec<HostHealth>>,
     limiter: PluginLimiter,
@@ -165,6 +168,7 @@ impl InstanceFactory {
             probes: self.probes.clone(),
             accepted: self.accepted.clone(),
             requests: Requests::default(),
+            route_tables: Vec::new(),
             limiter: PluginLimiter::new(self.bounds.memory_cap, guard.refused_memory.clone()),
             wasi,
             table: ResourceTable::new(),
@@ -275,6 +279,7 @@ impl PluginInstance {
             Event::Started => self.guard.start_timeout,
             _ => self.guard.call_timeout,
         };
+        self.store.data_mut().route_tables.clear();
         self.guard
             .run_for(call, limit, api.call_on_event(&mut self.store, event))
             .await?
@@ -290,9 +295,16 @@ impl PluginInstance {
             return Err(not_exported(call));
         };
         let api = b.vpcrouter_plugin_config_source();
+        self.store.data_mut().route_tables.clear();
         self.guard
             .run(call, api.call_handle_http(&mut self.store, request))
             .await
+    }
+
+    /// The route tables the last call gave CIDRs of the spec it returned:
+    /// (cidr, tables), as the plugin named them.
+    pub fn take_route_tables(&mut self) -> Vec<(String, Vec<String>)> {
+        std::mem::take(&mut self.store.data_mut().route_tables)
     }
 
     /// One health round over `hosts`.

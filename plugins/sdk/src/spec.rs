@@ -1,13 +1,18 @@
 //! Route specs as JSON, the format of spec files and of `POST /route_spec`:
-//! `{"10.55.16.0/24": ["10.33.20.142"], ...}`.
+//! `{"10.55.16.0/24": ["10.33.20.142"], ...}`, where a CIDR may also name
+//! the route tables it goes in:
+//! `{"0.0.0.0/0": {"hosts": [...], "tables": ["rtb-...", "tag:KEY=VALUE", "main"]}}`.
 //!
 //! This only checks the shape; the host validates every spec it receives
-//! (CIDRs, addresses, limits) and names what is wrong.
+//! (CIDRs, addresses, table names, limits) and names what is wrong.
 
+use crate::daemon::{RouteTables, set_route_tables};
 use crate::{Route, RouteSpec};
 use serde_json::{Map, Value};
 
-/// Parse a JSON route spec. The error names the offending key or value.
+/// Parse a JSON route spec (config sources only: it hands the route
+/// tables the spec names to the host, for the spec the current call
+/// returns). The error names the offending key or value.
 pub fn from_json(bytes: &[u8]) -> Result<RouteSpec, String> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("route spec is not valid JSON: {e}"))?;
@@ -17,25 +22,53 @@ pub fn from_json(bytes: &[u8]) -> Result<RouteSpec, String> {
             json_kind(&value)
         ));
     };
-    entries
+    let mut scopes = Vec::new();
+    let routes = entries
         .into_iter()
-        .map(|(cidr, hosts)| {
-            let Value::Array(items) = hosts else {
-                return Err(format!(
-                    "route spec entry {cidr:?}: value must be a list of host IP strings, got {}",
-                    json_kind(&hosts)
-                ));
+        .map(|(cidr, value)| {
+            let hosts = match value {
+                Value::Object(mut object) => {
+                    if let Some(other) = object.keys().find(|k| *k != "hosts" && *k != "tables") {
+                        return Err(format!(
+                            "route spec entry {cidr:?}: unknown field {other:?} (hosts, tables)"
+                        ));
+                    }
+                    if let Some(tables) = object.remove("tables") {
+                        let tables = strings(&cidr, "tables", tables)?;
+                        scopes.push(RouteTables {
+                            cidr: cidr.clone(),
+                            tables,
+                        });
+                    }
+                    let hosts = object.remove("hosts").unwrap_or(Value::Null);
+                    strings(&cidr, "hosts", hosts)?
+                }
+                value => strings(&cidr, "hosts", value)?,
             };
-            let hosts = items
-                .into_iter()
-                .map(|item| match item {
-                    Value::String(host) => Ok(host),
-                    other => Err(format!(
-                        "route spec entry {cidr:?}: host {other} must be a string"
-                    )),
-                })
-                .collect::<Result<_, _>>()?;
             Ok(Route { cidr, hosts })
+        })
+        .collect::<Result<RouteSpec, String>>()?;
+    if !scopes.is_empty() {
+        set_route_tables(&scopes);
+    }
+    Ok(routes)
+}
+
+/// A list of strings, or an error naming the entry and the field.
+fn strings(cidr: &str, field: &str, value: Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "route spec entry {cidr:?}: {field} must be a list of strings, got {}",
+            json_kind(&value)
+        ));
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(text) => Ok(text),
+            other => Err(format!(
+                "route spec entry {cidr:?}: {other} in {field} must be a string"
+            )),
         })
         .collect()
 }

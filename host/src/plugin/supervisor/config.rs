@@ -84,7 +84,8 @@ impl Supervisor {
         record_call(plugin, "on-event", &delivered, started);
         match delivered {
             Ok(Some(routes)) => {
-                let _ = specs.offer(plugin, entries(routes));
+                let tables = instance.take_route_tables();
+                let _ = specs.offer_with_tables(plugin, entries(routes), tables);
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -118,10 +119,13 @@ impl Supervisor {
         record_call(plugin, "handle-http", &handled, started);
         let (response, fault) = match handled {
             Ok((response, None)) => (response, None),
-            Ok((response, Some(routes))) => match specs.offer(plugin, entries(routes)) {
-                Ok(_) => (response, None),
-                Err(e) => (json_error(400, &format!("invalid route spec: {e}")), None),
-            },
+            Ok((response, Some(routes))) => {
+                match specs.offer_with_tables(plugin, entries(routes), instance.take_route_tables())
+                {
+                    Ok(_) => (response, None),
+                    Err(e) => (json_error(400, &format!("invalid route spec: {e}")), None),
+                }
+            }
             Err(CallError::Plugin(reason)) => (json_error(500, &reason), None),
             Err(fault) => {
                 let message = format!("plugin {plugin} failed ({fault}); it is being restarted");
