@@ -171,6 +171,20 @@ async fn a_panic_traps_and_is_restarted() {
     fault_restarts_and_keeps_spec("trap", "trapped").await;
 }
 
+/// A plugin flooding `daemon.set-route-tables` (15,000 scopes of 16
+/// tables, for CIDRs its spec does not route) has its spec refused with
+/// the reason; the spec in force stays, nothing restarts.
+#[tokio::test]
+async fn a_flood_of_route_tables_is_refused_with_the_spec() {
+    let plugin = start_hostile("tables-flood", "poke").await;
+    plugin.wait_for_spec().await;
+    let (status, body) = plugin.poke().await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("the spec does not route"), "{body}");
+    assert_eq!(plugin.specs.current().as_deref(), Some(&good_spec()));
+    assert_eq!(plugin.restarts(), 0);
+}
+
 #[tokio::test]
 async fn an_invalid_spec_is_refused_with_the_reason_and_no_restart() {
     let plugin = start_hostile("invalid", "poke").await;

@@ -4,7 +4,7 @@
 
 use vpcrouter_plugin_sdk::{
     ConfigSource, Event, HttpRequest, HttpResponse, OptionKind, OptionSpec, Options, PluginInfo,
-    Route, RouteSpec, export_config_source, files, log, outbound, timers,
+    Route, RouteSpec, daemon, export_config_source, files, log, outbound, timers,
 };
 
 struct Hostile {
@@ -97,6 +97,18 @@ impl Hostile {
                 }
             }
             "trap" => panic!("hostile plugin panics on purpose"),
+            // 15,000 CIDRs' worth of route tables, 16 names each, none of
+            // them CIDRs of the spec it returns (~9 MB of its memory).
+            "tables-flood" => {
+                let scopes: Vec<daemon::RouteTables> = cidrs(12, 15_000)
+                    .map(|cidr| daemon::RouteTables {
+                        cidr,
+                        tables: (0..16).map(|t| format!("rtb-{t:08x}")).collect(),
+                    })
+                    .collect();
+                daemon::set_route_tables(&scopes);
+                Ok(Some(good_spec()))
+            }
             "invalid" => Ok(Some(vec![Route {
                 cidr: "10.1.2.3/33".into(),
                 hosts: vec!["nope".into()],
