@@ -50,6 +50,9 @@ fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
     assert_eq!(after["state"], "running");
     let events = daemon.view("/events").to_string();
     assert!(events.contains("reloaded: version"), "{events}");
+    // The whole digest, as a pin takes it.
+    let digest = after["sha256"].as_str().unwrap();
+    assert!(events.contains(&format!("sha256 {digest}")), "{events}");
     // The new version serves: it follows the spec file.
     std::fs::write(&spec, r#"{"10.77.0.0/16": ["10.33.20.142"]}"#).unwrap();
     daemon.wait_for_line("10.77.0.0/16", WITHIN);

@@ -212,10 +212,11 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
     {
         return outcome("failed", Some("the plugin has stopped".into()));
     }
+    // Whole digests: what an operator copies from here must be what a pin
+    // takes.
     let detail = format!(
-        "version {version}, sha256 {} (was {})",
-        &new_digest[..12],
-        &plugin.digest[..12]
+        "version {version}, sha256 {new_digest} (was {})",
+        plugin.digest
     );
     plugin.digest = new_digest;
     plugin.declared = declared;
