@@ -562,3 +562,42 @@ fn a_router_down_from_the_start_is_never_a_target() {
             .any(|l| l.contains("127.0.5.12"))
     );
 }
+
+/// `-H NAME` and `--health-plugin PATH` mix: the bundled checker and the
+/// file both run (issue 22: they used to conflict, the conflict masked by
+/// the bundled plugin's options on the line).
+#[test]
+fn a_bundled_checker_and_a_health_plugin_file_run_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _up) = listeners(&["127.0.5.21"]);
+    let port = port.to_string();
+    let any_port = common::example("any-port");
+    let vpc = common::loopback_vpc(dir.path(), &["127.0.5.21"]);
+    let daemon = common::Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "10.55.0.0/16",
+            "--fixed_hosts",
+            "127.0.5.21",
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--health-plugin",
+            any_port.to_str().unwrap(),
+            "--ports",
+            &port,
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let view = daemon.view("/plugins");
+    let names: Vec<&str> = (view["plugins"].as_array().unwrap().iter())
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fixedconf", "tcp", "any-port"], "{view}");
+    daemon.wait_for_line("route created", std::time::Duration::from_secs(20));
+}

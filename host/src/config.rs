@@ -95,30 +95,29 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
     bundled("-m", name, peek.plugin_dir.as_deref())
 }
 
-/// The health-check plugin files: `--health-plugin` paths, else the old
-/// `-H NAME` or `-H multi --multi_plugins A:B`, else the old default
-/// (`icmpecho`) when it is bundled. `-H none`: no health checking (every
-/// host is taken as healthy), e.g. to try a config source.
+/// The health-check plugin files: the bundled ones the old `-H NAME` or
+/// `-H multi --multi_plugins A:B` name, then the `--health-plugin` paths
+/// (both may be given); without either, the old default (`icmpecho`) when
+/// it is bundled. `-H none`: no bundled health checking (with no
+/// `--health-plugin`, every host is taken as healthy), e.g. to try a
+/// config source.
 pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
-    if !peek.health_plugins.is_empty() {
-        return Ok(peek
-            .health_plugins
-            .iter()
-            .map(|p| absolute(&split_pin(p).0))
-            .collect());
-    }
     let dir = peek.plugin_dir.as_deref();
-    match (peek.health.as_deref(), peek.multi_plugins.as_deref()) {
+    let given = (peek.health_plugins.iter()).map(|p| absolute(&split_pin(p).0));
+    let mut paths = match (peek.health.as_deref(), peek.multi_plugins.as_deref()) {
         (Some("multi"), Some(names)) => names
             .split(':')
             .filter(|n| !n.is_empty())
             .map(|name| bundled("--multi_plugins", name, dir))
-            .collect(),
-        (Some("multi"), None) => Err(ConfigError::MultiWithoutPlugins),
-        (Some("none"), _) => Ok(vec![]),
-        (Some(name), _) => Ok(vec![bundled("-H", name, dir)?]),
-        (None, _) => Ok(bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect()),
-    }
+            .collect::<Result<Vec<_>, _>>()?,
+        (Some("multi"), None) => return Err(ConfigError::MultiWithoutPlugins),
+        (Some("none"), _) => vec![],
+        (Some(name), _) => vec![bundled("-H", name, dir)?],
+        (None, _) if !peek.health_plugins.is_empty() => vec![],
+        (None, _) => bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect(),
+    };
+    paths.extend(given);
+    Ok(paths)
 }
 
 /// `PATH#sha256=HEX`: the path, and the pinned digest if any.

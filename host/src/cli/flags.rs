@@ -42,8 +42,9 @@ pub struct Cli {
     #[arg(short = 'm', long = "mode", value_name = "NAME")]
     pub mode: Option<String>,
 
-    /// Health-check plugin file; repeat for several (a host is failed if any says so)
-    #[arg(long = "health-plugin", value_name = "PATH", conflicts_with = "health")]
+    /// Health-check plugin file; repeat for several, also beside -H NAME (a
+    /// host is failed if any says so)
+    #[arg(long = "health-plugin", value_name = "PATH")]
     pub health_plugin: Vec<PathBuf>,
 
     /// Bundled health-check plugin by name (old form): icmpecho (default), tcp,
