@@ -168,7 +168,11 @@ fn without_a_selection_only_the_routers_tables_are_managed() {
         dir.path(),
     );
     daemon.wait_for_line("not ours to change", std::time::Duration::from_secs(20));
-    let tables = daemon.view("/vpc")["route_tables"].clone();
+    // The views learn what the plan managed once its pass is written.
+    let tables = common::wait_until("the managed tables shown", || {
+        let tables = daemon.view("/vpc")["route_tables"].clone();
+        tables["rtb-pub-a"]["managed"].is_string().then_some(tables)
+    });
     assert_eq!(tables["rtb-pub-a"]["managed"], "a router's subnet");
     assert_eq!(tables["rtb-priv-a"]["managed"], Value::Null);
     assert!(daemon.lines_with("route created").is_empty());
