@@ -204,15 +204,7 @@ fn nat_instances_on_ec2() {
     let hosts = routers.join(":");
     let port = port.to_string();
     let mut args = nat_args(&hosts, &port);
-    let ec2_flags = [
-        "-r",
-        moto::REGION,
-        "-v",
-        &vpc.id,
-        "--ec2-endpoint",
-        &moto.url,
-    ];
-    args.extend(ec2_flags.map(String::from));
+    args.extend(moto::ec2_args(&vpc.id, &moto.url));
     let daemon = Daemon::start(&strs(&args), dir.path());
     let eni = |router: usize| vpc.routers[routers[router]].1.clone();
     let default_route = |table: &str| -> Option<String> {
@@ -353,33 +345,28 @@ fn owners_share_a_table_and_ownership_survives_a_restart() {
     let port = listener.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
     let daemon = |owner: &str, cidr: &str| {
-        Daemon::start(
-            &[
-                "-m",
-                "fixedconf",
-                "--fixed_cidr",
-                cidr,
-                "--fixed_hosts",
-                router,
-                "-H",
-                "tcp",
-                "--tcp_check_port",
-                &port,
-                "--tcp_check_interval",
-                "0.2",
-                "--route-table",
-                &shared,
-                "--owner-id",
-                owner,
-                "-r",
-                moto::REGION,
-                "-v",
-                &vpc.id,
-                "--ec2-endpoint",
-                &moto.url,
-            ],
-            dir.path(),
-        )
+        let mut args: Vec<String> = [
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            cidr,
+            "--fixed_hosts",
+            router,
+            "-H",
+            "tcp",
+            "--tcp_check_port",
+            &port,
+            "--tcp_check_interval",
+            "0.2",
+            "--route-table",
+            &shared,
+            "--owner-id",
+            owner,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(moto::ec2_args(&vpc.id, &moto.url));
+        Daemon::start(&strs(&args), dir.path())
     };
     let routes = || -> Vec<String> {
         let all = runtime.block_on(moto::routes(&ec2, &vpc.id));

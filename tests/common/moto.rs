@@ -280,7 +280,7 @@ pub fn targets_in(
 /// it), configfile reading `spec`, tcp checks on `port` every 0.2 s.
 pub fn daemon_args(spec: &std::path::Path, port: u16, vpc: &Vpc, endpoint: &str) -> Vec<String> {
     let port = port.to_string();
-    [
+    let mut args: Vec<String> = [
         "-m",
         "configfile",
         "-f",
@@ -291,15 +291,18 @@ pub fn daemon_args(spec: &std::path::Path, port: u16, vpc: &Vpc, endpoint: &str)
         &port,
         "--tcp_check_interval",
         "0.2",
-        "-r",
-        REGION,
-        "-v",
-        &vpc.id,
-        "--ec2-endpoint",
-        endpoint,
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    args.extend(ec2_args(&vpc.id, endpoint));
+    args
+}
+
+/// The flags that point the daemon at VPC `vpc` through `endpoint`.
+pub fn ec2_args(vpc: &str, endpoint: &str) -> Vec<String> {
+    ["-r", REGION, "-v", vpc, "--ec2-endpoint", endpoint]
+        .map(String::from)
+        .to_vec()
 }
 
 pub async fn routes(ec2: &Client, vpc: &str) -> BTreeMap<String, Vec<(String, String)>> {

@@ -9,7 +9,6 @@
 //! take the inputs, plan, pace the rebalancing (`rebalance`), write
 //! (`apply`), report, wait.
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -230,7 +229,7 @@ impl<B: VpcBackend> Reconciler<B> {
     /// it leaves; false if anything failed (observe again).
     async fn write(&self, plan: Plan, round: &mut Round) -> bool {
         let cache = round.observation.cache.as_mut().expect("observed");
-        let managed: BTreeMap<String, String> = plan.managed.iter().cloned().collect();
+        let managed = plan.managed.clone();
         let checks = self.disable_source_dest_check && !plan.source_dest_checked.is_empty();
         let writes = !plan.operations.is_empty() || !plan.claims.is_empty() || checks;
         let mut ok = true;
