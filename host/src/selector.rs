@@ -31,7 +31,7 @@ impl TableSelector {
         if let Some(tag) = text.strip_prefix("tag:") {
             return Self::tag(tag);
         }
-        Self::id(text)
+        Self::id(text).map_err(|e| format!("{e}, tag:KEY=VALUE or main"))
     }
 
     /// A route table id: `rtb-` and hex digits, as EC2 makes them.
@@ -42,7 +42,7 @@ impl TableSelector {
         match valid {
             true => Ok(TableSelector::Id(text.to_string())),
             false => Err(format!(
-                "{:?} is not a route table id (rtb-...), tag:KEY=VALUE or main",
+                "{:?} is not a route table id (rtb-...)",
                 crate::text::clip(text, 64)
             )),
         }

@@ -50,6 +50,7 @@ mod spread;
 mod tests;
 
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 
 use crate::cloud::claims::{self, Claim};
 use crate::cloud::model::{RouteTable, VpcState};
@@ -95,8 +96,8 @@ pub struct Plan {
     /// ENIs of eligible hosts with source/destination check on (each also
     /// has a notice); `--disable-source-dest-check` turns it off for them.
     pub source_dest_checked: Vec<String>,
-    /// The tables managed, and why: (table, why).
-    pub managed: Vec<(String, String)>,
+    /// The tables managed, and why: table -> why.
+    pub managed: BTreeMap<String, String>,
     /// Claim tags to write first: which routes of the chosen tables are
     /// this daemon's.
     pub claims: Vec<Claim>,
@@ -126,6 +127,7 @@ pub fn plan(
     plan.route_all(&wanted, &managed, &spreads, &facts, settings);
     plan.delete_unwanted(spec, &managed, ignored);
     plan.claim_ownership(spec, &managed, &settings.owner, ignored);
+    plan.warn_about_unmatched(settings.tables.iter().chain(spec.selectors()), vpc);
     plan.warn_about_limits(&managed);
     plan.warn_about_source_dest_checks(&usable);
     plan.warn_about_overloads(spreads.values());

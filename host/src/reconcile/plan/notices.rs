@@ -1,14 +1,17 @@
-//! What the operator should know that needs no operation: tables near
-//! EC2's route limits, routers that cannot route for others, hosts left
-//! above the balanced bound.
+//! What the operator should know that needs no operation: table choices
+//! that choose nothing, tables near EC2's route limits, routers that cannot
+//! route for others, hosts left above the balanced bound.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::Plan;
 use super::index::{Candidate, Managed};
 use super::spread::{Overload, Spread};
+use crate::cloud::model::VpcState;
 use crate::cloud::operation::Action;
+use crate::selector::TableSelector;
 use rustc_hash::FxHashMap as HashMap;
 
 /// Something the operator should know that needs no operation.
@@ -24,6 +27,21 @@ const ROUTES_PER_TABLE_DEFAULT: usize = 50;
 const ROUTES_PER_TABLE_MAX: usize = 1000;
 
 impl Plan {
+    /// Table selectors (the flags', the spec's) that choose no table of the
+    /// VPC: a mistyped tag or id would otherwise route nothing in silence.
+    pub(super) fn warn_about_unmatched<'s>(
+        &mut self,
+        selectors: impl Iterator<Item = &'s TableSelector>,
+        vpc: &VpcState,
+    ) {
+        let unmatched: BTreeSet<&TableSelector> = selectors
+            .filter(|s| !vpc.route_tables.iter().any(|t| s.matches(t)))
+            .collect();
+        for selector in unmatched {
+            self.notice(selector, "chooses no route table of the VPC");
+        }
+    }
+
     /// Tables that will be near or over EC2's route limits once the plan is
     /// carried out (`RouteLimitExceeded` otherwise comes as a surprise).
     pub(super) fn warn_about_limits(&mut self, managed: &[Managed]) {

@@ -467,6 +467,13 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "a table choice that chooses no table of the VPC is reported",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
+        settings: || Settings { tables: vec![TableSelector::Tag { key: "vpcrouter".into(), value: "egres".into() }], ..Settings::default() },
+        says: &["tag:vpcrouter=egres: chooses no route table of the VPC"],
+        ..CASE
+    },
+    Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
         operations: (2, 0, 0),
