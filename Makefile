@@ -50,7 +50,8 @@ release: plugins
 
 # Installs what `make release` built (run that first, as yourself): the
 # daemon, the bundled plugins where `-m NAME` finds them
-# (PREFIX/lib/vpcrouter/plugins), manual pages and shell completions.
+# (PREFIX/lib/vpcrouter/plugins), the plugin author's guide
+# (PREFIX/share/doc/vpcrouter/PLUGINS.md), manual pages and shell completions.
 PREFIX ?= /usr/local
 ROOT := $(DESTDIR)$(PREFIX)
 
@@ -59,6 +60,7 @@ install:
 	install -D -s -m 755 $(DIST_BIN) $(ROOT)/bin/vpcrouter
 	install -d $(ROOT)/lib/vpcrouter/plugins $(ROOT)/share/man/man1
 	install -m 644 $(addprefix plugins/,$(addsuffix .wasm,$(BUNDLED))) $(ROOT)/lib/vpcrouter/plugins/
+	install -D -m 644 PLUGINS.md $(ROOT)/share/doc/vpcrouter/PLUGINS.md
 	$(DIST_BIN) manpages $(ROOT)/share/man/man1
 	gzip -9nf $(ROOT)/share/man/man1/vpcrouter*.1
 	install -d $(ROOT)/share/bash-completion/completions $(ROOT)/share/zsh/vendor-completions \

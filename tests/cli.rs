@@ -253,6 +253,73 @@ fn every_bad_flag_is_exit_2_with_a_message_naming_it() {
     }
 }
 
+/// The README's own line, from a binary with no plugins beside it, run
+/// where there is no `plugins/` folder and `$VPCROUTER_PLUGIN_DIR` unset:
+/// the missing plugin is named with every place looked and what to do,
+/// never read as a typo in its options (`unexpected argument '-f'`).
+#[test]
+fn a_missing_bundled_plugin_is_named_before_its_options_are_read() {
+    let nowhere = tempfile::tempdir().unwrap();
+    let lines: &[(&[&str], &str)] = &[
+        (
+            &["-m", "configfile", "-f", "spec.json", "-H", "tcp"],
+            "-m configfile",
+        ),
+        (
+            &[
+                "--mode-plugin",
+                "x.wasm",
+                "-H",
+                "tcp",
+                "--tcp_check_port",
+                "80",
+            ],
+            "-H tcp",
+        ),
+        (
+            &[
+                "--mode-plugin",
+                "x.wasm",
+                "-H",
+                "multi",
+                "--multi_plugins",
+                "icmpecho:tcp",
+            ],
+            "--multi_plugins icmpecho",
+        ),
+    ];
+    for (words, named) in lines {
+        let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+            .args(*words)
+            .env_remove("VPCROUTER_PLUGIN_DIR")
+            .current_dir(nowhere.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{words:?}: {stderr}");
+        assert!(
+            !stderr.contains("unexpected argument"),
+            "{words:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{named}: no bundled plugin of that name")),
+            "{words:?}: {stderr}"
+        );
+        // Every place looked, and the two ways out.
+        assert!(stderr.contains("target/lib/vpcrouter/plugins/"), "{stderr}");
+        assert!(stderr.contains("target/debug/plugins/"), "{stderr}");
+        assert!(stderr.contains("--plugin-dir DIR"), "{stderr}");
+    }
+    // --help still works without the plugin.
+    let help = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args(["-m", "configfile", "--help"])
+        .env_remove("VPCROUTER_PLUGIN_DIR")
+        .current_dir(nowhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+}
+
 #[test]
 fn every_bad_plugin_choice_is_exit_2_with_one_line_naming_the_file() {
     let hostile = common::guest("hostile");

@@ -92,6 +92,7 @@ fn the_package_holds_the_daemon_its_plugins_manuals_completions_and_service() {
         "/usr/lib/systemd/system/vpcrouter.service",
         "/etc/default/vpcrouter",
         "/usr/share/doc/vpcrouter/copyright",
+        "/usr/share/doc/vpcrouter/PLUGINS.md",
         "/usr/share/bash-completion/completions/vpcrouter",
         "/usr/share/zsh/vendor-completions/_vpcrouter",
         "/usr/share/fish/vendor_completions.d/vpcrouter.fish",
@@ -200,6 +201,29 @@ fn the_packaged_daemon_runs_the_demo_from_an_unpacked_tree() {
     assert!(stdout.contains("route created"), "{shown}");
     assert!(stdout.contains("== failover done"), "{shown}");
     assert!(stdout.contains("other routes moved: 0"), "{shown}");
+}
+
+/// The plugin author's guide is installed, and what points authors at it
+/// (the scaffold's README, `plugin --help`) names where it is.
+#[test]
+fn the_packaged_daemon_points_plugin_authors_at_the_installed_guide() {
+    let tree = unpacked();
+    let guide = tree.path().join("usr/share/doc/vpcrouter/PLUGINS.md");
+    let ours = std::fs::read_to_string(common::repo().join("PLUGINS.md")).unwrap();
+    assert_eq!(std::fs::read_to_string(&guide).unwrap(), ours);
+    let daemon = tree.path().join("usr/bin/vpcrouter");
+    let project = tempfile::tempdir().unwrap();
+    let project = project.path().join("mine");
+    run(Command::new(&daemon)
+        .args(["plugin", "new", "mine", "--lang", "python", "--dir"])
+        .arg(&project));
+    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("PLUGINS.md ({})", guide.display())),
+        "{readme}"
+    );
+    let help = run(Command::new(&daemon).args(["plugin", "--help"]));
+    assert!(help.contains("share/doc/vpcrouter/PLUGINS.md"), "{help}");
 }
 
 /// The command lines of the deployment examples are the daemon's: every

@@ -34,9 +34,23 @@ fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
     assert_eq!(before["trust"], "bundled (configfile)");
 
     // Nothing changed: nothing reloaded.
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"unchanged\""), "{body}");
+    // Without `wait`: accepted at once, the outcome at GET /plugins/reload.
+    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    assert_eq!(status, 202, "{body}");
+    let accepted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(accepted["reload"], "accepted", "{body}");
+    assert!(body.contains("GET /plugins/reload"), "{body}");
+    let request = accepted["request"].as_u64().unwrap();
+    let latest = common::wait_until("the reload is answered", || {
+        let latest = daemon.view("/plugins/reload");
+        (latest["answered"].as_u64()? >= request).then_some(latest)
+    });
+    assert_eq!(latest["plugins"][0]["result"], "unchanged", "{latest}");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=soon", b"");
+    assert_eq!(status, 400, "{body}");
 
     common::new_version(&plugin, "v2");
     // SAFETY: signalling the child process this test started.
@@ -59,7 +73,7 @@ fn sighup_swaps_in_a_changed_plugin_and_a_bad_one_leaves_the_old() {
 
     // A broken new version: refused, reported, the running one stays.
     std::fs::write(&plugin, b"not wasm at all").unwrap();
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("\"failed\"") && body.contains("not a WebAssembly file"),
@@ -110,7 +124,7 @@ fn reloading_a_health_checker_misses_no_round() {
     common::wait_until("rounds run", || (rounds() >= 3).then_some(()));
     let (start, first) = (Instant::now(), rounds());
     common::new_version(&plugin, "v2");
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert!(status == 200 && body.contains("\"reloaded\""), "{body}");
     std::thread::sleep(Duration::from_secs(2));
     let (elapsed, done) = (start.elapsed(), rounds() - first);
@@ -140,7 +154,7 @@ fn a_pinned_plugin_is_not_reloaded_to_other_bytes() {
     );
     daemon.wait_for_line("accepted route spec", WITHIN);
     common::new_version(&plugin, "unpinned");
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains(&format!("is pinned to sha256 {digest}")),

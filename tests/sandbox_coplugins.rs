@@ -162,7 +162,7 @@ fn a_reload_cannot_turn_the_operators_text_into_a_grant() {
     const NOTHING: &str = "plugin granted nothing beyond its own sandbox";
     assert_eq!(daemon.lines_with(NOTHING).len(), 1);
     hostile_with_note_kind(dir.path(), "file");
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"failed\""), "{body}");
     assert!(
@@ -181,7 +181,7 @@ fn a_reload_cannot_turn_the_operators_text_into_a_grant() {
     // A plain new version reloads, and its grants are said again.
     hostile_with_note_kind(dir.path(), "text");
     common::new_version(&plugin, "v3");
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"reloaded\""), "{body}");
     daemon.wait_for_nth_line(NOTHING, 2, WITHIN);
@@ -273,7 +273,7 @@ fn reloads_do_not_wait_behind_a_long_call() {
     for tag in ["v2", "v3"] {
         common::new_version(&plugin, tag);
         let asked = Instant::now();
-        let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+        let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
         println!("{tag}: {status} after {:?}", asked.elapsed());
         assert_eq!(status, 200, "{tag}: {body}");
         assert!(body.contains("\"reloaded\""), "{tag}: {body}");

@@ -152,7 +152,7 @@ fn reloadable_daemon(dir: &Path) -> (Daemon, PathBuf) {
 /// POST /plugins/reload; the answer, and how long it took.
 fn reload(daemon: &Daemon) -> (u16, String, Duration) {
     let asked = Instant::now();
-    let (status, body) = daemon.http("POST", "/plugins/reload", b"");
+    let (status, body) = daemon.http("POST", "/plugins/reload?wait=8", b"");
     (status, body, asked.elapsed())
 }
 

@@ -129,3 +129,92 @@ fn new_python_and_javascript_plugins_test_and_build() {
         assert!(text.contains(expected), "{text}");
     }
 }
+
+/// The contract version the guide, the scaffolds, the SDK and the bundled
+/// plugins name is the newest in `wit/`, the host's: no page says an older
+/// one is the newest, or that a scaffold vendors what it does not.
+#[test]
+fn the_guide_scaffolds_and_sdk_name_the_newest_contract() {
+    let repo = common::repo();
+    let newest = std::fs::read_dir(repo.join("wit"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let v: Vec<u32> = name
+                .strip_prefix('v')?
+                .split('.')
+                .map(|n| n.parse().unwrap())
+                .collect();
+            Some(v)
+        })
+        .max()
+        .map(|v| format!("{}.{}.{}", v[0], v[1], v[2]))
+        .unwrap();
+    let guide = std::fs::read_to_string(repo.join("PLUGINS.md")).unwrap();
+    for line in guide
+        .lines()
+        .filter(|l| ["newest", "vendor"].iter().any(|w| l.contains(w)))
+    {
+        for found in versions_in(line) {
+            assert_eq!(found, newest, "PLUGINS.md: {line}");
+        }
+    }
+    assert!(guide.contains(&format!("vpcrouter:plugin@{newest}` is the newest")));
+    assert!(guide.contains(&format!("| {newest} (this one) |")));
+    let sdk = std::fs::read_to_string(repo.join("plugins/sdk/src/bindings.rs")).unwrap();
+    assert!(
+        sdk.contains(&format!("wit/v{newest}")),
+        "the SDK builds against another contract"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["rust", "python", "js"] {
+        let created = vpcrouter(
+            &["plugin", "new", "v", "--lang", lang, "--dir", lang],
+            dir.path(),
+        );
+        assert!(created.status.success(), "{created:?}");
+        let project = dir.path().join(lang);
+        let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!("vpcrouter:plugin@{newest}")),
+            "{readme}"
+        );
+        assert!(readme.contains("PLUGINS.md ("), "{readme}");
+        let vendored = std::fs::read_to_string(project.join("wit/plugin.wit")).unwrap();
+        let ours = std::fs::read_to_string(repo.join(format!("wit/v{newest}/plugin.wit"))).unwrap();
+        assert_eq!(vendored, ours, "{lang}");
+    }
+    let inspected = vpcrouter(
+        &["plugin", "inspect", "configfile.wasm"],
+        &repo.join("plugins"),
+    );
+    let text = String::from_utf8_lossy(&inspected.stdout);
+    assert!(
+        text.contains(&format!("vpcrouter:plugin@{newest}")),
+        "{text}"
+    );
+}
+
+/// Every `N.N.N` in `line`.
+fn versions_in(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+            let end = bytes[i..]
+                .iter()
+                .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+                .map_or(bytes.len(), |n| i + n);
+            let word = line[i..end].trim_end_matches('.');
+            if word.split('.').count() == 3 {
+                found.push(word.to_string());
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}

@@ -73,11 +73,17 @@ pub struct ListenAddr {
 pub enum ConfigError {
     #[error("a config-source plugin is required: --mode-plugin PATH or -m NAME")]
     NoMode,
-    #[error("{flag} {name}: no bundled plugin of that name (looked for {looked})")]
+    #[error(
+        "{flag} {name}: no bundled plugin of that name; looked for {looked}. \
+         Give the folder that holds {name}.wasm with --plugin-dir DIR (or $VPCROUTER_PLUGIN_DIR), \
+         or the file itself with {path_flag} PATH"
+    )]
     UnknownPlugin {
         flag: &'static str,
         name: String,
         looked: String,
+        /// The flag that takes the plugin's file instead.
+        path_flag: &'static str,
     },
     #[error("-H multi needs --multi_plugins NAME:NAME...")]
     MultiWithoutPlugins,
@@ -198,6 +204,10 @@ fn bundled(
         .map(|c| absolute(c))
         .ok_or_else(|| ConfigError::UnknownPlugin {
             flag,
+            path_flag: match flag {
+                "-m" => "--mode-plugin",
+                _ => "--health-plugin",
+            },
             name: name.to_string(),
             looked: candidates
                 .iter()

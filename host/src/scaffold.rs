@@ -122,6 +122,8 @@ impl Words {
             .replace("{{file}}", &self.file)
             .replace("{{try}}", &self.try_line)
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{wit}}", wit_version!())
+            .replace("{{guide}}", &crate::manuals::plugins_guide())
             .replace("{{wit_bindgen}}", WIT_BINDGEN)
     }
 }

@@ -22,7 +22,8 @@ use crate::scaffold::{self, Kind, Lang};
 #[command(
     name = "vpcrouter plugin",
     bin_name = "vpcrouter plugin",
-    about = "Tools for plugin files"
+    about = "Tools for plugin files",
+    after_help = "Writing a plugin: PLUGINS.md, the author's guide (PREFIX/share/doc/vpcrouter/PLUGINS.md when installed, e.g. /usr/share/doc/vpcrouter/PLUGINS.md; in vpcrouter's sources otherwise)."
 )]
 struct PluginCli {
     #[command(subcommand)]

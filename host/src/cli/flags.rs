@@ -31,7 +31,7 @@ pub enum LogFormat {
     name = "vpcrouter",
     version,
     about = "Keeps VPC route tables pointing at healthy router instances.",
-    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them.\nPlugin tools: vpcrouter plugin --help (e.g. vpcrouter plugin compile FILE...).\nShell completions and manual pages: vpcrouter completions SHELL, vpcrouter manpages DIR."
+    after_help = "Plugin options: give --mode-plugin (or -m) together with --help to list them.\nPlugin tools: vpcrouter plugin --help (e.g. vpcrouter plugin compile FILE...).\nShell completions and manual pages: vpcrouter completions SHELL, vpcrouter manpages DIR.\nWriting a plugin: vpcrouter plugin new, and PLUGINS.md (PREFIX/share/doc/vpcrouter/PLUGINS.md when installed, e.g. /usr/share/doc/vpcrouter/PLUGINS.md)."
 )]
 pub struct Cli {
     /// Config-source plugin file (a wasm component), e.g. plugins/configfile.wasm

@@ -84,11 +84,19 @@ fn plugin_paths(peek: &Peek, args: &[OsString]) -> Result<(PathBuf, Vec<PathBuf>
         Ok((mode, health))
     });
     paths.map_err(|e| {
-        // Without plugins, --help and --version still work, and a bad
-        // daemon flag is reported before the missing plugin.
+        // Without plugins, --help and --version still work. A plugin that
+        // was named but not found is reported before anything clap says:
+        // its options on the line would read as unknown flags. Only with
+        // no plugin named at all is a bad flag the likelier mistake.
+        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
         match cli::command(&[]).try_get_matches_from(args) {
-            Err(clap_error) => CommandLine(clap_error),
-            Ok(_) => Usage(e.to_string()),
+            Err(clap_error)
+                if matches!(clap_error.kind(), DisplayHelp | DisplayVersion)
+                    || matches!(e, config::ConfigError::NoMode) =>
+            {
+                CommandLine(clap_error)
+            }
+            _ => Usage(e.to_string()),
         }
     })
 }

@@ -14,7 +14,7 @@ mod serve;
 pub mod views;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -78,7 +78,7 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/", get(index))
         .route("/ips", get(ips))
         .route("/plugins", get(plugins))
-        .route("/plugins/reload", post(reload_plugins))
+        .route("/plugins/reload", post(reload_plugins).get(reload_status))
         .route("/rebalance", post(rebalance))
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
@@ -185,45 +185,78 @@ async fn plugins(State(sources): State<Shared>, headers: HeaderMap) -> Response 
     view(sources, headers, "plugins", views::plugins).await
 }
 
-/// How long `POST /plugins/reload` waits for the outcome before it answers
-/// 202 (the reload goes on; its outcome is logged and in `/events` and
-/// `/plugins`): well within [`REQUEST_TIMEOUT`].
-const RELOAD_WAIT: Duration = Duration::from_secs(8);
+/// The longest `POST /plugins/reload?wait=SECONDS` may wait for the
+/// outcome: well within [`REQUEST_TIMEOUT`].
+const RELOAD_WAIT_MAX: Duration = Duration::from_secs(8);
 
-/// Reload every plugin whose file changed; the outcome per plugin. A
-/// request made while a reload runs is answered by the next one (requests
-/// are coalesced, never queued one reload each).
-async fn reload_plugins(State(sources): State<Shared>) -> Response {
+#[derive(serde::Deserialize)]
+struct ReloadQuery {
+    /// Seconds to wait for the outcome before answering 202.
+    wait: Option<f64>,
+}
+
+/// Reload every plugin whose file changed. Answers 202 at once with the
+/// request's number and where to watch; with `?wait=SECONDS` (at most 8)
+/// it waits that long for the outcome per plugin (200) first. A request
+/// made while a reload runs is answered by the next one (requests are
+/// coalesced, never queued one reload each).
+async fn reload_plugins(
+    State(sources): State<Shared>,
+    Query(query): Query<ReloadQuery>,
+) -> Response {
     let Some(reloads) = &sources.reloads else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "reloading is not available",
         );
     };
+    let wait = match query.wait {
+        None => Duration::ZERO,
+        Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s).min(RELOAD_WAIT_MAX),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "wait must be a number of seconds (at most 8)",
+            );
+        }
+    };
     let asked = reloads.request();
-    match tokio::time::timeout(RELOAD_WAIT, reloads.outcome(asked)).await {
+    match tokio::time::timeout(wait, reloads.outcome(asked)).await {
         Ok(Some(outcomes)) => {
-            let body = serde_json::json!({ "plugins": &*outcomes });
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
+            let body = serde_json::json!({ "request": asked, "plugins": &*outcomes });
+            json_response(StatusCode::OK, body)
         }
         Ok(None) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
         Err(_) => {
             let body = serde_json::json!({
-                "reload": "under way",
-                "outcome": "in the log, /events and /plugins when it is done",
+                "reload": "accepted",
+                "request": asked,
+                "outcome": "GET /plugins/reload: done once its \"answered\" reaches this request; \
+                            also in /plugins (reload_error), /events and the log",
             });
-            (
-                StatusCode::ACCEPTED,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response()
+            json_response(StatusCode::ACCEPTED, body)
         }
     }
+}
+
+/// Where reloading stands: the last request and the last reload's outcome.
+async fn reload_status(State(sources): State<Shared>) -> Response {
+    match &sources.reloads {
+        Some(reloads) => json_response(StatusCode::OK, serde_json::json!(reloads.latest())),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available",
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Ask the reconciler to move the fewest routes that bring every router

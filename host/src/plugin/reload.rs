@@ -90,6 +90,29 @@ impl Reloads {
         let done = done.wait_for(|d| d.generation >= generation).await.ok()?;
         Some(done.outcomes.clone())
     }
+
+    /// Where reloading stands: the last request, and the last reload's
+    /// outcome with the last request it answered (0 and none before any).
+    pub fn latest(&self) -> Latest {
+        let done = self.done.borrow();
+        Latest {
+            requested: *self.asked.borrow(),
+            answered: done.generation,
+            outcomes: done.outcomes.to_vec(),
+        }
+    }
+}
+
+/// Where reloading stands (`GET /plugins/reload`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Latest {
+    /// The number of the last request.
+    pub requested: u64,
+    /// The last request the last finished reload answered.
+    pub answered: u64,
+    /// That reload's outcome per plugin.
+    #[serde(rename = "plugins")]
+    pub outcomes: Vec<Outcome>,
 }
 
 pub struct Reloader {

@@ -1,8 +1,8 @@
 // {{name}}: a vpcrouter config source in JavaScript. It reads the route spec
 // from the file the operator gives with --{{prefix}}_file (lines of
 // `CIDR HOST...`) and reads it again whenever it changes.
-import { readFile, watchFile } from 'vpcrouter:plugin/files@0.1.3';
-import { log } from 'vpcrouter:plugin/log@0.1.3';
+import { readFile, watchFile } from 'vpcrouter:plugin/files@{{wit}}';
+import { log } from 'vpcrouter:plugin/log@{{wit}}';
 import { parse } from './logic.js';
 
 let path = '';

@@ -1,8 +1,8 @@
 // {{name}}: a vpcrouter health check in JavaScript. A router is healthy
 // while it accepts TCP connections on --{{prefix}}_port; the daemon runs
 // each round's probes concurrently, this decides what a probe means.
-import { probeTcp } from 'vpcrouter:plugin/probes@0.1.3';
-import { setTimer } from 'vpcrouter:plugin/timers@0.1.3';
+import { probeTcp } from 'vpcrouter:plugin/probes@{{wit}}';
+import { setTimer } from 'vpcrouter:plugin/timers@{{wit}}';
 import { port, verdict } from './logic.js';
 
 let probePort = 0;
