@@ -102,6 +102,61 @@ fn only_artefacts_the_daemon_wrote_for_these_bytes_run() {
     }
 }
 
+/// High: the function pack a new build reuses machine code from is held to
+/// the same keyed digest: a planted or corrupted pack is refused (every
+/// function compiled again, said) and replaced by the daemon's own.
+#[test]
+fn a_function_pack_the_daemon_did_not_write_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
+    let plugin = dir.path().join("configfile.wasm");
+    std::fs::copy(common::plugin("configfile"), &plugin).unwrap();
+    let compile = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+            .args(["plugin", "compile"])
+            .arg(&plugin)
+            .arg("--plugin-cache-dir")
+            .arg(&cache)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stdout}{stderr}");
+        (stdout, stderr)
+    };
+    compile();
+    let pack = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "functions"))
+        .expect("a function pack");
+    let genuine = std::fs::read(&pack).unwrap();
+    // A rebuild with the genuine pack reuses.
+    common::new_version(&plugin, "v2");
+    let (stdout, _) = compile();
+    assert!(
+        stdout.contains("functions reused from its previous build"),
+        "{stdout}"
+    );
+    let mut corrupted = std::fs::read(&pack).unwrap();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 0x5a;
+    std::fs::write(&pack, &corrupted).unwrap();
+    common::new_version(&plugin, "v3");
+    let (stdout, stderr) = compile();
+    assert!(
+        stderr.contains("function cache refused, compiling every function")
+            && stderr.contains("its digest does not match"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("(compiled)"), "{stdout}");
+    let replaced = std::fs::read(&pack).unwrap();
+    assert_ne!(replaced, corrupted);
+    assert_eq!(replaced.len(), genuine.len());
+}
+
 /// High, and low: a cache folder another user could write is not used at
 /// all (an artefact planted there would be native code), and its mode is
 /// left as the operator set it; the daemon says why and runs uncached.

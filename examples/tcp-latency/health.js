@@ -17,12 +17,27 @@ function option(options, name) {
 function seconds(options, name) {
   const value = Number(option(options, name));
   if (!(value > 0 && value <= 3600)) {
-    throw `--${name} ${option(options, name)}: expected seconds, e.g. 1 or 0.5`;
+    throw new Error(`--${name} ${option(options, name)}: expected seconds, e.g. 1 or 0.5`);
   }
   return Math.round(value * 1000);
 }
 
-export const healthCheck = {
+// An export whose WIT result has a string error reports what it throws,
+// but componentize-js takes only a string there ("expected a string,
+// received [object]" for an Error): every thrown value becomes its message
+// (an import's error arrives as an exception whose payload is the text).
+function reportingErrors(exports) {
+  const wrap = (call) => (...args) => {
+    try {
+      return call(...args);
+    } catch (e) {
+      throw typeof e === 'string' ? e : String(e?.payload ?? e?.message ?? e);
+    }
+  };
+  return Object.fromEntries(Object.entries(exports).map(([name, call]) => [name, wrap(call)]));
+}
+
+export const healthCheck = reportingErrors({
   describe() {
     return {
       name: 'tcp-latency',
@@ -40,7 +55,7 @@ export const healthCheck = {
   init(options) {
     port = Number(option(options, 'latency_port'));
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw `--latency_port ${option(options, 'latency_port')}: expected 1-65535`;
+      throw new Error(`--latency_port ${option(options, 'latency_port')}: expected 1-65535`);
     }
     slowUs = Number(option(options, 'latency_slow_ms')) * 1000;
     setTimer(seconds(options, 'latency_interval'));
@@ -55,4 +70,4 @@ export const healthCheck = {
       detail: probe.error,
     }));
   },
-};
+});

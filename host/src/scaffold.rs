@@ -217,6 +217,7 @@ fn templates(lang: Lang, kind: Kind) -> (&'static str, Vec<(&'static str, &'stat
             vec![
                 ("package.json", include_str!("../templates/js/package.json")),
                 ("plugin.js", include_str!("../templates/js/config.js")),
+                ("errors.js", include_str!("../templates/js/errors.js")),
                 ("logic.js", include_str!("../templates/js/config-logic.js")),
                 (
                     "logic.test.js",
@@ -229,6 +230,7 @@ fn templates(lang: Lang, kind: Kind) -> (&'static str, Vec<(&'static str, &'stat
             vec![
                 ("package.json", include_str!("../templates/js/package.json")),
                 ("plugin.js", include_str!("../templates/js/health.js")),
+                ("errors.js", include_str!("../templates/js/errors.js")),
                 ("logic.js", include_str!("../templates/js/health-logic.js")),
                 (
                     "logic.test.js",

@@ -166,12 +166,18 @@ async fn compile(
     let engine = PluginEngine::new(Compiler::this_daemon())
         .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?
         .with_cache(cache);
+    // What the engine says of a long compile, on standard error.
+    let _logs = crate::logging::early();
     let mut problems = 0;
     for file in &files {
         let started = Instant::now();
         let compiled = match read_checked(file).await {
+            // Keyed as the daemon keys it: by the file's absolute path.
             Ok((wasm, checked)) => engine
-                .compile(wasm.into())
+                .compile(
+                    wasm.into(),
+                    &std::path::absolute(file).unwrap_or(file.clone()),
+                )
                 .await
                 .map(|compiled| (checked, compiled))
                 .map_err(|e| e.to_string()),
@@ -182,8 +188,17 @@ async fn compile(
                 for problem in &compiled.problems {
                     eprintln!("warning: {}: {problem}", file.display());
                 }
+                let how = match (compiled.from_cache, compiled.reuse) {
+                    (true, _) => "already compiled".to_string(),
+                    (false, reuse) if reuse.reused > 0 => format!(
+                        "{} of {} functions reused from its previous build",
+                        reuse.reused,
+                        reuse.reused + reuse.compiled
+                    ),
+                    (false, _) => "compiled".to_string(),
+                };
                 println!(
-                    "{}: {} (vpcrouter:plugin@{}, sha256 {}) ready in {:.1} s, in {}",
+                    "{}: {} (vpcrouter:plugin@{}, sha256 {}) ready in {:.1} s ({how}), in {}",
                     file.display(),
                     checked.kind,
                     checked.wit_version,

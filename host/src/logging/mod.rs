@@ -93,10 +93,13 @@ pub fn init(settings: &Logging) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Until the command line is parsed, warnings go to standard error.
+/// Until the command line is parsed, warnings go to standard error, and
+/// what the engine says about a long compile (an author waiting on a big
+/// plugin's first load must not think the daemon hung).
 pub fn early() -> tracing::subscriber::DefaultGuard {
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("warn"))
+        .with_env_filter(EnvFilter::new("warn,vpcrouter::plugin::engine=info"))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .finish();
     tracing::subscriber::set_default(subscriber)

@@ -94,8 +94,8 @@ impl CompileCache {
         &self.dir
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.cwasm"))
+    fn path(&self, name: &str, entry: Entry) -> PathBuf {
+        self.dir.join(format!("{name}.{}", entry.extension()))
     }
 
     fn tag(&self, name: &str, artefact: &[u8]) -> Hmac<Sha256> {
@@ -109,7 +109,21 @@ impl CompileCache {
     /// The artefact stored under `name`, if there is one and it is the
     /// daemon's own.
     pub fn load(&self, name: &str) -> Lookup {
-        let path = self.path(name);
+        self.load_entry(name, Entry::Artefact)
+    }
+
+    /// The function pack stored under `name` (`function_cache`), checked
+    /// as an artefact is: Cranelift puts its machine code in the output.
+    pub fn load_functions(&self, name: &str) -> Lookup {
+        self.load_entry(name, Entry::Functions)
+    }
+
+    pub fn store_functions(&self, name: &str, pack: &[u8]) -> std::io::Result<()> {
+        self.store_entry(name, Entry::Functions, pack)
+    }
+
+    fn load_entry(&self, name: &str, entry: Entry) -> Lookup {
+        let path = self.path(name, entry);
         let bytes = match read_regular(&path, MAX_ARTEFACT) {
             Ok(bytes) => bytes,
             Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -144,7 +158,11 @@ impl CompileCache {
     /// Store `artefact` under `name` (atomically), then evict the entries
     /// used longest ago beyond the cap.
     pub fn store(&self, name: &str, artefact: &[u8]) -> std::io::Result<()> {
-        let path = self.path(name);
+        self.store_entry(name, Entry::Artefact, artefact)
+    }
+
+    fn store_entry(&self, name: &str, entry: Entry, artefact: &[u8]) -> std::io::Result<()> {
+        let path = self.path(name, entry);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut bytes = Vec::with_capacity(MAGIC.len() + TAG + artefact.len());
         bytes.extend_from_slice(MAGIC);
@@ -153,6 +171,23 @@ impl CompileCache {
         write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, &path)?;
         prune(&self.dir, self.cap, &path)
+    }
+}
+
+/// The kinds of entry, each under its own extension; both count against
+/// the cache's cap.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Artefact,
+    Functions,
+}
+
+impl Entry {
+    fn extension(self) -> &'static str {
+        match self {
+            Entry::Artefact => "cwasm",
+            Entry::Functions => "functions",
+        }
     }
 }
 
@@ -283,7 +318,11 @@ fn prune(dir: &Path, cap: u64, keep: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "cwasm") {
+        let ours = [Entry::Artefact, Entry::Functions]
+            .map(Entry::extension)
+            .iter()
+            .any(|ext| path.extension().is_some_and(|e| e == *ext));
+        if !ours {
             continue;
         }
         let meta = entry.metadata()?;

@@ -7,14 +7,18 @@
 //! ends with the child: the daemon's workers never run it and its memory
 //! never holds the compiler's peak. The child runs at a lower priority, has
 //! no capabilities, no environment and no core dumps, and dies with the
-//! daemon.
+//! daemon. It is handed the plugin file's function pack and hands the new
+//! one back (`function_cache`): it never opens a file.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime::{Config, Engine};
 
+use super::cache::MAX_ARTEFACT;
+use super::function_cache::{FunctionCache, Reuse};
 use super::limits::{MAX_PLUGIN_FILE, MEMORY_CAP};
 
 /// The hidden subcommand the daemon runs itself with: `vpcrouter plugin
@@ -27,7 +31,7 @@ pub struct CompileLimits {
     pub cpu: Duration,
     pub memory: u64,
     pub wall: Duration,
-    /// Largest artefact accepted back.
+    /// Largest answer accepted back (the artefact and its function pack).
     pub output: u64,
 }
 
@@ -48,7 +52,7 @@ impl CompileLimits {
             cpu,
             memory: (256 << 20) + 48 * bytes as u64,
             wall: cpu * 2,
-            output: (16 << 20) + 16 * bytes as u64,
+            output: (32 << 20) + 32 * bytes as u64,
         }
     }
 }
@@ -89,32 +93,58 @@ pub enum CompileError {
     Child(String),
 }
 
-/// Compile `wasm` into an artefact `Component::deserialize` takes.
+/// What a compile hands back.
+#[derive(Debug)]
+pub struct Output {
+    /// What `Component::deserialize` takes.
+    pub artefact: Vec<u8>,
+    /// The functions this compile used, for the next compile of the same
+    /// plugin file (when it was given one to start from).
+    pub functions: Option<Vec<u8>>,
+    pub reuse: Reuse,
+}
+
+/// Compile `wasm` into an artefact `Component::deserialize` takes; with
+/// `functions` (the previous compile's, empty for none yet), reusing every
+/// function that did not change (`function_cache`).
 pub async fn compile(
     engine: &Engine,
     compiler: &Compiler,
     wasm: std::sync::Arc<[u8]>,
-) -> Result<Vec<u8>, CompileError> {
+    functions: Option<Vec<u8>>,
+) -> Result<Output, CompileError> {
     match compiler {
         Compiler::InProcess => {
             let engine = engine.clone();
-            tokio::task::spawn_blocking(move || engine.precompile_component(&wasm))
+            let artefact = tokio::task::spawn_blocking(move || engine.precompile_component(&wasm))
                 .await
                 .map_err(|e| CompileError::Child(e.to_string()))?
-                .map_err(|e| CompileError::Invalid(first_line(&e)))
+                .map_err(|e| CompileError::Invalid(first_line(&e)))?;
+            Ok(Output {
+                artefact,
+                functions: None,
+                reuse: Reuse::default(),
+            })
         }
         Compiler::Child(exe) => {
             let limits = CompileLimits::for_size(wasm.len());
-            in_child(exe, wasm, limits).await
+            in_child(exe, wasm, functions, limits).await
         }
     }
 }
 
+/// The child's input: the component's length (u64 LE), whether a function
+/// pack follows (one byte), the component, the pack. Its output: the
+/// artefact's length, the artefact, functions reused and compiled (u64 LE
+/// each), the new pack.
+const LEN: usize = 8;
+
 async fn in_child(
     exe: &std::path::Path,
     wasm: std::sync::Arc<[u8]>,
+    functions: Option<Vec<u8>>,
     limits: CompileLimits,
-) -> Result<Vec<u8>, CompileError> {
+) -> Result<Output, CompileError> {
     let mut command = tokio::process::Command::new(exe);
     command
         .args(["plugin", CHILD_COMMAND])
@@ -136,8 +166,17 @@ async fn in_child(
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let feeding = tokio::spawn(async move {
+        let mut header = (wasm.len() as u64).to_le_bytes().to_vec();
+        header.push(functions.is_some() as u8);
         // The child may stop reading (refused, killed): not our error.
-        let _ = stdin.write_all(&wasm).await;
+        let _ = async {
+            stdin.write_all(&header).await?;
+            stdin.write_all(&wasm).await?;
+            stdin
+                .write_all(functions.as_deref().unwrap_or_default())
+                .await
+        }
+        .await;
     });
     let run = async {
         let mut artefact = Vec::new();
@@ -170,7 +209,8 @@ async fn in_child(
     };
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(artefact),
+        (Some(0), _) => unframe(artefact)
+            .ok_or_else(|| CompileError::Child("it handed back a malformed answer".into())),
         (_, Some(libc::SIGXCPU | libc::SIGKILL)) => Err(CompileError::Cpu(limits.cpu)),
         // Rust's "memory allocation of N bytes failed", or an mmap refused.
         _ if said.contains("memory allocation") || said.contains("Cannot allocate memory") => {
@@ -183,6 +223,25 @@ async fn in_child(
         }
         _ => Err(CompileError::Child(format!("it ended with {status}"))),
     }
+}
+
+/// The child's answer, taken apart.
+fn unframe(mut out: Vec<u8>) -> Option<Output> {
+    let (len, rest) = out.split_first_chunk::<LEN>()?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+    let counts = rest.get(len..len + 2 * LEN)?;
+    let reuse = Reuse {
+        reused: u64::from_le_bytes(counts[..LEN].try_into().ok()?),
+        compiled: u64::from_le_bytes(counts[LEN..].try_into().ok()?),
+    };
+    let functions = out.split_off(LEN + len + 2 * LEN);
+    out.truncate(LEN + len);
+    out.drain(..LEN);
+    Some(Output {
+        artefact: out,
+        functions: Some(functions),
+        reuse,
+    })
 }
 
 /// In the child, before exec: its limits, a low priority, no core dumps,
@@ -220,27 +279,57 @@ fn confine(limits: CompileLimits) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `vpcrouter plugin compile-child`: the component on stdin, the artefact
-/// on stdout, what went wrong on stderr; the exit code.
+/// `vpcrouter plugin compile-child`: the component (and the function pack)
+/// on stdin, the artefact (and the new pack) on stdout, what went wrong on
+/// stderr; the exit code.
 pub fn child_main() -> Result<(), crate::failure::Failure> {
     use std::io::{Read, Write};
     let failed = |e: String| crate::failure::Failure::Failed(anyhow::anyhow!(e));
-    let mut wasm = Vec::new();
-    let limit = MAX_PLUGIN_FILE;
+    let mut input = Vec::new();
+    let limit = LEN as u64 + 1 + MAX_PLUGIN_FILE + MAX_ARTEFACT;
     std::io::stdin()
         .take(limit + 1)
-        .read_to_end(&mut wasm)
+        .read_to_end(&mut input)
         .map_err(|e| failed(format!("cannot read the component: {e}")))?;
-    if wasm.len() as u64 > limit {
-        return Err(failed(format!("larger than the {limit}-byte limit")));
+    let (len, rest) = input
+        .split_first_chunk::<LEN>()
+        .ok_or_else(|| failed("no component given".into()))?;
+    let len = u64::from_le_bytes(*len);
+    if len > MAX_PLUGIN_FILE {
+        return Err(failed(format!(
+            "larger than the {MAX_PLUGIN_FILE}-byte limit"
+        )));
     }
-    let artefact = Engine::new(&engine_config())
-        .and_then(|e| e.precompile_component(&wasm))
+    let (with_functions, rest) = rest
+        .split_first()
+        .ok_or_else(|| failed("no component given".into()))?;
+    let (wasm, pack) = rest
+        .split_at_checked(len as usize)
+        .ok_or_else(|| failed("the component is cut short".into()))?;
+    let mut config = engine_config();
+    let functions = (*with_functions == 1).then(|| Arc::new(FunctionCache::from_pack(pack)));
+    if let Some(functions) = &functions {
+        config
+            .enable_incremental_compilation(functions.clone())
+            .map_err(|e| failed(first_line(&e)))?;
+    }
+    let engine = Engine::new(&config).map_err(|e| failed(first_line(&e)))?;
+    let artefact = engine
+        .precompile_component(wasm)
         .map_err(|e| failed(first_line(&e)))?;
-    std::io::stdout()
-        .lock()
-        .write_all(&artefact)
-        .map_err(|e| failed(format!("cannot hand the artefact back: {e}")))
+    drop((engine, config));
+    let (pack, reuse) = functions
+        .and_then(Arc::into_inner)
+        .map(FunctionCache::into_pack)
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(&(artefact.len() as u64).to_le_bytes())
+        .and_then(|()| out.write_all(&artefact))
+        .and_then(|()| out.write_all(&reuse.reused.to_le_bytes()))
+        .and_then(|()| out.write_all(&reuse.compiled.to_le_bytes()))
+        .and_then(|()| out.write_all(&pack));
+    written.map_err(|e| failed(format!("cannot hand the artefact back: {e}")))
 }
 
 pub(super) fn first_line(e: &wasmtime::Error) -> String {

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 
 use super::cache::{CompileCache, Lookup};
 use super::compile::{self, CompileError, Compiler, engine_config};
+use super::function_cache::Reuse;
 
 /// How often the epoch advances; a running guest yields at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -109,20 +110,31 @@ impl PluginEngine {
     /// Compile `wasm` (already checked to be a component), bounded (see
     /// `compile`), or load the artefact a previous run compiled from the
     /// same bytes with the same engine configuration and wasmtime version,
-    /// once the cache has shown it is the daemon's own. Nothing here runs
-    /// on the daemon's workers.
-    pub async fn compile(&self, wasm: Arc<[u8]>) -> Result<Compiled, CompileError> {
+    /// once the cache has shown it is the daemon's own. `origin` is the
+    /// plugin file: a new build of it reuses the functions its previous
+    /// compile kept (`function_cache`). Nothing here runs on the daemon's
+    /// workers; a compile that takes long is said, with how to avoid it.
+    pub async fn compile(&self, wasm: Arc<[u8]>, origin: &Path) -> Result<Compiled, CompileError> {
         let started = Instant::now();
         let name = cache_key(&self.engine, &wasm);
         let mut problems = Vec::new();
+        let mut functions = None;
         if let Some(cache) = &self.cache {
             let (cache, engine, name) = (cache.clone(), self.engine.clone(), name.clone());
-            let cached = blocking(move || match cache.load(&name) {
-                Lookup::Hit(artefact) => Some(load(&engine, &artefact).map_err(|e| {
-                    format!("{}: does not load: {e}", cache.dir().join(&name).display())
-                })),
-                Lookup::Miss => None,
-                Lookup::Rejected(why) => Some(Err(why)),
+            let pack = functions_key(origin);
+            let (cached, pack) = blocking(move || {
+                let cached = match cache.load(&name) {
+                    Lookup::Hit(artefact) => Some(load(&engine, &artefact).map_err(|e| {
+                        format!("{}: does not load: {e}", cache.dir().join(&name).display())
+                    })),
+                    Lookup::Miss => None,
+                    Lookup::Rejected(why) => Some(Err(why)),
+                };
+                let pack = match cached {
+                    Some(Ok(_)) => None,
+                    _ => Some(cache.load_functions(&pack)),
+                };
+                (cached, pack)
             })
             .await?;
             match cached {
@@ -130,6 +142,7 @@ impl PluginEngine {
                     return Ok(Compiled {
                         component,
                         from_cache: true,
+                        reuse: Reuse::default(),
                         took: started.elapsed(),
                         problems,
                     });
@@ -139,20 +152,60 @@ impl PluginEngine {
                 )),
                 None => {}
             }
+            functions = match pack {
+                Some(Lookup::Hit(pack)) => Some(pack),
+                Some(Lookup::Rejected(why)) => {
+                    problems.push(format!(
+                        "function cache refused, compiling every function: {why}"
+                    ));
+                    Some(Vec::new())
+                }
+                _ => Some(Vec::new()),
+            };
         }
-        let artefact = compile::compile(&self.engine, &self.compiler, wasm).await?;
+        let big = wasm.len() >= BIG_COMPONENT;
+        if big {
+            tracing::info!(
+                plugin = %origin.display(),
+                size = %megabytes(wasm.len()),
+                reusing = functions.as_ref().is_some_and(|f| !f.is_empty()),
+                "compiling the plugin: a component this size takes seconds the first time \
+                 (a new build of it then reuses its unchanged functions); \
+                 `vpcrouter plugin compile FILE` does it ahead of time"
+            );
+        }
+        let compiling = compile::compile(&self.engine, &self.compiler, wasm, functions);
+        let output = said_while_long(compiling, origin).await?;
+        if big || started.elapsed() >= SAID_AFTER {
+            tracing::info!(
+                plugin = %origin.display(),
+                took = ?started.elapsed(),
+                functions_compiled = output.reuse.compiled,
+                functions_reused = output.reuse.reused,
+                "plugin compiled"
+            );
+        }
+        let reuse = output.reuse;
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let pack = functions_key(origin);
         let (component, stored) = blocking(move || {
             // SAFETY: see `load`; these bytes come from this daemon's own
             // compiler, a moment ago.
-            let component = load(&engine, &artefact).map_err(|e| e.to_string());
+            let component = load(&engine, &output.artefact).map_err(|e| e.to_string());
             let stored = match (&component, cache) {
-                (Ok(_), Some(cache)) => cache.store(&name, &artefact).err().map(|e| {
-                    format!(
-                        "cannot write the compile cache {}; continuing without it: {e}",
-                        cache.dir().display()
-                    )
-                }),
+                (Ok(_), Some(cache)) => cache
+                    .store(&name, &output.artefact)
+                    .and_then(|()| match &output.functions {
+                        Some(functions) => cache.store_functions(&pack, functions),
+                        None => Ok(()),
+                    })
+                    .err()
+                    .map(|e| {
+                        format!(
+                            "cannot write the compile cache {}; continuing without it: {e}",
+                            cache.dir().display()
+                        )
+                    }),
                 _ => None,
             };
             (component, stored)
@@ -162,16 +215,54 @@ impl PluginEngine {
         Ok(Compiled {
             component: component.map_err(CompileError::Invalid)?,
             from_cache: false,
+            reuse,
             took: started.elapsed(),
             problems,
         })
     }
 }
 
+/// Components from this size on are said when they compile (an
+/// interpreter inside: componentize-py, componentize-js); the bundled
+/// plugins (50-200 KB) compile in a tenth of a second, unsaid.
+const BIG_COMPONENT: usize = 1 << 20;
+/// A compile still running after this is said, and again every period.
+const SAID_AFTER: Duration = Duration::from_secs(5);
+
+/// Await `compiling`, saying every [`SAID_AFTER`] that it still runs.
+async fn said_while_long<T>(compiling: impl std::future::Future<Output = T>, origin: &Path) -> T {
+    let started = Instant::now();
+    tokio::pin!(compiling);
+    loop {
+        match tokio::time::timeout(SAID_AFTER, &mut compiling).await {
+            Ok(done) => return done,
+            Err(_) => tracing::info!(
+                plugin = %origin.display(),
+                seconds = started.elapsed().as_secs(),
+                "still compiling the plugin"
+            ),
+        }
+    }
+}
+
+fn megabytes(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The function pack's name for a plugin file: one per file, so a new
+/// build finds its previous build's functions.
+fn functions_key(origin: &Path) -> String {
+    let digest = Sha256::digest(origin.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("functions-{hex}")
+}
+
 /// A compiled component and how it was had.
 pub struct Compiled {
     pub component: Component,
     pub from_cache: bool,
+    /// What a compile took from the plugin file's previous build.
+    pub reuse: Reuse,
     pub took: Duration,
     /// What went wrong with the cache on the way, to be reported.
     pub problems: Vec<String>,

@@ -401,12 +401,16 @@ impl Guard {
         }
     }
 
-    /// `message`, followed by what the plugin printed last, if anything.
+    /// `message`, followed by what the plugin printed last, if anything,
+    /// and what to do about a trap whose cause the output names.
     fn with_output(&self, message: String) -> String {
         let output = self.output.tail(MAX_OUTPUT_IN_ERROR);
+        let hint = trap_hint(&output)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
         match output.is_empty() {
             true => message,
-            false => format!("{message}; its last output: {output:?}"),
+            false => format!("{message}; its last output: {output:?}{hint}"),
         }
     }
 
@@ -436,5 +440,30 @@ fn trap_reason(e: &wasmtime::Error) -> String {
             MAX_ERROR,
         )
         .into_owned(),
+    }
+}
+
+/// What the plugin's author should do about a trap its output explains.
+fn trap_hint(output: &str) -> Option<&'static str> {
+    // componentize-js, when an export whose result error is a string threw
+    // something else (an Error, an import's error).
+    output.contains("expected a string, received").then_some(
+        "the JavaScript plugin threw something other than a string where its \
+         result's error is a string: throw a string, or wrap the exports as \
+         PLUGINS.md's reportingErrors does",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_javascript_throw_of_an_object_says_what_to_do() {
+        // What componentize-js 0.23 prints, measured with an export that
+        // threw `new Error(...)`.
+        let output = "expected a string, received [object]\nStack:\n  _utf8AllocateAndEncode@initializer.js:32:11";
+        assert!(trap_hint(output).is_some_and(|h| h.contains("reportingErrors")));
+        assert_eq!(trap_hint("Traceback (most recent call last):"), None);
     }
 }

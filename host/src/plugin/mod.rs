@@ -6,6 +6,7 @@ mod bindings;
 mod cache;
 mod compile;
 mod engine;
+mod function_cache;
 #[cfg(test)]
 mod fuzz;
 mod grants;

@@ -4,10 +4,11 @@
 import { readFile, watchFile } from 'vpcrouter:plugin/files@{{wit}}';
 import { log } from 'vpcrouter:plugin/log@{{wit}}';
 import { parse } from './logic.js';
+import { reportingErrors } from './errors.js';
 
 let path = '';
 
-export const configSource = {
+export const configSource = reportingErrors({
   describe() {
     return {
       name: '{{name}}',
@@ -32,7 +33,7 @@ export const configSource = {
     try {
       routes = parse(text);
     } catch (e) {
-      throw `${path}: ${e.message}`;
+      throw new Error(`${path}: ${e.message}`);
     }
     log('info', `${routes.length} routes from ${path}`);
     return routes;
@@ -41,4 +42,4 @@ export const configSource = {
   handleHttp(request) {
     return [{ status: 404, contentType: 'text/plain', body: new Uint8Array() }, undefined];
   },
-};
+});

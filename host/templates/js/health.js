@@ -1,13 +1,21 @@
 // {{name}}: a vpcrouter health check in JavaScript. A router is healthy
-// while it accepts TCP connections on --{{prefix}}_port; the daemon runs
-// each round's probes concurrently, this decides what a probe means.
-import { probeTcp } from 'vpcrouter:plugin/probes@{{wit}}';
+// while it accepts TCP connections on --{{prefix}}_port. The host probes a
+// round's routers concurrently and hands the results over as they arrive
+// (a probe round); each verdict is reported at once, so a dead router is
+// failed over without waiting for the slowest probe.
+import { startRound } from 'vpcrouter:plugin/probes@{{wit}}';
+import { report } from 'vpcrouter:plugin/verdicts@{{wit}}';
 import { setTimer } from 'vpcrouter:plugin/timers@{{wit}}';
 import { port, verdict } from './logic.js';
+import { reportingErrors } from './errors.js';
 
 let probePort = 0;
 
-export const healthCheck = {
+// A silent router counts as failed after a few of its round trips (as
+// TCP's retransmission timer), at most a second.
+const TIMEOUT = { tag: 'adaptive', val: 1000 };
+
+export const healthCheck = reportingErrors({
   describe() {
     return {
       name: '{{name}}',
@@ -26,17 +34,24 @@ export const healthCheck = {
     try {
       probePort = port(given['{{prefix}}_port']);
     } catch (e) {
-      throw `--{{prefix}}_port: ${e.message}`;
+      throw new Error(`--{{prefix}}_port: ${e.message}`);
     }
     setTimer(Math.round(Number(given['{{prefix}}_interval']) * 1000));
   },
 
   check(hosts) {
-    return probeTcp(hosts, probePort, 1000).map((probe) => ({
-      host: probe.host,
-      state: verdict(probe.ok),
-      rttUs: probe.rttUs,
-      detail: probe.error,
-    }));
+    const round = startRound({ tag: 'tcp', val: probePort }, hosts, TIMEOUT);
+    const all = [];
+    for (let arrived = round.next(); arrived.length > 0; arrived = round.next()) {
+      const verdicts = arrived.map((probe) => ({
+        host: probe.host,
+        state: verdict(probe.ok),
+        rttUs: probe.rttUs,
+        detail: probe.error,
+      }));
+      report(verdicts);
+      all.push(...verdicts);
+    }
+    return all;
   },
-};
+});

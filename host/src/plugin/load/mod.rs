@@ -132,7 +132,7 @@ impl PluginRuntime {
                 expected,
             });
         }
-        let compiled = self.engine.compile(wasm.into()).await?;
+        let compiled = self.engine.compile(wasm.into(), path).await?;
         let component = &compiled.component;
         let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
         let instance_pre = self.linker.instantiate_pre(component).map_err(link)?;
