@@ -1,8 +1,9 @@
-//! Records the SHA-256 digests of the bundled plugins (`make plugins` puts
-//! them in `plugins/` before the daemon is built). A plugin file whose digest
-//! is on this list is one the project built: the daemon applies the defaults
-//! of its grant options (romana's etcd address), which it never does for a
-//! plugin it does not know.
+//! Records the bundled plugins (`make plugins` puts them in `plugins/`
+//! before the daemon is built): their SHA-256 digests and their bytes. A
+//! plugin file whose digest is on this list is one the project built: the
+//! daemon applies the defaults of its grant options (romana's etcd
+//! address), which it never does for a plugin it does not know. The bytes
+//! make `-m NAME` work from a binary with no plugin folder beside it.
 
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
@@ -24,6 +25,7 @@ fn main() {
     // otherwise look for that checkout's plugins.
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = Path::new(&manifest_dir).join("../plugins");
+    let out_dir = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).to_path_buf();
     let mut table = String::from("&[\n");
     for name in BUNDLED {
         let path = dir.join(format!("{name}.wasm"));
@@ -41,9 +43,16 @@ fn main() {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        writeln!(table, "    ({name:?}, {digest:?}),").expect("write to a String");
+        // A copy of its own: the bytes compiled in are the ones digested.
+        let copy = out_dir.join(format!("{name}.wasm"));
+        std::fs::write(&copy, &bytes).expect("copy a bundled plugin");
+        writeln!(
+            table,
+            "    ({name:?}, {digest:?}, include_bytes!({:?})),",
+            copy.display().to_string()
+        )
+        .expect("write to a String");
     }
     table.push(']');
-    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("bundled_digests.rs");
-    std::fs::write(out, table).expect("write the digest table");
+    std::fs::write(out_dir.join("bundled.rs"), table).expect("write the bundled table");
 }

@@ -74,9 +74,10 @@ pub enum ConfigError {
     #[error("a config-source plugin is required: --mode-plugin PATH or -m NAME")]
     NoMode,
     #[error(
-        "{flag} {name}: no bundled plugin of that name; looked for {looked}. \
-         Give the folder that holds {name}.wasm with --plugin-dir DIR (or $VPCROUTER_PLUGIN_DIR), \
-         or the file itself with {path_flag} PATH"
+        "{flag} {name}: no bundled plugin of that name; looked for {looked}, and among \
+         the plugins built into this binary ({built_in}). Give the folder that holds \
+         {name}.wasm with --plugin-dir DIR (or $VPCROUTER_PLUGIN_DIR), or the file itself \
+         with {path_flag} PATH"
     )]
     UnknownPlugin {
         flag: &'static str,
@@ -84,6 +85,13 @@ pub enum ConfigError {
         looked: String,
         /// The flag that takes the plugin's file instead.
         path_flag: &'static str,
+        built_in: String,
+    },
+    #[error("{flag} {name}: the copy built into this binary cannot be written: {why}")]
+    BuiltIn {
+        flag: &'static str,
+        name: String,
+        why: crate::plugin::CacheError,
     },
     #[error("-H multi needs --multi_plugins NAME:NAME...")]
     MultiWithoutPlugins,
@@ -98,7 +106,7 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
         return Ok(absolute(&split_pin(path).0));
     }
     let name = peek.mode.as_deref().ok_or(ConfigError::NoMode)?;
-    bundled("-m", name, peek.plugin_dir.as_deref())
+    bundled("-m", name, peek)
 }
 
 /// The health-check plugin files: the bundled ones the old `-H NAME` or
@@ -108,19 +116,18 @@ pub fn mode_plugin_path(peek: &Peek) -> Result<PathBuf, ConfigError> {
 /// `--health-plugin`, every host is taken as healthy), e.g. to try a
 /// config source.
 pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
-    let dir = peek.plugin_dir.as_deref();
     let given = (peek.health_plugins.iter()).map(|p| absolute(&split_pin(p).0));
     let mut paths = match (peek.health.as_deref(), peek.multi_plugins.as_deref()) {
         (Some("multi"), Some(names)) => names
             .split(':')
             .filter(|n| !n.is_empty())
-            .map(|name| bundled("--multi_plugins", name, dir))
+            .map(|name| bundled("--multi_plugins", name, peek))
             .collect::<Result<Vec<_>, _>>()?,
         (Some("multi"), None) => return Err(ConfigError::MultiWithoutPlugins),
         (Some("none"), _) => vec![],
-        (Some(name), _) => vec![bundled("-H", name, dir)?],
+        (Some(name), _) => vec![bundled("-H", name, peek)?],
         (None, _) if !peek.health_plugins.is_empty() => vec![],
-        (None, _) => bundled("-H", DEFAULT_HEALTH, dir).into_iter().collect(),
+        (None, _) => bundled("-H", DEFAULT_HEALTH, peek).into_iter().collect(),
     };
     paths.extend(given);
     Ok(paths)
@@ -188,38 +195,56 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
 /// The old daemon's default health check.
 const DEFAULT_HEALTH: &str = "icmpecho";
 
-/// `NAME.wasm` in the first plugin directory that has it.
-fn bundled(
-    flag: &'static str,
-    name: &str,
-    plugin_dir: Option<&str>,
-) -> Result<PathBuf, ConfigError> {
-    let candidates: Vec<PathBuf> = plugin_dirs(plugin_dir)
+/// `NAME.wasm` in the first plugin directory that has it, else the copy
+/// built into this binary (written to the state folder).
+fn bundled(flag: &'static str, name: &str, peek: &Peek) -> Result<PathBuf, ConfigError> {
+    let candidates: Vec<PathBuf> = plugin_dirs(peek.plugin_dir.as_deref())
         .iter()
         .map(|d| d.join(format!("{name}.wasm")))
         .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .map(|c| absolute(c))
-        .ok_or_else(|| ConfigError::UnknownPlugin {
+    if let Some(found) = candidates.iter().find(|c| c.is_file()) {
+        return Ok(absolute(found));
+    }
+    // A folder the operator named is the only place looked.
+    let named_folder =
+        peek.plugin_dir.is_some() || std::env::var_os("VPCROUTER_PLUGIN_DIR").is_some();
+    let state_dir =
+        (peek.state_dir.as_ref().map(PathBuf::from)).or_else(crate::plugin::default_state_dir);
+    let built_in = (!named_folder)
+        .then_some(state_dir)
+        .flatten()
+        .and_then(|dir| crate::plugin::built_in(name, &dir));
+    if let Some(copy) = built_in {
+        return copy.map_err(|why| ConfigError::BuiltIn {
             flag,
-            path_flag: match flag {
-                "-m" => "--mode-plugin",
-                _ => "--health-plugin",
-            },
             name: name.to_string(),
-            looked: candidates
-                .iter()
-                .map(|c| c.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+            why,
+        });
+    }
+    Err(ConfigError::UnknownPlugin {
+        built_in: match (named_folder, crate::plugin::built_in_names()) {
+            (true, _) => "not looked at: a plugin folder was named".into(),
+            (false, names) if names.is_empty() => "none: built before `make plugins`".into(),
+            (false, names) => names.join(", "),
+        },
+        flag,
+        path_flag: match flag {
+            "-m" => "--mode-plugin",
+            _ => "--health-plugin",
+        },
+        name: name.to_string(),
+        looked: candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 /// `--plugin-dir`, else `$VPCROUTER_PLUGIN_DIR`, else where an install puts
 /// them (`PREFIX/lib/vpcrouter/plugins` for `PREFIX/bin/vpcrouter`), else
-/// `plugins/` next to the binary, else `./plugins`.
+/// `plugins/` next to the binary, else `./plugins` (then `bundled` takes
+/// the binary's own copy).
 fn plugin_dirs(given: Option<&str>) -> Vec<PathBuf> {
     if let Some(dir) = given {
         return vec![PathBuf::from(dir)];

@@ -68,6 +68,11 @@ pub fn write(name: &str, lang: Lang, kind: Kind, dir: &Path) -> Result<Vec<PathB
     Ok(written)
 }
 
+/// The port a health check's try line probes: the daemon's own HTTP port,
+/// which it listens on at 127.0.0.1, the router of the project's vpc.json,
+/// so the check finds the router healthy and the route is created.
+const TRY_PORT: u16 = 33289;
+
 /// What the templates' `{{...}}` placeholders stand for.
 struct Words {
     name: String,
@@ -78,6 +83,8 @@ struct Words {
     /// The built component's file name, and the README's command to try it.
     file: String,
     try_line: String,
+    /// What the try line does.
+    try_note: String,
 }
 
 impl Words {
@@ -100,7 +107,19 @@ impl Words {
                 "vpcrouter --mode-plugin {built} --{prefix}_file routes.txt --sim-vpc vpc.json -H none   # try"
             ),
             Kind::Health => format!(
-                "vpcrouter -m fixedconf --fixed_cidr 10.55.0.0/16 --fixed_hosts 127.0.0.1 --sim-vpc vpc.json \\\n    --health-plugin {built} --{prefix}_port 22   # try"
+                "vpcrouter -m fixedconf --fixed_cidr 10.55.0.0/16 --fixed_hosts 127.0.0.1 --sim-vpc vpc.json \\\n    --health-plugin {built} --{prefix}_port {TRY_PORT}   # try"
+            ),
+        };
+        let try_note = match kind {
+            Kind::Config => "The try line runs vpcrouter on its embedded VPC (`vpc.json`, \
+                its router 127.0.0.1) on the spec your plugin reads from `routes.txt`: \
+                it logs `route created`. Ctrl-C stops it; nothing leaves this machine."
+                .to_string(),
+            Kind::Health => format!(
+                "The try line runs vpcrouter on its embedded VPC (`vpc.json`, its router \
+                 127.0.0.1) with your check probing the daemon's own HTTP port ({TRY_PORT}) \
+                 on that router: the check finds it healthy and the route is created \
+                 (`route created` in the log). Ctrl-C stops it; nothing leaves this machine."
             ),
         };
         Self {
@@ -110,6 +129,7 @@ impl Words {
             kind: kind_name,
             file,
             try_line,
+            try_note,
         }
     }
 
@@ -121,6 +141,7 @@ impl Words {
             .replace("{{kind}}", self.kind)
             .replace("{{file}}", &self.file)
             .replace("{{try}}", &self.try_line)
+            .replace("{{try_note}}", &self.try_note)
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
             .replace("{{wit}}", wit_version!())
             .replace("{{guide}}", &crate::manuals::plugins_guide())

@@ -56,9 +56,10 @@ pub struct Cli {
     #[arg(long = "multi_plugins", value_name = "A:B")]
     pub multi_plugins: Option<String>,
 
-    /// Where bundled plugins named by -m are found [default: $VPCROUTER_PLUGIN_DIR,
-    /// else ../lib/vpcrouter/plugins from the binary (an install), else
-    /// plugins/ next to the binary, else ./plugins]
+    /// Where bundled plugins named by -m and -H are found (only there) [default:
+    /// $VPCROUTER_PLUGIN_DIR, else ../lib/vpcrouter/plugins from the binary (an
+    /// install), else plugins/ next to the binary, else ./plugins, else the copies
+    /// built into the binary]
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
 

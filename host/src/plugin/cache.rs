@@ -192,7 +192,7 @@ impl Entry {
 }
 
 /// A new file only this user may read or write.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -206,7 +206,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Create `dir` (mode 0700) if missing, then check that it is this user's
 /// own and that no one else can change it or any folder above it.
-fn private_dir(dir: &Path) -> Result<(), CacheError> {
+pub(super) fn private_dir(dir: &Path) -> Result<(), CacheError> {
     use std::os::unix::fs::DirBuilderExt;
     let io = |source| CacheError::Io {
         path: dir.to_path_buf(),

@@ -31,16 +31,13 @@ pub enum Trust {
     ThirdParty,
 }
 
-/// (name, SHA-256) of every bundled plugin, recorded at build time.
-const BUNDLED_DIGESTS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_digests.rs"));
-
 impl Trust {
     /// Whose plugin the file with this SHA-256 digest (hex) is.
     pub fn of(digest: &str) -> Self {
-        BUNDLED_DIGESTS
+        super::bundled::BUNDLED
             .iter()
-            .find(|(_, known)| *known == digest)
-            .map_or(Trust::ThirdParty, |(name, _)| Trust::Bundled { name })
+            .find(|(_, known, _)| *known == digest)
+            .map_or(Trust::ThirdParty, |(name, _, _)| Trust::Bundled { name })
     }
 
     pub fn describe(&self) -> String {

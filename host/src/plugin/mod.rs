@@ -3,6 +3,7 @@
 //! supervisor that keeps it running.
 
 mod bindings;
+mod bundled;
 mod cache;
 mod compile;
 mod engine;
@@ -23,6 +24,7 @@ mod watch;
 
 pub(crate) use bindings::wit_version;
 pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind};
+pub use bundled::{built_in, built_in_names};
 pub use cache::{CACHE_CAP, CacheError, CompileCache};
 pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
 pub use engine::{PluginEngine, default_cache_dir, default_state_dir};
