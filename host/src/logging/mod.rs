@@ -99,7 +99,10 @@ pub fn init(settings: &Logging) -> std::io::Result<()> {
 pub fn early() -> tracing::subscriber::DefaultGuard {
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new("warn,vpcrouter::plugin::engine=info"))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_writer(std::io::stderr)
         .finish();
     tracing::subscriber::set_default(subscriber)
