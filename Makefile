@@ -145,6 +145,7 @@ bench: build test-deps test-tools lang-examples deb
 	cargo bench --bench reload
 	cargo bench --bench languages
 	cargo bench --bench install
+	host/benches/first_load.sh $(DIST_BIN)
 
 lint:
 	cargo fmt --all -- --check

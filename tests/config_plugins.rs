@@ -102,6 +102,15 @@ fn http_accepts_good_specs_and_refuses_bad_ones_with_the_reason() {
     let (status, body) = daemon.http("POST", "/route_spec", bad_host.to_string().as_bytes());
     assert_eq!(status, 400);
     assert!(body.contains("10.33.20.300"), "{body}");
+    // Shown where an author looks first.
+    let plugins = daemon.view("/plugins");
+    let last_error = plugins["plugins"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        last_error.contains("rejected route spec") && last_error.contains("10.33.20.300"),
+        "{plugins}"
+    );
 
     let oversized = format!("{{\"10.0.0.0/8\": [\"{}\"]}}", "1".repeat(2 * 1024 * 1024));
     assert_eq!(

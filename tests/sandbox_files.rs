@@ -357,3 +357,53 @@ fn every_file_of_a_pinned_name_is_pinned() {
         "{stderr}"
     );
 }
+
+/// `plugin inspect` and `plugin compile` take a pinned file as the daemon
+/// does (`PATH#sha256=HEX`): a match is said, another digest refused with
+/// the digest to pin if that version is meant.
+#[test]
+fn the_plugin_tools_hold_a_file_to_its_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let configfile = common::plugin("configfile");
+    let digest = common::sha256_hex(&std::fs::read(&configfile).unwrap());
+    let cache = dir.path().join("cache");
+    let tool = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+            .arg("plugin")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let good = format!("{}#sha256={digest}", configfile.display());
+    let (code, said) = tool(&["inspect", &good]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("sha256: {digest} (matches its pin)")),
+        "{said}"
+    );
+    let other = "0".repeat(64);
+    let wrong = format!("{}#sha256={other}", configfile.display());
+    for args in [
+        vec!["inspect", wrong.as_str()],
+        vec![
+            "compile",
+            wrong.as_str(),
+            "--plugin-cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    ] {
+        let (code, said) = tool(&args);
+        assert_eq!(code, Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "is pinned to sha256 {other}, but its sha256 is {digest}"
+            )) && said.contains(&format!("PATH#sha256={digest}")),
+            "{args:?}: {said}"
+        );
+    }
+}

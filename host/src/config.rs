@@ -134,7 +134,7 @@ pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// `PATH#sha256=HEX`: the path, and the pinned digest if any.
-fn split_pin(value: &str) -> (PathBuf, Option<&str>) {
+pub(crate) fn split_pin(value: &str) -> (PathBuf, Option<&str>) {
     match value.rsplit_once("#sha256=") {
         Some((path, digest)) => (PathBuf::from(path), Some(digest)),
         None => (PathBuf::from(value), None),
@@ -156,14 +156,22 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
         }
     };
     let mut pins = Vec::new();
+    let from_file = match &peek.plugin_pins {
+        Some(file) => pins_file(file)?,
+        None => Vec::new(),
+    };
     let paths = peek.mode_plugin.iter().chain(&peek.health_plugins);
     for value in paths {
         if let (path, Some(digest)) = split_pin(value) {
             pins.push((absolute(&path), hex(value, digest)?));
         }
     }
-    for value in &peek.plugin_sha256 {
-        let flag = format!("--plugin-sha256 {value}");
+    let named = (peek
+        .plugin_sha256
+        .iter()
+        .map(|v| (format!("--plugin-sha256 {v}"), v.as_str())))
+    .chain(from_file.iter().map(|(at, v)| (at.clone(), v.as_str())));
+    for (flag, value) in named {
         let (name, digest) = value
             .split_once('=')
             .ok_or_else(|| ConfigError::BadPin(format!("{flag}: expected NAME=HEX")))?;
@@ -174,8 +182,15 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
             .filter(|f| f.file_stem().is_some_and(|stem| stem == name))
             .collect();
         if named.is_empty() {
+            let loaded: Vec<String> = files
+                .iter()
+                .filter_map(|f| f.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
             return Err(ConfigError::BadPin(format!(
-                "{flag}: no plugin file named {name}.wasm is loaded"
+                "{flag}: no plugin file named {name}.wasm is loaded (a pin names the file, \
+                 without .wasm, as /plugins shows it in `file`; loaded: {})",
+                loaded.join(", ")
             )));
         }
         let digest = hex(&flag, digest)?;
@@ -190,6 +205,24 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
         }
     }
     Ok(pins)
+}
+
+/// Most bytes a pins file may have.
+const MAX_PINS_FILE: u64 = 64 << 10;
+
+/// The `NAME=HEX` lines of a pins file, each with where it is (`FILE:LINE`).
+fn pins_file(file: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let bytes = crate::read::read_regular(Path::new(file), MAX_PINS_FILE)
+        .map_err(|e| ConfigError::BadPin(format!("--plugin-pins {file}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ConfigError::BadPin(format!("--plugin-pins {file}: not UTF-8 text")))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| (n, line.split('#').next().unwrap_or_default().trim()))
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(n, line)| (format!("--plugin-pins {file}:{}", n + 1), line.to_string()))
+        .collect())
 }
 
 /// The old daemon's default health check.

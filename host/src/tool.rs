@@ -35,7 +35,7 @@ enum PluginCommand {
     /// Compile plugin files into the compile cache, as the daemon will load
     /// them (run at install time: the daemon's first load is then fast)
     Compile {
-        /// Plugin files (wasm components)
+        /// Plugin files (wasm components); FILE#sha256=HEX holds one to its pin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// The daemon's compile cache [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
@@ -54,6 +54,7 @@ enum PluginCommand {
     /// kind, contract version, digest, producer, imports (exit 2 when the
     /// daemon would refuse one)
     Inspect {
+        /// Plugin files; FILE#sha256=HEX also checks the file against its pin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -116,14 +117,32 @@ fn refused(problems: usize, files: usize) -> Result<(), Failure> {
     }
 }
 
-/// A plugin file, read as the daemon reads it (bounded), and prechecked.
+/// A plugin file, read as the daemon reads it (bounded), and prechecked;
+/// given as `PATH#sha256=HEX`, held to its pin as the daemon holds it.
 async fn read_checked(file: &std::path::Path) -> Result<(Vec<u8>, Checked), String> {
+    let given = file.to_string_lossy();
+    let (path, pin) = crate::config::split_pin(&given);
     let wasm = plugin::plugin_files()
-        .read(file)
+        .read(&path)
         .await
         .map_err(|e| format!("cannot read: {e}"))?;
     let checked = precheck(&wasm).map_err(|e| e.to_string())?;
+    if let Some(pinned) = pin.map(str::to_ascii_lowercase)
+        && pinned != checked.digest
+    {
+        let refused = plugin::LoadError::NotPinned {
+            pinned,
+            found: checked.digest,
+        };
+        return Err(refused.to_string());
+    }
     Ok((wasm, checked))
+}
+
+/// The file a `PATH[#sha256=HEX]` names, absolute (as the daemon keys it).
+fn unpinned(file: &std::path::Path) -> PathBuf {
+    let path = crate::config::split_pin(&file.to_string_lossy()).0;
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
@@ -137,7 +156,11 @@ async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
                     "  kind: {} (vpcrouter:plugin@{})",
                     checked.kind, checked.wit_version
                 );
-                println!("  sha256: {}", checked.digest);
+                let pinned = match crate::config::split_pin(&file.to_string_lossy()).1 {
+                    Some(_) => " (matches its pin)",
+                    None => "",
+                };
+                println!("  sha256: {}{pinned}", checked.digest);
                 let producer = checked.outline.producer.as_deref().unwrap_or("unknown");
                 println!("  producer: {producer}");
                 println!("  imports: {}", checked.outline.imports.join(", "));
@@ -174,10 +197,7 @@ async fn compile(
         let compiled = match read_checked(file).await {
             // Keyed as the daemon keys it: by the file's absolute path.
             Ok((wasm, checked)) => engine
-                .compile(
-                    wasm.into(),
-                    &std::path::absolute(file).unwrap_or(file.clone()),
-                )
+                .compile(wasm.into(), &unpinned(file))
                 .await
                 .map(|compiled| (checked, compiled))
                 .map_err(|e| e.to_string()),

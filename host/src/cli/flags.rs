@@ -89,6 +89,12 @@ pub struct Cli {
     #[arg(long = "plugin-sha256", value_name = "NAME=HEX")]
     pub plugin_sha256: Vec<String>,
 
+    /// Pins read from FILE (lines NAME=HEX as --plugin-sha256; `#` starts a
+    /// comment), and read again at every reload: to upgrade a pinned plugin
+    /// without a restart, replace the file, write its new digest here, reload
+    #[arg(long = "plugin-pins", value_name = "FILE")]
+    pub plugin_pins: Option<PathBuf>,
+
     /// Compile plugins on every start instead of caching the result
     #[arg(long = "no-plugin-cache")]
     pub no_plugin_cache: bool,

@@ -17,6 +17,7 @@ pub struct Peek {
     pub no_plugin_cache: bool,
     pub plugin_call_timeout: Option<String>,
     pub plugin_sha256: Vec<String>,
+    pub plugin_pins: Option<String>,
 }
 
 /// Find the plugin-selecting flags among raw arguments, in every form clap
@@ -51,6 +52,7 @@ pub fn peek(args: &[OsString]) -> Peek {
                 continue;
             }
             "--plugin-dir" => &mut peek.plugin_dir,
+            "--plugin-pins" => &mut peek.plugin_pins,
             "--plugin-cache-dir" => &mut peek.plugin_cache_dir,
             "--state-dir" => &mut peek.state_dir,
             "--plugin-call-timeout" => &mut peek.plugin_call_timeout,

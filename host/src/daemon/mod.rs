@@ -53,6 +53,8 @@ pub struct Prepared {
     pub plugins: Vec<ConfiguredPlugin>,
     /// Kept for reloads.
     pub runtime: Arc<PluginRuntime>,
+    /// Read again at every reload, when there is a pins file.
+    pub pins: Option<start::PinSource>,
     pub specs: Arc<SpecStore>,
     pub vpc: Arc<Vpc>,
     pub election: Option<EtcdElection>,

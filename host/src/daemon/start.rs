@@ -66,14 +66,30 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
             EtcdElection::from_settings(settings, vpc.id()).map_err(|e| Usage(e.to_string()))?,
         ),
     };
+    // A pins file is read again at every reload.
+    let pins = (peek.plugin_pins.clone()).map(|_| PinSource { peek, files });
     Ok(Prepared {
         config,
         plugins,
         runtime: Arc::new(runtime),
+        pins,
         specs,
         vpc: Arc::new(vpc),
         election,
     })
+}
+
+/// Where the pins come from, to read them again: the command line and the
+/// pins file (`--plugin-pins`), for the plugin files loaded.
+pub struct PinSource {
+    peek: Peek,
+    files: Vec<PathBuf>,
+}
+
+impl PinSource {
+    pub fn read(&self) -> Result<Vec<(PathBuf, String)>, String> {
+        config::plugin_pins(&self.peek, &self.files).map_err(|e| e.to_string())
+    }
 }
 
 /// The mode plugin's file and the health plugins', as named on the
@@ -139,11 +155,9 @@ fn plugin_runtime(
         }
         Err(e) => Some(e),
     };
-    let mut runtime = PluginRuntime::new(engine, bounds)
+    let runtime = PluginRuntime::new(engine, bounds)
         .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?;
-    for (path, digest) in pins {
-        runtime.pin(path, digest);
-    }
+    runtime.set_pins(pins);
     Ok((runtime, cache_problem))
 }
 
@@ -159,7 +173,10 @@ fn parse_with_plugins(args: &[OsString], loaded: &[LoadedPlugin]) -> Result<Conf
             .find(|l| l.info.name == plugin)
             .expect("loaded")
             .path;
-        let problem = format!("option --{option} collides with {owner}");
+        let problem = format!(
+            "option --{option} collides with {owner}; a plugin's options need names of their own \
+             (the bundled ones prefix theirs, e.g. --tcp_check_port)"
+        );
         return Err(Failure::plugin(path, problem));
     }
     let with_paths: Vec<_> = loaded

@@ -31,6 +31,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         config,
         plugins,
         runtime,
+        pins,
         specs,
         vpc,
         election,
@@ -55,6 +56,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     } = supervise(plugins, &config, &specs, &board, &shutdown);
     let reloader = Reloader {
         runtime,
+        pins: pins.map(|source| Box::new(move || source.read()) as _),
         plugins: reloadable,
         events: observers.events.clone(),
     };

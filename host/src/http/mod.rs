@@ -211,8 +211,10 @@ async fn reload_plugins(
         );
     };
     let wait = match query.wait {
-        None => Duration::ZERO,
-        Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s).min(RELOAD_WAIT_MAX),
+        None => None,
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Some(Duration::from_secs_f64(s).min(RELOAD_WAIT_MAX))
+        }
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -221,7 +223,14 @@ async fn reload_plugins(
         }
     };
     let asked = reloads.request();
-    match tokio::time::timeout(wait, reloads.outcome(asked)).await {
+    let waited = match wait {
+        // Not even looked at: without `wait` the answer is always 202.
+        None => Err(()),
+        Some(wait) => tokio::time::timeout(wait, reloads.outcome(asked))
+            .await
+            .map_err(drop),
+    };
+    match waited {
         Ok(Some(outcomes)) => {
             let body = serde_json::json!({ "request": asked, "plugins": &*outcomes });
             json_response(StatusCode::OK, body)

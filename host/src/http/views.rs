@@ -307,6 +307,8 @@ pub fn plugins(sources: &Sources) -> Value {
                     PluginKind::HealthCheck => "health-check",
                 },
                 "file": p.file,
+                // What --plugin-sha256 and --plugin-pins call it.
+                "pin_name": p.file.file_stem().map(|s| s.to_string_lossy()),
                 "trust": running.origin.trust.describe(),
                 "sha256": running.origin.digest,
                 "wit": format!("vpcrouter:plugin@{}", running.origin.wit_version),

@@ -115,8 +115,13 @@ pub struct Latest {
     pub outcomes: Vec<Outcome>,
 }
 
+/// The pins as they are now (`--plugin-pins` read again), or why not.
+pub type PinsNow = Box<dyn Fn() -> Result<Vec<(PathBuf, String)>, String> + Send>;
+
 pub struct Reloader {
     pub runtime: Arc<PluginRuntime>,
+    /// With a pins file: the pins, read again before each reload.
+    pub pins: Option<PinsNow>,
     pub plugins: Vec<Reloadable>,
     pub events: Arc<EventLog>,
 }
@@ -159,8 +164,33 @@ impl Reloader {
         }
     }
 
-    /// Reload every plugin whose file changed.
+    /// Reload every plugin whose file changed, under the pins as they are
+    /// now. A pins file that does not read leaves every plugin as it runs.
     pub async fn reload_all(&mut self) -> Vec<Outcome> {
+        if let Some(pins_now) = &self.pins {
+            match pins_now() {
+                Ok(pins) => self.runtime.set_pins(pins),
+                Err(why) => {
+                    let why = format!("{why}; nothing was reloaded");
+                    let mut outcomes = Vec::with_capacity(self.plugins.len());
+                    for plugin in &self.plugins {
+                        self.events.record(
+                            EventKind::Plugin,
+                            &plugin.name,
+                            format!("reload failed, the running version stays: {why}"),
+                            None,
+                        );
+                        let _ = plugin.reloads.send(Reload::Failed(why.clone())).await;
+                        outcomes.push(Outcome {
+                            plugin: plugin.name.clone(),
+                            result: "failed",
+                            detail: Some(why.clone()),
+                        });
+                    }
+                    return outcomes;
+                }
+            }
+        }
         let mut outcomes = Vec::with_capacity(self.plugins.len());
         for plugin in &mut self.plugins {
             let outcome = reload(&self.runtime, plugin).await;

@@ -22,7 +22,10 @@ pub enum LoadError {
     Invalid(String),
     #[error("{0}")]
     Compile(CompileError),
-    #[error("not a vpcrouter plugin: it exports no {WIT_PACKAGE}/* interface")]
+    #[error(
+        "not a vpcrouter plugin: it exports no {WIT_PACKAGE}/* interface; build it for the \
+         config-plugin or health-plugin world of {WIT_DIR} (`vpcrouter plugin new` starts one)"
+    )]
     NotAPlugin,
     #[error(
         "is a {found}, but a {expected} is needed here: give it with {}, or build it for the {} world",
@@ -53,7 +56,10 @@ pub enum LoadError {
     InitRefused(String),
     #[error("option --{option}: {problem}")]
     BadOption { option: String, problem: String },
-    #[error("is pinned to sha256 {pinned}, but its sha256 is {found}")]
+    #[error(
+        "is pinned to sha256 {pinned}, but its sha256 is {found}; if this is the version \
+         you mean to run, pin it (--plugin-sha256 FILE_NAME={found} or PATH#sha256={found})"
+    )]
     NotPinned { pinned: String, found: String },
 }
 

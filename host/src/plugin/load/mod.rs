@@ -47,8 +47,9 @@ pub struct PluginRuntime {
     engine: PluginEngine,
     linker: Linker<HostState>,
     bounds: Bounds,
-    /// Plugin files the operator pinned to a SHA-256 digest (hex).
-    pins: HashMap<PathBuf, String>,
+    /// Plugin files the operator pinned to a SHA-256 digest (hex); a
+    /// reload may read them anew (`--plugin-pins`).
+    pins: std::sync::RwLock<HashMap<PathBuf, String>>,
 }
 
 impl PluginRuntime {
@@ -64,13 +65,20 @@ impl PluginRuntime {
             engine,
             linker,
             bounds,
-            pins: HashMap::new(),
+            pins: Default::default(),
         })
     }
 
-    /// Refuse the file at `path` unless its SHA-256 is `sha256` (hex).
-    pub fn pin(&mut self, path: PathBuf, sha256: String) {
-        self.pins.insert(path, sha256);
+    /// From now on, refuse each file unless its SHA-256 is the one
+    /// pinned (hex); files not in `pins` are not pinned.
+    pub fn set_pins(&self, pins: impl IntoIterator<Item = (PathBuf, String)>) {
+        let pins = pins.into_iter().collect();
+        *self.pins.write().unwrap_or_else(|e| e.into_inner()) = pins;
+    }
+
+    fn pinned(&self, path: &Path) -> Option<String> {
+        let pins = self.pins.read().unwrap_or_else(|e| e.into_inner());
+        pins.get(path).cloned()
     }
 
     /// Load a config-source plugin from `path` and ask it to describe itself.
@@ -112,11 +120,11 @@ impl PluginRuntime {
         accepted: tokio::sync::watch::Receiver<Option<Arc<RouteSpec>>>,
     ) -> Result<LoadedPlugin, LoadError> {
         let checked = precheck(&wasm)?;
-        if let Some(pinned) = self.pins.get(path)
-            && *pinned != checked.digest
+        if let Some(pinned) = self.pinned(path)
+            && pinned != checked.digest
         {
             return Err(LoadError::NotPinned {
-                pinned: pinned.clone(),
+                pinned,
                 found: checked.digest,
             });
         }

@@ -192,7 +192,9 @@ pub fn check_identities(plugins: &[LoadedPlugin]) -> Result<(), IdentityError> {
             return Err(IdentityError {
                 path: plugin.path.clone(),
                 problem: format!(
-                    "calls itself {:?}, as {} does; plugin names must be unique (each plugin once)",
+                    "calls itself {:?}, as {} does: each plugin runs once. If they are the same \
+                     plugin, give it once (drop `-H NAME` or the --health-plugin PATH); if not, \
+                     rename one (the name its describe returns)",
                     plugin.info.name,
                     first.path.display()
                 ),

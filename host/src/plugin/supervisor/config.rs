@@ -85,7 +85,11 @@ impl Supervisor {
         match delivered {
             Ok(Some(routes)) => {
                 let tables = instance.take_route_tables();
-                let _ = specs.offer_with_tables(plugin, entries(routes), tables);
+                if let Err(e) = specs.offer_with_tables(plugin, entries(routes), tables) {
+                    self.shown_error(format!(
+                        "rejected route spec, keeping the one in force: {e}"
+                    ));
+                }
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -95,6 +99,9 @@ impl Supervisor {
                     ?event,
                     "plugin reported an error, the spec in force stays: {reason}"
                 );
+                self.shown_error(format!(
+                    "reported an error, the spec in force stays: {reason}"
+                ));
                 Ok(())
             }
             Err(fault) => Err(fault),
@@ -123,7 +130,12 @@ impl Supervisor {
                 match specs.offer_with_tables(plugin, entries(routes), instance.take_route_tables())
                 {
                     Ok(_) => (response, None),
-                    Err(e) => (json_error(400, &format!("invalid route spec: {e}")), None),
+                    Err(e) => {
+                        self.shown_error(format!(
+                            "rejected route spec, keeping the one in force: {e}"
+                        ));
+                        (json_error(400, &format!("invalid route spec: {e}")), None)
+                    }
                 }
             }
             Err(CallError::Plugin(reason)) => (json_error(500, &reason), None),

@@ -138,6 +138,12 @@ impl Supervisor {
         new.instance
     }
 
+    /// What `/plugins` shows as the plugin's last error (a spec it
+    /// produced that was rejected, an error it reported), already logged.
+    pub(super) fn shown_error(&self, error: String) {
+        self.status.send_modify(|s| s.last_error = Some(error));
+    }
+
     pub(super) fn reload_failed(&self, why: String) {
         tracing::warn!(
             plugin = self.factory.plugin(),
