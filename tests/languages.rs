@@ -138,19 +138,9 @@ fn a_big_plugin_compile_is_said_and_a_new_build_reuses_its_functions() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("csv_routes.wasm");
     std::fs::copy(example("examples/csv-routes/csv_routes.wasm"), &plugin).unwrap();
+    let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
     let compile = || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-            .args(["plugin", "compile"])
-            .arg(&plugin)
-            .arg("--plugin-cache-dir")
-            .arg(dir.path().join("cache"))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stderr).into_owned();
-        let out = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "{said}{out}");
+        let (out, said) = common::plugin_compile(&plugin, &cache, &state);
         (said, out)
     };
     let (said, out) = compile();

@@ -111,21 +111,7 @@ fn a_function_pack_the_daemon_did_not_write_is_not_reused() {
     let (cache, state) = (dir.path().join("cache"), dir.path().join("state"));
     let plugin = dir.path().join("configfile.wasm");
     std::fs::copy(common::plugin("configfile"), &plugin).unwrap();
-    let compile = || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-            .args(["plugin", "compile"])
-            .arg(&plugin)
-            .arg("--plugin-cache-dir")
-            .arg(&cache)
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stdout}{stderr}");
-        (stdout, stderr)
-    };
+    let compile = || common::plugin_compile(&plugin, &cache, &state);
     compile();
     let pack = std::fs::read_dir(&cache)
         .unwrap()
@@ -368,16 +354,8 @@ fn the_plugin_tools_hold_a_file_to_its_pin() {
     let digest = common::sha256_hex(&std::fs::read(&configfile).unwrap());
     let cache = dir.path().join("cache");
     let tool = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-            .arg("plugin")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        let (code, stdout, stderr) = common::plugin_tool(args);
+        (code, stdout + &stderr)
     };
     let good = format!("{}#sha256={digest}", configfile.display());
     let (code, said) = tool(&["inspect", &good]);

@@ -97,6 +97,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `vpcrouter plugin compile PLUGIN` into `cache`, its key in `state`, which
+/// must succeed: (stdout, stderr).
+pub fn plugin_compile(
+    plugin: &std::path::Path,
+    cache: &std::path::Path,
+    state: &std::path::Path,
+) -> (String, String) {
+    let os = std::ffi::OsStr::new;
+    let (code, stdout, stderr) = plugin_tool(&[
+        os("compile"),
+        plugin.as_os_str(),
+        os("--plugin-cache-dir"),
+        cache.as_os_str(),
+        os("--state-dir"),
+        state.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// `vpcrouter plugin ARGS...` to its end: (exit code, stdout, stderr).
+pub fn plugin_tool<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .arg("plugin")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Run the daemon with `args` (plugins from `plugins/`, no health checking
 /// and the embedded VPC unless `args` say otherwise, no metadata service)
 /// until it exits, as for a start-up error (within 120 s, or the test
