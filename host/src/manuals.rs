@@ -14,26 +14,6 @@ use crate::failure::Failure;
 /// Words after the program name that run this module instead of the daemon.
 pub const COMMANDS: [&str; 2] = ["completions", "manpages"];
 
-/// Where the plugin author's guide is: installed beside this binary
-/// (`PREFIX/share/doc/vpcrouter/PLUGINS.md`, `make install` and the
-/// package put it there), else in vpcrouter's sources.
-pub fn plugins_guide() -> String {
-    let installed = std::env::current_exe().ok().and_then(|exe| {
-        let prefix = exe.parent()?.parent()?;
-        let guide = prefix.join(GUIDE_IN_PREFIX);
-        guide.is_file().then_some(guide)
-    });
-    match installed {
-        Some(guide) => format!("PLUGINS.md ({})", guide.display()),
-        None => {
-            format!("PLUGINS.md (in vpcrouter's sources; installed as PREFIX/{GUIDE_IN_PREFIX})")
-        }
-    }
-}
-
-/// The guide's place under an install's prefix (the Makefile's `install`).
-pub const GUIDE_IN_PREFIX: &str = "share/doc/vpcrouter/PLUGINS.md";
-
 /// The whole command line as a user sees it: the daemon's own flags and
 /// every subcommand.
 pub fn command() -> Command {

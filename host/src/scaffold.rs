@@ -144,7 +144,7 @@ impl Words {
             .replace("{{try_note}}", &self.try_note)
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
             .replace("{{wit}}", wit_version!())
-            .replace("{{guide}}", &crate::manuals::plugins_guide())
+            .replace("{{guide}}", &plugins_guide())
             .replace("{{wit_bindgen}}", WIT_BINDGEN)
     }
 }
@@ -261,6 +261,26 @@ fn templates(lang: Lang, kind: Kind) -> (&'static str, Vec<(&'static str, &'stat
         ),
     }
 }
+
+/// Where the plugin author's guide is: installed beside this binary
+/// (`PREFIX/share/doc/vpcrouter/PLUGINS.md`, `make install` and the
+/// package put it there), else in vpcrouter's sources.
+pub fn plugins_guide() -> String {
+    let installed = std::env::current_exe().ok().and_then(|exe| {
+        let prefix = exe.parent()?.parent()?;
+        let guide = prefix.join(GUIDE_IN_PREFIX);
+        guide.is_file().then_some(guide)
+    });
+    match installed {
+        Some(guide) => format!("PLUGINS.md ({})", guide.display()),
+        None => {
+            format!("PLUGINS.md (in vpcrouter's sources; installed as PREFIX/{GUIDE_IN_PREFIX})")
+        }
+    }
+}
+
+/// The guide's place under an install's prefix (the Makefile's `install`).
+pub const GUIDE_IN_PREFIX: &str = "share/doc/vpcrouter/PLUGINS.md";
 
 #[cfg(test)]
 mod tests {
