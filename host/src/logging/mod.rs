@@ -98,7 +98,10 @@ pub fn init(settings: &Logging) -> std::io::Result<()> {
 /// plugin's first load must not think the daemon hung).
 pub fn early() -> tracing::subscriber::DefaultGuard {
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("warn,vpcrouter::plugin::engine=info"))
+        .with_env_filter(EnvFilter::new(format!(
+            "warn,{}=info",
+            crate::plugin::COMPILE_LOG_TARGET
+        )))
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),

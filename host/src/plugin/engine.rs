@@ -222,6 +222,10 @@ impl PluginEngine {
     }
 }
 
+/// Where the engine's lines come from (tracing's default target): what
+/// the early log lets through before the command line is parsed.
+pub const COMPILE_LOG_TARGET: &str = module_path!();
+
 /// Components from this size on are said when they compile (an
 /// interpreter inside: componentize-py, componentize-js); the bundled
 /// plugins (50-200 KB) compile in a tenth of a second, unsaid.

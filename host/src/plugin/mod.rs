@@ -27,7 +27,7 @@ pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo
 pub use bundled::{built_in, built_in_names};
 pub use cache::{CACHE_CAP, CacheError, CompileCache};
 pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
-pub use engine::{PluginEngine, default_cache_dir, default_state_dir};
+pub use engine::{COMPILE_LOG_TARGET, PluginEngine, default_cache_dir, default_state_dir};
 pub use grants::{GrantRecord, Trust};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;

@@ -167,33 +167,25 @@ impl Reloader {
     /// Reload every plugin whose file changed, under the pins as they are
     /// now. A pins file that does not read leaves every plugin as it runs.
     pub async fn reload_all(&mut self) -> Vec<Outcome> {
-        if let Some(pins_now) = &self.pins {
-            match pins_now() {
-                Ok(pins) => self.runtime.set_pins(pins),
-                Err(why) => {
-                    let why = format!("{why}; nothing was reloaded");
-                    let mut outcomes = Vec::with_capacity(self.plugins.len());
-                    for plugin in &self.plugins {
-                        self.events.record(
-                            EventKind::Plugin,
-                            &plugin.name,
-                            format!("reload failed, the running version stays: {why}"),
-                            None,
-                        );
-                        let _ = plugin.reloads.send(Reload::Failed(why.clone())).await;
-                        outcomes.push(Outcome {
-                            plugin: plugin.name.clone(),
-                            result: "failed",
-                            detail: Some(why.clone()),
-                        });
-                    }
-                    return outcomes;
-                }
+        let pins = self.pins.as_ref().map(|pins_now| pins_now());
+        let unpinnable = match pins {
+            Some(Ok(pins)) => {
+                self.runtime.set_pins(pins);
+                None
             }
-        }
+            Some(Err(why)) => Some(format!("{why}; nothing was reloaded")),
+            None => None,
+        };
         let mut outcomes = Vec::with_capacity(self.plugins.len());
         for plugin in &mut self.plugins {
-            let outcome = reload(&self.runtime, plugin).await;
+            let outcome = match &unpinnable {
+                Some(why) => Outcome {
+                    plugin: plugin.name.clone(),
+                    result: "failed",
+                    detail: Some(why.clone()),
+                },
+                None => reload(&self.runtime, plugin).await,
+            };
             match (&outcome.result, &outcome.detail) {
                 (&"reloaded", detail) => self.events.record(
                     EventKind::Plugin,
