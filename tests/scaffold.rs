@@ -93,7 +93,10 @@ fn every_scaffold_builds_tries_and_tests_as_its_readme_says() {
         assert!(created.status.success(), "{created:?}");
         match lang {
             "rust" => {
+                // Made first: on a fresh clone a link to nothing would
+                // stop cargo ("Not a directory").
                 let target = repo.join("target/scaffold-test");
+                std::fs::create_dir_all(&target).unwrap();
                 std::os::unix::fs::symlink(target, project.join("target")).unwrap()
             }
             "js" => {
