@@ -138,6 +138,83 @@ fn invalid_grants_are_refused_at_start() {
     );
 }
 
+/// `plugin inspect` refuses what a load refuses, for the same reason (a
+/// health check declaring a file option, two endpoints, a pattern path,
+/// two plugins of one name), and lists a good plugin's options with their kinds for its command line.
+#[test]
+fn plugin_inspect_refuses_what_load_refuses() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let inspect = |file: &std::path::Path| {
+        common::plugin_tool(&[
+            "inspect",
+            file.to_str().unwrap(),
+            "--plugin-cache-dir",
+            cache_dir,
+            "--state-dir",
+            cache_dir,
+        ])
+    };
+    let (code, stdout, stderr) = inspect(&common::plugin("configfile"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("name: configfile "), "{stdout}");
+    assert!(stdout.contains("    --file (file): "), "{stdout}");
+
+    for (guest, flag, problem) in [
+        (
+            "health-file",
+            "--health-plugin",
+            "option --hf_hosts is of kind file, but health-check plugins can hold no file",
+        ),
+        (
+            "bad-grants",
+            "--mode-plugin",
+            "--etcd and --consul are both of kind endpoint-host",
+        ),
+        ("bad-paths", "--mode-plugin", "must be a literal path"),
+    ] {
+        let file = common::guest(guest);
+        let (code, stdout, stderr) = inspect(&file);
+        assert_eq!(code, Some(2), "{guest}: {stdout}{stderr}");
+        assert!(stderr.contains(problem), "{guest}: {stderr}");
+        let mut args = vec![flag, file.to_str().unwrap()];
+        if flag == "--health-plugin" {
+            args.extend([
+                "-m",
+                "fixedconf",
+                "--fixed_cidr",
+                "10.0.0.0/16",
+                "--fixed_hosts",
+                "127.0.0.1",
+            ]);
+        }
+        let (code, at_load) = common::run_to_exit(&args);
+        assert_eq!(code, 2, "{guest}: {at_load}");
+        assert!(at_load.contains(problem), "{guest}: {at_load}");
+    }
+    // Files given together are checked as on one command line.
+    let tcp = common::plugin("tcp");
+    let (code, stdout, stderr) = common::plugin_tool(&[
+        "inspect",
+        tcp.to_str().unwrap(),
+        tcp.to_str().unwrap(),
+        "--plugin-cache-dir",
+        cache_dir,
+        "--state-dir",
+        cache_dir,
+    ]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("calls itself \"tcp\""), "{stderr}");
+    // Without a compile: the outline only, which these pass.
+    let (code, stdout, stderr) = common::plugin_tool(&[
+        "inspect",
+        "--no-describe",
+        common::guest("health-file").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("name:"), "{stdout}");
+}
+
 /// The bundled plugins keep their defaults: `-m romana` reaches its default
 /// etcd address, and says so.
 #[test]

@@ -245,7 +245,7 @@ fn huge_or_special_plugin_files_are_refused_unread() {
     let tool_cache = dir.path().join("tool-cache");
     let tool_cache = tool_cache.to_str().unwrap();
     for tool in [
-        &["inspect", "/dev/zero"][..],
+        &["inspect", "/dev/zero", "--plugin-cache-dir", tool_cache][..],
         &["compile", "/dev/zero", "--plugin-cache-dir", tool_cache],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
@@ -358,7 +358,7 @@ fn the_plugin_tools_hold_a_file_to_its_pin() {
         (code, stdout + &stderr)
     };
     let good = format!("{}#sha256={digest}", configfile.display());
-    let (code, said) = tool(&["inspect", &good]);
+    let (code, said) = tool(&["inspect", "--no-describe", &good]);
     assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains(&format!("sha256: {digest} (matches its pin)")),
@@ -367,7 +367,13 @@ fn the_plugin_tools_hold_a_file_to_its_pin() {
     let other = "0".repeat(64);
     let wrong = format!("{}#sha256={other}", configfile.display());
     for args in [
-        vec!["inspect", wrong.as_str()],
+        vec![
+            "inspect",
+            wrong.as_str(),
+            "--plugin-cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        vec!["inspect", "--no-describe", wrong.as_str()],
         vec![
             "compile",
             wrong.as_str(),

@@ -214,7 +214,7 @@ fn the_guide_scaffolds_and_sdk_name_the_newest_contract() {
         assert_eq!(vendored, ours, "{lang}");
     }
     let inspected = vpcrouter(
-        &["plugin", "inspect", "configfile.wasm"],
+        &["plugin", "inspect", "--no-describe", "configfile.wasm"],
         &repo.join("plugins"),
     );
     let text = String::from_utf8_lossy(&inspected.stdout);

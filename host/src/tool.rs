@@ -15,8 +15,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::failure::{self, Failure};
-use crate::plugin::{self, Checked, CompileCache, Compiler, PluginEngine, precheck};
+use crate::plugin::{
+    self, Bounds, Checked, CompileCache, Compiler, PluginEngine, PluginInfo, PluginRuntime,
+    precheck,
+};
 use crate::scaffold::{self, Kind, Lang};
+use crate::text::clip;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,25 +42,29 @@ enum PluginCommand {
         /// Plugin files (wasm components); FILE#sha256=HEX holds one to its pin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// The daemon's compile cache [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
-        #[arg(long = "plugin-cache-dir", value_name = "DIR")]
-        plugin_cache_dir: Option<PathBuf>,
-        /// The daemon's state folder, where the cache's key is kept
-        /// [default: $XDG_STATE_HOME/vpcrouter or ~/.local/state/vpcrouter]
-        #[arg(long = "state-dir", value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// The daemon's bounded compiler: a component on stdin, its compiled
     /// form on stdout (run by the daemon itself, under limits)
     #[command(name = "compile-child", hide = true)]
     CompileChild,
-    /// Say what the daemon makes of plugin files without compiling them:
-    /// kind, contract version, digest, producer, imports (exit 2 when the
-    /// daemon would refuse one)
+    /// Say what the daemon makes of plugin files and refuse them as it
+    /// would (exit 2): kind, contract version, digest, producer, imports
+    /// (read without compiling), then the plugin's own description: name,
+    /// options and their kinds, HTTP paths (it runs `describe`, so the file
+    /// is compiled into the compile cache first, as the daemon would; the
+    /// daemon's own load is then a cached one). Files given together are
+    /// checked as on one command line (names, options)
     Inspect {
         /// Plugin files; FILE#sha256=HEX also checks the file against its pin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Only what needs no compile: kind, version, digest, imports
+        #[arg(long)]
+        no_describe: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Write a new plugin project, ready to build, outside this daemon's
     /// sources (the contract, and for Rust the SDK, vendored)
@@ -73,6 +81,37 @@ enum PluginCommand {
     },
 }
 
+/// The compile cache a tool shares with the daemon.
+#[derive(clap::Args, Debug)]
+struct CacheArgs {
+    /// The daemon's compile cache [default: $XDG_CACHE_HOME/vpcrouter or ~/.cache/vpcrouter]
+    #[arg(long = "plugin-cache-dir", value_name = "DIR")]
+    plugin_cache_dir: Option<PathBuf>,
+    /// The daemon's state folder, where the cache's key is kept
+    /// [default: $XDG_STATE_HOME/vpcrouter or ~/.local/state/vpcrouter]
+    #[arg(long = "state-dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    /// The daemon's plugin engine on the daemon's compile cache, and that
+    /// cache's folder.
+    fn engine(self) -> Result<(PluginEngine, PathBuf), Failure> {
+        let cache_dir = self
+            .plugin_cache_dir
+            .or_else(plugin::default_cache_dir)
+            .ok_or_else(|| Failure::Usage("no cache directory: give --plugin-cache-dir".into()))?;
+        let state_dir = self.state_dir.or_else(plugin::default_state_dir);
+        let cache = CompileCache::configured(Some(&cache_dir), state_dir.as_deref())
+            .map_err(|e| Failure::Usage(format!("cannot use the compile cache: {e}")))?
+            .expect("a cache folder was given");
+        let engine = PluginEngine::new(Compiler::this_daemon())
+            .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?
+            .with_cache(cache);
+        Ok((engine, cache_dir))
+    }
+}
+
 /// `vpcrouter plugin` as a clap command, for completions and manual pages.
 pub fn command() -> clap::Command {
     PluginCli::command()
@@ -81,13 +120,19 @@ pub fn command() -> clap::Command {
 /// Run `vpcrouter plugin ...` (`args` starts at `plugin`).
 pub async fn main(args: &[OsString]) -> Result<(), Failure> {
     match failure::parse::<PluginCli>(args)?.command {
-        PluginCommand::Compile {
-            files,
-            plugin_cache_dir,
-            state_dir,
-        } => compile(files, plugin_cache_dir, state_dir).await,
+        PluginCommand::Compile { files, cache } => compile(files, cache).await,
         PluginCommand::CompileChild => plugin::child_main(),
-        PluginCommand::Inspect { files } => inspect(files).await,
+        PluginCommand::Inspect {
+            files,
+            no_describe,
+            cache,
+        } => {
+            let engine = match no_describe {
+                true => None,
+                false => Some(cache.engine()?.0),
+            };
+            inspect(files, engine).await
+        }
         PluginCommand::New {
             name,
             lang,
@@ -145,12 +190,20 @@ fn unpinned(file: &std::path::Path) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
-async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
+/// Each file's outline; with an engine, also its description, checked as
+/// the daemon checks it at load.
+async fn inspect(files: Vec<PathBuf>, engine: Option<PluginEngine>) -> Result<(), Failure> {
+    let runtime = engine
+        .map(|engine| PluginRuntime::new(engine, Bounds::default()))
+        .transpose()
+        .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?;
+    // What the engine says of a long compile, on standard error.
+    let _logs = runtime.as_ref().map(|_| crate::logging::early());
     let mut problems = 0;
+    let mut described = Vec::new();
     for file in &files {
-        let checked = read_checked(file).await.map(|(_, checked)| checked);
-        match checked {
-            Ok(checked) => {
+        match read_checked(file).await {
+            Ok((wasm, checked)) => {
                 println!("{}:", file.display());
                 println!(
                     "  kind: {} (vpcrouter:plugin@{})",
@@ -164,6 +217,21 @@ async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
                 let producer = checked.outline.producer.as_deref().unwrap_or("unknown");
                 println!("  producer: {producer}");
                 println!("  imports: {}", checked.outline.imports.join(", "));
+                let Some(runtime) = &runtime else { continue };
+                let (_, specs) = tokio::sync::watch::channel(None);
+                match runtime
+                    .load_read(&unpinned(file), wasm, checked.kind, specs)
+                    .await
+                {
+                    Ok(loaded) => {
+                        print_description(&loaded.info);
+                        described.push(loaded);
+                    }
+                    Err(problem) => {
+                        eprintln!("error: {}: {problem}", file.display());
+                        problems += 1;
+                    }
+                }
             }
             Err(problem) => {
                 eprintln!("error: {}: {problem}", file.display());
@@ -171,24 +239,44 @@ async fn inspect(files: Vec<PathBuf>) -> Result<(), Failure> {
             }
         }
     }
+    // As on one command line: names and options of their own.
+    if let Err(clash) = crate::cli::check_loaded(&described) {
+        eprintln!("error: {}: {}", clash.path.display(), clash.problem);
+        problems += 1;
+    }
     refused(problems, files.len())
 }
 
-async fn compile(
-    files: Vec<PathBuf>,
-    cache_dir: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-) -> Result<(), Failure> {
-    let cache_dir = cache_dir
-        .or_else(plugin::default_cache_dir)
-        .ok_or_else(|| Failure::Usage("no cache directory: give --plugin-cache-dir".into()))?;
-    let state_dir = state_dir.or_else(plugin::default_state_dir);
-    let cache = CompileCache::configured(Some(&cache_dir), state_dir.as_deref())
-        .map_err(|e| Failure::Usage(format!("cannot use the compile cache: {e}")))?
-        .expect("a cache folder was given");
-    let engine = PluginEngine::new(Compiler::this_daemon())
-        .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?
-        .with_cache(cache);
+/// What a plugin said of itself (already checked): the lines an operator
+/// needs to write its command line.
+fn print_description(info: &PluginInfo) {
+    println!("  name: {} {}", info.name, info.version);
+    if !info.description.is_empty() {
+        println!("  description: {}", info.description);
+    }
+    match info.options.is_empty() {
+        true => println!("  options: none"),
+        false => println!("  options:"),
+    }
+    for option in &info.options {
+        let default = match &option.default {
+            Some(default) => format!(", default {:?}", clip(default, 256)),
+            None => String::new(),
+        };
+        println!(
+            "    --{} ({}{default}): {}",
+            option.name,
+            plugin::option_kind_name(option.kind),
+            option.help
+        );
+    }
+    if !info.http_paths.is_empty() {
+        println!("  http paths: {}", info.http_paths.join(", "));
+    }
+}
+
+async fn compile(files: Vec<PathBuf>, cache: CacheArgs) -> Result<(), Failure> {
+    let (engine, cache_dir) = cache.engine()?;
     // What the engine says of a long compile, on standard error.
     let _logs = crate::logging::early();
     let mut problems = 0;

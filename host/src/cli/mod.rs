@@ -10,4 +10,4 @@ mod plugin_options;
 
 pub use flags::{Cli, EtcdUrl, LogFormat, Output, parse_call_timeout};
 pub use peek::{Peek, peek};
-pub use plugin_options::{PluginOptions, colliding_option, command, split};
+pub use plugin_options::{PluginOptions, check_loaded, command, split};

@@ -4,7 +4,7 @@
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use super::flags::Cli;
-use crate::plugin::{OptionKind, PluginInfo};
+use crate::plugin::{IdentityError, LoadedPlugin, OptionKind, PluginInfo, check_identities};
 
 /// Option values given to one plugin, by option name.
 pub type PluginOptions = Vec<(String, String)>;
@@ -64,9 +64,31 @@ fn plugin_arg_id(name: &str) -> String {
     format!("plugin:{name}")
 }
 
+/// Plugins that cannot run together, or beside the daemon's flags: two of
+/// one name, or an option named like a daemon flag or another plugin's.
+pub fn check_loaded(loaded: &[LoadedPlugin]) -> Result<(), IdentityError> {
+    check_identities(loaded)?;
+    let infos: Vec<&PluginInfo> = loaded.iter().map(|l| &l.info).collect();
+    match colliding_option(&infos) {
+        None => Ok(()),
+        Some((plugin, option, owner)) => Err(IdentityError {
+            path: loaded
+                .iter()
+                .find(|l| l.info.name == plugin)
+                .expect("loaded")
+                .path
+                .clone(),
+            problem: format!(
+                "option --{option} collides with {owner}; a plugin's options need names of their \
+                 own (the bundled ones prefix theirs, e.g. --tcp_check_port)"
+            ),
+        }),
+    }
+}
+
 /// An option of one plugin that collides with a daemon flag or with an
 /// option of an earlier plugin: (plugin, option, what it collides with).
-pub fn colliding_option(plugins: &[&PluginInfo]) -> Option<(String, String, String)> {
+fn colliding_option(plugins: &[&PluginInfo]) -> Option<(String, String, String)> {
     let daemon = Cli::command();
     let mut taken: Vec<(String, String)> = ["help", "version"]
         .iter()

@@ -164,21 +164,8 @@ fn plugin_runtime(
 /// The whole command line, parsed against the loaded plugins' options once
 /// they are known not to clash.
 fn parse_with_plugins(args: &[OsString], loaded: &[LoadedPlugin]) -> Result<Config, Failure> {
-    plugin::check_identities(loaded).map_err(|e| Failure::plugin(&e.path, e.problem))?;
+    cli::check_loaded(loaded).map_err(|e| Failure::plugin(&e.path, e.problem))?;
     let shown: Vec<plugin::PluginInfo> = loaded.iter().map(|l| l.info_for_help()).collect();
-    let infos: Vec<&plugin::PluginInfo> = shown.iter().collect();
-    if let Some((plugin, option, owner)) = cli::colliding_option(&infos) {
-        let path = &loaded
-            .iter()
-            .find(|l| l.info.name == plugin)
-            .expect("loaded")
-            .path;
-        let problem = format!(
-            "option --{option} collides with {owner}; a plugin's options need names of their own \
-             (the bundled ones prefix theirs, e.g. --tcp_check_port)"
-        );
-        return Err(Failure::plugin(path, problem));
-    }
     let with_paths: Vec<_> = loaded
         .iter()
         .zip(&shown)

@@ -28,7 +28,7 @@ pub use bundled::{built_in, built_in_names};
 pub use cache::{CACHE_CAP, CacheError, CompileCache};
 pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
 pub use engine::{COMPILE_LOG_TARGET, PluginEngine, default_cache_dir, default_state_dir};
-pub use grants::{GrantRecord, Trust};
+pub use grants::{GrantRecord, Trust, kind_name as option_kind_name};
 pub use instance::{CallError, InstanceFactory, PluginInstance};
 pub use limits::Bounds;
 pub use load::{
