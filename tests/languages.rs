@@ -129,6 +129,63 @@ fn a_javascript_health_check_sees_a_router_go() {
     );
 }
 
+/// A big plugin the compile cache does not hold starts on quick code
+/// (Winch: a few seconds, not the tens optimising takes) and runs on it;
+/// its optimised code, compiled in the background, is swapped in by a
+/// reload of its own, and the plugin goes on as before. A restart then
+/// loads the optimised code from the cache.
+#[test]
+fn a_big_plugin_starts_on_quick_code_and_swaps_in_its_optimised_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("routes.csv");
+    std::fs::write(&csv, "10.55.16.0/24,10.33.20.142\n").unwrap();
+    let plugin = example("examples/csv-routes/csv_routes.wasm");
+    let cache = dir.path().join("cache");
+    let args = [
+        "--mode-plugin",
+        plugin.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ];
+    let tier = |daemon: &Daemon| {
+        let view = daemon.view("/plugins");
+        let plugin = view["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "csv-routes")
+            .cloned()
+            .unwrap();
+        plugin["code"]["tier"].as_str().unwrap().to_string()
+    };
+    let daemon = Daemon::start(&args, &cache);
+    let compiled = daemon.wait_for_line("plugin compiled plugin=\"csv-routes\"", WITHIN);
+    assert!(compiled.contains("code=\"quick\""), "{compiled}");
+    assert_eq!(tier(&daemon), "quick");
+    daemon.wait_for_line(r#"spec={"10.55.16.0/24":["10.33.20.142"]}"#, WITHIN);
+    // The optimised compile takes tens of seconds on a debug daemon, more
+    // on a loaded machine.
+    let swapped = daemon.wait_for_line(
+        "its optimised code, swapped for the quick code it started on",
+        Duration::from_secs(300),
+    );
+    assert!(swapped.contains("result=\"reloaded\""), "{swapped}");
+    common::wait_until("the optimised code runs", || {
+        (tier(&daemon) == "optimised").then_some(())
+    });
+    std::fs::write(&csv, "10.66.0.0/16,10.33.30.22\n").unwrap();
+    daemon.wait_for_line(r#"spec={"10.66.0.0/16":["10.33.30.22"]}"#, WITHIN);
+    drop(daemon);
+
+    let daemon = Daemon::start(&args, &cache);
+    let loaded = daemon.wait_for_line(
+        "plugin code loaded from the compile cache plugin=\"csv-routes\"",
+        WITHIN,
+    );
+    assert!(loaded.contains("code=\"optimised\""), "{loaded}");
+    assert_eq!(tier(&daemon), "optimised");
+}
+
 /// A big component's compile is said (its size, every 5 s while it runs,
 /// then what it took), and a new build of the same file reuses the
 /// functions that did not change: here a build that differs only in a

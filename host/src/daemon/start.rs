@@ -145,7 +145,8 @@ fn plugin_runtime(
     };
     let pins = config::plugin_pins(peek, files).map_err(|e| Usage(e.to_string()))?;
     let mut engine = PluginEngine::new(Compiler::this_daemon())
-        .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?;
+        .map_err(|e| Failure::failed("cannot set up the plugin runtime", e))?
+        .quick_first();
     let cache_problem = match CompileCache::configured(cache_dir.as_deref(), state_dir.as_deref()) {
         Ok(cache) => {
             if let Some(cache) = cache {

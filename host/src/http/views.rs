@@ -315,6 +315,7 @@ pub fn plugins(sources: &Sources) -> Value {
                 "producer": running.origin.producer,
                 "code": {
                     "from_compile_cache": running.origin.compiled.from_cache,
+                    "tier": running.origin.compiled.tier.name(),
                     "took_ms": running.origin.compiled.took.as_millis() as u64,
                     "problems": running.origin.compiled.problems,
                 },

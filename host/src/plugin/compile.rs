@@ -57,6 +57,30 @@ impl CompileLimits {
     }
 }
 
+/// Which code generator compiles a component. A component built from
+/// Python or JavaScript holds tens of thousands of functions: Cranelift's
+/// optimised code takes 10-15 s of two cores to make, Winch's baseline
+/// code a fifth of that (BENCHMARKS.md). The daemon loads such a plugin on
+/// quick code first and swaps in the optimised code once a compile in the
+/// background has put it in the compile cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tier {
+    /// Winch: a single pass, no optimisation.
+    Quick,
+    /// Cranelift, optimising: what the daemon runs in the end.
+    #[default]
+    Optimised,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Quick => "quick",
+            Tier::Optimised => "optimised",
+        }
+    }
+}
+
 /// Where compiles run.
 #[derive(Debug, Clone)]
 pub enum Compiler {
@@ -104,15 +128,18 @@ pub struct Output {
     pub reuse: Reuse,
 }
 
-/// Compile `wasm` into an artefact `Component::deserialize` takes; with
-/// `functions` (the previous compile's, empty for none yet), reusing every
-/// function that did not change (`function_cache`).
+/// Compile `wasm` into an artefact `Component::deserialize` takes, for
+/// `engine` (configured for `tier`); with `functions` (the previous
+/// compile's, empty for none yet), reusing every function that did not
+/// change (`function_cache`; optimised code only).
 pub async fn compile(
     engine: &Engine,
+    tier: Tier,
     compiler: &Compiler,
     wasm: std::sync::Arc<[u8]>,
     functions: Option<Vec<u8>>,
 ) -> Result<Output, CompileError> {
+    let functions = functions.filter(|_| tier == Tier::Optimised);
     match compiler {
         Compiler::InProcess => {
             let engine = engine.clone();
@@ -128,19 +155,21 @@ pub async fn compile(
         }
         Compiler::Child(exe) => {
             let limits = CompileLimits::for_size(wasm.len());
-            in_child(exe, wasm, functions, limits).await
+            in_child(exe, tier, wasm, functions, limits).await
         }
     }
 }
 
 /// The child's input: the component's length (u64 LE), whether a function
-/// pack follows (one byte), the component, the pack. Its output: the
+/// pack follows (one byte), the tier (one byte: 1 for quick), the
+/// component, the pack. Its output: the
 /// artefact's length, the artefact, functions reused and compiled (u64 LE
 /// each), the new pack.
 const LEN: usize = 8;
 
 async fn in_child(
     exe: &std::path::Path,
+    tier: Tier,
     wasm: std::sync::Arc<[u8]>,
     functions: Option<Vec<u8>>,
     limits: CompileLimits,
@@ -168,6 +197,7 @@ async fn in_child(
     let feeding = tokio::spawn(async move {
         let mut header = (wasm.len() as u64).to_le_bytes().to_vec();
         header.push(functions.is_some() as u8);
+        header.push((tier == Tier::Quick) as u8);
         // The child may stop reading (refused, killed): not our error.
         let _ = async {
             stdin.write_all(&header).await?;
@@ -286,7 +316,7 @@ pub fn child_main() -> Result<(), crate::failure::Failure> {
     use std::io::{Read, Write};
     let failed = |e: String| crate::failure::Failure::Failed(anyhow::anyhow!(e));
     let mut input = Vec::new();
-    let limit = LEN as u64 + 1 + MAX_PLUGIN_FILE + MAX_ARTEFACT;
+    let limit = LEN as u64 + 2 + MAX_PLUGIN_FILE + MAX_ARTEFACT;
     std::io::stdin()
         .take(limit + 1)
         .read_to_end(&mut input)
@@ -300,13 +330,17 @@ pub fn child_main() -> Result<(), crate::failure::Failure> {
             "larger than the {MAX_PLUGIN_FILE}-byte limit"
         )));
     }
-    let (with_functions, rest) = rest
-        .split_first()
+    let ([with_functions, quick], rest) = rest
+        .split_first_chunk::<2>()
         .ok_or_else(|| failed("no component given".into()))?;
     let (wasm, pack) = rest
         .split_at_checked(len as usize)
         .ok_or_else(|| failed("the component is cut short".into()))?;
-    let mut config = engine_config();
+    let tier = match quick {
+        1 => Tier::Quick,
+        _ => Tier::Optimised,
+    };
+    let mut config = engine_config(tier);
     let functions = (*with_functions == 1).then(|| Arc::new(FunctionCache::from_pack(pack)));
     if let Some(functions) = &functions {
         config
@@ -337,10 +371,13 @@ pub(super) fn first_line(e: &wasmtime::Error) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-/// The engine's configuration: the daemon's and its compiler child's (an
+/// An engine's configuration: the daemon's and its compiler child's (an
 /// artefact loads only into an engine configured the same).
-pub fn engine_config() -> Config {
+pub fn engine_config(tier: Tier) -> Config {
     let mut config = Config::new();
+    if tier == Tier::Quick {
+        config.strategy(wasmtime::Strategy::Winch);
+    }
     config
         .wasm_component_model(true)
         .epoch_interruption(true)

@@ -3,31 +3,48 @@
 //! cache (`cache`) and the bounded compiler (`compile`).
 
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::cache::{CompileCache, Lookup};
-use super::compile::{self, CompileError, Compiler, engine_config};
+use super::compile::{self, CompileError, Compiler, Tier, engine_config};
 use super::function_cache::Reuse;
 
 /// How often the epoch advances; a running guest yields at every tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The engine, with a ticker thread that runs for as long as anything
-/// (this value, a component, a store) still holds the engine.
+/// The engines (optimised code, and quick code for a big plugin's first
+/// load), with a ticker thread that runs for as long as anything (this
+/// value, a component, a store) still holds them.
 pub struct PluginEngine {
     engine: Engine,
+    quick: Engine,
     ticker: Ticker,
     cache: Option<Arc<CompileCache>>,
     compiler: Compiler,
+    /// Load a big component on quick code first (the daemon; not the
+    /// tools, which fill the cache for it).
+    quick_first: bool,
+    upgrades: Arc<Upgrades>,
 }
 
-/// Advances the engine's epoch every EPOCH_TICK while a plugin call is
+/// Optimised compiles running in the background, and how many finished.
+#[derive(Default)]
+struct Upgrades {
+    /// Cache names of the optimised compiles started, so that a load
+    /// while one runs (or after it failed) does not start another.
+    started: Mutex<HashSet<String>>,
+    finished: watch::Sender<u64>,
+}
+
+/// Advances the engines' epochs every EPOCH_TICK while a plugin call is
 /// running, and sleeps otherwise: an idle daemon is not woken 100 times a
 /// second. Epochs only matter while guest code runs.
 #[derive(Clone)]
@@ -55,25 +72,30 @@ impl Drop for Ticking {
 }
 
 impl PluginEngine {
-    /// The engine, compiling with `compiler` and without a cache.
+    /// The engines, compiling with `compiler` and without a cache.
     pub fn new(compiler: Compiler) -> wasmtime::Result<Self> {
-        let engine = Engine::new(&engine_config())?;
-        let ticking = engine.weak();
+        let engine = Engine::new(&engine_config(Tier::Optimised))?;
+        let quick = Engine::new(&engine_config(Tier::Quick))?;
+        let ticking = [engine.weak(), quick.weak()];
         let running_calls = Arc::new(AtomicUsize::new(0));
         let calls = running_calls.clone();
         let thread = std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
-                while let Some(engine) = ticking.upgrade() {
+                loop {
+                    let engines: Vec<Engine> = ticking.iter().filter_map(|e| e.upgrade()).collect();
+                    if engines.is_empty() {
+                        return;
+                    }
                     if calls.load(Ordering::SeqCst) == 0 {
-                        drop(engine);
+                        drop(engines);
                         // Unparked by the next call; the timeout only lets
-                        // the thread see that the engine is gone.
+                        // the thread see that the engines are gone.
                         std::thread::park_timeout(Duration::from_secs(1));
                         continue;
                     }
-                    engine.increment_epoch();
-                    drop(engine);
+                    engines.iter().for_each(Engine::increment_epoch);
+                    drop(engines);
                     std::thread::sleep(EPOCH_TICK);
                 }
             })?
@@ -85,9 +107,12 @@ impl PluginEngine {
         };
         Ok(Self {
             engine,
+            quick,
             ticker,
             cache: None,
             compiler,
+            quick_first: false,
+            upgrades: Arc::default(),
         })
     }
 
@@ -99,12 +124,32 @@ impl PluginEngine {
         }
     }
 
+    /// Load a big component that is not in the cache on quick code, and
+    /// compile its optimised code in the background, into the cache (see
+    /// [`Tier`]); [`PluginEngine::upgrades`] says when one is there.
+    pub fn quick_first(self) -> Self {
+        Self {
+            quick_first: true,
+            ..self
+        }
+    }
+
+    /// Counts the background compiles that finished (optimised code in
+    /// the cache, or a failure logged): a reload then swaps it in.
+    pub fn upgrades(&self) -> watch::Receiver<u64> {
+        self.upgrades.finished.subscribe()
+    }
+
     pub fn ticker(&self) -> &Ticker {
         &self.ticker
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine of code of `tier`.
+    pub fn engine(&self, tier: Tier) -> &Engine {
+        match tier {
+            Tier::Quick => &self.quick,
+            Tier::Optimised => &self.engine,
+        }
     }
 
     /// Compile `wasm` (already checked to be a component), bounded (see
@@ -112,40 +157,22 @@ impl PluginEngine {
     /// same bytes with the same engine configuration and wasmtime version,
     /// once the cache has shown it is the daemon's own. `origin` is the
     /// plugin file: a new build of it reuses the functions its previous
-    /// compile kept (`function_cache`). Nothing here runs on the daemon's
-    /// workers; a compile that takes long is said, with how to avoid it.
+    /// compile kept (`function_cache`). With [`PluginEngine::quick_first`],
+    /// a big component without optimised code in the cache comes on quick
+    /// code. Nothing here runs on the daemon's workers; a compile that
+    /// takes long is said, with how to avoid it.
     pub async fn compile(&self, wasm: Arc<[u8]>, origin: &Path) -> Result<Compiled, CompileError> {
         let started = Instant::now();
-        let name = cache_key(&self.engine, &wasm);
+        let name = cache_key(&self.engine, Tier::Optimised, &wasm);
         let mut problems = Vec::new();
         let mut functions = None;
         if let Some(cache) = &self.cache {
-            let (cache, engine, name) = (cache.clone(), self.engine.clone(), name.clone());
-            let pack = functions_key(origin);
-            let (cached, pack) = blocking(move || {
-                let cached = match cache.load(&name) {
-                    Lookup::Hit(artefact) => Some(load(&engine, &artefact).map_err(|e| {
-                        format!("{}: does not load: {e}", cache.dir().join(&name).display())
-                    })),
-                    Lookup::Miss => None,
-                    Lookup::Rejected(why) => Some(Err(why)),
-                };
-                let pack = match cached {
-                    Some(Ok(_)) => None,
-                    _ => Some(cache.load_functions(&pack)),
-                };
-                (cached, pack)
-            })
-            .await?;
+            let (cached, pack) = self
+                .cached(cache, Tier::Optimised, &name, Some(origin))
+                .await?;
             match cached {
                 Some(Ok(component)) => {
-                    return Ok(Compiled {
-                        component,
-                        from_cache: true,
-                        reuse: Reuse::default(),
-                        took: started.elapsed(),
-                        problems,
-                    });
+                    return Ok(Compiled::cached(component, Tier::Optimised, started));
                 }
                 Some(Err(why)) => problems.push(format!(
                     "compile cache entry refused, compiled again: {why}"
@@ -164,6 +191,26 @@ impl PluginEngine {
             };
         }
         let big = wasm.len() >= BIG_COMPONENT;
+        if let Some(cache) = self.cache.as_ref().filter(|_| self.quick_first && big) {
+            match self.quick(cache, wasm.clone(), origin, started).await {
+                Ok(mut compiled) => {
+                    self.optimise_later(wasm, origin, functions, name);
+                    problems.append(&mut compiled.problems);
+                    compiled.problems = problems;
+                    return Ok(compiled);
+                }
+                // Beyond the bounds for its size: optimising costs more.
+                Err(
+                    e @ (CompileError::Cpu(_) | CompileError::Memory(_) | CompileError::Wall(_)),
+                ) => {
+                    return Err(e);
+                }
+                // E.g. a feature Winch does not compile.
+                Err(e) => problems.push(format!(
+                    "no quick code for it ({e}): compiling its optimised code now"
+                )),
+            }
+        }
         if big {
             tracing::info!(
                 plugin = %origin.display(),
@@ -174,20 +221,186 @@ impl PluginEngine {
                  `vpcrouter plugin compile FILE` does it ahead of time"
             );
         }
-        let compiling = compile::compile(&self.engine, &self.compiler, wasm, functions);
-        let output = said_while_long(compiling, origin).await?;
+        let job = Job {
+            engine: self.engine.clone(),
+            tier: Tier::Optimised,
+            compiler: self.compiler.clone(),
+            cache: self.cache.clone(),
+            name,
+            pack: Some(functions_key(origin)),
+        };
+        let (component, output, stored) = said_while_long(job.run(wasm, functions), origin).await?;
         if big || started.elapsed() >= SAID_AFTER {
             tracing::info!(
                 plugin = %origin.display(),
                 took = ?started.elapsed(),
-                functions_compiled = output.reuse.compiled,
-                functions_reused = output.reuse.reused,
+                functions_compiled = output.compiled,
+                functions_reused = output.reused,
                 "plugin compiled"
             );
         }
+        problems.extend(stored);
+        Ok(Compiled {
+            component,
+            tier: Tier::Optimised,
+            from_cache: false,
+            reuse: output,
+            took: started.elapsed(),
+            problems,
+        })
+    }
+
+    /// A component of `tier` from the cache, if there (and with `origin`
+    /// on a miss, the plugin file's function pack).
+    async fn cached(
+        &self,
+        cache: &Arc<CompileCache>,
+        tier: Tier,
+        name: &str,
+        origin: Option<&Path>,
+    ) -> Result<(Option<Result<Component, String>>, Option<Lookup>), CompileError> {
+        let (cache, engine, name) = (cache.clone(), self.engine(tier).clone(), name.to_string());
+        let pack = origin.map(functions_key);
+        blocking(move || {
+            let cached = match cache.load(&name) {
+                Lookup::Hit(artefact) => Some(load(&engine, &artefact).map_err(|e| {
+                    format!("{}: does not load: {e}", cache.dir().join(&name).display())
+                })),
+                Lookup::Miss => None,
+                Lookup::Rejected(why) => Some(Err(why)),
+            };
+            let pack = match (&cached, pack) {
+                (Some(Ok(_)), _) | (_, None) => None,
+                (_, Some(pack)) => Some(cache.load_functions(&pack)),
+            };
+            (cached, pack)
+        })
+        .await
+    }
+
+    /// Quick code for `wasm`: from the cache, or compiled (a few seconds)
+    /// and kept there, so that a restart before the optimised code is
+    /// ready is as quick.
+    async fn quick(
+        &self,
+        cache: &Arc<CompileCache>,
+        wasm: Arc<[u8]>,
+        origin: &Path,
+        started: Instant,
+    ) -> Result<Compiled, CompileError> {
+        let name = cache_key(&self.quick, Tier::Quick, &wasm);
+        if let (Some(Ok(component)), _) = self.cached(cache, Tier::Quick, &name, None).await? {
+            return Ok(Compiled::cached(component, Tier::Quick, started));
+        }
+        tracing::info!(
+            plugin = %origin.display(),
+            size = %megabytes(wasm.len()),
+            "compiling the plugin to quick code first (its optimised code follows in the \
+             background); `vpcrouter plugin compile FILE` makes the optimised code ahead of time"
+        );
+        let job = Job {
+            engine: self.quick.clone(),
+            tier: Tier::Quick,
+            compiler: self.compiler.clone(),
+            cache: Some(cache.clone()),
+            name,
+            pack: None,
+        };
+        let (component, _, stored) = said_while_long(job.run(wasm, None), origin).await?;
+        tracing::info!(plugin = %origin.display(), took = ?started.elapsed(), "plugin compiled to quick code");
+        Ok(Compiled {
+            component,
+            tier: Tier::Quick,
+            from_cache: false,
+            reuse: Reuse::default(),
+            took: started.elapsed(),
+            problems: stored.into_iter().collect(),
+        })
+    }
+
+    /// Compile the optimised code of `wasm` into the cache, in the
+    /// background (once per component and daemon run), and count it in
+    /// [`PluginEngine::upgrades`] when done.
+    fn optimise_later(
+        &self,
+        wasm: Arc<[u8]>,
+        origin: &Path,
+        functions: Option<Vec<u8>>,
+        name: String,
+    ) {
+        let first = self
+            .upgrades
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone());
+        if !first {
+            return;
+        }
+        let job = Job {
+            engine: self.engine.clone(),
+            tier: Tier::Optimised,
+            compiler: self.compiler.clone(),
+            cache: self.cache.clone(),
+            name,
+            pack: Some(functions_key(origin)),
+        };
+        let (upgrades, origin) = (self.upgrades.clone(), origin.to_path_buf());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match job.run(wasm, functions).await {
+                Ok((_, reuse, None)) => tracing::info!(
+                    plugin = %origin.display(),
+                    took = ?started.elapsed(),
+                    functions_compiled = reuse.compiled,
+                    functions_reused = reuse.reused,
+                    "the plugin's optimised code is ready: swapping it in"
+                ),
+                Ok((_, _, Some(problem))) => tracing::warn!(
+                    plugin = %origin.display(),
+                    "the plugin's optimised code could not be kept, it stays on quick code: {problem}"
+                ),
+                Err(e) => tracing::warn!(
+                    plugin = %origin.display(),
+                    "the plugin's optimised code did not compile, it stays on quick code: {e}"
+                ),
+            }
+            upgrades.finished.send_modify(|finished| *finished += 1);
+        });
+    }
+}
+
+/// One compile and what becomes of it: the component, loaded, and stored
+/// in the cache (with the plugin file's new function pack).
+struct Job {
+    engine: Engine,
+    tier: Tier,
+    compiler: Compiler,
+    cache: Option<Arc<CompileCache>>,
+    /// The artefact's name in the cache.
+    name: String,
+    /// The function pack's name in the cache (optimised code).
+    pack: Option<String>,
+}
+
+impl Job {
+    /// The component, what the compile reused, and why the cache could not
+    /// keep it, if it could not.
+    async fn run(
+        self,
+        wasm: Arc<[u8]>,
+        functions: Option<Vec<u8>>,
+    ) -> Result<(Component, Reuse, Option<String>), CompileError> {
+        let output =
+            compile::compile(&self.engine, self.tier, &self.compiler, wasm, functions).await?;
         let reuse = output.reuse;
-        let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        let pack = functions_key(origin);
+        let Job {
+            engine,
+            cache,
+            name,
+            pack,
+            ..
+        } = self;
         let (component, stored) = blocking(move || {
             // SAFETY: see `load`; these bytes come from this daemon's own
             // compiler, a moment ago.
@@ -195,9 +408,9 @@ impl PluginEngine {
             let stored = match (&component, cache) {
                 (Ok(_), Some(cache)) => cache
                     .store(&name, &output.artefact)
-                    .and_then(|()| match &output.functions {
-                        Some(functions) => cache.store_functions(&pack, functions),
-                        None => Ok(()),
+                    .and_then(|()| match (&output.functions, &pack) {
+                        (Some(functions), Some(pack)) => cache.store_functions(pack, functions),
+                        _ => Ok(()),
                     })
                     .err()
                     .map(|e| {
@@ -211,14 +424,7 @@ impl PluginEngine {
             (component, stored)
         })
         .await?;
-        problems.extend(stored);
-        Ok(Compiled {
-            component: component.map_err(CompileError::Invalid)?,
-            from_cache: false,
-            reuse,
-            took: started.elapsed(),
-            problems,
-        })
+        Ok((component.map_err(CompileError::Invalid)?, reuse, stored))
     }
 }
 
@@ -264,12 +470,27 @@ fn functions_key(origin: &Path) -> String {
 /// A compiled component and how it was had.
 pub struct Compiled {
     pub component: Component,
+    /// Which engine's code it is (and so which engine's linker takes it).
+    pub tier: Tier,
     pub from_cache: bool,
     /// What a compile took from the plugin file's previous build.
     pub reuse: Reuse,
     pub took: Duration,
     /// What went wrong with the cache on the way, to be reported.
     pub problems: Vec<String>,
+}
+
+impl Compiled {
+    fn cached(component: Component, tier: Tier, started: Instant) -> Self {
+        Self {
+            component,
+            tier,
+            from_cache: true,
+            reuse: Reuse::default(),
+            took: started.elapsed(),
+            problems: Vec::new(),
+        }
+    }
 }
 
 /// Run blocking work (file reads, deserialising) off the daemon's workers.
@@ -290,7 +511,7 @@ fn load(engine: &Engine, artefact: &[u8]) -> wasmtime::Result<Component> {
     unsafe { Component::deserialize(engine, artefact) }
 }
 
-fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+fn cache_key(engine: &Engine, tier: Tier, wasm: &[u8]) -> String {
     struct DigestHasher(Sha256);
     impl Hasher for DigestHasher {
         fn write(&mut self, bytes: &[u8]) {
@@ -302,6 +523,7 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     }
     let mut hasher = DigestHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.update(tier.name().as_bytes());
     hasher.0.update(wasm);
     hasher
         .0

@@ -26,7 +26,7 @@ pub(crate) use bindings::wit_version;
 pub use bindings::{HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo, PluginKind};
 pub use bundled::{built_in, built_in_names};
 pub use cache::{CACHE_CAP, CacheError, CompileCache};
-pub use compile::{CHILD_COMMAND, CompileError, Compiler, child_main};
+pub use compile::{CHILD_COMMAND, CompileError, Compiler, Tier, child_main};
 pub use engine::{COMPILE_LOG_TARGET, PluginEngine, default_cache_dir, default_state_dir};
 pub use grants::{GrantRecord, Trust, kind_name as option_kind_name};
 pub use instance::{CallError, InstanceFactory, PluginInstance};

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::bindings::{OptionKind, PluginInfo, PluginKind};
+use super::compile::Tier;
 use super::grants::{self, kind_name};
 use super::load::{PluginRuntime, plugin_files, sha256_hex};
 use super::supervisor::Reload;
@@ -33,6 +34,9 @@ pub struct Reloadable {
     pub given: Vec<(String, String)>,
     /// The SHA-256 of the running version.
     pub digest: String,
+    /// The running version's code: quick code is swapped for optimised
+    /// code once a background compile has it in the cache.
+    pub tier: Tier,
     /// The kind the running version declares for each of its options.
     pub declared: BTreeMap<String, OptionKind>,
     pub specs: SpecWatch,
@@ -132,11 +136,19 @@ impl Reloader {
     pub fn spawn(self) -> (Reloads, tokio::task::JoinHandle<()>) {
         let (asked, asked_rx) = watch::channel(0u64);
         let (done_tx, done) = watch::channel(Done::default());
+        // A background compile that finished is a reload's to swap in.
+        let mut upgrades = self.runtime.engine().upgrades();
         let task = tokio::spawn(self.serve(asked_rx, done_tx));
         let reloads = Reloads {
             asked: Arc::new(asked),
             done,
         };
+        let upgraded = reloads.clone();
+        tokio::spawn(async move {
+            while upgrades.changed().await.is_ok() {
+                upgraded.request();
+            }
+        });
         (reloads, task)
     }
 
@@ -220,13 +232,18 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         Ok(wasm) => wasm,
         Err(e) => return outcome("failed", Some(format!("{}: {e}", plugin.path.display()))),
     };
-    if sha256_hex(&wasm) == plugin.digest {
+    let same_file = sha256_hex(&wasm) == plugin.digest;
+    if same_file && plugin.tier == Tier::Optimised {
         return outcome("unchanged", None);
     }
     let loaded = runtime
         .load_read(&plugin.path, wasm, plugin.kind, plugin.specs.clone())
         .await;
     let loaded = match loaded {
+        // Its optimised code is not ready yet.
+        Ok(loaded) if same_file && loaded.origin.compiled.tier == Tier::Quick => {
+            return outcome("unchanged", None);
+        }
         Ok(loaded) if loaded.info.name != plugin.name => {
             return outcome(
                 "failed",
@@ -243,6 +260,7 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         return outcome("failed", Some(problem));
     }
     let (version, new_digest) = (loaded.info.version.clone(), loaded.origin.digest.clone());
+    let tier = loaded.origin.compiled.tier;
     let declared = declared_kinds(&loaded.info);
     let configured = match loaded.configure(&plugin.given).await {
         Ok(configured) => configured,
@@ -259,11 +277,18 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
     }
     // Whole digests: what an operator copies from here must be what a pin
     // takes.
-    let detail = format!(
-        "version {version}, sha256 {new_digest} (was {})",
-        plugin.digest
-    );
+    let detail = match same_file {
+        true => format!(
+            "version {version}, sha256 {new_digest}: its optimised code, swapped for the quick code it started on"
+        ),
+        false => format!(
+            "version {version}, sha256 {new_digest} (was {}), on {} code",
+            plugin.digest,
+            tier.name()
+        ),
+    };
     plugin.digest = new_digest;
+    plugin.tier = tier;
     plugin.declared = declared;
     outcome("reloaded", Some(detail))
 }

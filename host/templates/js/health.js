@@ -42,15 +42,21 @@ export const healthCheck = reportingErrors({
   check(hosts) {
     const round = startRound({ tag: 'tcp', val: probePort }, hosts, TIMEOUT);
     const all = [];
-    for (let arrived = round.next(); arrived.length > 0; arrived = round.next()) {
-      const verdicts = arrived.map((probe) => ({
-        host: probe.host,
-        state: verdict(probe.ok),
-        rttUs: probe.rttUs,
-        detail: probe.error,
-      }));
-      report(verdicts);
-      all.push(...verdicts);
+    try {
+      for (let arrived = round.next(); arrived.length > 0; arrived = round.next()) {
+        const verdicts = arrived.map((probe) => ({
+          host: probe.host,
+          state: verdict(probe.ok),
+          rttUs: probe.rttUs,
+          detail: probe.error,
+        }));
+        report(verdicts);
+        all.push(...verdicts);
+      }
+    } finally {
+      // Dropped now, not when the garbage collector gets to it: the host
+      // keeps at most 4 rounds open per plugin and refuses a fifth.
+      round[Symbol.dispose]();
     }
     return all;
   },

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginKind};
-use super::compile::first_line;
+use super::compile::{Tier, first_line};
 use super::engine::PluginEngine;
 use super::grants::Trust;
 use super::instance::{HostState, InstanceFactory, Pre};
@@ -42,10 +42,12 @@ pub fn plugin_files() -> &'static Reader {
     READER.get_or_init(|| Reader::new(MAX_PLUGIN_FILE, PLUGIN_READ_TIMEOUT, PLUGIN_READS))
 }
 
-/// The engine and linker shared by all plugins.
+/// The engines and their linkers, shared by all plugins.
 pub struct PluginRuntime {
     engine: PluginEngine,
     linker: Linker<HostState>,
+    /// The quick engine's (a component links only in its own engine).
+    quick_linker: Linker<HostState>,
     bounds: Bounds,
     /// Plugin files the operator pinned to a SHA-256 digest (hex); a
     /// reload may read them anew (`--plugin-pins`).
@@ -54,16 +56,10 @@ pub struct PluginRuntime {
 
 impl PluginRuntime {
     pub fn new(engine: PluginEngine, bounds: Bounds) -> wasmtime::Result<Self> {
-        let mut linker = Linker::new(engine.engine());
-        // Std guests import WASI even when they use none of it; the context
-        // each store gets grants nothing.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        ConfigPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        // Only what the health world adds; the shared interfaces are linked.
-        health_only_imports(&mut linker)?;
         Ok(Self {
+            linker: linker(engine.engine(Tier::Optimised))?,
+            quick_linker: linker(engine.engine(Tier::Quick))?,
             engine,
-            linker,
             bounds,
             pins: Default::default(),
         })
@@ -74,6 +70,11 @@ impl PluginRuntime {
     pub fn set_pins(&self, pins: impl IntoIterator<Item = (PathBuf, String)>) {
         let pins = pins.into_iter().collect();
         *self.pins.write().unwrap_or_else(|e| e.into_inner()) = pins;
+    }
+
+    /// The plugin engine (e.g. to follow its background compiles).
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
     }
 
     fn pinned(&self, path: &Path) -> Option<String> {
@@ -143,7 +144,11 @@ impl PluginRuntime {
         let compiled = self.engine.compile(wasm.into(), path).await?;
         let component = &compiled.component;
         let link = |e: wasmtime::Error| LoadError::Link(first_line(&e));
-        let instance_pre = self.linker.instantiate_pre(component).map_err(link)?;
+        let linker = match compiled.tier {
+            Tier::Quick => &self.quick_linker,
+            Tier::Optimised => &self.linker,
+        };
+        let instance_pre = linker.instantiate_pre(component).map_err(link)?;
         let pre = match kind {
             PluginKind::ConfigSource => {
                 Pre::Config(ConfigPluginPre::new(instance_pre).map_err(link)?)
@@ -184,6 +189,18 @@ impl PluginRuntime {
             factory,
         })
     }
+}
+
+/// What a plugin may import, in `engine`.
+fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    // Std guests import WASI even when they use none of it; the context
+    // each store gets grants nothing.
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    ConfigPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    // Only what the health world adds; the shared interfaces are linked.
+    health_only_imports(&mut linker)?;
+    Ok(linker)
 }
 
 /// Link the interfaces only the health world imports.

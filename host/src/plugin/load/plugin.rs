@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::bindings::{PluginInfo, PluginKind};
+use super::super::compile::Tier;
 use super::super::engine::Compiled;
 use super::super::grants::{self, Grants, Trust};
 use super::super::instance::{CallError, InstanceFactory, PluginInstance};
@@ -38,6 +39,8 @@ pub struct Origin {
 /// How a plugin's code was had, as the daemon reports it.
 #[derive(Debug, Clone, Default)]
 pub struct CompileReport {
+    /// Quick until a background compile's optimised code is swapped in.
+    pub tier: Tier,
     pub from_cache: bool,
     pub took: std::time::Duration,
     pub problems: Vec<String>,
@@ -46,6 +49,7 @@ pub struct CompileReport {
 impl CompileReport {
     pub(super) fn of(compiled: &Compiled) -> Self {
         Self {
+            tier: compiled.tier,
             from_cache: compiled.from_cache,
             took: compiled.took,
             problems: compiled.problems.clone(),
@@ -55,9 +59,15 @@ impl CompileReport {
     /// Say it in the log: a line, and a warning per problem.
     pub fn log(&self, plugin: &str) {
         let took_ms = self.took.as_millis() as u64;
+        let code = self.tier.name();
         match self.from_cache {
-            true => tracing::info!(plugin, took_ms, "plugin code loaded from the compile cache"),
-            false => tracing::info!(plugin, took_ms, "plugin compiled"),
+            true => tracing::info!(
+                plugin,
+                took_ms,
+                code,
+                "plugin code loaded from the compile cache"
+            ),
+            false => tracing::info!(plugin, took_ms, code, "plugin compiled"),
         }
         for problem in &self.problems {
             tracing::warn!(plugin, "{problem}");
