@@ -221,14 +221,7 @@ impl PluginEngine {
                  `vpcrouter plugin compile FILE` does it ahead of time"
             );
         }
-        let job = Job {
-            engine: self.engine.clone(),
-            tier: Tier::Optimised,
-            compiler: self.compiler.clone(),
-            cache: self.cache.clone(),
-            name,
-            pack: Some(functions_key(origin)),
-        };
+        let job = self.optimising(name, origin);
         let (component, output, stored) = said_while_long(job.run(wasm, functions), origin).await?;
         if big || started.elapsed() >= SAID_AFTER {
             tracing::info!(
@@ -248,6 +241,19 @@ impl PluginEngine {
             took: started.elapsed(),
             problems,
         })
+    }
+
+    /// The optimised compile of the plugin file `origin`, kept in the
+    /// cache as `name` with the file's function pack.
+    fn optimising(&self, name: String, origin: &Path) -> Job {
+        Job {
+            engine: self.engine.clone(),
+            tier: Tier::Optimised,
+            compiler: self.compiler.clone(),
+            cache: self.cache.clone(),
+            name,
+            pack: Some(functions_key(origin)),
+        }
     }
 
     /// A component of `tier` from the cache, if there (and with `origin`
@@ -337,14 +343,7 @@ impl PluginEngine {
         if !first {
             return;
         }
-        let job = Job {
-            engine: self.engine.clone(),
-            tier: Tier::Optimised,
-            compiler: self.compiler.clone(),
-            cache: self.cache.clone(),
-            name,
-            pack: Some(functions_key(origin)),
-        };
+        let job = self.optimising(name, origin);
         let (upgrades, origin) = (self.upgrades.clone(), origin.to_path_buf());
         tokio::spawn(async move {
             let started = Instant::now();
