@@ -146,6 +146,59 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
     }
 }
 
+/// Draining an AZ's router on the NAT-instance layout: its private table
+/// (and the main table, if it had it) goes to the other AZ's router at
+/// once, while A still answers its probes; undrained, A's own AZ's table
+/// comes back to it, as on a recovery (AZ affinity: cross-AZ traffic
+/// costs), and the other tables stay.
+#[test]
+fn nat_instances_drain_an_az_router_before_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
+    let port = router_a.local_addr().unwrap().port();
+    let _router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let mut args = nat_args(&hosts, &port.to_string());
+    args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
+    let daemon = Daemon::start(&strs(&args), dir.path());
+    let on = |priv_a: &'static str| {
+        let now = default_routes(&daemon);
+        (now["rtb-priv-a"] == priv_a && now["rtb-priv-b"] == "eni-b").then_some(now)
+    };
+    let before = common::wait_until("private tables routed", || on("eni-a"));
+    let main_on_a = before["rtb-main"] == "eni-a";
+
+    let body = br#"{"reason": "instance type change"}"#;
+    let (status, answer) = common::http(
+        daemon.port,
+        "POST",
+        &format!("/hosts/{ROUTER_A}/drain"),
+        body,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let now = common::wait_until("rtb-priv-a on router B", || on("eni-b"));
+    assert_eq!(now["rtb-main"], "eni-b", "{now}");
+    let moved = daemon.lines_with("route replaced");
+    assert_eq!(moved.len(), 1 + main_on_a as usize, "{moved:#?}");
+    assert!(
+        moved
+            .iter()
+            .all(|l| l.contains("is drained: instance type change")),
+        "{moved:#?}"
+    );
+    assert_eq!(daemon.view("/ips")["hosts"][ROUTER_A]["state"], "healthy");
+
+    let (status, answer) = common::http(
+        daemon.port,
+        "DELETE",
+        &format!("/hosts/{ROUTER_A}/drain"),
+        b"",
+    );
+    assert_eq!(status, 200, "{answer}");
+    let now = common::wait_until("rtb-priv-a back on router A", || on("eni-a"));
+    assert_eq!(now["rtb-main"], "eni-b", "the main table stays: {now}");
+}
+
 /// The old rule holds without a selection: the same layout, no table flag,
 /// manages only the routers' (public) tables, where the IGW route is not
 /// ours: nothing is written, and the daemon says why.

@@ -107,6 +107,8 @@ fn the_package_holds_the_daemon_its_plugins_manuals_completions_and_service() {
         "vpcrouter-plugin-inspect",
         "vpcrouter-plugin-new",
         "vpcrouter-demo",
+        "vpcrouter-drain",
+        "vpcrouter-undrain",
         "vpcrouter-completions",
         "vpcrouter-manpages",
     ] {

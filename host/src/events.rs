@@ -34,6 +34,10 @@ pub enum EventKind {
     /// A host held down for flapping, or let go.
     HostHeld,
     HostReleased,
+    /// A host drained on purpose, or no longer.
+    HostDrain,
+    /// A route moved off a drained host.
+    Drain,
     /// HA: this replica became leader or stopped leading.
     Leadership,
     /// A plugin was reloaded, or a reload failed.

@@ -21,6 +21,7 @@ pub mod plugin;
 pub mod probe;
 pub mod read;
 pub mod reconcile;
+pub mod remote;
 pub mod scaffold;
 pub mod selector;
 pub mod spec;

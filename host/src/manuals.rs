@@ -24,6 +24,7 @@ pub fn command() -> Command {
                 .bin_name("vpcrouter plugin"),
         )
         .subcommand(crate::demo::command())
+        .subcommands(crate::remote::commands())
         .subcommand(completions_command())
         .subcommand(manpages_command())
 }

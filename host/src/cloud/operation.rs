@@ -51,6 +51,8 @@ pub enum Cause {
     Repair,
     /// The operator asked to restore the balanced spread.
     Rebalance,
+    /// Traffic moves off a host drained on purpose, before it goes.
+    Drain,
 }
 
 impl Cause {
@@ -60,6 +62,7 @@ impl Cause {
             Cause::Failover => "failover",
             Cause::Repair => "repair",
             Cause::Rebalance => "rebalance",
+            Cause::Drain => "drain",
         }
     }
 }
@@ -86,15 +89,17 @@ pub struct Operation {
 
 impl Operation {
     /// Order of carrying out when calls are short (lowest first): failovers
-    /// (traffic is being lost), other replacements, creations, deletions,
-    /// and the operator's rebalancing last.
+    /// (traffic is being lost), drains (it soon will be: a Spot notice
+    /// gives two minutes), other replacements, creations, deletions, and
+    /// the operator's rebalancing last.
     pub fn urgency(&self) -> u8 {
         match (self.cause, self.action) {
             (Cause::Failover, _) => 0,
-            (Cause::Repair, Action::Replace) => 1,
-            (Cause::Repair, Action::Create) => 2,
-            (Cause::Repair, Action::Delete) => 3,
-            (Cause::Rebalance, _) => 4,
+            (Cause::Drain, _) => 1,
+            (Cause::Repair, Action::Replace) => 2,
+            (Cause::Repair, Action::Create) => 3,
+            (Cause::Repair, Action::Delete) => 4,
+            (Cause::Rebalance, _) => 5,
         }
     }
 }

@@ -1,10 +1,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::State;
 use super::damping::{Damping, HoldChange};
+use super::drain::Drain;
 use crate::events::{EventKind, EventLog};
 use tokio::sync::watch;
 
@@ -26,6 +27,8 @@ pub struct HealthSnapshot {
     /// other host has not been probed yet and is no route's target. `None`
     /// without health checkers: every host is taken as healthy.
     pub probed: Option<BTreeSet<IpAddr>>,
+    /// Hosts drained on purpose, whatever their health (`drain`).
+    pub drained: BTreeMap<IpAddr, Drain>,
 }
 
 impl HealthSnapshot {
@@ -67,6 +70,7 @@ struct Inner {
     damping: Damping,
     /// Hosts held down now.
     held: BTreeSet<IpAddr>,
+    drains: BTreeMap<IpAddr, Drain>,
 }
 
 impl Default for HealthBoard {
@@ -148,12 +152,67 @@ impl HealthBoard {
         self.publish(&mut inner, Instant::now());
     }
 
+    /// Drain `host` (see `drain`): its routes move to confirmed hosts at
+    /// the next pass. A drain with an end is lifted then. Returns the drain
+    /// it replaced.
+    pub fn drain(self: &Arc<Self>, host: IpAddr, drain: Drain) -> Option<Drain> {
+        let mut inner = self.lock();
+        tracing::warn!(%host, reason = drain.reason, until = ?drain.until.map(humantime::format_rfc3339_seconds), "host drained");
+        let reason = match drain.until {
+            Some(until) => format!(
+                "drained until {}: {}",
+                humantime::format_rfc3339_seconds(until),
+                drain.reason
+            ),
+            None => format!("drained: {}", drain.reason),
+        };
+        self.events
+            .record(EventKind::HostDrain, host.to_string(), reason, None);
+        if let Some(until) = drain.until {
+            let (board, since) = (Arc::downgrade(self), drain.since);
+            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                if let Some(board) = board.upgrade() {
+                    board.lift(host, since, "its time is up");
+                }
+            });
+        }
+        let before = inner.drains.insert(host, drain);
+        self.publish(&mut inner, Instant::now());
+        before
+    }
+
+    /// Undrain `host`: eligible again, nothing moves back. The drain
+    /// lifted, if there was one.
+    pub fn undrain(&self, host: IpAddr) -> Option<Drain> {
+        let since = self.lock().drains.get(&host)?.since;
+        self.lift(host, since, "undrained by the operator")
+    }
+
+    /// Lift `host`'s drain made at `since` (not one made after it).
+    fn lift(&self, host: IpAddr, since: SystemTime, why: &str) -> Option<Drain> {
+        let mut inner = self.lock();
+        inner.drains.get(&host).filter(|d| d.since == since)?;
+        let lifted = inner.drains.remove(&host);
+        tracing::info!(%host, why, "host no longer drained");
+        self.events.record(
+            EventKind::HostDrain,
+            host.to_string(),
+            format!("no longer drained: {why}"),
+            None,
+        );
+        self.publish(&mut inner, Instant::now());
+        lifted
+    }
+
     fn publish(&self, inner: &mut Inner, now: Instant) {
         let worst = worst(&inner.reports);
         let (held, changes) = inner.damping.update(&worst, now);
         inner.held = held;
         let mut combined = combine(&worst, &inner.held);
         combined.probed = self.probe_first.then(|| worst.keys().copied().collect());
+        combined.drained = inner.drains.clone();
         self.snapshot.send_if_modified(|current| {
             if *current == combined {
                 return false;
@@ -192,7 +251,7 @@ fn combine(worst: &BTreeMap<IpAddr, State>, held: &BTreeSet<IpAddr>) -> HealthSn
     HealthSnapshot {
         failed,
         questionable: pick(State::Questionable),
-        probed: None,
+        ..HealthSnapshot::default()
     }
 }
 

@@ -2,13 +2,16 @@
 //! verdicts, combined per host (failed if ANY plugin says failed,
 //! questionable if any says questionable). The board is the one place a
 //! host's change of state is noticed, logged and published, the moment a
-//! verdict that changes it arrives. The probing is `crate::probe`'s.
+//! verdict that changes it arrives; with the hosts drained on purpose
+//! (`drain`). The probing is `crate::probe`'s.
 
 mod board;
 mod damping;
+mod drain;
 
 pub use board::{HealthBoard, HealthSnapshot, HostReport};
 pub use damping::{HALF_LIFE, MAX_PENALTY, REUSE, SUPPRESS};
+pub use drain::{Drain, MAX_REASON};
 
 /// One host's state, best first so that `max` combines plugins into the
 /// worst. The plugin runtime turns the WIT `health-state` into it where a

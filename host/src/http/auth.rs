@@ -38,26 +38,25 @@ pub enum AuthError {
     AllWithoutToken,
 }
 
+/// The one token a token file holds (the daemon's, and the client
+/// subcommands' that talk to it).
+pub fn read_token(file: &Path) -> Result<String, String> {
+    let text = crate::read::read_regular(file, MAX_TOKEN_FILE).map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&text).trim().to_string();
+    match token.is_empty() || token.contains(char::is_whitespace) {
+        true => Err("must hold one token (no blanks)".into()),
+        false => Ok(token),
+    }
+}
+
 impl AuthPolicy {
     /// The policy for a listener on `address`.
     pub fn new(address: &str, token_file: Option<&Path>, all: bool) -> Result<Self, AuthError> {
-        let token = match token_file {
-            Some(file) => {
-                let shown = file.display().to_string();
-                let text = crate::read::read_regular(file, MAX_TOKEN_FILE)
-                    .map_err(|e| AuthError::TokenFile(shown.clone(), e.to_string()))?;
-                let text = String::from_utf8_lossy(&text);
-                let token = text.trim().to_string();
-                if token.is_empty() || token.contains(char::is_whitespace) {
-                    return Err(AuthError::TokenFile(
-                        shown,
-                        "must hold one token (no blanks)".into(),
-                    ));
-                }
-                Some(token)
-            }
-            None => None,
-        };
+        let token = token_file
+            .map(|file| {
+                read_token(file).map_err(|e| AuthError::TokenFile(file.display().to_string(), e))
+            })
+            .transpose()?;
         if all && token.is_none() {
             return Err(AuthError::AllWithoutToken);
         }

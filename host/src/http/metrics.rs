@@ -84,7 +84,7 @@ fn state_registry(
     state
 }
 
-/// Each router host's health, and whether it is held down.
+/// Each router host's health, and whether it is held down or drained.
 fn register_hosts(state: &mut Registry, snap: &Snapshot) {
     let health = Family::<HostLabels, Gauge>::default();
     for host in snap.working_set() {
@@ -116,6 +116,20 @@ fn register_hosts(state: &mut Registry, snap: &Snapshot) {
         "host_held_down",
         "1 while a router host is held down for flapping (no route goes to it)",
         held,
+    );
+
+    let drained = Family::<HostLabels, Gauge>::default();
+    for host in snap.working_set() {
+        drained
+            .get_or_create(&HostLabels {
+                host: host.to_string(),
+            })
+            .set(snap.health.drained.contains_key(&host) as i64);
+    }
+    state.register(
+        "host_drained",
+        "1 while a router host is drained (its routes go to confirmed hosts when there are any)",
+        drained,
     );
 }
 

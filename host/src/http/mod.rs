@@ -1,11 +1,13 @@
 //! The daemon's HTTP interface: read-only state views (`/`, `/ips`,
 //! `/plugins`, `/route_info`, `/vpc`, `/events`), `/metrics`, `/healthz`,
-//! `/readyz`, `POST /plugins/reload` and `POST /rebalance`, and the paths
+//! `/readyz`, `POST /plugins/reload`, `POST /rebalance`, `POST` and
+//! `DELETE /hosts/{ip}/drain`, and the paths
 //! config-source plugins serve. Views answer in
 //! JSON, indented text or HTML by the `Accept` header. Bodies are bounded,
 //! slow requests time out, and a bearer token guards what must be guarded.
 
 mod auth;
+mod drain;
 mod metrics;
 mod negotiate;
 mod page;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-pub use auth::{AuthError, AuthPolicy};
+pub use auth::{AuthError, AuthPolicy, read_token};
 pub use serve::serve;
 
 use crate::cloud::budget::Budget;
@@ -80,6 +82,10 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
         .route("/plugins", get(plugins))
         .route("/plugins/reload", post(reload_plugins).get(reload_status))
         .route("/rebalance", post(rebalance))
+        .route(
+            "/hosts/{ip}/drain",
+            post(drain::drain).delete(drain::undrain),
+        )
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
         .route("/plan", get(plan))
@@ -268,19 +274,25 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// Under HA, a replica that does not write routes refuses what would move
+/// them, naming the leader to ask.
+fn not_leader(sources: &Sources) -> Option<Response> {
+    let status = sources.ha.as_ref()?.borrow().clone();
+    (status.role != crate::ha::Role::Leader).then(|| {
+        let leader = status.leader.as_deref().unwrap_or("unknown");
+        let message = format!(
+            "this replica ({}) does not write routes; ask the leader ({leader})",
+            status.id
+        );
+        error(StatusCode::CONFLICT, &message)
+    })
+}
+
 /// Ask the reconciler to move the fewest routes that bring every router
 /// within the balanced bound; it does so over the next passes.
 async fn rebalance(State(sources): State<Shared>) -> Response {
-    if let Some(ha) = &sources.ha {
-        let status = ha.borrow();
-        if status.role != crate::ha::Role::Leader {
-            let leader = status.leader.as_deref().unwrap_or("unknown");
-            let message = format!(
-                "this replica ({}) does not write routes; ask the leader ({leader})",
-                status.id
-            );
-            return error(StatusCode::CONFLICT, &message);
-        }
+    if let Some(refused) = not_leader(&sources) {
+        return refused;
     }
     sources.rebalance.send_modify(|requests| *requests += 1);
     let body = serde_json::json!({

@@ -251,6 +251,9 @@ pub fn ips(snap: &Snapshot) -> Value {
             if let Some(release_in) = snap.held.get(host) {
                 value["held_down"] = json!({ "release_in_s": release_in.as_secs() });
             }
+            if let Some(drain) = snap.health.drained.get(host) {
+                value["drained"] = super::drain::shown(drain);
+            }
             (host.to_string(), value)
         })
         .collect();
@@ -258,6 +261,7 @@ pub fn ips(snap: &Snapshot) -> Value {
         "failed_ips": snap.health.failed.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "questionable_ips": snap.health.questionable.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "held_down_ips": snap.held.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        "drained_ips": snap.health.drained.keys().map(ToString::to_string).collect::<Vec<_>>(),
         "working_set": snap.working_set().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "hosts": hosts,
     })

@@ -116,6 +116,7 @@ impl<B: VpcBackend> Reconciler<B> {
                 (EventKind::Failover, op.reason.clone())
             }
             (Ok(()), Cause::Rebalance, _) => (EventKind::Rebalance, op.reason.clone()),
+            (Ok(()), Cause::Drain, _) => (EventKind::Drain, op.reason.clone()),
             (Ok(()), Cause::Repair, Action::Replace) => (EventKind::Repair, op.reason.clone()),
             (Ok(()), Cause::Repair, Action::Create) => (EventKind::Create, op.reason.clone()),
             (Ok(()), Cause::Repair, Action::Delete) => (EventKind::Delete, op.reason.clone()),

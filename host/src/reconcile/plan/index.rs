@@ -70,7 +70,17 @@ pub(super) struct Candidate<'v> {
     pub(super) host: IpAddr,
     pub(super) interface: &'v Interface,
     pub(super) state: State,
+    /// Drained on purpose: a target only while no better host is usable.
+    pub(super) drained: bool,
     pub(super) az: Option<&'v str>,
+}
+
+impl Candidate<'_> {
+    /// How good a target it is, best lowest: healthy, healthy but drained,
+    /// questionable, questionable and drained; a failed host never is one.
+    pub(super) fn rank(&self) -> Option<(State, bool)> {
+        (self.state != State::Failed).then_some((self.state, self.drained))
+    }
 }
 
 /// A managed route table with its routes by destination.
@@ -248,6 +258,7 @@ pub(super) fn usable_hosts<'v>(
                 host: *host,
                 interface,
                 state: health.state(host),
+                drained: health.drained.contains_key(host),
                 az: subnet_az.get(interface.subnet.as_str()).copied(),
             })
         })

@@ -13,7 +13,7 @@ use super::{Plan, Settings};
 use crate::cloud::claims::Claim;
 use crate::cloud::model::{Interface, Route, Target};
 use crate::cloud::operation::{Action, Cause, RouterTarget};
-use crate::health::State;
+use crate::health::{HealthSnapshot, State};
 use crate::selector::Selected;
 use crate::spec::RouteSpec;
 
@@ -153,7 +153,7 @@ impl Plan {
             self.notice(cidr.cidr, &message);
             return;
         }
-        if let Some((why, cause)) = replacement(route, pointed, current, choice) {
+        if let Some((why, cause)) = replacement(route, pointed, current, choice, health) {
             let reason = format!("{why}; moving to {}", chosen.host);
             self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
         }
@@ -246,6 +246,7 @@ fn replacement(
     pointed: Option<&Interface>,
     current: Option<&Candidate>,
     choice: &Choice,
+    health: &HealthSnapshot,
 ) -> Option<(String, Cause)> {
     let chosen = choice.host;
     let why = match pointed {
@@ -259,6 +260,13 @@ fn replacement(
                 Cause::Repair,
             ),
             Some(c) if c.state == State::Failed => (format!("{} failed", c.host), Cause::Failover),
+            Some(c) if c.drained && !chosen.drained => {
+                let reason = health
+                    .drained
+                    .get(&c.host)
+                    .map_or("", |d| d.reason.as_str());
+                (format!("{} is drained: {reason}", c.host), Cause::Drain)
+            }
             Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {
                 (format!("{} is questionable", c.host), Cause::Failover)
             }

@@ -96,21 +96,22 @@ fn spread<'p, 'v>(
 }
 
 /// Per wanted CIDR, the hosts it may use in this scope: a healthy host in
-/// `az` when it has one, else the best usable state's (failed never). In
-/// address order, so that no choice depends on how a list was given.
+/// `az` that is not drained when it has one, else the best-ranked usable
+/// hosts (`Candidate::rank`: a drained host only when nothing better is
+/// usable; failed never). In address order, so that no choice depends on
+/// how a list was given.
 fn eligible<'p, 'v>(wanted: &[Wanted<'p, 'v>], az: Option<&str>) -> Vec<Vec<&'p Candidate<'v>>> {
     wanted
         .iter()
         .map(|w| {
-            let local = |c: &&&Candidate| c.state == State::Healthy && c.az == az;
+            let local = |c: &&&Candidate| c.state == State::Healthy && !c.drained && c.az == az;
             let mut eligible: Vec<&Candidate> =
                 if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
                     w.candidates.iter().filter(local).copied().collect()
                 } else {
-                    let usable = |c: &&&Candidate| c.state != State::Failed;
-                    let best = w.candidates.iter().filter(usable).map(|c| c.state).min();
+                    let best = w.candidates.iter().filter_map(|c| c.rank()).min();
                     (w.candidates.iter())
-                        .filter(|c| usable(c) && Some(c.state) == best)
+                        .filter(|c| best.is_some() && c.rank() == best)
                         .copied()
                         .collect()
                 };
@@ -340,7 +341,9 @@ mod tests {
     /// each CIDR's host list (by index; never empty) and current target.
     #[derive(Debug, Clone)]
     struct Case {
-        hosts: Vec<(State, bool)>,
+        /// Each host's health, whether it is in the scope's AZ, whether
+        /// it is drained.
+        hosts: Vec<(State, bool, bool)>,
         cidrs: Vec<(Vec<usize>, Option<usize>)>,
         in_az: bool,
         rebalance: bool,
@@ -353,7 +356,7 @@ mod tests {
             2 => Just(State::Failed),
         ];
         (
-            prop::collection::vec((state, any::<bool>()), 1..7),
+            prop::collection::vec((state, any::<bool>(), prop::bool::weighted(0.2)), 1..7),
             1..40usize,
         )
             .prop_flat_map(move |(hosts, n)| {
@@ -399,10 +402,11 @@ mod tests {
             .hosts
             .iter()
             .enumerate()
-            .map(|(h, (state, local))| Candidate {
+            .map(|(h, (state, local, drained))| Candidate {
                 host: ip_of(h),
                 interface: &interfaces[h],
                 state: *state,
+                drained: *drained,
                 az: Some(if *local { "local" } else { "other" }),
             })
             .collect();
@@ -438,22 +442,31 @@ mod tests {
         (chosen, eligible)
     }
 
-    /// The eligibility rule, said again plainly: a healthy local host when
-    /// there is one (with a scope AZ), else the best usable state's hosts.
+    /// The eligibility rule, said again plainly: a healthy local host not
+    /// drained when there is one (with a scope AZ); else the healthy hosts
+    /// not drained, else the healthy drained ones, else the questionable
+    /// not drained, else the questionable drained ones.
     fn expected_eligible(case: &Case, list: &[usize]) -> Vec<usize> {
         let state = |h: usize| case.hosts[h].0;
         let local = |h: usize| case.hosts[h].1;
+        let drained = |h: usize| case.hosts[h].2;
         let healthy_local: Vec<usize> = (list.iter().copied())
-            .filter(|h| case.in_az && local(*h) && state(*h) == State::Healthy)
+            .filter(|h| case.in_az && local(*h) && !drained(*h) && state(*h) == State::Healthy)
             .collect();
         if !healthy_local.is_empty() {
             return healthy_local;
         }
-        let usable = |h: &usize| state(*h) != State::Failed;
-        let best = list.iter().filter(|h| usable(h)).map(|h| state(*h)).min();
-        (list.iter().copied())
-            .filter(|h| usable(h) && Some(state(*h)) == best)
-            .collect()
+        for wanted_state in [State::Healthy, State::Questionable] {
+            for wanted_drained in [false, true] {
+                let these: Vec<usize> = (list.iter().copied())
+                    .filter(|h| state(*h) == wanted_state && drained(*h) == wanted_drained)
+                    .collect();
+                if !these.is_empty() {
+                    return these;
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// The CIDRs whose current target stays eligible, per host.

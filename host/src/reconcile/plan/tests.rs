@@ -10,7 +10,7 @@ use super::{Plan, Settings, VpcIndex, plan};
 use crate::cloud::claims::{Claim, DEFAULT_OWNER};
 use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target, VpcState};
 use crate::cloud::operation::{Action, RouterTarget};
-use crate::health::HealthSnapshot;
+use crate::health::{Drain, HealthSnapshot};
 use crate::selector::TableSelector;
 use crate::spec::RouteSpec;
 
@@ -163,6 +163,8 @@ struct Case {
     questionable: &'static [&'static str],
     /// Hosts no health checker has probed yet (with health checkers).
     unprobed: &'static [&'static str],
+    /// Hosts drained on purpose (reason "patching").
+    drained: &'static [&'static str],
     settings: fn() -> Settings,
     /// (table, CIDR, target) routes added to the fixture.
     routes: &'static [(&'static str, &'static str, Before)],
@@ -187,6 +189,7 @@ const CASE: Case = Case {
     failed: &[],
     questionable: &[],
     unprobed: &[],
+    drained: &[],
     settings: Settings::default,
     routes: &[],
     stopped: &[],
@@ -391,6 +394,55 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "a drained host's routes move to a healthy one at once, before anything fails",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        drained: &[A],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-1", "10.56.0.0/16", Before::Eni("eni-b"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.56.0.0/16", Some("eni-b"))],
+        says: &["10.0.1.10 is drained: patching"],
+        ..CASE
+    },
+    Case {
+        name: "make-before-break: a drained host keeps its routes while no other is confirmed (failed, questionable or not probed)",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10", "10.0.2.10"]}"#,
+        drained: &[A],
+        failed: &[B],
+        questionable: &["10.0.2.10"],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-1", "10.56.0.0/16", Before::Eni("eni-a"))],
+        // rtb-2 (the questionable router's subnet) gets them on A too.
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-1", "10.56.0.0/16", Some("eni-a")),
+                 ("rtb-2", "10.56.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "a drained host is given no new route while another is usable, and one when it is the only one",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10"]}"#,
+        drained: &[A],
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.56.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "undrained: nothing moves back (the spread is sticky)",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-b"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
+    Case {
+        name: "NAT instances: draining an AZ's router sends its private table to the other AZ's router, with affinity",
+        spec: r#"{"0.0.0.0/0": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings { tables: vec![egress()], az_affinity: true, ..Settings::default() },
+        drained: &["10.0.1.10"],
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Eni("eni-a")), ("rtb-p2", "0.0.0.0/0", Before::Eni("eni-c"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("eni-c")), ("rtb-p2", "0.0.0.0/0", Some("eni-c"))],
+        says: &["10.0.1.10 is drained: patching"],
+        ..CASE
+    },
+    Case {
         name: "a table chosen by id is the only one managed, and a route the spec lacks in it is left alone",
         spec: r#"{"10.55.0.0/16": ["10.0.1.10"]}"#,
         settings: || Settings { tables: vec![TableSelector::Id("rtb-p2".into())], ..Settings::default() },
@@ -533,6 +585,9 @@ fn the_planners_rules() {
             failed: case.failed.iter().map(|h| ip(h)).collect(),
             questionable: case.questionable.iter().map(|h| ip(h)).collect(),
             probed: (!case.unprobed.is_empty()).then(|| probed.collect()),
+            drained: (case.drained.iter())
+                .map(|h| (ip(h), Drain::new("patching", None).unwrap()))
+                .collect(),
         };
         let done = converge(&spec(case.spec), &health, &mut vpc, &(case.settings)());
         let count = |action| {
@@ -749,6 +804,10 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                     .map(|h| ip(h))
                     .collect()
             }),
+            drained: (hosts.iter())
+                .filter(|_| rng.chance(15))
+                .map(|h| (ip(h), Drain::new("patching", None).unwrap()))
+                .collect(),
         };
         let settings = Settings {
             az_affinity: rng.chance(30),

@@ -1,0 +1,205 @@
+//! Planned loss of a router: draining it moves its routes at once to the
+//! routers a probe has confirmed, undraining moves nothing back, and the
+//! drain endpoints refuse what they cannot take. Here on the Romana layout
+//! (routes in the routers' own subnets' table); the NAT-instance layout's
+//! case is in tests/layouts.rs.
+
+mod common;
+
+use common::Daemon;
+use serde_json::{Value, json};
+use std::process::Command;
+
+const A: &str = "10.33.20.142";
+const B: &str = "10.33.20.93";
+const CIDRS: [&str; 2] = ["10.55.0.0/16", "10.56.0.0/16"];
+
+/// The daemon on examples/sim-vpc.json with both CIDRs over A and B
+/// (every host taken as healthy: no health check).
+fn daemon(dir: &std::path::Path, extra: &[&str]) -> Daemon {
+    let spec = dir.join("spec.json");
+    let routes: serde_json::Map<String, Value> = CIDRS
+        .iter()
+        .map(|c| (c.to_string(), json!([A, B])))
+        .collect();
+    std::fs::write(&spec, Value::Object(routes).to_string()).unwrap();
+    let mut args = vec!["-m", "configfile", "-f", spec.to_str().unwrap()];
+    args.extend(extra);
+    Daemon::start(&args, dir)
+}
+
+/// Which router each CIDR's route points at, once all are routed.
+fn routed(daemon: &Daemon) -> Option<Vec<String>> {
+    let info = daemon.view("/route_info");
+    CIDRS
+        .iter()
+        .map(|c| info["routes"][c]["ip"].as_str().map(String::from))
+        .collect()
+}
+
+/// `vpcrouter ARGS...` against the daemon: (exit code, stdout + stderr).
+fn client(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
+        .args(args)
+        .args(["--daemon", &format!("127.0.0.1:{}", daemon.port)])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), said)
+}
+
+/// `vpcrouter drain A`: A's CIDR moves to B in one pass, one write (one
+/// CIDR, one table), naming the reason; the views, metrics and events show
+/// the drain. `vpcrouter undrain A`: A is eligible again and nothing moves
+/// back.
+#[test]
+fn a_drained_router_hands_its_routes_over_at_once_and_gets_none_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path(), &[]);
+    let before = common::wait_until("both CIDRs routed", || routed(&daemon));
+    // Balanced: one CIDR each.
+    assert_eq!(before.iter().filter(|h| *h == A).count(), 1, "{before:?}");
+
+    let (code, said) = client(&daemon, &["drain", A, "--reason", "kernel update"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("kernel update"), "{said}");
+    let after = common::wait_until("every CIDR on B", || {
+        routed(&daemon).filter(|now| now.iter().all(|h| h == B))
+    });
+    assert_eq!(after, vec![B, B]);
+    let moved = daemon.lines_with("route replaced");
+    assert_eq!(moved.len(), 1, "{moved:#?}");
+    assert!(
+        moved[0].contains(&format!("{A} is drained: kernel update")),
+        "{}",
+        moved[0]
+    );
+    let ips = daemon.view("/ips");
+    assert_eq!(ips["drained_ips"], json!([A]), "{ips}");
+    assert_eq!(ips["hosts"][A]["drained"]["reason"], "kernel update");
+    let (_, metrics) = common::http(daemon.port, "GET", "/metrics", b"");
+    assert!(
+        metrics.contains(&format!("vpcrouter_host_drained{{host=\"{A}\"}} 1")),
+        "{metrics}"
+    );
+    let events = daemon.view("/events")["events"].clone();
+    let kinds: Vec<&str> = (events.as_array().unwrap().iter())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"host_drain") && kinds.contains(&"drain"),
+        "{events}"
+    );
+
+    let (code, said) = client(&daemon, &["undrain", A]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(daemon.view("/ips")["drained_ips"], json!([]));
+    // Sticky: the plan for the state as it is now moves nothing back.
+    let plan = daemon.view("/plan");
+    assert_eq!(plan["operations"], json!([]), "{plan}");
+    assert_eq!(routed(&daemon).unwrap(), vec![B, B]);
+    let (code, said) = client(&daemon, &["undrain", A]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains(&format!("{A} is not drained")), "{said}");
+}
+
+/// What the drain endpoints refuse, each with a message that says why; a
+/// host outside the spec is taken with a note; a drain with an end is
+/// lifted by itself; with a token, only a request that carries it drains.
+#[test]
+fn drain_requests_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let daemon = daemon(dir.path(), &["--http-token-file", token.to_str().unwrap()]);
+    let port = daemon.port;
+    let authorised = |method: &str, path: &str, body: &str| {
+        let reply = common::request(
+            port,
+            method,
+            path,
+            &[("Authorization", "Bearer s3cret")],
+            body.as_bytes(),
+        );
+        (reply.status, reply.body)
+    };
+    let drain_a = format!("/hosts/{A}/drain");
+    for (path, body, status, says) in [
+        ("/hosts/router-1/drain", "", 400, "is not an IP address"),
+        (drain_a.as_str(), "{", 400, "the body must be JSON"),
+        (
+            drain_a.as_str(),
+            r#"{"reason": 7}"#,
+            400,
+            "the body must be JSON",
+        ),
+        (drain_a.as_str(), r#"{"why": "x"}"#, 400, "unknown field"),
+        (drain_a.as_str(), r#"{"until": "tomorrow"}"#, 400, "until:"),
+        (
+            drain_a.as_str(),
+            r#"{"until": "2020-01-01T00:00:00Z"}"#,
+            400,
+            "has passed",
+        ),
+        (
+            drain_a.as_str(),
+            r#"{"reason": "a\nb"}"#,
+            400,
+            "control characters",
+        ),
+    ] {
+        let (code, answer) = authorised("POST", path, body);
+        assert_eq!(code, status, "{path} {body}: {answer}");
+        assert!(answer.contains(says), "{path} {body}: {answer}");
+    }
+    let long = json!({ "reason": "x".repeat(300) }).to_string();
+    let (code, answer) = authorised("POST", &drain_a, &long);
+    assert_eq!(
+        (code, answer.contains("at most 256")),
+        (400, true),
+        "{answer}"
+    );
+    assert_eq!(daemon.view("/ips")["drained_ips"], json!([]));
+
+    // Without the token: refused, nothing drained.
+    let (code, _) = common::http(port, "POST", &drain_a, b"");
+    assert_eq!(code, 401);
+    let (code, said) = client(&daemon, &["drain", A]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("401") && said.contains("bearer token"),
+        "{said}"
+    );
+
+    // Not a router of the spec: taken, with a note.
+    let (code, answer) = authorised("POST", "/hosts/10.99.0.1/drain", "");
+    assert_eq!(code, 200, "{answer}");
+    assert!(
+        answer.contains("not a router of the route spec in force"),
+        "{answer}"
+    );
+
+    // A drain with an end is lifted then (a few seconds from now).
+    let until = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3),
+    )
+    .to_string();
+    let (code, said) = client(
+        &daemon,
+        &[
+            "drain",
+            A,
+            "--until",
+            &until,
+            "--http-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(daemon.view("/ips")["drained_ips"], json!([A, "10.99.0.1"]));
+    common::wait_until("the drain lifted at its end", || {
+        (daemon.view("/ips")["drained_ips"] == json!(["10.99.0.1"])).then_some(())
+    });
+    daemon.wait_for_line("its time is up", std::time::Duration::from_secs(5));
+}
