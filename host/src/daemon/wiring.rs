@@ -174,6 +174,7 @@ fn supervise(
                 declared,
                 specs: specs.subscribe(),
                 reloads: handle.reloads(),
+                status: handle.status(),
             });
             views.push(PluginView {
                 name,

@@ -21,7 +21,7 @@ use super::bindings::{OptionKind, PluginInfo, PluginKind};
 use super::compile::Tier;
 use super::grants::{self, kind_name};
 use super::load::{PluginRuntime, plugin_files, sha256_hex};
-use super::supervisor::Reload;
+use super::supervisor::{PluginStatus, Reload};
 use crate::events::{EventKind, EventLog};
 use crate::spec_store::SpecWatch;
 
@@ -41,7 +41,13 @@ pub struct Reloadable {
     pub declared: BTreeMap<String, OptionKind>,
     pub specs: SpecWatch,
     pub reloads: mpsc::Sender<Reload>,
+    /// Its supervisor's status: a swap is done once it counts it.
+    pub status: watch::Receiver<PluginStatus>,
 }
+
+/// How long a reload waits for the supervisor to take a new version in (it
+/// does between calls; a call runs for seconds at most).
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The kind of each option `info` declares.
 pub fn declared_kinds(info: &PluginInfo) -> BTreeMap<String, OptionKind> {
@@ -267,6 +273,8 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         Err(e) => return outcome("failed", Some(e.to_string())),
     };
     configured.announce();
+    let mut status = plugin.status.clone();
+    let swaps = status.borrow().reloads;
     if plugin
         .reloads
         .send(Reload::Swap(Box::new(configured)))
@@ -275,14 +283,20 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
     {
         return outcome("failed", Some("the plugin has stopped".into()));
     }
+    // Answered once the new version is the one the views show.
+    let swapped = tokio::time::timeout(SWAP_WAIT, status.wait_for(|s| s.reloads > swaps)).await;
+    let pending = match swapped {
+        Ok(Ok(_)) => "",
+        _ => "; it takes over once its current call ends",
+    };
     // Whole digests: what an operator copies from here must be what a pin
     // takes.
     let detail = match same_file {
         true => format!(
-            "version {version}, sha256 {new_digest}: its optimised code, swapped for the quick code it started on"
+            "version {version}, sha256 {new_digest}: its optimised code, swapped for the quick code it started on{pending}"
         ),
         false => format!(
-            "version {version}, sha256 {new_digest} (was {}), on {} code",
+            "version {version}, sha256 {new_digest} (was {}), on {} code{pending}",
             plugin.digest,
             tier.name()
         ),
