@@ -50,8 +50,8 @@ fn client(daemon: &Daemon, args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// `vpcrouter drain A`: A's CIDR moves to B in one pass, one write (one
-/// CIDR, one table), naming the reason; the views, metrics and events show
-/// the drain. `vpcrouter undrain A`: A is eligible again and nothing moves
+/// CIDR, one table), naming the reason; the views, the status page,
+/// metrics and events show the drain. `vpcrouter undrain A`: A is eligible again and nothing moves
 /// back.
 #[test]
 fn a_drained_router_hands_its_routes_over_at_once_and_gets_none_back() {
@@ -82,6 +82,12 @@ fn a_drained_router_hands_its_routes_over_at_once_and_gets_none_back() {
     assert!(
         metrics.contains(&format!("vpcrouter_host_drained{{host=\"{A}\"}} 1")),
         "{metrics}"
+    );
+    let page = common::request(daemon.port, "GET", "/", &[("Accept", "text/html")], b"");
+    assert!(
+        page.body.contains("drained: kernel update"),
+        "{}",
+        page.body
     );
     let events = daemon.view("/events")["events"].clone();
     let kinds: Vec<&str> = (events.as_array().unwrap().iter())

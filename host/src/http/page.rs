@@ -190,7 +190,10 @@ fn hosts(snap: &Snapshot) -> Markup {
                 @let state = snap.health.state(host);
                 tr {
                     td { (host) }
-                    td class=(state_name(state)) { span class={ (state_name(state)) "-dot" } { (state_name(state)) } }
+                    td class=(state_name(state)) {
+                        span class={ (state_name(state)) "-dot" } { (state_name(state)) }
+                        @if let Some(drain) = snap.health.drained.get(host) { br; small { "drained: " (drain.reason) } }
+                    }
                     @for plugin in &plugins {
                         @let report = snap.reports.get(*plugin).and_then(|r| r.get(host));
                         td {
