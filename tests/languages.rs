@@ -158,7 +158,8 @@ fn a_big_plugin_starts_on_quick_code_and_swaps_in_its_optimised_code() {
             .unwrap();
         plugin["code"]["tier"].as_str().unwrap().to_string()
     };
-    let daemon = Daemon::start(&args, &cache);
+    // Quick code takes seconds to make; on a loaded machine, more.
+    let daemon = Daemon::start_within(&args, &[], &cache, Duration::from_secs(120));
     let compiled = daemon.wait_for_line("plugin compiled plugin=\"csv-routes\"", WITHIN);
     assert!(compiled.contains("code=\"quick\""), "{compiled}");
     assert_eq!(tier(&daemon), "quick");

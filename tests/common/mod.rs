@@ -224,6 +224,17 @@ impl Daemon {
     /// [`NO_METADATA`] (a test that serves its own metadata service on
     /// loopback points the daemon at it this way).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], cache: &std::path::Path) -> Self {
+        Self::start_within(args, env, cache, Duration::from_secs(20))
+    }
+
+    /// As [`Daemon::start_with_env`], given `within` to start (a plugin
+    /// compiled at start takes seconds; more on a loaded machine).
+    pub fn start_within(
+        args: &[&str],
+        env: &[(&str, &str)],
+        cache: &std::path::Path,
+        within: Duration,
+    ) -> Self {
         let port = free_port();
         let chooses_health = args
             .iter()
@@ -263,7 +274,7 @@ impl Daemon {
             }
         });
         let daemon = Self { child, lines, port };
-        daemon.wait_for_line("vpcrouter started", Duration::from_secs(20));
+        daemon.wait_for_line("vpcrouter started", within);
         daemon
     }
 
