@@ -63,12 +63,8 @@ struct DaemonArgs {
 
 /// `vpcrouter drain|undrain` as clap commands, for completions and
 /// manual pages.
-pub fn commands() -> impl Iterator<Item = clap::Command> {
-    RemoteCli::command()
-        .get_subcommands()
-        .cloned()
-        .collect::<Vec<_>>()
-        .into_iter()
+pub fn commands() -> Vec<clap::Command> {
+    RemoteCli::command().get_subcommands().cloned().collect()
 }
 
 /// Run `vpcrouter drain|undrain ...` (`args` starts at the program name).

@@ -160,7 +160,7 @@ fn supervise(
         .map(|(plugin, given)| {
             plugin.announce();
             let (name, kind, file) = (plugin.info.name.clone(), plugin.kind, plugin.path.clone());
-            let (digest, tier) = (plugin.origin.digest.clone(), plugin.origin.compiled.tier);
+            let digest = plugin.origin.digest.clone();
             let declared = reload::declared_kinds(&plugin.info);
             let role = Role::of(plugin.kind, specs, board);
             let handle = plugin::spawn(plugin, role, shutdown.clone());
@@ -170,7 +170,6 @@ fn supervise(
                 path: file.clone(),
                 given: given.options.clone(),
                 digest,
-                tier,
                 declared,
                 specs: specs.subscribe(),
                 reloads: handle.reloads(),

@@ -34,9 +34,6 @@ pub struct Reloadable {
     pub given: Vec<(String, String)>,
     /// The SHA-256 of the running version.
     pub digest: String,
-    /// The running version's code: quick code is swapped for optimised
-    /// code once a background compile has it in the cache.
-    pub tier: Tier,
     /// The kind the running version declares for each of its options.
     pub declared: BTreeMap<String, OptionKind>,
     pub specs: SpecWatch,
@@ -239,7 +236,10 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         Err(e) => return outcome("failed", Some(format!("{}: {e}", plugin.path.display()))),
     };
     let same_file = sha256_hex(&wasm) == plugin.digest;
-    if same_file && plugin.tier == Tier::Optimised {
+    // Quick code is swapped for optimised code once a background compile
+    // has put it in the cache.
+    let running = plugin.status.borrow().running.origin.compiled.tier;
+    if same_file && running == Tier::Optimised {
         return outcome("unchanged", None);
     }
     let loaded = runtime
@@ -302,7 +302,6 @@ async fn reload(runtime: &PluginRuntime, plugin: &mut Reloadable) -> Outcome {
         ),
     };
     plugin.digest = new_digest;
-    plugin.tier = tier;
     plugin.declared = declared;
     outcome("reloaded", Some(detail))
 }
