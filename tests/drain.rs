@@ -209,3 +209,36 @@ fn drain_requests_are_checked() {
     });
     daemon.wait_for_line("its time is up", std::time::Duration::from_secs(5));
 }
+
+/// A drain is kept in the state folder: a restarted daemon has it in force
+/// (every CIDR on B from the start). A kept record that is not one is
+/// refused with a warning naming the file, and no drain is made up.
+#[test]
+fn a_drain_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = daemon(dir.path(), &[]);
+    common::wait_until("both CIDRs routed", || routed(&daemon));
+    let (code, said) = client(&daemon, &["drain", A, "--reason", "new kernel"]);
+    assert_eq!(code, Some(0), "{said}");
+    daemon.sigterm();
+
+    let daemon = self::daemon(dir.path(), &[]);
+    daemon.wait_for_line("restored=1", std::time::Duration::from_secs(5));
+    let ips = daemon.view("/ips");
+    assert_eq!(ips["hosts"][A]["drained"]["reason"], "new kernel", "{ips}");
+    let routes = common::wait_until("every CIDR on B", || {
+        routed(&daemon).filter(|now| now.iter().all(|h| h == B))
+    });
+    assert_eq!(routes, vec![B, B]);
+    drop(daemon);
+
+    let kept = dir.path().join("state/drains.json");
+    std::fs::write(&kept, "{\"drains\": {\"10.33.20.142\": 7}}").unwrap();
+    let daemon = self::daemon(dir.path(), &[]);
+    let warning = daemon.wait_for_line(
+        "cannot read the kept drains",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(warning.contains("drains.json"), "{warning}");
+    assert_eq!(daemon.view("/ips")["drained_ips"], json!([]));
+}

@@ -6,7 +6,7 @@
 mod common;
 
 use common::etcd::{Certs, Etcd, EtcdCluster};
-use common::ha_cluster::{Cluster, Coordination, WITHIN, wait_until};
+use common::ha_cluster::{Cluster, Coordination, Replica, WITHIN, wait_until};
 use std::time::{Duration, Instant};
 
 const TTL: u64 = 2;
@@ -98,6 +98,58 @@ fn a_leader_stopping_hands_over_at_once() {
     let took = started.elapsed();
     println!("hand-over took {took:?}");
     assert!(took < Duration::from_secs(TTL), "{took:?}: not a hand-over");
+}
+
+/// A drain outlives its leader: taken by the leader (a standby refers the
+/// operator to it), it moves the router's routes, the standby reads it from
+/// etcd, and after a kill -9 of the leader the new one keeps it (a replica
+/// started afterwards reads it too), and undrains it for good.
+#[test]
+fn a_drain_outlives_the_leader_that_took_it() {
+    let mut cluster = Cluster::start(2, TTL);
+    let leader = cluster.leader();
+    let standby = 1 - leader;
+    let (victim, eni) = cluster.busy_router();
+    let drain = format!("/hosts/{victim}/drain");
+    let body = br#"{"reason": "patching"}"#;
+    let (leader_port, standby_port) = (
+        cluster.at(leader).daemon.port,
+        cluster.at(standby).daemon.port,
+    );
+    let refused = common::request(standby_port, "POST", &drain, &[], body);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let taken = common::request(leader_port, "POST", &drain, &[], body);
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    wait_until("the drained router's routes moved", || {
+        cluster.routes_moved_off(&eni).then_some(())
+    });
+    let drained = |replica: &Replica| {
+        let ips = replica.daemon.view("/ips");
+        (ips["hosts"][&victim]["drained"]["reason"] == "patching").then_some(())
+    };
+    wait_until("the standby reads the drain", || {
+        drained(cluster.at(standby))
+    });
+
+    cluster.at(leader).signal(libc::SIGKILL);
+    cluster.replicas[leader] = None;
+    wait_until("the standby leads", || {
+        cluster.at(standby).leads().then_some(())
+    });
+    assert!(
+        drained(cluster.at(standby)).is_some(),
+        "the new leader dropped the drain"
+    );
+    let late = cluster.replica("replica-late");
+    wait_until("a replica started later reads the drain", || drained(&late));
+    assert!(cluster.routes_moved_off(&eni));
+
+    let lifted = common::request(standby_port, "DELETE", &drain, &[], b"");
+    assert_eq!(lifted.status, 200, "{}", lifted.body);
+    wait_until("the undrain reaches the other replica", || {
+        let ips = late.daemon.view("/ips");
+        (ips["drained_ips"] == serde_json::json!([])).then_some(())
+    });
 }
 
 /// A leader frozen past its lease (SIGSTOP) while a router dies: the

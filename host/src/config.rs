@@ -46,6 +46,8 @@ pub struct Config {
     pub dry_run: Option<crate::cli::Output>,
     /// Controller HA through etcd, when `--ha-etcd` is given.
     pub ha: Option<HaSettings>,
+    /// Where what must outlive the daemon is kept (`--state-dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// This host's name and the process id: a replica id unique on a host.
@@ -373,6 +375,8 @@ impl Config {
                 id: cli.ha_id.unwrap_or_else(default_replica_id),
                 election: cli.ha_election,
             }),
+            state_dir: (cli.state_dir.map(|p| absolute(&p)))
+                .or_else(crate::plugin::default_state_dir),
         }
     }
 }

@@ -215,7 +215,8 @@ impl Daemon {
     /// Network safety: unless `args` choose health checking, `-H none` is
     /// added, so that the default (icmpecho) never pings the non-loopback
     /// hosts of a test's route spec; unless they choose a VPC, the embedded
-    /// one of `examples/sim-vpc.json` is the backend.
+    /// one of `examples/sim-vpc.json` is the backend; unless they choose a
+    /// state folder, it is `cache/state`.
     pub fn start(args: &[&str], cache: &std::path::Path) -> Self {
         Self::start_with_env(args, &[], cache)
     }
@@ -243,6 +244,12 @@ impl Daemon {
         let chooses_vpc = args
             .iter()
             .any(|a| ["--sim-vpc", "-v", "--vpc", "--ec2-endpoint"].contains(a));
+        // What the daemon keeps (the cache's key, drains) stays with the
+        // test: another test's drains are not this one's.
+        let state_dir = match args.contains(&"--state-dir") {
+            true => vec![],
+            false => vec!["--state-dir".into(), cache.join("state").into_os_string()],
+        };
         let sim_vpc = repo().join("examples/sim-vpc.json");
         let default_vpc = match chooses_vpc {
             true => vec![],
@@ -252,6 +259,7 @@ impl Daemon {
             .args(args)
             .args(no_health)
             .args(default_vpc)
+            .args(state_dir)
             .envs(NO_METADATA)
             .envs(env.iter().copied())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])

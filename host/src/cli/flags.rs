@@ -72,7 +72,8 @@ pub struct Cli {
     pub plugin_cache_dir: Option<PathBuf>,
 
     /// Where the daemon keeps what must outlive it: the compile cache's key
-    /// (the cache is used only with it) [default: $XDG_STATE_HOME/vpcrouter
+    /// (the cache is used only with it) and the drains (under HA they are
+    /// kept in etcd) [default: $XDG_STATE_HOME/vpcrouter
     /// or ~/.local/state/vpcrouter]
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

@@ -14,7 +14,7 @@ use crate::cloud::Vpc;
 use crate::config::{self, Config};
 use crate::ha::etcd::EtcdElection;
 use crate::ha::{self, Leadership};
-use crate::health::HealthBoard;
+use crate::health::{DrainStore, Drains, HealthBoard};
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{self, PluginHandle, Role};
@@ -61,8 +61,18 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         events: observers.events.clone(),
     };
     let (reloads, reloading) = reloader.spawn();
+    let etcd = election.as_ref().map(EtcdElection::client);
     let ha = campaign(election, &config, &observers, &shutdown);
     let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
+    let drains = keep_drains(
+        &config,
+        &board,
+        etcd,
+        leadership.as_ref(),
+        vpc.id(),
+        &shutdown,
+    )
+    .await;
     let (rebalance, rebalance_requests) = watch::channel(0);
     let sources = Sources {
         started: SystemTime::now(),
@@ -77,6 +87,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         ha: leadership.as_ref().map(Leadership::status),
         reloads: Some(reloads.clone()),
         rebalance,
+        drains,
     };
     let running = Running {
         config: &config,
@@ -217,6 +228,40 @@ fn campaign(
         observers.events.clone(),
         shutdown.clone(),
     ))
+}
+
+/// The drains, kept where they outlive this process: in etcd under HA
+/// (followed there as a standby), else in the state folder, read back now.
+async fn keep_drains(
+    config: &Config,
+    board: &Arc<HealthBoard>,
+    etcd: Option<Arc<crate::ha::etcd::EtcdClient>>,
+    leadership: Option<&Leadership>,
+    vpc: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> Arc<Drains> {
+    let store = match (etcd, leadership, &config.ha, &config.state_dir) {
+        (Some(client), Some(leadership), Some(ha), _) => DrainStore::Etcd {
+            client,
+            key: ha.drains_key(vpc),
+            leadership: leadership.clone(),
+        },
+        (_, _, _, Some(dir)) => DrainStore::File(dir.join("drains.json")),
+        _ => DrainStore::Nowhere,
+    };
+    let drains = Arc::new(Drains::new(board.clone(), store));
+    let kept = drains.store().describe();
+    match leadership {
+        // A standby follows the leader's record; it reads it at once.
+        Some(leadership) => drop(drains.clone().follow(leadership.status(), shutdown.clone())),
+        None => match drains.restore("not kept").await {
+            Ok(restored) => tracing::info!(kept, restored, "drains"),
+            Err(e) => {
+                tracing::warn!(kept, problem = %e, "cannot read the kept drains; none in force")
+            }
+        },
+    }
+    drains
 }
 
 /// What the reconciler is started with.

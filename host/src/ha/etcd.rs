@@ -12,8 +12,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::HaSettings;
@@ -25,17 +25,23 @@ pub const CAMPAIGN_PERIOD: Duration = Duration::from_secs(5);
 /// Largest answer read from etcd.
 const MAX_ANSWER: usize = 1 << 20;
 
-pub struct EtcdElection {
+/// etcd's JSON gateway on the members of a cluster: the election's, and
+/// the drains' store.
+pub struct EtcdClient {
     endpoints: Vec<Endpoint>,
     /// The endpoint that answered last.
     current: AtomicUsize,
+    /// Longest a short request may take on one endpoint.
+    request_timeout: Duration,
+}
+
+pub struct EtcdElection {
+    client: Arc<EtcdClient>,
     /// The election's name (a key prefix), e.g. `/vpcrouter/vpc-1/leader`.
     name: String,
     /// This replica's id, the value of its campaign key.
     id: String,
     ttl: Duration,
-    /// Longest a short request may take on one endpoint.
-    request_timeout: Duration,
     /// The session's lease.
     lease: Mutex<Option<i64>>,
 }
@@ -80,12 +86,15 @@ impl EtcdElection {
     }
 
     pub fn new(endpoints: Vec<Endpoint>, name: String, id: String, ttl: Duration) -> Self {
-        Self {
+        let client = EtcdClient {
             endpoints,
             current: AtomicUsize::new(0),
+            request_timeout: (ttl / 6).min(Duration::from_secs(1)),
+        };
+        Self {
+            client: Arc::new(client),
             name,
             id,
-            request_timeout: (ttl / 6).min(Duration::from_secs(1)),
             ttl,
             lease: Mutex::new(None),
         }
@@ -96,13 +105,26 @@ impl EtcdElection {
         &self.name
     }
 
+    /// The etcd the election runs on, for what else replicas share there.
+    pub fn client(&self) -> Arc<EtcdClient> {
+        self.client.clone()
+    }
+
+    async fn call(&self, path: &str, body: &Value) -> Result<Value, ElectionError> {
+        (self.client)
+            .call(path, body, self.client.request_timeout)
+            .await
+    }
+
     fn lease(&self) -> Result<i64, ElectionError> {
         self.lease
             .lock()
             .expect("lease lock")
             .ok_or_else(|| ElectionError::SessionLost("no lease".into()))
     }
+}
 
+impl EtcdClient {
     /// POST `body` to `path` on the first endpoint that answers.
     async fn call(
         &self,
@@ -151,6 +173,51 @@ impl EtcdElection {
         }
         Err(ElectionError::Unavailable(problems.join("; ")))
     }
+
+    /// The value of `key`, if it exists (a linearizable read).
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ElectionError> {
+        let request = json!({"key": BASE64.encode(key)});
+        let answer = self
+            .call("/v3/kv/range", &request, self.request_timeout)
+            .await?;
+        Ok(answer["kvs"][0]["value"]
+            .as_str()
+            .map(|value| BASE64.decode(value).unwrap_or_default())
+            .or_else(|| answer["kvs"][0].is_object().then(Vec::new)))
+    }
+
+    /// Set `key` to `value` if `term` is still the current one (its
+    /// leader key has not been re-created): a replica that no longer leads
+    /// changes nothing. Whether it was set.
+    pub async fn put_in_term(
+        &self,
+        term: &Term,
+        key: &str,
+        value: &[u8],
+    ) -> Result<bool, ElectionError> {
+        let request = json!({
+            "compare": [term_holds(term)],
+            "success": [{"request_put": {
+                "key": BASE64.encode(key),
+                "value": BASE64.encode(value),
+            }}],
+        });
+        let answer = self
+            .call("/v3/kv/txn", &request, self.request_timeout)
+            .await?;
+        // Protobuf's JSON leaves out false.
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+}
+
+/// The comparison that holds while `term` is the current one.
+fn term_holds(term: &Term) -> Value {
+    json!({
+        "key": term.key,
+        "target": "CREATE",
+        "result": "EQUAL",
+        "create_revision": term.revision.to_string(),
+    })
 }
 
 /// etcd's JSON gives 64-bit numbers as strings.
@@ -177,19 +244,11 @@ impl Election for EtcdElection {
             let old = self.lease.lock().expect("lease lock").take();
             if let Some(old) = old {
                 let _ = self
-                    .call(
-                        "/v3/lease/revoke",
-                        &json!({"ID": old.to_string()}),
-                        self.request_timeout,
-                    )
+                    .call("/v3/lease/revoke", &json!({"ID": old.to_string()}))
                     .await;
             }
             let granted = self
-                .call(
-                    "/v3/lease/grant",
-                    &json!({"TTL": self.ttl.as_secs()}),
-                    self.request_timeout,
-                )
+                .call("/v3/lease/grant", &json!({"TTL": self.ttl.as_secs()}))
                 .await?;
             let id = number(&granted["ID"])
                 .ok_or_else(|| ElectionError::Unavailable("lease grant without an ID".into()))?;
@@ -202,11 +261,7 @@ impl Election for EtcdElection {
         Box::pin(async move {
             let lease = self.lease()?;
             let answer = self
-                .call(
-                    "/v3/lease/keepalive",
-                    &json!({"ID": lease.to_string()}),
-                    self.request_timeout,
-                )
+                .call("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))
                 .await?;
             // An expired lease answers with no TTL (or 0), not an error.
             match number(&answer["result"]["TTL"]) {
@@ -228,6 +283,7 @@ impl Election for EtcdElection {
             });
             loop {
                 match self
+                    .client
                     .call("/v3/election/campaign", &request, CAMPAIGN_PERIOD)
                     .await
                 {
@@ -265,15 +321,8 @@ impl Election for EtcdElection {
 
     fn confirm<'a>(&'a self, term: &'a Term) -> Boxed<'a, bool> {
         Box::pin(async move {
-            let compare = json!({"compare": [{
-                "key": term.key,
-                "target": "CREATE",
-                "result": "EQUAL",
-                "create_revision": term.revision.to_string(),
-            }]});
-            let answer = self
-                .call("/v3/kv/txn", &compare, self.request_timeout)
-                .await?;
+            let compare = json!({"compare": [term_holds(term)]});
+            let answer = self.call("/v3/kv/txn", &compare).await?;
             // Protobuf's JSON leaves out false.
             Ok(answer["succeeded"].as_bool().unwrap_or(false))
         })
@@ -282,10 +331,7 @@ impl Election for EtcdElection {
     fn leader(&self) -> Boxed<'_, Option<Term>> {
         Box::pin(async move {
             let request = json!({"name": BASE64.encode(&self.name)});
-            match self
-                .call("/v3/election/leader", &request, self.request_timeout)
-                .await
-            {
+            match self.call("/v3/election/leader", &request).await {
                 Ok(answer) => {
                     let kv = &answer["kv"];
                     Ok(number(&kv["create_revision"]).map(|revision| Term {
@@ -308,13 +354,9 @@ impl Election for EtcdElection {
             let Some(lease) = lease else {
                 return Ok(());
             };
-            self.call(
-                "/v3/lease/revoke",
-                &json!({"ID": lease.to_string()}),
-                self.request_timeout,
-            )
-            .await
-            .map(drop)
+            self.call("/v3/lease/revoke", &json!({"ID": lease.to_string()}))
+                .await
+                .map(drop)
         })
     }
 }

@@ -48,6 +48,15 @@ impl HaSettings {
             .clone()
             .unwrap_or_else(|| format!("/vpcrouter/{vpc}/leader"))
     }
+
+    /// Where the replicas keep drains: beside the election, outside its
+    /// prefix (a key under it would stand in the election's queue).
+    pub fn drains_key(&self, vpc: &str) -> String {
+        match &self.election {
+            Some(election) => format!("{election}-drains"),
+            None => format!("/vpcrouter/{vpc}/drains"),
+        }
+    }
 }
 
 /// One term of leadership: who won, and the election revision it was won

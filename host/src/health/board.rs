@@ -190,6 +190,22 @@ impl HealthBoard {
         self.lift(host, since, "undrained by the operator")
     }
 
+    /// Make the drains in force `kept` (those kept elsewhere): the ones
+    /// missing or different are drained, the others lifted for `why`.
+    pub fn restore(self: &Arc<Self>, kept: &BTreeMap<IpAddr, Drain>, why: &str) {
+        let now = self.lock().drains.clone();
+        for (host, drain) in &now {
+            if !kept.contains_key(host) {
+                self.lift(*host, drain.since, why);
+            }
+        }
+        for (host, drain) in kept {
+            if now.get(host) != Some(drain) {
+                self.drain(*host, drain.clone());
+            }
+        }
+    }
+
     /// Lift `host`'s drain made at `since` (not one made after it).
     fn lift(&self, host: IpAddr, since: SystemTime, why: &str) -> Option<Drain> {
         let mut inner = self.lock();

@@ -8,6 +8,9 @@ use std::time::SystemTime;
 
 /// Longest reason kept: it is shown in views, logs and events.
 pub const MAX_REASON: usize = 256;
+/// Hosts drained at once: each is a line in views and events, and in the
+/// kept record of drains.
+pub const MAX_DRAINS: usize = 1024;
 
 /// Why and until when a host is drained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +24,16 @@ pub struct Drain {
 impl Drain {
     /// A drain asked for now, its reason checked: printable, bounded.
     pub fn new(reason: &str, until: Option<SystemTime>) -> Result<Self, String> {
+        Self::made(reason, SystemTime::now(), until)
+    }
+
+    /// A drain made at `since`, as a store kept it, checked like a new one:
+    /// one whose time has passed is refused.
+    pub fn made(
+        reason: &str,
+        since: SystemTime,
+        until: Option<SystemTime>,
+    ) -> Result<Self, String> {
         let reason = reason.trim();
         if reason.len() > MAX_REASON {
             return Err(format!("reason: at most {MAX_REASON} bytes"));
@@ -28,17 +41,24 @@ impl Drain {
         if reason.chars().any(char::is_control) {
             return Err("reason: no control characters".into());
         }
-        let now = SystemTime::now();
-        if until.is_some_and(|until| until <= now) {
+        if until.is_some_and(|until| until <= SystemTime::now()) {
             return Err("until: that time has passed".into());
         }
+        // Whole seconds, as they are shown and kept: a drain read back from
+        // the store is the same drain.
+        let seconds = |at: SystemTime| {
+            let since_epoch = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since_epoch.as_secs())
+        };
         Ok(Self {
             reason: match reason {
                 "" => "drained by the operator".into(),
                 given => given.into(),
             },
-            since: now,
-            until,
+            since: seconds(since),
+            until: until.map(seconds),
         })
     }
 

@@ -8,10 +8,12 @@
 mod board;
 mod damping;
 mod drain;
+mod drain_store;
 
 pub use board::{HealthBoard, HealthSnapshot, HostReport};
 pub use damping::{HALF_LIFE, MAX_PENALTY, REUSE, SUPPRESS};
-pub use drain::{Drain, MAX_REASON};
+pub use drain::{Drain, MAX_DRAINS, MAX_REASON};
+pub use drain_store::{DrainStore, Drains, StoreError};
 
 /// One host's state, best first so that `max` combines plugins into the
 /// worst. The plugin runtime turns the WIT `health-state` into it where a

@@ -13,10 +13,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::{Shared, error, json_response, not_leader};
-use crate::health::Drain;
-
-/// Drains kept at once: each is a line in views and events.
-const MAX_DRAINS: usize = 1024;
+use crate::health::{Drain, MAX_DRAINS};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +73,9 @@ pub(super) async fn drain(
     }
     let router = (sources.specs.current()).is_some_and(|spec| spec.hosts().contains(&host));
     let shown = shown(&drain);
-    sources.board.drain(host, drain);
+    if let Err(e) = sources.drains.drain(host, drain).await {
+        return not_kept(&e);
+    }
     let mut body = json!({ "host": host, "drain": shown, "events": "/events" });
     if !router {
         body["note"] = json!("not a router of the route spec in force: nothing moves now");
@@ -92,13 +91,22 @@ pub(super) async fn undrain(State(sources): State<Shared>, Path(given): Path<Str
         Ok(host) => host,
         Err(problem) => return error(StatusCode::BAD_REQUEST, &problem),
     };
-    match sources.board.undrain(host) {
-        Some(_) => json_response(
+    match sources.drains.undrain(host).await {
+        Ok(Some(_)) => json_response(
             StatusCode::OK,
             json!({ "host": host, "drain": null, "note": "eligible again; no route moves back (POST /rebalance spreads them)" }),
         ),
-        None => error(StatusCode::NOT_FOUND, &format!("{host} is not drained")),
+        Ok(None) => error(StatusCode::NOT_FOUND, &format!("{host} is not drained")),
+        Err(e) => not_kept(&e),
     }
+}
+
+/// A change that could not be kept is not made: a drain must outlive the
+/// process that took it.
+fn not_kept(problem: &crate::health::StoreError) -> Response {
+    let message = format!("cannot keep the change, so nothing changed: {problem}");
+    tracing::warn!(problem = %problem, "drain change refused");
+    error(StatusCode::SERVICE_UNAVAILABLE, &message)
 }
 
 /// A drain as the views show it.

@@ -70,6 +70,8 @@ pub struct Sources {
     pub reloads: Option<crate::plugin::reload::Reloads>,
     /// Where `POST /rebalance` asks for the balanced spread back.
     pub rebalance: watch::Sender<u64>,
+    /// Drains, changed through `POST`/`DELETE /hosts/{ip}/drain`.
+    pub drains: Arc<crate::health::Drains>,
 }
 
 type Shared = Arc<Sources>;
