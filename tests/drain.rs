@@ -242,3 +242,71 @@ fn a_drain_outlives_a_restart() {
     assert!(warning.contains("drains.json"), "{warning}");
     assert_eq!(daemon.view("/ips")["drained_ips"], json!([]));
 }
+
+/// `POST /routes/{cidr}/failover`: one CIDR moves off its router at once
+/// (one write), the other stays; asked again it moves back (both healthy).
+/// Refused, saying why: not a CIDR, not in the spec, a `from` its routes do
+/// not point at, and no other confirmed router (the other one drained).
+#[test]
+fn a_cidr_fails_over_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path(), &[]);
+    let before = common::wait_until("both CIDRs routed", || routed(&daemon));
+    let other = |h: &str| if h == A { B } else { A };
+    let (status, answer) = daemon.http("POST", "/routes/10.55.0.0%2F16/failover", b"");
+    assert_eq!(status, 202, "{answer}");
+    let reply: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(reply["from"], before[0]);
+    assert_eq!(reply["to"], json!([other(&before[0])]));
+    let after = common::wait_until("10.55.0.0/16 moved", || {
+        routed(&daemon).filter(|now| now[0] != before[0])
+    });
+    assert_eq!(after[1], before[1], "the other CIDR stays");
+    let moved = daemon.lines_with("route replaced");
+    assert_eq!(moved.len(), 1, "{moved:#?}");
+    assert!(moved[0].contains("was asked off it"), "{}", moved[0]);
+    // The plan is empty afterwards: the CIDR stays where it went.
+    common::wait_until("nothing more planned", || {
+        (daemon.view("/plan")["operations"] == json!([])).then_some(())
+    });
+    let (status, answer) = daemon.http("POST", "/routes/10.55.0.0/16/failover", b"");
+    assert_eq!(status, 202, "{answer}");
+    common::wait_until("and back", || {
+        routed(&daemon).filter(|now| now[0] == before[0])
+    });
+
+    let from = format!("{{\"from\": \"{}\"}}", other(&before[0]));
+    for (path, body, status, says) in [
+        ("/routes/router-1/failover", "", 400, "is not a CIDR"),
+        (
+            "/routes/10.99.0.0/16/failover",
+            "",
+            404,
+            "not a CIDR of the route spec",
+        ),
+        (
+            "/routes/10.55.0.0/16/failover",
+            "{\"to\": 1}",
+            400,
+            "unknown field",
+        ),
+        (
+            "/routes/10.55.0.0/16/failover",
+            from.as_str(),
+            409,
+            "no route of 10.55.0.0/16 points at",
+        ),
+    ] {
+        let (code, answer) = daemon.http("POST", path, body.as_bytes());
+        assert_eq!(code, status, "{path} {body}: {answer}");
+        assert!(answer.contains(says), "{path} {body}: {answer}");
+    }
+    let (code, said) = client(&daemon, &["drain", other(&before[0])]);
+    assert_eq!(code, Some(0), "{said}");
+    let (status, answer) = daemon.http("POST", "/routes/10.55.0.0/16/failover", b"");
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer.contains("no other router of 10.55.0.0/16"),
+        "{answer}"
+    );
+}

@@ -92,6 +92,7 @@ fn reconcile(
         disable_source_dest_check,
         leadership: None,
         rebalance_requests: watch::channel(0).1,
+        moves: Default::default(),
         observers: Default::default(),
         shutdown,
     };

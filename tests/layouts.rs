@@ -199,6 +199,69 @@ fn nat_instances_drain_an_az_router_before_it_goes() {
     assert_eq!(now["rtb-main"], "eni-b", "the main table stays: {now}");
 }
 
+/// NAT instances, manual failover: without AZ affinity every selected
+/// table points at one router; `POST /routes/0.0.0.0/0/failover` moves them
+/// all to the other in one pass, one write per table. With AZ affinity the
+/// next pass would hand a healthy router's own AZ table back, so the
+/// request is refused with the advice to drain (and names the router to
+/// move off when tables differ).
+#[test]
+fn nat_instances_fail_the_default_route_over_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
+    let port = router_a.local_addr().unwrap().port();
+    let _router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let mut args = nat_args(&hosts, &port.to_string());
+    args.retain(|a| a != "--az-affinity");
+    args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
+    let daemon = Daemon::start(&strs(&args), dir.path());
+    let all_on = |eni: &str| {
+        let now = default_routes(&daemon);
+        let tables = ["rtb-priv-a", "rtb-priv-b", "rtb-main"];
+        tables.iter().all(|t| now[*t] == eni).then_some(now)
+    };
+    let first = common::wait_until("every table routed", || {
+        all_on("eni-a")
+            .map(|_| ("eni-a", ROUTER_A, "eni-b"))
+            .or_else(|| all_on("eni-b").map(|_| ("eni-b", ROUTER_B, "eni-a")))
+    });
+    let (_, from, other) = first;
+    let (status, answer) = common::http(daemon.port, "POST", "/routes/0.0.0.0/0/failover", b"");
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer.contains(&format!("\"from\":\"{from}\"")), "{answer}");
+    common::wait_until("every table on the other router", || all_on(other));
+    let moved = daemon.lines_with("was asked off it");
+    assert_eq!(moved.len(), 3, "one write per table: {moved:#?}");
+    drop(daemon);
+
+    // With AZ affinity: refused, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = nat_args(&hosts, &port.to_string());
+    args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
+    let daemon = Daemon::start(&strs(&args), dir.path());
+    common::wait_until("private tables routed", || {
+        let now = default_routes(&daemon);
+        (now["rtb-priv-a"] == "eni-a" && now["rtb-priv-b"] == "eni-b").then_some(())
+    });
+    let (status, answer) = common::http(daemon.port, "POST", "/routes/0.0.0.0%2F0/failover", b"");
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("say which to move it off"), "{answer}");
+    let body = format!("{{\"from\": \"{ROUTER_A}\"}}");
+    let (status, answer) = common::http(
+        daemon.port,
+        "POST",
+        "/routes/0.0.0.0/0/failover",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer.contains(&format!("drain {ROUTER_A} instead")),
+        "{answer}"
+    );
+    assert!(daemon.lines_with("was asked off it").is_empty());
+}
+
 /// The old rule holds without a selection: the same layout, no table flag,
 /// manages only the routers' (public) tables, where the IGW route is not
 /// ours: nothing is written, and the daemon says why.

@@ -57,6 +57,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         disable_source_dest_check: false,
         leadership: None,
         rebalance_requests,
+        moves: Default::default(),
         observers: Default::default(),
         shutdown,
     };

@@ -258,6 +258,7 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
             disable_source_dest_check: false,
             leadership: None,
             rebalance_requests: tokio::sync::watch::channel(0).1,
+            moves: Default::default(),
             observers: Default::default(),
             shutdown,
         }

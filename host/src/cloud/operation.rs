@@ -51,7 +51,8 @@ pub enum Cause {
     Repair,
     /// The operator asked to restore the balanced spread.
     Rebalance,
-    /// Traffic moves off a host drained on purpose, before it goes.
+    /// Traffic moves off a host drained on purpose, before it goes (or one
+    /// CIDR off a host the operator asked it off).
     Drain,
 }
 

@@ -19,7 +19,7 @@ use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{self, PluginHandle, Role};
 use crate::reconcile::plan::Settings;
-use crate::reconcile::{Observers, Reconciler};
+use crate::reconcile::{MoveRequests, Observers, Reconciler};
 use crate::spec_store::SpecStore;
 
 /// How long plugins get to stop after a shutdown signal.
@@ -74,6 +74,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     )
     .await;
     let (rebalance, rebalance_requests) = watch::channel(0);
+    let moves = MoveRequests::default();
     let sources = Sources {
         started: SystemTime::now(),
         params: params(&config),
@@ -88,6 +89,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         reloads: Some(reloads.clone()),
         rebalance,
         drains,
+        moves: moves.clone(),
     };
     let running = Running {
         config: &config,
@@ -95,6 +97,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         board: &board,
         leadership,
         rebalance_requests,
+        moves,
         shutdown: &shutdown,
     };
     let reconciler = running.reconciler(vpc, observers);
@@ -271,6 +274,7 @@ struct Running<'a> {
     board: &'a HealthBoard,
     leadership: Option<Leadership>,
     rebalance_requests: watch::Receiver<u64>,
+    moves: MoveRequests,
     shutdown: &'a watch::Receiver<bool>,
 }
 
@@ -285,6 +289,7 @@ impl Running<'_> {
             disable_source_dest_check: self.config.disable_source_dest_check,
             leadership: self.leadership,
             rebalance_requests: self.rebalance_requests,
+            moves: self.moves,
             observers,
             shutdown: self.shutdown.clone(),
         };
@@ -326,5 +331,6 @@ pub fn planning(config: &Config) -> Settings {
         rebalance: config.rebalance,
         tables: config.route_tables.clone(),
         owner: config.owner_id.clone(),
+        move_off: Default::default(),
     }
 }

@@ -8,6 +8,7 @@
 
 mod auth;
 mod drain;
+mod failover;
 mod metrics;
 mod negotiate;
 mod page;
@@ -72,6 +73,8 @@ pub struct Sources {
     pub rebalance: watch::Sender<u64>,
     /// Drains, changed through `POST`/`DELETE /hosts/{ip}/drain`.
     pub drains: Arc<crate::health::Drains>,
+    /// Where `POST /routes/{cidr}/failover` asks a CIDR off its router.
+    pub moves: crate::reconcile::MoveRequests,
 }
 
 type Shared = Arc<Sources>;
@@ -88,6 +91,8 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
             "/hosts/{ip}/drain",
             post(drain::drain).delete(drain::undrain),
         )
+        .route("/routes/{cidr}/failover", post(failover::escaped))
+        .route("/routes/{address}/{length}/failover", post(failover::split))
         .route("/route_info", get(route_info))
         .route("/vpc", get(vpc))
         .route("/plan", get(plan))

@@ -4,10 +4,12 @@
 //! rebalancing; `report`: what the views are told).
 
 mod apply;
+mod moves;
 pub mod plan;
 mod rebalance;
 pub mod report;
 mod run;
 
+pub use moves::{MoveOff, MoveRequests};
 pub use report::{LastAction, RouteReport};
 pub use run::{Observers, Reconciler};

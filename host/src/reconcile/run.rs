@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::moves::{MoveOff, MoveRequests};
 use super::plan::{Notice, Plan, Settings, plan};
 use super::rebalance::Rebalancing;
 use super::report::RouteReport;
@@ -46,6 +47,8 @@ pub struct Reconciler<B> {
     pub leadership: Option<Leadership>,
     /// Bumped by each operator's request to restore the balanced spread.
     pub rebalance_requests: watch::Receiver<u64>,
+    /// CIDRs the operator asked off a host.
+    pub moves: MoveRequests,
     pub observers: Observers,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -108,6 +111,8 @@ struct Round {
     rebalancing: Rebalancing,
     leading: bool,
     ha_status: Option<watch::Receiver<HaStatus>>,
+    /// Wakes the loop when the operator asks a CIDR off a host.
+    move_requests: watch::Receiver<MoveOff>,
     /// When the change being acted on was seen, to report how long acting
     /// took.
     trigger: Instant,
@@ -127,6 +132,7 @@ impl<B: VpcBackend> Reconciler<B> {
             rebalancing: Rebalancing::new(*self.rebalance_requests.borrow()),
             leading: false,
             ha_status: self.leadership.as_ref().map(Leadership::status),
+            move_requests: self.moves.subscribe(),
             trigger: now,
         };
         loop {
@@ -137,7 +143,8 @@ impl<B: VpcBackend> Reconciler<B> {
             let (spec, health) = self.inputs(&mut round);
             let mut again_at = None;
             if let (Some(spec), Some(_)) = (spec, &round.observation.cache) {
-                let settings = round.rebalancing.settings(&self.settings);
+                let mut settings = round.rebalancing.settings(&self.settings);
+                settings.move_off = self.moves.pending();
                 let mut plan = plan(
                     &spec,
                     &health,
@@ -154,6 +161,8 @@ impl<B: VpcBackend> Reconciler<B> {
                     round.observation.failed();
                     continue;
                 }
+                // (A wake-up follows: a request made meanwhile is not missed.)
+                self.moves.done(&settings.move_off);
             }
             let wake = match round.observation.cache {
                 Some(_) => again_at.map_or(round.observation.next_full, |at| {
@@ -161,7 +170,10 @@ impl<B: VpcBackend> Reconciler<B> {
                 }),
                 None => round.observation.quiet_until,
             };
-            if self.wait(wake, &mut round.ha_status).await {
+            if self
+                .wait(wake, &mut round.ha_status, &mut round.move_requests)
+                .await
+            {
                 return;
             }
             round.trigger = Instant::now();
@@ -211,6 +223,7 @@ impl<B: VpcBackend> Reconciler<B> {
         let spec = self.specs.borrow_and_update().clone();
         let health = self.health.borrow_and_update().clone();
         self.record_spec(&mut round.told, spec.as_ref());
+        round.move_requests.borrow_and_update();
         let requests = *self.rebalance_requests.borrow_and_update();
         round.rebalancing.request(requests, &self.observers.events);
         (spec, health)
@@ -308,6 +321,7 @@ impl<B: VpcBackend> Reconciler<B> {
         &mut self,
         until: Instant,
         ha_status: &mut Option<watch::Receiver<HaStatus>>,
+        move_requests: &mut watch::Receiver<MoveOff>,
     ) -> bool {
         let leadership_changed = async {
             match ha_status {
@@ -326,9 +340,15 @@ impl<B: VpcBackend> Reconciler<B> {
                 std::future::pending::<()>().await;
             }
         };
+        let move_requested = async {
+            if move_requests.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = async { let _ = self.shutdown.wait_for(|stop| *stop).await; } => true,
             _ = rebalance_requested => false,
+            _ = move_requested => false,
             _ = self.specs.changed() => false,
             _ = self.health.changed() => false,
             _ = leadership_changed => false,

@@ -131,6 +131,8 @@ pub(super) struct Wanted<'p, 'v> {
     /// Per managed table: the usable eligible host its route points at
     /// (none in a table it does not go in).
     pub(super) current: Vec<Option<IpAddr>>,
+    /// The host the operator asked this CIDR off: ranked like a drained one.
+    pub(super) set_aside: Option<IpAddr>,
 }
 
 impl<'p, 'v> Wanted<'p, 'v> {
@@ -151,6 +153,13 @@ impl<'p, 'v> Wanted<'p, 'v> {
 }
 
 impl Wanted<'_, '_> {
+    /// How good a target `candidate` is for this CIDR (see
+    /// `Candidate::rank`): one it was asked off counts as drained.
+    pub(super) fn rank(&self, candidate: &Candidate) -> Option<(State, bool)> {
+        let (state, drained) = candidate.rank()?;
+        Some((state, drained || self.set_aside == Some(candidate.host)))
+    }
+
     /// The eligible host a live route points at that has not been probed
     /// yet, if any: such a route waits for the probe.
     pub(super) fn awaiting_probe(

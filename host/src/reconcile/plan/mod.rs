@@ -75,6 +75,9 @@ pub struct Settings {
     pub tables: Vec<TableSelector>,
     /// Whose routes, in the tables chosen (see `cloud::claims`).
     pub owner: String,
+    /// CIDRs the operator asked off a host (`POST /routes/{cidr}/failover`):
+    /// for that CIDR the host is set aside like a drained one.
+    pub move_off: BTreeMap<IpNet, std::net::IpAddr>,
 }
 
 impl Default for Settings {
@@ -85,6 +88,7 @@ impl Default for Settings {
             rebalance: false,
             tables: Vec::new(),
             owner: claims::DEFAULT_OWNER.to_string(),
+            move_off: BTreeMap::new(),
         }
     }
 }
@@ -117,7 +121,7 @@ pub fn plan(
         .collect();
     let usable = index::usable_hosts(spec, health, vpc, &index);
     let ignored = |cidr: &IpNet| settings.ignore_routes.iter().any(|i| i.contains(cidr));
-    let wanted = plan.wanted(spec, &managed, &usable, &index, ignored);
+    let wanted = plan.wanted(spec, &managed, &usable, &index, settings, ignored);
     let spreads = spread::spreads(&wanted, &managed, settings);
     let facts = index::Facts {
         index: &index,

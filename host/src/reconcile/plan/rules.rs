@@ -26,6 +26,7 @@ impl Plan {
         managed: &[Managed<'v>],
         usable: &'p HashMap<IpAddr, Candidate<'v>>,
         index: &VpcIndex<'v>,
+        settings: &Settings,
         ignored: impl Fn(&IpNet) -> bool,
     ) -> Vec<Wanted<'p, 'v>> {
         let mut wanted = Vec::with_capacity(spec.len());
@@ -46,6 +47,7 @@ impl Plan {
                 tables: spec.tables_of(cidr),
                 candidates: hosts.iter().filter_map(|h| usable.get(h)).collect(),
                 current: Vec::with_capacity(managed.len()),
+                set_aside: settings.move_off.get(cidr).copied(),
             };
             cidr.current = managed
                 .iter()
@@ -153,7 +155,14 @@ impl Plan {
             self.notice(cidr.cidr, &message);
             return;
         }
-        if let Some((why, cause)) = replacement(route, pointed, current, choice, health) {
+        let set_aside = current.filter(|c| cidr.set_aside == Some(c.host));
+        let replaced = match set_aside {
+            Some(c) if c.host != chosen.host => {
+                Some((format!("{} was asked off it", c.host), Cause::Drain))
+            }
+            _ => replacement(route, pointed, current, choice, health),
+        };
+        if let Some((why, cause)) = replaced {
             let reason = format!("{why}; moving to {}", chosen.host);
             self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
         }

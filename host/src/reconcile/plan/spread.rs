@@ -104,14 +104,14 @@ fn eligible<'p, 'v>(wanted: &[Wanted<'p, 'v>], az: Option<&str>) -> Vec<Vec<&'p 
     wanted
         .iter()
         .map(|w| {
-            let local = |c: &&&Candidate| c.state == State::Healthy && !c.drained && c.az == az;
+            let local = |c: &&&Candidate| w.rank(c) == Some((State::Healthy, false)) && c.az == az;
             let mut eligible: Vec<&Candidate> =
                 if az.is_some() && w.candidates.iter().any(|c| local(&c)) {
                     w.candidates.iter().filter(local).copied().collect()
                 } else {
-                    let best = w.candidates.iter().filter_map(|c| c.rank()).min();
+                    let best = w.candidates.iter().filter_map(|c| w.rank(c)).min();
                     (w.candidates.iter())
-                        .filter(|c| best.is_some() && c.rank() == best)
+                        .filter(|c| best.is_some() && w.rank(c) == best)
                         .copied()
                         .collect()
                 };
@@ -425,6 +425,7 @@ mod tests {
                     tables: None,
                     candidates: of,
                     current: vec![current.filter(|h| list.contains(h)).map(ip_of)],
+                    set_aside: None,
                 }
             })
             .collect();

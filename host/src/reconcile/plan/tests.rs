@@ -425,6 +425,43 @@ const RULES: &[Case] = &[
         ..CASE
     },
     Case {
+        name: "a CIDR asked off its router moves to another confirmed one at once; the others stay",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        settings: || Settings { move_off: [(net("10.55.0.0/16"), ip(A))].into(), ..Settings::default() },
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-1", "10.56.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.56.0.0/16", Some("eni-a"))],
+        says: &["10.0.1.10 was asked off it; moving to 10.0.1.11"],
+        ..CASE
+    },
+    Case {
+        name: "a CIDR asked off its router stays while no other is confirmed (make-before-break)",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11", "10.0.2.10"]}"#,
+        settings: || Settings { move_off: [(net("10.55.0.0/16"), ip(A))].into(), ..Settings::default() },
+        failed: &[B],
+        unprobed: &["10.0.2.10"],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        // rtb-2 (the unprobed router's subnet) gets it on A too.
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a")), ("rtb-2", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "NAT instances: a default route asked off an AZ's router goes to the other AZ's, with affinity",
+        spec: r#"{"0.0.0.0/0": ["10.0.1.10", "10.0.2.10"]}"#,
+        settings: || Settings {
+            tables: vec![egress()],
+            az_affinity: true,
+            move_off: [(net("0.0.0.0/0"), ip("10.0.1.10"))].into(),
+            ..Settings::default()
+        },
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Eni("eni-a")), ("rtb-p2", "0.0.0.0/0", Before::Eni("eni-c"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("eni-c")), ("rtb-p2", "0.0.0.0/0", Some("eni-c"))],
+        says: &["10.0.1.10 was asked off it"],
+        ..CASE
+    },
+    Case {
         name: "undrained: nothing moves back (the spread is sticky)",
         spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
         routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-b"))],
@@ -811,6 +848,13 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
         };
         let settings = Settings {
             az_affinity: rng.chance(30),
+            // Some CIDRs asked off one of their hosts.
+            move_off: (cidrs.iter())
+                .filter_map(|c| {
+                    let host = rng.below(hosts.len() as u64) as usize;
+                    rng.chance(20).then(|| (net(c), ip(&hosts[host])))
+                })
+                .collect(),
             ..Settings::default()
         };
         let before = vpc.clone();
