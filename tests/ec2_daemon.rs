@@ -308,3 +308,55 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
         );
     }
 }
+
+/// An instance EC2 says is stopped is drained at the next describe: its
+/// routes move although the router still answers its probes (here it keeps
+/// listening), and the views say why.
+#[test]
+fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
+    let (runtime, moto, ec2, vpc) = moto_vpc();
+    let (port, _listeners) = routers_listening();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &moto.url);
+    args.extend(["--route_recheck_interval".into(), "5".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = common::Daemon::start(&args, dir.path());
+    let busy = common::wait_until("every route set", || {
+        let targets = runtime.block_on(moto::targets(&ec2, &vpc, CIDRS[0]));
+        targets
+            .iter()
+            .all(Option::is_some)
+            .then(|| targets[0].clone().unwrap())
+    });
+    let (victim, (instance, eni)) = (vpc.routers.iter())
+        .find(|(_, (_, e))| *e == busy)
+        .map(|(ip, ids)| (ip.clone(), ids.clone()))
+        .unwrap();
+    runtime
+        .block_on(ec2.stop_instances().instance_ids(&instance).send())
+        .unwrap();
+    common::wait_until("no route on the stopped router", || {
+        let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        (routes.values().flatten())
+            .all(|(_, target)| *target != eni)
+            .then_some(())
+    });
+    let moved = daemon.lines_with("route replaced");
+    assert!(
+        moved
+            .iter()
+            .any(|l| l.contains(&format!("{instance} is stopped"))),
+        "{moved:#?}"
+    );
+    let ips = daemon.view("/ips");
+    assert_eq!(
+        ips["hosts"][&victim]["state"], "healthy",
+        "it still answers: {ips}"
+    );
+    let reason = ips["hosts"][&victim]["drained"]["reason"].to_string();
+    assert!(
+        reason.contains(&format!("instance {instance} is stopped (EC2)")),
+        "{ips}"
+    );
+}

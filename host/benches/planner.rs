@@ -66,6 +66,7 @@ fn main() {
                 ips: vec![host(h).parse().unwrap()],
                 running: true,
                 source_dest_check: false,
+                instance_state: None,
             })
             .collect(),
         route_tables: (0..TABLES)

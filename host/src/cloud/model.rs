@@ -36,6 +36,10 @@ pub struct Interface {
     /// Source/destination check on: this host cannot route for others.
     #[serde(default)]
     pub source_dest_check: bool,
+    /// The instance's state as EC2 names it (`stopping`, `terminated`, ...),
+    /// for the reasons and views; `running` is what the planner reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,17 +40,54 @@ pub struct Snapshot {
     pub ha: Option<crate::ha::HaStatus>,
 }
 
+/// Routers whose instance EC2 says is going or gone (stopping, shutting
+/// down, stopped, terminated) are shown drained, as they are taken: the
+/// planner routes nothing to them (an operator's drain of one says more).
+fn instance_drains(
+    spec: &RouteSpec,
+    vpc: &VpcState,
+    seen: SystemTime,
+    drained: &mut BTreeMap<IpAddr, crate::health::Drain>,
+) {
+    let index = VpcIndex::new(vpc);
+    for host in spec.hosts() {
+        let Some(interface) = index.at(host).filter(|i| !i.running) else {
+            continue;
+        };
+        let going = ["stopping", "shutting-down", "stopped", "terminated"];
+        let Some(state) = (interface.instance_state.as_deref()).filter(|s| going.contains(s))
+        else {
+            continue;
+        };
+        let name = interface.instance.as_deref().unwrap_or(&interface.id);
+        drained
+            .entry(*host)
+            .or_insert_with(|| crate::health::Drain {
+                reason: format!("instance {name} is {state} (EC2)"),
+                since: seen,
+                until: None,
+            });
+    }
+}
+
 impl Snapshot {
     pub fn take(sources: &Sources) -> Self {
+        let spec = sources.specs.current();
+        let mut health = sources.board.snapshot();
+        let routes = sources.routes.borrow().clone();
+        if let (Some(spec), Some(vpc)) = (&spec, &routes.vpc) {
+            let seen = routes.observed_at.unwrap_or_else(SystemTime::now);
+            instance_drains(spec, vpc, seen, &mut health.drained);
+        }
         Self {
             now: SystemTime::now(),
             started: sources.started,
             params: sources.params.clone(),
-            spec: sources.specs.current(),
-            health: sources.board.snapshot(),
+            spec,
+            health,
             held: sources.board.held(),
             reports: sources.board.reports(),
-            routes: sources.routes.borrow().clone(),
+            routes,
             plugins: sources
                 .plugins
                 .iter()

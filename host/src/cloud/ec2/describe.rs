@@ -72,8 +72,8 @@ impl Ec2Vpc {
         };
         self.describe_all("DescribeInstances", request, |page, interfaces| {
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let running =
-                    instance.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running);
+                let state = instance.state().and_then(|s| s.name());
+                let running = state == Some(&InstanceStateName::Running);
                 for eni in instance.network_interfaces() {
                     let Some(id) = eni.network_interface_id() else {
                         continue;
@@ -90,6 +90,7 @@ impl Ec2Vpc {
                         ips: v4.chain(v6).filter_map(|ip| ip.parse().ok()).collect(),
                         running,
                         source_dest_check: eni.source_dest_check().unwrap_or(true),
+                        instance_state: state.map(|s| s.as_str().to_string()),
                     });
                 }
             }

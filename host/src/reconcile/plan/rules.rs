@@ -261,7 +261,7 @@ fn replacement(
     let why = match pointed {
         _ if route.blackhole => ("its target is gone (blackhole)".to_string(), Cause::Repair),
         None => ("its target no longer exists".to_string(), Cause::Repair),
-        Some(i) if !i.running => (format!("{} is not running", i.id), Cause::Repair),
+        Some(i) if !i.running => not_running(i),
         Some(i) if i.id == chosen.interface.id => return None,
         Some(i) => match current {
             None => (
@@ -296,4 +296,18 @@ fn replacement(
         },
     };
     Some(why)
+}
+
+/// Why a route leaves an interface whose instance does not run: one going
+/// away on purpose (stopping, shutting down) is drained before it is gone;
+/// one that is gone loses traffic now.
+fn not_running(interface: &Interface) -> (String, Cause) {
+    let name = interface.instance.as_deref().unwrap_or(&interface.id);
+    match interface.instance_state.as_deref() {
+        Some(state @ ("stopping" | "shutting-down")) => {
+            (format!("{name} is {state}"), Cause::Drain)
+        }
+        Some(state) => (format!("{name} is {state}, not running"), Cause::Failover),
+        None => (format!("{} is not running", interface.id), Cause::Repair),
+    }
 }

@@ -396,6 +396,7 @@ mod tests {
                 ips: vec![ip_of(h)],
                 running: true,
                 source_dest_check: false,
+                instance_state: None,
             })
             .collect();
         let candidates: Vec<Candidate> = case

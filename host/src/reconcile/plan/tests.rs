@@ -33,6 +33,7 @@ fn vpc() -> VpcState {
         ips: vec![ip(host)],
         running: true,
         source_dest_check: false,
+        instance_state: None,
     };
     let table = |id: &str, subnets: &[&str]| RouteTable {
         id: id.into(),
@@ -170,6 +171,8 @@ struct Case {
     routes: &'static [(&'static str, &'static str, Before)],
     /// Interfaces whose instance is not running.
     stopped: &'static [&'static str],
+    /// Interfaces whose instance is in this state, not running.
+    instance_states: &'static [(&'static str, &'static str)],
     /// Operations of the first plan: (creates, replaces, deletes).
     operations: (usize, usize, usize),
     /// (table, CIDR, target after converging): an ENI, "*" for any, or
@@ -193,6 +196,7 @@ const CASE: Case = Case {
     settings: Settings::default,
     routes: &[],
     stopped: &[],
+    instance_states: &[],
     operations: (0, 0, 0),
     after: &[],
     says: &[],
@@ -313,6 +317,26 @@ const RULES: &[Case] = &[
         operations: (0, 1, 0),
         after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
         says: &["is not running"],
+        ..CASE
+    },
+    Case {
+        name: "a route to an instance EC2 says is stopping moves at once, as a drain (the router may still answer probes)",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        instance_states: &[("eni-a", "stopping")],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        says: &["is stopping; moving to 10.0.1.11"],
+        ..CASE
+    },
+    Case {
+        name: "a route to a terminated instance moves; with no other router it stays, as every uncertain route does",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10"]}"#,
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a")), ("rtb-1", "10.56.0.0/16", Before::Eni("eni-a"))],
+        instance_states: &[("eni-a", "terminated")],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.56.0.0/16", Some("eni-a"))],
+        says: &["is terminated, not running"],
         ..CASE
     },
     Case {
@@ -615,6 +639,11 @@ fn the_planners_rules() {
         {
             interface.running = false;
         }
+        for (eni, state) in case.instance_states {
+            let interface = vpc.interfaces.iter_mut().find(|i| i.id == *eni).unwrap();
+            interface.running = false;
+            interface.instance_state = Some(state.to_string());
+        }
         let probed = (vpc.interfaces.iter())
             .flat_map(|i| i.ips.iter().copied())
             .filter(|h| !case.unprobed.iter().any(|u| ip(u) == *h));
@@ -784,6 +813,7 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                     ips: vec![ip(h)],
                     running: !rng.chance(10),
                     source_dest_check: false,
+                    instance_state: None,
                 })
                 .collect(),
             route_tables: (0..1 + rng.below(4))
@@ -1000,6 +1030,7 @@ fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Ve
                 ips: vec![*ip],
                 running: true,
                 source_dest_check: false,
+                instance_state: None,
             })
             .collect(),
         route_tables: (0..zones)
