@@ -183,7 +183,13 @@ fn decode(bytes: &[u8]) -> Result<BTreeMap<IpAddr, Drain>, String> {
 /// Write `path` whole or not at all (a new file renamed over the old).
 fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(folder) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)?;
+    }
     let fresh = path.with_extension("new");
     let mut file = (std::fs::OpenOptions::new())
         .write(true)
@@ -340,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_store_keeps_drains_for_the_next_daemon() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("drains.json");
+        let path = dir.path().join("not-yet/drains.json");
         let board = Arc::new(HealthBoard::default());
         let drains = Drains::new(board.clone(), DrainStore::File(path.clone()));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
