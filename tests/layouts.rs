@@ -48,6 +48,14 @@ fn nat_args(hosts: &str, port: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// Routers A and B listening on one port: the listeners and the port.
+fn routers_listening() -> ([TcpListener; 2], u16) {
+    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
+    let port = router_a.local_addr().unwrap().port();
+    let router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    ([router_a, router_b], port)
+}
+
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
@@ -154,9 +162,7 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
 #[test]
 fn nat_instances_drain_an_az_router_before_it_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
-    let port = router_a.local_addr().unwrap().port();
-    let _router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    let (_routers, port) = routers_listening();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let mut args = nat_args(&hosts, &port.to_string());
     args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
@@ -208,9 +214,7 @@ fn nat_instances_drain_an_az_router_before_it_goes() {
 #[test]
 fn nat_instances_fail_the_default_route_over_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
-    let port = router_a.local_addr().unwrap().port();
-    let _router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
+    let (_routers, port) = routers_listening();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let mut args = nat_args(&hosts, &port.to_string());
     args.retain(|a| a != "--az-affinity");
