@@ -241,6 +241,20 @@ fn every_bad_flag_is_exit_2_with_a_message_naming_it() {
             "\"10.1.2\" is not a CIDR or IP address",
         ),
         (&["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        (&["--events-queue", "ftp://queue"], "a queue URL"),
+        (
+            &[
+                "--events-queue",
+                "https://sqs.example/1/q",
+                "--sim-vpc",
+                spec,
+            ],
+            "cannot be used with",
+        ),
+        (
+            &["--events-endpoint", "http://127.0.0.1:1"],
+            "--events-queue <URL>",
+        ),
     ];
     for (extra, expected) in cases {
         let words: Vec<&str> = ok.iter().chain(extra.iter()).copied().collect();

@@ -315,6 +315,54 @@ fn the_iam_policy_allows_exactly_the_ec2_calls_the_daemon_makes() {
     assert_eq!(allowed, called);
 }
 
+/// The events queue's policy allows the SQS and Auto Scaling actions the
+/// queue's reader calls, and nothing else (a batch delete needs
+/// `sqs:DeleteMessage`); the EventBridge rule matches every event kind the
+/// reader acts on.
+#[test]
+fn the_events_queue_policy_allows_exactly_its_calls() {
+    let read = |path: &str| std::fs::read_to_string(common::repo().join(path)).unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("examples/deploy/iam-policy-events-queue.json")).unwrap();
+    let allowed: BTreeSet<String> = (policy["Statement"].as_array().unwrap().iter())
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let source = read("host/src/lifecycle/queue.rs");
+    let calls = [
+        ("sqs.receive_message()", "sqs:ReceiveMessage"),
+        ("sqs.delete_message_batch()", "sqs:DeleteMessage"),
+        (
+            "autoscaling.complete_lifecycle_action()",
+            "autoscaling:CompleteLifecycleAction",
+        ),
+        (
+            "autoscaling.record_lifecycle_action_heartbeat()",
+            "autoscaling:RecordLifecycleActionHeartbeat",
+        ),
+    ];
+    let called: BTreeSet<String> = (calls.iter())
+        .filter(|(call, _)| source.contains(call))
+        .map(|(_, action)| action.to_string())
+        .collect();
+    assert_eq!(allowed, called);
+    let any_client_call = source.matches("sqs.").count() + source.matches("autoscaling.").count();
+    assert_eq!(
+        any_client_call,
+        calls.len(),
+        "a call this test does not know"
+    );
+    let rule: serde_json::Value =
+        serde_json::from_str(&read("examples/deploy/eventbridge-rule.json")).unwrap();
+    let signals = read("host/src/lifecycle/signal.rs");
+    for kind in rule["detail-type"].as_array().unwrap() {
+        assert!(
+            signals.contains(&format!("\"{}\"", kind.as_str().unwrap())),
+            "{kind}"
+        );
+    }
+}
+
 fn pascal(snake: &str) -> String {
     snake
         .split('_')

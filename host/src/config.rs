@@ -48,6 +48,8 @@ pub struct Config {
     pub ha: Option<HaSettings>,
     /// Where what must outlive the daemon is kept (`--state-dir`).
     pub state_dir: Option<PathBuf>,
+    /// The events queue's URL and endpoint (`--events-queue`).
+    pub events_queue: Option<(String, Option<String>)>,
 }
 
 /// This host's name and the process id: a replica id unique on a host.
@@ -377,6 +379,7 @@ impl Config {
             }),
             state_dir: (cli.state_dir.map(|p| absolute(&p)))
                 .or_else(crate::plugin::default_state_dir),
+            events_queue: cli.events_queue.map(|url| (url, cli.events_endpoint)),
         }
     }
 }

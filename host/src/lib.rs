@@ -14,6 +14,7 @@ pub mod ha;
 pub mod health;
 pub mod http;
 pub mod http_client;
+pub mod lifecycle;
 pub mod logging;
 pub mod manuals;
 pub mod metrics;

@@ -1,6 +1,8 @@
-//! A small HTTP proxy in front of moto that counts the EC2 calls passing
-//! through (by `Action`) and injects faults into chosen ones: EC2's
-//! throttling answer, a 500, a slow answer, or no answer at all.
+//! A small HTTP proxy in front of moto that counts the AWS calls passing
+//! through (by `Action`, or SQS's `X-Amz-Target`) and injects faults into
+//! chosen ones: EC2's throttling answer, a 500, a slow answer, or no answer
+//! at all. It also stands in for calls moto lacks (Auto Scaling's lifecycle
+//! actions): it answers them itself and keeps what the client sent.
 //!
 //! It speaks just enough HTTP/1.1 for the AWS SDK's query-protocol requests
 //! and moto's answers: bodies framed by Content-Length, one upstream
@@ -29,6 +31,10 @@ struct Shared {
     faults: BTreeMap<String, VecDeque<Fault>>,
     /// Action -> requests seen (faulted ones included).
     calls: BTreeMap<String, u64>,
+    /// Action -> the answer given instead of moto's.
+    stand_ins: BTreeMap<String, String>,
+    /// Action -> the bodies of the requests stood in for.
+    sent: BTreeMap<String, Vec<String>>,
 }
 
 pub struct FaultProxy {
@@ -82,19 +88,47 @@ impl FaultProxy {
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.shared.lock().unwrap().calls.clone()
     }
+
+    /// Answer `action` with this XML body (HTTP 200) instead of moto.
+    pub fn stand_in(&self, action: &str, answer: &str) {
+        let mut shared = self.shared.lock().unwrap();
+        shared
+            .stand_ins
+            .insert(action.to_string(), answer.to_string());
+    }
+
+    /// The request bodies of `action` stood in for, in order.
+    pub fn sent(&self, action: &str) -> Vec<String> {
+        let shared = self.shared.lock().unwrap();
+        shared.sent.get(action).cloned().unwrap_or_default()
+    }
 }
 
 /// Requests of one client connection, in turn.
 async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) {
     let mut client = BufReader::new(client);
     while let Some((head, body)) = read_message(&mut client).await {
-        let action = action(&body);
-        let fault = {
+        let action = action(&head, &body);
+        let (fault, stand_in) = {
             let mut shared = shared.lock().unwrap();
             *shared.calls.entry(action.clone()).or_default() += 1;
-            shared.faults.get_mut(&action).and_then(VecDeque::pop_front)
+            let stand_in = shared.stand_ins.get(&action).cloned();
+            if stand_in.is_some() {
+                let body = String::from_utf8_lossy(&body).into_owned();
+                shared.sent.entry(action.clone()).or_default().push(body);
+            }
+            let fault = shared.faults.get_mut(&action).and_then(VecDeque::pop_front);
+            (fault, stand_in)
         };
-        let response = match fault {
+        let response = match (fault, stand_in) {
+            (None, Some(answer)) => Some(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .into_bytes(),
+            ),
+            (fault, _) => match fault {
             Some(Fault::Throttle) => {
                 error_response(503, "RequestLimitExceeded", "Request limit exceeded.")
             }
@@ -110,6 +144,7 @@ async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) 
                 forward(&upstream, &head, &body).await
             }
             None => forward(&upstream, &head, &body).await,
+            },
         };
         let Some(response) = response else {
             return;
@@ -144,8 +179,18 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> Option<(Vec
     Some((head, body))
 }
 
-/// `Action=...` of a form-encoded EC2 request.
-fn action(body: &[u8]) -> String {
+/// `Action=...` of a form-encoded (query protocol) request, or the
+/// operation of a JSON one (`X-Amz-Target: AmazonSQS.ReceiveMessage`).
+fn action(head: &[u8], body: &[u8]) -> String {
+    let head = String::from_utf8_lossy(head);
+    let target = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-target")
+            .then(|| value.trim().to_string())
+    });
+    if let Some(target) = target {
+        return target.rsplit('.').next().unwrap_or("?").to_string();
+    }
     String::from_utf8_lossy(body)
         .split('&')
         .find_map(|pair| pair.strip_prefix("Action="))

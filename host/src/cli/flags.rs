@@ -118,6 +118,23 @@ pub struct Cli {
     #[arg(long = "ec2-endpoint", value_name = "URL")]
     pub ec2_endpoint: Option<String>,
 
+    /// An SQS queue that EventBridge feeds with EC2's Spot interruption
+    /// warnings, rebalance recommendations and state changes and Auto
+    /// Scaling's terminate lifecycle actions: a router named by one is
+    /// drained before it goes, and its hook completed once no route points
+    /// at it (README, "Signals before a router goes")
+    #[arg(long = "events-queue", value_name = "URL", value_parser = parse_queue_url, conflicts_with = "sim_vpc")]
+    pub events_queue: Option<String>,
+
+    /// SQS and Auto Scaling endpoint instead of the region's (e.g. moto, VPC
+    /// endpoints)
+    #[arg(
+        long = "events-endpoint",
+        value_name = "URL",
+        requires = "events_queue"
+    )]
+    pub events_endpoint: Option<String>,
+
     /// Client-side budget for mutating EC2 calls, as EC2's token bucket:
     /// burst / refill per second
     #[arg(
@@ -333,6 +350,21 @@ fn parse_recheck(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(seconds) if seconds == 0 || seconds >= 5 => Ok(seconds),
         _ => Err("must be 0 (off) or a whole number of seconds, at least 5".into()),
+    }
+}
+
+/// An SQS queue URL: http(s), bounded.
+fn parse_queue_url(value: &str) -> Result<String, String> {
+    let scheme = value.starts_with("https://") || value.starts_with("http://");
+    match scheme
+        && value.len() <= 1024
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        true => Ok(value.to_string()),
+        false => Err(
+            "a queue URL, e.g. https://sqs.us-east-1.amazonaws.com/123456789012/vpcrouter-events"
+                .into(),
+        ),
     }
 }
 

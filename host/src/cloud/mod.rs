@@ -62,6 +62,14 @@ impl Vpc {
         }
     }
 
+    /// The region (none for the embedded VPC).
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Self::Sim(_) => None,
+            Self::Ec2(ec2) => Some(ec2.region()),
+        }
+    }
+
     /// EC2's call budget, where calls are rationed.
     pub fn budget(&self) -> Option<std::sync::Arc<budget::Budget>> {
         match self {

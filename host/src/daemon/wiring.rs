@@ -16,6 +16,7 @@ use crate::ha::etcd::EtcdElection;
 use crate::ha::{self, Leadership};
 use crate::health::{DrainStore, Drains, HealthBoard};
 use crate::http::{AuthPolicy, PluginView, Sources};
+use crate::lifecycle;
 use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{self, PluginHandle, Role};
 use crate::reconcile::plan::Settings;
@@ -88,8 +89,28 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         ha: leadership.as_ref().map(Leadership::status),
         reloads: Some(reloads.clone()),
         rebalance,
-        drains,
+        drains: drains.clone(),
         moves: moves.clone(),
+    };
+    let events_queue = match &config.events_queue {
+        Some((url, endpoint)) => {
+            let region = vpc
+                .region()
+                .expect("--events-queue goes with EC2")
+                .to_string();
+            let reader = lifecycle::queue::Reader {
+                clients: lifecycle::queue::Clients::new(&region, endpoint.as_deref(), url.clone())
+                    .await,
+                drains: drains.clone(),
+                specs: specs.clone(),
+                routes: observers.report.subscribe(),
+                leadership: leadership.clone(),
+                events: observers.events.clone(),
+                shutdown: shutdown.clone(),
+            };
+            Some(reader.spawn())
+        }
+        None => None,
     };
     let running = Running {
         config: &config,
@@ -111,7 +132,10 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     reloading.abort();
     let _ = stop.send(true);
     let election = ha.map(|(_, election)| election);
-    let tasks = [reconciler, server].into_iter().chain(election);
+    let tasks = [reconciler, server]
+        .into_iter()
+        .chain(election)
+        .chain(events_queue);
     join_within_grace(handles, tasks).await;
     Ok(())
 }

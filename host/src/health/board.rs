@@ -157,7 +157,8 @@ impl HealthBoard {
     /// it replaced.
     pub fn drain(self: &Arc<Self>, host: IpAddr, drain: Drain) -> Option<Drain> {
         let mut inner = self.lock();
-        tracing::warn!(%host, reason = drain.reason, until = ?drain.until.map(humantime::format_rfc3339_seconds), "host drained");
+        let until = (drain.until).map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        tracing::warn!(%host, reason = drain.reason, until, "host drained");
         let reason = match drain.until {
             Some(until) => format!(
                 "drained until {}: {}",

@@ -249,6 +249,11 @@ impl Drains {
         Ok(kept.len())
     }
 
+    /// The drains in force.
+    pub fn drained(&self) -> BTreeMap<IpAddr, Drain> {
+        self.board.snapshot().drained
+    }
+
     /// Where they are kept, for the log.
     pub fn store(&self) -> &DrainStore {
         &self.store

@@ -126,6 +126,10 @@ impl Ec2Vpc {
         &self.vpc
     }
 
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     pub fn budget(&self) -> Arc<Budget> {
         self.budget.clone()
     }
