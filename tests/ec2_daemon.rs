@@ -360,3 +360,56 @@ fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
         "{ips}"
     );
 }
+
+/// An EC2 scheduled event (a system reboot ten minutes from now) drains
+/// the router at the next full check: its routes move while it still
+/// answers probes. moto reports no scheduled events: a proxy in front of
+/// it answers DescribeInstanceStatus as EC2 would, with the event (and a
+/// completed one, which changes nothing).
+#[test]
+fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
+    let (runtime, moto, ec2, vpc) = moto_vpc();
+    let (port, _listeners) = routers_listening();
+    let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+    args.extend(["--route_recheck_interval".into(), "5".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = common::Daemon::start(&args, dir.path());
+    let busy = common::wait_until("every route set", || {
+        let targets = runtime.block_on(moto::targets(&ec2, &vpc, CIDRS[0]));
+        targets
+            .iter()
+            .all(Option::is_some)
+            .then(|| targets[0].clone().unwrap())
+    });
+    let (victim, (instance, eni)) = (vpc.routers.iter())
+        .find(|(_, (_, e))| *e == busy)
+        .map(|(ip, ids)| (ip.clone(), ids.clone()))
+        .unwrap();
+    let at = std::time::SystemTime::now() + Duration::from_secs(600);
+    let at = humantime::format_rfc3339_seconds(at).to_string();
+    proxy.stand_in(
+        "DescribeInstanceStatus",
+        &format!(
+            r#"<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>stand-in</requestId><instanceStatusSet><item><instanceId>{instance}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><eventsSet><item><instanceEventId>instance-event-0abc</instanceEventId><code>system-reboot</code><description>scheduled reboot</description><notBefore>{at}</notBefore></item><item><instanceEventId>instance-event-0def</instanceEventId><code>instance-stop</code><description>[Completed] scheduled stop</description><notBefore>2026-01-01T00:00:00Z</notBefore></item></eventsSet></item></instanceStatusSet></DescribeInstanceStatusResponse>"#
+        ),
+    );
+    common::wait_until("no route on the router due for a reboot", || {
+        let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        (routes.values().flatten())
+            .all(|(_, target)| *target != eni)
+            .then_some(())
+    });
+    let expected = format!("EC2 scheduled system-reboot at {at}");
+    let moved = daemon.lines_with("route replaced");
+    assert!(moved.iter().any(|l| l.contains(&expected)), "{moved:#?}");
+    let ips = daemon.view("/ips");
+    assert_eq!(ips["hosts"][&victim]["state"], "healthy", "{ips}");
+    let reason = ips["hosts"][&victim]["drained"]["reason"].to_string();
+    assert!(
+        reason.contains(&format!("instance {instance}: {expected}")),
+        "{ips}"
+    );
+}

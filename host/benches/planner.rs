@@ -67,6 +67,7 @@ fn main() {
                 running: true,
                 source_dest_check: false,
                 instance_state: None,
+                maintenance: None,
             })
             .collect(),
         route_tables: (0..TABLES)

@@ -40,6 +40,10 @@ pub struct Interface {
     /// for the reasons and views; `running` is what the planner reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_state: Option<String>,
+    /// An EC2 scheduled event of the instance that starts soon (a reboot,
+    /// a retirement), said as the reason it is drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,8 +41,9 @@ pub struct Snapshot {
 }
 
 /// Routers whose instance EC2 says is going or gone (stopping, shutting
-/// down, stopped, terminated) are shown drained, as they are taken: the
-/// planner routes nothing to them (an operator's drain of one says more).
+/// down, stopped, terminated) or has a scheduled event starting soon are
+/// shown drained, as the planner takes them (an operator's drain of one
+/// says more).
 fn instance_drains(
     spec: &RouteSpec,
     vpc: &VpcState,
@@ -51,19 +52,22 @@ fn instance_drains(
 ) {
     let index = VpcIndex::new(vpc);
     for host in spec.hosts() {
-        let Some(interface) = index.at(host).filter(|i| !i.running) else {
-            continue;
-        };
-        let going = ["stopping", "shutting-down", "stopped", "terminated"];
-        let Some(state) = (interface.instance_state.as_deref()).filter(|s| going.contains(s))
-        else {
+        let Some(interface) = index.at(host) else {
             continue;
         };
         let name = interface.instance.as_deref().unwrap_or(&interface.id);
+        let going = ["stopping", "shutting-down", "stopped", "terminated"];
+        let state = (interface.instance_state.as_deref())
+            .filter(|s| !interface.running && going.contains(s));
+        let reason = match (state, &interface.maintenance) {
+            (Some(state), _) => format!("instance {name} is {state} (EC2)"),
+            (None, Some(maintenance)) => format!("instance {name}: {maintenance}"),
+            (None, None) => continue,
+        };
         drained
             .entry(*host)
             .or_insert_with(|| crate::health::Drain {
-                reason: format!("instance {name} is {state} (EC2)"),
+                reason,
                 since: seen,
                 until: None,
             });

@@ -10,6 +10,17 @@ use super::client::unavailable;
 use crate::cloud::CloudError;
 use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target};
 
+/// A scheduled event drains its instance from this long before it starts.
+pub const MAINTENANCE_LEAD: std::time::Duration = std::time::Duration::from_secs(1800);
+/// The scheduled events that take an instance down.
+const DOWNTIME: [&str; 5] = [
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+    "instance-retirement",
+    "instance-stop",
+];
+
 /// Page size of the paginated describes (DescribeRouteTables allows 100).
 const PAGE: i32 = 1000;
 const ROUTE_TABLE_PAGE: i32 = 100;
@@ -91,12 +102,63 @@ impl Ec2Vpc {
                         running,
                         source_dest_check: eni.source_dest_check().unwrap_or(true),
                         instance_state: state.map(|s| s.as_str().to_string()),
+                        maintenance: None,
                     });
                 }
             }
             page.next_token().map(str::to_string)
         })
         .await
+    }
+
+    /// Instances with a scheduled event that takes them down and starts
+    /// within [`MAINTENANCE_LEAD`]: instance -> what and when (events
+    /// completed or canceled left out).
+    pub(super) async fn maintenance(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, CloudError> {
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("event.code")
+            .set_values(Some(DOWNTIME.map(String::from).to_vec()))
+            .build();
+        let request = |token| {
+            (self.client.describe_instance_status())
+                .filters(filter.clone())
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+        };
+        let soon = std::time::SystemTime::now() + MAINTENANCE_LEAD;
+        let due = self
+            .describe_all("DescribeInstanceStatus", request, |page, due| {
+                for status in page.instance_statuses() {
+                    let Some(instance) = status.instance_id() else {
+                        continue;
+                    };
+                    let events = status.events().iter().filter(|e| {
+                        let description = e.description().unwrap_or_default();
+                        !description.starts_with("[Completed]")
+                            && !description.starts_with("[Canceled]")
+                    });
+                    let first = events
+                        .filter_map(|e| {
+                            let at = std::time::SystemTime::try_from(*e.not_before()?).ok()?;
+                            Some((at, e.code()?.as_str().to_string()))
+                        })
+                        .filter(|(at, _)| *at <= soon)
+                        .min();
+                    if let Some((at, code)) = first {
+                        let at = humantime::format_rfc3339_seconds(at);
+                        due.push((
+                            instance.to_string(),
+                            format!("EC2 scheduled {code} at {at}"),
+                        ));
+                    }
+                }
+                page.next_token().map(str::to_string)
+            })
+            .await?;
+        Ok(due.into_iter().collect())
     }
 
     pub(super) async fn route_tables(&self) -> Result<Vec<RouteTable>, CloudError> {

@@ -61,6 +61,8 @@ pub struct Ec2Vpc {
     /// The subnets last described. A subnet's AZ never changes, so they
     /// are described again only when a subnet appears that is not here.
     subnets: Mutex<Option<Vec<Subnet>>>,
+    /// The last reason scheduled events could not be read (said once).
+    maintenance_problem: Mutex<Option<String>>,
 }
 
 impl Ec2Vpc {
@@ -95,6 +97,7 @@ impl Ec2Vpc {
             budget: Arc::new(Budget::new(settings.mutating, settings.describe)),
             calls: Mutex::new(BTreeMap::new()),
             subnets: Mutex::new(None),
+            maintenance_problem: Mutex::new(None),
         }
     }
 
@@ -153,7 +156,29 @@ impl VpcBackend for Ec2Vpc {
     /// and when one appears that was not described yet (two calls per
     /// recheck, not three).
     async fn describe(&self) -> Result<VpcState, CloudError> {
-        let (interfaces, route_tables) = tokio::try_join!(self.interfaces(), self.route_tables())?;
+        let (interfaces, route_tables, maintenance) =
+            tokio::join!(self.interfaces(), self.route_tables(), self.maintenance());
+        let (mut interfaces, route_tables) = (interfaces?, route_tables?);
+        // Auxiliary: without it, nothing is drained early; nothing is lost.
+        match maintenance {
+            Ok(due) => {
+                for interface in &mut interfaces {
+                    let instance = interface.instance.as_deref().unwrap_or_default();
+                    interface.maintenance = due.get(instance).cloned();
+                }
+            }
+            Err(e) => {
+                let said = e.to_string();
+                let mut told = self.maintenance_problem.lock().expect("problem lock");
+                if told.as_ref() != Some(&said) {
+                    tracing::warn!(
+                        problem = said,
+                        "scheduled events unknown (ec2:DescribeInstanceStatus); routers are not drained before them"
+                    );
+                    *told = Some(said);
+                }
+            }
+        }
         let known = self.subnets.lock().expect("subnets lock").clone();
         let mut referenced = (interfaces.iter().map(|i| &i.subnet))
             .chain(route_tables.iter().flat_map(|t| &t.subnets))

@@ -267,7 +267,7 @@ pub(super) fn usable_hosts<'v>(
                 host: *host,
                 interface,
                 state: health.state(host),
-                drained: health.drained.contains_key(host),
+                drained: health.drained.contains_key(host) || interface.maintenance.is_some(),
                 az: subnet_az.get(interface.subnet.as_str()).copied(),
             })
         })

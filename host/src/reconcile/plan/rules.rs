@@ -270,10 +270,9 @@ fn replacement(
             ),
             Some(c) if c.state == State::Failed => (format!("{} failed", c.host), Cause::Failover),
             Some(c) if c.drained && !chosen.drained => {
-                let reason = health
-                    .drained
-                    .get(&c.host)
-                    .map_or("", |d| d.reason.as_str());
+                let reason = (health.drained.get(&c.host).map(|d| d.reason.as_str()))
+                    .or(c.interface.maintenance.as_deref())
+                    .unwrap_or_default();
                 (format!("{} is drained: {reason}", c.host), Cause::Drain)
             }
             Some(c) if c.state == State::Questionable && chosen.state == State::Healthy => {

@@ -397,6 +397,7 @@ mod tests {
                 running: true,
                 source_dest_check: false,
                 instance_state: None,
+                maintenance: None,
             })
             .collect();
         let candidates: Vec<Candidate> = case

@@ -34,6 +34,7 @@ fn vpc() -> VpcState {
         running: true,
         source_dest_check: false,
         instance_state: None,
+        maintenance: None,
     };
     let table = |id: &str, subnets: &[&str]| RouteTable {
         id: id.into(),
@@ -173,6 +174,8 @@ struct Case {
     stopped: &'static [&'static str],
     /// Interfaces whose instance is in this state, not running.
     instance_states: &'static [(&'static str, &'static str)],
+    /// Interfaces whose instance has a scheduled event due (its reason).
+    maintenance: &'static [(&'static str, &'static str)],
     /// Operations of the first plan: (creates, replaces, deletes).
     operations: (usize, usize, usize),
     /// (table, CIDR, target after converging): an ENI, "*" for any, or
@@ -197,6 +200,7 @@ const CASE: Case = Case {
     routes: &[],
     stopped: &[],
     instance_states: &[],
+    maintenance: &[],
     operations: (0, 0, 0),
     after: &[],
     says: &[],
@@ -327,6 +331,16 @@ const RULES: &[Case] = &[
         operations: (0, 1, 0),
         after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
         says: &["is stopping; moving to 10.0.1.11"],
+        ..CASE
+    },
+    Case {
+        name: "a router with a scheduled event due is drained: its routes move to a confirmed one, none come to it",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10", "10.0.1.11"], "10.56.0.0/16": ["10.0.1.10", "10.0.1.11"]}"#,
+        maintenance: &[("eni-a", "EC2 scheduled system-reboot at 2026-12-03T12:00:00Z")],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b")), ("rtb-1", "10.56.0.0/16", Some("eni-b"))],
+        says: &["10.0.1.10 is drained: EC2 scheduled system-reboot at 2026-12-03T12:00:00Z"],
         ..CASE
     },
     Case {
@@ -639,6 +653,10 @@ fn the_planners_rules() {
         {
             interface.running = false;
         }
+        for (eni, reason) in case.maintenance {
+            let interface = vpc.interfaces.iter_mut().find(|i| i.id == *eni).unwrap();
+            interface.maintenance = Some(reason.to_string());
+        }
         for (eni, state) in case.instance_states {
             let interface = vpc.interfaces.iter_mut().find(|i| i.id == *eni).unwrap();
             interface.running = false;
@@ -814,6 +832,7 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                     running: !rng.chance(10),
                     source_dest_check: false,
                     instance_state: None,
+                    maintenance: None,
                 })
                 .collect(),
             route_tables: (0..1 + rng.below(4))
@@ -1031,6 +1050,7 @@ fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Ve
                 running: true,
                 source_dest_check: false,
                 instance_state: None,
+                maintenance: None,
             })
             .collect(),
         route_tables: (0..zones)
