@@ -152,6 +152,54 @@ fn a_drain_outlives_the_leader_that_took_it() {
     });
 }
 
+/// Only the leader reads the events queue (a standby leaves the messages
+/// to it); after a kill -9 of the leader the new one reads it and acts on
+/// a Spot interruption warning.
+#[test]
+fn only_the_leader_reads_the_events_queue() {
+    let (mut cluster, sqs, queue) = Cluster::with_events_queue(2, TTL);
+    let leader = cluster.leader();
+    let standby = 1 - leader;
+    let spot = |instance: &str| {
+        serde_json::json!({
+            "version": "0", "id": "1", "detail-type": "EC2 Spot Instance Interruption Warning",
+            "source": "aws.ec2", "account": "123456789012", "region": "us-east-1",
+            "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            "resources": [], "detail": {"instance-id": instance, "instance-action": "terminate"},
+        })
+        .to_string()
+    };
+    let interrupt = |cluster: &Cluster, eni: &str| {
+        let instance = (cluster.vpc.routers.values())
+            .find(|(_, e)| e == eni)
+            .map(|(instance, _)| instance.clone())
+            .unwrap();
+        let sent = sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(spot(&instance))
+            .send();
+        cluster.runtime.block_on(sent).unwrap();
+        wait_until("routes off the interrupted router", || {
+            cluster.routes_moved_off(eni).then_some(())
+        });
+    };
+    let (_, eni) = cluster.busy_router();
+    interrupt(&cluster, &eni);
+    let receives = |r: &Replica| r.proxy.calls().get("ReceiveMessage").copied().unwrap_or(0);
+    assert!(receives(cluster.at(leader)) > 0);
+    assert_eq!(receives(cluster.at(standby)), 0, "a standby read the queue");
+
+    cluster.at(leader).signal(libc::SIGKILL);
+    cluster.replicas[leader] = None;
+    wait_until("the standby leads", || {
+        cluster.at(standby).leads().then_some(())
+    });
+    let (_, eni) = cluster.busy_router();
+    interrupt(&cluster, &eni);
+    assert!(receives(cluster.at(standby)) > 0);
+}
+
 /// A leader frozen past its lease (SIGSTOP) while a router dies: the
 /// standby takes over and fails the router over; the old leader, resumed,
 /// writes nothing.

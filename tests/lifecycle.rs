@@ -35,18 +35,7 @@ impl Setup {
         let moto = Moto::start();
         let ec2 = runtime.block_on(moto.client());
         let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
-        let config = runtime.block_on(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(REGION))
-                .endpoint_url(&moto.url)
-                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                    "testing", "testing", None, None, "tests",
-                ))
-                .load(),
-        );
-        let sqs = aws_sdk_sqs::Client::new(&config);
-        let created = runtime.block_on(sqs.create_queue().queue_name("vpcrouter-events").send());
-        let queue = created.unwrap().queue_url.unwrap();
+        let (sqs, queue) = runtime.block_on(moto::sqs_queue(&moto.url, "vpcrouter-events"));
         let proxy = runtime.block_on(FaultProxy::start(&moto.url));
         proxy.stand_in("CompleteLifecycleAction", COMPLETED);
         proxy.stand_in("RecordLifecycleActionHeartbeat", HEARTBEAT);

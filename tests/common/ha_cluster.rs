@@ -96,6 +96,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     /// Lease TTL of the replicas, seconds.
     ttl: u64,
+    /// The events queue replicas read, each through its own proxy.
+    events_queue: Option<String>,
     pub replicas: Vec<Option<Replica>>,
 }
 
@@ -103,6 +105,22 @@ impl Cluster {
     /// `replicas` replicas with lease TTL `ttl` on one etcd.
     pub fn start(replicas: usize, ttl: u64) -> Self {
         Self::on(replicas, ttl, Coordination::Single(Etcd::start()), None)
+    }
+
+    /// As [`Cluster::start`], the replicas reading an events queue on moto:
+    /// the cluster and an SQS client of that queue, with its URL.
+    pub fn with_events_queue(replicas: usize, ttl: u64) -> (Self, aws_sdk_sqs::Client, String) {
+        let mut cluster = Self::on(0, ttl, Coordination::Single(Etcd::start()), None);
+        let url = cluster.moto.url.clone();
+        let (sqs, queue) = cluster
+            .runtime
+            .block_on(moto::sqs_queue(&url, "vpcrouter-events"));
+        cluster.events_queue = Some(queue.clone());
+        for i in 0..replicas {
+            let replica = cluster.replica(&format!("replica-{i}"));
+            cluster.replicas.push(Some(replica));
+        }
+        (cluster, sqs, queue)
     }
 
     pub fn on(replicas: usize, ttl: u64, etcd: Coordination, certs: Option<Certs>) -> Self {
@@ -129,6 +147,7 @@ impl Cluster {
             port,
             dir,
             ttl,
+            events_queue: None,
             replicas: Vec::new(),
         };
         for i in 0..replicas {
@@ -147,6 +166,10 @@ impl Cluster {
         args.extend(["--ha-lease-ttl".into(), self.ttl.to_string()]);
         args.extend(["--ha-id".into(), id.to_string()]);
         args.extend(self.etcd.flags(self.certs.as_ref()));
+        if let Some(queue) = &self.events_queue {
+            args.extend(["--events-queue".into(), queue.clone()]);
+            args.extend(["--events-endpoint".into(), proxy.url.clone()]);
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemon = Daemon::start(&args, &cache);
         Replica { daemon, proxy }

@@ -346,3 +346,18 @@ pub async fn target(ec2: &Client, vpc: &str, table: &str, cidr: &str) -> Option<
         .find(|(d, _)| d == cidr)
         .map(|(_, t)| t)
 }
+
+/// An SQS client of moto at `url`, and a new queue `name` there (its URL).
+pub async fn sqs_queue(url: &str, name: &str) -> (aws_sdk_sqs::Client, String) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let created = sqs.create_queue().queue_name(name).send().await.unwrap();
+    (sqs, created.queue_url.unwrap())
+}
