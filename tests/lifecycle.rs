@@ -85,8 +85,17 @@ impl Setup {
     }
 
     fn routed_to(&self, eni: &str) -> bool {
+        self.routes_to(eni) > 0
+    }
+
+    /// The routes that point at `eni`, in every table.
+    fn routes_to(&self, eni: &str) -> usize {
         let routes = self.runtime.block_on(moto::routes(&self.ec2, &self.vpc.id));
-        routes.values().flatten().any(|(_, target)| target == eni)
+        routes
+            .values()
+            .flatten()
+            .filter(|(_, target)| *target == eni)
+            .count()
     }
 
     fn send(&self, body: &str) {
@@ -143,6 +152,7 @@ fn event(kind: &str, source: &str, detail: serde_json::Value) -> String {
 fn aws_signals_drain_routers_before_they_go() {
     let setup = Setup::start();
     let (ip, instance, eni) = setup.busy().unwrap();
+    let carried = setup.routes_to(&eni);
     let spot = event(
         "EC2 Spot Instance Interruption Warning",
         "aws.ec2",
@@ -171,6 +181,18 @@ fn aws_signals_drain_routers_before_they_go() {
         1,
         "the duplicate drains nothing more: {drained:#?}"
     );
+    let moved = setup.daemon.lines_with("is drained: Spot interruption");
+    assert_eq!(
+        moved.len(),
+        carried,
+        "one write per route it carried: {moved:#?}"
+    );
+    // Undrained, it gets nothing back (the spread is sticky).
+    let (status, _) = setup
+        .daemon
+        .http("DELETE", &format!("/hosts/{ip}/drain"), b"");
+    assert_eq!(status, 200);
+    assert_eq!(setup.daemon.view("/plan")["operations"], json!([]));
     common::wait_until("both messages deleted", || {
         (setup.waiting_messages() == 0).then_some(())
     });
