@@ -47,10 +47,9 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
     if let Some(refused) = not_leader(sources) {
         return refused;
     }
-    let refuse = |status, message: &str| error(status, message);
     let Ok(cidr) = given.parse::<IpNet>() else {
         let message = format!("{:?} is not a CIDR", crate::text::clip(given, 64));
-        return refuse(StatusCode::BAD_REQUEST, &message);
+        return error(StatusCode::BAD_REQUEST, &message);
     };
     let request: FailoverRequest = match body.is_empty() {
         true => FailoverRequest::default(),
@@ -58,18 +57,18 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
             Ok(request) => request,
             Err(e) => {
                 let message = format!("the body must be JSON {{\"from\": IP}} (optional): {e}");
-                return refuse(StatusCode::BAD_REQUEST, &message);
+                return error(StatusCode::BAD_REQUEST, &message);
             }
         },
     };
     let snap = Snapshot::take(sources);
     let (Some(spec), Some(vpc)) = (&snap.spec, &snap.routes.vpc) else {
         let message = "no route spec in force or the VPC not observed yet";
-        return refuse(StatusCode::CONFLICT, message);
+        return error(StatusCode::CONFLICT, message);
     };
     if !spec.routes().contains_key(&cidr) {
         let message = format!("{cidr} is not a CIDR of the route spec in force");
-        return refuse(StatusCode::NOT_FOUND, &message);
+        return error(StatusCode::NOT_FOUND, &message);
     }
     // The routers its managed tables point it at now.
     let lookup = snap.lookup(vpc);
@@ -83,11 +82,11 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
         (Some(from), _) if routers.contains(&from) => from,
         (Some(from), _) => {
             let message = format!("no route of {cidr} points at {from}");
-            return refuse(StatusCode::CONFLICT, &message);
+            return error(StatusCode::CONFLICT, &message);
         }
         (None, 0) => {
             let message = format!("no route of {cidr} points at a router yet");
-            return refuse(StatusCode::CONFLICT, &message);
+            return error(StatusCode::CONFLICT, &message);
         }
         (None, 1) => *routers.first().expect("one router"),
         (None, _) => {
@@ -97,7 +96,7 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            return refuse(StatusCode::CONFLICT, &message);
+            return error(StatusCode::CONFLICT, &message);
         }
     };
     // What the next pass will do with it, from the same state.
@@ -112,7 +111,7 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
         let message = format!(
             "no other router of {cidr} that a probe has confirmed can take it; it stays on {from}"
         );
-        return refuse(StatusCode::CONFLICT, &message);
+        return error(StatusCode::CONFLICT, &message);
     }
     // A move the pass after would undo (with AZ affinity, a healthy router
     // keeps its own AZ's tables) costs two writes for nothing.
@@ -131,10 +130,10 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
         let message = format!(
             "{cidr} would return to {from} at the next pass (with --az-affinity a healthy router keeps its own AZ's tables): drain {from} instead"
         );
-        return refuse(StatusCode::CONFLICT, &message);
+        return error(StatusCode::CONFLICT, &message);
     }
     if let Err(problem) = sources.moves.ask(cidr, from) {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, &problem);
+        return error(StatusCode::SERVICE_UNAVAILABLE, &problem);
     }
     tracing::info!(%cidr, %from, "failover requested");
     let to: BTreeSet<IpAddr> = moves.iter().map(|(_, host)| *host).collect();
