@@ -322,17 +322,7 @@ fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
     args.extend(["--route_recheck_interval".into(), "5".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let daemon = common::Daemon::start(&args, dir.path());
-    let busy = common::wait_until("every route set", || {
-        let targets = runtime.block_on(moto::targets(&ec2, &vpc, CIDRS[0]));
-        targets
-            .iter()
-            .all(Option::is_some)
-            .then(|| targets[0].clone().unwrap())
-    });
-    let (victim, (instance, eni)) = (vpc.routers.iter())
-        .find(|(_, (_, e))| *e == busy)
-        .map(|(ip, ids)| (ip.clone(), ids.clone()))
-        .unwrap();
+    let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
     runtime
         .block_on(ec2.stop_instances().instance_ids(&instance).send())
         .unwrap();
@@ -377,17 +367,7 @@ fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
     args.extend(["--route_recheck_interval".into(), "5".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let daemon = common::Daemon::start(&args, dir.path());
-    let busy = common::wait_until("every route set", || {
-        let targets = runtime.block_on(moto::targets(&ec2, &vpc, CIDRS[0]));
-        targets
-            .iter()
-            .all(Option::is_some)
-            .then(|| targets[0].clone().unwrap())
-    });
-    let (victim, (instance, eni)) = (vpc.routers.iter())
-        .find(|(_, (_, e))| *e == busy)
-        .map(|(ip, ids)| (ip.clone(), ids.clone()))
-        .unwrap();
+    let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
     let at = std::time::SystemTime::now() + Duration::from_secs(600);
     let at = humantime::format_rfc3339_seconds(at).to_string();
     proxy.stand_in(
@@ -412,4 +392,21 @@ fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
         reason.contains(&format!("instance {instance}: {expected}")),
         "{ips}"
     );
+}
+
+/// Once every route is set, the router the first CIDR's first table points
+/// at: (address, instance, ENI).
+fn busy_router(
+    runtime: &tokio::runtime::Runtime,
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &moto::Vpc,
+) -> (String, String, String) {
+    let busy = common::wait_until("every route set", || {
+        let targets = runtime.block_on(moto::targets(ec2, vpc, CIDRS[0]));
+        (targets.iter().all(Option::is_some)).then(|| targets[0].clone().unwrap())
+    });
+    (vpc.routers.iter())
+        .find(|(_, (_, eni))| *eni == busy)
+        .map(|(ip, (instance, eni))| (ip.clone(), instance.clone(), eni.clone()))
+        .unwrap()
 }
