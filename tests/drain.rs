@@ -269,8 +269,9 @@ fn a_cidr_fails_over_on_request() {
     common::wait_until("nothing more planned", || {
         (daemon.view("/plan")["operations"] == json!([])).then_some(())
     });
-    let (status, answer) = daemon.http("POST", "/routes/10.55.0.0/16/failover", b"");
-    assert_eq!(status, 202, "{answer}");
+    // The client subcommand, naming the router.
+    let (code, said) = client(&daemon, &["failover", "10.55.0.0/16", "--from", &after[0]]);
+    assert_eq!(code, Some(0), "{said}");
     common::wait_until("and back", || {
         routed(&daemon).filter(|now| now[0] == before[0])
     });
@@ -303,10 +304,10 @@ fn a_cidr_fails_over_on_request() {
     }
     let (code, said) = client(&daemon, &["drain", other(&before[0])]);
     assert_eq!(code, Some(0), "{said}");
-    let (status, answer) = daemon.http("POST", "/routes/10.55.0.0/16/failover", b"");
-    assert_eq!(status, 409, "{answer}");
+    let (code, said) = client(&daemon, &["failover", "10.55.0.0/16"]);
+    assert_eq!(code, Some(2), "{said}");
     assert!(
-        answer.contains("no other router of 10.55.0.0/16"),
-        "{answer}"
+        said.contains("409") && said.contains("no other router of 10.55.0.0/16"),
+        "{said}"
     );
 }

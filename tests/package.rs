@@ -109,6 +109,7 @@ fn the_package_holds_the_daemon_its_plugins_manuals_completions_and_service() {
         "vpcrouter-demo",
         "vpcrouter-drain",
         "vpcrouter-undrain",
+        "vpcrouter-failover",
         "vpcrouter-completions",
         "vpcrouter-manpages",
     ] {

@@ -1,5 +1,6 @@
-//! `vpcrouter drain IP` and `vpcrouter undrain IP`: the drain endpoints
-//! of a running daemon (`POST`/`DELETE /hosts/{ip}/drain`), from its own
+//! `vpcrouter drain IP`, `vpcrouter undrain IP` and `vpcrouter failover
+//! CIDR`: the planned-loss endpoints of a running daemon (`POST`/`DELETE
+//! /hosts/{ip}/drain`, `POST /routes/{cidr}/failover`), from its own
 //! command line, with its token file when it has one.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -12,7 +13,7 @@ use crate::failure::{self, Failure};
 use crate::http_client::{Endpoint, send};
 
 /// Words after the program name that run this module.
-pub const COMMANDS: [&str; 2] = ["drain", "undrain"];
+pub const COMMANDS: [&str; 3] = ["drain", "undrain", "failover"];
 
 /// Longest answer read: a JSON object of a few lines.
 const MAX_ANSWER: usize = 64 << 10;
@@ -48,6 +49,17 @@ enum RemoteCommand {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
+    /// Move one CIDR off the router its routes point at, now, to a router a
+    /// probe has confirmed (refused, saying why, when none can take it)
+    Failover {
+        /// The CIDR, as in the route spec
+        cidr: ipnet::IpNet,
+        /// The router to move it off, when its tables point at several
+        #[arg(long, value_name = "IP")]
+        from: Option<IpAddr>,
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
 }
 
 /// Where the daemon listens and how to prove the right to change it.
@@ -61,15 +73,16 @@ struct DaemonArgs {
     token_file: Option<PathBuf>,
 }
 
-/// `vpcrouter drain|undrain` as clap commands, for completions and
-/// manual pages.
+/// `vpcrouter drain|undrain|failover` as clap commands, for completions
+/// and manual pages.
 pub fn commands() -> Vec<clap::Command> {
     RemoteCli::command().get_subcommands().cloned().collect()
 }
 
-/// Run `vpcrouter drain|undrain ...` (`args` starts at the program name).
+/// Run `vpcrouter drain|undrain|failover ...` (`args` starts at the
+/// program name).
 pub async fn main(args: &[OsString]) -> Result<(), Failure> {
-    let (method, ip, body, daemon) = match failure::parse::<RemoteCli>(args)?.command {
+    let (method, path, body, daemon) = match failure::parse::<RemoteCli>(args)?.command {
         RemoteCommand::Drain {
             ip,
             reason,
@@ -77,9 +90,23 @@ pub async fn main(args: &[OsString]) -> Result<(), Failure> {
             daemon,
         } => {
             let body = serde_json::json!({ "reason": reason.unwrap_or_default(), "until": until });
-            ("POST", ip, body.to_string().into_bytes(), daemon)
+            (
+                "POST",
+                format!("/hosts/{ip}/drain"),
+                body.to_string().into_bytes(),
+                daemon,
+            )
         }
-        RemoteCommand::Undrain { ip, daemon } => ("DELETE", ip, Vec::new(), daemon),
+        RemoteCommand::Undrain { ip, daemon } => {
+            ("DELETE", format!("/hosts/{ip}/drain"), Vec::new(), daemon)
+        }
+        RemoteCommand::Failover { cidr, from, daemon } => {
+            let body = match from {
+                Some(from) => serde_json::json!({ "from": from }).to_string().into_bytes(),
+                None => Vec::new(),
+            };
+            ("POST", format!("/routes/{cidr}/failover"), body, daemon)
+        }
     };
     let (host, port) = daemon
         .daemon
@@ -88,7 +115,7 @@ pub async fn main(args: &[OsString]) -> Result<(), Failure> {
         .ok_or_else(|| Failure::Usage(format!("--daemon {}: expected HOST:PORT", daemon.daemon)))?;
     let mut request = hyper::Request::builder()
         .method(method)
-        .uri(format!("/hosts/{ip}/drain"))
+        .uri(path)
         .header(hyper::header::CONTENT_TYPE, "application/json");
     if let Some(file) = &daemon.token_file {
         let token = crate::http::read_token(file)
