@@ -113,7 +113,7 @@ $(PY_PLUGIN): examples/csv-routes/app.py wit/v0.1.0/plugin.wit
 $(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json examples/tcp-latency/package-lock.json wit/v0.1.0/plugin.wit
 	cd examples/tcp-latency && npm ci --silent --no-audit --no-fund && npm run --silent build
 
-# The EC2 tests run against moto's EC2 server (started by each test on
+# The EC2 and events-queue tests run against moto's EC2 and SQS (started by each test on
 # 127.0.0.1); the status page is tested in Debian's headless Chromium; the
 # romana plugin against a real etcd (Debian's etcd-server, one per test);
 # the package is checked with Debian's dpkg-dev and systemd tools.
