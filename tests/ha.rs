@@ -251,9 +251,15 @@ fn without_etcd_nobody_writes_and_election_resumes_when_it_returns() {
     assert_eq!(writes, after, "a replica wrote without a lease");
     for (_, replica) in cluster.live() {
         assert_eq!(replica.daemon.http("GET", "/healthz", b"").0, 200);
+        // A drain cannot be kept where the replicas share it: refused.
+        let drain = format!("/hosts/{victim}/drain");
+        let (status, answer) = replica.daemon.http("POST", &drain, b"");
+        assert!([409, 503].contains(&status), "{status} {answer}");
     }
     cluster.etcd.single().resume();
-    cluster.leader();
+    let leader = cluster.leader();
+    let drained = cluster.at(leader).daemon.view("/ips")["drained_ips"].clone();
+    assert_eq!(drained, serde_json::json!([]), "a refused drain was kept");
 }
 
 /// A 3-member etcd cluster losing a member (the one every replica asks

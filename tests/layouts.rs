@@ -325,6 +325,9 @@ fn nat_instances_on_ec2() {
     let port = port.to_string();
     let mut args = nat_args(&hosts, &port);
     args.extend(moto::ec2_args(&vpc.id, &moto.url));
+    let (sqs, queue) = runtime.block_on(moto::sqs_queue(&moto.url, "vpcrouter-events"));
+    args.extend(["--events-queue".into(), queue.clone()]);
+    args.extend(["--events-endpoint".into(), moto.url.clone()]);
     let daemon = Daemon::start(&strs(&args), dir.path());
     let eni = |router: usize| vpc.routers[routers[router]].1.clone();
     let default_route = |table: &str| -> Option<String> {
@@ -372,6 +375,27 @@ fn nat_instances_on_ec2() {
             "{line}"
         );
     }
+
+    // A Spot interruption warning for router A (events queue): its AZ's
+    // private table moves to B while A still answers its probes.
+    let instance = &vpc.routers[routers[0]].0;
+    let warning = json!({
+        "version": "0", "id": "1", "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2", "account": "123456789012", "region": moto::REGION,
+        "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "resources": [], "detail": {"instance-id": instance, "instance-action": "stop"},
+    });
+    let sent = sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(warning.to_string())
+        .send();
+    runtime.block_on(sent).unwrap();
+    common::wait_until("the AZ-a table on router B before A goes", || {
+        (default_route(&layout.private[0]) == Some(eni(1))).then_some(())
+    });
+    assert_eq!(default_route(&layout.main), Some(eni(1)));
+    assert_eq!(daemon.view("/ips")["hosts"][routers[0]]["state"], "healthy");
 }
 
 /// The private side of the NAT layout in a moto VPC.

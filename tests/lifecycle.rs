@@ -354,3 +354,49 @@ fn state_changes_drain_a_router_and_running_lifts_it() {
             .then_some(())
     });
 }
+
+/// A terminate hook waits while no other router can take the routes (all
+/// drained: make-before-break keeps them): Auto Scaling is told so by a
+/// heartbeat and nothing is completed; once another router is undrained
+/// the routes move and the action is completed.
+#[test]
+fn a_hook_waits_with_heartbeats_while_the_routes_cannot_move() {
+    let setup = Setup::start();
+    let (ip, instance, eni) = setup.busy().unwrap();
+    for other in ROUTERS.iter().filter(|r| **r != ip) {
+        let (status, answer) = setup
+            .daemon
+            .http("POST", &format!("/hosts/{other}/drain"), b"");
+        assert_eq!(status, 200, "{answer}");
+    }
+    let every = CIDRS.len() * setup.vpc.tables.len();
+    common::wait_until("every route on the one router left", || {
+        (setup.routes_to(&eni) == every).then_some(())
+    });
+    let token = "b1b2c3d4-1111-2222-3333-444455556666";
+    let hook = json!({
+        "LifecycleActionToken": token, "AutoScalingGroupName": "nat-routers",
+        "LifecycleHookName": "drain-first", "EC2InstanceId": instance,
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+    });
+    setup.send(&hook.to_string());
+    let heartbeat = common::wait_until("a heartbeat while the routes stay", || {
+        setup.proxy.sent("RecordLifecycleActionHeartbeat").pop()
+    });
+    assert!(
+        heartbeat.contains(&format!("LifecycleActionToken={token}")),
+        "{heartbeat}"
+    );
+    assert!(setup.proxy.sent("CompleteLifecycleAction").is_empty());
+    assert_eq!(setup.routes_to(&eni), every, "make-before-break");
+
+    let other = ROUTERS.iter().find(|r| **r != ip).unwrap();
+    let (status, _) = setup
+        .daemon
+        .http("DELETE", &format!("/hosts/{other}/drain"), b"");
+    assert_eq!(status, 200);
+    common::wait_until("completed once the routes moved", || {
+        setup.proxy.sent("CompleteLifecycleAction").pop()
+    });
+    assert!(!setup.routed_to(&eni));
+}

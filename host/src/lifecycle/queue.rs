@@ -32,7 +32,9 @@ const VISIBILITY: i32 = 60;
 const SIGNAL_DRAIN: Duration = Duration::from_secs(3600);
 /// How long past a Spot interruption its drain lasts.
 const AFTER_INTERRUPTION: Duration = Duration::from_secs(600);
-/// How often a lifecycle hook waiting on the routes is told so.
+/// When a lifecycle hook still waiting on the routes is first told so (a
+/// drain usually moves them within a pass), and how often after that.
+const FIRST_HEARTBEAT: Duration = Duration::from_secs(10);
 const HEARTBEAT: Duration = Duration::from_secs(60);
 /// Longest a hook is held (heartbeats stop then; its own timeout decides).
 const MAX_HOOK_WAIT: Duration = Duration::from_secs(900);
@@ -345,7 +347,7 @@ impl Reader {
     async fn complete_when_unrouted(&self, action: &LifecycleAction) {
         let mut routes = self.routes.clone();
         let started = tokio::time::Instant::now();
-        let mut heartbeat = tokio::time::interval_at(started + HEARTBEAT, HEARTBEAT);
+        let mut heartbeat = tokio::time::interval_at(started + FIRST_HEARTBEAT, HEARTBEAT);
         loop {
             let routed = {
                 let report = routes.borrow_and_update();
