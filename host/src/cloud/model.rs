@@ -23,6 +23,14 @@ pub struct Subnet {
     pub az: String,
 }
 
+/// The instance states EC2 names on the way out: such a router is drained.
+pub fn going_away(state: &str) -> bool {
+    matches!(
+        state,
+        "stopping" | "shutting-down" | "stopped" | "terminated"
+    )
+}
+
 /// An ENI and the instance it is attached to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {

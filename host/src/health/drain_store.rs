@@ -259,9 +259,10 @@ impl Drains {
         &self.store
     }
 
-    /// Under HA: a standby reads the leader's drains every
-    /// [`STANDBY_SYNC`] (its views show them; it has them when elected),
-    /// and once more as it is elected. A leader's own record is the truth.
+    /// Under HA: the record is read at start and at every change of the
+    /// election, and every [`STANDBY_SYNC`] by a standby (its views show
+    /// the leader's drains; it has them when elected) or after a failed
+    /// read.
     pub fn follow(
         self: Arc<Self>,
         mut status: watch::Receiver<crate::ha::HaStatus>,
@@ -269,32 +270,28 @@ impl Drains {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut problem: Option<String> = None;
-            let mut read_as_leader = false;
             loop {
                 let role = status.borrow_and_update().role;
-                if role == Role::Standby || !read_as_leader {
-                    match self.restore("undrained on the leader").await {
-                        Ok(_) => problem = None,
-                        Err(e) => {
-                            let said = e.to_string();
-                            if problem.as_ref() != Some(&said) {
-                                tracing::warn!(
-                                    problem = said,
-                                    "cannot read the kept drains; the ones in force stay"
-                                );
-                            }
-                            problem = Some(said);
+                // Under the same lock as a change, so a read never undoes
+                // one (a leader reads its own record as it is elected).
+                match self.restore("undrained on the leader").await {
+                    Ok(_) => problem = None,
+                    Err(e) => {
+                        let said = e.to_string();
+                        if problem.as_ref() != Some(&said) {
+                            tracing::warn!(
+                                problem = said,
+                                "cannot read the kept drains; the ones in force stay"
+                            );
                         }
+                        problem = Some(said);
                     }
-                    read_as_leader = role == Role::Leader && problem.is_none();
                 }
-                if role == Role::Standby {
-                    read_as_leader = false;
-                }
+                let again = role == Role::Standby || problem.is_some();
                 tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => return,
                     changed = status.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(STANDBY_SYNC), if !read_as_leader => {}
+                    _ = tokio::time::sleep(STANDBY_SYNC), if again => {}
                 }
             }
         })

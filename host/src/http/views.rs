@@ -56,9 +56,8 @@ fn instance_drains(
             continue;
         };
         let name = interface.instance.as_deref().unwrap_or(&interface.id);
-        let going = ["stopping", "shutting-down", "stopped", "terminated"];
         let state = (interface.instance_state.as_deref())
-            .filter(|s| !interface.running && going.contains(s));
+            .filter(|s| !interface.running && crate::cloud::model::going_away(s));
         let reason = match (state, &interface.maintenance) {
             (Some(state), _) => format!("instance {name} is {state} (EC2)"),
             (None, Some(maintenance)) => format!("instance {name}: {maintenance}"),

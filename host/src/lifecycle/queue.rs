@@ -253,7 +253,7 @@ impl Reader {
                 now + SIGNAL_DRAIN,
             ),
             Signal::StateChange { instance, state } => match state.as_str() {
-                "stopping" | "shutting-down" | "stopped" | "terminated" => (
+                state if crate::cloud::model::going_away(state) => (
                     format!("EC2: instance {instance} is {state}"),
                     now + SIGNAL_DRAIN,
                 ),
