@@ -168,6 +168,28 @@ impl Setup {
             .map(|((action, _), n)| (action, n))
             .collect()
     }
+
+    /// The successful calls once `action` has been called `n` more times
+    /// than in `since` (a generous bound for a loaded machine).
+    async fn calls_once(
+        &self,
+        since: &BTreeMap<&'static str, u64>,
+        action: &str,
+        n: u64,
+    ) -> BTreeMap<&'static str, u64> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.ok_calls();
+            if count(&now, action) - count(since, action) >= n {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{action} not {n} more times: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 fn count(calls: &BTreeMap<&'static str, u64>, action: &str) -> u64 {
@@ -296,10 +318,9 @@ async fn idle_rechecks_describe_instances_and_route_tables_only() {
     setup.offer(&CIDRS);
     setup.converged(&CIDRS, |_| true).await;
     let before = setup.ok_calls();
-    tokio::time::sleep(Duration::from_millis(2600)).await;
-    let idle = setup.ok_calls();
+    // Four rechecks, however long a loaded machine takes for them.
+    let idle = setup.calls_once(&before, "DescribeInstances", 4).await;
     let delta = |action: &str| count(&idle, action) - count(&before, action);
-    assert!(delta("DescribeInstances") >= 4, "{idle:?}");
     // The three go together; a snapshot may fall between them.
     for other in ["DescribeRouteTables", "DescribeInstanceStatus"] {
         let apart = delta("DescribeInstances").abs_diff(delta(other));
@@ -327,8 +348,9 @@ async fn idle_rechecks_describe_instances_and_route_tables_only() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let after = setup.ok_calls();
+    let described = setup.calls_once(&idle, "DescribeSubnets", 1).await;
+    // Two more rechecks describe no subnet again.
+    let after = setup.calls_once(&described, "DescribeInstances", 2).await;
     assert_eq!(
         count(&after, "DescribeSubnets") - count(&idle, "DescribeSubnets"),
         1,

@@ -309,16 +309,24 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     }
 }
 
-/// An instance EC2 says is stopped is drained at the next describe: its
-/// routes move although the router still answers its probes (here it keeps
-/// listening), and the views say why.
+/// An instance put into `stopping` is drained at the next describe: its
+/// routes move (cause drain) although the router still answers its probes
+/// (here it keeps listening), and the views say why. moto goes from
+/// running to stopped at once: a proxy in front of it says `stopping`
+/// where moto says `stopped`, as EC2 does first.
 #[test]
-fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
+fn a_router_whose_instance_is_stopping_is_drained_at_the_next_describe() {
     let (runtime, moto, ec2, vpc) = moto_vpc();
     let (port, _listeners) = routers_listening();
+    let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
+    proxy.rewrite(
+        "DescribeInstances",
+        "<name>stopped</name>",
+        "<name>stopping</name>",
+    );
     let dir = tempfile::tempdir().unwrap();
     let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &moto.url);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
     args.extend(["--route_recheck_interval".into(), "5".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let daemon = common::Daemon::start(&args, dir.path());
@@ -326,19 +334,15 @@ fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
     runtime
         .block_on(ec2.stop_instances().instance_ids(&instance).send())
         .unwrap();
-    common::wait_until("no route on the stopped router", || {
+    common::wait_until("no route on the stopping router", || {
         let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
         (routes.values().flatten())
             .all(|(_, target)| *target != eni)
             .then_some(())
     });
     let moved = daemon.lines_with("route replaced");
-    assert!(
-        moved
-            .iter()
-            .any(|l| l.contains(&format!("{instance} is stopped"))),
-        "{moved:#?}"
-    );
+    let said = format!("{instance} is stopping; moving to");
+    assert!(moved.iter().any(|l| l.contains(&said)), "{moved:#?}");
     let ips = daemon.view("/ips");
     assert_eq!(
         ips["hosts"][&victim]["state"], "healthy",
@@ -346,8 +350,13 @@ fn a_router_whose_instance_stops_is_drained_at_the_next_describe() {
     );
     let reason = ips["hosts"][&victim]["drained"]["reason"].to_string();
     assert!(
-        reason.contains(&format!("instance {instance} is stopped (EC2)")),
+        reason.contains(&format!("instance {instance} is stopping (EC2)")),
         "{ips}"
+    );
+    let events = daemon.view("/events").to_string();
+    assert!(
+        events.contains("\"kind\":\"drain\""),
+        "cause drain: {events}"
     );
 }
 

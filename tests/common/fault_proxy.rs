@@ -33,6 +33,8 @@ struct Shared {
     calls: BTreeMap<String, u64>,
     /// Action -> the answer given instead of moto's.
     stand_ins: BTreeMap<String, String>,
+    /// Action -> (text, replacement) in moto's answers: a field moto lacks.
+    rewrites: BTreeMap<String, (String, String)>,
     /// Action -> the bodies of the requests stood in for.
     sent: BTreeMap<String, Vec<String>>,
 }
@@ -97,6 +99,14 @@ impl FaultProxy {
             .insert(action.to_string(), answer.to_string());
     }
 
+    /// Replace `text` with `by` in moto's answers to `action` (moto goes
+    /// from running to stopped at once; EC2 says `stopping` first).
+    pub fn rewrite(&self, action: &str, text: &str, by: &str) {
+        let mut shared = self.shared.lock().unwrap();
+        let rewrite = (text.to_string(), by.to_string());
+        shared.rewrites.insert(action.to_string(), rewrite);
+    }
+
     /// The request bodies of `action` stood in for, in order.
     pub fn sent(&self, action: &str) -> Vec<String> {
         let shared = self.shared.lock().unwrap();
@@ -109,7 +119,7 @@ async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) 
     let mut client = BufReader::new(client);
     while let Some((head, body)) = read_message(&mut client).await {
         let action = action(&head, &body);
-        let (fault, stand_in) = {
+        let (fault, stand_in, rewrite) = {
             let mut shared = shared.lock().unwrap();
             *shared.calls.entry(action.clone()).or_default() += 1;
             let stand_in = shared.stand_ins.get(&action).cloned();
@@ -118,7 +128,7 @@ async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) 
                 shared.sent.entry(action.clone()).or_default().push(body);
             }
             let fault = shared.faults.get_mut(&action).and_then(VecDeque::pop_front);
-            (fault, stand_in)
+            (fault, stand_in, shared.rewrites.get(&action).cloned())
         };
         let response = match (fault, stand_in) {
             (None, Some(answer)) => Some(
@@ -143,7 +153,10 @@ async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) 
                 tokio::time::sleep(delay).await;
                 forward(&upstream, &head, &body).await
             }
-            None => forward(&upstream, &head, &body).await,
+            None => forward(&upstream, &head, &body).await.map(|answer| match &rewrite {
+                Some((text, by)) => rewritten(answer, text, by),
+                None => answer,
+            }),
             },
         };
         let Some(response) = response else {
@@ -204,6 +217,25 @@ async fn forward(upstream: &str, head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     server.get_mut().write_all(body).await.ok()?;
     let (head, body) = read_message(&mut server).await?;
     Some([head, body].concat())
+}
+
+/// An HTTP answer with `text` replaced by `by` in its body, its length
+/// told anew.
+fn rewritten(answer: Vec<u8>, text: &str, by: &str) -> Vec<u8> {
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        return answer.into_bytes();
+    };
+    let body = body.replace(text, by);
+    let head: Vec<String> = (head.split("\r\n"))
+        .map(
+            |line| match line.to_ascii_lowercase().starts_with("content-length:") {
+                true => format!("Content-Length: {}", body.len()),
+                false => line.to_string(),
+            },
+        )
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> Option<Vec<u8>> {
