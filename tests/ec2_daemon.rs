@@ -316,20 +316,20 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
 /// where moto says `stopped`, as EC2 does first.
 #[test]
 fn a_router_whose_instance_is_stopping_is_drained_at_the_next_describe() {
-    let (runtime, moto, ec2, vpc) = moto_vpc();
-    let (port, _listeners) = routers_listening();
-    let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
+    let rechecked = Rechecked::start();
+    let Rechecked {
+        runtime,
+        ec2,
+        vpc,
+        proxy,
+        daemon,
+        ..
+    } = &rechecked;
     proxy.rewrite(
         "DescribeInstances",
         "<name>stopped</name>",
         "<name>stopping</name>",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
-    args.extend(["--route_recheck_interval".into(), "5".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let daemon = common::Daemon::start(&args, dir.path());
     let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
     runtime
         .block_on(ec2.stop_instances().instance_ids(&instance).send())
@@ -367,15 +367,15 @@ fn a_router_whose_instance_is_stopping_is_drained_at_the_next_describe() {
 /// completed one, which changes nothing).
 #[test]
 fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
-    let (runtime, moto, ec2, vpc) = moto_vpc();
-    let (port, _listeners) = routers_listening();
-    let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
-    let dir = tempfile::tempdir().unwrap();
-    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
-    args.extend(["--route_recheck_interval".into(), "5".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let daemon = common::Daemon::start(&args, dir.path());
+    let rechecked = Rechecked::start();
+    let Rechecked {
+        runtime,
+        ec2,
+        vpc,
+        proxy,
+        daemon,
+        ..
+    } = &rechecked;
     let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
     let at = std::time::SystemTime::now() + Duration::from_secs(600);
     let at = humantime::format_rfc3339_seconds(at).to_string();
@@ -418,4 +418,41 @@ fn busy_router(
         .find(|(_, (_, eni))| *eni == busy)
         .map(|(ip, (instance, eni))| (ip.clone(), instance.clone(), eni.clone()))
         .unwrap()
+}
+
+/// The daemon on moto through a fault proxy, rechecking every 5 s (the
+/// least allowed), routers listening.
+struct Rechecked {
+    runtime: tokio::runtime::Runtime,
+    _moto: Moto,
+    ec2: aws_sdk_ec2::Client,
+    vpc: moto::Vpc,
+    proxy: common::fault_proxy::FaultProxy,
+    daemon: common::Daemon,
+    _listeners: Vec<TcpListener>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rechecked {
+    fn start() -> Self {
+        let (runtime, moto, ec2, vpc) = moto_vpc();
+        let (port, listeners) = routers_listening();
+        let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
+        let dir = tempfile::tempdir().unwrap();
+        let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
+        let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+        args.extend(["--route_recheck_interval".into(), "5".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let daemon = common::Daemon::start(&args, dir.path());
+        Self {
+            runtime,
+            _moto: moto,
+            ec2,
+            vpc,
+            proxy,
+            daemon,
+            _listeners: listeners,
+            _dir: dir,
+        }
+    }
 }
