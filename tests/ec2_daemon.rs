@@ -330,12 +330,12 @@ fn a_router_whose_instance_is_stopping_is_drained_at_the_next_describe() {
         "<name>stopped</name>",
         "<name>stopping</name>",
     );
-    let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
+    let (victim, instance, eni) = busy_router(runtime, ec2, vpc);
     runtime
         .block_on(ec2.stop_instances().instance_ids(&instance).send())
         .unwrap();
     common::wait_until("no route on the stopping router", || {
-        let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        let routes = runtime.block_on(moto::routes(ec2, &vpc.id));
         (routes.values().flatten())
             .all(|(_, target)| *target != eni)
             .then_some(())
@@ -376,7 +376,7 @@ fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
         daemon,
         ..
     } = &rechecked;
-    let (victim, instance, eni) = busy_router(&runtime, &ec2, &vpc);
+    let (victim, instance, eni) = busy_router(runtime, ec2, vpc);
     let at = std::time::SystemTime::now() + Duration::from_secs(600);
     let at = humantime::format_rfc3339_seconds(at).to_string();
     proxy.stand_in(
@@ -386,7 +386,7 @@ fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
         ),
     );
     common::wait_until("no route on the router due for a reboot", || {
-        let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        let routes = runtime.block_on(moto::routes(ec2, &vpc.id));
         (routes.values().flatten())
             .all(|(_, target)| *target != eni)
             .then_some(())
