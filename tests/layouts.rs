@@ -7,19 +7,12 @@ mod common;
 
 use common::Daemon;
 use common::moto::{self, Moto};
+use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening, strs};
 use serde_json::{Value, json};
 use std::net::TcpListener;
 
-/// Routers in the public subnets of two AZs, as on loopback.
-const ROUTER_A: &str = "127.0.6.10";
-const ROUTER_B: &str = "127.0.6.20";
-
-/// The layout of examples/nat-instance: public subnets (routers, the IGW
-/// route), private subnets whose tables are tagged `vpcrouter=egress`, a
-/// third private subnet on the main table, and an untagged table with a
-/// hand-made route to a VPN instance and a propagated one.
 fn nat_layout() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nat-instance/sim-vpc.json")
+    common::nat::layout()
 }
 
 /// The daemon's flags for the layout: `0.0.0.0/0` over `hosts` (A:B), tcp
@@ -46,33 +39,6 @@ fn nat_args(hosts: &str, port: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-/// Routers A and B listening on one port: the listeners and the port.
-fn routers_listening() -> ([TcpListener; 2], u16) {
-    let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();
-    let port = router_a.local_addr().unwrap().port();
-    let router_b = TcpListener::bind((ROUTER_B, port)).unwrap();
-    ([router_a, router_b], port)
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
-/// Where each table's default route points: an ENI, a gateway, or nothing.
-fn default_routes(daemon: &Daemon) -> Value {
-    let tables = daemon.view("/vpc")["route_tables"].clone();
-    let tables = tables.as_object().expect("tables");
-    tables
-        .iter()
-        .map(|(id, table)| {
-            let route = &table["routes"]["0.0.0.0/0"];
-            let to = route["eni"].as_str().or(route["target"].as_str());
-            (id.clone(), json!(to))
-        })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
 }
 
 /// The issue's scenario: `-m fixedconf --fixed_cidr 0.0.0.0/0 --fixed_hosts
@@ -171,7 +137,10 @@ fn nat_instances_drain_an_az_router_before_it_goes() {
         let now = default_routes(&daemon);
         (now["rtb-priv-a"] == priv_a && now["rtb-priv-b"] == "eni-b").then_some(now)
     };
-    let before = common::wait_until("private tables routed", || on("eni-a"));
+    // The main table too: the count of moves below depends on it.
+    let before = common::wait_until("private and main tables routed", || {
+        on("eni-a").filter(|now| now["rtb-main"].is_string())
+    });
     let main_on_a = before["rtb-main"] == "eni-a";
 
     let body = br#"{"reason": "instance type change"}"#;
@@ -311,7 +280,7 @@ fn nat_instances_on_ec2() {
     let ec2 = runtime.block_on(moto.client());
     let (routers, public) = (["127.0.1.10", "127.0.2.10"], 2);
     let vpc = runtime.block_on(moto::build_vpc(&ec2, public, &routers));
-    let layout = runtime.block_on(private_tables(&ec2, &vpc));
+    let layout = runtime.block_on(moto::private_tables(&ec2, &vpc));
     let before = runtime.block_on(moto::routes(&ec2, &vpc.id));
 
     let first = TcpListener::bind((routers[0], 0)).unwrap();
@@ -396,70 +365,6 @@ fn nat_instances_on_ec2() {
     });
     assert_eq!(default_route(&layout.main), Some(eni(1)));
     assert_eq!(daemon.view("/ips")["hosts"][routers[0]]["state"], "healthy");
-}
-
-/// The private side of the NAT layout in a moto VPC.
-struct Private {
-    /// The tagged tables of the private subnets of AZ a and b.
-    private: [String; 2],
-    main: String,
-    /// An untagged table with a hand-made route to a VPN instance's ENI.
-    vpn: String,
-    vpn_eni: String,
-}
-
-async fn private_tables(ec2: &aws_sdk_ec2::Client, vpc: &moto::Vpc) -> Private {
-    use aws_sdk_ec2::types::{Filter, Tag};
-    let az = |i: u8| format!("{}{}", moto::REGION, (b'a' + i) as char);
-    let mut private = Vec::new();
-    for i in 0..2u8 {
-        let subnet =
-            moto::create_subnet(ec2, &vpc.id, &format!("127.0.{}.0/24", 11 + i), &az(i)).await;
-        let table = moto::route_table(ec2, &vpc.id).await;
-        moto::associate(ec2, &table, &subnet).await;
-        ec2.create_tags()
-            .resources(&table)
-            .tags(Tag::builder().key("vpcrouter").value("egress").build())
-            .send()
-            .await
-            .unwrap();
-        private.push(table);
-    }
-    // A third private subnet, on the main table (no explicit association).
-    moto::create_subnet(ec2, &vpc.id, "127.0.13.0/24", &az(0)).await;
-    let main = ec2
-        .describe_route_tables()
-        .filters(Filter::builder().name("vpc-id").values(&vpc.id).build())
-        .filters(
-            Filter::builder()
-                .name("association.main")
-                .values("true")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .route_tables()[0]
-        .route_table_id()
-        .unwrap()
-        .to_string();
-    let subnet = moto::create_subnet(ec2, &vpc.id, "127.0.14.0/24", &az(0)).await;
-    let vpn = moto::route_table(ec2, &vpc.id).await;
-    moto::associate(ec2, &vpn, &subnet).await;
-    let (_, vpn_eni) = moto::launch(ec2, &subnet, "127.0.14.10").await;
-    ec2.create_route()
-        .route_table_id(&vpn)
-        .destination_cidr_block("10.200.0.0/16")
-        .network_interface_id(&vpn_eni)
-        .send()
-        .await
-        .unwrap();
-    Private {
-        private: private.try_into().unwrap(),
-        main,
-        vpn,
-        vpn_eni,
-    }
 }
 
 /// Two daemons share one chosen table (moto), each with its own

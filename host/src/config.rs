@@ -42,6 +42,12 @@ pub struct Config {
     pub owner_id: String,
     /// Move routes off hosts above the balanced bound on every pass.
     pub rebalance: bool,
+    /// Where routes go while no router of their CIDR is eligible
+    /// (`--fallback`), unless the spec says.
+    pub fallback: Option<crate::spec::Fallback>,
+    pub failback_hold: Duration,
+    /// `--failback after=N`; `None`: never.
+    pub tier_failback: Option<Duration>,
     /// Print the plan once, in this format, and exit (`--dry-run`).
     pub dry_run: Option<crate::cli::Output>,
     /// Controller HA through etcd, when `--ha-etcd` is given.
@@ -365,6 +371,9 @@ impl Config {
                 .collect(),
             owner_id: cli.owner_id,
             rebalance: cli.rebalance,
+            fallback: cli.fallback,
+            failback_hold: Duration::from_secs(cli.failback_hold),
+            tier_failback: cli.failback.0,
             dry_run: cli.dry_run.then_some(cli.output),
             ha: (!cli.ha_etcd.is_empty()).then(|| HaSettings {
                 endpoints: cli.ha_etcd,

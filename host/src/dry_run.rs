@@ -69,7 +69,11 @@ pub async fn run<B: VpcBackend>(
     }
     let vpc = vpc.context("dry run: cannot observe the VPC")?;
     let spec = specs.current().expect("a spec is in force");
-    let planned = plan(&spec, &board.snapshot(), &vpc, settings);
+    let settings = Settings {
+        now: std::time::Instant::now(),
+        ..settings.clone()
+    };
+    let planned = plan(&spec, &board.snapshot(), &vpc, &settings);
     match output {
         Output::Json => println!("{:#}", planned.to_json()),
         Output::Text => print!("{}", planned.to_text()),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
-use crate::spec::{RouteSpec, SpecError};
+use crate::spec::{RouteSpec, SpecDetails, SpecError};
 
 /// Longest spec quoted in the log (the whole spec is on `/route_info`).
 const MAX_LOGGED_SPEC: usize = 4096;
@@ -51,22 +51,22 @@ impl SpecStore {
         I: IntoIterator<Item = (String, H)>,
         H: IntoIterator<Item = String>,
     {
-        self.offer_with_tables(source, entries, Vec::new())
+        self.offer_with(source, entries, SpecDetails::default())
     }
 
-    /// As [`SpecStore::offer`], with route tables of their own for some
-    /// CIDRs: (cidr, tables) as the plugin named them.
-    pub fn offer_with_tables<I, H>(
+    /// As [`SpecStore::offer`], with route tables and options of their own
+    /// for some CIDRs, as the plugin gave them.
+    pub fn offer_with<I, H>(
         &self,
         source: &str,
         entries: I,
-        tables: Vec<(String, Vec<String>)>,
+        details: SpecDetails,
     ) -> Result<Offer, SpecError>
     where
         I: IntoIterator<Item = (String, H)>,
         H: IntoIterator<Item = String>,
     {
-        let spec = match RouteSpec::from_entries(entries).and_then(|s| s.with_tables(tables)) {
+        let spec = match RouteSpec::from_entries(entries).and_then(|s| s.with_details(details)) {
             Ok(spec) => spec,
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod ha_cluster;
 pub mod hostile;
 pub mod moto;
+pub mod nat;
 pub mod sim_cluster;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -328,6 +328,7 @@ pub async fn routes(ec2: &Client, vpc: &str) -> BTreeMap<String, Vec<(String, St
                         .network_interface_id()
                         .or(r.instance_id())
                         .or(r.gateway_id())
+                        .or(r.nat_gateway_id())
                         .unwrap_or("?");
                     (destination.to_string(), target.to_string())
                 })
@@ -360,4 +361,80 @@ pub async fn sqs_queue(url: &str, name: &str) -> (aws_sdk_sqs::Client, String) {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let created = sqs.create_queue().queue_name(name).send().await.unwrap();
     (sqs, created.queue_url.unwrap())
+}
+
+/// The private side of the NAT layout in a moto VPC.
+pub struct Private {
+    /// The tagged tables of the private subnets of AZ a and b.
+    pub private: [String; 2],
+    pub main: String,
+    /// An untagged table with a hand-made route to a VPN instance's ENI.
+    pub vpn: String,
+    pub vpn_eni: String,
+}
+
+pub async fn private_tables(ec2: &Client, vpc: &Vpc) -> Private {
+    use aws_sdk_ec2::types::{Filter, Tag};
+    let az = |i: u8| format!("{}{}", REGION, (b'a' + i) as char);
+    let mut private = Vec::new();
+    for i in 0..2u8 {
+        let subnet = create_subnet(ec2, &vpc.id, &format!("127.0.{}.0/24", 11 + i), &az(i)).await;
+        let table = route_table(ec2, &vpc.id).await;
+        associate(ec2, &table, &subnet).await;
+        ec2.create_tags()
+            .resources(&table)
+            .tags(Tag::builder().key("vpcrouter").value("egress").build())
+            .send()
+            .await
+            .unwrap();
+        private.push(table);
+    }
+    // A third private subnet, on the main table (no explicit association).
+    create_subnet(ec2, &vpc.id, "127.0.13.0/24", &az(0)).await;
+    let main = ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(&vpc.id).build())
+        .filters(
+            Filter::builder()
+                .name("association.main")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .route_tables()[0]
+        .route_table_id()
+        .unwrap()
+        .to_string();
+    let subnet = create_subnet(ec2, &vpc.id, "127.0.14.0/24", &az(0)).await;
+    let vpn = route_table(ec2, &vpc.id).await;
+    associate(ec2, &vpn, &subnet).await;
+    let (_, vpn_eni) = launch(ec2, &subnet, "127.0.14.10").await;
+    ec2.create_route()
+        .route_table_id(&vpn)
+        .destination_cidr_block("10.200.0.0/16")
+        .network_interface_id(&vpn_eni)
+        .send()
+        .await
+        .unwrap();
+    Private {
+        private: private.try_into().unwrap(),
+        main,
+        vpn,
+        vpn_eni,
+    }
+}
+
+/// A NAT gateway in `subnet` (with an Elastic IP of its own); its id.
+pub async fn nat_gateway(ec2: &Client, subnet: &str) -> String {
+    let address = ec2.allocate_address().send().await.unwrap();
+    let created = ec2
+        .create_nat_gateway()
+        .subnet_id(subnet)
+        .allocation_id(address.allocation_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    created.nat_gateway.unwrap().nat_gateway_id.unwrap()
 }

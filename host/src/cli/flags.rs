@@ -4,6 +4,7 @@ use clap::Parser;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cloud::budget::BucketSize;
 use crate::cloud::claims;
@@ -187,6 +188,25 @@ pub struct Cli {
     /// (POST /rebalance)
     #[arg(long)]
     pub rebalance: bool,
+
+    /// Where the routes of a CIDR go while none of its routers is eligible,
+    /// unless the spec names a fallback for it: a NAT gateway (nat-...),
+    /// transit gateway (tgw-...), internet gateway (igw-...), peering
+    /// connection (pcx-...), or withdraw (delete the route, so that a
+    /// wider route takes the traffic). Without, routes are left as they are
+    #[arg(long, value_name = "TARGET", value_parser = crate::spec::Fallback::parse)]
+    pub fallback: Option<crate::spec::Fallback>,
+
+    /// Routes leave the fallback for a router once it has stayed healthy
+    /// this long since it came back
+    #[arg(long = "failback-hold", value_name = "SECONDS", default_value_t = 30)]
+    pub failback_hold: u64,
+
+    /// When routes on a router of a later tier return to a recovered one
+    /// of an earlier tier: never (they stay while their router is
+    /// eligible; POST /rebalance moves them), or after=SECONDS of health
+    #[arg(long, value_name = "never|after=SECONDS", default_value = "never", value_parser = parse_failback)]
+    pub failback: Failback,
 
     /// Take the spec and one round of health, observe the VPC, print the
     /// plan a pass would carry out, and exit: nothing is changed
@@ -397,4 +417,20 @@ mod tests {
             assert!(url(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// `--failback`: how long an earlier tier's router must be healthy before
+/// routes return to it; `None`: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failback(pub Option<Duration>);
+
+fn parse_failback(text: &str) -> Result<Failback, String> {
+    if text == "never" {
+        return Ok(Failback(None));
+    }
+    let seconds = (text.strip_prefix("after="))
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s <= 86_400)
+        .ok_or_else(|| format!("{text:?}: expected never or after=SECONDS (0 to 86400)"))?;
+    Ok(Failback(Some(Duration::from_secs(seconds))))
 }

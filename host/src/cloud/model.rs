@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::claims::TagChange;
-use super::operation::{Action, Operation};
+use super::operation::{Action, Operation, RouteTarget};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpcState {
@@ -167,10 +167,10 @@ impl VpcState {
 
     /// Carry out one route operation as EC2 would, with its errors.
     pub fn apply(&mut self, op: &Operation) -> Result<(), RouteError> {
-        if let Some(target) = &op.target
-            && self.interface(&target.eni).is_none()
+        if let Some(eni) = op.target.as_ref().and_then(|t| t.eni())
+            && self.interface(eni).is_none()
         {
-            return Err(RouteError::NoSuchInterface(target.eni.clone()));
+            return Err(RouteError::NoSuchInterface(eni.to_string()));
         }
         let table = self
             .route_tables
@@ -181,14 +181,13 @@ impl VpcState {
             .routes
             .iter()
             .position(|r| r.destination == op.destination);
-        let target = || {
-            Target::Interface(
-                op.target
-                    .as_ref()
-                    .expect("create and replace have a target")
-                    .eni
-                    .clone(),
-            )
+        let target = || match op
+            .target
+            .as_ref()
+            .expect("create and replace have a target")
+        {
+            RouteTarget::Router(router) => Target::Interface(router.eni.clone()),
+            RouteTarget::Gateway(id) => Target::Other(id.clone()),
         };
         match (&op.action, existing) {
             (Action::Create, Some(_)) => {

@@ -76,6 +76,52 @@ pub struct RouterTarget {
     pub host: IpAddr,
 }
 
+/// Where a created or replaced route points: a router, or the CIDR's
+/// fallback gateway while no router is eligible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    Router(RouterTarget),
+    /// A NAT gateway, transit gateway, internet gateway or peering
+    /// connection, by id.
+    Gateway(String),
+}
+
+impl RouteTarget {
+    /// The router host, unless it is a gateway.
+    pub fn host(&self) -> Option<IpAddr> {
+        match self {
+            RouteTarget::Router(router) => Some(router.host),
+            RouteTarget::Gateway(_) => None,
+        }
+    }
+
+    /// The router's ENI, unless it is a gateway.
+    pub fn eni(&self) -> Option<&str> {
+        match self {
+            RouteTarget::Router(router) => Some(&router.eni),
+            RouteTarget::Gateway(_) => None,
+        }
+    }
+
+    /// The gateway id, unless it is a router.
+    pub fn gateway(&self) -> Option<&str> {
+        match self {
+            RouteTarget::Router(_) => None,
+            RouteTarget::Gateway(id) => Some(id),
+        }
+    }
+}
+
+impl std::fmt::Display for RouteTarget {
+    /// The host, or the gateway id: what views and events name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTarget::Router(router) => router.host.fmt(f),
+            RouteTarget::Gateway(id) => f.write_str(id),
+        }
+    }
+}
+
 /// One route operation and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
@@ -83,7 +129,7 @@ pub struct Operation {
     pub table: String,
     pub destination: IpNet,
     /// The new target (create, replace).
-    pub target: Option<RouterTarget>,
+    pub target: Option<RouteTarget>,
     pub reason: String,
     pub cause: Cause,
 }

@@ -355,6 +355,9 @@ pub fn planning(config: &Config) -> Settings {
         rebalance: config.rebalance,
         tables: config.route_tables.clone(),
         owner: config.owner_id.clone(),
-        move_off: Default::default(),
+        fallback: config.fallback.clone(),
+        failback_hold: config.failback_hold,
+        tier_failback: config.tier_failback,
+        ..Settings::default()
     }
 }

@@ -29,6 +29,9 @@ pub struct HealthSnapshot {
     pub probed: Option<BTreeSet<IpAddr>>,
     /// Hosts drained on purpose, whatever their health (`drain`).
     pub drained: BTreeMap<IpAddr, Drain>,
+    /// Healthy hosts that were failed or questionable before: when they
+    /// came back (a fail-back waits until they have stayed healthy a while).
+    pub recovered: BTreeMap<IpAddr, Instant>,
 }
 
 impl HealthSnapshot {
@@ -231,6 +234,7 @@ impl HealthBoard {
         combined.probed = self.probe_first.then(|| worst.keys().copied().collect());
         combined.drained = inner.drains.clone();
         self.snapshot.send_if_modified(|current| {
+            combined.recovered = recoveries(current, &combined, now);
             if *current == combined {
                 return false;
             }
@@ -242,6 +246,28 @@ impl HealthBoard {
             self.record_hold(&change, &inner.damping, now);
         }
     }
+}
+
+/// When each healthy host came back, if it did: now for those that were
+/// failed or questionable `before`, as before for the others.
+fn recoveries(
+    before: &HealthSnapshot,
+    after: &HealthSnapshot,
+    now: Instant,
+) -> BTreeMap<IpAddr, Instant> {
+    let was_down =
+        |host: &IpAddr| before.failed.contains(host) || before.questionable.contains(host);
+    let healthy = (after.probed.iter().flatten())
+        .chain(&before.failed)
+        .chain(&before.questionable)
+        .chain(before.recovered.keys())
+        .filter(|host| after.probed(host) && after.state(host) == State::Healthy);
+    healthy
+        .filter_map(|host| match was_down(host) {
+            true => Some((*host, now)),
+            false => Some((*host, *before.recovered.get(host)?)),
+        })
+        .collect()
 }
 
 /// Each reported host's worst state over all plugins.

@@ -101,11 +101,13 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
     };
     // What the next pass will do with it, from the same state.
     let mut settings = sources.planning.clone();
+    settings.now = std::time::Instant::now();
+    let unasked = settings.clone();
     settings.move_off.insert(cidr, from);
     let planned = crate::reconcile::plan::plan(spec, &snap.health, vpc, &settings);
     let moves: Vec<_> = (planned.operations.iter())
         .filter(|op| op.destination == cidr && op.cause == Cause::Drain)
-        .filter_map(|op| Some((op.table.clone(), op.target.as_ref()?.host)))
+        .filter_map(|op| Some((op.table.clone(), op.target.as_ref()?.host()?)))
         .collect();
     if moves.is_empty() {
         let message = format!(
@@ -123,9 +125,10 @@ fn failover(sources: &Shared, given: &str, body: &[u8]) -> Response {
     {
         let _ = moved.apply(op);
     }
-    let after = crate::reconcile::plan::plan(spec, &snap.health, &moved, &sources.planning);
-    let undone = (after.operations.iter())
-        .any(|op| op.destination == cidr && op.target.as_ref().is_some_and(|t| t.host == from));
+    let after = crate::reconcile::plan::plan(spec, &snap.health, &moved, &unasked);
+    let undone = (after.operations.iter()).any(|op| {
+        op.destination == cidr && op.target.as_ref().is_some_and(|t| t.host() == Some(from))
+    });
     if undone {
         let message = format!(
             "{cidr} would return to {from} at the next pass (with --az-affinity a healthy router keeps its own AZ's tables): drain {from} instead"

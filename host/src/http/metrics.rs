@@ -78,10 +78,48 @@ fn state_registry(
     if let Some(tokens) = tokens {
         register_budget(&mut state, tokens);
     }
+    register_fallbacks(&mut state, snap);
     let ready = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
     ready.set((readiness(snap)["ready"].as_bool() == Some(true)) as i64);
     state.register("ready", "1 when /readyz says ready", ready);
     state
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    cidr: String,
+    table: String,
+}
+
+/// Routes on their fallback now, and the seconds each (CIDR, table) has
+/// spent on it: what the fallback costs.
+fn register_fallbacks(state: &mut Registry, snap: &Snapshot) {
+    let labels = |(cidr, table): &(ipnet::IpNet, String)| RouteLabels {
+        cidr: cidr.to_string(),
+        table: table.clone(),
+    };
+    let active = Family::<RouteLabels, Gauge>::default();
+    let seconds = Family::<RouteLabels, Counter<f64, AtomicU64>>::default();
+    for (key, spent) in snap.routes.fallback_seconds.iter() {
+        seconds.get_or_create(&labels(key)).inc_by(*spent);
+    }
+    for (key, on) in snap.routes.fallbacks.iter() {
+        active.get_or_create(&labels(key)).set(1);
+        let spent = snap.now.duration_since(on.since).unwrap_or_default();
+        seconds
+            .get_or_create(&labels(key))
+            .inc_by(spent.as_secs_f64());
+    }
+    state.register(
+        "fallback_active",
+        "1 while a route is on its fallback (no router of its CIDR eligible)",
+        active,
+    );
+    state.register(
+        "fallback_seconds",
+        "Seconds routes have spent on their fallback",
+        seconds,
+    );
 }
 
 /// Each router host's health, and whether it is held down or drained.

@@ -21,6 +21,7 @@ th, td { border: 1px solid #d0d5dd; padding: .3em .6em; text-align: left; vertic
 th { background: #eef1f5; font-weight: 600; }
 td.healthy { background: #d1fadf; } td.questionable { background: #fef0c7; }
 td.failed { background: #fee4e2; } td.none, td.other { background: #f2f4f7; color: #667085; }
+td.fallback { background: #fef0c7; }
 span.badge { display: inline-block; padding: .05em .5em; border-radius: 1em; font-size: .9em; }
 .ready { background: #d1fadf; } .notready { background: #fee4e2; }
 .healthy-dot::before { content: '\\25CF '; color: #12b76a; }
@@ -153,7 +154,20 @@ fn route_grid(snap: &Snapshot) -> Markup {
                     @for table in &tables {
                         @let last = snap.routes.actions.get(&(table.to_string(), *cidr));
                         @let reason = last.map(|l| format!("{} {}: {}", l.action, l.at, l.reason)).unwrap_or_default();
+                        @let fallback = snap.routes.fallbacks.get(&(*cidr, table.to_string()));
+                        @let since = fallback.map(|f| format!("on its fallback since {}", rfc3339(f.since)));
                         @match lookup.target(table, cidr) {
+                            Some(target) if fallback.is_some() => {
+                                td.fallback title=(reason) data-table=(table) data-cidr=(cidr) {
+                                    @if let RouteTarget::Other(other) = &target { (other) } br;
+                                    small { (since.unwrap_or_default()) }
+                                }
+                            }
+                            None if fallback.is_some() => {
+                                td.fallback title=(reason) data-table=(table) data-cidr=(cidr) {
+                                    "withdrawn" br; small { (since.unwrap_or_default()) }
+                                }
+                            }
                             Some(target) => {
                                 td class=(health_class(snap, &target)) title=(reason) data-table=(table) data-cidr=(cidr) {
                                     @match &target {

@@ -210,7 +210,11 @@ pub fn plan(snap: &Snapshot, settings: &Settings) -> Value {
         (None, _) => return unplanned("no route spec in force yet"),
         (_, None) => return unplanned("the VPC has not been observed (yet, or lately)"),
     };
-    let planned = crate::reconcile::plan::plan(spec, &snap.health, vpc, settings);
+    let settings = Settings {
+        now: std::time::Instant::now(),
+        ..settings.clone()
+    };
+    let planned = crate::reconcile::plan::plan(spec, &snap.health, vpc, &settings);
     let mut document = planned.to_json();
     document["observed_at"] = json!(snap.routes.observed_at.map(rfc3339));
     document
@@ -409,8 +413,25 @@ pub fn route_info(snap: &Snapshot, ignore_routes: &[ipnet::IpNet]) -> Value {
     json!({
         "route_spec": snap.spec.as_ref().map(|s| s.to_json()),
         "routes": routes,
+        "fallbacks": fallbacks(snap),
         "ignore_routes": ignore_routes.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
+}
+
+/// Routes on their fallback: CIDR, table, the fallback, since when and
+/// for how many seconds.
+fn fallbacks(snap: &Snapshot) -> Value {
+    (snap.routes.fallbacks.iter())
+        .map(|((cidr, table), on)| {
+            json!({
+                "cidr": cidr.to_string(),
+                "table": table,
+                "fallback": on.fallback.to_string(),
+                "since": rfc3339(on.since),
+                "seconds": snap.now.duration_since(on.since).unwrap_or_default().as_secs(),
+            })
+        })
+        .collect()
 }
 
 pub fn vpc(snap: &Snapshot) -> Value {
@@ -480,6 +501,7 @@ pub fn vpc(snap: &Snapshot) -> Value {
         "last_success": report.last_success.map(rfc3339),
         "last_error": report.last_error,
         "route_tables": tables,
+        "fallbacks": fallbacks(snap),
     })
 }
 

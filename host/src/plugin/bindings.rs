@@ -7,14 +7,14 @@
 /// only; the build fails when they disagree with the WIT they name).
 macro_rules! wit_version {
     () => {
-        "0.1.3"
+        "0.1.4"
     };
 }
 pub(crate) use wit_version;
 
 pub mod config {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.3",
+        path: "../wit/v0.1.4",
         world: "config-plugin",
         imports: {
             "vpcrouter:plugin/outbound": async | trappable,
@@ -27,7 +27,7 @@ pub mod config {
 
 pub mod health {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.3",
+        path: "../wit/v0.1.4",
         world: "health-plugin",
         imports: {
             "vpcrouter:plugin/probes": async | trappable,
@@ -52,7 +52,7 @@ pub use health::{HealthPlugin, HealthPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 3);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 4);
 /// [`WIT_VERSION`] as text, e.g. for messages.
 pub const WIT_VERSION_TEXT: &str = wit_version!();
 /// The contract's folder in the sources, for messages.

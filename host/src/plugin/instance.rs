@@ -20,7 +20,7 @@ use super::output::Output;
 use crate::probe::ProbeShare;
 use crate::probe::rtt::RttTable;
 use crate::read::Reader;
-use crate::spec::RouteSpec;
+use crate::spec::{RouteSpec, SpecDetails};
 use crate::text::clip;
 use tokio::sync::mpsc;
 
@@ -80,9 +80,10 @@ pub struct HostState {
     pub(super) rtt: RttTable,
     /// Probe rounds started and not dropped.
     pub(super) open_rounds: usize,
-    /// Route tables the plugin gave CIDRs of the spec its current call
-    /// returns (`daemon.set-route-tables`).
-    pub(super) route_tables: Vec<(String, Vec<String>)>,
+    /// Route tables and options the plugin gave CIDRs of the spec its
+    /// current call returns (`daemon.set-route-tables`,
+    /// `daemon.set-route-options`).
+    pub(super) spec_details: SpecDetails,
     /// Verdicts reported during `check`, to the supervisor.
     pub(super) verdicts: mpsc::UnboundedSender<Vec<HostHealth>>,
     limiter: PluginLimiter,
@@ -168,7 +169,7 @@ impl InstanceFactory {
             probes: self.probes.clone(),
             accepted: self.accepted.clone(),
             requests: Requests::default(),
-            route_tables: Vec::new(),
+            spec_details: SpecDetails::default(),
             limiter: PluginLimiter::new(self.bounds.memory_cap, guard.refused_memory.clone()),
             wasi,
             table: ResourceTable::new(),
@@ -279,7 +280,7 @@ impl PluginInstance {
             Event::Started => self.guard.start_timeout,
             _ => self.guard.call_timeout,
         };
-        self.store.data_mut().route_tables.clear();
+        self.store.data_mut().spec_details = SpecDetails::default();
         self.guard
             .run_for(call, limit, api.call_on_event(&mut self.store, event))
             .await?
@@ -295,16 +296,16 @@ impl PluginInstance {
             return Err(not_exported(call));
         };
         let api = b.vpcrouter_plugin_config_source();
-        self.store.data_mut().route_tables.clear();
+        self.store.data_mut().spec_details = SpecDetails::default();
         self.guard
             .run(call, api.call_handle_http(&mut self.store, request))
             .await
     }
 
-    /// The route tables the last call gave CIDRs of the spec it returned:
-    /// (cidr, tables), as the plugin named them.
-    pub fn take_route_tables(&mut self) -> Vec<(String, Vec<String>)> {
-        std::mem::take(&mut self.store.data_mut().route_tables)
+    /// The route tables and options the last call gave CIDRs of the spec
+    /// it returned, as the plugin named them.
+    pub fn take_spec_details(&mut self) -> SpecDetails {
+        std::mem::take(&mut self.store.data_mut().spec_details)
     }
 
     /// One health round over `hosts`.

@@ -54,7 +54,7 @@ impl<B: VpcBackend> Reconciler<B> {
             let host = op
                 .target
                 .as_ref()
-                .map(|t| t.host.to_string())
+                .map(ToString::to_string)
                 .unwrap_or_default();
             let took_ms = trigger.elapsed().as_millis() as u64;
             match result {
@@ -103,7 +103,7 @@ impl<B: VpcBackend> Reconciler<B> {
             Err(CloudError::Unavailable(_)) => "failed",
         };
         metrics::global().route_operation(kind, outcome);
-        let host = op.target.as_ref().map(|t| t.host.to_string());
+        let host = op.target.as_ref().map(ToString::to_string);
         let subject = format!("{} {}", op.table, op.destination);
         let took_ms = Some(trigger.elapsed().as_millis() as u64);
         let event = match (result, op.cause, op.action) {

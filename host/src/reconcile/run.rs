@@ -145,6 +145,7 @@ impl<B: VpcBackend> Reconciler<B> {
             if let (Some(spec), Some(_)) = (spec, &round.observation.cache) {
                 let mut settings = round.rebalancing.settings(&self.settings);
                 settings.move_off = self.moves.pending();
+                settings.now = std::time::Instant::now();
                 let mut plan = plan(
                     &spec,
                     &health,
@@ -156,6 +157,11 @@ impl<B: VpcBackend> Reconciler<B> {
                     super::rebalance::pace(plan.operations, self.backend.as_ref()).await;
                 plan.operations = operations;
                 again_at = deferred.map(|wait| Instant::now() + wait);
+                // A hold ends: plan again then.
+                if let Some(at) = plan.again_at {
+                    let at = Instant::from_std(at);
+                    again_at = Some(again_at.map_or(at, |t: Instant| t.min(at)));
+                }
                 self.tell_notices(&mut round.told, &plan);
                 if !self.write(plan, &mut round).await {
                     round.observation.failed();
@@ -243,6 +249,8 @@ impl<B: VpcBackend> Reconciler<B> {
     async fn write(&self, plan: Plan, round: &mut Round) -> bool {
         let cache = round.observation.cache.as_mut().expect("observed");
         let managed = plan.managed.clone();
+        // What a standby would do is not what is in the VPC.
+        let on_fallback = round.leading.then(|| plan.on_fallback.clone());
         let checks = self.disable_source_dest_check && !plan.source_dest_checked.is_empty();
         let writes = !plan.operations.is_empty() || !plan.claims.is_empty() || checks;
         let mut ok = true;
@@ -272,6 +280,9 @@ impl<B: VpcBackend> Reconciler<B> {
             if ok {
                 r.last_success = Some(SystemTime::now());
                 r.last_error = None;
+                if let Some(on_fallback) = &on_fallback {
+                    r.set_fallbacks(on_fallback, SystemTime::now());
+                }
             }
         });
         if ok {

@@ -161,7 +161,8 @@ pub(super) fn route_error<E: ProvideErrorMetadata + std::error::Error + Send + S
         }
         (Outcome::Refused, Some("InvalidRouteTableID.NotFound")) => RouteError::NoSuchTable(table),
         (Outcome::Refused, Some("InvalidNetworkInterfaceID.NotFound")) => {
-            RouteError::NoSuchInterface(op.target.clone().map(|t| t.eni).unwrap_or_default())
+            let eni = op.target.as_ref().and_then(|t| t.eni());
+            RouteError::NoSuchInterface(eni.unwrap_or_default().to_string())
         }
         (Outcome::Refused, Some("RouteLimitExceeded")) => RouteError::LimitExceeded(table),
         (Outcome::Refused, Some(code)) => RouteError::Other {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::budget::{BucketSize, Budget};
 use super::claims::TagChange;
 use super::model::{Subnet, VpcState};
-use super::operation::{Action, Operation};
+use super::operation::{Action, Operation, RouteTarget};
 use super::{CloudError, VpcBackend};
 pub use client::Outcome;
 use client::{describe_error, route_error, unavailable};
@@ -150,6 +150,36 @@ fn destination(op: &Operation) -> (Option<String>, Option<String>) {
     }
 }
 
+/// A route's target as EC2's calls take it: one field set, by its kind.
+#[derive(Default)]
+struct Targets {
+    eni: Option<String>,
+    nat_gateway: Option<String>,
+    gateway: Option<String>,
+    transit_gateway: Option<String>,
+    peering: Option<String>,
+}
+
+impl Targets {
+    fn of(op: &Operation) -> Self {
+        let mut to = Targets::default();
+        match &op.target {
+            None => {}
+            Some(RouteTarget::Router(router)) => to.eni = Some(router.eni.clone()),
+            Some(RouteTarget::Gateway(id)) => {
+                let field = match id.split('-').next() {
+                    Some("nat") => &mut to.nat_gateway,
+                    Some("tgw") => &mut to.transit_gateway,
+                    Some("pcx") => &mut to.peering,
+                    _ => &mut to.gateway,
+                };
+                *field = Some(id.clone());
+            }
+        }
+        to
+    }
+}
+
 impl VpcBackend for Ec2Vpc {
     /// Instances with their ENIs and route tables, concurrently, both
     /// filtered to the VPC: what can change by hand. Subnets only at first
@@ -200,7 +230,7 @@ impl VpcBackend for Ec2Vpc {
 
     async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
         let (v4, v6) = destination(op);
-        let eni = op.target.as_ref().map(|t| t.eni.clone());
+        let to = Targets::of(op);
         let table = &op.table;
         let bucket = &self.budget.mutating;
         let action = op.action.api_call();
@@ -212,7 +242,11 @@ impl VpcBackend for Ec2Vpc {
                         .route_table_id(table)
                         .set_destination_cidr_block(v4.clone())
                         .set_destination_ipv6_cidr_block(v6.clone())
-                        .set_network_interface_id(eni.clone())
+                        .set_network_interface_id(to.eni.clone())
+                        .set_nat_gateway_id(to.nat_gateway.clone())
+                        .set_gateway_id(to.gateway.clone())
+                        .set_transit_gateway_id(to.transit_gateway.clone())
+                        .set_vpc_peering_connection_id(to.peering.clone())
                         .send()
                 })
                 .await
@@ -225,7 +259,11 @@ impl VpcBackend for Ec2Vpc {
                         .route_table_id(table)
                         .set_destination_cidr_block(v4.clone())
                         .set_destination_ipv6_cidr_block(v6.clone())
-                        .set_network_interface_id(eni.clone())
+                        .set_network_interface_id(to.eni.clone())
+                        .set_nat_gateway_id(to.nat_gateway.clone())
+                        .set_gateway_id(to.gateway.clone())
+                        .set_transit_gateway_id(to.transit_gateway.clone())
+                        .set_vpc_peering_connection_id(to.peering.clone())
                         .send()
                 })
                 .await

@@ -1,7 +1,9 @@
-use super::super::bindings::config::vpcrouter::plugin::daemon::{Host, RouteTables};
+use super::super::bindings::config::vpcrouter::plugin::daemon::{
+    Host, RouteOptions as GivenOptions, RouteTables,
+};
 use super::super::bindings::config::vpcrouter::plugin::types::Route;
 use super::super::instance::HostState;
-use crate::spec::{MAX_ROUTES, MAX_TABLES_PER_ROUTE};
+use crate::spec::{MAX_HOSTS_PER_ROUTE, MAX_ROUTES, MAX_TABLES_PER_ROUTE, RouteOptions};
 
 impl Host for HostState {
     fn accepted_spec(&mut self) -> wasmtime::Result<Option<Vec<Route>>> {
@@ -20,10 +22,23 @@ impl Host for HostState {
     fn set_route_tables(&mut self, scopes: Vec<RouteTables>) -> wasmtime::Result<()> {
         // Bounded as the spec is: one past the limits, so that the spec's
         // check names what is too many.
-        self.route_tables = (scopes.into_iter().take(MAX_ROUTES + 1))
+        self.spec_details.tables = (scopes.into_iter().take(MAX_ROUTES + 1))
             .map(|scope| {
                 let tables = scope.tables.into_iter().take(MAX_TABLES_PER_ROUTE + 1);
                 (scope.cidr, tables.collect())
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn set_route_options(&mut self, options: Vec<GivenOptions>) -> wasmtime::Result<()> {
+        self.spec_details.options = (options.into_iter().take(MAX_ROUTES + 1))
+            .map(|given| RouteOptions {
+                cidr: given.cidr,
+                fallback: given.fallback,
+                hosts: (given.routers.into_iter().take(MAX_HOSTS_PER_ROUTE + 1))
+                    .map(|r| (r.host, r.tier, r.weight))
+                    .collect(),
             })
             .collect();
         Ok(())

@@ -84,8 +84,8 @@ impl Supervisor {
         record_call(plugin, "on-event", &delivered, started);
         match delivered {
             Ok(Some(routes)) => {
-                let tables = instance.take_route_tables();
-                if let Err(e) = specs.offer_with_tables(plugin, entries(routes), tables) {
+                let details = instance.take_spec_details();
+                if let Err(e) = specs.offer_with(plugin, entries(routes), details) {
                     self.shown_error(format!(
                         "rejected route spec, keeping the one in force: {e}"
                     ));
@@ -127,8 +127,7 @@ impl Supervisor {
         let (response, fault) = match handled {
             Ok((response, None)) => (response, None),
             Ok((response, Some(routes))) => {
-                match specs.offer_with_tables(plugin, entries(routes), instance.take_route_tables())
-                {
+                match specs.offer_with(plugin, entries(routes), instance.take_spec_details()) {
                     Ok(_) => (response, None),
                     Err(e) => {
                         self.shown_error(format!(

@@ -12,7 +12,8 @@ use crate::cloud::claims;
 use crate::cloud::model::{Interface, Route, RouteTable, Target, VpcState};
 use crate::health::{HealthSnapshot, State};
 use crate::selector::{Selected, TableSelector};
-use crate::spec::RouteSpec;
+use crate::spec::{Fallback, Preference, RouteSpec};
+use std::time::{Duration, Instant};
 
 /// Lookups over one observed VPC, built once so that whoever reads it
 /// (the planner, the views) stays linear in its size; the one home of "an
@@ -63,6 +64,7 @@ pub(super) struct Facts<'p, 'v> {
     pub(super) index: &'p VpcIndex<'v>,
     pub(super) usable: &'p HashMap<IpAddr, Candidate<'v>>,
     pub(super) health: &'p HealthSnapshot,
+    pub(super) settings: &'p Settings,
 }
 
 /// A spec host that exists in the VPC, with what the choice needs.
@@ -73,6 +75,8 @@ pub(super) struct Candidate<'v> {
     /// Drained on purpose: a target only while no better host is usable.
     pub(super) drained: bool,
     pub(super) az: Option<&'v str>,
+    /// When it came back healthy after failing, if it did.
+    pub(super) recovered: Option<Instant>,
 }
 
 impl Candidate<'_> {
@@ -80,6 +84,12 @@ impl Candidate<'_> {
     /// questionable, questionable and drained; a failed host never is one.
     pub(super) fn rank(&self) -> Option<(State, bool)> {
         (self.state != State::Failed).then_some((self.state, self.drained))
+    }
+
+    /// When it will have been healthy for `hold` since it came back, if
+    /// that is still to come at `now`.
+    pub(super) fn held_until(&self, hold: Duration, now: Instant) -> Option<Instant> {
+        self.recovered.map(|at| at + hold).filter(|end| *end > now)
     }
 }
 
@@ -110,6 +120,17 @@ impl<'v> Managed<'v> {
         }
     }
 
+    /// Whether a route to a gateway here is this daemon's: one to the
+    /// CIDR's fallback, or (in a chosen table) one it claims.
+    pub(super) fn owns_gateway_route(&self, route: &Route, fallback: Option<&Fallback>) -> bool {
+        let Target::Other(gateway) = &route.target else {
+            return false;
+        };
+        route.origin.is_create_route()
+            && (fallback.and_then(Fallback::gateway) == Some(gateway.as_str())
+                || (self.why != Selected::RouterSubnet && self.ours.contains(&route.destination)))
+    }
+
     /// Which spread the table follows: its AZ's with affinity, else the
     /// one of all tables (`None`).
     pub(super) fn scope(&self, settings: &Settings) -> Option<&'v str> {
@@ -133,6 +154,10 @@ pub(super) struct Wanted<'p, 'v> {
     pub(super) current: Vec<Option<IpAddr>>,
     /// The host the operator asked this CIDR off: ranked like a drained one.
     pub(super) set_aside: Option<IpAddr>,
+    /// Hosts with a tier or weight of their own.
+    pub(super) preferences: Option<&'p BTreeMap<IpAddr, Preference>>,
+    /// Where its routes go while no host is eligible, if anywhere.
+    pub(super) fallback: Option<&'p Fallback>,
 }
 
 impl<'p, 'v> Wanted<'p, 'v> {
@@ -154,10 +179,27 @@ impl<'p, 'v> Wanted<'p, 'v> {
 
 impl Wanted<'_, '_> {
     /// How good a target `candidate` is for this CIDR (see
-    /// `Candidate::rank`): one it was asked off counts as drained.
-    pub(super) fn rank(&self, candidate: &Candidate) -> Option<(State, bool)> {
+    /// `Candidate::rank`; one it was asked off counts as drained), then
+    /// its tier.
+    pub(super) fn rank(&self, candidate: &Candidate) -> Option<(State, bool, u32)> {
         let (state, drained) = candidate.rank()?;
-        Some((state, drained || self.set_aside == Some(candidate.host)))
+        let drained = drained || self.set_aside == Some(candidate.host);
+        Some((state, drained, self.preference(&candidate.host).tier))
+    }
+
+    /// A host's tier and weight for this CIDR.
+    pub(super) fn preference(&self, host: &IpAddr) -> Preference {
+        (self.preferences.and_then(|p| p.get(host)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether a host of it exists and runs but has not been probed yet:
+    /// nothing is known enough to fall back.
+    pub(super) fn awaits_a_first_probe(&self, index: &VpcIndex, health: &HealthSnapshot) -> bool {
+        self.hosts
+            .iter()
+            .any(|host| index.at(host).is_some_and(|i| i.running) && !health.probed(host))
     }
 
     /// The eligible host a live route points at that has not been probed
@@ -269,6 +311,7 @@ pub(super) fn usable_hosts<'v>(
                 state: health.state(host),
                 drained: health.drained.contains_key(host) || interface.maintenance.is_some(),
                 az: subnet_az.get(interface.subnet.as_str()).copied(),
+                recovered: health.recovered.get(host).copied(),
             })
         })
         .map(|c| (c.host, c))

@@ -18,7 +18,16 @@
 //!   stopped instance), is not eligible for the CIDR, is failed, or is
 //!   questionable while a healthy alternative exists;
 //! - when no eligible host is usable, the route is left as it is: never
-//!   deleted, never pointed at a failed host;
+//!   deleted, never pointed at a failed host; unless the CIDR has a
+//!   fallback (the spec's, else `--fallback`) and none of its hosts awaits
+//!   a first probe: then its routes point at the fallback gateway, or are
+//!   deleted (`withdraw`) so that a wider route takes the traffic;
+//! - a route on its fallback goes back to a router once that router has
+//!   stayed healthy for the fail-back hold since it last came back;
+//! - hosts may have tiers: a CIDR uses the first tier with an eligible
+//!   host; one on a later tier returns to an earlier one only when
+//!   `tier_failback` says (after that host has been healthy a while), or
+//!   on request;
 //! - with no table selection (the old command lines), managed routes to an
 //!   interface or instance whose CIDR is not in the spec are deleted,
 //!   unless inside `ignore_routes`, which are never touched at all; in
@@ -28,7 +37,7 @@
 //! - the spread is balanced and sticky: a CIDR keeps its current healthy
 //!   target, and CIDRs that need a host go, in CIDR order, to the host of
 //!   highest rendezvous weight still below the bound ceil(R/H) (R CIDRs, H
-//!   hosts they may use). So one host's death moves only its routes, spread
+//!   hosts they may use; with weights, ceil(R*w/W)). So one host's death moves only its routes, spread
 //!   within the bound over the survivors, and recovery moves nothing back.
 //!   Only on request (`rebalance`) do routes leave hosts above the bound:
 //!   the fewest that restore it, each host keeping its highest-weight CIDRs.
@@ -54,10 +63,11 @@ use std::collections::BTreeMap;
 
 use crate::cloud::claims::{self, Claim};
 use crate::cloud::model::{RouteTable, VpcState};
-use crate::cloud::operation::{Action, Cause, Operation, RouterTarget};
+use crate::cloud::operation::{Action, Cause, Operation, RouteTarget};
 use crate::health::HealthSnapshot;
 use crate::selector::TableSelector;
-use crate::spec::RouteSpec;
+use crate::spec::{Fallback, RouteSpec};
+use std::time::{Duration, Instant};
 
 pub use index::VpcIndex;
 pub use notices::Notice;
@@ -78,7 +88,22 @@ pub struct Settings {
     /// CIDRs the operator asked off a host (`POST /routes/{cidr}/failover`):
     /// for that CIDR the host is set aside like a drained one.
     pub move_off: BTreeMap<IpNet, std::net::IpAddr>,
+    /// Where the routes of a CIDR without a fallback of its own go while
+    /// none of its hosts is eligible (`--fallback`); none: left as they are.
+    pub fallback: Option<Fallback>,
+    /// How long a router stays healthy after coming back before routes
+    /// leave the fallback for it (`--failback-hold`).
+    pub failback_hold: Duration,
+    /// A CIDR on a later tier returns to an earlier tier's host once that
+    /// host has been healthy this long (`--failback after=N`); none: it
+    /// stays while its host is eligible (`never`).
+    pub tier_failback: Option<Duration>,
+    /// The time the plan is made at (holds are measured to it).
+    pub now: Instant,
 }
+
+/// The fail-back hold unless `--failback-hold` says.
+pub const DEFAULT_FAILBACK_HOLD: Duration = Duration::from_secs(30);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -89,6 +114,10 @@ impl Default for Settings {
             tables: Vec::new(),
             owner: claims::DEFAULT_OWNER.to_string(),
             move_off: BTreeMap::new(),
+            fallback: None,
+            failback_hold: DEFAULT_FAILBACK_HOLD,
+            tier_failback: None,
+            now: Instant::now(),
         }
     }
 }
@@ -105,6 +134,11 @@ pub struct Plan {
     /// Claim tags to write first: which routes of the chosen tables are
     /// this daemon's.
     pub claims: Vec<Claim>,
+    /// Where routes are on their fallback once the plan is carried out
+    /// (CIDR, table), in that order.
+    pub on_fallback: BTreeMap<(IpNet, String), Fallback>,
+    /// When a hold this plan waited on ends: plan again then.
+    pub again_at: Option<Instant>,
 }
 
 pub fn plan(
@@ -127,10 +161,16 @@ pub fn plan(
         index: &index,
         usable: &usable,
         health,
+        settings,
     };
     plan.route_all(&wanted, &managed, &spreads, &facts, settings);
     plan.delete_unwanted(spec, &managed, ignored);
-    plan.claim_ownership(spec, &managed, &settings.owner, ignored);
+    plan.claim_ownership(spec, &managed, settings, ignored);
+    for spread in spreads.values() {
+        if let Some(at) = spread.again_at {
+            plan.again_at(at);
+        }
+    }
     plan.warn_about_unmatched(settings.tables.iter().chain(spec.selectors()), vpc);
     plan.warn_about_limits(&managed);
     plan.warn_about_source_dest_checks(&usable);
@@ -144,7 +184,7 @@ impl Plan {
         action: Action,
         table: &RouteTable,
         destination: IpNet,
-        target: Option<RouterTarget>,
+        target: Option<RouteTarget>,
         reason: String,
         cause: Cause,
     ) {
@@ -156,6 +196,11 @@ impl Plan {
             reason,
             cause,
         });
+    }
+
+    /// Plan again at `at` (the earliest of those asked wins).
+    fn again_at(&mut self, at: Instant) {
+        self.again_at = Some(self.again_at.map_or(at, |t| t.min(at)));
     }
 
     fn notice(&mut self, subject: impl ToString, message: &str) {

@@ -12,10 +12,10 @@ use super::spread::{Choice, Spread};
 use super::{Plan, Settings};
 use crate::cloud::claims::Claim;
 use crate::cloud::model::{Interface, Route, Target};
-use crate::cloud::operation::{Action, Cause, RouterTarget};
+use crate::cloud::operation::{Action, Cause, RouteTarget, RouterTarget};
 use crate::health::{HealthSnapshot, State};
 use crate::selector::Selected;
-use crate::spec::RouteSpec;
+use crate::spec::{Fallback, RouteSpec};
 
 impl Plan {
     /// The spec's CIDRs to route (not ignored, with eligible hosts), each
@@ -26,7 +26,7 @@ impl Plan {
         managed: &[Managed<'v>],
         usable: &'p HashMap<IpAddr, Candidate<'v>>,
         index: &VpcIndex<'v>,
-        settings: &Settings,
+        settings: &'p Settings,
         ignored: impl Fn(&IpNet) -> bool,
     ) -> Vec<Wanted<'p, 'v>> {
         let mut wanted = Vec::with_capacity(spec.len());
@@ -34,7 +34,8 @@ impl Plan {
             if ignored(cidr) {
                 continue;
             }
-            if hosts.is_empty() {
+            let fallback = spec.fallback_of(cidr).or(settings.fallback.as_ref());
+            if hosts.is_empty() && fallback.is_none() {
                 self.notice(
                     *cidr,
                     "no eligible router in the spec; existing routes left alone",
@@ -48,6 +49,8 @@ impl Plan {
                 candidates: hosts.iter().filter_map(|h| usable.get(h)).collect(),
                 current: Vec::with_capacity(managed.len()),
                 set_aside: settings.move_off.get(cidr).copied(),
+                preferences: spec.preferences_of(cidr),
+                fallback,
             };
             cidr.current = managed
                 .iter()
@@ -66,7 +69,7 @@ impl Plan {
     }
 
     /// Every wanted CIDR routed in every managed table by its scope's
-    /// choice; a CIDR with no usable host is left as it is.
+    /// choice; a CIDR with no usable host falls back, or is left as it is.
     pub(super) fn route_all<'p, 'v>(
         &mut self,
         wanted: &[Wanted<'p, 'v>],
@@ -77,10 +80,22 @@ impl Plan {
     ) {
         for (i, cidr) in wanted.iter().enumerate() {
             if cidr.candidates.iter().all(|c| c.state == State::Failed) {
-                self.notice(
-                    cidr.cidr,
-                    "no usable eligible host (failed, not running, unknown or not probed yet); routes left as they are",
-                );
+                match cidr.fallback {
+                    Some(fallback) if !cidr.awaits_a_first_probe(facts.index, facts.health) => {
+                        let message = match fallback {
+                            Fallback::Withdraw => "no usable eligible host (failed, not running or unknown); routes withdrawn".to_string(),
+                            Fallback::Gateway(id) => format!("no usable eligible host (failed, not running or unknown); routes on the fallback {} {id}", fallback.kind()),
+                        };
+                        self.notice(cidr.cidr, &message);
+                        for table in managed.iter().filter(|m| m.takes(cidr.tables)) {
+                            self.fall_back(cidr, table, fallback);
+                        }
+                    }
+                    _ => self.notice(
+                        cidr.cidr,
+                        "no usable eligible host (failed, not running, unknown or not probed yet); routes left as they are",
+                    ),
+                }
                 continue;
             }
             for table in managed.iter().filter(|m| m.takes(cidr.tables)) {
@@ -105,6 +120,7 @@ impl Plan {
             index,
             usable,
             health,
+            settings,
         } = facts;
         let chosen = choice.host;
         let table = managed.table;
@@ -116,11 +132,38 @@ impl Plan {
             self.notice(cidr.cidr, &message);
             return;
         }
-        let target = Some(RouterTarget {
+        let target = Some(RouteTarget::Router(RouterTarget {
             eni: chosen.interface.id.clone(),
             host: chosen.host,
-        });
-        let Some(route) = managed.routes.get(&cidr.cidr).copied() else {
+        }));
+        let route = managed.routes.get(&cidr.cidr).copied();
+        // Off the fallback (withdrawn, or on its gateway) only once the
+        // router has stayed healthy for the hold since it came back.
+        let on_fallback = match (route, cidr.fallback) {
+            (None, Some(Fallback::Withdraw)) => true,
+            (Some(route), fallback) => managed.owns_gateway_route(route, fallback),
+            (None, _) => false,
+        };
+        if on_fallback && let Some(end) = chosen.held_until(settings.failback_hold, settings.now) {
+            let left = end
+                .saturating_duration_since(settings.now)
+                .as_secs_f64()
+                .ceil();
+            let message = format!(
+                "{} stays on its fallback until {} has been healthy for {} s ({left} s more)",
+                table.id,
+                chosen.host,
+                settings.failback_hold.as_secs()
+            );
+            self.notice(cidr.cidr, &message);
+            self.again_at(end);
+            if let Some(fallback) = cidr.fallback {
+                self.on_fallback
+                    .insert((cidr.cidr, table.id.clone()), fallback.clone());
+            }
+            return;
+        }
+        let Some(route) = route else {
             let reason = format!("missing; pointing at {}", chosen.host);
             self.push(
                 Action::Create,
@@ -142,8 +185,20 @@ impl Plan {
             return;
         }
         if let Target::Other(other) = &route.target {
-            let message = format!("{} routes it to {other}, not ours to change", table.id);
-            self.notice(cidr.cidr, &message);
+            if on_fallback {
+                let reason = format!("leaving the fallback {other}: {} is eligible", chosen.host);
+                self.push(
+                    Action::Replace,
+                    table,
+                    cidr.cidr,
+                    target,
+                    reason,
+                    Cause::Repair,
+                );
+            } else {
+                let message = format!("{} routes it to {other}, not ours to change", table.id);
+                self.notice(cidr.cidr, &message);
+            }
             return;
         }
         let pointed = index.target(&route.target);
@@ -160,12 +215,96 @@ impl Plan {
             Some(c) if c.host != chosen.host => {
                 Some((format!("{} was asked off it", c.host), Cause::Drain))
             }
-            _ => replacement(route, pointed, current, choice, health),
+            _ => replacement(route, pointed, current, choice, cidr, health),
         };
         if let Some((why, cause)) = replaced {
             let reason = format!("{why}; moving to {}", chosen.host);
             self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
         }
+    }
+
+    /// The operation, if any, that puts `managed`'s route for `cidr` on its
+    /// fallback: pointed at the gateway, or deleted (`withdraw`). Only a
+    /// route that is ours: to a router, or to a gateway this daemon set.
+    fn fall_back(&mut self, cidr: &Wanted, managed: &Managed, fallback: &Fallback) {
+        let table = managed.table;
+        if let Some(owner) = managed.theirs.get(&cidr.cidr) {
+            let message = format!(
+                "{} routes it for vpcrouter owner {owner}, not ours",
+                table.id
+            );
+            self.notice(cidr.cidr, &message);
+            return;
+        }
+        let route = managed.routes.get(&cidr.cidr).copied();
+        let to = |id: &str| Some(RouteTarget::Gateway(id.to_string()));
+        let reason = match fallback {
+            Fallback::Withdraw => {
+                "no eligible router; withdrawn, so that a wider route takes the traffic".to_string()
+            }
+            Fallback::Gateway(id) => {
+                format!(
+                    "no eligible router; falling back to the {} {id}",
+                    fallback.kind()
+                )
+            }
+        };
+        match (route, fallback) {
+            (None, Fallback::Withdraw) => {}
+            (None, Fallback::Gateway(id)) => {
+                self.push(
+                    Action::Create,
+                    table,
+                    cidr.cidr,
+                    to(id),
+                    reason,
+                    Cause::Failover,
+                );
+            }
+            (Some(route), _) => {
+                let ours = match &route.target {
+                    Target::Interface(_) | Target::Instance(_) => route.origin.is_create_route(),
+                    Target::Other(_) => managed.owns_gateway_route(route, Some(fallback)),
+                };
+                if !ours {
+                    let message = format!(
+                        "{} routes it to {} (made by {}), not ours to change",
+                        table.id,
+                        match &route.target {
+                            Target::Interface(t) | Target::Instance(t) | Target::Other(t) => t,
+                        },
+                        route.origin.name()
+                    );
+                    self.notice(cidr.cidr, &message);
+                    return;
+                }
+                match fallback {
+                    Fallback::Gateway(id) if route.target == Target::Other(id.clone()) => {}
+                    Fallback::Gateway(id) => {
+                        self.push(
+                            Action::Replace,
+                            table,
+                            cidr.cidr,
+                            to(id),
+                            reason,
+                            Cause::Failover,
+                        );
+                    }
+                    Fallback::Withdraw => {
+                        self.push(
+                            Action::Delete,
+                            table,
+                            cidr.cidr,
+                            None,
+                            reason,
+                            Cause::Failover,
+                        );
+                    }
+                }
+            }
+        }
+        self.on_fallback
+            .insert((cidr.cidr, table.id.clone()), fallback.clone());
     }
 
     /// Routes to interfaces or instances, made by CreateRoute, whose CIDR
@@ -181,9 +320,11 @@ impl Plan {
         for m in managed {
             for route in &m.table.routes {
                 let cidr = &route.destination;
-                let ours = (m.why == Selected::RouterSubnet || m.ours.contains(cidr))
-                    && matches!(route.target, Target::Interface(_) | Target::Instance(_))
-                    && route.origin.is_create_route();
+                let to_router = matches!(route.target, Target::Interface(_) | Target::Instance(_));
+                let ours = ((m.why == Selected::RouterSubnet || m.ours.contains(cidr))
+                    && to_router
+                    && route.origin.is_create_route())
+                    || m.owns_gateway_route(route, spec.fallback_of(cidr));
                 // A CIDR whose own tables no longer name this one leaves it
                 // too (in a chosen table, where it is known to be ours).
                 let unwanted = match spec.routes().contains_key(cidr) {
@@ -217,9 +358,10 @@ impl Plan {
         &mut self,
         spec: &RouteSpec,
         managed: &[Managed],
-        owner: &str,
+        settings: &Settings,
         ignored: impl Fn(&IpNet) -> bool,
     ) {
+        let fallback_of = |c: &IpNet| spec.fallback_of(c).or(settings.fallback.as_ref());
         let chosen = managed.iter().filter(|m| m.why != Selected::RouterSubnet);
         for m in chosen {
             let created = (self.operations.iter())
@@ -227,8 +369,9 @@ impl Plan {
                 .map(|op| op.destination);
             let existing = (m.table.routes.iter())
                 .filter(|r| {
-                    matches!(r.target, Target::Interface(_) | Target::Instance(_))
-                        && r.origin.is_create_route()
+                    (matches!(r.target, Target::Interface(_) | Target::Instance(_))
+                        && r.origin.is_create_route())
+                        || m.owns_gateway_route(r, fallback_of(&r.destination))
                 })
                 .map(|r| r.destination);
             let wanted_here =
@@ -240,7 +383,7 @@ impl Plan {
             if claimed != m.ours {
                 self.claims.push(Claim {
                     table: m.table.id.clone(),
-                    owner: owner.to_string(),
+                    owner: settings.owner.clone(),
                     cidrs: claimed,
                 });
             }
@@ -255,6 +398,7 @@ fn replacement(
     pointed: Option<&Interface>,
     current: Option<&Candidate>,
     choice: &Choice,
+    cidr: &Wanted,
     health: &HealthSnapshot,
 ) -> Option<(String, Cause)> {
     let chosen = choice.host;
@@ -285,6 +429,16 @@ fn replacement(
                         c.host, over.load, over.bound
                     ),
                     Cause::Rebalance,
+                ),
+                _ if cidr.preference(&c.host).tier > cidr.preference(&chosen.host).tier => (
+                    format!(
+                        "{} is of tier {}; {} of tier {} is back",
+                        c.host,
+                        cidr.preference(&c.host).tier,
+                        chosen.host,
+                        cidr.preference(&chosen.host).tier
+                    ),
+                    Cause::Repair,
                 ),
                 _ if c.state == chosen.state => (
                     format!("{} differs from the host chosen for every table", c.host),

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Plan;
+use crate::cloud::operation::RouteTarget;
 
 impl Plan {
     /// A plan as `/plan` and `--dry-run --output json` show it.
@@ -17,7 +18,10 @@ impl Plan {
                     "action": op.action.name(),
                     "table": op.table,
                     "cidr": op.destination.to_string(),
-                    "target": op.target.as_ref().map(|t| json!({"eni": t.eni, "host": t.host.to_string()})),
+                    "target": op.target.as_ref().map(|t| match t {
+                        RouteTarget::Router(r) => json!({"eni": r.eni, "host": r.host.to_string()}),
+                        RouteTarget::Gateway(id) => json!({"gateway": id}),
+                    }),
                     "cause": op.cause.name(),
                     "reason": op.reason,
                 })
@@ -34,8 +38,12 @@ impl Plan {
         let claims: Vec<Value> = (plan.claims.iter())
             .map(|c| json!({"table": c.table, "owned": c.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()}))
             .collect();
+        let on_fallback: Vec<Value> = (plan.on_fallback.iter())
+            .map(|((cidr, table), fallback)| json!({"cidr": cidr.to_string(), "table": table, "fallback": fallback.to_string()}))
+            .collect();
         json!({
             "planned": true,
+            "on_fallback": on_fallback,
             "managed_tables": managed,
             "claims": claims,
             "operations": operations,
@@ -59,7 +67,10 @@ impl Plan {
             let target = op
                 .target
                 .as_ref()
-                .map(|t| format!(" -> {} ({})", t.host, t.eni))
+                .map(|t| match t {
+                    RouteTarget::Router(r) => format!(" -> {} ({})", r.host, r.eni),
+                    RouteTarget::Gateway(id) => format!(" -> {id}"),
+                })
                 .unwrap_or_default();
             out.push_str(&format!(
                 "{:<7} {} {}{target}: {} [{}]\n",

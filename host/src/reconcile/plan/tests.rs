@@ -5,14 +5,15 @@
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use super::{Plan, Settings, VpcIndex, plan};
 use crate::cloud::claims::{Claim, DEFAULT_OWNER};
 use crate::cloud::model::{Interface, Route, RouteOrigin, RouteTable, Subnet, Target, VpcState};
-use crate::cloud::operation::{Action, RouterTarget};
+use crate::cloud::operation::{Action, RouteTarget, RouterTarget};
 use crate::health::{Drain, HealthSnapshot};
 use crate::selector::TableSelector;
-use crate::spec::RouteSpec;
+use crate::spec::{Fallback, RouteSpec};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -152,6 +153,8 @@ enum Before {
     Instance(&'static str),
     /// To this ENI, propagated (not made by CreateRoute).
     Propagated(&'static str),
+    /// To this gateway (a NAT gateway, ...).
+    Gateway(&'static str),
 }
 
 /// One rule of the planner, in the style of the Kubernetes route
@@ -167,6 +170,8 @@ struct Case {
     unprobed: &'static [&'static str],
     /// Hosts drained on purpose (reason "patching").
     drained: &'static [&'static str],
+    /// Hosts that came back healthy this many seconds ago.
+    recovered: &'static [(&'static str, u64)],
     settings: fn() -> Settings,
     /// (table, CIDR, target) routes added to the fixture.
     routes: &'static [(&'static str, &'static str, Before)],
@@ -196,6 +201,7 @@ const CASE: Case = Case {
     questionable: &[],
     unprobed: &[],
     drained: &[],
+    recovered: &[],
     settings: Settings::default,
     routes: &[],
     stopped: &[],
@@ -600,6 +606,168 @@ const RULES: &[Case] = &[
         says: &["tag:vpcrouter=egres: chooses no route table of the VPC"],
         ..CASE
     },
+    // Fallback targets.
+    Case {
+        name: "with every router failed, routes fall back to the CIDR's NAT gateway",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        failed: &[A],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("nat-0123abcd"))],
+        says: &["no eligible router; falling back to the NAT gateway nat-0123abcd",
+                "routes on the fallback NAT gateway nat-0123abcd"],
+        ..CASE
+    },
+    Case {
+        name: "--fallback serves every CIDR without a fallback of its own; a missing route is created to it",
+        spec: r#"{"10.55.0.0/16": ["10.0.1.10"], "10.56.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "withdraw"}}"#,
+        failed: &[A],
+        settings: || Settings { fallback: Some(Fallback::Gateway("tgw-0123abcd".into())), ..Settings::default() },
+        routes: &[("rtb-1", "10.56.0.0/16", Before::Eni("eni-a"))],
+        operations: (1, 0, 1),
+        after: &[("rtb-1", "10.55.0.0/16", Some("tgw-0123abcd")), ("rtb-1", "10.56.0.0/16", None)],
+        says: &["transit gateway tgw-0123abcd", "withdrawn, so that a wider route takes the traffic"],
+        ..CASE
+    },
+    Case {
+        name: "nothing falls back while a router awaits its first probe",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10", "10.0.1.11"], "fallback": "nat-0123abcd"}}"#,
+        failed: &[A],
+        unprobed: &[B],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        says: &["not probed yet"],
+        ..CASE
+    },
+    Case {
+        name: "an empty host list with a fallback routes to the fallback",
+        spec: r#"{"10.55.0.0/16": {"hosts": [], "fallback": "pcx-0123abcd"}, "10.66.0.0/16": ["10.0.1.11"]}"#,
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("pcx-0123abcd"))],
+        ..CASE
+    },
+    Case {
+        name: "a route on its fallback stays there while the router that came back is held",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        recovered: &[(A, 5)],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Gateway("nat-0123abcd"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("nat-0123abcd"))],
+        says: &["rtb-1 stays on its fallback until 10.0.1.10 has been healthy for 30 s (25 s more)"],
+        ..CASE
+    },
+    Case {
+        name: "a route leaves its fallback once the router has been healthy for the hold",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        recovered: &[(A, 31)],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Gateway("nat-0123abcd"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        says: &["leaving the fallback nat-0123abcd: 10.0.1.10 is eligible"],
+        ..CASE
+    },
+    Case {
+        name: "a withdrawn route comes back only after the hold; the hold is the operator's",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "withdraw"},
+                  "10.56.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "withdraw"}}"#,
+        recovered: &[(A, 5)],
+        settings: || Settings { failback_hold: Duration::from_secs(3), ..Settings::default() },
+        operations: (2, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "a withdrawn route stays withdrawn during the hold",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "withdraw"}}"#,
+        recovered: &[(A, 5)],
+        after: &[("rtb-1", "10.55.0.0/16", None)],
+        says: &["stays on its fallback until 10.0.1.10"],
+        ..CASE
+    },
+    Case {
+        name: "a gateway route the daemon did not set is not touched, fallback or not",
+        spec: r#"{"10.55.0.0/16": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        failed: &[A],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Gateway("nat-99999999"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("nat-99999999"))],
+        says: &["routes it to nat-99999999 (made by CreateRoute), not ours to change"],
+        ..CASE
+    },
+    Case {
+        name: "NAT-instance layout: the private tables fall back to the NAT gateway and stay claimed",
+        spec: r#"{"0.0.0.0/0": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        failed: &[A],
+        settings: || Settings { tables: vec![egress()], ..Settings::default() },
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Eni("eni-a"))],
+        operations: (1, 1, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("nat-0123abcd")), ("rtb-p2", "0.0.0.0/0", Some("nat-0123abcd"))],
+        owned_after: &[("rtb-p1", "0.0.0.0/0"), ("rtb-p2", "0.0.0.0/0")],
+        ..CASE
+    },
+    Case {
+        name: "NAT-instance layout: a claimed route to an earlier fallback moves to the new one",
+        spec: r#"{"0.0.0.0/0": {"hosts": ["10.0.1.10"], "fallback": "nat-0123abcd"}}"#,
+        failed: &[A],
+        settings: || Settings { tables: vec![egress()], ..Settings::default() },
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Gateway("nat-99999999"))],
+        tags: &[("rtb-p1", "vpcrouter:routes:default", "0.0.0.0/0")],
+        operations: (1, 1, 0),
+        after: &[("rtb-p1", "0.0.0.0/0", Some("nat-0123abcd")), ("rtb-p2", "0.0.0.0/0", Some("nat-0123abcd"))],
+        ..CASE
+    },
+    // Tiers and weights.
+    Case {
+        name: "new routes go to the first tier",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        operations: (1, 0, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
+    Case {
+        name: "a first-tier router that fails sends its routes to the second tier",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        failed: &[B],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-b"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "with --failback never a route stays on the second tier when the first comes back",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        recovered: &[(B, 600)],
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "with --failback after=5 it returns once the first tier has been healthy 5 s",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        recovered: &[(B, 6)],
+        settings: || Settings { tier_failback: Some(Duration::from_secs(5)), ..Settings::default() },
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        says: &["10.0.1.10 is of tier 2; 10.0.1.11 of tier 1 is back"],
+        ..CASE
+    },
+    Case {
+        name: "with --failback after=5 it stays while the first tier has been healthy less",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        recovered: &[(B, 2)],
+        settings: || Settings { tier_failback: Some(Duration::from_secs(5)), ..Settings::default() },
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-a"))],
+        ..CASE
+    },
+    Case {
+        name: "a rebalance brings routes back to the first tier",
+        spec: r#"{"10.55.0.0/16": {"hosts": [{"ip": "10.0.1.10", "tier": 2}, "10.0.1.11"]}}"#,
+        settings: || Settings { rebalance: true, ..Settings::default() },
+        routes: &[("rtb-1", "10.55.0.0/16", Before::Eni("eni-a"))],
+        operations: (0, 1, 0),
+        after: &[("rtb-1", "10.55.0.0/16", Some("eni-b"))],
+        ..CASE
+    },
     Case {
         name: "IPv6 destinations are planned like IPv4 ones",
         spec: r#"{"2001:db8:55::/64": ["10.0.1.10", "10.0.2.10"]}"#,
@@ -621,6 +789,7 @@ fn the_planners_rules() {
                 }
                 Before::Blackhole(eni) => (Target::Interface(eni.to_string()), true),
                 Before::Instance(id) => (Target::Instance(id.to_string()), false),
+                Before::Gateway(id) => (Target::Other(id.to_string()), false),
             };
             let origin = match before {
                 Before::Propagated(_) => RouteOrigin::EnableVgwRoutePropagation,
@@ -671,6 +840,9 @@ fn the_planners_rules() {
             probed: (!case.unprobed.is_empty()).then(|| probed.collect()),
             drained: (case.drained.iter())
                 .map(|h| (ip(h), Drain::new("patching", None).unwrap()))
+                .collect(),
+            recovered: (case.recovered.iter())
+                .map(|(h, ago)| (ip(h), Instant::now() - Duration::from_secs(*ago)))
                 .collect(),
         };
         let done = converge(&spec(case.spec), &health, &mut vpc, &(case.settings)());
@@ -894,6 +1066,7 @@ fn property_plans_converge_to_the_spec_and_are_idempotent() {
                 .filter(|_| rng.chance(15))
                 .map(|h| (ip(h), Drain::new("patching", None).unwrap()))
                 .collect(),
+            ..HealthSnapshot::default()
         };
         let settings = Settings {
             az_affinity: rng.chance(30),
@@ -922,7 +1095,7 @@ fn check_invariants(
 ) {
     let index = VpcIndex::new(after);
     for op in &done.operations {
-        if let Some(RouterTarget { host, .. }) = op.target {
+        if let Some(RouteTarget::Router(RouterTarget { host, .. })) = op.target {
             assert!(
                 !health.failed.contains(&host),
                 "case {case}: pointed at failed {host}: {op:?}"

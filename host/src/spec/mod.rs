@@ -11,6 +11,9 @@ use std::sync::OnceLock;
 
 use crate::selector::TableSelector;
 
+mod options;
+pub use options::{Fallback, MAX_TIER, MAX_WEIGHT, Preference, RouteOptions};
+
 /// Largest spec accepted, in bytes of JSON (files and HTTP bodies).
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 /// A VPC route table holds at most 1,000 routes, so more CIDRs can never fit.
@@ -54,12 +57,22 @@ pub enum SpecError {
     BadHost { key: String, host: String },
     #[error("{key:?}: {problem}")]
     BadTables { key: String, problem: String },
+    #[error("{key:?}: {problem}")]
+    BadOptions { key: String, problem: String },
     #[error("{key:?}: host {host} cannot be a router ({why})")]
     UnusableHost {
         key: String,
         host: IpAddr,
         why: &'static str,
     },
+}
+
+/// What a source gives beside a spec's entries, checked with them:
+/// (cidr, tables) as named, and options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecDetails {
+    pub tables: Vec<(String, Vec<String>)>,
+    pub options: Vec<RouteOptions>,
 }
 
 /// A validated route spec. CIDRs are network addresses, each host list is
@@ -70,6 +83,11 @@ pub struct RouteSpec {
     /// The route tables a CIDR goes in, when the spec says (the object
     /// form); any other CIDR goes in the tables the daemon manages.
     tables: BTreeMap<IpNet, Vec<TableSelector>>,
+    /// Where a CIDR's routes go while none of its routers is eligible, when
+    /// the spec says (else the daemon's `--fallback`, if any).
+    fallbacks: BTreeMap<IpNet, Fallback>,
+    /// Routers of a CIDR that are not tier 1, weight 1.
+    preferences: BTreeMap<IpNet, BTreeMap<IpAddr, Preference>>,
     /// Every host named, kept for the health checkers and probe grants.
     hosts: BTreeSet<IpAddr>,
     /// The same hosts as plugins see them, made on first use.
@@ -147,9 +165,8 @@ impl RouteSpec {
         }
         Ok(Self {
             routes,
-            tables: BTreeMap::new(),
             hosts,
-            working_set: OnceLock::new(),
+            ..Self::default()
         })
     }
 
@@ -190,6 +207,82 @@ impl RouteSpec {
         Ok(self)
     }
 
+    /// Give CIDRs a fallback and their routers tiers and weights, each
+    /// CIDR one of the spec's, once; each host one of the CIDR's.
+    pub fn with_options(
+        mut self,
+        options: impl IntoIterator<Item = RouteOptions>,
+    ) -> Result<Self, SpecError> {
+        for given in options.into_iter().take(MAX_ROUTES + 1) {
+            let bad = |problem: String| SpecError::BadOptions {
+                key: quoted(&given.cidr),
+                problem,
+            };
+            let cidr = parse_cidr(&given.cidr)?;
+            let Some(hosts) = self.routes.get(&cidr) else {
+                return Err(bad(
+                    "options given for a CIDR the spec does not route".into()
+                ));
+            };
+            if self.fallbacks.contains_key(&cidr) || self.preferences.contains_key(&cidr) {
+                return Err(bad("options given twice".into()));
+            }
+            if let Some(fallback) = &given.fallback {
+                let fallback = Fallback::parse(fallback).map_err(bad)?;
+                self.fallbacks.insert(cidr, fallback);
+            }
+            let mut preferences = BTreeMap::new();
+            for (host, tier, weight) in given.hosts.into_iter().take(MAX_HOSTS_PER_ROUTE + 1) {
+                let ip: IpAddr = host
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|ip| hosts.binary_search(ip).is_ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "tier and weight given for {:?}, not one of its hosts",
+                            quoted(&host)
+                        ))
+                    })?;
+                let preference = Preference::new(tier, weight)
+                    .map_err(|problem| bad(format!("host {ip}: {problem}")))?;
+                if preference != Preference::default() {
+                    preferences.insert(ip, preference);
+                }
+            }
+            if !preferences.is_empty() {
+                self.preferences.insert(cidr, preferences);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Where `cidr`'s routes go while none of its routers is eligible, if
+    /// the spec says.
+    pub fn fallback_of(&self, cidr: &IpNet) -> Option<&Fallback> {
+        self.fallbacks.get(cidr)
+    }
+
+    /// A router's tier and weight for `cidr` (tier 1, weight 1 unless the
+    /// spec says).
+    pub fn preference(&self, cidr: &IpNet, host: &IpAddr) -> Preference {
+        (self.preferences.get(cidr))
+            .and_then(|p| p.get(host))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The routers of `cidr` with a tier or weight of their own.
+    pub fn preferences_of(&self, cidr: &IpNet) -> Option<&BTreeMap<IpAddr, Preference>> {
+        self.preferences.get(cidr)
+    }
+
+    /// With the tables and options a source gave beside the entries.
+    pub fn with_details(self, details: SpecDetails) -> Result<Self, SpecError> {
+        self.with_tables(details.tables)?
+            .with_options(details.options)
+    }
+
     /// The route tables `cidr` goes in, if the spec says.
     pub fn tables_of(&self, cidr: &IpNet) -> Option<&[TableSelector]> {
         self.tables.get(cidr).map(Vec::as_slice)
@@ -209,6 +302,7 @@ impl RouteSpec {
         };
         let mut entries = Vec::with_capacity(map.len());
         let mut scopes = Vec::new();
+        let mut options = Vec::new();
         for (key, value) in map {
             let strings = |value: &serde_json::Value| -> Option<Vec<String>> {
                 (value.as_array()?.iter())
@@ -220,23 +314,43 @@ impl RouteSpec {
                 serde_json::Value::Object(object) => {
                     if let Some(other) = object
                         .keys()
-                        .find(|k| !["hosts", "tables"].contains(&k.as_str()))
+                        .find(|k| !["hosts", "tables", "fallback"].contains(&k.as_str()))
                     {
                         return Err(SpecError::BadTables {
                             key: quoted(&key),
-                            problem: format!("unknown field {:?} (hosts, tables)", quoted(other)),
+                            problem: format!(
+                                "unknown field {:?} (hosts, tables, fallback)",
+                                quoted(other)
+                            ),
                         });
                     }
                     if let Some(tables) = object.get("tables") {
                         scopes.push((key.clone(), strings(tables).ok_or_else(not_a_list)?));
                     }
-                    strings(object.get("hosts").ok_or_else(not_a_list)?).ok_or_else(not_a_list)?
+                    let hosts = object.get("hosts").ok_or_else(not_a_list)?;
+                    let (hosts, mut given) = json_hosts(&key, hosts)?;
+                    given.fallback = match object.get("fallback") {
+                        None => None,
+                        Some(serde_json::Value::String(f)) => Some(f.clone()),
+                        Some(_) => {
+                            return Err(SpecError::BadOptions {
+                                key: quoted(&key),
+                                problem: "\"fallback\" must be a string".into(),
+                            });
+                        }
+                    };
+                    if given.fallback.is_some() || !given.hosts.is_empty() {
+                        options.push(given);
+                    }
+                    hosts
                 }
                 value => strings(value).ok_or_else(not_a_list)?,
             };
             entries.push((key, hosts));
         }
-        Self::from_entries(entries)?.with_tables(scopes)
+        Self::from_entries(entries)?
+            .with_tables(scopes)?
+            .with_options(options)
     }
 
     pub fn routes(&self) -> &BTreeMap<IpNet, Vec<IpAddr>> {
@@ -268,19 +382,93 @@ impl RouteSpec {
         self.routes
             .iter()
             .map(|(cidr, hosts)| {
-                let hosts = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
-                let value = match self.tables.get(cidr) {
-                    Some(tables) => serde_json::json!({
-                        "hosts": hosts,
-                        "tables": tables.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    }),
-                    None => serde_json::Value::from(hosts),
-                };
+                let tables = self.tables.get(cidr);
+                let fallback = self.fallbacks.get(cidr);
+                if tables.is_none() && fallback.is_none() && !self.preferences.contains_key(cidr) {
+                    let names = hosts.iter().map(ToString::to_string);
+                    return (cidr.to_string(), names.collect());
+                }
+                let mut value = serde_json::Map::new();
+                let hosts = hosts.iter().map(|host| {
+                    let p = self.preference(cidr, host);
+                    match p == Preference::default() {
+                        true => serde_json::Value::from(host.to_string()),
+                        false => serde_json::json!({
+                            "ip": host.to_string(), "tier": p.tier, "weight": p.weight,
+                        }),
+                    }
+                });
+                value.insert("hosts".into(), hosts.collect());
+                if let Some(tables) = tables {
+                    let tables = tables.iter().map(ToString::to_string);
+                    value.insert("tables".into(), tables.collect());
+                }
+                if let Some(fallback) = fallback {
+                    value.insert("fallback".into(), fallback.to_string().into());
+                }
+                let value = serde_json::Value::Object(value);
                 (cidr.to_string(), value)
             })
             .collect::<serde_json::Map<_, _>>()
             .into()
     }
+}
+
+/// A CIDR's host list in the object form: each host an address, or
+/// `{"ip": ADDRESS, "tier": N, "weight": N}` (both optional); the
+/// addresses, and the tiers and weights as options.
+fn json_hosts(
+    key: &str,
+    hosts: &serde_json::Value,
+) -> Result<(Vec<String>, RouteOptions), SpecError> {
+    let not_a_list = || SpecError::NotAList { key: quoted(key) };
+    let bad = |problem: String| SpecError::BadOptions {
+        key: quoted(key),
+        problem,
+    };
+    let mut options = RouteOptions {
+        cidr: key.to_string(),
+        ..RouteOptions::default()
+    };
+    let mut addresses = Vec::new();
+    for host in hosts.as_array().ok_or_else(not_a_list)? {
+        let object = match host {
+            serde_json::Value::String(ip) => {
+                addresses.push(ip.clone());
+                continue;
+            }
+            serde_json::Value::Object(object) => object,
+            _ => return Err(not_a_list()),
+        };
+        if let Some(other) =
+            (object.keys()).find(|k| !["ip", "tier", "weight"].contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "unknown host field {:?} (ip, tier, weight)",
+                quoted(other)
+            )));
+        }
+        let ip = (object.get("ip").and_then(|ip| ip.as_str()))
+            .ok_or_else(|| bad("a host object needs \"ip\": ADDRESS".into()))?;
+        let number = |field: &str| -> Result<u32, SpecError> {
+            match object.get(field) {
+                None => Ok(1),
+                Some(n) => (n.as_u64())
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "host {:?}: {field} must be a whole number",
+                            quoted(ip)
+                        ))
+                    }),
+            }
+        };
+        options
+            .hosts
+            .push((ip.to_string(), number("tier")?, number("weight")?));
+        addresses.push(ip.to_string());
+    }
+    Ok((addresses, options))
 }
 
 /// A key or host as an error quotes it: bounded, whatever a plugin sent.
@@ -533,5 +721,108 @@ mod tests {
         );
         let elsewhere = [("10.0.0.0/8".to_string(), vec!["main".to_string()])];
         assert!(base.with_tables(elsewhere).is_err());
+    }
+
+    /// The object form gives a CIDR a fallback and its hosts tiers and
+    /// weights; defaults are not kept, and the form round-trips.
+    #[test]
+    fn a_cidr_may_name_a_fallback_and_router_tiers() {
+        let s = spec(
+            r#"{"0.0.0.0/0": {"hosts": [{"ip": "10.40.1.10", "tier": 1, "weight": 4}, "10.40.2.10",
+                                        {"ip": "10.40.3.10", "tier": 2}, {"ip": "10.40.4.10"}],
+                              "fallback": "nat-0123456789abcdef0"},
+                "10.55.0.0/16": {"hosts": ["10.40.1.10"], "fallback": "withdraw"},
+                "10.56.0.0/16": ["10.40.1.10"]}"#,
+        )
+        .unwrap();
+        let default: IpNet = "0.0.0.0/0".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            s.fallback_of(&default),
+            Some(&Fallback::Gateway("nat-0123456789abcdef0".into()))
+        );
+        assert_eq!(
+            s.fallback_of(&"10.55.0.0/16".parse().unwrap()),
+            Some(&Fallback::Withdraw)
+        );
+        assert_eq!(s.fallback_of(&"10.56.0.0/16".parse().unwrap()), None);
+        assert_eq!(s.preference(&default, &ip("10.40.1.10")).weight, 4);
+        assert_eq!(s.preference(&default, &ip("10.40.3.10")).tier, 2);
+        assert_eq!(
+            s.preference(&default, &ip("10.40.4.10")),
+            Preference::default()
+        );
+        assert_eq!(s.routes()[&default].len(), 4);
+        assert_eq!(spec(&s.to_json().to_string()).unwrap(), s);
+        let json = s.to_json();
+        assert_eq!(json["0.0.0.0/0"]["hosts"][1], "10.40.2.10");
+        assert_eq!(json["10.56.0.0/16"], serde_json::json!(["10.40.1.10"]));
+        for (input, expected) in [
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "fallback": "eni-0123abcd"}}"#,
+                "is not a NAT gateway",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [], "fallback": 5}}"#,
+                "must be a string",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [{"ip": "10.1.1.1", "tier": 0}]}}"#,
+                "tier 0 is out of range",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [{"ip": "10.1.1.1", "weight": 1000}]}}"#,
+                "weight 1000",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [{"ip": "10.1.1.1", "weight": -1}]}}"#,
+                "whole number",
+            ),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [{"ip": "10.1.1.1", "prio": 1}]}}"#,
+                "unknown host field \"prio\"",
+            ),
+            (r#"{"0.0.0.0/0": {"hosts": [{"tier": 1}]}}"#, "needs \"ip\""),
+            (
+                r#"{"0.0.0.0/0": {"hosts": [{"ip": "banana"}]}}"#,
+                "not an IP",
+            ),
+            (r#"{"0.0.0.0/0": {"hosts": [[1]]}}"#, "value must be a list"),
+        ] {
+            let err = spec(input).expect_err(input).to_string();
+            assert!(
+                err.contains(expected),
+                "{input}: {err:?} lacks {expected:?}"
+            );
+        }
+        // Options for a host or CIDR outside the spec, or twice.
+        let base =
+            RouteSpec::from_entries([("0.0.0.0/0".to_string(), vec!["10.1.1.1".to_string()])])
+                .unwrap();
+        let options = |cidr: &str, host: &str| RouteOptions {
+            cidr: cidr.into(),
+            fallback: None,
+            hosts: vec![(host.into(), 2, 1)],
+        };
+        let err = base
+            .clone()
+            .with_options([options("0.0.0.0/0", "10.9.9.9")])
+            .unwrap_err();
+        assert!(err.to_string().contains("not one of its hosts"), "{err}");
+        let err = base
+            .clone()
+            .with_options([options("10.0.0.0/8", "10.1.1.1")])
+            .unwrap_err();
+        assert!(err.to_string().contains("does not route"), "{err}");
+        let twice = [
+            options("0.0.0.0/0", "10.1.1.1"),
+            options("0.0.0.0/0", "10.1.1.1"),
+        ];
+        assert!(
+            base.with_options(twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 }
