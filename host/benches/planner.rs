@@ -21,7 +21,7 @@ use vpcrouter::cloud::{CloudError, VpcBackend};
 use vpcrouter::health::{HealthBoard, HealthSnapshot, HostReport, State};
 use vpcrouter::reconcile::Reconciler;
 use vpcrouter::reconcile::plan::{Settings, plan};
-use vpcrouter::spec::RouteSpec;
+use vpcrouter::spec::{RouteOptions, RouteSpec};
 use vpcrouter::spec_store::SpecStore;
 
 const CIDRS: usize = 1000;
@@ -180,6 +180,8 @@ fn main() {
         rebalanced.as_secs_f64() * 1e3
     );
 
+    tiered(&spec, &vpc, &host);
+
     // The host whose routes number closest to 200.
     let (victim, carried) = load
         .iter()
@@ -198,6 +200,107 @@ fn main() {
          a dead host carrying {routes} routes repaired in {:.1} s",
         CALL_LATENCY.as_millis(),
         repair.as_secs_f64()
+    );
+}
+
+/// The same spec with preferred routers (issue 24): of each CIDR's 64
+/// hosts, those of an even index are tier 1 and the others tier 2, with
+/// weights 1 to 4, and a NAT gateway as every CIDR's fallback. The first
+/// plan, a recheck, the failover of the busiest tier-1 host, and a plan
+/// with every host failed (every route to its fallback).
+fn tiered(spec: &RouteSpec, vpc: &VpcState, host: &impl Fn(usize) -> String) {
+    let options = spec.routes().iter().map(|(cidr, hosts)| RouteOptions {
+        cidr: cidr.to_string(),
+        fallback: Some("nat-0123456789abcdef0".into()),
+        hosts: (hosts.iter())
+            .map(|h| {
+                let index = (0..HOSTS).find(|i| host(*i) == h.to_string()).unwrap();
+                (h.to_string(), 1 + index as u32 % 2, 1 + index as u32 % 4)
+            })
+            .collect(),
+    });
+    let spec = spec.clone().with_options(options).unwrap();
+    let (healthy, settings) = (HealthSnapshot::default(), Settings::default());
+    let first = plan(&spec, &healthy, vpc, &settings);
+    let create = timed(20, || {
+        assert_eq!(
+            plan(&spec, &healthy, vpc, &settings).operations.len(),
+            CIDRS * TABLES
+        )
+    });
+    let mut converged = vpc.clone();
+    for op in &first.operations {
+        converged.apply(op).unwrap();
+    }
+    let mut load = vec![0usize; HOSTS];
+    for route in &converged.route_tables[0].routes {
+        if let Target::Interface(eni) = &route.target {
+            load[eni[4..].parse::<usize>().unwrap()] += 1;
+        }
+    }
+    let recheck = timed(20, || {
+        assert!(
+            plan(&spec, &healthy, &converged, &settings)
+                .operations
+                .is_empty()
+        )
+    });
+    let (busiest, carried) = load.iter().enumerate().max_by_key(|(_, n)| **n).unwrap();
+    let failed = HealthSnapshot {
+        failed: [host(busiest).parse().unwrap()].into(),
+        ..HealthSnapshot::default()
+    };
+    let failover = timed(20, || {
+        assert_eq!(
+            plan(&spec, &failed, &converged, &settings).operations.len(),
+            carried * TABLES
+        )
+    });
+    let all_failed = HealthSnapshot {
+        failed: (0..HOSTS).map(|h| host(h).parse().unwrap()).collect(),
+        ..HealthSnapshot::default()
+    };
+    let fallback = timed(20, || {
+        assert_eq!(
+            plan(&spec, &all_failed, &converged, &settings)
+                .operations
+                .len(),
+            CIDRS * TABLES
+        )
+    });
+    println!("with tiers (2), weights (1-4) and a fallback:");
+    println!(
+        "  initial plan ({} creates)                   {:>8.2} ms",
+        CIDRS * TABLES,
+        create.as_secs_f64() * 1e3
+    );
+    println!(
+        "  full recheck, nothing to do                    {:>8.2} ms",
+        recheck.as_secs_f64() * 1e3
+    );
+    println!(
+        "  failover of the busiest host ({carried} CIDRs x {TABLES} tables) {:>8.2} ms",
+        failover.as_secs_f64() * 1e3
+    );
+    println!(
+        "  every host failed: all to the fallback        {:>8.2} ms",
+        fallback.as_secs_f64() * 1e3
+    );
+    let by_weight = |w: usize| {
+        let on: Vec<usize> = (0..HOSTS)
+            .filter(|h| h % 2 == 0 && 1 + h % 4 == w)
+            .map(|h| load[h])
+            .collect();
+        on.iter().sum::<usize>() as f64 / on.len().max(1) as f64
+    };
+    println!(
+        "  CIDRs per tier-1 host by weight: w1 {:.1}, w3 {:.1}; tier 2 hosts carry {}",
+        by_weight(1),
+        by_weight(3),
+        (0..HOSTS)
+            .filter(|h| h % 2 == 1)
+            .map(|h| load[h])
+            .sum::<usize>()
     );
 }
 
