@@ -403,6 +403,33 @@ mod tests {
         }
     }
 
+    /// A host that comes back is recorded with when; one healthy from its
+    /// first verdict is not; coming back again records the new time.
+    #[test]
+    fn recoveries_are_recorded_from_the_turn_back_to_healthy() {
+        let board = HealthBoard::with_checkers(Arc::default(), true);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let round = |a_state, b_state| {
+            board.report(
+                "tcp",
+                vec![report("10.0.0.1", a_state), report("10.0.0.2", b_state)],
+            );
+            board.snapshot().recovered
+        };
+        assert!(round(State::Healthy, State::Failed).is_empty());
+        let first = round(State::Healthy, State::Healthy);
+        assert_eq!(first.keys().copied().collect::<Vec<_>>(), [b]);
+        assert_eq!(
+            round(State::Healthy, State::Healthy),
+            first,
+            "kept while healthy"
+        );
+        assert!(round(State::Questionable, State::Failed).is_empty());
+        let again = round(State::Healthy, State::Healthy);
+        assert_eq!(again.keys().copied().collect::<Vec<_>>(), [a, b]);
+        assert!(again[&b] >= first[&b]);
+    }
+
     #[test]
     fn any_failed_plugin_fails_the_host() {
         let board = HealthBoard::default();

@@ -457,6 +457,32 @@ mod tests {
         assert!(*load.values().max().unwrap() <= 20, "{load:?}");
     }
 
+    /// Weights share the CIDRs out in proportion, exactly when the bounds
+    /// add up to the CIDRs: weights 4 and 1 over 50 CIDRs give 40 and 10,
+    /// weights 1, 2, 3 over 60 give 10, 20, 30.
+    #[test]
+    fn weights_share_cidrs_in_proportion() {
+        for (weights, expected) in [
+            (vec![4, 1], vec![40, 10]),
+            (vec![1, 2, 3], vec![10, 20, 30]),
+        ] {
+            let cidrs: usize = expected.iter().sum();
+            let case = Case {
+                hosts: vec![(State::Healthy, true, false); weights.len()],
+                preferences: weights.iter().map(|w| (1, *w)).collect(),
+                cidrs: vec![((0..weights.len()).collect(), None); cidrs],
+                in_az: false,
+                rebalance: false,
+            };
+            let loads = loads(&run(&case, false).chosen);
+            assert_eq!(
+                loads.values().copied().collect::<Vec<_>>(),
+                expected,
+                "{weights:?}"
+            );
+        }
+    }
+
     /// A scope's hosts and CIDRs, generated: each host's health and AZ,
     /// each CIDR's host list (by index; never empty) and current target.
     #[derive(Debug, Clone)]
