@@ -485,7 +485,14 @@ mod tests {
         assert_eq!(recorded[0].kind, EventKind::HostFailed);
         assert_eq!(recorded[0].subject, "10.0.0.2");
         board.report("tcp", vec![report("10.0.0.1", State::Healthy)]);
-        assert_eq!(board.snapshot(), HealthSnapshot::default());
+        let after = board.snapshot();
+        let recovered: Vec<IpAddr> = after.recovered.keys().copied().collect();
+        assert_eq!(recovered, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        let rest = HealthSnapshot {
+            recovered: BTreeMap::new(),
+            ..after
+        };
+        assert_eq!(rest, HealthSnapshot::default());
         assert_eq!(events.latest(10)[0].kind, EventKind::HostRecovered);
     }
 

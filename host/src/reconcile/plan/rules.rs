@@ -367,6 +367,11 @@ impl Plan {
             let created = (self.operations.iter())
                 .filter(|op| op.table == m.table.id && op.action == Action::Create)
                 .map(|op| op.destination);
+            // Withdrawn to its fallback: no route of ours is left.
+            let deleted: BTreeSet<IpNet> = (self.operations.iter())
+                .filter(|op| op.table == m.table.id && op.action == Action::Delete)
+                .map(|op| op.destination)
+                .collect();
             let existing = (m.table.routes.iter())
                 .filter(|r| {
                     (matches!(r.target, Target::Interface(_) | Target::Instance(_))
@@ -378,7 +383,12 @@ impl Plan {
                 |c: &IpNet| spec.routes().contains_key(c) && m.takes(spec.tables_of(c));
             let claimed: BTreeSet<IpNet> = created
                 .chain(existing)
-                .filter(|c| wanted_here(c) && !m.theirs.contains_key(c) && !ignored(c))
+                .filter(|c| {
+                    wanted_here(c)
+                        && !m.theirs.contains_key(c)
+                        && !ignored(c)
+                        && !deleted.contains(c)
+                })
                 .collect();
             if claimed != m.ours {
                 self.claims.push(Claim {

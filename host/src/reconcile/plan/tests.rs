@@ -714,6 +714,18 @@ const RULES: &[Case] = &[
         after: &[("rtb-p1", "0.0.0.0/0", Some("nat-0123abcd")), ("rtb-p2", "0.0.0.0/0", Some("nat-0123abcd"))],
         ..CASE
     },
+    Case {
+        name: "NAT-instance layout: a withdrawn route is deleted and its claim let go",
+        spec: r#"{"0.0.0.0/0": {"hosts": ["10.0.1.10"], "fallback": "withdraw"}}"#,
+        failed: &[A],
+        settings: || Settings { tables: vec![egress()], ..Settings::default() },
+        routes: &[("rtb-p1", "0.0.0.0/0", Before::Eni("eni-a"))],
+        tags: &[("rtb-p1", "vpcrouter:routes:default", "0.0.0.0/0")],
+        operations: (0, 0, 1),
+        after: &[("rtb-p1", "0.0.0.0/0", None), ("rtb-p2", "0.0.0.0/0", None)],
+        owned_after: &[("rtb-p1", "")],
+        ..CASE
+    },
     // Tiers and weights.
     Case {
         name: "new routes go to the first tier",
