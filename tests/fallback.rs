@@ -27,26 +27,16 @@ fn spec(dir: &Path, spec: Value) -> PathBuf {
 /// configfile reading `spec`, tcp checks on `port` every 0.2 s, the NAT
 /// layout's tagged tables and main table, then `more`.
 fn nat_args(spec: &Path, port: u16, more: &[&str]) -> Vec<String> {
-    let port = port.to_string();
     let layout = common::nat::layout();
-    let args = [
-        "-m",
-        "configfile",
-        "-f",
-        spec.to_str().unwrap(),
-        "-H",
-        "tcp",
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        "0.2",
+    let mut args = common::configfile_tcp_args(spec, port);
+    let tables = [
         "--route-table-tag",
         "vpcrouter=egress",
         "--main-route-table",
-        "--sim-vpc",
-        layout.to_str().unwrap(),
     ];
-    args.iter().chain(more).map(|a| a.to_string()).collect()
+    let vpc = ["--sim-vpc", layout.to_str().unwrap()];
+    args.extend(tables.iter().chain(&vpc).chain(more).map(|a| a.to_string()));
+    args
 }
 
 /// The chosen tables' default routes once each satisfies `to`.
@@ -182,24 +172,10 @@ fn a_withdrawn_route_leaves_the_wider_route_in_its_table() {
         dir.path(),
         json!({"10.55.0.0/16": {"hosts": [ROUTER_A], "fallback": "withdraw"}}),
     );
-    let port_text = port.to_string();
-    let args = [
-        "-m",
-        "configfile",
-        "-f",
-        spec.to_str().unwrap(),
-        "--sim-vpc",
-        vpc.to_str().unwrap(),
-        "-H",
-        "tcp",
-        "--tcp_check_port",
-        &port_text,
-        "--tcp_check_interval",
-        "0.2",
-        "--failback-hold",
-        "1",
-    ];
-    let daemon = Daemon::start(&args, dir.path());
+    let mut args = common::configfile_tcp_args(&spec, port);
+    let more = ["--sim-vpc", vpc.to_str().unwrap(), "--failback-hold", "1"];
+    args.extend(more.map(String::from));
+    let daemon = Daemon::start(&strs(&args), dir.path());
     let routed = |to: Value| {
         let now = routes_to(&daemon, "10.55.0.0/16");
         (now["rtb-a"] == to).then_some(())

@@ -453,6 +453,26 @@ pub fn loopback_args(dir: &std::path::Path, routers: &[&str], more: &[&str]) -> 
     files.iter().chain(more).map(|a| a.to_string()).collect()
 }
 
+/// configfile reading `spec`, tcp checks on `port` every 0.2 s: the
+/// flags most daemons of the tests start with.
+pub fn configfile_tcp_args(spec: &std::path::Path, port: u16) -> Vec<String> {
+    let port = port.to_string();
+    [
+        "-m",
+        "configfile",
+        "-f",
+        spec.to_str().unwrap(),
+        "-H",
+        "tcp",
+        "--tcp_check_port",
+        &port,
+        "--tcp_check_interval",
+        "0.2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A spec routing each of `cidrs` to all of `routers`, written to
 /// `dir/spec.json`.
 pub fn spec_file(

@@ -279,6 +279,7 @@ pub fn targets_in(
 /// The daemon on `vpc` through `endpoint` (moto, or a proxy in front of
 /// it), configfile reading `spec`, tcp checks on `port` every 0.2 s.
 pub fn daemon_args(spec: &std::path::Path, port: u16, vpc: &Vpc, endpoint: &str) -> Vec<String> {
+    // (Spelled out: the failover bench includes this file on its own.)
     let port = port.to_string();
     let mut args: Vec<String> = [
         "-m",

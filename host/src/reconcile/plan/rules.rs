@@ -124,12 +124,7 @@ impl Plan {
         } = facts;
         let chosen = choice.host;
         let table = managed.table;
-        if let Some(owner) = managed.theirs.get(&cidr.cidr) {
-            let message = format!(
-                "{} routes it for vpcrouter owner {owner}, not ours",
-                table.id
-            );
-            self.notice(cidr.cidr, &message);
+        if self.claimed_by_another(cidr, managed) {
             return;
         }
         let target = Some(RouteTarget::Router(RouterTarget {
@@ -228,12 +223,7 @@ impl Plan {
     /// route that is ours: to a router, or to a gateway this daemon set.
     fn fall_back(&mut self, cidr: &Wanted, managed: &Managed, fallback: &Fallback) {
         let table = managed.table;
-        if let Some(owner) = managed.theirs.get(&cidr.cidr) {
-            let message = format!(
-                "{} routes it for vpcrouter owner {owner}, not ours",
-                table.id
-            );
-            self.notice(cidr.cidr, &message);
+        if self.claimed_by_another(cidr, managed) {
             return;
         }
         let route = managed.routes.get(&cidr.cidr).copied();
@@ -305,6 +295,20 @@ impl Plan {
         }
         self.on_fallback
             .insert((cidr.cidr, table.id.clone()), fallback.clone());
+    }
+
+    /// Whether another owner claims `cidr` in `managed` (said once per plan
+    /// in a notice): its route there is not ours to touch.
+    fn claimed_by_another(&mut self, cidr: &Wanted, managed: &Managed) -> bool {
+        let Some(owner) = managed.theirs.get(&cidr.cidr) else {
+            return false;
+        };
+        let message = format!(
+            "{} routes it for vpcrouter owner {owner}, not ours",
+            managed.table.id
+        );
+        self.notice(cidr.cidr, &message);
+        true
     }
 
     /// Routes to interfaces or instances, made by CreateRoute, whose CIDR
