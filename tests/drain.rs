@@ -2,7 +2,8 @@
 //! routers a probe has confirmed, undraining moves nothing back, and the
 //! drain endpoints refuse what they cannot take. Here on the Romana layout
 //! (routes in the routers' own subnets' table); the NAT-instance layout's
-//! case is in tests/layouts.rs.
+//! case is in tests/layouts.rs. And a router's own report of its health
+//! (`POST /health/IP`), which fails it once it is not renewed.
 
 mod common;
 
@@ -310,4 +311,74 @@ fn a_cidr_fails_over_on_request() {
         said.contains("409") && said.contains("no other router of 10.55.0.0/16"),
         "{said}"
     );
+}
+
+/// A router reports its own health (`POST /health/IP`, issue 25's pushed
+/// health): shown as the `pushed` check in `/ips`; a report not renewed
+/// within its TTL fails the router, whose routes move; a report for a
+/// host outside the spec, or a malformed one, is refused.
+#[test]
+fn a_pushed_report_that_expires_fails_its_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path(), &[]);
+    let before = common::wait_until("both CIDRs routed", || routed(&daemon));
+    let on = before[0].clone();
+    let report = |host: &str, body: &str| {
+        common::http(
+            daemon.port,
+            "POST",
+            &format!("/health/{host}"),
+            body.as_bytes(),
+        )
+    };
+    let (code, said) = report(
+        &on,
+        r#"{"state": "healthy", "ttl": 1, "reason": "agent up"}"#,
+    );
+    assert_eq!(code, 200, "{said}");
+    let check = &daemon.view("/ips")["hosts"][&on]["checks"]["pushed"];
+    assert_eq!(check["state"], "healthy", "{check}");
+    assert_eq!(check["detail"], "reported, for 1 s: agent up");
+    // Not renewed: failed, and its CIDRs move.
+    let after = common::wait_until("the CIDRs off the silent router", || {
+        routed(&daemon).filter(|now| now.iter().all(|r| *r != on))
+    });
+    assert_eq!(after.len(), 2);
+    let check = &daemon.view("/ips")["hosts"][&on]["checks"]["pushed"];
+    assert_eq!(
+        check["detail"], "no report within its TTL of 1 s",
+        "{check}"
+    );
+
+    for (host, body, expected, says) in [
+        (
+            "10.9.9.9",
+            r#"{"state": "healthy", "ttl": 5}"#,
+            404,
+            "not a router of the route spec",
+        ),
+        (A, r#"{"state": "fine", "ttl": 5}"#, 400, "unknown variant"),
+        (
+            A,
+            r#"{"state": "failed", "ttl": 0}"#,
+            400,
+            "ttl 0 is out of range",
+        ),
+        (
+            A,
+            r#"{"state": "failed", "ttl": 5, "extra": 1}"#,
+            400,
+            "unknown field",
+        ),
+        (
+            "banana",
+            r#"{"state": "failed", "ttl": 5}"#,
+            400,
+            "not an IP address",
+        ),
+    ] {
+        let (code, said) = report(host, body);
+        assert_eq!(code, expected, "{body}: {said}");
+        assert!(said.contains(says), "{body}: {said}");
+    }
 }

@@ -14,7 +14,7 @@ use crate::cloud::Vpc;
 use crate::config::{self, Config};
 use crate::ha::etcd::EtcdElection;
 use crate::ha::{self, Leadership};
-use crate::health::{DrainStore, Drains, HealthBoard};
+use crate::health::{DrainStore, Drains, HealthBoard, PushedHealth};
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::lifecycle;
 use crate::plugin::reload::{self, Reloadable, Reloader};
@@ -91,6 +91,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         rebalance,
         drains: drains.clone(),
         moves: moves.clone(),
+        pushed: PushedHealth::new(board.clone()),
     };
     let events_queue = match &config.events_queue {
         Some((url, endpoint)) => {

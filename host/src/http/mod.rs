@@ -13,6 +13,7 @@ mod metrics;
 mod negotiate;
 mod page;
 pub(crate) mod plugin;
+mod pushed;
 mod serve;
 pub mod views;
 
@@ -75,6 +76,8 @@ pub struct Sources {
     pub drains: Arc<crate::health::Drains>,
     /// Where `POST /routes/{cidr}/failover` asks a CIDR off its router.
     pub moves: crate::reconcile::MoveRequests,
+    /// Health routers report themselves (`POST /health/{ip}`).
+    pub pushed: Arc<crate::health::PushedHealth>,
 }
 
 type Shared = Arc<Sources>;
@@ -91,6 +94,7 @@ pub fn router(sources: Sources, handles: &[&PluginHandle], auth: AuthPolicy) -> 
             "/hosts/{ip}/drain",
             post(drain::drain).delete(drain::undrain),
         )
+        .route("/health/{ip}", post(pushed::report))
         .route("/routes/{cidr}/failover", post(failover::escaped))
         .route("/routes/{address}/{length}/failover", post(failover::split))
         .route("/route_info", get(route_info))

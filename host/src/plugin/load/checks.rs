@@ -228,7 +228,8 @@ fn check_http_path(path: &str) -> Result<(), String> {
             clip(path, MAX_HTTP_PATH)
         ));
     }
-    if RESERVED_HTTP_PATHS.contains(&path) || path.starts_with("/plugins/") {
+    let reserved_prefix = ["/plugins/", "/hosts/", "/routes/", "/health/"];
+    if RESERVED_HTTP_PATHS.contains(&path) || reserved_prefix.iter().any(|p| path.starts_with(p)) {
         return Err(format!("HTTP path {path} is reserved for the daemon"));
     }
     Ok(())
