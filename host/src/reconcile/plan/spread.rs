@@ -305,10 +305,9 @@ fn place_rest<'p, 'v>(
         let host = eligible
             .iter()
             .filter(|c| bounds.has_room(&c.host, load_of(c)))
-            .max_by(|a, b| {
-                let ((a, ah), (b, bh)) = (score(a), score(b));
-                a.total_cmp(&b).then(ah.cmp(&bh))
-            })
+            .map(|c| (score(c), c))
+            .max_by(|((a, ah), _), ((b, bh), _)| a.total_cmp(b).then(ah.cmp(bh)))
+            .map(|(_, c)| c)
             .or_else(|| {
                 eligible
                     .iter()
