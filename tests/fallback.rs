@@ -7,8 +7,10 @@
 mod common;
 
 use common::Daemon;
+use common::fault_proxy::{Fault, FaultProxy};
 use common::moto::{self, Moto};
-use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening, routes_to, strs};
+use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening, routes_to};
+use common::strs;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -261,11 +263,14 @@ fn with_failback_never_routes_stay_on_the_second_tier_until_a_rebalance() {
 /// with both routers dead the chosen tables point at the gateway; router A
 /// flapping fast (held down for it) writes nothing; router B back, failing
 /// once during the hold and back for good, takes the tables after the
-/// hold: one write per table each way.
+/// hold: one write per table each way. EC2 refusing the gateway at first
+/// (`InvalidNatGatewayID.NotFound`, from a proxy in front of moto) is
+/// logged with its code and retried until EC2 takes it.
 #[test]
 fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let moto = Moto::start();
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
     let ec2 = runtime.block_on(moto.client());
     let routers = ["127.0.1.10", "127.0.2.10"];
     let vpc = runtime.block_on(moto::build_vpc(&ec2, 2, &routers));
@@ -281,7 +286,7 @@ fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
         dir.path(),
         json!({"0.0.0.0/0": {"hosts": routers, "fallback": nat}}),
     );
-    let mut args = moto::daemon_args(&spec, port, &vpc, &moto.url);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
     args.extend(
         [
             "--route-table-tag",
@@ -304,11 +309,22 @@ fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
         (all_on(&eni(0)) || all_on(&eni(1))).then_some(())
     });
 
+    let refused = Fault::Refuse("InvalidNatGatewayID.NotFound");
+    proxy.inject("ReplaceRoute", [refused; 2]);
     let dead = Instant::now();
     drop((first, second));
+    daemon.wait_for_line("InvalidNatGatewayID.NotFound", Duration::from_secs(20));
     common::wait_until("the chosen tables on the NAT gateway", || {
         all_on(&nat).then_some(())
     });
+    let failed = daemon.lines_with("route operation failed");
+    assert!(
+        failed.len() == 2
+            && failed
+                .iter()
+                .all(|l| l.contains("InvalidNatGatewayID.NotFound")),
+        "{failed:#?}"
+    );
     eprintln!(
         "on the NAT gateway {:?} after the routers died",
         dead.elapsed()

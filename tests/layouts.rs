@@ -7,7 +7,8 @@ mod common;
 
 use common::Daemon;
 use common::moto::{self, Moto};
-use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening, strs};
+use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening};
+use common::strs;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 

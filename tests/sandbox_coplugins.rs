@@ -38,8 +38,8 @@ fn a_health_plugin_cannot_slow_another_plugins_failover() {
     let hog = common::guest("hostile-health");
     let mut health = hostile::tcp_connect_args(&port.to_string());
     health.extend(hostile::hog_args(&hog, &silent.to_string()));
-    let args = hostile::args_with_3000_hosts(dir.path(), &routers, &hostile::strs(&health));
-    let daemon = Daemon::start(&hostile::strs(&args), dir.path());
+    let args = hostile::args_with_3000_hosts(dir.path(), &routers, &common::strs(&health));
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
     daemon.wait_for_line("route created", WITHIN);
     // The hog is under way: its first call holds its probes for seconds.
     std::thread::sleep(Duration::from_secs(2));
@@ -265,8 +265,8 @@ fn reloads_do_not_wait_behind_a_long_call() {
     let plugin = dir.path().join("hog.wasm");
     std::fs::copy(common::guest("hostile-health"), &plugin).unwrap();
     let hog = hostile::hog_args(&plugin, &silent.to_string());
-    let args = hostile::args_with_3000_hosts(dir.path(), &["127.0.50.10"], &hostile::strs(&hog));
-    let daemon = Daemon::start(&hostile::strs(&args), dir.path());
+    let args = hostile::args_with_3000_hosts(dir.path(), &["127.0.50.10"], &common::strs(&hog));
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
     daemon.wait_for_line("accepted route spec", WITHIN);
     // Its first round is under way.
     std::thread::sleep(Duration::from_secs(1));

@@ -28,8 +28,8 @@ fn failover(label: &str, more: &[&str], trials: usize) {
     ];
     let mut health = hostile::tcp_connect_args(&port.to_string());
     health.extend(more.iter().map(|a| a.to_string()));
-    let args = hostile::args_with_3000_hosts(dir.path(), &ROUTERS, &hostile::strs(&health));
-    let args = hostile::strs(&args);
+    let args = hostile::args_with_3000_hosts(dir.path(), &ROUTERS, &testkit::strs(&health));
+    let args = testkit::strs(&args);
     let daemon = Daemon::start(&args, dir.path());
     daemon.wait_for_line("route created", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
@@ -169,7 +169,7 @@ fn main() {
     let silent = silent.to_string();
     failover(
         "tcp beside a plugin holding its probe slots on 3,000 silent hosts",
-        &hostile::strs(&hostile::hog_args(&hog, &silent)),
+        &testkit::strs(&hostile::hog_args(&hog, &silent)),
         7,
     );
     flapping();

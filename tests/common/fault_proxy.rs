@@ -20,6 +20,9 @@ pub enum Fault {
     Throttle,
     /// HTTP 500 `InternalError`.
     ServerError,
+    /// HTTP 400 with this error code, as EC2 refuses a request
+    /// (`InvalidNatGatewayID.NotFound`, ...).
+    Refuse(&'static str),
     /// Forward after this delay.
     Slow(Duration),
     /// Never answer (the client's timeout must fire).
@@ -145,6 +148,7 @@ async fn serve(client: TcpStream, upstream: String, shared: Arc<Mutex<Shared>>) 
             Some(Fault::ServerError) => {
                 error_response(500, "InternalError", "An internal error has occurred.")
             }
+            Some(Fault::Refuse(code)) => error_response(400, code, "Refused by the test proxy."),
             Some(Fault::Hang) => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 return;
@@ -242,10 +246,10 @@ fn error_response(status: u16, code: &str, message: &str) -> Option<Vec<u8>> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
     );
-    let reason = if status == 503 {
-        "Service Unavailable"
-    } else {
-        "Internal Server Error"
+    let reason = match status {
+        503 => "Service Unavailable",
+        500 => "Internal Server Error",
+        _ => "Bad Request",
     };
     Some(
         format!(

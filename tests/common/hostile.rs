@@ -81,11 +81,6 @@ pub fn hog_args(hog: &Path, port: &str) -> Vec<String> {
     args.map(String::from).to_vec()
 }
 
-/// `args` as the `&str` slice `Daemon::start` takes.
-pub fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// A health plugin (tests/guests/multi-memory) with a function whose
 /// compile is out of all proportion to its size (see `bomb_function`),
 /// as `dir/multi-memory-1.wasm`.

@@ -453,6 +453,11 @@ pub fn loopback_args(dir: &std::path::Path, routers: &[&str], more: &[&str]) -> 
     files.iter().chain(more).map(|a| a.to_string()).collect()
 }
 
+/// Owned arguments as `Daemon::start` takes them.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// configfile reading `spec`, tcp checks on `port` every 0.2 s: the
 /// flags most daemons of the tests start with.
 pub fn configfile_tcp_args(spec: &std::path::Path, port: u16) -> Vec<String> {

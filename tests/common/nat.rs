@@ -46,7 +46,3 @@ pub fn routes_to(daemon: &Daemon, cidr: &str) -> Value {
         .collect::<serde_json::Map<_, _>>()
         .into()
 }
-
-pub fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}

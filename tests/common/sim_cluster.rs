@@ -36,28 +36,15 @@ impl SimCluster {
             &routers.each_ref().map(String::as_str),
         );
         let vpc_file = super::loopback_vpc(dir.path(), &routers.each_ref().map(String::as_str));
-        let port = port.to_string();
-        let mut args = vec![
-            "-m",
-            "configfile",
-            "-f",
-            spec_file.to_str().unwrap(),
-            "--sim-vpc",
-            vpc_file.to_str().unwrap(),
-            "-H",
-            "tcp",
-            "--tcp_check_port",
-            &port,
-            "--tcp_check_interval",
-            "0.2",
-        ];
-        args.extend_from_slice(extra);
-        let daemon = Daemon::start(&args, dir.path());
+        let mut args = super::configfile_tcp_args(&spec_file, port);
+        args.extend(["--sim-vpc", vpc_file.to_str().unwrap()].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let daemon = Daemon::start(&super::strs(&args), dir.path());
         Self {
             daemon,
             routers,
             listeners,
-            port: port.parse().unwrap(),
+            port,
             _dir: dir,
         }
     }

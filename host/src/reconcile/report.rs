@@ -64,9 +64,7 @@ impl RouteReport {
             actions.retain(|(table, cidr), _| present.contains(&(table.as_str(), *cidr)));
         }
     }
-}
 
-impl RouteReport {
     /// Take where routes are on their fallback after a pass: those new to
     /// it from `now`, the time of those that left it added to their total.
     pub fn set_fallbacks(&mut self, now_on: &BTreeMap<(IpNet, String), Fallback>, now: SystemTime) {
