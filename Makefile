@@ -3,7 +3,7 @@
 # runs the daemon on an example. To install: `make release`, then
 # `make install [PREFIX=/usr/local] [DESTDIR=...]`, or `make deb`.
 
-BUNDLED := configfile http fixedconf tcp icmpecho romana
+BUNDLED := configfile http fixedconf tcp icmpecho httpcheck romana
 # Built for the tests and as the documentation's example; not bundled.
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober \
            guest-bad-grants guest-bad-paths guest-hostile-health guest-impostor guest-newer \

@@ -16,6 +16,7 @@ const BUNDLED: &[&str] = &[
     "fixedconf",
     "tcp",
     "icmpecho",
+    "httpcheck",
     "romana",
 ];
 

@@ -443,17 +443,61 @@ fn the_old_command_line_runs_tcp_checks_and_logs_failures() {
 
 #[tokio::test]
 async fn probes_outside_the_working_set_are_denied_and_their_reports_ignored() {
-    // Both hosts listen; only 127.0.0.95 is in the spec.
-    let (port, listeners) = listeners(&["127.0.0.95", "127.0.0.96"]);
+    probes_outside_the_working_set_are_denied("127.0.0.95", "127.0.0.96", &[]).await;
+    // HTTP probes (0.1.5) by the same rules.
+    let http = [("method", "http"), ("path", "/healthz")];
+    probes_outside_the_working_set_are_denied("127.0.0.97", "127.0.0.98", &http).await;
+}
+
+/// HTTP probes the host will not send as asked: a path carrying a header
+/// (request splitting), HTTPS without a CA grant. No host, not even one of
+/// the working set, sees a connection, and the plugin is told why.
+#[tokio::test]
+async fn http_probes_that_cannot_be_sent_as_asked_reach_nobody() {
+    for (extra, why) in [
+        (
+            &[("path", "/x HTTP/1.1\r\nX-Evil: 1")][..],
+            "the HTTP check is malformed",
+        ),
+        (&[("tls", "")][..], "HTTPS needs the plugin's tls-ca option"),
+    ] {
+        let (port, listeners) = listeners(&["127.0.0.99"]);
+        listeners[0].set_nonblocking(true).unwrap();
+        let specs = Arc::new(SpecStore::default());
+        set_hosts(&specs, &["127.0.0.99"]);
+        let port = port.to_string();
+        let mut options = vec![
+            ("targets", "127.0.0.99"),
+            ("port", port.as_str()),
+            ("method", "http"),
+        ];
+        options.extend(extra.iter().map(|(k, v)| (*k, *v)));
+        let checkers =
+            common::health_checkers(&specs, &[(common::guest("prober"), &options)]).await;
+        checkers
+            .wait(why, |s| s.failed.contains(&ip("127.0.0.99")))
+            .await;
+        assert!(!has_connection(&listeners[0]), "{why}: a connection came");
+    }
+}
+
+/// The prober guest (`extra` options) asks for its own targets, `inside`
+/// and `outside` the spec: only `inside` is probed, and nothing it says of
+/// `outside` reaches the board.
+async fn probes_outside_the_working_set_are_denied(
+    inside: &str,
+    outside: &str,
+    extra: &[(&str, &str)],
+) {
+    let (port, listeners) = listeners(&[inside, outside]);
     let outsider = &listeners[1];
     outsider.set_nonblocking(true).unwrap();
     let specs = Arc::new(SpecStore::default());
-    set_hosts(&specs, &["127.0.0.95"]);
+    set_hosts(&specs, &[inside]);
     let port = port.to_string();
-    let options = [
-        ("targets", "127.0.0.95,127.0.0.96,not-an-ip"),
-        ("port", port.as_str()),
-    ];
+    let targets = format!("{inside},{outside},not-an-ip");
+    let mut options = vec![("targets", targets.as_str()), ("port", port.as_str())];
+    options.extend_from_slice(extra);
     let checkers = common::health_checkers(&specs, &[(common::guest("prober"), &options)]).await;
     let (board, handle) = (&checkers.board, &checkers.handles[0]);
     let mut status = handle.status();
@@ -472,7 +516,17 @@ async fn probes_outside_the_working_set_are_denied_and_their_reports_ignored() {
         matches!(&outsider_accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "{outsider_accepted:?}"
     );
-    assert_eq!(board.snapshot(), HealthSnapshot::default());
+    let snapshot = board.snapshot();
+    let outside = ip(outside);
+    assert!(
+        !snapshot.failed.contains(&outside)
+            && !snapshot.questionable.contains(&outside)
+            && !snapshot
+                .probed
+                .as_ref()
+                .is_some_and(|p| p.contains(&outside)),
+        "{snapshot:?}"
+    );
 }
 
 #[test]

@@ -372,6 +372,7 @@ fn the_released_wit_is_frozen() {
         ("v0.1.2", FROZEN_V0_1_2),
         ("v0.1.3", FROZEN_V0_1_3),
         ("v0.1.4", FROZEN_V0_1_4),
+        ("v0.1.5", FROZEN_V0_1_5),
     ] {
         let dir = common::repo().join("wit").join(version);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -397,7 +398,7 @@ fn the_released_wit_is_frozen() {
 }
 
 /// A plugin built against 0.1.1, using what it added, loads beside one of
-/// the SDK's 0.1.4 (plugins of 0.1.0: tests/languages.rs).
+/// the SDK's 0.1.5 (plugins of 0.1.0: tests/languages.rs).
 #[test]
 fn plugins_of_the_frozen_and_of_the_newer_contract_both_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -417,7 +418,7 @@ fn plugins_of_the_frozen_and_of_the_newer_contract_both_load() {
     daemon.wait_for_line("accepted route spec", Duration::from_secs(10));
     let view = daemon.view("/plugins");
     assert_eq!(view["plugins"][0]["wit"], "vpcrouter:plugin@0.1.1");
-    assert_eq!(view["plugins"][1]["wit"], "vpcrouter:plugin@0.1.4");
+    assert_eq!(view["plugins"][1]["wit"], "vpcrouter:plugin@0.1.5");
 }
 
 /// SHA-256 over the file names and contents of `wit/v0.1.0`, in name order.
@@ -426,6 +427,7 @@ const FROZEN_V0_1_1: &str = "b4d0727c8068874f98a82ce07ec20c1cd2c8a7d3e2605813987
 const FROZEN_V0_1_2: &str = "fb333f97f6f4be2e5e693c8273aa9c08cf6c0e3502329f369928d08a4916eab6";
 const FROZEN_V0_1_3: &str = "421dae144fd48a15bb7736e741a06f1e1509f0a541ae3d3bd4c85c8f29480370";
 const FROZEN_V0_1_4: &str = "cabda1b5febe72a13c383d97d6bccfbee386eb35e34e0214aa0cd2bc6e56bfd3";
+const FROZEN_V0_1_5: &str = "183b70ba1bc9a0c9cf273848f44b590b05bb7937465115d1f128b24ed7728362";
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {
@@ -577,7 +579,7 @@ fn plugins_can_be_pinned_to_their_digest() {
     let view = daemon.view("/plugins");
     let plugin = &view["plugins"][0];
     assert_eq!(plugin["sha256"], digest.as_str());
-    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.4");
+    assert_eq!(plugin["wit"], "vpcrouter:plugin@0.1.5");
     assert!(
         plugin["producer"]
             .as_str()

@@ -49,7 +49,7 @@ pub struct Cli {
     pub health_plugin: Vec<PathBuf>,
 
     /// Bundled health-check plugin by name (old form): icmpecho (default), tcp,
-    /// multi (with --multi_plugins), or none
+    /// httpcheck, multi (with --multi_plugins), or none
     #[arg(short = 'H', long = "health", value_name = "NAME")]
     pub health: Option<String>,
 

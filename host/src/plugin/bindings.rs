@@ -7,14 +7,14 @@
 /// only; the build fails when they disagree with the WIT they name).
 macro_rules! wit_version {
     () => {
-        "0.1.4"
+        "0.1.5"
     };
 }
 pub(crate) use wit_version;
 
 pub mod config {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.4",
+        path: "../wit/v0.1.5",
         world: "config-plugin",
         imports: {
             "vpcrouter:plugin/outbound": async | trappable,
@@ -27,7 +27,7 @@ pub mod config {
 
 pub mod health {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.4",
+        path: "../wit/v0.1.5",
         world: "health-plugin",
         imports: {
             "vpcrouter:plugin/probes": async | trappable,
@@ -39,6 +39,7 @@ pub mod health {
             "vpcrouter:plugin/log": super::config::vpcrouter::plugin::log,
             "vpcrouter:plugin/timers": super::config::vpcrouter::plugin::timers,
             "vpcrouter:plugin/probes.probe-round": crate::plugin::probe_round::ProbeRound,
+            "vpcrouter:plugin/probes.http-round": crate::plugin::probe_round::HttpRound,
         },
     });
 }
@@ -52,7 +53,7 @@ pub use health::{HealthPlugin, HealthPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 4);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 5);
 /// [`WIT_VERSION`] as text, e.g. for messages.
 pub const WIT_VERSION_TEXT: &str = wit_version!();
 /// The contract's folder in the sources, for messages.

@@ -65,6 +65,9 @@ pub struct Grants {
     pub readable_files: Vec<PathBuf>,
     /// The one outside service it may send requests to.
     pub endpoint: Option<Endpoint>,
+    /// Health checkers: how HTTPS probes verify routers (its `tls-*`
+    /// options, which need no endpoint there).
+    pub probe_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Health checkers: the spec in force, whose hosts they may probe.
     working_set: Option<watch::Receiver<Option<Arc<RouteSpec>>>>,
     /// Every grant above, with its origin.
@@ -78,8 +81,9 @@ pub fn is_grant(kind: OptionKind) -> bool {
 
 /// Refuse declarations whose grants cannot be meant: more than one option of
 /// an endpoint or TLS kind (which would win?), half an endpoint, TLS without
-/// an endpoint, and grants in a health-check plugin (its world has no files
-/// or outbound interface to use them with).
+/// an endpoint in a config source, and files or endpoints in a health-check
+/// plugin (its world has no files or outbound interface to use them with;
+/// its TLS options verify the routers its HTTP probes ask).
 pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), String> {
     let declared = |wanted: OptionKind| -> Vec<&str> {
         info.options
@@ -88,8 +92,12 @@ pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), Stri
             .map(|o| o.name.as_str())
             .collect()
     };
+    let tls = [OptionKind::TlsCa, OptionKind::TlsCert, OptionKind::TlsKey];
     if kind == PluginKind::HealthCheck
-        && let Some(option) = info.options.iter().find(|o| is_grant(o.kind))
+        && let Some(option) = info
+            .options
+            .iter()
+            .find(|o| is_grant(o.kind) && !tls.contains(&o.kind))
     {
         return Err(format!(
             "option --{} is of kind {}, but health-check plugins can hold no file or endpoint grant",
@@ -118,8 +126,10 @@ pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), Stri
                 .into(),
         );
     }
-    let tls = [OptionKind::TlsCa, OptionKind::TlsCert, OptionKind::TlsKey];
-    if tls.into_iter().any(has) && !has(OptionKind::EndpointHost) {
+    if kind == PluginKind::ConfigSource
+        && tls.into_iter().any(has)
+        && !has(OptionKind::EndpointHost)
+    {
         return Err(
             "options of kind tls-* need an endpoint (endpoint-host and endpoint-port)".into(),
         );
@@ -333,6 +343,18 @@ impl Resolving {
                 let problem = format!("the endpoint needs its host too: give --{host}");
                 return Err(option_error(&host, problem));
             }
+            // A health checker's TLS (it declares no endpoint): verify the
+            // routers its HTTPS probes ask.
+            (None, None) if tls_given && option_of(OptionKind::EndpointHost).is_empty() => {
+                let ca = option_of(OptionKind::TlsCa);
+                let config = self
+                    .tls
+                    .client_config()
+                    .map_err(|problem| option_error(&ca, problem))?
+                    .ok_or_else(|| option_error(&ca, "a client certificate needs a CA too"))?;
+                self.resolved.grants.probe_tls = Some(config);
+                return Ok(self.resolved);
+            }
             (None, None) if tls_given => {
                 let host = option_of(OptionKind::EndpointHost);
                 let problem = format!("TLS options need an endpoint: give --{host}");
@@ -399,6 +421,15 @@ impl Grants {
     pub fn icmp_probes(&self) -> Result<(), String> {
         self.may_probe()?;
         crate::probe::icmp::access().map(drop)
+    }
+
+    /// Whether HTTPS probes can verify routers: a probe grant and a CA.
+    pub fn http_tls_probes(&self) -> Result<(), String> {
+        self.may_probe()?;
+        match self.probe_tls {
+            Some(_) => Ok(()),
+            None => Err("no CA to verify routers by: give the plugin's tls-ca option".into()),
+        }
     }
 
     fn may_probe(&self) -> Result<(), String> {
@@ -604,5 +635,35 @@ mod tests {
             let err = check_declaration(&info(options), kind).unwrap_err();
             assert!(err.contains(expected), "{err:?} lacks {expected:?}");
         }
+    }
+
+    /// A health check's TLS options need no endpoint: the CA verifies the
+    /// routers its HTTPS probes ask, and grants no endpoint.
+    #[test]
+    fn a_health_checks_ca_verifies_its_https_probes() {
+        let declared = info(vec![
+            option("ca", OptionKind::TlsCa, None),
+            option("endpoint", OptionKind::EndpointHost, None),
+            option("port", OptionKind::EndpointPort, None),
+        ]);
+        let err = check_declaration(&declared, PluginKind::HealthCheck).unwrap_err();
+        assert!(err.contains("--endpoint is of kind endpoint-host"), "{err}");
+        let declared = info(vec![option("ca", OptionKind::TlsCa, None)]);
+        check_declaration(&declared, PluginKind::HealthCheck).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let ca = ca.display().to_string();
+        let resolved = resolve(&declared, &given(&[("ca", &ca)]), &Trust::ThirdParty).unwrap();
+        assert!(resolved.grants.probe_tls.is_some());
+        assert!(resolved.grants.endpoint.is_none());
+        let without = resolve(&declared, &[], &Trust::ThirdParty).unwrap();
+        assert!(without.grants.probe_tls.is_none());
     }
 }

@@ -26,6 +26,10 @@ pub(super) enum Refusal {
     OutsideWorkingSet,
     ProbedEnough,
     TooManyRounds,
+    /// An HTTPS probe without a `tls-ca` grant to verify the host by.
+    NoTlsGrant,
+    /// An HTTP probe's request the host will not send (logged).
+    BadRequest,
 }
 
 impl Refusal {
@@ -39,6 +43,11 @@ impl Refusal {
             Refusal::TooManyRounds => {
                 format!("probe refused: {MAX_OPEN_ROUNDS} rounds are open; drop one first")
             }
+            Refusal::NoTlsGrant => {
+                "probe refused: HTTPS needs the plugin's tls-ca option (a CA to verify routers by)"
+                    .to_string()
+            }
+            Refusal::BadRequest => "probe refused: the HTTP check is malformed".to_string(),
         })
     }
 }
@@ -91,6 +100,10 @@ pub struct ProbeRound {
     pub(super) pending: usize,
     pub(super) probing: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// A round of HTTP probes (`probes.start-http-round`, 0.1.5): a probe
+/// round whose outcomes carry responses.
+pub struct HttpRound(pub(super) ProbeRound);
 
 impl Drop for ProbeRound {
     fn drop(&mut self) {

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 pub mod half_open;
+pub mod http;
 pub mod icmp;
 pub mod rtt;
 
@@ -51,6 +52,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// No answer came in time (rather than a refusal or an error).
     pub timed_out: bool,
+    /// An HTTP probe's response (`ok` then means "a response came",
+    /// whatever its status: what a status means is the plugin's).
+    pub response: Option<http::Answer>,
 }
 
 impl Outcome {
@@ -60,6 +64,7 @@ impl Outcome {
             rtt: None,
             error: Some(error.into()),
             timed_out: false,
+            response: None,
         }
     }
 
@@ -69,6 +74,7 @@ impl Outcome {
             rtt: Some(rtt),
             error: None,
             timed_out: false,
+            response: None,
         }
     }
 

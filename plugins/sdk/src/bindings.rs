@@ -3,7 +3,7 @@
 
 pub mod config {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.4",
+        path: "../../wit/v0.1.5",
         world: "config-plugin",
         pub_export_macro: true,
         default_bindings_module: "vpcrouter_plugin_sdk::__config_bindings",
@@ -12,14 +12,14 @@ pub mod config {
 
 pub mod health {
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.4",
+        path: "../../wit/v0.1.5",
         world: "health-plugin",
         pub_export_macro: true,
         default_bindings_module: "vpcrouter_plugin_sdk::__health_bindings",
         with: {
-            "vpcrouter:plugin/types@0.1.4": crate::bindings::config::vpcrouter::plugin::types,
-            "vpcrouter:plugin/log@0.1.4": crate::bindings::config::vpcrouter::plugin::log,
-            "vpcrouter:plugin/timers@0.1.4": crate::bindings::config::vpcrouter::plugin::timers,
+            "vpcrouter:plugin/types@0.1.5": crate::bindings::config::vpcrouter::plugin::types,
+            "vpcrouter:plugin/log@0.1.5": crate::bindings::config::vpcrouter::plugin::log,
+            "vpcrouter:plugin/timers@0.1.5": crate::bindings::config::vpcrouter::plugin::timers,
         },
     });
 }

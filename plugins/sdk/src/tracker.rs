@@ -7,10 +7,13 @@
 //!   meanwhile (the old daemon: 10 intervals).
 //! - After the window it is probed again and is `healthy` after `rise`
 //!   consecutive successes; a failure starts a new window.
+//! - A `degraded` answer (an HTTP 429: the router answered but would not
+//!   be asked) makes a host `questionable` while it lasts; it neither counts
+//!   towards `fall` nor towards `rise`.
 
 use std::collections::BTreeMap;
 
-use crate::probes::{self, ProbeMethod, ProbeResult, ProbeTimeout};
+use crate::probes::{self, HttpCheck, HttpResult, ProbeMethod, ProbeResult, ProbeTimeout};
 use crate::{HealthState, HostHealth, Options, verdicts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,38 @@ impl Thresholds {
     }
 }
 
+/// What one probe says of a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    /// Answered, but not as a healthy host does (e.g. HTTP 429): why.
+    Degraded(String),
+    /// Why the probe failed.
+    Bad(String),
+}
+
+/// One probe's result as the tracker counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub host: String,
+    pub verdict: Verdict,
+    pub rtt_us: Option<u32>,
+}
+
+impl From<ProbeResult> for Sample {
+    fn from(result: ProbeResult) -> Self {
+        let verdict = match (result.ok, result.error) {
+            (true, _) => Verdict::Good,
+            (false, error) => Verdict::Bad(error.unwrap_or_default()),
+        };
+        Self {
+            host: result.host,
+            verdict,
+            rtt_us: result.rtt_us,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Record {
     failures: u32,
@@ -83,7 +118,7 @@ struct Record {
     failed_until: Option<u64>,
     /// Failed (window over), waiting for `rise` successes.
     recovering: bool,
-    last: Option<ProbeResult>,
+    last: Option<Sample>,
     /// The state last handed out for the host.
     reported: Option<HealthState>,
 }
@@ -141,46 +176,88 @@ impl Tracker {
         let to_probe = self.begin_round(working_set);
         if !to_probe.is_empty() {
             let round = probes::start_round(method, &to_probe, timeout);
-            loop {
-                let results = round.next();
-                if results.is_empty() {
-                    break;
-                }
-                let changed = self.record(results);
-                if !changed.is_empty() {
-                    verdicts::report(&changed);
-                }
-            }
+            self.follow(|| round.next().into_iter().map(Sample::from).collect());
         }
         self.states()
+    }
+
+    /// As [`Tracker::run_round`], asking each host over HTTP (`check`);
+    /// `judge` says what each answer means (see [`judge_status`]).
+    pub fn run_http_round(
+        &mut self,
+        working_set: &[String],
+        check: &HttpCheck,
+        timeout: ProbeTimeout,
+        judge: impl Fn(&HttpResult) -> Verdict,
+    ) -> Vec<HostHealth> {
+        let to_probe = self.begin_round(working_set);
+        if !to_probe.is_empty() {
+            let round = probes::start_http_round(check, &to_probe, timeout);
+            self.follow(|| {
+                round
+                    .next()
+                    .into_iter()
+                    .map(|result| Sample {
+                        verdict: judge(&result),
+                        host: result.host,
+                        rtt_us: result.rtt_us,
+                    })
+                    .collect()
+            });
+        }
+        self.states()
+    }
+
+    /// Take a round's samples as they arrive (`next`, empty once all came),
+    /// handing the host every verdict that changed at once.
+    fn follow(&mut self, mut next: impl FnMut() -> Vec<Sample>) {
+        loop {
+            let samples = next();
+            if samples.is_empty() {
+                break;
+            }
+            let changed = self.record_samples(samples);
+            if !changed.is_empty() {
+                verdicts::report(&changed);
+            }
+        }
     }
 
     /// Record this round's probe results (any order, in one or several
     /// calls; a result for no host of the round is ignored); the verdicts
     /// that changed.
     pub fn record(&mut self, results: Vec<ProbeResult>) -> Vec<HostHealth> {
+        self.record_samples(results.into_iter().map(Sample::from).collect())
+    }
+
+    /// As [`Tracker::record`], for samples a plugin judged itself.
+    pub fn record_samples(&mut self, samples: Vec<Sample>) -> Vec<HostHealth> {
         let Thresholds { fall, rise, window } = self.thresholds;
         let mut changed = Vec::new();
-        for result in results {
-            let Some(record) = self.hosts.get_mut(&result.host) else {
+        for sample in samples {
+            let Some(record) = self.hosts.get_mut(&sample.host) else {
                 continue;
             };
-            let host = result.host.clone();
-            if result.ok {
-                record.failures = 0;
-                record.successes += 1;
-                if record.failed_until.is_some() && record.successes >= rise {
-                    record.failed_until = None;
+            let host = sample.host.clone();
+            match sample.verdict {
+                Verdict::Good => {
+                    record.failures = 0;
+                    record.successes += 1;
+                    if record.failed_until.is_some() && record.successes >= rise {
+                        record.failed_until = None;
+                    }
+                    record.recovering = record.failed_until.is_some();
                 }
-                record.recovering = record.failed_until.is_some();
-            } else {
-                record.successes = 0;
-                record.failures += 1;
-                if record.failures >= fall {
-                    record.failed_until = Some(self.round + 1 + u64::from(window));
+                Verdict::Degraded(_) => record.successes = 0,
+                Verdict::Bad(_) => {
+                    record.successes = 0;
+                    record.failures += 1;
+                    if record.failures >= fall {
+                        record.failed_until = Some(self.round + 1 + u64::from(window));
+                    }
                 }
             }
-            record.last = Some(result);
+            record.last = Some(sample);
             let now = health(&host, record, fall);
             if record.reported.replace(now.state) != Some(now.state) {
                 changed.push(now);
@@ -205,25 +282,53 @@ impl Tracker {
     }
 }
 
+/// What an HTTP answer means by its status: in `expected` (inclusive
+/// ranges), good; 429 (Too Many Requests: the router answered, its check
+/// endpoint is rate-limited), degraded, never failed; any other status or
+/// no answer, bad.
+pub fn judge_status(result: &HttpResult, expected: &[(u16, u16)]) -> Verdict {
+    match result.status {
+        Some(status)
+            if expected
+                .iter()
+                .any(|(lo, hi)| (*lo..=*hi).contains(&status)) =>
+        {
+            Verdict::Good
+        }
+        Some(429) => Verdict::Degraded("HTTP 429: rate-limited".into()),
+        Some(status) => Verdict::Bad(format!("HTTP {status}")),
+        None => Verdict::Bad(result.error.clone().unwrap_or_else(|| "no answer".into())),
+    }
+}
+
 fn health(host: &str, record: &Record, fall: u32) -> HostHealth {
+    let last = record.last.as_ref();
+    let degraded = match last.map(|l| &l.verdict) {
+        Some(Verdict::Degraded(why)) => Some(why.clone()),
+        _ => None,
+    };
+    let last_error = || match last.map(|l| &l.verdict) {
+        Some(Verdict::Bad(why)) => Some(why.clone()),
+        _ => None,
+    };
     let state = if record.failed_until.is_some() {
         HealthState::Failed
-    } else if record.failures > 0 {
+    } else if record.failures > 0 || degraded.is_some() {
         HealthState::Questionable
     } else {
         HealthState::Healthy
     };
-    let last = record.last.as_ref();
     let detail = match state {
         HealthState::Failed if record.recovering => {
             Some("recovering: waiting for good probes".into())
         }
+        HealthState::Questionable if record.failures == 0 => degraded,
         HealthState::Questionable => Some(format!(
             "{} of {fall} failed probes: {}",
             record.failures,
-            last.and_then(|l| l.error.clone()).unwrap_or_default()
+            last_error().or(degraded).unwrap_or_default()
         )),
-        _ => last.and_then(|l| l.error.clone()),
+        _ => last_error(),
     };
     HostHealth {
         host: host.to_string(),
@@ -345,6 +450,84 @@ mod tests {
             .map(|h| (h.host, h.state))
             .collect();
         assert_eq!(states, [("a".into(), H), ("c".into(), F), ("e".into(), H)]);
+    }
+
+    fn sample(host: &str, verdict: Verdict) -> Sample {
+        Sample {
+            host: host.into(),
+            verdict,
+            rtt_us: Some(100),
+        }
+    }
+
+    /// A 429 is questionable while it lasts, never failed however long,
+    /// and holds back a failed host's recovery.
+    #[test]
+    fn degraded_answers_are_questionable_and_never_fail() {
+        let t = Thresholds {
+            fall: 2,
+            rise: 1,
+            window: 0,
+        };
+        let mut tracker = Tracker::new(t);
+        let hosts = vec!["a".to_string()];
+        let busy = || Verdict::Degraded("HTTP 429: rate-limited".into());
+        let mut states = Vec::new();
+        for verdict in [
+            Verdict::Good,
+            busy(),
+            busy(),
+            busy(),
+            Verdict::Good,
+            Verdict::Bad("HTTP 503".into()),
+            busy(),
+            Verdict::Bad("HTTP 503".into()),
+            busy(),
+            Verdict::Good,
+        ] {
+            tracker.begin_round(&hosts);
+            tracker.record_samples(vec![sample("a", verdict)]);
+            let health = tracker.states().remove(0);
+            states.push((health.state, health.detail));
+        }
+        let only: Vec<_> = states.iter().map(|s| s.0).collect();
+        assert_eq!(only, [H, Q, Q, Q, H, Q, Q, F, F, H]);
+        assert_eq!(states[1].1.as_deref(), Some("HTTP 429: rate-limited"));
+        assert_eq!(
+            states[5].1.as_deref(),
+            Some("1 of 2 failed probes: HTTP 503")
+        );
+    }
+
+    #[test]
+    fn statuses_are_judged_by_the_expected_ranges() {
+        let result = |status: Option<u16>| HttpResult {
+            host: "a".into(),
+            status,
+            body: vec![],
+            rtt_us: None,
+            error: status.is_none().then(|| "connection refused".into()),
+        };
+        let expected = [(200, 399)];
+        assert_eq!(judge_status(&result(Some(204)), &expected), Verdict::Good);
+        assert_eq!(judge_status(&result(Some(302)), &expected), Verdict::Good);
+        assert!(matches!(
+            judge_status(&result(Some(429)), &expected),
+            Verdict::Degraded(_)
+        ));
+        assert_eq!(
+            judge_status(&result(Some(503)), &expected),
+            Verdict::Bad("HTTP 503".into())
+        );
+        assert_eq!(
+            judge_status(&result(None), &expected),
+            Verdict::Bad("connection refused".into())
+        );
+        // 429 expected: good.
+        assert_eq!(
+            judge_status(&result(Some(429)), &[(429, 429)]),
+            Verdict::Good
+        );
     }
 
     #[test]

@@ -10,16 +10,19 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use wasmtime::component::Resource;
 
 use super::super::bindings::health::vpcrouter::plugin::probes::{
-    Host, HostProbeRound, ProbeMethod, ProbeResult, ProbeTimeout,
+    Host, HostHttpRound, HostProbeRound, HttpCheck, HttpMethod, HttpResult, ProbeMethod,
+    ProbeResult, ProbeTimeout,
 };
 use super::super::instance::HostState;
-use super::super::probe_round::{MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
-use crate::probe::{Method, Outcome, Target};
+use super::super::limits::CallUsage;
+use super::super::probe_round::{HttpRound, MAX_OPEN_ROUNDS, Plan, ProbeRound, Refusal, Timeout};
+use crate::probe::{Method, Outcome, ProbeShare, Sink, Target, http};
 
 impl From<ProbeTimeout> for Timeout {
     fn from(timeout: ProbeTimeout) -> Self {
@@ -40,14 +43,32 @@ impl From<ProbeMethod> for Method {
     }
 }
 
+fn micros(outcome: &Outcome) -> Option<u32> {
+    outcome
+        .rtt
+        .map(|d| d.as_micros().min(u32::MAX as u128) as u32)
+}
+
 fn result(host: &str, outcome: &Outcome) -> ProbeResult {
     ProbeResult {
         host: host.to_string(),
         ok: outcome.ok,
-        rtt_us: outcome
-            .rtt
-            .map(|d| d.as_micros().min(u32::MAX as u128) as u32),
+        rtt_us: micros(outcome),
         error: outcome.error.clone(),
+    }
+}
+
+fn http_result(host: &str, outcome: Outcome) -> HttpResult {
+    let rtt_us = micros(&outcome);
+    let (status, body) = outcome.response.map_or((None, Vec::new()), |answer| {
+        (Some(answer.status), answer.body)
+    });
+    HttpResult {
+        host: host.to_string(),
+        status,
+        body,
+        rtt_us,
+        error: outcome.error,
     }
 }
 
@@ -204,8 +225,93 @@ impl Host for HostState {
         hosts: Vec<String>,
         timeout: ProbeTimeout,
     ) -> wasmtime::Result<Resource<ProbeRound>> {
+        let method = Method::from(method);
+        let round = self.open_round(hosts, timeout, move |targets, sink, share| async move {
+            method.run(targets, sink, &share).await
+        });
+        Ok(self.table.push(round)?)
+    }
+
+    async fn start_http_round(
+        &mut self,
+        check: HttpCheck,
+        hosts: Vec<String>,
+        timeout: ProbeTimeout,
+    ) -> wasmtime::Result<Resource<HttpRound>> {
+        let asked = http::Check::new(
+            match check.method {
+                HttpMethod::Get => http::Verb::Get,
+                HttpMethod::Head => http::Verb::Head,
+            },
+            check.port,
+            check.path,
+            check.server_name,
+            check.body_bytes,
+        );
+        let round = match asked {
+            Ok(mut asked) => {
+                if check.tls {
+                    asked.tls = self.grants.probe_tls.clone();
+                }
+                let refused = (check.tls && asked.tls.is_none()).then_some(Refusal::NoTlsGrant);
+                let asked = Arc::new(asked);
+                self.open_round_refusing(
+                    hosts,
+                    timeout,
+                    refused,
+                    move |targets, sink, share| async move {
+                        http::probe(targets, asked, sink, &share).await
+                    },
+                )
+            }
+            Err(why) => {
+                tracing::warn!(plugin = &*self.plugin, %why, "refused: an HTTP probe");
+                self.open_round_refusing(
+                    hosts,
+                    timeout,
+                    Some(Refusal::BadRequest),
+                    |_, _, _| async {},
+                )
+            }
+        };
+        Ok(self.table.push(HttpRound(round))?)
+    }
+
+    async fn http_tls_access(&mut self) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.grants.http_tls_probes())
+    }
+}
+
+impl HostState {
+    /// A round over `hosts`, probed in a task of its own by `run`.
+    fn open_round<F, Fut>(
+        &mut self,
+        hosts: Vec<String>,
+        timeout: ProbeTimeout,
+        run: F,
+    ) -> ProbeRound
+    where
+        F: FnOnce(Vec<Target>, Sink, ProbeShare) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.open_round_refusing(hosts, timeout, None, run)
+    }
+
+    /// As [`HostState::open_round`], every host refused for `refused` if
+    /// given (as for every host when too many rounds are open).
+    fn open_round_refusing<F, Fut>(
+        &mut self,
+        hosts: Vec<String>,
+        timeout: ProbeTimeout,
+        refused: Option<Refusal>,
+        run: F,
+    ) -> ProbeRound
+    where
+        F: FnOnce(Vec<Target>, Sink, ProbeShare) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let too_many = (self.open_rounds >= MAX_OPEN_ROUNDS).then_some(Refusal::TooManyRounds);
-        let plan = self.plan(hosts, too_many);
+        let plan = self.plan(hosts, too_many.or(refused));
         let targets = self.targets(&plan, timeout.into());
         let refused = plan
             .slots
@@ -214,68 +320,110 @@ impl Host for HostState {
             .filter_map(|(position, slot)| slot.err().map(|r| (position, r)))
             .collect();
         let (sink, arrived) = mpsc::unbounded_channel();
-        let share = self.probes.clone();
-        let probing = (!targets.is_empty()).then(|| {
-            tokio::spawn(async move { Method::from(method).run(targets, sink, &share).await })
-        });
-        let round = ProbeRound {
+        let probing =
+            (!targets.is_empty()).then(|| tokio::spawn(run(targets, sink, self.probes.clone())));
+        self.open_rounds += 1;
+        ProbeRound {
             positions: plan.positions(),
             pending: plan.distinct.len(),
             plan,
             refused,
             arrived,
             probing,
-        };
-        self.open_rounds += 1;
-        Ok(self.table.push(round)?)
+        }
     }
+
+    /// Learn each distinct host's round trip from its outcome.
+    fn learn_all(&mut self, learnt: Vec<(IpAddr, Outcome)>) {
+        for (host, outcome) in learnt {
+            self.learn(host, &outcome);
+        }
+    }
+
+    fn close_round(&mut self) {
+        self.open_rounds = self.open_rounds.saturating_sub(1);
+    }
+}
+
+/// What arrived for a round since the last call, waiting for the first
+/// outcome if none has: (position in the batch, outcome) pairs, refusals
+/// first; and each distinct host's outcome, to learn from. Nothing once
+/// every outcome was handed over.
+async fn arrived(
+    entry: &mut ProbeRound,
+    usage: &CallUsage,
+) -> (Vec<(usize, Outcome)>, Vec<(IpAddr, Outcome)>) {
+    let mut answered: Vec<(usize, Outcome)> = std::mem::take(&mut entry.refused)
+        .into_iter()
+        .map(|(position, refusal)| (position, refusal.outcome()))
+        .collect();
+    if !answered.is_empty() || entry.pending == 0 {
+        return (answered, Vec::new());
+    }
+    let mut arrived = Vec::new();
+    match usage.wait(entry.arrived.recv()).await {
+        Some(first) => arrived.push(first),
+        // The probing ended without a word on some hosts (it cannot
+        // without a bug, but a round must end).
+        None => arrived
+            .extend((0..entry.plan.distinct.len()).map(|i| (i, Outcome::failed("not probed")))),
+    }
+    while let Ok(more) = entry.arrived.try_recv() {
+        arrived.push(more);
+    }
+    let mut learnt = Vec::with_capacity(arrived.len());
+    for (i, outcome) in arrived {
+        let Some(positions) = entry.positions.get_mut(i) else {
+            continue;
+        };
+        if positions.is_empty() {
+            continue;
+        }
+        entry.pending -= 1;
+        for position in std::mem::take(positions) {
+            answered.push((position, outcome.clone()));
+        }
+        learnt.push((entry.plan.distinct[i], outcome));
+    }
+    (answered, learnt)
 }
 
 impl HostProbeRound for HostState {
     async fn next(&mut self, round: Resource<ProbeRound>) -> wasmtime::Result<Vec<ProbeResult>> {
         let usage = self.usage.clone();
         let entry = self.table.get_mut(&round)?;
-        let mut results: Vec<ProbeResult> = std::mem::take(&mut entry.refused)
-            .into_iter()
-            .map(|(position, refusal)| result(&entry.plan.hosts[position], &refusal.outcome()))
+        let (answered, learnt) = arrived(entry, &usage).await;
+        let results = answered
+            .iter()
+            .map(|(position, outcome)| result(&entry.plan.hosts[*position], outcome))
             .collect();
-        if !results.is_empty() || entry.pending == 0 {
-            return Ok(results);
-        }
-        let mut arrived = Vec::new();
-        match usage.wait(entry.arrived.recv()).await {
-            Some(first) => arrived.push(first),
-            // The probing ended without a word on some hosts (it cannot
-            // without a bug, but a round must end).
-            None => arrived
-                .extend((0..entry.plan.distinct.len()).map(|i| (i, Outcome::failed("not probed")))),
-        }
-        while let Ok(more) = entry.arrived.try_recv() {
-            arrived.push(more);
-        }
-        let mut learnt = Vec::with_capacity(arrived.len());
-        for (i, outcome) in arrived {
-            let Some(positions) = entry.positions.get_mut(i) else {
-                continue;
-            };
-            if positions.is_empty() {
-                continue;
-            }
-            entry.pending -= 1;
-            for position in std::mem::take(positions) {
-                results.push(result(&entry.plan.hosts[position], &outcome));
-            }
-            learnt.push((entry.plan.distinct[i], outcome));
-        }
-        for (host, outcome) in learnt {
-            self.learn(host, &outcome);
-        }
+        self.learn_all(learnt);
         Ok(results)
     }
 
     async fn drop(&mut self, round: Resource<ProbeRound>) -> wasmtime::Result<()> {
         self.table.delete(round)?;
-        self.open_rounds = self.open_rounds.saturating_sub(1);
+        self.close_round();
+        Ok(())
+    }
+}
+
+impl HostHttpRound for HostState {
+    async fn next(&mut self, round: Resource<HttpRound>) -> wasmtime::Result<Vec<HttpResult>> {
+        let usage = self.usage.clone();
+        let HttpRound(entry) = self.table.get_mut(&round)?;
+        let (answered, learnt) = arrived(entry, &usage).await;
+        let results = answered
+            .into_iter()
+            .map(|(position, outcome)| http_result(&entry.plan.hosts[position], outcome))
+            .collect();
+        self.learn_all(learnt);
+        Ok(results)
+    }
+
+    async fn drop(&mut self, round: Resource<HttpRound>) -> wasmtime::Result<()> {
+        self.table.delete(round)?;
+        self.close_round();
         Ok(())
     }
 }
