@@ -17,6 +17,7 @@ const BUNDLED: &[&str] = &[
     "tcp",
     "icmpecho",
     "httpcheck",
+    "webhook",
     "romana",
 ];
 

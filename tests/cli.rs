@@ -43,7 +43,7 @@ async fn parse(words: &[&str]) -> Config {
         );
     }
     let plugins: Vec<_> = loaded.iter().map(|l| (l.path.clone(), &l.info)).collect();
-    Config::parse(&args, &plugins).unwrap()
+    Config::parse(&args, &plugins, 0).unwrap()
 }
 
 #[tokio::test]

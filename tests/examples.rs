@@ -124,6 +124,61 @@ async fn any_port_is_healthy_while_any_port_answers() {
     .unwrap();
 }
 
+/// chat-notifier, loaded with `--notify-plugin` and its options: the
+/// routes the daemon makes and a drain come to the chat service as text.
+#[test]
+fn chat_notifier_posts_what_the_daemon_did() {
+    let chat = common::receiver::Receiver::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::repo().join("examples/sim-vpc.json");
+    let chat_port = chat.port.to_string();
+    let notifier = common::example("chat-notifier");
+    let daemon = common::Daemon::start(
+        &[
+            "-m",
+            "fixedconf",
+            "--fixed_cidr",
+            "10.55.0.0/16",
+            "--fixed_hosts",
+            "10.33.20.142:10.33.20.93",
+            "-H",
+            "none",
+            "--sim-vpc",
+            sim.to_str().unwrap(),
+            "--notify-plugin",
+            notifier.to_str().unwrap(),
+            "--chat_host",
+            "127.0.0.1",
+            "--chat_port",
+            &chat_port,
+            "--chat_path",
+            "/rooms/net",
+            "--notify-interval",
+            "0.2",
+        ],
+        dir.path(),
+    );
+    let said = || -> String {
+        (chat.received().iter())
+            .map(|r| r.json()["text"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    common::wait_until("the routes told", || {
+        said().contains("create rtb-a 10.55.0.0/16").then_some(())
+    });
+    let routed = daemon.view("/route_info")["routes"]["10.55.0.0/16"]["ip"].clone();
+    let router = routed.as_str().unwrap().to_string();
+    let (status, _) = daemon.http("POST", &format!("/hosts/{router}/drain"), b"");
+    assert_eq!(status, 200);
+    let text = common::wait_until("the drain told", || {
+        let text = said();
+        text.contains(&format!("host_drain {router}"))
+            .then_some(text)
+    });
+    assert!(text.contains("drain rtb-a 10.55.0.0/16"), "{text}");
+}
+
 /// The examples' code in PLUGINS.md is the code that builds and passes the
 /// tests above (all but the module comment).
 #[test]
@@ -132,6 +187,7 @@ fn plugins_md_shows_the_examples_as_they_are() {
     for example in [
         "routes-txt/src/lib.rs",
         "any-port/src/lib.rs",
+        "chat-notifier/src/lib.rs",
         "csv-routes/app.py",
         "tcp-latency/health.js",
     ] {

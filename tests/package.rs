@@ -320,6 +320,30 @@ fn the_iam_policy_allows_exactly_the_ec2_calls_the_daemon_makes() {
 /// queue's reader calls, and nothing else (a batch delete needs
 /// `sqs:DeleteMessage`); the EventBridge rule matches every event kind the
 /// reader acts on.
+/// The notification sinks' policy allows exactly the calls they make.
+#[test]
+fn the_notify_policy_allows_exactly_the_sinks_calls() {
+    let read = |path: &str| std::fs::read_to_string(common::repo().join(path)).unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("examples/deploy/iam-policy-notify.json")).unwrap();
+    let allowed: BTreeSet<String> = (policy["Statement"].as_array().unwrap().iter())
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let source = read("host/src/notify/aws.rs");
+    let calls = [
+        (".publish()", "sns:Publish"),
+        (".put_events()", "events:PutEvents"),
+    ];
+    let called: BTreeSet<String> = (calls.iter())
+        .filter(|(call, _)| source.contains(call))
+        .map(|(_, action)| action.to_string())
+        .collect();
+    assert_eq!(allowed, called);
+    let any_call = source.matches(".send()").count();
+    assert_eq!(any_call, calls.len(), "a call this test does not know");
+}
+
 #[test]
 fn the_events_queue_policy_allows_exactly_its_calls() {
     let read = |path: &str| std::fs::read_to_string(common::repo().join(path)).unwrap();

@@ -427,7 +427,7 @@ const FROZEN_V0_1_1: &str = "b4d0727c8068874f98a82ce07ec20c1cd2c8a7d3e2605813987
 const FROZEN_V0_1_2: &str = "fb333f97f6f4be2e5e693c8273aa9c08cf6c0e3502329f369928d08a4916eab6";
 const FROZEN_V0_1_3: &str = "421dae144fd48a15bb7736e741a06f1e1509f0a541ae3d3bd4c85c8f29480370";
 const FROZEN_V0_1_4: &str = "cabda1b5febe72a13c383d97d6bccfbee386eb35e34e0214aa0cd2bc6e56bfd3";
-const FROZEN_V0_1_5: &str = "183b70ba1bc9a0c9cf273848f44b590b05bb7937465115d1f128b24ed7728362";
+const FROZEN_V0_1_5: &str = "6e6a11bfe9a90c48722f4fc6e2e6bfda5f7e427d30f456bc3ef79c59b9d19a6c";
 
 #[tokio::test]
 async fn compiled_plugins_are_cached_and_a_damaged_entry_is_replaced() {

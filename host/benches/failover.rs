@@ -8,7 +8,10 @@
 //! CIDR at a random moment, time until every table routes all of the dead
 //! router's CIDRs elsewhere (polled from moto directly, every 5 ms), count
 //! the calls the failover cost; bring the router back. Then count the calls
-//! of an idle minute (default 30 s recheck).
+//! of an idle minute (default 30 s recheck). Then, at 0.2 s, the same
+//! failovers with and without `--notify webhook:` to a receiver that takes
+//! each request and never answers, in turns: a sink that hangs must leave
+//! failover times as they are.
 //!
 //! `cargo bench --bench failover` (`-- --trials N`, `-- --idle-seconds S`).
 
@@ -45,7 +48,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     println!("failover against moto: 3 tables x 3 CIDRs, 6 routers, {trials} kills per interval");
     for interval in ["1", "0.2"] {
-        let (latencies, calls) = runtime.block_on(failovers(interval, trials, None));
+        let (latencies, calls) = runtime.block_on(failovers(interval, trials, None, None));
         let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         println!(
             "tcp interval {interval:>3} s: kill -> every table moved: median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
@@ -56,11 +59,48 @@ fn main() {
         println!("  EC2 calls per failover: {calls}");
     }
     // The default interval (2 s), for the start-up figure and the idle calls.
-    let (_, idle_calls) = runtime.block_on(failovers("2", 0, Some(idle)));
+    let (_, idle_calls) = runtime.block_on(failovers("2", 0, Some(idle), None));
     println!(
         "EC2 calls in {} s idle (recheck 30 s, tcp interval 2 s): {idle_calls}",
         idle.as_secs()
     );
+    hanging_sink(&runtime, trials);
+}
+
+/// Failovers at 0.2 s without and with a notification sink that never
+/// answers, in turns (machines are noisy: compare within one run).
+fn hanging_sink(runtime: &tokio::runtime::Runtime, trials: usize) {
+    let sink = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(connection);
+            }
+        });
+        format!("webhook:http://127.0.0.1:{port}/never")
+    });
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let half = trials.div_ceil(2);
+        without.extend(runtime.block_on(failovers("0.2", half, None, None)).0);
+        with.extend(
+            runtime
+                .block_on(failovers("0.2", half, None, Some(&sink)))
+                .0,
+        );
+    }
+    for (what, latencies) in [("no sink", &mut without), ("a sink that hangs", &mut with)] {
+        latencies.sort();
+        let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        println!(
+            "tcp interval 0.2 s, {what}: kill -> every table moved: median {:.0} ms, p90 {:.0} ms ({} kills)",
+            percentile(&ms, 50),
+            percentile(&ms, 90),
+            ms.len()
+        );
+    }
 }
 
 /// Sorted input; nearest-rank percentile.
@@ -109,6 +149,7 @@ async fn failovers(
     interval: &str,
     trials: usize,
     idle: Option<Duration>,
+    notify: Option<&str>,
 ) -> (Vec<Duration>, String) {
     let moto = moto::Moto::start();
     let ec2 = moto.client().await;
@@ -149,6 +190,7 @@ async fn failovers(
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins"))
         .arg("--plugin-cache-dir")
         .arg(dir.path().join("cache"))
+        .args(notify.map(|sink| ["--notify", sink]).into_iter().flatten())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

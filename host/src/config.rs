@@ -12,6 +12,7 @@ use crate::cli::{self, Cli, Peek};
 use crate::cloud::budget::BucketSize;
 use crate::ha::HaSettings;
 use crate::logging::{LogTarget, Logging};
+use crate::notify::{SinkTarget, WebhookUrl};
 use crate::plugin::PluginInfo;
 use crate::selector::TableSelector;
 
@@ -20,6 +21,14 @@ pub struct Config {
     pub mode: PluginChoice,
     /// Health-check plugins; a host is failed if any of them says so.
     pub health: Vec<PluginChoice>,
+    /// Notifier plugins (the bundled webhook first, if given).
+    pub notifiers: Vec<PluginChoice>,
+    /// The SNS and EventBridge sinks (`--notify`; a webhook is a plugin).
+    pub notify_sinks: Vec<SinkTarget>,
+    /// Their endpoint, when not AWS's (`--notify-endpoint`).
+    pub notify_endpoint: Option<String>,
+    /// Least time between two deliveries to one notification sink.
+    pub notify_interval: Duration,
     pub region: Option<String>,
     pub vpc: Option<String>,
     pub log: Logging,
@@ -105,6 +114,8 @@ pub enum ConfigError {
     },
     #[error("-H multi needs --multi_plugins NAME:NAME...")]
     MultiWithoutPlugins,
+    #[error("--notify: {0}")]
+    BadSink(String),
     #[error("{0}")]
     BadPin(String),
 }
@@ -143,6 +154,27 @@ pub fn health_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(paths)
 }
 
+/// The notifier plugin files: the bundled webhook when `--notify
+/// webhook:URL` is given (at most one), then the `--notify-plugin` paths.
+pub fn notifier_plugin_paths(peek: &Peek) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut webhooks = 0;
+    for value in &peek.notify {
+        let target = SinkTarget::parse(value).map_err(ConfigError::BadSink)?;
+        webhooks += usize::from(matches!(target, SinkTarget::Webhook(_)));
+    }
+    let mut paths = match webhooks {
+        0 => vec![],
+        1 => vec![bundled("--notify", "webhook", peek)?],
+        _ => {
+            return Err(ConfigError::BadSink(
+                "one webhook: sink at a time; load a notifier plugin for more".into(),
+            ));
+        }
+    };
+    paths.extend((peek.notify_plugins.iter()).map(|p| absolute(&split_pin(p).0)));
+    Ok(paths)
+}
+
 /// `PATH#sha256=HEX`: the path, and the pinned digest if any.
 pub(crate) fn split_pin(value: &str) -> (PathBuf, Option<&str>) {
     match value.rsplit_once("#sha256=") {
@@ -170,7 +202,9 @@ pub fn plugin_pins(peek: &Peek, files: &[PathBuf]) -> Result<Vec<(PathBuf, Strin
         Some(file) => pins_file(file)?,
         None => Vec::new(),
     };
-    let paths = peek.mode_plugin.iter().chain(&peek.health_plugins);
+    let paths = (peek.mode_plugin.iter())
+        .chain(&peek.health_plugins)
+        .chain(&peek.notify_plugins);
     for value in paths {
         if let (path, Some(digest)) = split_pin(value) {
             pins.push((absolute(&path), hex(value, digest)?));
@@ -235,6 +269,36 @@ fn pins_file(file: &str) -> Result<Vec<(String, String)>, ConfigError> {
         .collect())
 }
 
+/// Where an https webhook is verified without `--notify-ca`.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The bundled webhook plugin's options for `--notify webhook:URL`.
+fn webhook_options(
+    url: &WebhookUrl,
+    secret: Option<&Path>,
+    ca: Option<&Path>,
+) -> Vec<(String, String)> {
+    let mut options = vec![
+        ("webhook_host", url.host.clone()),
+        ("webhook_port", url.port.to_string()),
+        ("webhook_path", url.path.clone()),
+    ];
+    if url.tls {
+        let ca = ca.map_or_else(
+            || SYSTEM_CA_BUNDLE.into(),
+            |p| absolute(p).display().to_string(),
+        );
+        options.push(("webhook_ca", ca));
+    }
+    if let Some(secret) = secret {
+        options.push(("webhook_secret", absolute(secret).display().to_string()));
+    }
+    options
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
 /// The old daemon's default health check.
 const DEFAULT_HEALTH: &str = "icmpecho";
 
@@ -273,6 +337,7 @@ fn bundled(flag: &'static str, name: &str, peek: &Peek) -> Result<PathBuf, Confi
         flag,
         path_flag: match flag {
             "-m" => "--mode-plugin",
+            "--notify" => "--notify-plugin",
             _ => "--health-plugin",
         },
         name: name.to_string(),
@@ -317,9 +382,12 @@ impl Config {
     /// Parse the full command line once the plugins are known: the mode
     /// plugin first, then the health-check plugins, each with its path.
     /// `Err` is clap's error (it prints itself; exit 2, or 0 for --help).
+    /// The last `notifiers` plugins are notifiers, the others health
+    /// checks.
     pub fn parse(
         args: &[OsString],
         plugins: &[(PathBuf, &PluginInfo)],
+        notifiers: usize,
     ) -> Result<Self, clap::Error> {
         let infos: Vec<&PluginInfo> = plugins.iter().map(|(_, info)| *info).collect();
         let matches = cli::command(&infos).try_get_matches_from(args)?;
@@ -332,13 +400,38 @@ impl Config {
                 options,
             });
         let mode = choices.next().expect("the mode plugin comes first");
-        Ok(Self::from_cli(cli, mode, choices.collect()))
+        let mut health: Vec<PluginChoice> = choices.collect();
+        let notifiers = health.split_off(health.len() - notifiers);
+        Ok(Self::from_cli(cli, mode, health, notifiers))
     }
 
-    fn from_cli(cli: Cli, mode: PluginChoice, health: Vec<PluginChoice>) -> Self {
+    fn from_cli(
+        mut cli: Cli,
+        mode: PluginChoice,
+        health: Vec<PluginChoice>,
+        mut notifiers: Vec<PluginChoice>,
+    ) -> Self {
+        // The webhook's endpoint and key come from --notify and its
+        // companions: given as its options (they win over its own flags).
+        let (webhooks, notify_sinks): (Vec<_>, Vec<_>) = (std::mem::take(&mut cli.notify))
+            .into_iter()
+            .partition(|target| matches!(target, SinkTarget::Webhook(_)));
+        if let Some(SinkTarget::Webhook(url)) = webhooks.first()
+            && let Some(webhook) = notifiers.first_mut()
+        {
+            webhook.options.extend(webhook_options(
+                url,
+                cli.notify_secret_file.as_deref(),
+                cli.notify_ca.as_deref(),
+            ));
+        }
         Self {
             mode,
             health,
+            notifiers,
+            notify_sinks,
+            notify_endpoint: cli.notify_endpoint,
+            notify_interval: Duration::from_secs_f64(cli.notify_interval),
             region: cli.region,
             vpc: cli.vpc,
             log: Logging {

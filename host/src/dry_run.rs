@@ -28,8 +28,10 @@ pub async fn run<B: VpcBackend>(
     let board = Arc::new(HealthBoard::default());
     let (stop, shutdown) = watch::channel(false);
     let mut health_rounds = Vec::new();
+    // Notifiers have nothing to pass on: a dry run changes nothing.
     let handles: Vec<_> = plugins
         .into_iter()
+        .filter(|plugin| plugin.kind != PluginKind::Notifier)
         .map(|plugin| {
             plugin.announce();
             let kind = plugin.kind;

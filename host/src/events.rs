@@ -1,11 +1,14 @@
 //! The daemon's recent decisions (failovers, repairs, spec changes, health
 //! changes, EC2 trouble, leadership changes), newest first, for `GET /events` and the status
-//! page. Bounded: the oldest are dropped.
+//! page. Bounded: the oldest are dropped. Each is also offered to the
+//! notification sinks, if any (`notify`).
 
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
+
+use crate::notify::Notices;
 
 /// Events kept.
 pub const CAPACITY: usize = 200;
@@ -38,10 +41,28 @@ pub enum EventKind {
     HostDrain,
     /// A route moved off a drained host.
     Drain,
+    /// Routes went to their CIDR's fallback target (or were withdrawn):
+    /// no router of the CIDR is eligible.
+    FallbackEngaged,
+    /// A route went back from its fallback to a router.
+    FallbackCleared,
+    /// A CIDR has no usable eligible router (and no fallback): its routes
+    /// are left as they are.
+    NoEligibleRouter,
     /// HA: this replica became leader or stopped leading.
     Leadership,
     /// A plugin was reloaded, or a reload failed.
     Plugin,
+}
+
+impl EventKind {
+    /// As `/events` and notices name it: `failover`, `host_failed`.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,21 +78,66 @@ pub struct Event {
     /// From the change being seen to the decision being carried out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// A route change's table, CIDR and targets.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteChange>,
+}
+
+/// What a route change changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteChange {
+    pub table: String,
+    pub cidr: String,
+    /// The router (its address) or gateway the route pointed at; none for
+    /// a new route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// What it points at now; none once deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+impl Event {
+    pub fn new(
+        kind: EventKind,
+        subject: impl Into<String>,
+        reason: impl Into<String>,
+        duration_ms: Option<u64>,
+    ) -> Self {
+        let when = SystemTime::now();
+        Event {
+            at: humantime::format_rfc3339_millis(when).to_string(),
+            when,
+            kind,
+            subject: subject.into(),
+            reason: reason.into(),
+            duration_ms,
+            route: None,
+        }
+    }
 }
 
 pub struct EventLog {
     entries: Mutex<VecDeque<Event>>,
+    notices: OnceLock<Notices>,
 }
 
 impl Default for EventLog {
     fn default() -> Self {
         Self {
             entries: Mutex::new(VecDeque::with_capacity(CAPACITY)),
+            notices: OnceLock::new(),
         }
     }
 }
 
 impl EventLog {
+    /// From now on, offer every event to the notification sinks too (set
+    /// once, at start).
+    pub fn notify_to(&self, notices: Notices) {
+        let _ = self.notices.set(notices);
+    }
+
     pub fn record(
         &self,
         kind: EventKind,
@@ -79,15 +145,28 @@ impl EventLog {
         reason: impl Into<String>,
         duration_ms: Option<u64>,
     ) {
-        let when = SystemTime::now();
-        let event = Event {
-            at: humantime::format_rfc3339_millis(when).to_string(),
-            when,
-            kind,
-            subject: subject.into(),
-            reason: reason.into(),
-            duration_ms,
-        };
+        self.push(Event::new(kind, subject, reason, duration_ms));
+    }
+
+    /// A route change, with what it changed.
+    pub fn record_route(
+        &self,
+        kind: EventKind,
+        change: RouteChange,
+        reason: impl Into<String>,
+        duration_ms: Option<u64>,
+    ) {
+        let subject = format!("{} {}", change.table, change.cidr);
+        self.push(Event {
+            route: Some(change),
+            ..Event::new(kind, subject, reason, duration_ms)
+        });
+    }
+
+    fn push(&self, event: Event) {
+        if let Some(notices) = self.notices.get() {
+            notices.offer(&event);
+        }
         let mut entries = self.entries.lock().expect("event log lock");
         if entries.len() == CAPACITY {
             entries.pop_back();

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod manuals;
 pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod probe;
 pub mod read;

@@ -53,8 +53,17 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+    /// sent, failed (every try).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     pub failovers: Counter,
+    /// Notices by sink and outcome.
+    pub notifications: Family<SinkLabels, Counter>,
     pub route_operations: Family<OperationLabels, Counter>,
     pub ec2_calls: Family<CallLabels, Counter>,
     pub ec2_call_seconds: Family<ActionLabels, Histogram>,
@@ -78,6 +87,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("vpcrouter");
         let metrics = Self {
             failovers: Counter::default(),
+            notifications: Family::default(),
             route_operations: Family::default(),
             ec2_calls: Family::default(),
             ec2_call_seconds: Family::new_with_constructor(latency_buckets),
@@ -93,6 +103,11 @@ impl Metrics {
             "failovers",
             "Routes moved off a failed or questionable router",
             metrics.failovers.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notices handed to each notification sink, by outcome (sent, failed)",
+            metrics.notifications.clone(),
         );
         registry.register(
             "route_operations",
@@ -147,6 +162,15 @@ impl Metrics {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    pub fn notification(&self, sink: &str, outcome: &str, notices: usize) {
+        self.notifications
+            .get_or_create(&SinkLabels {
+                sink: sink.into(),
+                outcome: outcome.into(),
+            })
+            .inc_by(notices as u64);
     }
 
     pub fn route_operation(&self, kind: &str, result: &str) {

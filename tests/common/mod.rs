@@ -9,6 +9,7 @@ pub mod ha_cluster;
 pub mod hostile;
 pub mod moto;
 pub mod nat;
+pub mod receiver;
 pub mod sim_cluster;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -208,6 +208,38 @@ pub struct Cli {
     #[arg(long, value_name = "never|after=SECONDS", default_value = "never", value_parser = parse_failback)]
     pub failback: Failback,
 
+    /// Where to send notices of what the daemon does (routes moved,
+    /// fallbacks, failed routers, drains, leader changes), grouped per
+    /// pass (repeatable): webhook:URL (the bundled webhook plugin; at most
+    /// one), sns:TOPIC_ARN, eventbridge:BUS (a name or an ARN)
+    #[arg(long = "notify", value_name = "SINK", value_parser = crate::notify::SinkTarget::parse)]
+    pub notify: Vec<crate::notify::SinkTarget>,
+
+    /// SNS and EventBridge endpoint for the notification sinks (moto, VPC
+    /// endpoints)
+    #[arg(long = "notify-endpoint", value_name = "URL")]
+    pub notify_endpoint: Option<String>,
+
+    /// The key the webhook signs each body with (HMAC-SHA256, header
+    /// X-Vpcrouter-Signature: sha256=HEX)
+    #[arg(long = "notify-secret-file", value_name = "FILE")]
+    pub notify_secret_file: Option<PathBuf>,
+
+    /// PEM CA bundle to verify an https webhook by [default: the system's,
+    /// /etc/ssl/certs/ca-certificates.crt]
+    #[arg(long = "notify-ca", value_name = "FILE")]
+    pub notify_ca: Option<PathBuf>,
+
+    /// Notifier plugin file (repeatable): passes the same notices on, with
+    /// its own options
+    #[arg(long = "notify-plugin", value_name = "PATH")]
+    pub notify_plugin: Vec<PathBuf>,
+
+    /// Least seconds between two deliveries to one sink: notices meanwhile
+    /// wait and go together
+    #[arg(long = "notify-interval", value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_notify_interval)]
+    pub notify_interval: f64,
+
     /// Take the spec and one round of health, observe the VPC, print the
     /// plan a pass would carry out, and exit: nothing is changed
     #[arg(long = "dry-run")]
@@ -423,6 +455,14 @@ mod tests {
 /// routes return to it; `None`: never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failback(pub Option<Duration>);
+
+/// `--notify-interval`: 0.1 s to an hour.
+fn parse_notify_interval(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.1..=3600.0).contains(s))
+        .ok_or_else(|| format!("{text:?}: expected seconds from 0.1 to 3600"))
+}
 
 fn parse_failback(text: &str) -> Result<Failback, String> {
     if text == "never" {

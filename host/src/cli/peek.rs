@@ -10,6 +10,9 @@ pub struct Peek {
     pub mode: Option<String>,
     pub health_plugins: Vec<String>,
     pub health: Option<String>,
+    /// `--notify` values (a `webhook:` one loads the bundled webhook).
+    pub notify: Vec<String>,
+    pub notify_plugins: Vec<String>,
     pub multi_plugins: Option<String>,
     pub plugin_dir: Option<String>,
     pub plugin_cache_dir: Option<String>,
@@ -45,6 +48,14 @@ pub fn peek(args: &[OsString]) -> Peek {
             "--multi_plugins" => &mut peek.multi_plugins,
             "--health-plugin" => {
                 peek.health_plugins.extend(inline.or_else(|| words.next()));
+                continue;
+            }
+            "--notify" => {
+                peek.notify.extend(inline.or_else(|| words.next()));
+                continue;
+            }
+            "--notify-plugin" => {
+                peek.notify_plugins.extend(inline.or_else(|| words.next()));
                 continue;
             }
             "--plugin-sha256" => {

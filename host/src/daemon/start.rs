@@ -25,10 +25,11 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
     raise_descriptor_limit();
     let early_logs = crate::logging::early();
     let peek = cli::peek(&args);
-    let (mode_path, health_paths) = plugin_paths(&peek, &args)?;
+    let (mode_path, health_paths, notifier_paths) = plugin_paths(&peek, &args)?;
     let specs = Arc::new(SpecStore::default());
     let files: Vec<PathBuf> = std::iter::once(&mode_path)
         .chain(&health_paths)
+        .chain(&notifier_paths)
         .cloned()
         .collect();
     let (runtime, cache_problem) = plugin_runtime(&peek, &files)?;
@@ -39,7 +40,11 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
         let health = runtime.load_health_check(path, specs.subscribe()).await;
         loaded.push(health.map_err(|e| Failure::plugin(path, e))?);
     }
-    let config = parse_with_plugins(&args, &loaded)?;
+    for path in &notifier_paths {
+        let notifier = runtime.load_notifier(path).await;
+        loaded.push(notifier.map_err(|e| Failure::plugin(path, e))?);
+    }
+    let config = parse_with_plugins(&args, &loaded, notifier_paths.len())?;
     // Before the plugins' init, so what they log there is kept.
     drop(early_logs);
     crate::logging::init(&config.log)
@@ -49,7 +54,9 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
             "not using the compile cache, plugins are compiled at every start: {problem}"
         );
     }
-    let choices = std::iter::once(&config.mode).chain(&config.health);
+    let choices = std::iter::once(&config.mode)
+        .chain(&config.health)
+        .chain(&config.notifiers);
     let mut plugins = Vec::with_capacity(loaded.len());
     for (plugin, choice) in loaded.into_iter().zip(choices) {
         let path = plugin.path.clone();
@@ -92,12 +99,16 @@ impl PinSource {
     }
 }
 
-/// The mode plugin's file and the health plugins', as named on the
-/// command line.
-fn plugin_paths(peek: &Peek, args: &[OsString]) -> Result<(PathBuf, Vec<PathBuf>), Failure> {
+/// The mode plugin's file, the health plugins' and the notifiers', as
+/// named on the command line.
+fn plugin_paths(
+    peek: &Peek,
+    args: &[OsString],
+) -> Result<(PathBuf, Vec<PathBuf>, Vec<PathBuf>), Failure> {
     let paths = config::mode_plugin_path(peek).and_then(|mode| {
         let health = config::health_plugin_paths(peek)?;
-        Ok((mode, health))
+        let notifiers = config::notifier_plugin_paths(peek)?;
+        Ok((mode, health, notifiers))
     });
     paths.map_err(|e| {
         // Without plugins, --help and --version still work. A plugin that
@@ -164,7 +175,11 @@ fn plugin_runtime(
 
 /// The whole command line, parsed against the loaded plugins' options once
 /// they are known not to clash.
-fn parse_with_plugins(args: &[OsString], loaded: &[LoadedPlugin]) -> Result<Config, Failure> {
+fn parse_with_plugins(
+    args: &[OsString],
+    loaded: &[LoadedPlugin],
+    notifiers: usize,
+) -> Result<Config, Failure> {
     cli::check_loaded(loaded).map_err(|e| Failure::plugin(&e.path, e.problem))?;
     let shown: Vec<plugin::PluginInfo> = loaded.iter().map(|l| l.info_for_help()).collect();
     let with_paths: Vec<_> = loaded
@@ -172,7 +187,7 @@ fn parse_with_plugins(args: &[OsString], loaded: &[LoadedPlugin]) -> Result<Conf
         .zip(&shown)
         .map(|(l, info)| (l.path.clone(), info))
         .collect();
-    Config::parse(args, &with_paths).map_err(CommandLine)
+    Config::parse(args, &with_paths, notifiers).map_err(CommandLine)
 }
 
 /// Probes hold a descriptor each (up to 1,024 connects per health plugin

@@ -17,6 +17,7 @@ use crate::ha::{self, Leadership};
 use crate::health::{DrainStore, Drains, HealthBoard, PushedHealth};
 use crate::http::{AuthPolicy, PluginView, Sources};
 use crate::lifecycle;
+use crate::notify;
 use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{self, PluginHandle, Role};
 use crate::reconcile::plan::Settings;
@@ -54,6 +55,7 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         handles,
         reloadable,
         views,
+        sinks,
     } = supervise(plugins, &config, &specs, &board, &shutdown);
     let reloader = Reloader {
         runtime,
@@ -65,6 +67,24 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     let etcd = election.as_ref().map(EtcdElection::client);
     let ha = campaign(election, &config, &observers, &shutdown);
     let leadership = ha.as_ref().map(|(leadership, _)| leadership.clone());
+    let mut sinks = sinks;
+    for target in &config.notify_sinks {
+        let region = config.region.as_deref();
+        let endpoint = config.notify_endpoint.as_deref();
+        sinks.extend(notify::aws_sink(target, region, endpoint).await);
+    }
+    if !sinks.is_empty() {
+        let origin = notify::Origin {
+            vpc: vpc.id().to_string(),
+            replica: config
+                .ha
+                .as_ref()
+                .map_or_else(String::new, |ha| ha.id.clone()),
+            leadership: leadership.clone(),
+        };
+        let notices = notify::start(sinks, origin, config.notify_interval);
+        observers.events.notify_to(notices);
+    }
     let drains = keep_drains(
         &config,
         &board,
@@ -181,6 +201,8 @@ struct Supervised {
     handles: Vec<PluginHandle>,
     reloadable: Vec<Reloadable>,
     views: Vec<PluginView>,
+    /// The notifier plugins, as notification sinks.
+    sinks: Vec<Arc<dyn notify::Sink>>,
 }
 
 fn supervise(
@@ -192,7 +214,10 @@ fn supervise(
 ) -> Supervised {
     let mut views = Vec::with_capacity(plugins.len());
     let mut reloadable = Vec::with_capacity(plugins.len());
-    let given = std::iter::once(&config.mode).chain(&config.health);
+    let mut sinks: Vec<Arc<dyn notify::Sink>> = Vec::new();
+    let given = std::iter::once(&config.mode)
+        .chain(&config.health)
+        .chain(&config.notifiers);
     let handles: Vec<PluginHandle> = plugins
         .into_iter()
         .zip(given)
@@ -202,6 +227,10 @@ fn supervise(
             let digest = plugin.origin.digest.clone();
             let declared = reload::declared_kinds(&plugin.info);
             let role = Role::of(plugin.kind, specs, board);
+            if let Some(calls) = role.notify_calls() {
+                let name = name.clone();
+                sinks.push(Arc::new(notify::PluginSink { name, calls }));
+            }
             let handle = plugin::spawn(plugin, role, shutdown.clone());
             reloadable.push(Reloadable {
                 name: name.clone(),
@@ -227,6 +256,7 @@ fn supervise(
         handles,
         reloadable,
         views,
+        sinks,
     }
 }
 

@@ -350,10 +350,7 @@ pub fn plugins(sources: &Sources) -> Value {
             json!({
                 "name": p.name,
                 "version": running.version,
-                "kind": match p.kind {
-                    PluginKind::ConfigSource => "config-source",
-                    PluginKind::HealthCheck => "health-check",
-                },
+                "kind": p.kind.name(),
                 "file": p.file,
                 // What --plugin-sha256 and --plugin-pins call it.
                 "pin_name": p.file.file_stem().map(|s| s.to_string_lossy()),

@@ -44,12 +44,29 @@ pub mod health {
     });
 }
 
+pub mod notifier {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.5",
+        world: "notifier-plugin",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "vpcrouter:plugin/types": super::config::vpcrouter::plugin::types,
+            "vpcrouter:plugin/log": super::config::vpcrouter::plugin::log,
+            "vpcrouter:plugin/files": super::config::vpcrouter::plugin::files,
+            "vpcrouter:plugin/outbound": super::config::vpcrouter::plugin::outbound,
+        },
+    });
+}
+
 pub use config::vpcrouter::plugin::types::{
     Event, HealthState, HostHealth, HttpRequest, HttpResponse, OptionKind, OptionSpec, PluginInfo,
     Route,
 };
 pub use config::{ConfigPlugin, ConfigPluginPre};
 pub use health::{HealthPlugin, HealthPluginPre};
+pub use notifier::exports::vpcrouter::plugin::notifier::{Batch as NotifierBatch, Notice};
+pub use notifier::{NotifierPlugin, NotifierPluginPre};
 
 /// The WIT package name and version this host implements.
 pub const WIT_PACKAGE: &str = "vpcrouter:plugin";
@@ -59,11 +76,13 @@ pub const WIT_VERSION_TEXT: &str = wit_version!();
 /// The contract's folder in the sources, for messages.
 pub const WIT_DIR: &str = concat!("wit/v", wit_version!());
 
-/// The two kinds of plugin, told apart by the interface they export.
+/// The kinds of plugin, told apart by the interface they export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginKind {
     ConfigSource,
     HealthCheck,
+    /// Since 0.1.5: passes the daemon's notices on.
+    Notifier,
 }
 
 impl PluginKind {
@@ -72,6 +91,7 @@ impl PluginKind {
         match self {
             PluginKind::ConfigSource => "config-plugin",
             PluginKind::HealthCheck => "health-plugin",
+            PluginKind::Notifier => "notifier-plugin",
         }
     }
 
@@ -80,20 +100,23 @@ impl PluginKind {
         match self {
             PluginKind::ConfigSource => "--mode-plugin",
             PluginKind::HealthCheck => "--health-plugin",
+            PluginKind::Notifier => "--notify-plugin",
         }
     }
 
-    fn interface(self) -> &'static str {
+    /// The interface it exports, as views and messages name the kind.
+    pub fn name(self) -> &'static str {
         match self {
             PluginKind::ConfigSource => "config-source",
             PluginKind::HealthCheck => "health-check",
+            PluginKind::Notifier => "notifier",
         }
     }
 }
 
 impl std::fmt::Display for PluginKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} plugin", self.interface())
+        write!(f, "{} plugin", self.name())
     }
 }
 

@@ -81,7 +81,7 @@ pub fn is_grant(kind: OptionKind) -> bool {
 
 /// Refuse declarations whose grants cannot be meant: more than one option of
 /// an endpoint or TLS kind (which would win?), half an endpoint, TLS without
-/// an endpoint in a config source, and files or endpoints in a health-check
+/// an endpoint in a config source or notifier, and files or endpoints in a health-check
 /// plugin (its world has no files or outbound interface to use them with;
 /// its TLS options verify the routers its HTTP probes ask).
 pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), String> {
@@ -126,9 +126,7 @@ pub fn check_declaration(info: &PluginInfo, kind: PluginKind) -> Result<(), Stri
                 .into(),
         );
     }
-    if kind == PluginKind::ConfigSource
-        && tls.into_iter().any(has)
-        && !has(OptionKind::EndpointHost)
+    if kind != PluginKind::HealthCheck && tls.into_iter().any(has) && !has(OptionKind::EndpointHost)
     {
         return Err(
             "options of kind tls-* need an endpoint (endpoint-host and endpoint-port)".into(),

@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
     ConfigPlugin, ConfigPluginPre, Event, HealthPlugin, HealthPluginPre, HostHealth, HttpRequest,
-    HttpResponse, PluginInfo, Route,
+    HttpResponse, NotifierBatch, NotifierPlugin, NotifierPluginPre, PluginInfo, Route,
 };
 use super::engine::Ticker;
 use super::grants::Grants;
@@ -105,12 +105,14 @@ impl WasiView for HostState {
 pub(super) enum Pre {
     Config(ConfigPluginPre<HostState>),
     Health(HealthPluginPre<HostState>),
+    Notifier(NotifierPluginPre<HostState>),
 }
 
 /// The exports of a live instance, by plugin kind.
 enum Bindings {
     Config(ConfigPlugin),
     Health(HealthPlugin),
+    Notifier(NotifierPlugin),
 }
 
 /// Everything needed to make instances of one plugin.
@@ -177,6 +179,7 @@ impl InstanceFactory {
         let engine = match &self.pre {
             Pre::Config(pre) => pre.engine(),
             Pre::Health(pre) => pre.engine(),
+            Pre::Notifier(pre) => pre.engine(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -195,6 +198,15 @@ impl InstanceFactory {
                     .await?,
             ),
             Pre::Health(pre) => Bindings::Health(
+                guard
+                    .run_for(
+                        "instantiate",
+                        guard.start_timeout,
+                        pre.instantiate_async(&mut store),
+                    )
+                    .await?,
+            ),
+            Pre::Notifier(pre) => Bindings::Notifier(
                 guard
                     .run_for(
                         "instantiate",
@@ -242,6 +254,12 @@ impl PluginInstance {
                     .run(call, api.call_describe(&mut self.store))
                     .await
             }
+            Bindings::Notifier(b) => {
+                let api = b.vpcrouter_plugin_notifier();
+                self.guard
+                    .run(call, api.call_describe(&mut self.store))
+                    .await
+            }
         }
     }
 
@@ -257,6 +275,12 @@ impl PluginInstance {
             }
             Bindings::Health(b) => {
                 let api = b.vpcrouter_plugin_health_check();
+                self.guard
+                    .run_for(call, start, api.call_init(&mut self.store, &options))
+                    .await
+            }
+            Bindings::Notifier(b) => {
+                let api = b.vpcrouter_plugin_notifier();
                 self.guard
                     .run_for(call, start, api.call_init(&mut self.store, &options))
                     .await
@@ -333,6 +357,19 @@ impl PluginInstance {
         // Reported just before the return: superseded by the round's answer.
         while self.early_verdicts.try_recv().is_ok() {}
         checked?.map_err(plugin_error)
+    }
+
+    /// Pass a batch of notices on.
+    pub async fn notify(&mut self, batch: &NotifierBatch) -> Result<(), CallError> {
+        let call = "notify";
+        let Bindings::Notifier(b) = &self.bindings else {
+            return Err(not_exported(call));
+        };
+        let api = b.vpcrouter_plugin_notifier();
+        self.guard
+            .run(call, api.call_notify(&mut self.store, batch))
+            .await?
+            .map_err(plugin_error)
     }
 
     /// Take what the plugin asked for during the last calls.

@@ -10,10 +10,11 @@ use tokio::time::Instant;
 use super::report::LastAction;
 use super::run::Reconciler;
 use crate::cloud::claims::Claim;
+use crate::cloud::model::Target;
 use crate::cloud::model::{RouteError, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
 use crate::cloud::{CloudError, VpcBackend};
-use crate::events::EventKind;
+use crate::events::{EventKind, RouteChange};
 use crate::metrics;
 
 /// Route operations in flight at once.
@@ -49,7 +50,7 @@ impl<B: VpcBackend> Reconciler<B> {
             .await;
         let mut all_ok = true;
         for (op, result) in results {
-            self.record_outcome(&op, &result, trigger);
+            self.record_outcome(&op, &result, trigger, previous(vpc, &op));
             let (cidr, table) = (op.destination, &op.table);
             let host = op
                 .target
@@ -95,7 +96,14 @@ impl<B: VpcBackend> Reconciler<B> {
     }
 
     /// Record an operation's outcome: metrics, event, last action.
-    fn record_outcome(&self, op: &Operation, result: &Result<(), CloudError>, trigger: Instant) {
+    /// `previous` is where the route pointed before.
+    fn record_outcome(
+        &self,
+        op: &Operation,
+        result: &Result<(), CloudError>,
+        trigger: Instant,
+        previous: Option<Previous>,
+    ) {
         let kind = op.action.name();
         let outcome = match result {
             Ok(()) => "ok",
@@ -104,8 +112,10 @@ impl<B: VpcBackend> Reconciler<B> {
         };
         metrics::global().route_operation(kind, outcome);
         let host = op.target.as_ref().map(ToString::to_string);
-        let subject = format!("{} {}", op.table, op.destination);
         let took_ms = Some(trigger.elapsed().as_millis() as u64);
+        let to_gateway = op.target.as_ref().is_some_and(|t| t.gateway().is_some())
+            || (op.action == Action::Delete && op.cause == Cause::Failover);
+        let from_gateway = previous.as_ref().is_some_and(|p| p.gateway);
         let event = match (result, op.cause, op.action) {
             (Err(e), ..) => (
                 EventKind::Error,
@@ -113,7 +123,15 @@ impl<B: VpcBackend> Reconciler<B> {
             ),
             (Ok(()), Cause::Failover, _) => {
                 metrics::global().failovers.inc();
-                (EventKind::Failover, op.reason.clone())
+                let kind = if to_gateway {
+                    EventKind::FallbackEngaged
+                } else {
+                    EventKind::Failover
+                };
+                (kind, op.reason.clone())
+            }
+            (Ok(()), _, Action::Replace) if from_gateway && !to_gateway => {
+                (EventKind::FallbackCleared, op.reason.clone())
             }
             (Ok(()), Cause::Rebalance, _) => (EventKind::Rebalance, op.reason.clone()),
             (Ok(()), Cause::Drain, _) => (EventKind::Drain, op.reason.clone()),
@@ -121,9 +139,15 @@ impl<B: VpcBackend> Reconciler<B> {
             (Ok(()), Cause::Repair, Action::Create) => (EventKind::Create, op.reason.clone()),
             (Ok(()), Cause::Repair, Action::Delete) => (EventKind::Delete, op.reason.clone()),
         };
+        let change = RouteChange {
+            table: op.table.clone(),
+            cidr: op.destination.to_string(),
+            from: previous.map(|p| p.target),
+            to: host.clone(),
+        };
         self.observers
             .events
-            .record(event.0, subject, event.1, took_ms);
+            .record_route(event.0, change, event.1, took_ms);
         let last = LastAction {
             action: op.action.done(),
             reason: op.reason.clone(),
@@ -201,4 +225,30 @@ impl<B: VpcBackend> Reconciler<B> {
         }
         all_ok
     }
+}
+
+/// Where a route pointed before an operation: a router's address (else
+/// its ENI or instance), or a gateway.
+struct Previous {
+    target: String,
+    gateway: bool,
+}
+
+fn previous(vpc: &VpcState, op: &Operation) -> Option<Previous> {
+    let route = (vpc.table(&op.table)?.routes.iter()).find(|r| r.destination == op.destination)?;
+    Some(match &route.target {
+        Target::Interface(eni) => Previous {
+            target: (vpc.interface(eni).and_then(|i| i.ips.first()))
+                .map_or_else(|| eni.clone(), ToString::to_string),
+            gateway: false,
+        },
+        Target::Instance(id) => Previous {
+            target: id.clone(),
+            gateway: false,
+        },
+        Target::Other(id) => Previous {
+            target: id.clone(),
+            gateway: true,
+        },
+    })
 }

@@ -9,6 +9,7 @@
 //! take the inputs, plan, pace the rebalancing (`rebalance`), write
 //! (`apply`), report, wait.
 
+use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -97,6 +98,8 @@ impl Observation {
 #[derive(Default)]
 pub(super) struct Told {
     notices: Vec<Notice>,
+    /// CIDRs last told to have no eligible router.
+    stranded: BTreeSet<IpNet>,
     /// Tables whose `RouteLimitExceeded` has been reported.
     pub(super) full_tables: BTreeSet<String>,
     /// The spec last recorded as an event (host changes are the health
@@ -242,6 +245,16 @@ impl<B: VpcBackend> Reconciler<B> {
             }
             told.notices = plan.notices.clone();
         }
+        // A CIDR without a router is an event once, until it has one again.
+        for cidr in plan.stranded.difference(&told.stranded) {
+            self.observers.events.record(
+                EventKind::NoEligibleRouter,
+                cidr.to_string(),
+                "no usable eligible router; its routes are left as they are",
+                None,
+            );
+        }
+        told.stranded = plan.stranded.clone();
     }
 
     /// Carry out the plan where this replica may write, and report the VPC

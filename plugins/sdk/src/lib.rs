@@ -2,7 +2,8 @@
 //!
 //! A config-source plugin implements [`ConfigSource`] and calls
 //! [`export_config_source!`]; a health-check plugin implements
-//! [`HealthCheck`] and calls [`export_health_check!`]. Both build with
+//! [`HealthCheck`] and calls [`export_health_check!`]; a notifier
+//! implements [`Notifier`] and calls [`export_notifier!`]. Both build with
 //! `cargo build --target wasm32-wasip2 --release`. See PLUGINS.md.
 
 mod bindings;
@@ -15,11 +16,14 @@ pub use bindings::config::vpcrouter::plugin::types::{
 };
 pub use bindings::config::vpcrouter::plugin::{daemon, files, log, outbound, timers};
 pub use bindings::health::vpcrouter::plugin::{probes, verdicts};
+pub use bindings::notifier::exports::vpcrouter::plugin::notifier::{Batch, Notice};
 
 #[doc(hidden)]
 pub use bindings::config as __config_bindings;
 #[doc(hidden)]
 pub use bindings::health as __health_bindings;
+#[doc(hidden)]
+pub use bindings::notifier as __notifier_bindings;
 
 /// A whole route spec: what `on-event` and `handle-http` return.
 pub type RouteSpec = Vec<Route>;
@@ -197,6 +201,16 @@ pub trait HealthCheck: Sized + 'static {
     fn check(&mut self, hosts: Vec<String>) -> Result<Vec<HostHealth>, String>;
 }
 
+/// A notifier plugin: passes batches of the daemon's notices on. One value
+/// lives per instance.
+pub trait Notifier: Sized + 'static {
+    fn describe() -> PluginInfo;
+    fn init(options: Options) -> Result<Self, String>;
+
+    /// Pass one batch on; an error makes the daemon try again later.
+    fn notify(&mut self, batch: Batch) -> Result<(), String>;
+}
+
 /// Log through the host, with the plugin's name attached by the host.
 #[macro_export]
 macro_rules! log {
@@ -293,6 +307,46 @@ macro_rules! export_health_check {
             }
 
             $crate::__health_bindings::export!(Export with_types_in $crate::__health_bindings);
+        }
+    };
+}
+
+/// Export a [`Notifier`] implementation as the plugin's component exports.
+#[macro_export]
+macro_rules! export_notifier {
+    ($plugin:ty) => {
+        mod __vpcrouter_export {
+            use super::*;
+            use $crate::__notifier_bindings::exports::vpcrouter::plugin::notifier as wit;
+
+            ::std::thread_local! {
+                static STATE: ::std::cell::RefCell<Option<$plugin>> =
+                    const { ::std::cell::RefCell::new(None) };
+            }
+
+            pub struct Export;
+
+            impl wit::Guest for Export {
+                fn describe() -> wit::PluginInfo {
+                    <$plugin as $crate::Notifier>::describe()
+                }
+
+                fn init(options: wit::Options) -> Result<(), String> {
+                    let plugin =
+                        <$plugin as $crate::Notifier>::init($crate::Options::new(options))?;
+                    STATE.set(Some(plugin));
+                    Ok(())
+                }
+
+                fn notify(batch: wit::Batch) -> Result<(), String> {
+                    STATE.with_borrow_mut(|state| match state.as_mut() {
+                        Some(plugin) => $crate::Notifier::notify(plugin, batch),
+                        None => Err("plugin called before init".to_string()),
+                    })
+                }
+            }
+
+            $crate::__notifier_bindings::export!(Export with_types_in $crate::__notifier_bindings);
         }
     };
 }

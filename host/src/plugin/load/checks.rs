@@ -94,6 +94,7 @@ fn plugin_kind<'a>(
         let kind = match interface {
             "config-source" => PluginKind::ConfigSource,
             "health-check" => PluginKind::HealthCheck,
+            "notifier" => PluginKind::Notifier,
             _ => continue,
         };
         let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
@@ -195,8 +196,8 @@ fn check_options(info: &PluginInfo) -> Result<(), String> {
 }
 
 fn check_http_paths(info: &PluginInfo, kind: PluginKind) -> Result<(), String> {
-    if kind == PluginKind::HealthCheck && !info.http_paths.is_empty() {
-        return Err("health-check plugins cannot serve HTTP paths".into());
+    if kind != PluginKind::ConfigSource && !info.http_paths.is_empty() {
+        return Err(format!("{} plugins cannot serve HTTP paths", kind.name()));
     }
     if info.http_paths.len() > MAX_HTTP_PATHS {
         return Err(format!(

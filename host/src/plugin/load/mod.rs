@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::{ConfigPlugin, ConfigPluginPre, HealthPluginPre, PluginKind};
+use super::bindings::{
+    ConfigPlugin, ConfigPluginPre, HealthPluginPre, NotifierPluginPre, PluginKind,
+};
 use super::compile::{Tier, first_line};
 use super::engine::PluginEngine;
 use super::grants::Trust;
@@ -101,6 +103,12 @@ impl PluginRuntime {
         self.load(path, PluginKind::HealthCheck, specs).await
     }
 
+    /// Load a notifier plugin (it sees no spec).
+    pub async fn load_notifier(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let (_, nothing) = tokio::sync::watch::channel(None);
+        self.load(path, PluginKind::Notifier, nothing).await
+    }
+
     async fn load(
         &self,
         path: &Path,
@@ -155,6 +163,9 @@ impl PluginRuntime {
             }
             PluginKind::HealthCheck => {
                 Pre::Health(HealthPluginPre::new(instance_pre).map_err(link)?)
+            }
+            PluginKind::Notifier => {
+                Pre::Notifier(NotifierPluginPre::new(instance_pre).map_err(link)?)
             }
         };
         let name = path.file_stem().unwrap_or_default().to_string_lossy();

@@ -10,6 +10,7 @@
 mod config;
 mod health;
 mod inputs;
+mod notify;
 mod run;
 mod status;
 

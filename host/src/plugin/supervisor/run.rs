@@ -9,6 +9,7 @@ use super::inputs::Reload;
 use super::inputs::{Inputs, stopped};
 use super::status::{PluginState, PluginStatus, Running};
 use crate::health::HealthBoard;
+use crate::notify::NotifyCall;
 use crate::plugin::bindings::PluginKind;
 use crate::plugin::instance::{CallError, InstanceFactory, PluginInstance};
 use crate::plugin::load::ConfiguredPlugin;
@@ -25,10 +26,17 @@ pub enum Role {
         specs: SpecWatch,
         board: Arc<HealthBoard>,
     },
+    /// A notifier: batches of notices handed over through `calls`, which
+    /// outlive its instances.
+    Notify {
+        calls: Arc<tokio::sync::Mutex<mpsc::Receiver<NotifyCall>>>,
+        sender: mpsc::Sender<NotifyCall>,
+    },
 }
 
 impl Role {
-    /// What a plugin of `kind` feeds: the spec store, or the health board.
+    /// What a plugin of `kind` feeds: the spec store, the health board, or
+    /// (a notifier) whoever holds [`Role::notify_calls`].
     pub fn of(kind: PluginKind, specs: &Arc<SpecStore>, board: &Arc<HealthBoard>) -> Self {
         match kind {
             PluginKind::ConfigSource => Role::Config(specs.clone()),
@@ -36,6 +44,22 @@ impl Role {
                 specs: specs.subscribe(),
                 board: board.clone(),
             },
+            PluginKind::Notifier => {
+                // One batch at a time: the sink's queue is where batches wait.
+                let (sender, calls) = mpsc::channel(1);
+                Role::Notify {
+                    calls: Arc::new(tokio::sync::Mutex::new(calls)),
+                    sender,
+                }
+            }
+        }
+    }
+
+    /// Where a notifier's batches go in.
+    pub fn notify_calls(&self) -> Option<mpsc::Sender<NotifyCall>> {
+        match self {
+            Role::Notify { sender, .. } => Some(sender.clone()),
+            _ => None,
         }
     }
 }
@@ -173,6 +197,7 @@ impl Supervisor {
             Role::Health { specs, board } => {
                 self.serve_health(instance, inputs, specs, board).await
             }
+            Role::Notify { calls, .. } => self.serve_notify(instance, inputs, calls).await,
         }
     }
 

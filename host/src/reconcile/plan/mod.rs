@@ -59,7 +59,7 @@ mod spread;
 mod tests;
 
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloud::claims::{self, Claim};
 use crate::cloud::model::{RouteTable, VpcState};
@@ -139,6 +139,9 @@ pub struct Plan {
     pub on_fallback: BTreeMap<(IpNet, String), Fallback>,
     /// When a hold this plan waited on ends: plan again then.
     pub again_at: Option<Instant>,
+    /// CIDRs with no usable eligible router and no fallback: their routes
+    /// are left as they are.
+    pub stranded: BTreeSet<IpNet>,
 }
 
 pub fn plan(

@@ -91,10 +91,15 @@ impl Plan {
                             self.fall_back(cidr, table, fallback);
                         }
                     }
-                    _ => self.notice(
-                        cidr.cidr,
-                        "no usable eligible host (failed, not running, unknown or not probed yet); routes left as they are",
-                    ),
+                    _ => {
+                        self.notice(
+                            cidr.cidr,
+                            "no usable eligible host (failed, not running, unknown or not probed yet); routes left as they are",
+                        );
+                        if !cidr.awaits_a_first_probe(facts.index, facts.health) {
+                            self.stranded.insert(cidr.cidr);
+                        }
+                    }
                 }
                 continue;
             }
