@@ -8,7 +8,7 @@
 mod common;
 
 use common::nat::{ROUTER_A, ROUTER_B, default_routes, layout as nat_layout};
-use common::{Daemon, ip};
+use common::{Daemon, ip, strs};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -285,33 +285,24 @@ fn nat_instances_fail_over_when_the_http_check_fails_but_the_port_answers() {
     let port = port.to_string();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let layout = nat_layout();
-    let args = [
-        "-m",
-        "fixedconf",
-        "--fixed_cidr",
-        "0.0.0.0/0",
-        "--fixed_hosts",
-        &hosts,
-        "-H",
-        "multi",
-        "--multi_plugins",
-        "tcp:httpcheck",
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        "0.2",
-        "--httpcheck_port",
-        &port,
-        "--httpcheck_interval",
-        "0.2",
-        "--route-table-tag",
-        "vpcrouter=egress",
-        "--main-route-table",
-        "--az-affinity",
-        "--sim-vpc",
-        layout.to_str().unwrap(),
-    ];
-    let daemon = Daemon::start(&args, dir.path());
+    // The layout's flags, with httpcheck beside tcp on the same port.
+    let mut args = common::nat::daemon_args(&hosts, &port);
+    let tcp = args.iter().position(|a| a == "tcp").unwrap();
+    args[tcp] = "multi".into();
+    args.extend(
+        [
+            "--multi_plugins",
+            "tcp:httpcheck",
+            "--httpcheck_port",
+            &port,
+            "--httpcheck_interval",
+            "0.2",
+            "--sim-vpc",
+            layout.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let daemon = Daemon::start(&strs(&args), dir.path());
     let on = |priv_a: &'static str| {
         let now = default_routes(&daemon);
         (now["rtb-priv-a"] == priv_a && now["rtb-priv-b"] == "eni-b").then_some(now)
@@ -339,15 +330,16 @@ fn nat_instances_fail_over_when_the_http_check_fails_but_the_port_answers() {
 
 /// Romana layout (each router's own subnet table): the check URL
 /// rate-limited on every router (429 everywhere, as when a shared check
-/// service throttles) moves nothing: questionable routers keep their
-/// routes while no healthy one exists. Then a router carrying routes
-/// answers 503: only its CIDRs fail over.
+/// service throttles) fails nobody over: the routes are made on the
+/// questionable routers and stay there while no healthy one exists. Then a
+/// router carrying routes answers 503: only its CIDRs fail over.
 #[test]
 fn romana_routes_stay_while_every_router_is_rate_limited_and_leave_a_failing_one() {
     let dir = tempfile::tempdir().unwrap();
     let routers = ["127.0.8.10", "127.0.8.11"];
-    let (router_a, port) = HttpRouter::start(routers[0], 0, Reply::Status(200, "ok"));
-    let (router_b, _) = HttpRouter::start(routers[1], port, Reply::Status(200, "ok"));
+    let throttled = Reply::Status(429, "slow down");
+    let (router_a, port) = HttpRouter::start(routers[0], 0, throttled);
+    let (router_b, _) = HttpRouter::start(routers[1], port, throttled);
     let servers = [router_a, router_b];
     let cidrs = common::sim_cluster::CIDRS;
     let spec = common::spec_file(dir.path(), cidrs.map(String::from), &routers);
@@ -390,9 +382,6 @@ fn romana_routes_stay_while_every_router_is_rate_limited_and_leave_a_failing_one
             .unwrap_or(0)
     };
 
-    for server in &servers {
-        server.set(Reply::Status(429, "slow down"));
-    }
     common::wait_until("both questionable", || {
         routers
             .iter()

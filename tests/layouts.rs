@@ -7,39 +7,13 @@ mod common;
 
 use common::Daemon;
 use common::moto::{self, Moto};
-use common::nat::{ROUTER_A, ROUTER_B, default_routes, routers_listening};
+use common::nat::{self, ROUTER_A, ROUTER_B, default_routes, routers_listening};
 use common::strs;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 
 fn nat_layout() -> std::path::PathBuf {
     common::nat::layout()
-}
-
-/// The daemon's flags for the layout: `0.0.0.0/0` over `hosts` (A:B), tcp
-/// checks on `port` every 0.2 s, the tagged tables and the main one, AZ
-/// affinity.
-fn nat_args(hosts: &str, port: &str) -> Vec<String> {
-    [
-        "-m",
-        "fixedconf",
-        "--fixed_cidr",
-        "0.0.0.0/0",
-        "--fixed_hosts",
-        hosts,
-        "-H",
-        "tcp",
-        "--tcp_check_port",
-        port,
-        "--tcp_check_interval",
-        "0.2",
-        "--route-table-tag",
-        "vpcrouter=egress",
-        "--main-route-table",
-        "--az-affinity",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// The scenario: `-m fixedconf --fixed_cidr 0.0.0.0/0 --fixed_hosts
@@ -58,7 +32,7 @@ fn nat_instances_route_the_private_tables_to_their_own_az() {
     let vpc = nat_layout();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let port = port.to_string();
-    let mut args = nat_args(&hosts, &port);
+    let mut args = nat::daemon_args(&hosts, &port);
     args.extend(["--sim-vpc".into(), vpc.display().to_string()]);
     let daemon = Daemon::start(&strs(&args), dir.path());
     // Each private table on the router given for AZ a (B for AZ b), the
@@ -131,7 +105,7 @@ fn nat_instances_drain_an_az_router_before_it_goes() {
     let dir = tempfile::tempdir().unwrap();
     let (_routers, port) = routers_listening();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
-    let mut args = nat_args(&hosts, &port.to_string());
+    let mut args = nat::daemon_args(&hosts, &port.to_string());
     args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
     let daemon = Daemon::start(&strs(&args), dir.path());
     let on = |priv_a: &'static str| {
@@ -186,7 +160,7 @@ fn nat_instances_fail_the_default_route_over_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let (_routers, port) = routers_listening();
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
-    let mut args = nat_args(&hosts, &port.to_string());
+    let mut args = nat::daemon_args(&hosts, &port.to_string());
     args.retain(|a| a != "--az-affinity");
     args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
     let daemon = Daemon::start(&strs(&args), dir.path());
@@ -211,7 +185,7 @@ fn nat_instances_fail_the_default_route_over_on_request() {
 
     // With AZ affinity: refused, nothing written.
     let dir = tempfile::tempdir().unwrap();
-    let mut args = nat_args(&hosts, &port.to_string());
+    let mut args = nat::daemon_args(&hosts, &port.to_string());
     args.extend(["--sim-vpc".into(), nat_layout().display().to_string()]);
     let daemon = Daemon::start(&strs(&args), dir.path());
     common::wait_until("private tables routed", || {
@@ -293,7 +267,7 @@ fn nat_instances_on_ec2() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = routers.join(":");
     let port = port.to_string();
-    let mut args = nat_args(&hosts, &port);
+    let mut args = nat::daemon_args(&hosts, &port);
     args.extend(moto::ec2_args(&vpc.id, &moto.url));
     let (sqs, queue) = runtime.block_on(moto::sqs_queue(&moto.url, "vpcrouter-events"));
     args.extend(["--events-queue".into(), queue.clone()]);

@@ -139,28 +139,8 @@ fn nat_instances_a_failover_is_told_per_table() {
     let hosts = format!("{ROUTER_A}:{ROUTER_B}");
     let port = port.to_string();
     let layout = nat_layout();
-    let mut args: Vec<String> = [
-        "-m",
-        "fixedconf",
-        "--fixed_cidr",
-        "0.0.0.0/0",
-        "--fixed_hosts",
-        &hosts,
-        "-H",
-        "tcp",
-        "--tcp_check_port",
-        &port,
-        "--tcp_check_interval",
-        "0.2",
-        "--route-table-tag",
-        "vpcrouter=egress",
-        "--main-route-table",
-        "--az-affinity",
-        "--sim-vpc",
-        layout.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = common::nat::daemon_args(&hosts, &port);
+    args.extend(["--sim-vpc".into(), layout.display().to_string()]);
     args.extend(notify_args(&receiver, dir.path()));
     let daemon = Daemon::start(&strs(&args), dir.path());
     let before = common::wait_until("each AZ's table on its router", || {

@@ -18,6 +18,32 @@ pub fn layout() -> std::path::PathBuf {
     super::repo().join("examples/nat-instance/sim-vpc.json")
 }
 
+/// The daemon's flags for the layout: `0.0.0.0/0` over `hosts` (A:B), tcp
+/// checks on `port` every 0.2 s, the tagged tables and the main one, AZ
+/// affinity.
+pub fn daemon_args(hosts: &str, port: &str) -> Vec<String> {
+    [
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "0.0.0.0/0",
+        "--fixed_hosts",
+        hosts,
+        "-H",
+        "tcp",
+        "--tcp_check_port",
+        port,
+        "--tcp_check_interval",
+        "0.2",
+        "--route-table-tag",
+        "vpcrouter=egress",
+        "--main-route-table",
+        "--az-affinity",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Routers A and B listening on one port: the listeners and the port.
 pub fn routers_listening() -> ([TcpListener; 2], u16) {
     let router_a = TcpListener::bind((ROUTER_A, 0)).unwrap();

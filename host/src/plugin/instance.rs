@@ -190,29 +190,17 @@ impl InstanceFactory {
         let bindings = match &self.pre {
             Pre::Config(pre) => Bindings::Config(
                 guard
-                    .run_for(
-                        "instantiate",
-                        guard.start_timeout,
-                        pre.instantiate_async(&mut store),
-                    )
+                    .instantiating(pre.instantiate_async(&mut store))
                     .await?,
             ),
             Pre::Health(pre) => Bindings::Health(
                 guard
-                    .run_for(
-                        "instantiate",
-                        guard.start_timeout,
-                        pre.instantiate_async(&mut store),
-                    )
+                    .instantiating(pre.instantiate_async(&mut store))
                     .await?,
             ),
             Pre::Notifier(pre) => Bindings::Notifier(
                 guard
-                    .run_for(
-                        "instantiate",
-                        guard.start_timeout,
-                        pre.instantiate_async(&mut store),
-                    )
+                    .instantiating(pre.instantiate_async(&mut store))
                     .await?,
             ),
         };
@@ -404,6 +392,15 @@ impl Guard {
     }
 
     /// As `run`, with `limit` of the plugin's own time.
+    /// An instantiation, within the start-up limit.
+    async fn instantiating<R>(
+        &self,
+        future: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, CallError> {
+        self.run_for("instantiate", self.start_timeout, future)
+            .await
+    }
+
     async fn run_for<R>(
         &self,
         call: &'static str,
