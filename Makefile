@@ -7,7 +7,7 @@ BUNDLED := configfile http fixedconf tcp icmpecho httpcheck webhook romana
 # Built for the tests and as the documentation's example; not bundled.
 EXTRA   := guest-hostile guest-wrong-world guest-mismatched guest-future-version guest-prober \
            guest-bad-grants guest-bad-paths guest-hostile-health guest-impostor guest-newer \
-           guest-health-file routes-txt any-port chat-notifier
+           guest-health-file guest-hostile-notifier routes-txt any-port chat-notifier
 WASM_DIR := target/wasm32-wasip2/release
 
 .PHONY: all build plugins test test-deps test-tools lang-examples demo bench lint release install deb

@@ -414,3 +414,55 @@ fn sns_and_eventbridge_carry_a_failover_on_moto() {
         }
     }
 }
+
+/// The hostile notifier as `/plugins` shows it.
+fn notifier(daemon: &Daemon) -> Value {
+    let plugins = daemon.view("/plugins")["plugins"].clone();
+    let all = plugins.as_array().cloned().unwrap_or_default();
+    all.into_iter()
+        .find(|p| p["name"] == "hostile-notifier")
+        .unwrap_or_default()
+}
+
+/// A notifier plugin that spins, traps, bloats or floods the log in
+/// `notify`: it is stopped (deadline, trap, memory cap) and restarted with
+/// backoff, or its batch refused; either way a failover is as prompt as
+/// ever and the daemon answers.
+#[test]
+fn a_hostile_notifier_is_stopped_and_holds_back_no_failover() {
+    let guest = common::guest("hostile-notifier");
+    for (net, behaviour) in [(23, "spin"), (24, "trap"), (25, "bloat"), (26, "flood")] {
+        let args = [
+            "--notify-plugin",
+            guest.to_str().unwrap(),
+            "--hn_behaviour",
+            behaviour,
+            "--notify-interval",
+            "0.1",
+        ];
+        let mut cluster = SimCluster::start(net, &args);
+        let before = common::wait_until("every CIDR routed", || placed(&cluster.daemon));
+        // The start-up's batch has reached it, and it misbehaved.
+        common::wait_until(&format!("{behaviour}: the notifier misbehaved"), || {
+            let stopped = notifier(&cluster.daemon)["restarts"].as_u64().unwrap_or(0) >= 1;
+            let refused = !cluster
+                .daemon
+                .lines_with("notification not delivered")
+                .is_empty();
+            (stopped || refused).then_some(())
+        });
+        let victim = before[0].clone();
+        cluster.kill(&victim);
+        common::wait_until(
+            &format!("{behaviour}: every CIDR off the dead router"),
+            || placed(&cluster.daemon).filter(|now| now.iter().all(|h| *h != victim)),
+        );
+        let (status, _) = cluster.daemon.http("GET", "/healthz", b"");
+        assert_eq!(status, 200, "{behaviour}");
+        if behaviour != "flood" {
+            let shown = notifier(&cluster.daemon);
+            let last = shown["last_error"].as_str().unwrap_or_default();
+            assert!(!last.is_empty(), "{behaviour}: {shown:#}");
+        }
+    }
+}
