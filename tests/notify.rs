@@ -3,7 +3,8 @@
 //! a receiver on loopback. A failover is one message naming each table,
 //! CIDR, old and new router, on the NAT-instance and the Romana layouts; a
 //! receiver that never answers delays no failover; sinks that cannot be
-//! meant are refused at start.
+//! meant are refused at start. And CloudWatch's embedded metric format on
+//! the JSON log lines (`--emf-interval`).
 
 mod common;
 
@@ -465,4 +466,63 @@ fn a_hostile_notifier_is_stopped_and_holds_back_no_failover() {
             assert!(!last.is_empty(), "{behaviour}: {shown:#}");
         }
     }
+}
+
+/// `--log-format json --emf-interval 1`: a CloudWatch EMF line every
+/// second; after a router dies one counts the failovers, and every line
+/// names its metrics in the `vpcrouter` namespace by VPC.
+#[test]
+fn emf_lines_count_the_failovers_for_cloudwatch() {
+    let mut cluster = SimCluster::start(27, &["--log-format", "json", "--emf-interval", "1"]);
+    let before = common::wait_until("every CIDR routed", || placed(&cluster.daemon));
+    let emf_lines = |daemon: &Daemon| -> Vec<Value> {
+        (daemon.lines_with("\"_aws\"").iter())
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    };
+    let first = common::wait_until("an EMF line with both routers eligible", || {
+        (emf_lines(&cluster.daemon).into_iter()).rfind(|l| l["EligibleRoutersMin"] == 2)
+    });
+    let directive = &first["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "vpcrouter", "{first}");
+    assert_eq!(directive["Dimensions"], serde_json::json!([["VpcId"]]));
+    assert_eq!(first["VpcId"], "sim");
+    assert!(first["_aws"]["Timestamp"].is_u64(), "{first}");
+
+    let victim = before[0].clone();
+    let carried = before.iter().filter(|h| **h == victim).count() as u64;
+    cluster.kill(&victim);
+    let counted = common::wait_until("the failovers counted", || {
+        let lines = emf_lines(&cluster.daemon);
+        let failovers: u64 = lines.iter().filter_map(|l| l["Failovers"].as_u64()).sum();
+        (failovers >= carried * 2).then_some(failovers)
+    });
+    assert_eq!(counted, carried * 2, "one per route moved (2 tables)");
+    let last = common::wait_until("a line after the failure", || {
+        emf_lines(&cluster.daemon)
+            .into_iter()
+            .rfind(|l| l["EligibleRoutersMin"] == 1)
+    });
+    assert_eq!(last["CidrsWithoutRouter"], 0, "{last}");
+    assert!(last["ProbeRoundTrip"].is_number(), "{last}");
+}
+
+/// `--emf-interval` without JSON logs is refused.
+#[test]
+fn emf_needs_json_log_lines() {
+    let (code, output) = common::run_to_exit(&[
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "10.55.0.0/16",
+        "--fixed_hosts",
+        "10.33.20.142",
+        "--emf-interval",
+        "60",
+    ]);
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("--emf-interval needs --log-format json"),
+        "{output}"
+    );
 }

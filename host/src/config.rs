@@ -29,6 +29,8 @@ pub struct Config {
     pub notify_endpoint: Option<String>,
     /// Least time between two deliveries to one notification sink.
     pub notify_interval: Duration,
+    /// How often a CloudWatch EMF line is logged (`--emf-interval`).
+    pub emf_interval: Option<Duration>,
     pub region: Option<String>,
     pub vpc: Option<String>,
     pub log: Logging,
@@ -432,6 +434,7 @@ impl Config {
             notify_sinks,
             notify_endpoint: cli.notify_endpoint,
             notify_interval: Duration::from_secs_f64(cli.notify_interval),
+            emf_interval: cli.emf_interval.map(Duration::from_secs),
             region: cli.region,
             vpc: cli.vpc,
             log: Logging {

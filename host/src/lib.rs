@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod dry_run;
+pub mod emf;
 pub mod events;
 pub mod failure;
 pub mod front;

@@ -263,6 +263,12 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// Every SECONDS, a log line of CloudWatch metrics in the embedded
+    /// metric format (failovers, routes on fallback, eligible routers,
+    /// probe round trip; namespace vpcrouter); needs --log-format json
+    #[arg(long = "emf-interval", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub emf_interval: Option<u64>,
+
     /// Debug logging, including plugin events
     #[arg(long)]
     pub verbose: bool,

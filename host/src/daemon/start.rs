@@ -45,6 +45,11 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
         loaded.push(notifier.map_err(|e| Failure::plugin(path, e))?);
     }
     let config = parse_with_plugins(&args, &loaded, notifier_paths.len())?;
+    if config.emf_interval.is_some() && config.log.format != cli::LogFormat::Json {
+        return Err(Usage(
+            "--emf-interval needs --log-format json (the metrics ride on JSON log lines)".into(),
+        ));
+    }
     // Before the plugins' init, so what they log there is kept.
     drop(early_logs);
     crate::logging::init(&config.log)

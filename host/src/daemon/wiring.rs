@@ -94,6 +94,19 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         &shutdown,
     )
     .await;
+    let emf = config.emf_interval.map(|every| {
+        let sources = crate::emf::Sources {
+            vpc: vpc.id().to_string(),
+            specs: specs.subscribe(),
+            health: board.subscribe(),
+            routes: observers.report.subscribe(),
+            checkers: (views.iter())
+                .filter(|v| v.kind == plugin::PluginKind::HealthCheck)
+                .map(|v| v.status.clone())
+                .collect(),
+        };
+        crate::emf::spawn(sources, every, shutdown.clone())
+    });
     let (rebalance, rebalance_requests) = watch::channel(0);
     let moves = MoveRequests::default();
     let sources = Sources {
@@ -156,7 +169,8 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
     let tasks = [reconciler, server]
         .into_iter()
         .chain(election)
-        .chain(events_queue);
+        .chain(events_queue)
+        .chain(emf);
     join_within_grace(handles, tasks).await;
     Ok(())
 }

@@ -14,6 +14,8 @@ pub const MAX_LINE: usize = 8 << 10;
 /// Keys every JSON line has beside `message` (the event's own); an event
 /// field of the same name is written as `field.NAME`.
 const JSON_KEYS: [&str; 2] = ["time", "level"];
+/// The field of CloudWatch's embedded metric format.
+const EMF_KEY: &str = "_aws";
 
 /// One JSON object per line: `time` (RFC 3339, UTC), `level` (lowercase),
 /// `message`, then the event's own fields under their names (`plugin`,
@@ -58,6 +60,15 @@ fn json_line(
         ("message".to_string(), message),
     ];
     for (name, value) in fields {
+        // CloudWatch's embedded metric format: the daemon's own `_aws`
+        // block is an object of the line (plugins log messages only).
+        let value = match (name.as_str(), value) {
+            (EMF_KEY, Value::String(block)) => serde_json::from_str::<Value>(&block)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or(Value::String(block)),
+            (_, value) => value,
+        };
         let key = if JSON_KEYS.contains(&name.as_str()) {
             format!("field.{name}")
         } else {
@@ -328,6 +339,38 @@ mod tests {
         assert_eq!(plugin["message"], "plugin said \"hi\"\n");
         // A field cannot take the place of a key every line has.
         assert_eq!(plugin["field.level"], 3);
+    }
+
+    /// The daemon's EMF line: `_aws` is an object, the figures numbers at
+    /// the top, as CloudWatch reads them.
+    #[test]
+    fn an_emf_block_is_an_object_of_the_line() {
+        let figures = crate::emf::Figures {
+            failovers: 3,
+            routes_on_fallback: 1,
+            eligible_routers_min: Some(2),
+            cidrs_without_router: 0,
+            probe_rtt_ms: None,
+        };
+        let block = figures.metadata(std::time::SystemTime::now()).to_string();
+        let lines = json_lines_of(|| {
+            tracing::info!(
+                _aws = block.as_str(),
+                VpcId = "vpc-1",
+                Failovers = 3u64,
+                "metrics"
+            );
+            // Anything else under that name that is not an object stays text.
+            tracing::info!(_aws = "not json", "other");
+        });
+        let emf = &lines[0];
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "vpcrouter"
+        );
+        assert_eq!(emf["Failovers"], 3);
+        assert_eq!(emf["VpcId"], "vpc-1");
+        assert_eq!(lines[1]["_aws"], "not json");
     }
 
     #[test]
