@@ -1,14 +1,15 @@
 //! The daemon's recent decisions (failovers, repairs, spec changes, health
 //! changes, EC2 trouble, leadership changes), newest first, for `GET /events` and the status
-//! page. Bounded: the oldest are dropped. Each is also offered to the
-//! notification sinks, if any (`notify`).
+//! page. Bounded: the oldest are dropped. Each is also handed to a tap,
+//! if one is set (the notification queue, `notify`).
 
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
-use crate::notify::Notices;
+/// What sees every event as it is recorded; it must not wait.
+pub type Tap = Box<dyn Fn(&Event) + Send + Sync>;
 
 /// Events kept.
 pub const CAPACITY: usize = 200;
@@ -119,23 +120,22 @@ impl Event {
 
 pub struct EventLog {
     entries: Mutex<VecDeque<Event>>,
-    notices: OnceLock<Notices>,
+    tap: OnceLock<Tap>,
 }
 
 impl Default for EventLog {
     fn default() -> Self {
         Self {
             entries: Mutex::new(VecDeque::with_capacity(CAPACITY)),
-            notices: OnceLock::new(),
+            tap: OnceLock::new(),
         }
     }
 }
 
 impl EventLog {
-    /// From now on, offer every event to the notification sinks too (set
-    /// once, at start).
-    pub fn notify_to(&self, notices: Notices) {
-        let _ = self.notices.set(notices);
+    /// From now on, hand every event to `tap` too (set once, at start).
+    pub fn tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     pub fn record(
@@ -164,8 +164,8 @@ impl EventLog {
     }
 
     fn push(&self, event: Event) {
-        if let Some(notices) = self.notices.get() {
-            notices.offer(&event);
+        if let Some(tap) = self.tap.get() {
+            tap(&event);
         }
         let mut entries = self.entries.lock().expect("event log lock");
         if entries.len() == CAPACITY {

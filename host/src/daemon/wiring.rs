@@ -83,7 +83,9 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
             leadership: leadership.clone(),
         };
         let notices = notify::start(sinks, origin, config.notify_interval);
-        observers.events.notify_to(notices);
+        observers
+            .events
+            .tap(Box::new(move |event| notices.offer(event)));
     }
     let drains = keep_drains(
         &config,

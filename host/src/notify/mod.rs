@@ -3,7 +3,8 @@
 //! changes) is offered here as well, without waiting: a full queue drops
 //! the event and counts it. A grouping task gathers what arrives within a
 //! moment of the first event into one batch (about one reconcile pass), and
-//! each sink (a notifier plugin such as the bundled webhook) takes batches
+//! each sink (a notifier plugin such as the bundled webhook, an SNS topic,
+//! an EventBridge bus) takes batches
 //! in a task of its own: rate-limited (later batches merged while it
 //! waits), bounded (the oldest dropped and counted), each delivery under a
 //! deadline and tried at most [`TRIES`] times. Nothing here is on the
@@ -14,7 +15,6 @@ mod sink;
 mod target;
 
 pub use aws::sink as aws_sink;
-
 pub use sink::{NotifyCall, PluginSink, Sink};
 pub use target::{SinkTarget, WebhookUrl};
 
@@ -326,7 +326,7 @@ mod tests {
         let sinks: Vec<Arc<dyn Sink>> = vec![good.clone(), stuck.clone()];
         let notices = start(sinks, origin(), Duration::from_millis(20));
         let log = EventLog::default();
-        log.notify_to(notices);
+        log.tap(Box::new(move |event| notices.offer(event)));
         for i in 0..5 {
             log.record(
                 EventKind::Failover,
