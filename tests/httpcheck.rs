@@ -373,12 +373,9 @@ fn romana_routes_stay_while_every_router_is_rate_limited_and_leave_a_failing_one
     let victim = routers.iter().position(|r| *r == before[0]).unwrap();
     let (gone, other) = (routers[victim], routers[1 - victim]);
     let state = |host: &str| daemon.view("/ips")["hosts"][host]["state"].clone();
-    let rounds = || -> u64 {
-        let plugins = daemon.view("/plugins");
-        let all = plugins["plugins"].as_array().cloned().unwrap_or_default();
-        all.iter()
-            .find(|p| p["name"] == "httpcheck")
-            .and_then(|p| p["stats"]["rounds"].as_u64())
+    let rounds = || {
+        daemon.plugin("httpcheck")["stats"]["rounds"]
+            .as_u64()
             .unwrap_or(0)
     };
 

@@ -416,15 +416,6 @@ fn sns_and_eventbridge_carry_a_failover_on_moto() {
     }
 }
 
-/// The hostile notifier as `/plugins` shows it.
-fn notifier(daemon: &Daemon) -> Value {
-    let plugins = daemon.view("/plugins")["plugins"].clone();
-    let all = plugins.as_array().cloned().unwrap_or_default();
-    all.into_iter()
-        .find(|p| p["name"] == "hostile-notifier")
-        .unwrap_or_default()
-}
-
 /// A notifier plugin that spins, traps, bloats or floods the log in
 /// `notify`: it is stopped (deadline, trap, memory cap) and restarted with
 /// backoff, or its batch refused; either way a failover is as prompt as
@@ -445,7 +436,10 @@ fn a_hostile_notifier_is_stopped_and_holds_back_no_failover() {
         let before = common::wait_until("every CIDR routed", || placed(&cluster.daemon));
         // The start-up's batch has reached it, and it misbehaved.
         common::wait_until(&format!("{behaviour}: the notifier misbehaved"), || {
-            let stopped = notifier(&cluster.daemon)["restarts"].as_u64().unwrap_or(0) >= 1;
+            let stopped = cluster.daemon.plugin("hostile-notifier")["restarts"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1;
             let refused = !cluster
                 .daemon
                 .lines_with("notification not delivered")
@@ -461,7 +455,7 @@ fn a_hostile_notifier_is_stopped_and_holds_back_no_failover() {
         let (status, _) = cluster.daemon.http("GET", "/healthz", b"");
         assert_eq!(status, 200, "{behaviour}");
         if behaviour != "flood" {
-            let shown = notifier(&cluster.daemon);
+            let shown = cluster.daemon.plugin("hostile-notifier");
             let last = shown["last_error"].as_str().unwrap_or_default();
             assert!(!last.is_empty(), "{behaviour}: {shown:#}");
         }

@@ -13,15 +13,6 @@ use vpcrouter::spec_store::SpecStore;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
-fn plugin_named<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    view["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no plugin {name} in {view}"))
-}
-
 /// The hostile config guest doing `behaviour` when poked, poked once:
 /// the daemon and the answer.
 fn poked_hostile(dir: &Path, behaviour: &str) -> (Daemon, u16, String) {
@@ -62,7 +53,7 @@ fn a_third_party_plugin_holds_only_the_grants_the_operator_gave() {
     assert!(body.contains("no endpoint granted"), "{body}");
     assert!(!body.contains(SECRET), "{body}");
     let view = daemon.view("/plugins");
-    let plugin = plugin_named(&view, "hostile");
+    let plugin = common::plugin_named(&view, "hostile");
     assert_eq!(plugin["trust"], "third-party");
     assert_eq!(plugin["grants"], serde_json::json!([]));
     assert!(plugin["options"].get("loot").is_none(), "{plugin}");
@@ -107,7 +98,7 @@ fn a_third_party_plugin_holds_only_the_grants_the_operator_gave() {
     let (_, body) = poked.join().unwrap();
     assert!(body.contains("access denied"), "{body}");
     let view = daemon.view("/plugins");
-    let grants = &plugin_named(&view, "hostile")["grants"];
+    let grants = &common::plugin_named(&view, "hostile")["grants"];
     assert_eq!(grants.as_array().unwrap().len(), 1, "{grants}");
 }
 
@@ -222,7 +213,7 @@ fn a_bundled_plugin_is_known_by_its_digest_and_keeps_its_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(&["-m", "romana"], dir.path());
     let view = daemon.view("/plugins");
-    let romana = plugin_named(&view, "romana");
+    let romana = common::plugin_named(&view, "romana");
     assert_eq!(romana["trust"], "bundled (romana)");
     let grant = &romana["grants"][0];
     assert_eq!(grant["grant"], "HTTP requests to http://localhost:2379");
@@ -499,7 +490,7 @@ fn early_verdicts_cannot_churn_the_health_board() {
     let daemon = hostile_health_daemon(dir.path(), router, "verdicts", "9");
     let rounds = || {
         let view = daemon.view("/plugins");
-        plugin_named(&view, "hostile-health")["stats"]["rounds"]
+        common::plugin_named(&view, "hostile-health")["stats"]["rounds"]
             .as_u64()
             .unwrap()
     };
@@ -605,7 +596,7 @@ fn faults_say_what_the_plugin_did_and_printed() {
         let line = daemon.wait_for_line("plugin failed; restarting it", WITHIN);
         assert!(line.contains(expected), "{line}");
         let view = daemon.view("/plugins");
-        let error = plugin_named(&view, "hostile")["last_error"].to_string();
+        let error = common::plugin_named(&view, "hostile")["last_error"].to_string();
         assert!(error.contains(expected), "{error}");
     }
 }

@@ -12,15 +12,6 @@ use std::time::{Duration, Instant};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
-fn plugin_named<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    view["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap_or_else(|| panic!("no plugin {name} in {view}"))
-}
-
 /// Medium: a health plugin that holds every probe slot it can get on
 /// silent hosts of the working set (four rounds and a batch over 3,000 of
 /// them, 5 s timeouts, call after call) does not slow the bundled tcp
@@ -66,7 +57,7 @@ fn a_health_plugin_cannot_slow_another_plugins_failover() {
             (view["routes"]["10.55.0.0/16"]["ip"] == "127.0.47.11").then_some(())
         });
     }
-    let hog = plugin_named(&daemon.view("/plugins"), "hostile-health").clone();
+    let hog = common::plugin_named(&daemon.view("/plugins"), "hostile-health").clone();
     assert_eq!(hog["state"], "running", "{hog}");
 }
 
@@ -95,7 +86,7 @@ fn flapping_verdicts_are_damped() {
     let started = Instant::now();
     common::wait_until("100 rounds", || {
         let view = daemon.view("/plugins");
-        let rounds = plugin_named(&view, "hostile-health")["stats"]["rounds"].as_u64()?;
+        let rounds = common::plugin_named(&view, "hostile-health")["stats"]["rounds"].as_u64()?;
         (rounds >= 100).then_some(())
     });
     let moves = daemon.lines_with("route replaced").len();
@@ -169,7 +160,7 @@ fn a_reload_cannot_turn_the_operators_text_into_a_grant() {
         body.contains("declares --note as file (it was text)"),
         "{body}"
     );
-    let view = plugin_named(&daemon.view("/plugins"), "hostile").clone();
+    let view = common::plugin_named(&daemon.view("/plugins"), "hostile").clone();
     assert_eq!(view["grants"].as_array().map(Vec::len), Some(0), "{view}");
     assert!(
         !daemon
@@ -279,7 +270,7 @@ fn reloads_do_not_wait_behind_a_long_call() {
         assert!(body.contains("\"reloaded\""), "{tag}: {body}");
     }
     daemon.wait_for_nth_line("plugin reloaded: the new version runs", 2, WITHIN);
-    let view = plugin_named(&daemon.view("/plugins"), "hostile-health").clone();
+    let view = common::plugin_named(&daemon.view("/plugins"), "hostile-health").clone();
     assert_eq!(view["reloads"], 2, "{view}");
 }
 

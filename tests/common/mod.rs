@@ -342,6 +342,12 @@ impl Daemon {
         http(self.port, method, path, body)
     }
 
+    /// One plugin of `/plugins`, by name.
+    #[allow(dead_code)] // not every test binary looks at plugins
+    pub fn plugin(&self, name: &str) -> serde_json::Value {
+        plugin_named(&self.view("/plugins"), name).clone()
+    }
+
     /// A view as JSON (`GET` with `Accept: application/json`).
     pub fn view(&self, path: &str) -> serde_json::Value {
         let reply = request(
@@ -455,6 +461,17 @@ pub fn loopback_args(dir: &std::path::Path, routers: &[&str], more: &[&str]) -> 
 }
 
 /// Owned arguments as `Daemon::start` takes them.
+/// The plugin `name` of a `/plugins` view.
+#[allow(dead_code)] // not every test binary looks at plugins
+pub fn plugin_named<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    view["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no plugin {name} in {view}"))
+}
+
 pub fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }

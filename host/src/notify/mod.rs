@@ -83,18 +83,16 @@ impl Batch {
         if json.len() <= max {
             return json;
         }
-        let mut kept = self.clone();
-        while kept.notices.len() > 1 {
-            let over = kept.json().len().saturating_sub(max);
-            let each = kept.json().len() / kept.notices.len();
+        let (mut kept, mut json) = (self.clone(), json);
+        while kept.notices.len() > 1 && json.len() > max {
+            let each = json.len() / kept.notices.len();
+            let over = json.len() - max;
             let drop = over.div_ceil(each.max(1)).clamp(1, kept.notices.len() - 1);
             kept.notices.drain(..drop);
             kept.dropped += drop as u32;
-            if kept.json().len() <= max {
-                break;
-            }
+            json = kept.json();
         }
-        kept.json()
+        json
     }
 }
 

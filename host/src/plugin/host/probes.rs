@@ -226,9 +226,12 @@ impl Host for HostState {
         timeout: ProbeTimeout,
     ) -> wasmtime::Result<Resource<ProbeRound>> {
         let method = Method::from(method);
-        let round = self.open_round(hosts, timeout, move |targets, sink, share| async move {
-            method.run(targets, sink, &share).await
-        });
+        let round = self.open_round(
+            hosts,
+            timeout,
+            None,
+            move |targets, sink, share| async move { method.run(targets, sink, &share).await },
+        );
         Ok(self.table.push(round)?)
     }
 
@@ -255,7 +258,7 @@ impl Host for HostState {
                 }
                 let refused = (check.tls && asked.tls.is_none()).then_some(Refusal::NoTlsGrant);
                 let asked = Arc::new(asked);
-                self.open_round_refusing(
+                self.open_round(
                     hosts,
                     timeout,
                     refused,
@@ -266,12 +269,8 @@ impl Host for HostState {
             }
             Err(why) => {
                 tracing::warn!(plugin = &*self.plugin, %why, "refused: an HTTP probe");
-                self.open_round_refusing(
-                    hosts,
-                    timeout,
-                    Some(Refusal::BadRequest),
-                    |_, _, _| async {},
-                )
+                self.open_round(hosts, timeout, Some(Refusal::BadRequest), |_, _, _| async {
+                })
             }
         };
         Ok(self.table.push(HttpRound(round))?)
@@ -283,23 +282,10 @@ impl Host for HostState {
 }
 
 impl HostState {
-    /// A round over `hosts`, probed in a task of its own by `run`.
+    /// A round over `hosts`, probed in a task of its own by `run`; every
+    /// host refused for `refused` if given (as for every host when too many
+    /// rounds are open).
     fn open_round<F, Fut>(
-        &mut self,
-        hosts: Vec<String>,
-        timeout: ProbeTimeout,
-        run: F,
-    ) -> ProbeRound
-    where
-        F: FnOnce(Vec<Target>, Sink, ProbeShare) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.open_round_refusing(hosts, timeout, None, run)
-    }
-
-    /// As [`HostState::open_round`], every host refused for `refused` if
-    /// given (as for every host when too many rounds are open).
-    fn open_round_refusing<F, Fut>(
         &mut self,
         hosts: Vec<String>,
         timeout: ProbeTimeout,
