@@ -118,7 +118,9 @@ $(JS_PLUGIN): examples/tcp-latency/health.js examples/tcp-latency/package.json e
 # romana plugin against a real etcd (Debian's etcd-server, one per test);
 # the package is checked with Debian's dpkg-dev and systemd tools.
 test-deps:
-	@python3 -c 'import moto.server' 2>/dev/null || pip install --quiet 'moto[server]'
+	@# moto serves EC2, SQS, SNS, EventBridge and CloudWatch; cbor2 lets the
+	@# tests' wrapper (tests/common/moto_server.py) speak CloudWatch's CBOR.
+	@python3 -c 'import moto.server, cbor2' 2>/dev/null || pip install --quiet 'moto[server]' cbor2
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } || \
 		echo "note: no chromium; the status-page browser test will be skipped"

@@ -93,6 +93,7 @@ fn reconcile(
         leadership: None,
         rebalance_requests: watch::channel(0).1,
         moves: Default::default(),
+        throttle_alert: Duration::from_secs(60),
         observers: Default::default(),
         shutdown,
     };

@@ -257,6 +257,48 @@ async fn messages(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The daemon on moto's VPC `vpc` (through `endpoint`: moto or a proxy in
+/// front of it), with the spec of `CIDRS` over every router of `ROUTERS`
+/// listening, and `extra` flags.
+struct MotoCluster {
+    daemon: Daemon,
+    listeners: Vec<Option<TcpListener>>,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoCluster {
+    fn start(vpc: &common::moto::Vpc, endpoint: &str, extra: &[&str]) -> Self {
+        use common::moto::{self, CIDRS, ROUTERS};
+        let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![Some(first)];
+        listeners.extend(
+            ROUTERS[1..]
+                .iter()
+                .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
+        let mut args = moto::daemon_args(&spec, port, vpc, endpoint);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self {
+            daemon: Daemon::start(&strs(&args), dir.path()),
+            listeners,
+            _dir: dir,
+        }
+    }
+}
+
+impl common::failover::Routers for MotoCluster {
+    fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+    fn kill(&mut self, router: &str) {
+        let at = common::moto::ROUTERS.iter().position(|r| *r == router);
+        self.listeners[at.unwrap()] = None;
+    }
+}
+
 /// On moto: `--notify sns:TOPIC --notify eventbridge:default`. A router
 /// dies; the SNS topic (read through an SQS subscription) and the bus (a
 /// rule sending vpcrouter's events to another queue) each carry one
@@ -264,7 +306,7 @@ async fn messages(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<Value> {
 /// the survivor.
 #[test]
 fn sns_and_eventbridge_carry_a_failover_on_moto() {
-    use common::failover::{Routers, a_dead_router_loses_exactly_its_routes};
+    use common::failover::a_dead_router_loses_exactly_its_routes;
     use common::moto::{self, CIDRS, Moto, ROUTERS};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let moto = Moto::start();
@@ -273,14 +315,7 @@ fn sns_and_eventbridge_carry_a_failover_on_moto() {
     let (sqs, topic_queue) = runtime.block_on(moto::sqs_queue(&moto.url, "from-sns"));
     let (_, bus_queue) = runtime.block_on(moto::sqs_queue(&moto.url, "from-eventbridge"));
     let topic = runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(moto::REGION))
-            .endpoint_url(&moto.url)
-            .credentials_provider(aws_sdk_sns::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
+        let config = moto::sdk_config(&moto.url).await;
         let arn_of = async |queue: &str| {
             let attributes = sqs
                 .get_queue_attributes()
@@ -325,19 +360,10 @@ fn sns_and_eventbridge_carry_a_failover_on_moto() {
         topic
     });
 
-    let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let mut listeners = vec![Some(first)];
-    listeners.extend(
-        ROUTERS[1..]
-            .iter()
-            .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &moto.url);
-    args.extend(
-        [
+    let mut cluster = MotoCluster::start(
+        &vpc,
+        &moto.url,
+        &[
             "--notify",
             &format!("sns:{topic}"),
             "--notify",
@@ -346,25 +372,8 @@ fn sns_and_eventbridge_carry_a_failover_on_moto() {
             &moto.url,
             "--notify-interval",
             "0.5",
-        ]
-        .map(String::from),
+        ],
     );
-    struct Cluster {
-        daemon: Daemon,
-        listeners: Vec<Option<TcpListener>>,
-    }
-    impl Routers for Cluster {
-        fn daemon(&self) -> &Daemon {
-            &self.daemon
-        }
-        fn kill(&mut self, router: &str) {
-            self.listeners[ROUTERS.iter().position(|r| *r == router).unwrap()] = None;
-        }
-    }
-    let mut cluster = Cluster {
-        daemon: Daemon::start(&strs(&args), dir.path()),
-        listeners,
-    };
     let routes = CIDRS.len() * vpc.tables.len();
     let victim = a_dead_router_loses_exactly_its_routes(&mut cluster, routes);
     let moved = cluster.daemon.lines_with("route replaced").len();
@@ -519,4 +528,176 @@ fn emf_needs_json_log_lines() {
         output.contains("--emf-interval needs --log-format json"),
         "{output}"
     );
+}
+
+/// EC2 throttling every route change for longer than `--throttle-alert`
+/// is told once (a webhook notice `ec2_throttled`, on moto behind a proxy
+/// answering `RequestLimitExceeded`), no route goes missing meanwhile, and
+/// when EC2 answers again the failover goes through and the end is told.
+#[test]
+fn ec2_throttled_for_long_is_told_and_so_is_its_end() {
+    use common::failover::Routers;
+    use common::fault_proxy::{Fault, FaultProxy};
+    use common::moto::{self, CIDRS, Moto, ROUTERS};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    let receiver = Receiver::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = notify_args(&receiver, dir.path());
+    extra.extend(["--throttle-alert".into(), "2".into()]);
+    let mut cluster = MotoCluster::start(&vpc, &proxy.url, &strs(&extra));
+    let routes = CIDRS.len() * vpc.tables.len();
+    let created =
+        cluster
+            .daemon
+            .wait_for_nth_line("route created", routes, Duration::from_secs(30));
+    let victim = common::failover::field(&created, "host");
+    let victim_eni = vpc.routers[&victim].1.clone();
+
+    proxy.inject(
+        "ReplaceRoute",
+        std::iter::repeat_n(Fault::Throttle, 100_000),
+    );
+    cluster.kill(&victim);
+    let told = common::wait_until("the throttling told", || {
+        (receiver.notices().into_iter()).find(|(_, n)| n["kind"] == "ec2_throttled")
+    });
+    let reason = told.1["reason"].as_str().unwrap();
+    assert!(reason.contains("RequestLimitExceeded"), "{reason}");
+    let now = runtime.block_on(moto::routes(&ec2, &vpc.id));
+    for table in &vpc.tables {
+        for cidr in CIDRS {
+            assert!(
+                now[table].iter().any(|(d, _)| d == cidr),
+                "{table} {cidr} went missing: {now:?}"
+            );
+        }
+    }
+
+    proxy.clear("ReplaceRoute");
+    common::wait_until("the end of the throttling told", || {
+        (receiver.notices().into_iter()).find(|(_, n)| n["kind"] == "ec2_throttle_ended")
+    });
+    common::wait_until("every route off the dead router", || {
+        let now = runtime.block_on(moto::routes(&ec2, &vpc.id));
+        (vpc.tables.iter())
+            .all(|t| now[t].iter().all(|(_, target)| *target != victim_eni))
+            .then_some(())
+    });
+    let told: Vec<Value> = (receiver.notices().into_iter())
+        .map(|(_, n)| n)
+        .filter(|n| n["kind"] == "ec2_throttled")
+        .collect();
+    assert_eq!(told.len(), 1, "told once: {told:#?}");
+}
+
+/// The sum of `metric` in namespace vpcrouter for VPC `vpc` over the last
+/// ten minutes, as CloudWatch (moto's) has it.
+async fn cloudwatch_sum(cloudwatch: &aws_sdk_cloudwatch::Client, vpc: &str, metric: &str) -> f64 {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let now = std::time::SystemTime::now();
+    let stats = cloudwatch
+        .get_metric_statistics()
+        .namespace("vpcrouter")
+        .metric_name(metric)
+        .dimensions(Dimension::builder().name("VpcId").value(vpc).build())
+        .start_time(DateTime::from(now - Duration::from_secs(600)))
+        .end_time(DateTime::from(now + Duration::from_secs(60)))
+        .period(60)
+        .statistics(Statistic::Sum)
+        .send()
+        .await
+        .unwrap();
+    stats.datapoints().iter().filter_map(|p| p.sum()).sum()
+}
+
+/// `--put-metrics-interval 1` on moto: CloudWatch gets the figures by
+/// VPC, and after a router dies their failovers add up to the routes
+/// moved. (moto speaks CloudWatch's CBOR through tests/common/moto_server.py.)
+#[test]
+fn put_metric_data_carries_the_failovers_to_cloudwatch() {
+    use common::failover::a_dead_router_loses_exactly_its_routes;
+    use common::moto::{self, CIDRS, Moto, ROUTERS};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    let extra = [
+        "--put-metrics-interval",
+        "1",
+        "--cloudwatch-endpoint",
+        moto.url.as_str(),
+    ];
+    let mut cluster = MotoCluster::start(&vpc, &moto.url, &extra);
+    let routes = CIDRS.len() * vpc.tables.len();
+    a_dead_router_loses_exactly_its_routes(&mut cluster, routes);
+    let moved = cluster.daemon.lines_with("route replaced").len() as f64;
+
+    let cloudwatch =
+        aws_sdk_cloudwatch::Client::new(&runtime.block_on(moto::sdk_config(&moto.url)));
+    let failovers = common::wait_until("the failovers in CloudWatch", || {
+        let sum = runtime.block_on(cloudwatch_sum(&cloudwatch, &vpc.id, "Failovers"));
+        (sum >= moved).then_some(sum)
+    });
+    assert_eq!(failovers, moved, "one per route moved");
+    let listed = runtime.block_on(cloudwatch.list_metrics().namespace("vpcrouter").send());
+    let mut names: Vec<String> = (listed.unwrap().metrics().iter())
+        .filter_map(|m| m.metric_name().map(String::from))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        names,
+        [
+            "CidrsWithoutRouter",
+            "EligibleRoutersMin",
+            "Failovers",
+            "ProbeRoundTrip",
+            "RoutesOnFallback"
+        ]
+    );
+    let (_, metrics) = cluster.daemon.http("GET", "/metrics", b"");
+    assert!(
+        metrics.contains("vpcrouter_cloudwatch_puts_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
+}
+
+/// A CloudWatch endpoint that takes connections and never answers: the
+/// failover is as prompt as ever, the failed calls are counted, and the
+/// problem is said.
+#[test]
+fn cloudwatch_that_never_answers_holds_back_no_failover() {
+    use common::failover::a_dead_router_loses_exactly_its_routes;
+    use common::moto::{self, CIDRS, Moto, ROUTERS};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let ec2 = runtime.block_on(moto.client());
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
+    // Connections wait in the backlog: no request is ever answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let extra = [
+        "--put-metrics-interval",
+        "1",
+        "--cloudwatch-endpoint",
+        endpoint.as_str(),
+    ];
+    let mut cluster = MotoCluster::start(&vpc, &moto.url, &extra);
+    let routes = CIDRS.len() * vpc.tables.len();
+    a_dead_router_loses_exactly_its_routes(&mut cluster, routes);
+    cluster.daemon.wait_for_line(
+        "cannot publish metrics to CloudWatch",
+        Duration::from_secs(30),
+    );
+    let (_, metrics) = cluster.daemon.http("GET", "/metrics", b"");
+    assert!(
+        metrics.contains("vpcrouter_cloudwatch_puts_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("outcome=\"sent\""), "{metrics}");
 }

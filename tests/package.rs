@@ -344,6 +344,30 @@ fn the_notify_policy_allows_exactly_the_sinks_calls() {
     assert_eq!(any_call, calls.len(), "a call this test does not know");
 }
 
+/// The metrics policy allows PutMetricData, the one call of
+/// `--put-metrics-interval`, and only in the daemon's namespace.
+#[test]
+fn the_metrics_policy_allows_exactly_its_call() {
+    let read = |path: &str| std::fs::read_to_string(common::repo().join(path)).unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&read("examples/deploy/iam-policy-metrics.json")).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    let allowed: Vec<&str> = (statements.iter())
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let source = read("host/src/cloudwatch/put.rs");
+    assert!(source.contains(".put_metric_data()"));
+    assert_eq!(
+        source.matches(".send()").count(),
+        1,
+        "a call this test does not know"
+    );
+    assert_eq!(allowed, ["cloudwatch:PutMetricData"]);
+    let namespace = &statements[0]["Condition"]["StringEquals"]["cloudwatch:namespace"];
+    assert_eq!(namespace, vpcrouter::cloudwatch::NAMESPACE);
+}
+
 #[test]
 fn the_events_queue_policy_allows_exactly_its_calls() {
     let read = |path: &str| std::fs::read_to_string(common::repo().join(path)).unwrap();

@@ -58,6 +58,7 @@ fn start(recheck: Option<Duration>) -> Setup {
         leadership: None,
         rebalance_requests,
         moves: Default::default(),
+        throttle_alert: Duration::from_secs(60),
         observers: Default::default(),
         shutdown,
     };

@@ -364,6 +364,7 @@ async fn budget_model(spec: &RouteSpec, vpc: VpcState, dead: &str, index: usize)
             leadership: None,
             rebalance_requests: tokio::sync::watch::channel(0).1,
             moves: Default::default(),
+            throttle_alert: Duration::from_secs(60),
             observers: Default::default(),
             shutdown,
         }

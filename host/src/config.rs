@@ -29,8 +29,13 @@ pub struct Config {
     pub notify_endpoint: Option<String>,
     /// Least time between two deliveries to one notification sink.
     pub notify_interval: Duration,
+    /// EC2 throttling every call this long is told (`--throttle-alert`).
+    pub throttle_alert: Duration,
     /// How often a CloudWatch EMF line is logged (`--emf-interval`).
     pub emf_interval: Option<Duration>,
+    /// How often metrics go to CloudWatch by PutMetricData, and through
+    /// which endpoint (`--put-metrics-interval`, `--cloudwatch-endpoint`).
+    pub put_metrics: Option<(Duration, Option<String>)>,
     pub region: Option<String>,
     pub vpc: Option<String>,
     pub log: Logging,
@@ -434,7 +439,10 @@ impl Config {
             notify_sinks,
             notify_endpoint: cli.notify_endpoint,
             notify_interval: Duration::from_secs_f64(cli.notify_interval),
+            throttle_alert: Duration::from_secs(cli.throttle_alert),
             emf_interval: cli.emf_interval.map(Duration::from_secs),
+            put_metrics: (cli.put_metrics_interval)
+                .map(|every| (Duration::from_secs(every), cli.cloudwatch_endpoint)),
             region: cli.region,
             vpc: cli.vpc,
             log: Logging {

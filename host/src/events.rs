@@ -50,6 +50,10 @@ pub enum EventKind {
     /// A CIDR has no usable eligible router (and no fallback): its routes
     /// are left as they are.
     NoEligibleRouter,
+    /// EC2 has refused every call as throttled for long (route changes
+    /// wait), or answers again.
+    Ec2Throttled,
+    Ec2ThrottleEnded,
     /// HA: this replica became leader or stopped leading.
     Leadership,
     /// A plugin was reloaded, or a reload failed.

@@ -3,11 +3,11 @@
 
 pub mod cli;
 pub mod cloud;
+pub mod cloudwatch;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod dry_run;
-pub mod emf;
 pub mod events;
 pub mod failure;
 pub mod front;

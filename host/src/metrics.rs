@@ -49,7 +49,8 @@ pub struct PluginLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// ok, failed, lost (the lease was gone).
+    /// Lease renewals: ok, failed, lost (the lease was gone); CloudWatch
+    /// calls: sent, throttled, failed.
     pub outcome: String,
 }
 
@@ -64,6 +65,8 @@ pub struct Metrics {
     pub failovers: Counter,
     /// Notices by sink and outcome.
     pub notifications: Family<SinkLabels, Counter>,
+    /// PutMetricData calls by outcome.
+    pub cloudwatch_puts: Family<OutcomeLabels, Counter>,
     pub route_operations: Family<OperationLabels, Counter>,
     pub ec2_calls: Family<CallLabels, Counter>,
     pub ec2_call_seconds: Family<ActionLabels, Histogram>,
@@ -88,6 +91,7 @@ impl Metrics {
         let metrics = Self {
             failovers: Counter::default(),
             notifications: Family::default(),
+            cloudwatch_puts: Family::default(),
             route_operations: Family::default(),
             ec2_calls: Family::default(),
             ec2_call_seconds: Family::new_with_constructor(latency_buckets),
@@ -108,6 +112,11 @@ impl Metrics {
             "notifications",
             "Notices handed to each notification sink, by outcome (sent, failed)",
             metrics.notifications.clone(),
+        );
+        registry.register(
+            "cloudwatch_puts",
+            "PutMetricData calls by outcome (sent, throttled, failed)",
+            metrics.cloudwatch_puts.clone(),
         );
         registry.register(
             "route_operations",
@@ -171,6 +180,14 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc_by(notices as u64);
+    }
+
+    pub fn cloudwatch_put(&self, outcome: &str) {
+        self.cloudwatch_puts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn route_operation(&self, kind: &str, result: &str) {

@@ -50,7 +50,7 @@ pub fn a_dead_router_loses_exactly_its_routes(cluster: &mut impl Routers, routes
 }
 
 /// The value of `name=value` in a log line.
-fn field(line: &str, name: &str) -> String {
+pub fn field(line: &str, name: &str) -> String {
     let start = line.find(&format!(" {name}=")).expect(name) + name.len() + 2;
     line[start..]
         .split_whitespace()

@@ -79,6 +79,11 @@ impl FaultProxy {
             .extend(faults);
     }
 
+    /// Requests for `action` pass again: the faults not met are dropped.
+    pub fn clear(&self, action: &str) {
+        self.shared.lock().unwrap().faults.remove(action);
+    }
+
     /// Faults injected for `action` that no request has met yet.
     pub fn pending(&self, action: &str) -> usize {
         self.shared

@@ -29,14 +29,18 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Start `python3 -m moto.server` on 127.0.0.1 (installed by
-    /// `make test` / `.ci/run`: `pip install 'moto[server]'`).
+    /// Start moto's server on 127.0.0.1 (installed by `make test` /
+    /// `.ci/run`: `pip install 'moto[server]' cbor2`), through
+    /// moto_server.py: moto's own, taught the Smithy CBOR protocol the
+    /// SDK's CloudWatch client speaks.
     pub fn start() -> Self {
         let port = super::free_port();
         let child = Command::new("python3")
             .args([
-                "-m",
-                "moto.server",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../tests/common/moto_server.py"
+                ),
                 "-H",
                 "127.0.0.1",
                 "-p",
@@ -45,7 +49,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m moto.server (pip install 'moto[server]')");
+            .expect("python3 moto_server.py (pip install 'moto[server]' cbor2)");
         let mut moto = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -53,7 +57,7 @@ impl Moto {
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto exited ({status}): is it installed? pip install 'moto[server]'");
+                panic!("moto exited ({status}): is it installed? pip install 'moto[server]' cbor2");
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
@@ -349,17 +353,22 @@ pub async fn target(ec2: &Client, vpc: &str, table: &str, cidr: &str) -> Option<
         .map(|(_, t)| t)
 }
 
-/// An SQS client of moto at `url`, and a new queue `name` there (its URL).
-pub async fn sqs_queue(url: &str, name: &str) -> (aws_sdk_sqs::Client, String) {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The SDK configuration of the tests' own clients of moto at `url`
+/// (SQS, SNS, EventBridge, CloudWatch).
+pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing", "testing", None, None, "tests",
         ))
         .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
+        .await
+}
+
+/// An SQS client of moto at `url`, and a new queue `name` there (its URL).
+pub async fn sqs_queue(url: &str, name: &str) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(url).await);
     let created = sqs.create_queue().queue_name(name).send().await.unwrap();
     (sqs, created.queue_url.unwrap())
 }

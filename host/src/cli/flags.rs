@@ -240,6 +240,11 @@ pub struct Cli {
     #[arg(long = "notify-interval", value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_notify_interval)]
     pub notify_interval: f64,
 
+    /// Tell (an event, a notice) when EC2 has throttled every call for
+    /// this long: route changes are waiting for EC2
+    #[arg(long = "throttle-alert", value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub throttle_alert: u64,
+
     /// Take the spec and one round of health, observe the VPC, print the
     /// plan a pass would carry out, and exit: nothing is changed
     #[arg(long = "dry-run")]
@@ -268,6 +273,20 @@ pub struct Cli {
     /// probe round trip; namespace vpcrouter); needs --log-format json
     #[arg(long = "emf-interval", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub emf_interval: Option<u64>,
+
+    /// Every SECONDS, the same metrics to CloudWatch by PutMetricData
+    /// (60 is CloudWatch's standard resolution): one call per interval at
+    /// most, on a budget of its own; the leader only
+    #[arg(long = "put-metrics-interval", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600), conflicts_with = "sim_vpc")]
+    pub put_metrics_interval: Option<u64>,
+
+    /// CloudWatch endpoint instead of the region's (moto, a VPC endpoint)
+    #[arg(
+        long = "cloudwatch-endpoint",
+        value_name = "URL",
+        requires = "put_metrics_interval"
+    )]
+    pub cloudwatch_endpoint: Option<String>,
 
     /// Debug logging, including plugin events
     #[arg(long)]

@@ -33,6 +33,11 @@ pub trait VpcBackend: Send + Sync + 'static {
     fn spare_operations(&self) -> impl Future<Output = usize> + Send {
         async { usize::MAX }
     }
+    /// Since when the API has refused every call as throttled (none: it
+    /// is answering).
+    fn throttled_since(&self) -> Option<std::time::Instant> {
+        None
+    }
     /// Turn off source/destination checking on an ENI, so its host can
     /// route for others.
     fn disable_source_dest_check(
@@ -98,6 +103,13 @@ impl VpcBackend for Vpc {
         match self {
             Self::Sim(sim) => sim.spare_operations().await,
             Self::Ec2(ec2) => ec2.spare_operations().await,
+        }
+    }
+
+    fn throttled_since(&self) -> Option<std::time::Instant> {
+        match self {
+            Self::Sim(sim) => sim.throttled_since(),
+            Self::Ec2(ec2) => ec2.throttled_since(),
         }
     }
 

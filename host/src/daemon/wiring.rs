@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::Prepared;
 use super::signals::{Signals, until_stopped};
 use crate::cloud::Vpc;
+use crate::cloudwatch;
 use crate::config::{self, Config};
 use crate::ha::etcd::EtcdElection;
 use crate::ha::{self, Leadership};
@@ -96,19 +97,27 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         &shutdown,
     )
     .await;
-    let emf = config.emf_interval.map(|every| {
-        let sources = crate::emf::Sources {
-            vpc: vpc.id().to_string(),
-            specs: specs.subscribe(),
-            health: board.subscribe(),
-            routes: observers.report.subscribe(),
-            checkers: (views.iter())
-                .filter(|v| v.kind == plugin::PluginKind::HealthCheck)
-                .map(|v| v.status.clone())
-                .collect(),
-        };
-        crate::emf::spawn(sources, every, shutdown.clone())
-    });
+    let metric_sources = cloudwatch::Sources {
+        vpc: vpc.id().to_string(),
+        specs: specs.subscribe(),
+        health: board.subscribe(),
+        routes: observers.report.subscribe(),
+        checkers: (views.iter())
+            .filter(|v| v.kind == plugin::PluginKind::HealthCheck)
+            .map(|v| v.status.clone())
+            .collect(),
+    };
+    let emf = (config.emf_interval)
+        .map(|every| cloudwatch::emf::spawn(metric_sources.clone(), every, shutdown.clone()));
+    let put_metrics = match (&config.put_metrics, vpc.region()) {
+        (Some((every, endpoint)), Some(region)) => {
+            let publisher =
+                cloudwatch::put::Publisher::new(region, endpoint.as_deref(), leadership.clone());
+            let publisher = publisher.await;
+            Some(publisher.spawn(metric_sources, *every, shutdown.clone()))
+        }
+        _ => None,
+    };
     let (rebalance, rebalance_requests) = watch::channel(0);
     let moves = MoveRequests::default();
     let sources = Sources {
@@ -172,7 +181,8 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         .into_iter()
         .chain(election)
         .chain(events_queue)
-        .chain(emf);
+        .chain(emf)
+        .chain(put_metrics);
     join_within_grace(handles, tasks).await;
     Ok(())
 }
@@ -361,6 +371,7 @@ impl Running<'_> {
             leadership: self.leadership,
             rebalance_requests: self.rebalance_requests,
             moves: self.moves,
+            throttle_alert: self.config.throttle_alert,
             observers,
             shutdown: self.shutdown.clone(),
         };

@@ -345,14 +345,15 @@ mod tests {
     /// the top, as CloudWatch reads them.
     #[test]
     fn an_emf_block_is_an_object_of_the_line() {
-        let figures = crate::emf::Figures {
+        let figures = crate::cloudwatch::Figures {
             failovers: 3,
             routes_on_fallback: 1,
             eligible_routers_min: Some(2),
             cidrs_without_router: 0,
             probe_rtt_ms: None,
         };
-        let block = figures.metadata(std::time::SystemTime::now()).to_string();
+        let block = crate::cloudwatch::emf::metadata(&figures, std::time::SystemTime::now());
+        let block = block.to_string();
         let lines = json_lines_of(|| {
             tracing::info!(
                 _aws = block.as_str(),

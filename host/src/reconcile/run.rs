@@ -50,6 +50,8 @@ pub struct Reconciler<B> {
     pub rebalance_requests: watch::Receiver<u64>,
     /// CIDRs the operator asked off a host.
     pub moves: MoveRequests,
+    /// EC2 throttling every call this long is an event (and a notice).
+    pub throttle_alert: Duration,
     pub observers: Observers,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -105,6 +107,8 @@ pub(super) struct Told {
     /// The spec last recorded as an event (host changes are the health
     /// board's to record).
     spec: Option<Arc<RouteSpec>>,
+    /// The start of the run of throttled EC2 calls last told.
+    throttled: Option<std::time::Instant>,
 }
 
 /// The loop's state between passes.
@@ -173,6 +177,7 @@ impl<B: VpcBackend> Reconciler<B> {
                 // (A wake-up follows: a request made meanwhile is not missed.)
                 self.moves.done(&settings.move_off);
             }
+            self.tell_throttling(&mut round.told);
             let wake = match round.observation.cache {
                 Some(_) => again_at.map_or(round.observation.next_full, |at| {
                     at.min(round.observation.next_full)
@@ -255,6 +260,36 @@ impl<B: VpcBackend> Reconciler<B> {
             );
         }
         told.stranded = plan.stranded.clone();
+    }
+
+    /// EC2 throttling every call for long is an event once, and so is its
+    /// end (a run that ended unseen, replaced by a new one, ends the old).
+    fn tell_throttling(&self, told: &mut Told) {
+        let events = &self.observers.events;
+        let since = self.backend.throttled_since();
+        if let Some(told_since) = told.throttled
+            && since != Some(told_since)
+        {
+            let seconds = told_since.elapsed().as_secs();
+            let reason = format!("EC2 answers again, after about {seconds} s of throttling");
+            tracing::info!("{reason}");
+            events.record(EventKind::Ec2ThrottleEnded, "EC2", reason, None);
+            told.throttled = None;
+        }
+        if let Some(since) = since
+            && told.throttled.is_none()
+            && since.elapsed() >= self.throttle_alert
+        {
+            let seconds = since.elapsed().as_secs();
+            let reason = format!(
+                "EC2 has throttled every call for {seconds} s (RequestLimitExceeded): \
+                 route changes wait; something else in the account may be spending \
+                 its request budget"
+            );
+            tracing::warn!("{reason}");
+            events.record(EventKind::Ec2Throttled, "EC2", reason, None);
+            told.throttled = Some(since);
+        }
     }
 
     /// Carry out the plan where this replica may write, and report the VPC

@@ -4,7 +4,8 @@
 //! model knows, and what says nothing is known.
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::Ec2Vpc;
 use crate::cloud::CloudError;
@@ -40,6 +41,35 @@ impl Outcome {
     }
 }
 
+/// Since when EC2 has answered every call of a class as throttled: the
+/// start of the run of throttled answers no proper answer has broken. EC2
+/// throttles mutating and describe calls in buckets of their own, so a
+/// describe answered does not end the throttling of route changes.
+#[derive(Default)]
+pub(super) struct Throttling(Mutex<[Option<Instant>; 2]>);
+
+impl Throttling {
+    fn see(&self, mutating: bool, outcome: Outcome) {
+        let mut runs = self.0.lock().expect("throttling lock");
+        let since = &mut runs[usize::from(mutating)];
+        match outcome {
+            Outcome::Throttled => {
+                since.get_or_insert_with(Instant::now);
+            }
+            // EC2 answered: its budget has room again.
+            Outcome::Ok | Outcome::Refused => *since = None,
+            // Nothing is known either way.
+            Outcome::Failed => {}
+        }
+    }
+
+    /// The older of the two classes' runs.
+    pub(super) fn since(&self) -> Option<Instant> {
+        let runs = self.0.lock().expect("throttling lock");
+        runs.iter().flatten().min().copied()
+    }
+}
+
 impl Ec2Vpc {
     /// One EC2 call, paced by `bucket`; throttling, 5xx and timeouts are
     /// retried with full-jitter exponential backoff.
@@ -65,6 +95,8 @@ impl Ec2Vpc {
                 Err(e) => classify(e),
             };
             crate::metrics::global().ec2_call(action, outcome.as_str(), sent.elapsed());
+            let mutating = std::ptr::eq(bucket, &self.budget.mutating);
+            self.throttling.see(mutating, outcome);
             *self
                 .calls
                 .lock()
@@ -172,4 +204,23 @@ pub(super) fn route_error<E: ProvideErrorMetadata + std::error::Error + Send + S
         _ => return unavailable(op.action.api_call(), error),
     };
     CloudError::Refused(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_throttling_is_ended_by_an_answer_of_its_own_class() {
+        let throttling = Throttling::default();
+        throttling.see(true, Outcome::Throttled);
+        let since = throttling.since().expect("throttled");
+        throttling.see(true, Outcome::Failed);
+        throttling.see(true, Outcome::Throttled);
+        assert_eq!(throttling.since(), Some(since), "the run goes on");
+        throttling.see(false, Outcome::Ok);
+        assert_eq!(throttling.since(), Some(since), "describes answered");
+        throttling.see(true, Outcome::Refused);
+        assert_eq!(throttling.since(), None);
+    }
 }

@@ -25,7 +25,7 @@ use super::model::{Subnet, VpcState};
 use super::operation::{Action, Operation, RouteTarget};
 use super::{CloudError, VpcBackend};
 pub use client::Outcome;
-use client::{describe_error, route_error, unavailable};
+use client::{Throttling, describe_error, route_error, unavailable};
 pub use metadata::discover;
 
 /// One attempt may take this long (a slow EC2 must not hold a failover).
@@ -58,6 +58,7 @@ pub struct Ec2Vpc {
     region: String,
     budget: Arc<Budget>,
     calls: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
+    throttling: Throttling,
     /// The subnets last described. A subnet's AZ never changes, so they
     /// are described again only when a subnet appears that is not here.
     subnets: Mutex<Option<Vec<Subnet>>>,
@@ -96,6 +97,7 @@ impl Ec2Vpc {
             region: settings.region.clone(),
             budget: Arc::new(Budget::new(settings.mutating, settings.describe)),
             calls: Mutex::new(BTreeMap::new()),
+            throttling: Throttling::default(),
             subnets: Mutex::new(None),
             maintenance_problem: Mutex::new(None),
         }
@@ -289,6 +291,10 @@ impl VpcBackend for Ec2Vpc {
     async fn spare_operations(&self) -> usize {
         let reserve = f64::from(self.budget.mutating.size().burst) / 2.0;
         (self.budget.mutating.level().await - reserve).max(0.0) as usize
+    }
+
+    fn throttled_since(&self) -> Option<std::time::Instant> {
+        self.throttling.since()
     }
 
     async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {

@@ -1,0 +1,122 @@
+"""moto's server, patched to speak Smithy RPC v2 CBOR.
+
+The Rust SDK's CloudWatch client speaks CloudWatch's newest protocol,
+Smithy RPC v2 CBOR (POST /service/SERVICE/operation/OPERATION with a CBOR
+body); moto 5.2 parses only its JSON and query forms. This wraps moto's
+WSGI app: a CBOR request is handed to moto as the same operation in AWS
+JSON 1.0, and moto's JSON answer goes back as CBOR, its timestamps and
+doubles typed by botocore's model of the service (which moto has anyway).
+Everything else passes through untouched. Run as `python3 moto_server.py
+-H HOST -p PORT`, like `python3 -m moto.server`.
+"""
+
+import argparse
+import base64
+import datetime
+import gzip
+import io
+import json
+import re
+
+import botocore.session
+import cbor2
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+PATH = re.compile(r"^/service/([^/]+)/operation/([^/]+)$")
+# Service shape name -> botocore's service name.
+SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
+_models = {}
+
+
+def model(service):
+    if service not in _models:
+        _models[service] = botocore.session.get_session().get_service_model(SERVICES[service])
+    return _models[service]
+
+
+def to_json(value):
+    """A decoded CBOR request as JSON 1.0 wants it."""
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"no JSON for {type(value)}")
+
+
+def typed(value, shape):
+    """moto's JSON answer with the types the model gives its fields."""
+    if shape is None or value is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: typed(v, members.get(k)) for k, v in value.items()}
+    if shape.type_name == "list" and isinstance(value, list):
+        return [typed(v, shape.member) for v in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: typed(v, shape.value) for k, v in value.items()}
+    if shape.type_name == "timestamp" and isinstance(value, (int, float)):
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    if shape.type_name in ("double", "float") and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def cbor_middleware(app):
+    def serve(environ, start_response):
+        found = PATH.match(environ.get("PATH_INFO", ""))
+        if not found or found.group(1) not in SERVICES:
+            return app(environ, start_response)
+        service, operation = found.groups()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length)
+        if environ.get("HTTP_CONTENT_ENCODING") == "gzip":
+            raw = gzip.decompress(raw)
+        body = json.dumps(cbor2.loads(raw) if raw else {}, default=to_json).encode()
+        environ = dict(environ)
+        environ["PATH_INFO"] = "/"
+        environ["CONTENT_TYPE"] = "application/x-amz-json-1.0"
+        environ["HTTP_X_AMZ_TARGET"] = f"{service}.{operation}"
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_CONTENT_ENCODING", None)
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer = {}
+
+        def keep(status, headers, exc_info=None):
+            answer["status"] = status
+            answer["headers"] = headers
+
+        chunks = b"".join(app(environ, keep))
+        status = answer["status"]
+        decoded = json.loads(chunks) if chunks.strip() else {}
+        if status.startswith("2"):
+            output = model(service).operation_model(operation).output_shape
+            decoded = typed(decoded, output)
+        encoded = cbor2.dumps(decoded, datetime_as_timestamp=True)
+        headers = [
+            (k, v)
+            for k, v in answer["headers"]
+            if k.lower() not in ("content-type", "content-length")
+        ]
+        headers += [
+            ("Content-Type", "application/cbor"),
+            ("Content-Length", str(len(encoded))),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ]
+        start_response(status, headers)
+        return [encoded]
+
+    return serve
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, cbor_middleware(app), threaded=True)
+
+
+if __name__ == "__main__":
+    main()
