@@ -1,6 +1,7 @@
 //! vpcrouter: keeps AWS VPC route tables pointing at healthy router
 //! instances; every integration point is a sandboxed WebAssembly plugin.
 
+pub mod aws;
 pub mod cli;
 pub mod cloud;
 pub mod cloudwatch;

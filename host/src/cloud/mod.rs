@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod claims;
 pub mod ec2;
+pub mod lists;
 pub mod model;
 pub mod operation;
 pub mod sim;

@@ -34,15 +34,9 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
+        let mut ticks = super::ticks(every);
         let mut meter = Meter::new(sources);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
+        while super::tick(&mut ticks, &mut shutdown).await {
             let figures = meter.read();
             log(meter.vpc(), &figures);
         }

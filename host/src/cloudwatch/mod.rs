@@ -10,7 +10,9 @@ pub mod emf;
 pub mod put;
 
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Interval;
 
 use crate::health::{HealthSnapshot, State};
 use crate::plugin::PluginStatus;
@@ -149,6 +151,22 @@ impl Meter {
             cidrs_without_router,
             probe_rtt_ms,
         }
+    }
+}
+
+/// Ticks every `every`, the first an interval from now; a late tick is
+/// not made up for.
+fn ticks(every: Duration) -> Interval {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Wait for the next tick: false at shutdown.
+async fn tick(ticks: &mut Interval, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = ticks.tick() => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }
 

@@ -21,7 +21,6 @@ pub const KEPT: usize = 10;
 /// Throttled, calls go out at most once per this many intervals.
 pub const SLOWEST: u32 = 16;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where the figures go: CloudWatch in `region`, through `endpoint` when
 /// given (tests, a VPC endpoint).
@@ -32,22 +31,13 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn new(region: &str, endpoint: Option<&str>, leadership: Option<Leadership>) -> Self {
-        use aws_config::retry::RetryConfig;
-        use aws_config::timeout::TimeoutConfig;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
+        let config = crate::aws::sdk_config(Some(region), endpoint, ATTEMPT_TIMEOUT).await;
+        // One attempt a call: the next interval's call is the retry.
+        let config = aws_sdk_cloudwatch::config::Builder::from(&config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         Self {
-            client: aws_sdk_cloudwatch::Client::new(&loader.load().await),
+            client: aws_sdk_cloudwatch::Client::from_conf(config),
             leadership,
         }
     }
@@ -60,17 +50,11 @@ impl Publisher {
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
+            let mut ticks = super::ticks(every);
             let mut meter = Meter::new(sources);
             let mut waiting = Waiting::default();
             let mut pace = Pace::default();
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                }
+            while super::tick(&mut ticks, &mut shutdown).await {
                 let figures = meter.read();
                 if !self.leadership.as_ref().is_none_or(Leadership::leading) {
                     waiting.readings.clear();

@@ -51,20 +51,9 @@ impl Clients {
     /// Clients for `region`, through `endpoint` when given (tests, VPC
     /// endpoints).
     pub async fn new(region: &str, endpoint: Option<&str>, queue_url: String) -> Self {
-        use aws_config::timeout::TimeoutConfig;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    // A long poll holds the answer for LONG_POLL seconds.
-                    .operation_attempt_timeout(Duration::from_secs(LONG_POLL as u64 + 5))
-                    .build(),
-            );
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let config = loader.load().await;
+        // A long poll holds the answer for LONG_POLL seconds.
+        let attempt = Duration::from_secs(LONG_POLL as u64 + 5);
+        let config = crate::aws::sdk_config(Some(region), endpoint, attempt).await;
         Self {
             sqs: aws_sdk_sqs::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),

@@ -15,23 +15,12 @@ use super::{Batch, SinkTarget};
 /// 256 KiB), with room for the envelope.
 const MAX_MESSAGE: usize = 240 << 10;
 
-/// The AWS config the sinks of `region` use (through `endpoint` when
-/// given: tests, VPC endpoints); bounded like every AWS call.
+/// Each attempt of a delivery within this (its tries are the queue's).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The AWS config the sinks of `region` use.
 async fn config(region: Option<&str>, endpoint: Option<&str>) -> aws_config::SdkConfig {
-    use aws_config::timeout::TimeoutConfig;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .build(),
-    );
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_string()));
-    }
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    loader.load().await
+    crate::aws::sdk_config(region, endpoint, ATTEMPT_TIMEOUT).await
 }
 
 /// The sink of an SNS or EventBridge target; `None` for a webhook (a

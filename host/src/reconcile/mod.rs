@@ -4,6 +4,7 @@
 //! rebalancing; `report`: what the views are told).
 
 mod apply;
+pub mod lists;
 mod moves;
 pub mod plan;
 mod rebalance;

@@ -8,7 +8,6 @@ mod client;
 mod describe;
 mod metadata;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
@@ -30,7 +29,6 @@ pub use metadata::discover;
 
 /// One attempt may take this long (a slow EC2 must not hold a failover).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ec2Settings {
@@ -67,15 +65,12 @@ pub struct Ec2Vpc {
 }
 
 impl Ec2Vpc {
-    /// A client for the standard credential chain (environment, profile,
-    /// web identity, container or instance role).
+    /// A client for the standard credential chain.
     pub async fn new(settings: &Ec2Settings) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.region.clone()));
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        Self::with_config((&loader.load().await).into(), settings)
+        let region = Some(settings.region.as_str());
+        let endpoint = settings.endpoint.as_deref();
+        let config = crate::aws::sdk_config(region, endpoint, ATTEMPT_TIMEOUT).await;
+        Self::with_config((&config).into(), settings)
     }
 
     /// A client from an SDK configuration made elsewhere (tests give static
@@ -86,7 +81,7 @@ impl Ec2Vpc {
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect_timeout(crate::aws::CONNECT_TIMEOUT)
                     .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )

@@ -56,7 +56,7 @@ mod rules;
 mod show;
 mod spread;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1214,14 +1214,26 @@ fn hosts_that_cannot_route_and_tables_near_their_limit_are_reported() {
 /// subnet and one route table each) and a spec routing `cidrs` CIDRs, each
 /// to every router.
 fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Vec<IpAddr>) {
+    cluster_of(hosts, zones, zones, cidrs)
+}
+
+/// `hosts` routers over `zones` AZs, `tables` tables (a subnet each, over
+/// the AZs in turn; at least one per AZ), and `cidrs` CIDRs over every
+/// router.
+pub(crate) fn cluster_of(
+    hosts: usize,
+    zones: usize,
+    tables: usize,
+    cidrs: usize,
+) -> (VpcState, RouteSpec, Vec<IpAddr>) {
     let ips: Vec<IpAddr> = (0..hosts)
         .map(|h| ip(&format!("10.0.{}.{}", h % zones, 10 + h)))
         .collect();
     let vpc = VpcState {
-        subnets: (0..zones)
-            .map(|z| Subnet {
-                id: format!("subnet-{z}"),
-                az: format!("az-{z}"),
+        subnets: (0..tables)
+            .map(|t| Subnet {
+                id: format!("subnet-{t}"),
+                az: format!("az-{}", t % zones),
             })
             .collect(),
         interfaces: ips
@@ -1238,10 +1250,10 @@ fn cluster(hosts: usize, zones: usize, cidrs: usize) -> (VpcState, RouteSpec, Ve
                 maintenance: None,
             })
             .collect(),
-        route_tables: (0..zones)
-            .map(|z| RouteTable {
-                id: format!("rtb-{z}"),
-                subnets: vec![format!("subnet-{z}")],
+        route_tables: (0..tables)
+            .map(|t| RouteTable {
+                id: format!("rtb-{t}"),
+                subnets: vec![format!("subnet-{t}")],
                 ..RouteTable::default()
             })
             .collect(),

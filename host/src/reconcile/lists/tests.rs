@@ -1,0 +1,496 @@
+//! Prefix-list mode against the planner itself: what the planner wants of
+//! the routes it sees ([`expand`]) is what the compiled list calls make,
+//! no CIDR is without a route between stages, and a dead router's CIDRs
+//! move with calls that do not grow with their number.
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::{ListPlan, Sizing, compile, expand};
+use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList};
+use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation, RouteTarget, RouterTarget};
+use crate::health::HealthSnapshot;
+use crate::reconcile::plan::{Settings, plan};
+use crate::selector::TableSelector;
+use crate::spec::RouteSpec;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// Romana's layout: `hosts` routers, `tables` tables (a subnet each, one
+/// AZ), `cidrs` CIDRs over every router.
+fn romana(hosts: usize, tables: usize, cidrs: usize) -> (VpcState, RouteSpec, Vec<IpAddr>) {
+    crate::reconcile::plan::tests::cluster_of(hosts, 1, tables, cidrs)
+}
+
+/// Every table of the VPC chosen (`--route-table`), not only the routers'.
+fn every_table(vpc: &VpcState) -> Settings {
+    Settings {
+        tables: (vpc.route_tables.iter())
+            .map(|t| TableSelector::Id(t.id.clone()))
+            .collect(),
+        ..Settings::default()
+    }
+}
+
+fn sizing(spec: &RouteSpec, hosts: usize) -> Sizing {
+    Sizing {
+        bound: spec.len().div_ceil(hosts),
+    }
+}
+
+/// Every (table, CIDR) routed, and where to.
+fn routing(vpc: &VpcState) -> BTreeMap<(String, IpNet), Target> {
+    (vpc.route_tables.iter())
+        .flat_map(|t| (t.routes.iter()).map(|r| ((t.id.clone(), r.destination), r.target.clone())))
+        .collect()
+}
+
+/// Carry out `plan`'s stages in order, as EC2 would; after each stage
+/// every (table, CIDR) that was routed before the plan and that the plan
+/// does not delete is still routed.
+fn run(
+    plan: &ListPlan,
+    ops: &[Operation],
+    state: &mut VpcState,
+    lists: &mut Lists,
+) -> Result<(), String> {
+    let before = routing(&expand(state, lists));
+    let mut wanted = before.clone();
+    for op in ops {
+        let key = (op.table.clone(), op.destination);
+        match &op.target {
+            Some(to) if op.action != Action::Delete => {
+                wanted.insert(key, crate::cloud::lists::target_of(to));
+            }
+            _ => {
+                wanted.remove(&key);
+            }
+        }
+    }
+    let mut created = Vec::new();
+    for (stage, calls) in plan.stages.iter().enumerate() {
+        for call in calls {
+            lists
+                .apply(state, call, &mut created)
+                .map_err(|e| format!("stage {stage}: {call:?}: {e}"))?;
+        }
+        let now = routing(&expand(state, lists));
+        for key in before.keys() {
+            if wanted.contains_key(key) && !now.contains_key(key) {
+                return Err(format!("{key:?} without a route after stage {stage}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Plan on the expanded VPC, compile, carry out: the routes the planner
+/// wanted are the routes the lists give. The operations and the plan.
+fn step(
+    spec: &RouteSpec,
+    health: &HealthSnapshot,
+    state: &mut VpcState,
+    lists: &mut Lists,
+    settings: &Settings,
+    sizing: Sizing,
+) -> (Vec<Operation>, ListPlan) {
+    let seen = expand(state, lists);
+    let planned = plan(spec, health, &seen, settings);
+    let ops = planned.operations;
+    let compiled = compile(&ops, state, lists, sizing);
+    run(&compiled, &ops, state, lists).unwrap();
+    for claim in &planned.claims {
+        if let Some(change) = claim.change(&state.table(&claim.table).unwrap().tags) {
+            state.write_tags(&change).unwrap();
+        }
+    }
+    let mut wanted = seen.clone();
+    for op in &ops {
+        wanted.apply(op).unwrap();
+    }
+    assert_eq!(routing(&expand(state, lists)), routing(&wanted));
+    for (i, rests) in compiled.rests_on.iter().enumerate() {
+        assert!(!rests.is_empty(), "{:?} rests on no call", ops[i]);
+    }
+    (ops, compiled)
+}
+
+fn failed(ips: &[IpAddr]) -> HealthSnapshot {
+    HealthSnapshot {
+        failed: ips.iter().copied().collect(),
+        ..HealthSnapshot::default()
+    }
+}
+
+/// The router carrying the most CIDRs in the first table.
+fn busiest(vpc: &VpcState, ips: &[IpAddr]) -> IpAddr {
+    let mut loads: BTreeMap<&Target, usize> = BTreeMap::new();
+    for route in &vpc.route_tables[0].routes {
+        *loads.entry(&route.target).or_default() += 1;
+    }
+    let (target, _) = loads.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let Target::Interface(eni) = target else {
+        panic!("{target:?}")
+    };
+    ips[eni["eni-".len()..].parse::<usize>().unwrap()]
+}
+
+/// Start-up on an empty VPC makes a list per router, and the calls that
+/// move a dead router's CIDRs (a re-point per table first, then a few
+/// list edits) are the same in number for 100 CIDRs as for 1,000.
+#[test]
+fn a_dead_routers_cidrs_move_with_calls_that_do_not_grow_with_them() {
+    let mut figures = Vec::new();
+    for cidrs in [100, 1000] {
+        let (mut state, spec, ips) = romana(4, 10, cidrs);
+        let settings = every_table(&state);
+        let sizing = sizing(&spec, 4);
+        let mut lists = Lists::default();
+        let (_, start) = step(
+            &spec,
+            &HealthSnapshot::default(),
+            &mut state,
+            &mut lists,
+            &settings,
+            sizing,
+        );
+        assert_eq!(lists.lists.len(), 4, "a list per router");
+        assert_eq!(lists.routes.len(), 40, "each routed in each table");
+        assert!(state.route_tables.iter().all(|t| t.routes.is_empty()));
+        for list in &lists.lists {
+            assert!(list.max_entries >= list.entries.len());
+            assert!(list.max_entries <= sizing.size_for(list.entries.len()));
+        }
+        let starting = start.calls();
+
+        let seen = expand(&state, &lists);
+        let dead = busiest(&seen, &ips);
+        let (ops, moved) = step(
+            &spec,
+            &failed(&[dead]),
+            &mut state,
+            &mut lists,
+            &settings,
+            sizing,
+        );
+        let carried = ops.len() / 10;
+        assert!(carried >= cidrs / 4, "{carried} of {cidrs}");
+        let repoints = (moved.stages[0].iter())
+            .filter(|c| matches!(c, ListCall::Repoint { .. }))
+            .count();
+        assert_eq!(repoints, 10, "the dead router's list, once per table");
+        // After stage 0 alone, every CIDR of the dead router is on a survivor.
+        figures.push((cidrs, carried, starting, moved.calls()));
+        let again = plan(
+            &spec,
+            &failed(&[dead]),
+            &expand(&state, &lists),
+            &every_table(&state),
+        );
+        assert!(again.operations.is_empty(), "{:?}", again.operations);
+    }
+    let [(_, _, _, small), (_, _, _, large)] = figures[..] else {
+        unreachable!()
+    };
+    eprintln!("(cidrs, moved per table, start-up calls, failover calls): {figures:?}");
+    assert!(small <= 20 && large <= 20, "{figures:?}");
+    assert!(
+        large - small <= 4,
+        "one call more per 100 CIDRs moved, at most: {figures:?}"
+    );
+}
+
+/// The re-point comes first and alone carries every CIDR of the dead
+/// router to a survivor: stage 0 leaves none on it.
+#[test]
+fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
+    let (mut state, spec, ips) = romana(4, 3, 200);
+    let settings = every_table(&state);
+    let sizing = sizing(&spec, 4);
+    let mut lists = Lists::default();
+    step(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    let dead = busiest(&expand(&state, &lists), &ips);
+    let dead_eni = Target::Interface(format!(
+        "eni-{}",
+        ips.iter().position(|i| *i == dead).unwrap()
+    ));
+    let seen = expand(&state, &lists);
+    let ops = plan(&spec, &failed(&[dead]), &seen, &every_table(&state)).operations;
+    let compiled = compile(&ops, &state, &lists, sizing);
+    let mut created = Vec::new();
+    for call in &compiled.stages[0] {
+        lists.apply(&mut state, call, &mut created).unwrap();
+    }
+    let after = routing(&expand(&state, &lists));
+    assert_eq!(after.len(), 3 * 200);
+    assert!(after.values().all(|t| *t != dead_eni));
+}
+
+/// A list that is full grows before entries come; new CIDRs join the list
+/// of their router; CIDRs gone from the spec leave their list.
+#[test]
+fn lists_grow_before_entries_come_and_lose_the_cidrs_the_spec_drops() {
+    let (mut state, spec, _) = romana(2, 2, 40);
+    let settings = every_table(&state);
+    let sizing = Sizing { bound: 20 };
+    let mut lists = Lists::default();
+    step(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    assert!(lists.lists.iter().all(|l| l.max_entries == 25), "{lists:?}");
+
+    let (_, bigger, _) = romana(2, 2, 90);
+    let (_, grown) = step(
+        &bigger,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    assert_eq!(
+        lists.lists.len(),
+        2,
+        "the new CIDRs join the routers' lists"
+    );
+    let resizes = (grown.stages[1].iter())
+        .filter(|c| matches!(c, ListCall::Resize { .. }))
+        .count();
+    assert_eq!(resizes, 2, "{grown:?}");
+    assert_eq!(
+        lists.lists.iter().map(|l| l.entries.len()).sum::<usize>(),
+        90
+    );
+
+    let (_, smaller, _) = romana(2, 2, 10);
+    step(
+        &smaller,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    assert_eq!(
+        lists.lists.iter().map(|l| l.entries.len()).sum::<usize>(),
+        10
+    );
+}
+
+/// A per-CIDR route (from per-CIDR mode, or a person's) routes its CIDR in
+/// its table: the planner's operations on it pass through; the other
+/// tables take the CIDR from a list.
+#[test]
+fn per_cidr_routes_are_kept_and_managed_as_they_are() {
+    let (mut state, spec, ips) = romana(2, 2, 4);
+    let settings = every_table(&state);
+    let first = *spec.routes().keys().next().unwrap();
+    state.route_tables[0].routes.push(Route {
+        destination: first,
+        target: Target::Interface("eni-0".into()),
+        blackhole: false,
+        origin: RouteOrigin::CreateRoute,
+    });
+    let sizing = sizing(&spec, 2);
+    let mut lists = Lists::default();
+    step(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    let (ops, compiled) = step(
+        &spec,
+        &failed(&[ips[0]]),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    let passed: Vec<&Operation> = (compiled.stages[0].iter())
+        .filter_map(|c| match c {
+            ListCall::Route(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(passed.len(), 1, "{ops:?}");
+    assert_eq!(
+        (passed[0].table.as_str(), passed[0].destination),
+        ("rtb-0", first)
+    );
+}
+
+/// Tables that want a CIDR on different routers (AZ affinity, the NAT
+/// layout) get a list routed differently in each.
+#[test]
+fn tables_that_disagree_get_a_list_routed_per_table() {
+    let (mut state, _, _) = romana(2, 2, 0);
+    let cidr = net("0.0.0.0/0");
+    let to = |h: usize| {
+        RouteTarget::Router(RouterTarget {
+            eni: format!("eni-{h}"),
+            host: format!("10.0.0.{}", 10 + h).parse().unwrap(),
+        })
+    };
+    let ops: Vec<Operation> = (0..2)
+        .map(|t| Operation {
+            action: Action::Create,
+            table: format!("rtb-{t}"),
+            destination: cidr,
+            target: Some(to(t)),
+            reason: "each AZ its own router".into(),
+            cause: Cause::Repair,
+        })
+        .collect();
+    let mut lists = Lists::default();
+    let compiled = compile(&ops, &state, &lists, Sizing { bound: 1 });
+    run(&compiled, &ops, &mut state, &mut lists).unwrap();
+    assert_eq!(lists.lists.len(), 1);
+    let targets: Vec<&Target> = lists.routes.iter().map(|r| &r.target).collect();
+    assert_eq!(
+        targets,
+        [
+            &Target::Interface("eni-0".into()),
+            &Target::Interface("eni-1".into())
+        ]
+    );
+}
+
+/// The expansion: a per-CIDR route beats a list's; of two lists holding a
+/// CIDR, the first by id routes it; a list a table does not route adds
+/// nothing there.
+#[test]
+fn expansion_prefers_per_cidr_routes_then_the_first_list() {
+    let (mut state, _, _) = romana(2, 2, 0);
+    let (a, b, c) = (net("10.1.0.0/16"), net("10.2.0.0/16"), net("10.3.0.0/16"));
+    state.route_tables[0].routes.push(Route {
+        destination: a,
+        target: Target::Other("pcx-1".into()),
+        blackhole: false,
+        origin: RouteOrigin::CreateRoute,
+    });
+    let list = |id: &str, entries: &[IpNet]| PrefixList {
+        id: id.into(),
+        ipv6: false,
+        entries: entries.iter().copied().collect(),
+        max_entries: 10,
+    };
+    let route = |table: &str, list: &str, eni: &str| ListRoute {
+        table: table.into(),
+        list: list.into(),
+        target: Target::Interface(eni.into()),
+        blackhole: false,
+    };
+    let lists = Lists {
+        lists: vec![list("pl-2", &[a, b]), list("pl-1", &[b, c])],
+        routes: vec![
+            route("rtb-0", "pl-2", "eni-1"),
+            route("rtb-0", "pl-1", "eni-0"),
+            route("rtb-1", "pl-2", "eni-1"),
+        ],
+    };
+    let seen = routing(&expand(&state, &lists));
+    let at = |table: &str, cidr: IpNet| seen.get(&(table.to_string(), cidr)).cloned();
+    assert_eq!(at("rtb-0", a), Some(Target::Other("pcx-1".into())));
+    assert_eq!(at("rtb-0", b), Some(Target::Interface("eni-0".into())));
+    assert_eq!(at("rtb-0", c), Some(Target::Interface("eni-0".into())));
+    assert_eq!(at("rtb-1", a), Some(Target::Interface("eni-1".into())));
+    assert_eq!(at("rtb-1", c), None);
+}
+
+/// Lists edited by hand: an entry taken out comes back, an entry put in
+/// that the spec does not have goes (in the routers' own tables, where a
+/// route to a router is the daemon's; in chosen tables only what the
+/// daemon claimed is, as in per-CIDR mode).
+#[test]
+fn a_list_edited_by_hand_is_put_right() {
+    let (mut state, spec, _) = romana(2, 2, 6);
+    let settings = Settings::default();
+    let sizing = sizing(&spec, 2);
+    let mut lists = Lists::default();
+    step(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    let taken = *lists.lists[0].entries.iter().next().unwrap();
+    lists.lists[0].entries.remove(&taken);
+    let foreign = net("10.250.0.0/24");
+    lists.lists[1].entries.insert(foreign);
+    step(
+        &spec,
+        &HealthSnapshot::default(),
+        &mut state,
+        &mut lists,
+        &settings,
+        sizing,
+    );
+    let held: BTreeSet<IpNet> = lists
+        .lists
+        .iter()
+        .flat_map(|l| l.entries.iter().copied())
+        .collect();
+    assert!(held.contains(&taken));
+    assert!(!held.contains(&foreign));
+    assert_eq!(held.len(), 6);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Over random clusters (Romana's one AZ, or routers over 2-3 AZs with
+    /// or without AZ affinity: the NAT layout's per-AZ choice) and random
+    /// sequences of deaths and recoveries: each step's list calls give
+    /// exactly the routes the planner wanted, no CIDR is without a route
+    /// between stages, and planning again on the result asks for nothing.
+    #[test]
+    fn property_list_calls_give_what_the_planner_wants(
+        hosts in 2usize..6,
+        zones in 1usize..4,
+        per_zone in 1usize..3,
+        affinity in any::<bool>(),
+        cidrs in 1usize..60,
+        steps in proptest::collection::vec(proptest::collection::btree_set(0usize..6, 0..3), 1..6),
+    ) {
+        let (mut state, spec, ips) =
+            crate::reconcile::plan::tests::cluster_of(hosts, zones, zones * per_zone, cidrs);
+        let settings = Settings {
+            az_affinity: affinity,
+            ..every_table(&state)
+        };
+        let sizing = sizing(&spec, hosts);
+        let mut lists = Lists::default();
+        step(&spec, &HealthSnapshot::default(), &mut state, &mut lists, &settings, sizing);
+        for dead in steps {
+            let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
+            let health = failed(&dead);
+            step(&spec, &health, &mut state, &mut lists, &settings, sizing);
+            let again = plan(&spec, &health, &expand(&state, &lists), &settings);
+            prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
+            let held: BTreeSet<IpNet> = lists.lists.iter().flat_map(|l| l.entries.iter().copied()).collect();
+            prop_assert!(held.len() <= cidrs);
+        }
+    }
+}
