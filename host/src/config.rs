@@ -29,6 +29,8 @@ pub struct Config {
     pub notify_endpoint: Option<String>,
     /// Least time between two deliveries to one notification sink.
     pub notify_interval: Duration,
+    /// How routes are written (`--route-mode`).
+    pub route_mode: cli::RouteMode,
     /// EC2 throttling every call this long is told (`--throttle-alert`).
     pub throttle_alert: Duration,
     /// How often a CloudWatch EMF line is logged (`--emf-interval`).
@@ -440,6 +442,7 @@ impl Config {
             notify_endpoint: cli.notify_endpoint,
             notify_interval: Duration::from_secs_f64(cli.notify_interval),
             throttle_alert: Duration::from_secs(cli.throttle_alert),
+            route_mode: cli.route_mode,
             emf_interval: cli.emf_interval.map(Duration::from_secs),
             put_metrics: (cli.put_metrics_interval)
                 .map(|every| (Duration::from_secs(every), cli.cloudwatch_endpoint)),

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub cloudwatch_puts: Family<OutcomeLabels, Counter>,
     pub route_operations: Family<OperationLabels, Counter>,
     pub ec2_calls: Family<CallLabels, Counter>,
+    /// Prefix-list mode: the calls a batch became, by outcome.
+    pub list_calls: Family<CallLabels, Counter>,
     pub ec2_call_seconds: Family<ActionLabels, Histogram>,
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     pub plugin_call_seconds: Family<PluginLabels, Histogram>,
@@ -94,6 +96,7 @@ impl Metrics {
             cloudwatch_puts: Family::default(),
             route_operations: Family::default(),
             ec2_calls: Family::default(),
+            list_calls: Family::default(),
             ec2_call_seconds: Family::new_with_constructor(latency_buckets),
             plugin_calls: Family::default(),
             plugin_call_seconds: Family::new_with_constructor(latency_buckets),
@@ -127,6 +130,11 @@ impl Metrics {
             "ec2_calls",
             "EC2 API calls by action and outcome (each attempt)",
             metrics.ec2_calls.clone(),
+        );
+        registry.register(
+            "list_calls",
+            "Prefix-list mode: the calls route changes became (route to a list, list created, list edited), by outcome (ok, refused, failed)",
+            metrics.list_calls.clone(),
         );
         registry.register(
             "ec2_call_duration_seconds",
@@ -211,6 +219,15 @@ impl Metrics {
                 action: action.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn list_call(&self, action: &str, outcome: &str) {
+        self.list_calls
+            .get_or_create(&CallLabels {
+                action: action.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn plugin_call(&self, plugin: &str, call: &str, outcome: &str, took: Duration) {

@@ -17,6 +17,17 @@ pub enum Output {
     Json,
 }
 
+/// How routes are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteMode {
+    /// A route per CIDR in each table (EC2 calls grow with the CIDRs moved)
+    #[default]
+    PerCidr,
+    /// CIDRs in prefix lists, a route per list in each table: a router's
+    /// failover is a call per table (the embedded VPC only, so far)
+    PrefixList,
+}
+
 /// How log lines are written.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -239,6 +250,16 @@ pub struct Cli {
     /// wait and go together
     #[arg(long = "notify-interval", value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_notify_interval)]
     pub notify_interval: f64,
+
+    /// How routes are written: per-cidr, or prefix-list (CIDRs in
+    /// prefix lists; failover writes that do not grow with the CIDRs)
+    #[arg(
+        long = "route-mode",
+        value_enum,
+        value_name = "MODE",
+        default_value = "per-cidr"
+    )]
+    pub route_mode: RouteMode,
 
     /// Tell (an event, a notice) when EC2 has throttled every call for
     /// this long: route changes are waiting for EC2

@@ -8,6 +8,6 @@ mod flags;
 mod peek;
 mod plugin_options;
 
-pub use flags::{Cli, EtcdUrl, LogFormat, Output, parse_call_timeout};
+pub use flags::{Cli, EtcdUrl, LogFormat, Output, RouteMode, parse_call_timeout};
 pub use peek::{Peek, peek};
 pub use plugin_options::{PluginOptions, check_loaded, command, split};

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{RouteError, Target, VpcState};
 use super::operation::{Operation, RouteTarget};
+use super::{CloudError, VpcBackend};
 
 /// EC2 adds or removes at most this many entries in one
 /// `ModifyManagedPrefixList` (and creates a list with at most this many).
@@ -131,20 +132,123 @@ pub fn target_of(to: &RouteTarget) -> Target {
     }
 }
 
+impl ListCall {
+    /// The call with the lists it names by number (made by the same plan)
+    /// named by id, from `created`.
+    pub fn resolved(&self, created: &BTreeMap<usize, String>) -> Result<ListCall, String> {
+        let resolve = |list: &ListRef| match list {
+            ListRef::Existing(_) => Ok(list.clone()),
+            ListRef::New(k) => (created.get(k).cloned())
+                .map(ListRef::Existing)
+                .ok_or_else(|| format!("not sent: new list {k} was not created")),
+        };
+        Ok(match self {
+            ListCall::Repoint { table, list, to } => ListCall::Repoint {
+                table: table.clone(),
+                list: resolve(list)?,
+                to: to.clone(),
+            },
+            ListCall::RouteList { table, list, to } => ListCall::RouteList {
+                table: table.clone(),
+                list: resolve(list)?,
+                to: to.clone(),
+            },
+            ListCall::Resize { list, max_entries } => ListCall::Resize {
+                list: resolve(list)?,
+                max_entries: *max_entries,
+            },
+            ListCall::Modify { list, add, remove } => ListCall::Modify {
+                list: resolve(list)?,
+                add: add.clone(),
+                remove: remove.clone(),
+            },
+            ListCall::Route(_) | ListCall::Create { .. } => self.clone(),
+        })
+    }
+
+    /// One line for the log: what the call does.
+    pub fn describe(&self) -> String {
+        let name = |list: &ListRef| match list {
+            ListRef::Existing(id) => id.clone(),
+            ListRef::New(k) => format!("new list {k}"),
+        };
+        match self {
+            ListCall::Route(op) => format!(
+                "{} {} {} {}",
+                op.action.name(),
+                op.table,
+                op.destination,
+                op.target
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+            ListCall::Repoint { table, list, to } => {
+                format!("{table}: {} now to {to}", name(list))
+            }
+            ListCall::RouteList { table, list, to } => {
+                format!("{table}: {} routed to {to}", name(list))
+            }
+            ListCall::Create {
+                entries,
+                max_entries,
+                ..
+            } => format!(
+                "a list of {} entries (at most {max_entries})",
+                entries.len()
+            ),
+            ListCall::Resize { list, max_entries } => {
+                format!("{} to hold at most {max_entries}", name(list))
+            }
+            ListCall::Modify { list, add, remove } => {
+                format!(
+                    "{}: {} added, {} removed",
+                    name(list),
+                    add.len(),
+                    remove.len()
+                )
+            }
+        }
+    }
+}
+
+/// A VPC that keeps prefix lists.
+pub trait ListBackend: VpcBackend {
+    /// The lists vpcrouter keeps, and the routes to them.
+    fn describe_lists(&self) -> impl Future<Output = Result<Lists, CloudError>> + Send;
+    /// One call, its lists named by id; a new list's id.
+    fn apply_list(
+        &self,
+        call: &ListCall,
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
+}
+
+/// Why EC2 does not keep lists yet.
+pub fn not_on_ec2() -> CloudError {
+    CloudError::Unavailable("prefix-list mode is not built for EC2 yet".into())
+}
+
+/// The id the embedded VPC gives the next list (lists are never deleted
+/// there: their count numbers them).
+pub fn next_id(lists: &Lists) -> String {
+    format!("pl-{:017x}", lists.lists.len() + 1)
+}
+
 impl Lists {
-    /// Carry out one call as EC2 would (the embedded VPC's lists, and the
-    /// tests' model); `created` holds the ids given to new lists.
+    /// Carry out one call, its lists named by id, as EC2 would (the
+    /// embedded VPC, the daemon's kept model, the tests); a new list is
+    /// given the id `new_id` makes, and that id is the answer.
     pub fn apply(
         &mut self,
         state: &mut VpcState,
         call: &ListCall,
-        created: &mut Vec<String>,
-    ) -> Result<(), RouteError> {
-        let resolve = |list: &ListRef, created: &[String]| match list {
+        new_id: impl FnOnce(&Lists) -> String,
+    ) -> Result<Option<String>, RouteError> {
+        let id_of = |list: &ListRef| match list {
             ListRef::Existing(id) => Ok(id.clone()),
-            ListRef::New(k) => created.get(*k).cloned().ok_or_else(|| RouteError::Other {
-                code: "InvalidPrefixListID.NotFound".into(),
-                message: format!("new list {k} was not created"),
+            ListRef::New(k) => Err(RouteError::Other {
+                code: "InvalidPrefixListID.Malformed".into(),
+                message: format!("new list {k} named by number"),
             }),
         };
         let missing = |id: &str| RouteError::Other {
@@ -152,9 +256,9 @@ impl Lists {
             message: id.to_string(),
         };
         match call {
-            ListCall::Route(op) => state.apply(op),
+            ListCall::Route(op) => state.apply(op).map(|()| None),
             ListCall::Repoint { table, list, to } => {
-                let id = resolve(list, created)?;
+                let id = id_of(list)?;
                 let route = (self.routes.iter_mut())
                     .find(|r| &r.table == table && r.list == id)
                     .ok_or_else(|| RouteError::Other {
@@ -163,12 +267,15 @@ impl Lists {
                     })?;
                 route.target = target_of(to);
                 route.blackhole = false;
-                Ok(())
+                Ok(None)
             }
             ListCall::RouteList { table, list, to } => {
-                let id = resolve(list, created)?;
+                let id = id_of(list)?;
                 if state.table(table).is_none() {
                     return Err(RouteError::NoSuchTable(table.clone()));
+                }
+                if self.list(&id).is_none() {
+                    return Err(missing(&id));
                 }
                 if self.route(table, &id).is_some() {
                     return Err(RouteError::Other {
@@ -182,7 +289,7 @@ impl Lists {
                     target: target_of(to),
                     blackhole: false,
                 });
-                Ok(())
+                Ok(None)
             }
             ListCall::Create {
                 ipv6,
@@ -190,26 +297,30 @@ impl Lists {
                 entries,
                 ..
             } => {
-                // Lists are never deleted here: their count numbers them.
-                let id = format!("pl-{:017x}", self.lists.len() + 1);
+                let id = new_id(self);
                 self.lists.push(PrefixList {
                     id: id.clone(),
                     ipv6: *ipv6,
                     entries: entries.iter().copied().collect(),
                     max_entries: *max_entries,
                 });
-                created.push(id);
-                Ok(())
+                Ok(Some(id))
             }
             ListCall::Resize { list, max_entries } => {
-                let id = resolve(list, created)?;
+                let id = id_of(list)?;
                 let list =
                     (self.lists.iter_mut().find(|l| l.id == id)).ok_or_else(|| missing(&id))?;
+                if *max_entries < list.entries.len() {
+                    return Err(RouteError::Other {
+                        code: "InvalidParameterValue".into(),
+                        message: format!("{id} holds more than {max_entries}"),
+                    });
+                }
                 list.max_entries = *max_entries;
-                Ok(())
+                Ok(None)
             }
             ListCall::Modify { list, add, remove } => {
-                let id = resolve(list, created)?;
+                let id = id_of(list)?;
                 let list =
                     (self.lists.iter_mut().find(|l| l.id == id)).ok_or_else(|| missing(&id))?;
                 let mut entries = list.entries.clone();
@@ -224,7 +335,7 @@ impl Lists {
                     });
                 }
                 list.entries = entries;
-                Ok(())
+                Ok(None)
             }
         }
     }

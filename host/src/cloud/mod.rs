@@ -13,7 +13,7 @@ use claims::TagChange;
 use model::{RouteError, VpcState};
 use operation::Operation;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CloudError {
     /// The API refused the operation (the VPC is not as we thought).
     #[error("{0}")]
@@ -23,12 +23,39 @@ pub enum CloudError {
     Unavailable(String),
 }
 
+/// Route operations in flight at once.
+const CONCURRENT_OPERATIONS: usize = 8;
+
+/// Asked before each call of a batch: may this replica still write (with
+/// HA, its lease may run out while a batch is under way)?
+pub type MayWrite<'a> = dyn Fn() -> bool + Sync + 'a;
+
 /// The few VPC calls vpcrouter makes.
 pub trait VpcBackend: Send + Sync + 'static {
     /// Everything the planner needs, observed in full.
     fn describe(&self) -> impl Future<Output = Result<VpcState, CloudError>> + Send;
     /// One route operation.
     fn apply(&self, op: &Operation) -> impl Future<Output = Result<(), CloudError>> + Send;
+    /// A batch of route operations, each with its outcome, a bounded
+    /// number in flight, in order; none is sent once `may_write` says no.
+    fn apply_all(
+        &self,
+        ops: Vec<Operation>,
+        may_write: &MayWrite<'_>,
+    ) -> impl Future<Output = Vec<(Operation, Result<(), CloudError>)>> + Send {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(ops)
+            .map(move |op| async move {
+                if !may_write() {
+                    let refused = CloudError::Unavailable("no longer the leader; not sent".into());
+                    return (op, Err(refused));
+                }
+                let result = self.apply(&op).await;
+                (op, result)
+            })
+            .buffered(CONCURRENT_OPERATIONS)
+            .collect()
+    }
     /// How many route operations may go out now without eating into what a
     /// failover would need (unbounded where calls are not rationed).
     fn spare_operations(&self) -> impl Future<Output = usize> + Send {
@@ -125,6 +152,22 @@ impl VpcBackend for Vpc {
         match self {
             Self::Sim(sim) => sim.write_tags(change).await,
             Self::Ec2(ec2) => ec2.write_tags(change).await,
+        }
+    }
+}
+
+impl lists::ListBackend for Vpc {
+    async fn describe_lists(&self) -> Result<lists::Lists, CloudError> {
+        match self {
+            Self::Sim(sim) => sim.describe_lists().await,
+            Self::Ec2(_) => Err(lists::not_on_ec2()),
+        }
+    }
+
+    async fn apply_list(&self, call: &lists::ListCall) -> Result<Option<String>, CloudError> {
+        match self {
+            Self::Sim(sim) => sim.apply_list(call).await,
+            Self::Ec2(_) => Err(lists::not_on_ec2()),
         }
     }
 }

@@ -7,12 +7,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::claims::TagChange;
+use super::lists::{ListBackend, ListCall, Lists};
 use super::model::{RouteError, VpcState};
 use super::operation::Operation;
 use super::{CloudError, VpcBackend};
 
 pub struct SimVpc {
     state: Mutex<VpcState>,
+    /// Prefix lists and the routes to them (prefix-list mode).
+    lists: Mutex<Lists>,
     describes: AtomicU64,
     mutations: AtomicU64,
     /// Answer every call with an outage (fault injection).
@@ -23,6 +26,7 @@ impl SimVpc {
     pub fn new(state: VpcState) -> Self {
         Self {
             state: Mutex::new(state),
+            lists: Mutex::new(Lists::default()),
             describes: AtomicU64::new(0),
             mutations: AtomicU64::new(0),
             unavailable: AtomicBool::new(false),
@@ -105,5 +109,21 @@ impl VpcBackend for SimVpc {
             .expect("sim lock")
             .write_tags(change)
             .map_err(CloudError::Refused)
+    }
+}
+
+impl ListBackend for SimVpc {
+    async fn describe_lists(&self) -> Result<Lists, CloudError> {
+        self.describes.fetch_add(1, Ordering::Relaxed);
+        self.reachable()?;
+        Ok(self.lists.lock().expect("sim lock").clone())
+    }
+
+    async fn apply_list(&self, call: &ListCall) -> Result<Option<String>, CloudError> {
+        self.mutations.fetch_add(1, Ordering::Relaxed);
+        self.reachable()?;
+        let mut state = self.state.lock().expect("sim lock");
+        let mut lists = self.lists.lock().expect("sim lock");
+        (lists.apply(&mut state, call, super::lists::next_id)).map_err(CloudError::Refused)
     }
 }

@@ -26,15 +26,23 @@ pub async fn main(args: Vec<OsString>) -> Result<(), Failure> {
     match prepared.config.dry_run {
         Some(output) => {
             let settings = planning(&prepared.config);
+            let prepared_mode = prepared.config.route_mode;
             let Prepared {
                 plugins,
                 specs,
                 vpc,
                 ..
             } = prepared;
-            crate::dry_run::run(plugins, specs, vpc, &settings, output)
-                .await
-                .map_err(Failure::Failed)
+            let dry_run = match prepared_mode {
+                crate::cli::RouteMode::PerCidr => {
+                    crate::dry_run::run(plugins, specs, vpc, &settings, output).await
+                }
+                crate::cli::RouteMode::PrefixList => {
+                    let vpc = Arc::new(crate::reconcile::lists::Listed::new(vpc));
+                    crate::dry_run::run(plugins, specs, vpc, &settings, output).await
+                }
+            };
+            dry_run.map_err(Failure::Failed)
         }
         None => {
             let listen = &prepared.config.listen;

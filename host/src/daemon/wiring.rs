@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use super::Prepared;
 use super::signals::{Signals, until_stopped};
-use crate::cloud::Vpc;
+use crate::cli;
+use crate::cloud::VpcBackend;
 use crate::cloudwatch;
 use crate::config::{self, Config};
 use crate::ha::etcd::EtcdElection;
@@ -21,6 +22,7 @@ use crate::lifecycle;
 use crate::notify;
 use crate::plugin::reload::{self, Reloadable, Reloader};
 use crate::plugin::{self, PluginHandle, Role};
+use crate::reconcile::lists::Listed;
 use crate::reconcile::plan::Settings;
 use crate::reconcile::{MoveRequests, Observers, Reconciler};
 use crate::spec_store::SpecStore;
@@ -166,7 +168,10 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         moves,
         shutdown: &shutdown,
     };
-    let reconciler = running.reconciler(vpc, observers);
+    let reconciler = match config.route_mode {
+        cli::RouteMode::PerCidr => running.reconciler(vpc, observers),
+        cli::RouteMode::PrefixList => running.reconciler(Arc::new(Listed::new(vpc)), observers),
+    };
     let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(crate::http::serve(listener, app, async move {
@@ -360,7 +365,11 @@ struct Running<'a> {
 }
 
 impl Running<'_> {
-    fn reconciler(self, backend: Arc<Vpc>, observers: Observers) -> tokio::task::JoinHandle<()> {
+    fn reconciler<B: VpcBackend>(
+        self,
+        backend: Arc<B>,
+        observers: Observers,
+    ) -> tokio::task::JoinHandle<()> {
         let reconciler = Reconciler {
             backend,
             specs: self.specs.subscribe(),

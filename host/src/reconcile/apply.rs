@@ -2,7 +2,6 @@
 //! flight, each checked against the lease under HA; the cached VPC updated
 //! from the ones that succeeded; every outcome logged, counted and recorded.
 
-use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 use tokio::time::Instant;
@@ -15,9 +14,6 @@ use crate::cloud::operation::{Action, Cause, Operation};
 use crate::cloud::{CloudError, VpcBackend};
 use crate::events::{EventKind, RouteChange};
 use crate::metrics;
-
-/// Route operations in flight at once.
-const CONCURRENT_OPERATIONS: usize = 8;
 
 impl<B: VpcBackend> Reconciler<B> {
     /// Carry out `operations`, repairs first (they move traffic off dead
@@ -32,21 +28,10 @@ impl<B: VpcBackend> Reconciler<B> {
         full_tables: &mut BTreeSet<String>,
     ) -> bool {
         operations.sort_by_key(Operation::urgency);
-        let backend = &self.backend;
-        let results: Vec<_> = futures_util::stream::iter(operations)
-            .map(|op| async move {
-                // The lease may run out while a batch is under way (etcd
-                // away, this process paused): check again at each call.
-                if self.leadership.as_ref().is_some_and(|l| !l.may_write()) {
-                    let refused = CloudError::Unavailable("no longer the leader; not sent".into());
-                    return (op, Err(refused));
-                }
-                let result = backend.apply(&op).await;
-                (op, result)
-            })
-            .buffered(CONCURRENT_OPERATIONS)
-            .collect()
-            .await;
+        // The lease may run out while a batch is under way (etcd away,
+        // this process paused): checked again at each call.
+        let may_write = || self.leadership.as_ref().is_none_or(|l| l.may_write());
+        let results = self.backend.apply_all(operations, &may_write).await;
         let mut all_ok = true;
         for (op, result) in results {
             self.record_outcome(&op, &result, trigger, previous(vpc, &op));

@@ -24,6 +24,10 @@
 //! person's) is routed by it there, as EC2 prefers such a route to a
 //! list's; operations on those routes pass through as they are.
 
+mod adapter;
+
+pub use adapter::Listed;
+
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{ListPlan, Sizing, compile, expand};
-use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList};
+use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList, next_id};
 use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouteTarget, RouterTarget};
 use crate::health::HealthSnapshot;
@@ -72,12 +72,15 @@ fn run(
             }
         }
     }
-    let mut created = Vec::new();
+    let mut created = BTreeMap::new();
     for (stage, calls) in plan.stages.iter().enumerate() {
         for call in calls {
-            lists
-                .apply(state, call, &mut created)
+            let resolved = call.resolved(&created)?;
+            let id = (lists.apply(state, &resolved, next_id))
                 .map_err(|e| format!("stage {stage}: {call:?}: {e}"))?;
+            if let (Some(id), ListCall::Create { list, .. }) = (id, call) {
+                created.insert(*list, id);
+            }
         }
         let now = routing(&expand(state, lists));
         for key in before.keys() {
@@ -229,9 +232,8 @@ fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
     let seen = expand(&state, &lists);
     let ops = plan(&spec, &failed(&[dead]), &seen, &every_table(&state)).operations;
     let compiled = compile(&ops, &state, &lists, sizing);
-    let mut created = Vec::new();
     for call in &compiled.stages[0] {
-        lists.apply(&mut state, call, &mut created).unwrap();
+        lists.apply(&mut state, call, next_id).unwrap();
     }
     let after = routing(&expand(&state, &lists));
     assert_eq!(after.len(), 3 * 200);

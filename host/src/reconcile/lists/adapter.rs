@@ -1,0 +1,229 @@
+//! Prefix-list mode as a backend (`--route-mode prefix-list`): the planner
+//! and the views see the per-CIDR routes the lists stand for; a batch of
+//! the planner's operations goes out as the list calls [`compile`] makes
+//! of it, stage by stage, calls on one list one at a time.
+
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::{ListPlan, Sizing, compile, expand};
+use crate::cloud::claims::TagChange;
+use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists};
+use crate::cloud::model::{Target, VpcState};
+use crate::cloud::operation::Operation;
+use crate::cloud::{CloudError, MayWrite, VpcBackend};
+
+/// List calls in flight at once (each list's calls one after another).
+const CONCURRENT_CALLS: usize = 8;
+
+/// A call carried out (or not), by its index in its stage.
+struct Done {
+    index: usize,
+    result: Result<Option<String>, CloudError>,
+    call: ListCall,
+}
+
+pub struct Listed<B> {
+    inner: Arc<B>,
+    /// The per-CIDR routes and the lists last observed, kept up to date
+    /// with the calls that succeeded.
+    observed: Mutex<Option<(VpcState, Lists)>>,
+}
+
+impl<B: ListBackend> Listed<B> {
+    pub fn new(inner: Arc<B>) -> Self {
+        Self {
+            inner,
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// Carry out `plan`'s stages in order until one fails; each call's
+    /// outcome.
+    async fn run(
+        &self,
+        plan: &ListPlan,
+        may_write: &MayWrite<'_>,
+    ) -> BTreeMap<(usize, usize), Result<(), CloudError>> {
+        let mut outcomes = BTreeMap::new();
+        let mut created: BTreeMap<usize, String> = BTreeMap::new();
+        for (stage, calls) in plan.stages.iter().enumerate() {
+            // Calls on one list go in turn (each edit needs the list's
+            // new version); the rest side by side.
+            let mut chains: BTreeMap<Option<ListRef>, Vec<(usize, ListCall)>> = BTreeMap::new();
+            for (i, call) in calls.iter().enumerate() {
+                let list = match call {
+                    ListCall::Modify { list, .. } | ListCall::Resize { list, .. } => {
+                        Some(list.clone())
+                    }
+                    _ => None,
+                };
+                match call.resolved(&created) {
+                    Ok(call) => chains.entry(list).or_default().push((i, call)),
+                    Err(e) => drop(outcomes.insert((stage, i), Err(CloudError::Unavailable(e)))),
+                }
+            }
+            let single = chains.remove(&None).unwrap_or_default();
+            let chains = (chains.into_values()).chain(single.into_iter().map(|call| vec![call]));
+            let done: Vec<Vec<Done>> = futures_util::stream::iter(chains)
+                .map(|chain| self.run_chain(chain, may_write))
+                .buffer_unordered(CONCURRENT_CALLS)
+                .collect()
+                .await;
+            let mut failed = outcomes.keys().any(|(s, _)| *s == stage);
+            for done in done.into_iter().flatten() {
+                self.record(&done.call, &done.result);
+                if let (Ok(Some(id)), ListCall::Create { list, .. }) = (&done.result, &done.call) {
+                    created.insert(*list, id.clone());
+                }
+                failed |= done.result.is_err();
+                outcomes.insert((stage, done.index), done.result.map(drop));
+            }
+            if failed {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    /// Calls one after another; after one fails, the rest are not sent.
+    async fn run_chain(
+        &self,
+        chain: Vec<(usize, ListCall)>,
+        may_write: &MayWrite<'_>,
+    ) -> Vec<Done> {
+        let mut done: Vec<Done> = Vec::with_capacity(chain.len());
+        for (index, call) in chain {
+            let result = if done.iter().any(|d| d.result.is_err()) {
+                let why = "not sent: an earlier call on the list failed";
+                Err(CloudError::Unavailable(why.into()))
+            } else if !may_write() {
+                Err(CloudError::Unavailable(
+                    "no longer the leader; not sent".into(),
+                ))
+            } else {
+                self.inner.apply_list(&call).await
+            };
+            done.push(Done {
+                index,
+                result,
+                call,
+            });
+        }
+        done
+    }
+
+    /// A call that succeeded, in the kept model (and the log); a failed
+    /// one is said.
+    fn record(&self, call: &ListCall, result: &Result<Option<String>, CloudError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(CloudError::Refused(_)) => "refused",
+            Err(CloudError::Unavailable(_)) => "failed",
+        };
+        crate::metrics::global().list_call(call.api_call(), outcome);
+        match result {
+            Ok(id) => {
+                tracing::info!(call = call.api_call(), what = call.describe(), "list call");
+                let mut observed = self.observed.lock().expect("observed lock");
+                if let Some((state, lists)) = observed.as_mut() {
+                    let given = id.clone();
+                    let kept = lists.apply(state, call, |lists| {
+                        given.unwrap_or_else(|| format!("pl-unknown-{}", lists.lists.len()))
+                    });
+                    if let Err(e) = kept {
+                        tracing::warn!("kept lists out of step: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(call = call.api_call(), "{}: {e}", call.describe()),
+        }
+    }
+}
+
+/// The balanced number of CIDRs per router: the CIDRs the lists hold or
+/// the batch routes, over the routers they go to.
+fn sizing(lists: &Lists, ops: &[Operation]) -> Sizing {
+    let mut cidrs: std::collections::BTreeSet<_> = (lists.lists.iter())
+        .flat_map(|l| l.entries.iter().copied())
+        .collect();
+    cidrs.extend(ops.iter().map(|op| op.destination));
+    let mut routers: std::collections::BTreeSet<Target> =
+        (lists.routes.iter()).map(|r| r.target.clone()).collect();
+    routers.extend(
+        (ops.iter())
+            .filter_map(|op| op.target.as_ref())
+            .map(crate::cloud::lists::target_of),
+    );
+    Sizing {
+        bound: cidrs.len().div_ceil(routers.len().max(1)),
+    }
+}
+
+impl<B: ListBackend> VpcBackend for Listed<B> {
+    async fn describe(&self) -> Result<VpcState, CloudError> {
+        let state = self.inner.describe().await?;
+        let lists = self.inner.describe_lists().await?;
+        let seen = expand(&state, &lists);
+        *self.observed.lock().expect("observed lock") = Some((state, lists));
+        Ok(seen)
+    }
+
+    async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+        let mut results = self.apply_all(vec![op.clone()], &|| true).await;
+        results.pop().map_or(Ok(()), |(_, result)| result)
+    }
+
+    async fn apply_all(
+        &self,
+        ops: Vec<Operation>,
+        may_write: &MayWrite<'_>,
+    ) -> Vec<(Operation, Result<(), CloudError>)> {
+        let observed = self.observed.lock().expect("observed lock").clone();
+        let Some((state, lists)) = observed else {
+            let unknown = || {
+                Err(CloudError::Unavailable(
+                    "the lists are not observed yet".into(),
+                ))
+            };
+            return ops.into_iter().map(|op| (op, unknown())).collect();
+        };
+        let plan = compile(&ops, &state, &lists, sizing(&lists, &ops));
+        let outcomes = self.run(&plan, may_write).await;
+        (ops.into_iter().zip(plan.rests_on))
+            .map(|(op, rests)| {
+                let result = rests.iter().try_for_each(|call| match outcomes.get(call) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Err(CloudError::Unavailable(
+                        "not sent: an earlier step failed".into(),
+                    )),
+                });
+                (op, result)
+            })
+            .collect()
+    }
+
+    async fn spare_operations(&self) -> usize {
+        self.inner.spare_operations().await
+    }
+
+    fn throttled_since(&self) -> Option<std::time::Instant> {
+        self.inner.throttled_since()
+    }
+
+    async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+        self.inner.disable_source_dest_check(eni).await
+    }
+
+    async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+        let written = self.inner.write_tags(change).await;
+        if written.is_ok()
+            && let Some((state, _)) = self.observed.lock().expect("observed lock").as_mut()
+        {
+            let _ = state.write_tags(change);
+        }
+        written
+    }
+}

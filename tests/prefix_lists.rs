@@ -1,0 +1,218 @@
+//! `--route-mode prefix-list` on the embedded VPC: the CIDRs live in
+//! prefix lists, a table routes each list to a router, and a router's
+//! failover is a re-point per table however many CIDRs it carried; the
+//! views still speak of CIDRs and routers. On Romana's layout (many
+//! CIDRs, every table) and the NAT-instance layout (0.0.0.0/0 per AZ).
+
+mod common;
+
+use common::Daemon;
+use common::nat::{ROUTER_A, ROUTER_B, default_routes, layout as nat_layout, routers_listening};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+
+const NET: u8 = 41;
+const ROUTERS: usize = 4;
+const TABLES: usize = 10;
+const CIDRS: usize = 100;
+
+fn router(i: usize) -> String {
+    format!("127.0.{NET}.{}", 10 + i)
+}
+
+fn cidr(i: usize) -> String {
+    format!("10.{}.{}.0/24", 100 + i / 256, i % 256)
+}
+
+/// Romana's layout on the embedded VPC: `ROUTERS` routers (their own
+/// subnets), `TABLES` tables, all tagged `vpcrouter=cluster`.
+fn romana_vpc(dir: &std::path::Path) -> std::path::PathBuf {
+    let interfaces: Vec<Value> = (0..ROUTERS)
+        .map(|i| {
+            json!({"id": format!("eni-{i}"), "instance": format!("i-{i}"),
+                   "subnet": format!("subnet-{i}"), "ips": [router(i)], "running": true})
+        })
+        .collect();
+    let subnets: Vec<Value> = (0..TABLES)
+        .map(|t| json!({"id": format!("subnet-{t}"), "az": "az-a"}))
+        .collect();
+    let tables: Vec<Value> = (0..TABLES)
+        .map(|t| {
+            json!({"id": format!("rtb-{t}"), "subnets": [format!("subnet-{t}")], "routes": [],
+                   "tags": {"vpcrouter": "cluster"}})
+        })
+        .collect();
+    let file = dir.join("vpc.json");
+    let vpc = json!({"subnets": subnets, "interfaces": interfaces, "route_tables": tables});
+    std::fs::write(&file, vpc.to_string()).unwrap();
+    file
+}
+
+/// The list calls made so far, by EC2 action (`vpcrouter_list_calls`).
+fn list_calls(daemon: &Daemon) -> std::collections::BTreeMap<String, u64> {
+    let (_, metrics) = daemon.http("GET", "/metrics", b"");
+    (metrics.lines())
+        .filter_map(|l| l.strip_prefix("vpcrouter_list_calls_total{action=\""))
+        .filter_map(|l| {
+            let (action, rest) = l.split_once('"')?;
+            assert!(rest.contains("outcome=\"ok\""), "{l}");
+            Some((action.to_string(), rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn total(calls: &std::collections::BTreeMap<String, u64>) -> u64 {
+    calls.values().sum()
+}
+
+/// The router each CIDR is routed to in `/route_info`, once all are.
+fn placed(daemon: &Daemon) -> Option<Vec<String>> {
+    let info = daemon.view("/route_info");
+    (0..CIDRS)
+        .map(|i| info["routes"][cidr(i)]["ip"].as_str().map(String::from))
+        .collect()
+}
+
+/// Romana's layout, 100 CIDRs over 4 routers in 10 tables: the busiest
+/// router dies, and its CIDRs reach the survivors with one re-point per
+/// table and a few list edits (not a ReplaceRoute per CIDR and table);
+/// /route_info and /vpc name CIDRs and routers throughout.
+#[test]
+fn romana_a_dead_routers_cidrs_move_with_a_call_per_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TcpListener::bind((router(0).as_str(), 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![Some(first)];
+    listeners.extend((1..ROUTERS).map(|i| Some(TcpListener::bind((router(i), port)).unwrap())));
+    let routers: Vec<String> = (0..ROUTERS).map(router).collect();
+    let refs: Vec<&str> = routers.iter().map(String::as_str).collect();
+    let spec = common::spec_file(dir.path(), (0..CIDRS).map(cidr), &refs);
+    let mut args = common::configfile_tcp_args(&spec, port);
+    let vpc = romana_vpc(dir.path());
+    args.extend(
+        [
+            "--sim-vpc",
+            vpc.to_str().unwrap(),
+            "--route-table-tag",
+            "vpcrouter=cluster",
+            "--route-mode",
+            "prefix-list",
+        ]
+        .map(String::from),
+    );
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    let before = common::wait_until("every CIDR routed", || placed(&daemon));
+    let tables = daemon.view("/vpc")["route_tables"].clone();
+    for t in 0..TABLES {
+        let routes = &tables[format!("rtb-{t}")]["routes"];
+        assert_eq!(
+            routes.as_object().unwrap().len(),
+            CIDRS,
+            "rtb-{t}: {routes}"
+        );
+    }
+    let start_calls = list_calls(&daemon);
+    assert!(
+        total(&start_calls) <= (4 + 4 * TABLES + 4) as u64,
+        "{start_calls:?} to start"
+    );
+
+    let mut counts = std::collections::BTreeMap::<&String, usize>::new();
+    for host in &before {
+        *counts.entry(host).or_default() += 1;
+    }
+    let (victim, carried) = counts.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let victim = victim.clone();
+    listeners[routers.iter().position(|r| *r == victim).unwrap()] = None;
+    let after = common::wait_until("every CIDR off the dead router", || {
+        placed(&daemon).filter(|now| now.iter().all(|h| *h != victim))
+    });
+    for (was, now) in before.iter().zip(&after) {
+        if *was != victim {
+            assert_eq!(was, now, "a CIDR of a live router moved");
+        }
+    }
+    // Every moved (table, CIDR) counts as a failover, as in per-CIDR mode.
+    let moved = (carried * TABLES) as u64;
+    let failovers = common::wait_until("the failovers counted", || {
+        let (_, metrics) = daemon.http("GET", "/metrics", b"");
+        let counted = (metrics.lines())
+            .find_map(|l| l.strip_prefix("vpcrouter_failovers_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())?;
+        (counted >= moved).then_some(counted)
+    });
+    assert_eq!(failovers, moved, "one per (table, CIDR) moved");
+    let now = list_calls(&daemon);
+    let failover: std::collections::BTreeMap<&String, u64> = (now.iter())
+        .map(|(action, n)| (action, n - start_calls.get(action).copied().unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        failover[&"ReplaceRoute".to_string()],
+        TABLES as u64,
+        "a re-point per table: {failover:?}"
+    );
+    let calls: u64 = failover.values().sum();
+    assert!(
+        calls <= (TABLES + 8) as u64,
+        "{calls} calls for {carried} CIDRs in {TABLES} tables: {failover:?}"
+    );
+    eprintln!("{calls} list calls moved {carried} CIDRs in {TABLES} tables: {failover:?}");
+}
+
+/// The NAT-instance layout: 0.0.0.0/0 in each AZ's private table on that
+/// AZ's router, by a list routed differently per table; router A dies and
+/// its table's list is re-pointed to B.
+#[test]
+fn nat_instances_each_az_table_fails_over_by_a_re_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let ([router_a, _router_b], port) = routers_listening();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let mut args = common::nat::daemon_args(&hosts, &port.to_string());
+    let layout = nat_layout();
+    args.extend(
+        [
+            "--sim-vpc",
+            layout.to_str().unwrap(),
+            "--route-mode",
+            "prefix-list",
+        ]
+        .map(String::from),
+    );
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    common::wait_until("each AZ's table on its router", || {
+        let now = default_routes(&daemon);
+        (now["rtb-priv-a"] == "eni-a" && now["rtb-priv-b"] == "eni-b").then_some(())
+    });
+    let start_calls = total(&list_calls(&daemon));
+    drop(router_a);
+    common::wait_until("A's table on B", || {
+        (default_routes(&daemon)["rtb-priv-a"] == "eni-b").then_some(())
+    });
+    let calls = list_calls(&daemon);
+    assert!(calls.contains_key("ReplaceRoute"), "{calls:?}");
+    assert!(total(&calls) - start_calls <= 4, "{calls:?}");
+}
+
+/// On EC2 the mode is refused at start, saying so.
+#[test]
+fn prefix_list_mode_is_refused_on_ec2_for_now() {
+    let (code, output) = common::run_to_exit(&[
+        "-m",
+        "fixedconf",
+        "--fixed_cidr",
+        "10.55.0.0/16",
+        "--fixed_hosts",
+        "10.33.20.142",
+        "-r",
+        "us-east-1",
+        "-v",
+        "vpc-1",
+        "--route-mode",
+        "prefix-list",
+    ]);
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("--route-mode prefix-list runs on the embedded VPC"),
+        "{output}"
+    );
+}
