@@ -227,3 +227,149 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
         written
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::sim::SimVpc;
+    use crate::health::HealthSnapshot;
+    use crate::reconcile::plan::{Settings, plan};
+    use crate::selector::TableSelector;
+    use crate::spec::RouteSpec;
+
+    /// The embedded VPC, with the list calls of one EC2 action failing as
+    /// EC2 fails them when someone else edited the list meanwhile.
+    struct Flaky {
+        sim: SimVpc,
+        failing: Mutex<Option<&'static str>>,
+    }
+
+    impl VpcBackend for Flaky {
+        async fn describe(&self) -> Result<VpcState, CloudError> {
+            self.sim.describe().await
+        }
+
+        async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
+            self.sim.apply(op).await
+        }
+
+        async fn disable_source_dest_check(&self, eni: &str) -> Result<(), CloudError> {
+            self.sim.disable_source_dest_check(eni).await
+        }
+
+        async fn write_tags(&self, change: &TagChange) -> Result<(), CloudError> {
+            self.sim.write_tags(change).await
+        }
+    }
+
+    impl ListBackend for Flaky {
+        async fn describe_lists(&self) -> Result<Lists, CloudError> {
+            self.sim.describe_lists().await
+        }
+
+        async fn apply_list(&self, call: &ListCall) -> Result<Option<String>, CloudError> {
+            if *self.failing.lock().unwrap() == Some(call.api_call()) {
+                let why = "PrefixListVersionMismatch: the prefix list has changed";
+                return Err(CloudError::Unavailable(why.into()));
+            }
+            self.sim.apply_list(call).await
+        }
+    }
+
+    type Outcomes = Vec<(Operation, Result<(), CloudError>)>;
+
+    /// One reconcile pass through the adapter: describe, plan, claims,
+    /// the batch.
+    async fn pass(
+        listed: &Listed<Flaky>,
+        spec: &RouteSpec,
+        health: &HealthSnapshot,
+        may_write: &MayWrite<'_>,
+    ) -> Outcomes {
+        let seen = listed.describe().await.unwrap();
+        let settings = Settings {
+            tables: (seen.route_tables.iter())
+                .map(|t| TableSelector::Id(t.id.clone()))
+                .collect(),
+            ..Settings::default()
+        };
+        let planned = plan(spec, health, &seen, &settings);
+        for claim in &planned.claims {
+            if let Some(change) = claim.change(&seen.table(&claim.table).unwrap().tags) {
+                listed.write_tags(&change).await.unwrap();
+            }
+        }
+        listed.apply_all(planned.operations, may_write).await
+    }
+
+    /// Where every (table, CIDR) is routed in the embedded VPC now.
+    async fn routed(flaky: &Flaky) -> BTreeMap<(String, ipnet::IpNet), Target> {
+        let state = flaky.sim.snapshot();
+        let lists = flaky.sim.describe_lists().await.unwrap();
+        (expand(&state, &lists).route_tables.iter())
+            .flat_map(|t| {
+                (t.routes.iter()).map(|r| ((t.id.clone(), r.destination), r.target.clone()))
+            })
+            .collect()
+    }
+
+    /// A list edit that EC2 refuses (someone changed the list) stops the
+    /// later stages: the re-points already made hold, nothing is removed
+    /// from the old list, so no CIDR is without a route and none is on the
+    /// dead router; the operations that rested on the edit say why; the
+    /// next pass finds every CIDR on a live router and settles. A replica
+    /// that may no longer write sends nothing.
+    #[tokio::test]
+    async fn a_refused_list_edit_leaves_every_cidr_routed_and_the_next_pass_finishes() {
+        let (vpc, spec, ips) = crate::reconcile::plan::tests::cluster_of(4, 1, 3, 40);
+        let flaky = Arc::new(Flaky {
+            sim: SimVpc::new(vpc),
+            failing: Mutex::new(None),
+        });
+        let listed = Listed::new(flaky.clone());
+        let healthy = HealthSnapshot::default();
+        let started = pass(&listed, &spec, &healthy, &|| true).await;
+        assert!(started.iter().all(|(_, r)| r.is_ok()), "{started:?}");
+        let before = routed(&flaky).await;
+        assert_eq!(before.len(), 3 * 40);
+
+        let mut loads: BTreeMap<&Target, usize> = BTreeMap::new();
+        for target in before.values() {
+            *loads.entry(target).or_default() += 1;
+        }
+        let (busiest, _) = loads.into_iter().max_by_key(|(_, n)| *n).unwrap();
+        let Target::Interface(eni) = busiest else {
+            panic!("{busiest:?}")
+        };
+        let dead = ips[eni["eni-".len()..].parse::<usize>().unwrap()];
+        let health = HealthSnapshot {
+            failed: [dead].into(),
+            ..HealthSnapshot::default()
+        };
+
+        let quiet = pass(&listed, &spec, &health, &|| false).await;
+        assert!(quiet.iter().all(|(_, r)| r.is_err()), "{quiet:?}");
+        assert_eq!(routed(&flaky).await, before, "nothing was sent");
+
+        *flaky.failing.lock().unwrap() = Some("ModifyManagedPrefixList");
+        let refused = pass(&listed, &spec, &health, &|| true).await;
+        let (done, failed): (Vec<_>, Vec<_>) = refused.iter().partition(|(_, r)| r.is_ok());
+        assert!(!done.is_empty() && !failed.is_empty(), "{refused:?}");
+        let said = |r: &Result<(), CloudError>| {
+            let said = format!("{r:?}");
+            said.contains("PrefixListVersionMismatch") || said.contains("not sent")
+        };
+        assert!(failed.iter().all(|(_, r)| said(r)), "{failed:?}");
+        let now = routed(&flaky).await;
+        assert_eq!(now.len(), before.len(), "every (table, CIDR) still routed");
+        assert!(
+            now.values().all(|t| t != busiest),
+            "none on the dead router"
+        );
+
+        *flaky.failing.lock().unwrap() = None;
+        let finished = pass(&listed, &spec, &health, &|| true).await;
+        assert!(finished.iter().all(|(_, r)| r.is_ok()), "{finished:?}");
+        assert!(pass(&listed, &spec, &health, &|| true).await.is_empty());
+    }
+}
