@@ -296,6 +296,8 @@ fn the_iam_policy_allows_exactly_the_ec2_calls_the_daemon_makes() {
         "create_tags",
         "delete_tags",
         "modify_",
+        "create_managed_prefix_list",
+        "get_managed_prefix_list_entries",
     ];
     let mut called = BTreeSet::new();
     for entry in std::fs::read_dir(common::repo().join("host/src/cloud/ec2")).unwrap() {

@@ -1,14 +1,15 @@
-//! `--route-mode prefix-list` on the embedded VPC: the CIDRs live in
-//! prefix lists, a table routes each list to a router, and a router's
-//! failover is a re-point per table however many CIDRs it carried; the
-//! views still speak of CIDRs and routers. On Romana's layout (many
-//! CIDRs, every table) and the NAT-instance layout (0.0.0.0/0 per AZ).
+//! `--route-mode prefix-list`: the CIDRs live in prefix lists, a table
+//! routes each list to a router, and a router's failover is a re-point per
+//! table however many CIDRs it carried; the views still speak of CIDRs and
+//! routers. On the embedded VPC, Romana's layout (many CIDRs, every table)
+//! and the NAT-instance layout (0.0.0.0/0 per AZ); on moto's EC2.
 
 mod common;
 
 use common::Daemon;
 use common::nat::{ROUTER_A, ROUTER_B, default_routes, layout as nat_layout, routers_listening};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 
 const NET: u8 = 41;
@@ -193,26 +194,117 @@ fn nat_instances_each_az_table_fails_over_by_a_re_point() {
     assert!(total(&calls) - start_calls <= 4, "{calls:?}");
 }
 
-/// On EC2 the mode is refused at start, saying so.
+/// On EC2 (moto, patched where it lacks prefix-list routes and version
+/// checks: tests/common/moto_server.py): 100 CIDRs over 4 routers in 3
+/// tables. Start-up makes a list per router; the busiest router dies and
+/// its CIDRs reach survivors with a ReplaceRoute per table and a few list
+/// edits, counted at a proxy in front of moto, not a ReplaceRoute per CIDR
+/// and table.
 #[test]
-fn prefix_list_mode_is_refused_on_ec2_for_now() {
-    let (code, output) = common::run_to_exit(&[
-        "-m",
-        "fixedconf",
-        "--fixed_cidr",
-        "10.55.0.0/16",
-        "--fixed_hosts",
-        "10.33.20.142",
-        "-r",
-        "us-east-1",
-        "-v",
-        "vpc-1",
-        "--route-mode",
-        "prefix-list",
-    ]);
-    assert_eq!(code, 2, "{output}");
-    assert!(
-        output.contains("--route-mode prefix-list runs on the embedded VPC"),
-        "{output}"
+fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
+    use common::fault_proxy::FaultProxy;
+    use common::moto::{self, Moto};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
+    let ec2 = runtime.block_on(moto.client());
+    let routers = &moto::ROUTERS[..4];
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, routers));
+    let dir = tempfile::tempdir().unwrap();
+    let first = TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![Some(first)];
+    listeners.extend(
+        routers[1..]
+            .iter()
+            .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
     );
+    let spec = common::spec_file(dir.path(), (0..CIDRS).map(cidr), routers);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+    args.extend(["--route-mode", "prefix-list"].map(String::from));
+    let _daemon = Daemon::start(&common::strs(&args), dir.path());
+    let tables = vpc.tables.len();
+    let placed = || -> Option<BTreeMap<String, Vec<String>>> {
+        let routes = runtime.block_on(moto_list_routes(&ec2, &vpc.id));
+        (routes.values().map(Vec::len).sum::<usize>() == CIDRS * tables).then_some(routes)
+    };
+    let before = common::wait_until("every CIDR routed through lists", placed);
+    let started = proxy.calls();
+
+    let mut load = BTreeMap::<&String, usize>::new();
+    for targets in before.values() {
+        for eni in targets {
+            *load.entry(eni).or_default() += 1;
+        }
+    }
+    let (busiest, _) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let busiest = busiest.clone();
+    let victim = (vpc.routers.iter())
+        .find(|(_, (_, eni))| *eni == busiest)
+        .unwrap()
+        .0
+        .clone();
+    let carried = before.values().flatten().filter(|e| **e == busiest).count() / tables;
+    listeners[routers.iter().position(|r| *r == victim).unwrap()] = None;
+    let killed = std::time::Instant::now();
+    common::wait_until("every CIDR off the dead router", || {
+        placed().filter(|now| now.values().flatten().all(|e| *e != busiest))
+    });
+    let took = killed.elapsed();
+    let now = proxy.calls();
+    let mutating: BTreeMap<String, u64> = (now.iter())
+        .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
+        .map(|(action, n)| {
+            (
+                action.clone(),
+                n - started.get(action).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    eprintln!(
+        "{carried} CIDRs of {victim} moved in {tables} tables in {took:?} after the kill, \
+         with {mutating:?} (per CIDR: {} ReplaceRoute)",
+        carried * tables
+    );
+    assert_eq!(
+        mutating.get("ReplaceRoute"),
+        Some(&(tables as u64)),
+        "{mutating:?}"
+    );
+    let calls: u64 = mutating.values().sum();
+    assert!(calls <= (tables + 8) as u64, "{mutating:?}");
+}
+
+/// Where each CIDR of the spec is routed in each table of the VPC, through
+/// the lists: table -> the ENIs its list routes give the CIDRs.
+async fn moto_list_routes(ec2: &aws_sdk_ec2::Client, vpc: &str) -> BTreeMap<String, Vec<String>> {
+    use aws_sdk_ec2::types::Filter;
+    let tables = ec2
+        .describe_route_tables()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .unwrap();
+    let mut routed = BTreeMap::new();
+    for table in tables.route_tables() {
+        let mut enis = Vec::new();
+        for route in table.routes() {
+            let (Some(list), Some(eni)) = (
+                route.destination_prefix_list_id(),
+                route.network_interface_id(),
+            ) else {
+                continue;
+            };
+            let entries = ec2
+                .get_managed_prefix_list_entries()
+                .prefix_list_id(list)
+                .send()
+                .await
+                .unwrap();
+            enis.extend(entries.entries().iter().map(|_| eni.to_string()));
+        }
+        routed.insert(table.route_table_id().unwrap().to_string(), enis);
+    }
+    routed
 }

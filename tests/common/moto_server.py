@@ -1,13 +1,21 @@
-"""moto's server, patched to speak Smithy RPC v2 CBOR.
+"""moto's server, patched where it falls short of what the tests need.
 
-The Rust SDK's CloudWatch client speaks CloudWatch's newest protocol,
-Smithy RPC v2 CBOR (POST /service/SERVICE/operation/OPERATION with a CBOR
-body); moto 5.2 parses only its JSON and query forms. This wraps moto's
-WSGI app: a CBOR request is handed to moto as the same operation in AWS
-JSON 1.0, and moto's JSON answer goes back as CBOR, its timestamps and
-doubles typed by botocore's model of the service (which moto has anyway).
-Everything else passes through untouched. Run as `python3 moto_server.py
--H HOST -p PORT`, like `python3 -m moto.server`.
+1. The Rust SDK's CloudWatch client speaks CloudWatch's newest protocol,
+   Smithy RPC v2 CBOR (POST /service/SERVICE/operation/OPERATION with a
+   CBOR body); moto 5.2 parses only its JSON and query forms. This wraps
+   moto's WSGI app: a CBOR request is handed to moto as the same operation
+   in AWS JSON 1.0, and moto's JSON answer goes back as CBOR, its
+   timestamps and doubles typed by botocore's model of the service (which
+   moto has anyway). Everything else passes through untouched.
+2. Prefix lists (moto 5.2.1): a route to a list whose target is an ENI
+   loses its list (moto looks the list up only for other targets), so
+   DescribeRouteTables leaves DestinationPrefixListId out and ReplaceRoute
+   cannot find the route; ModifyManagedPrefixList takes a stale
+   CurrentVersion (EC2 refuses it: PrefixListVersionMismatch), ignores
+   MaxEntries, and lets a list hold more than its maximum.
+
+Run as `python3 moto_server.py -H HOST -p PORT`, like `python3 -m
+moto.server`.
 """
 
 import argparse
@@ -109,11 +117,82 @@ def cbor_middleware(app):
     return serve
 
 
+def patch_prefix_lists():
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.managed_prefixes import ManagedPrefixListBackend
+    from moto.ec2.models.route_tables import RouteBackend
+    from moto.ec2.responses.vpcs import VPCs
+    from moto.ec2.utils import generate_route_id
+
+    create_route = RouteBackend.create_route
+
+    def create_route_keeping_its_list(
+        self, route_table_id, cidr, ipv6_cidr=None, listed=None, *args, **kwargs
+    ):
+        route = create_route(self, route_table_id, cidr, ipv6_cidr, listed, *args, **kwargs)
+        if listed and route.destination_prefix_list is None:
+            table = self.get_route_table(route_table_id)
+            table._routes.pop(route.id, None)
+            route.destination_prefix_list = self.managed_prefix_lists.get(listed)
+            route.id = generate_route_id(table.id, None, None, listed)
+            table._routes[route.id] = route
+        return route
+
+    RouteBackend.create_route = create_route_keeping_its_list
+
+    modify = ManagedPrefixListBackend.modify_managed_prefix_list
+
+    def modify_as_ec2(self, add_entry, remove_entry, prefix_list_id=None, current_version=None, **kwargs):
+        listed = self.managed_prefix_lists.get(prefix_list_id)
+        if listed is not None and current_version is not None and current_version != listed.version:
+            raise EC2ClientError(
+                "PrefixListVersionMismatch",
+                f"The prefix list {prefix_list_id} has version {listed.version}, not {current_version}.",
+            )
+        if listed is not None and listed.max_entries is not None:
+            now = {e["Cidr"] for e in listed.entries.get(listed.version, [])}
+            after = (now - {e["Cidr"] for e in remove_entry}) | {e["Cidr"] for e in add_entry}
+            if len(after) > int(listed.max_entries):
+                raise EC2ClientError(
+                    "PrefixListMaxEntriesExceeded",
+                    f"The prefix list {prefix_list_id} holds at most {listed.max_entries} entries.",
+                )
+        return modify(
+            self, add_entry, remove_entry, prefix_list_id=prefix_list_id,
+            current_version=current_version, **kwargs,
+        )
+
+    ManagedPrefixListBackend.modify_managed_prefix_list = modify_as_ec2
+
+    respond = VPCs.modify_managed_prefix_list
+
+    def respond_with_resize(self):
+        size = self._get_param("MaxEntries")
+        listed = self.ec2_backend.managed_prefix_lists.get(self._get_param("PrefixListId"))
+        if size is not None and listed is not None:
+            version = self._get_param("CurrentVersion")
+            if version is not None and int(version) != listed.version:
+                raise EC2ClientError(
+                    "PrefixListVersionMismatch",
+                    f"The prefix list has version {listed.version}, not {version}.",
+                )
+            # EC2 takes a resize alone, never with entries.
+            listed.max_entries = int(size)
+            listed.version += 1
+            listed.entries[listed.version] = listed.entries.get(listed.version - 1, [])
+            return ActionResult({"PrefixList": listed})
+        return respond(self)
+
+    VPCs.modify_managed_prefix_list = respond_with_resize
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
+    patch_prefix_lists()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, cbor_middleware(app), threaded=True)
 

@@ -24,7 +24,7 @@ pub enum RouteMode {
     #[default]
     PerCidr,
     /// CIDRs in prefix lists, a route per list in each table: a router's
-    /// failover is a call per table (the embedded VPC only, so far)
+    /// failover is a call per table
     PrefixList,
 }
 

@@ -223,11 +223,6 @@ pub trait ListBackend: VpcBackend {
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
 }
 
-/// Why EC2 does not keep lists yet.
-pub fn not_on_ec2() -> CloudError {
-    CloudError::Unavailable("prefix-list mode is not built for EC2 yet".into())
-}
-
 /// The id the embedded VPC gives the next list (lists are never deleted
 /// there: their count numbers them).
 pub fn next_id(lists: &Lists) -> String {

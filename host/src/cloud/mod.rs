@@ -160,14 +160,14 @@ impl lists::ListBackend for Vpc {
     async fn describe_lists(&self) -> Result<lists::Lists, CloudError> {
         match self {
             Self::Sim(sim) => sim.describe_lists().await,
-            Self::Ec2(_) => Err(lists::not_on_ec2()),
+            Self::Ec2(ec2) => ec2.describe_lists().await,
         }
     }
 
     async fn apply_list(&self, call: &lists::ListCall) -> Result<Option<String>, CloudError> {
         match self {
             Self::Sim(sim) => sim.apply_list(call).await,
-            Self::Ec2(_) => Err(lists::not_on_ec2()),
+            Self::Ec2(ec2) => ec2.apply_list(call).await,
         }
     }
 }

@@ -50,13 +50,6 @@ pub async fn prepare(args: Vec<OsString>) -> Result<Prepared, Failure> {
             "--emf-interval needs --log-format json (the metrics ride on JSON log lines)".into(),
         ));
     }
-    if config.route_mode == cli::RouteMode::PrefixList && config.sim_vpc.is_none() {
-        return Err(Usage(
-            "--route-mode prefix-list runs on the embedded VPC (--sim-vpc) only so far; on EC2 \
-             it is being built (README \"Many CIDRs\")"
-                .into(),
-        ));
-    }
     // Before the plugins' init, so what they log there is kept.
     drop(early_logs);
     crate::logging::init(&config.log)

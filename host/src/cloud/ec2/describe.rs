@@ -28,7 +28,7 @@ const ROUTE_TABLE_PAGE: i32 = 100;
 impl Ec2Vpc {
     /// Every page of a describe call: `request` sends one for a page token,
     /// `collect` adds a page's items and gives the next token.
-    async fn describe_all<T, P, E, Fut>(
+    pub(super) async fn describe_all<T, P, E, Fut>(
         &self,
         action: &'static str,
         request: impl Fn(Option<String>) -> Fut,
@@ -161,7 +161,10 @@ impl Ec2Vpc {
         Ok(due.into_iter().collect())
     }
 
+    /// The VPC's tables with their per-CIDR routes; the routes to prefix
+    /// lists are kept aside for `describe_lists`.
     pub(super) async fn route_tables(&self) -> Result<Vec<RouteTable>, CloudError> {
+        let mut list_routes = Vec::new();
         let request = |token| {
             (self.client.describe_route_tables())
                 .filters(self.vpc_filter())
@@ -169,10 +172,13 @@ impl Ec2Vpc {
                 .set_next_token(token)
                 .send()
         };
-        self.describe_all("DescribeRouteTables", request, |page, tables| {
+        let tables = self.describe_all("DescribeRouteTables", request, |page, tables| {
             tables.extend(page.route_tables().iter().filter_map(|table| {
+                let id = table.route_table_id()?;
+                let to_lists = table.routes().iter();
+                list_routes.extend(to_lists.filter_map(|r| super::lists::list_route(id, r)));
                 Some(RouteTable {
-                    id: table.route_table_id()?.to_string(),
+                    id: id.to_string(),
                     subnets: table
                         .associations()
                         .iter()
@@ -186,20 +192,37 @@ impl Ec2Vpc {
                 })
             }));
             page.next_token().map(str::to_string)
-        })
-        .await
+        });
+        let tables = tables.await?;
+        *self.list_routes.lock().expect("list routes lock") = list_routes;
+        Ok(tables)
     }
 }
 
-/// A route in the planner's terms; `None` for prefix-list destinations,
-/// which vpcrouter never manages.
+/// A route in the planner's terms; `None` for prefix-list destinations
+/// (those of vpcrouter's lists are `describe_lists`').
 fn route(route: &aws_sdk_ec2::types::Route) -> Option<Route> {
     let destination: IpNet = route
         .destination_cidr_block()
         .or(route.destination_ipv6_cidr_block())?
         .parse()
         .ok()?;
-    let target = if let Some(eni) = route.network_interface_id() {
+    Some(Route {
+        destination,
+        target: target(route),
+        blackhole: route.state() == Some(&RouteState::Blackhole),
+        origin: match route.origin() {
+            None | Some(Ec2Origin::CreateRoute) => RouteOrigin::CreateRoute,
+            Some(Ec2Origin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
+            Some(Ec2Origin::EnableVgwRoutePropagation) => RouteOrigin::EnableVgwRoutePropagation,
+            Some(other) => RouteOrigin::Other(crate::text::clip(other.as_str(), 64).into_owned()),
+        },
+    })
+}
+
+/// Where a route points, in the planner's terms.
+pub(super) fn target(route: &aws_sdk_ec2::types::Route) -> Target {
+    if let Some(eni) = route.network_interface_id() {
         Target::Interface(eni.to_string())
     } else if let Some(instance) = route.instance_id() {
         Target::Instance(instance.to_string())
@@ -221,16 +244,5 @@ fn route(route: &aws_sdk_ec2::types::Route) -> Option<Route> {
                 .unwrap_or("?")
                 .to_string(),
         )
-    };
-    Some(Route {
-        destination,
-        target,
-        blackhole: route.state() == Some(&RouteState::Blackhole),
-        origin: match route.origin() {
-            None | Some(Ec2Origin::CreateRoute) => RouteOrigin::CreateRoute,
-            Some(Ec2Origin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
-            Some(Ec2Origin::EnableVgwRoutePropagation) => RouteOrigin::EnableVgwRoutePropagation,
-            Some(other) => RouteOrigin::Other(crate::text::clip(other.as_str(), 64).into_owned()),
-        },
-    })
+    }
 }

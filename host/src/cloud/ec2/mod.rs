@@ -6,6 +6,7 @@
 
 mod client;
 mod describe;
+mod lists;
 mod metadata;
 
 use aws_config::retry::RetryConfig;
@@ -57,6 +58,10 @@ pub struct Ec2Vpc {
     budget: Arc<Budget>,
     calls: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
     throttling: Throttling,
+    /// The routes to prefix lists the last DescribeRouteTables found.
+    list_routes: Mutex<Vec<crate::cloud::lists::ListRoute>>,
+    /// The version of each of vpcrouter's lists, for its next edit.
+    list_versions: Mutex<BTreeMap<String, i64>>,
     /// The subnets last described. A subnet's AZ never changes, so they
     /// are described again only when a subnet appears that is not here.
     subnets: Mutex<Option<Vec<Subnet>>>,
@@ -93,6 +98,8 @@ impl Ec2Vpc {
             budget: Arc::new(Budget::new(settings.mutating, settings.describe)),
             calls: Mutex::new(BTreeMap::new()),
             throttling: Throttling::default(),
+            list_routes: Mutex::new(Vec::new()),
+            list_versions: Mutex::new(BTreeMap::new()),
             subnets: Mutex::new(None),
             maintenance_problem: Mutex::new(None),
         }
@@ -158,9 +165,9 @@ struct Targets {
 }
 
 impl Targets {
-    fn of(op: &Operation) -> Self {
+    fn of(target: Option<&RouteTarget>) -> Self {
         let mut to = Targets::default();
-        match &op.target {
+        match target {
             None => {}
             Some(RouteTarget::Router(router)) => to.eni = Some(router.eni.clone()),
             Some(RouteTarget::Gateway(id)) => {
@@ -227,7 +234,7 @@ impl VpcBackend for Ec2Vpc {
 
     async fn apply(&self, op: &Operation) -> Result<(), CloudError> {
         let (v4, v6) = destination(op);
-        let to = Targets::of(op);
+        let to = Targets::of(op.target.as_ref());
         let table = &op.table;
         let bucket = &self.budget.mutating;
         let action = op.action.api_call();
