@@ -317,6 +317,12 @@ fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
     common::wait_until("the chosen tables on the NAT gateway", || {
         all_on(&nat).then_some(())
     });
+    // The routes are seen in moto before the daemon's log lines of them
+    // are read: wait for the lines, then count.
+    let writes_now = || chosen.map(|t| writes(&daemon, "route replaced", t));
+    common::wait_until("the writes logged", || {
+        writes_now().iter().all(|n| *n >= 1).then_some(())
+    });
     let failed = daemon.lines_with("route operation failed");
     assert!(
         failed.len() == 2
@@ -329,7 +335,6 @@ fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
         "on the NAT gateway {:?} after the routers died",
         dead.elapsed()
     );
-    let writes_now = || chosen.map(|t| writes(&daemon, "route replaced", t));
     assert_eq!(writes_now(), [1, 1, 1]);
 
     // A flaps, each turn seen by its checks, until it is held down for
@@ -370,6 +375,9 @@ fn nat_instances_on_ec2_fall_back_to_a_nat_gateway() {
         "{:?}",
         back.elapsed()
     );
+    common::wait_until("the writes back logged", || {
+        writes_now().iter().all(|n| *n >= 2).then_some(())
+    });
     assert_eq!(writes_now(), [2, 2, 2], "one write per table each way");
     // The public tables keep their internet gateway route.
     let routes = runtime.block_on(moto::routes(&ec2, &vpc.id));
