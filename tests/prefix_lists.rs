@@ -224,31 +224,28 @@ fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
     args.extend(["--route-mode", "prefix-list"].map(String::from));
     let _daemon = Daemon::start(&common::strs(&args), dir.path());
     let tables = vpc.tables.len();
-    let placed = || -> Option<BTreeMap<String, Vec<String>>> {
-        let routes = runtime.block_on(moto_list_routes(&ec2, &vpc.id));
-        (routes.values().map(Vec::len).sum::<usize>() == CIDRS * tables).then_some(routes)
+    let placed = || {
+        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        (routes.len() == CIDRS * tables).then_some(routes)
     };
     let before = common::wait_until("every CIDR routed through lists", placed);
     let started = proxy.calls();
 
     let mut load = BTreeMap::<&String, usize>::new();
-    for targets in before.values() {
-        for eni in targets {
-            *load.entry(eni).or_default() += 1;
-        }
+    for eni in before.values() {
+        *load.entry(eni).or_default() += 1;
     }
-    let (busiest, _) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
-    let busiest = busiest.clone();
+    let (busiest, carried) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let (busiest, carried) = (busiest.clone(), carried / tables);
     let victim = (vpc.routers.iter())
         .find(|(_, (_, eni))| *eni == busiest)
         .unwrap()
         .0
         .clone();
-    let carried = before.values().flatten().filter(|e| **e == busiest).count() / tables;
     listeners[routers.iter().position(|r| *r == victim).unwrap()] = None;
     let killed = std::time::Instant::now();
     common::wait_until("every CIDR off the dead router", || {
-        placed().filter(|now| now.values().flatten().all(|e| *e != busiest))
+        placed().filter(|now| now.values().all(|e| *e != busiest))
     });
     let took = killed.elapsed();
     let now = proxy.calls();
@@ -274,37 +271,4 @@ fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
     );
     let calls: u64 = mutating.values().sum();
     assert!(calls <= (tables + 8) as u64, "{mutating:?}");
-}
-
-/// Where each CIDR of the spec is routed in each table of the VPC, through
-/// the lists: table -> the ENIs its list routes give the CIDRs.
-async fn moto_list_routes(ec2: &aws_sdk_ec2::Client, vpc: &str) -> BTreeMap<String, Vec<String>> {
-    use aws_sdk_ec2::types::Filter;
-    let tables = ec2
-        .describe_route_tables()
-        .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .send()
-        .await
-        .unwrap();
-    let mut routed = BTreeMap::new();
-    for table in tables.route_tables() {
-        let mut enis = Vec::new();
-        for route in table.routes() {
-            let (Some(list), Some(eni)) = (
-                route.destination_prefix_list_id(),
-                route.network_interface_id(),
-            ) else {
-                continue;
-            };
-            let entries = ec2
-                .get_managed_prefix_list_entries()
-                .prefix_list_id(list)
-                .send()
-                .await
-                .unwrap();
-            enis.extend(entries.entries().iter().map(|_| eni.to_string()));
-        }
-        routed.insert(table.route_table_id().unwrap().to_string(), enis);
-    }
-    routed
 }

@@ -81,53 +81,6 @@ fn cidr(i: usize) -> String {
     format!("10.{}.{}.0/24", 100 + i / 256, i % 256)
 }
 
-/// (table, CIDR) -> ENI, from per-CIDR routes and routes to prefix lists
-/// (a per-CIDR route wins, as in EC2).
-async fn routing(
-    ec2: &aws_sdk_ec2::Client,
-    tables: &[String],
-) -> BTreeMap<(String, String), String> {
-    let described = (ec2.describe_route_tables())
-        .set_route_table_ids(Some(tables.to_vec()))
-        .send()
-        .await
-        .unwrap();
-    let mut routed = BTreeMap::new();
-    let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for table in described.route_tables() {
-        let id = table.route_table_id().unwrap().to_string();
-        for route in table.routes() {
-            let Some(eni) = route.network_interface_id() else {
-                continue;
-            };
-            if let Some(cidr) = route.destination_cidr_block() {
-                routed.insert((id.clone(), cidr.to_string()), eni.to_string());
-            } else if let Some(list) = route.destination_prefix_list_id() {
-                if !entries.contains_key(list) {
-                    let got = (ec2.get_managed_prefix_list_entries())
-                        .prefix_list_id(list)
-                        .max_results(1000)
-                        .send()
-                        .await
-                        .unwrap();
-                    let cidrs = got
-                        .entries()
-                        .iter()
-                        .filter_map(|e| e.cidr())
-                        .map(String::from);
-                    entries.insert(list.to_string(), cidrs.collect());
-                }
-                for cidr in &entries[list] {
-                    routed
-                        .entry((id.clone(), cidr.clone()))
-                        .or_insert_with(|| eni.to_string());
-                }
-            }
-        }
-    }
-    routed
-}
-
 fn mutating(calls: &BTreeMap<String, u64>) -> u64 {
     (calls.iter())
         .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
@@ -179,23 +132,10 @@ async fn run(mode: &str, cidrs: usize) -> Figures {
         .collect();
     std::fs::write(&spec, serde_json::Value::Object(entries).to_string()).unwrap();
     let started = Instant::now();
+    let args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
     let mut child = Command::new(env!("CARGO_BIN_EXE_vpcrouter"))
-        .args(["-m", "configfile", "-H", "tcp", "-a", "127.0.0.1"])
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-r",
-            moto::REGION,
-            "-v",
-            &vpc.id,
-        ])
-        .args(["--ec2-endpoint", &proxy.url, "-f", spec.to_str().unwrap()])
-        .args([
-            "--tcp_check_port",
-            &port.to_string(),
-            "--tcp_check_interval",
-            "0.2",
-        ])
+        .args(&args)
+        .args(["-a", "127.0.0.1", "-p", &free_port().to_string()])
         .args(["--route-table-tag", "vpcrouter=scale", "--route-mode", mode])
         .args(["--ec2-mutating-budget", "100000/100000"])
         .args(["--ec2-describe-budget", "100000/100000"])
@@ -207,7 +147,7 @@ async fn run(mode: &str, cidrs: usize) -> Figures {
         .unwrap();
     let all = cidrs * TABLES;
     let before = loop {
-        let now = routing(&ec2, &tables).await;
+        let now = moto::routing(&ec2, &tables).await;
         if now.len() == all {
             break now;
         }
@@ -233,7 +173,7 @@ async fn run(mode: &str, cidrs: usize) -> Figures {
     listeners[routers.iter().position(|r| r == victim).unwrap()] = None;
     let killed = Instant::now();
     loop {
-        let now = routing(&ec2, &tables).await;
+        let now = moto::routing(&ec2, &tables).await;
         if now.len() == all && now.values().all(|eni| *eni != busiest) {
             break;
         }

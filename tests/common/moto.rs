@@ -448,3 +448,50 @@ pub async fn nat_gateway(ec2: &Client, subnet: &str) -> String {
         .unwrap();
     created.nat_gateway.unwrap().nat_gateway_id.unwrap()
 }
+
+/// (table, CIDR) -> ENI, from per-CIDR routes and routes to prefix lists
+/// (a per-CIDR route wins, as in EC2).
+pub async fn routing(
+    ec2: &aws_sdk_ec2::Client,
+    tables: &[String],
+) -> BTreeMap<(String, String), String> {
+    let described = (ec2.describe_route_tables())
+        .set_route_table_ids(Some(tables.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let mut routed = BTreeMap::new();
+    let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for table in described.route_tables() {
+        let id = table.route_table_id().unwrap().to_string();
+        for route in table.routes() {
+            let Some(eni) = route.network_interface_id() else {
+                continue;
+            };
+            if let Some(cidr) = route.destination_cidr_block() {
+                routed.insert((id.clone(), cidr.to_string()), eni.to_string());
+            } else if let Some(list) = route.destination_prefix_list_id() {
+                if !entries.contains_key(list) {
+                    let got = (ec2.get_managed_prefix_list_entries())
+                        .prefix_list_id(list)
+                        .max_results(1000)
+                        .send()
+                        .await
+                        .unwrap();
+                    let cidrs = got
+                        .entries()
+                        .iter()
+                        .filter_map(|e| e.cidr())
+                        .map(String::from);
+                    entries.insert(list.to_string(), cidrs.collect());
+                }
+                for cidr in &entries[list] {
+                    routed
+                        .entry((id.clone(), cidr.clone()))
+                        .or_insert_with(|| eni.to_string());
+                }
+            }
+        }
+    }
+    routed
+}

@@ -176,7 +176,7 @@ impl Ec2Vpc {
             tables.extend(page.route_tables().iter().filter_map(|table| {
                 let id = table.route_table_id()?;
                 let to_lists = table.routes().iter();
-                list_routes.extend(to_lists.filter_map(|r| super::lists::list_route(id, r)));
+                list_routes.extend(to_lists.filter_map(|r| list_route(id, r)));
                 Some(RouteTable {
                     id: id.to_string(),
                     subnets: table
@@ -221,7 +221,7 @@ fn route(route: &aws_sdk_ec2::types::Route) -> Option<Route> {
 }
 
 /// Where a route points, in the planner's terms.
-pub(super) fn target(route: &aws_sdk_ec2::types::Route) -> Target {
+fn target(route: &aws_sdk_ec2::types::Route) -> Target {
     if let Some(eni) = route.network_interface_id() {
         Target::Interface(eni.to_string())
     } else if let Some(instance) = route.instance_id() {
@@ -245,4 +245,18 @@ pub(super) fn target(route: &aws_sdk_ec2::types::Route) -> Target {
                 .to_string(),
         )
     }
+}
+
+/// A route whose destination is a prefix list, as the model has it.
+fn list_route(
+    table: &str,
+    route: &aws_sdk_ec2::types::Route,
+) -> Option<crate::cloud::lists::ListRoute> {
+    let list = route.destination_prefix_list_id()?;
+    Some(crate::cloud::lists::ListRoute {
+        table: table.to_string(),
+        list: list.to_string(),
+        target: target(route),
+        blackhole: route.state() == Some(&RouteState::Blackhole),
+    })
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::client::{describe_error, unavailable};
-use super::{Ec2Vpc, Targets};
+use super::{Destination, Ec2Vpc, Targets};
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists, PrefixList};
 use crate::cloud::model::RouteError;
 use crate::cloud::{CloudError, VpcBackend};
@@ -200,37 +200,20 @@ impl ListBackend for Ec2Vpc {
         match call {
             ListCall::Route(op) => self.apply(op).await.map(|()| None),
             ListCall::Repoint { table, list, to } | ListCall::RouteList { table, list, to } => {
-                let id = id_of(list)?;
+                let from = Destination {
+                    list: Some(id_of(list)?.to_string()),
+                    ..Destination::default()
+                };
                 let to = Targets::of(Some(to));
                 let action = call.api_call();
                 let sent = match call {
                     ListCall::Repoint { .. } => self
-                        .call(bucket, action, || {
-                            (self.client.replace_route())
-                                .route_table_id(table)
-                                .destination_prefix_list_id(id)
-                                .set_network_interface_id(to.eni.clone())
-                                .set_nat_gateway_id(to.nat_gateway.clone())
-                                .set_gateway_id(to.gateway.clone())
-                                .set_transit_gateway_id(to.transit_gateway.clone())
-                                .set_vpc_peering_connection_id(to.peering.clone())
-                                .send()
-                        })
+                        .call(bucket, action, || self.replace_route(table, &from, &to))
                         .await
                         .map(drop)
                         .map_err(|e| refused(action, &e)),
                     _ => self
-                        .call(bucket, action, || {
-                            (self.client.create_route())
-                                .route_table_id(table)
-                                .destination_prefix_list_id(id)
-                                .set_network_interface_id(to.eni.clone())
-                                .set_nat_gateway_id(to.nat_gateway.clone())
-                                .set_gateway_id(to.gateway.clone())
-                                .set_transit_gateway_id(to.transit_gateway.clone())
-                                .set_vpc_peering_connection_id(to.peering.clone())
-                                .send()
-                        })
+                        .call(bucket, action, || self.create_route(table, &from, &to))
                         .await
                         .map(drop)
                         .map_err(|e| refused(action, &e)),
@@ -296,18 +279,4 @@ impl ListBackend for Ec2Vpc {
             }
         }
     }
-}
-
-/// A route whose destination is a prefix list, as the model has it.
-pub(super) fn list_route(
-    table: &str,
-    route: &aws_sdk_ec2::types::Route,
-) -> Option<crate::cloud::lists::ListRoute> {
-    let list = route.destination_prefix_list_id()?;
-    Some(crate::cloud::lists::ListRoute {
-        table: table.to_string(),
-        list: list.to_string(),
-        target: super::describe::target(route),
-        blackhole: route.state() == Some(&aws_sdk_ec2::types::RouteState::Blackhole),
-    })
 }

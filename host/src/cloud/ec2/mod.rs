@@ -146,6 +146,67 @@ impl Ec2Vpc {
     }
 }
 
+/// Where a route goes from, as the API takes it: an IPv4 or IPv6 CIDR,
+/// or a prefix list.
+#[derive(Default)]
+struct Destination {
+    v4: Option<String>,
+    v6: Option<String>,
+    list: Option<String>,
+}
+
+impl Ec2Vpc {
+    /// One CreateRoute (not paced here).
+    fn create_route(
+        &self,
+        table: &str,
+        from: &Destination,
+        to: &Targets,
+    ) -> impl Future<
+        Output = Result<
+            aws_sdk_ec2::operation::create_route::CreateRouteOutput,
+            aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::create_route::CreateRouteError>,
+        >,
+    > {
+        (self.client.create_route())
+            .route_table_id(table)
+            .set_destination_cidr_block(from.v4.clone())
+            .set_destination_ipv6_cidr_block(from.v6.clone())
+            .set_destination_prefix_list_id(from.list.clone())
+            .set_network_interface_id(to.eni.clone())
+            .set_nat_gateway_id(to.nat_gateway.clone())
+            .set_gateway_id(to.gateway.clone())
+            .set_transit_gateway_id(to.transit_gateway.clone())
+            .set_vpc_peering_connection_id(to.peering.clone())
+            .send()
+    }
+
+    /// One ReplaceRoute (not paced here).
+    fn replace_route(
+        &self,
+        table: &str,
+        from: &Destination,
+        to: &Targets,
+    ) -> impl Future<
+        Output = Result<
+            aws_sdk_ec2::operation::replace_route::ReplaceRouteOutput,
+            aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::replace_route::ReplaceRouteError>,
+        >,
+    > {
+        (self.client.replace_route())
+            .route_table_id(table)
+            .set_destination_cidr_block(from.v4.clone())
+            .set_destination_ipv6_cidr_block(from.v6.clone())
+            .set_destination_prefix_list_id(from.list.clone())
+            .set_network_interface_id(to.eni.clone())
+            .set_nat_gateway_id(to.nat_gateway.clone())
+            .set_gateway_id(to.gateway.clone())
+            .set_transit_gateway_id(to.transit_gateway.clone())
+            .set_vpc_peering_connection_id(to.peering.clone())
+            .send()
+    }
+}
+
 /// The destination as the API wants it: (IPv4 CIDR, IPv6 CIDR).
 fn destination(op: &Operation) -> (Option<String>, Option<String>) {
     match op.destination {
@@ -238,38 +299,15 @@ impl VpcBackend for Ec2Vpc {
         let table = &op.table;
         let bucket = &self.budget.mutating;
         let action = op.action.api_call();
+        let from = Destination { v4, v6, list: None };
         match op.action {
             Action::Create => self
-                .call(bucket, action, || {
-                    self.client
-                        .create_route()
-                        .route_table_id(table)
-                        .set_destination_cidr_block(v4.clone())
-                        .set_destination_ipv6_cidr_block(v6.clone())
-                        .set_network_interface_id(to.eni.clone())
-                        .set_nat_gateway_id(to.nat_gateway.clone())
-                        .set_gateway_id(to.gateway.clone())
-                        .set_transit_gateway_id(to.transit_gateway.clone())
-                        .set_vpc_peering_connection_id(to.peering.clone())
-                        .send()
-                })
+                .call(bucket, action, || self.create_route(table, &from, &to))
                 .await
                 .map(drop)
                 .map_err(|e| route_error(op, &e)),
             Action::Replace => self
-                .call(bucket, action, || {
-                    self.client
-                        .replace_route()
-                        .route_table_id(table)
-                        .set_destination_cidr_block(v4.clone())
-                        .set_destination_ipv6_cidr_block(v6.clone())
-                        .set_network_interface_id(to.eni.clone())
-                        .set_nat_gateway_id(to.nat_gateway.clone())
-                        .set_gateway_id(to.gateway.clone())
-                        .set_transit_gateway_id(to.transit_gateway.clone())
-                        .set_vpc_peering_connection_id(to.peering.clone())
-                        .send()
-                })
+                .call(bucket, action, || self.replace_route(table, &from, &to))
                 .await
                 .map(drop)
                 .map_err(|e| route_error(op, &e)),
@@ -278,8 +316,8 @@ impl VpcBackend for Ec2Vpc {
                     self.client
                         .delete_route()
                         .route_table_id(table)
-                        .set_destination_cidr_block(v4.clone())
-                        .set_destination_ipv6_cidr_block(v6.clone())
+                        .set_destination_cidr_block(from.v4.clone())
+                        .set_destination_ipv6_cidr_block(from.v6.clone())
                         .send()
                 })
                 .await
