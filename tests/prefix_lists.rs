@@ -272,3 +272,107 @@ fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
     let calls: u64 = mutating.values().sum();
     assert!(calls <= (tables + 8) as u64, "{mutating:?}");
 }
+
+/// On EC2: a daemon restarted adopts the lists of the one before without a
+/// write; a list edited behind its back (an entry taken out, its version
+/// moved on) is put right at the next observation, which also learns the
+/// list's new version (an edit at a stale one is refused by EC2:
+/// `PrefixListVersionMismatch`, which moto is patched to do too).
+#[test]
+fn on_ec2_lists_are_adopted_on_restart_and_put_right_after_a_hand_edit() {
+    use common::fault_proxy::FaultProxy;
+    use common::moto::{self, Moto};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
+    let ec2 = runtime.block_on(moto.client());
+    let routers = &moto::ROUTERS[..2];
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 2, routers));
+    let dir = tempfile::tempdir().unwrap();
+    let first = TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let _listeners = [first, TcpListener::bind((routers[1], port)).unwrap()];
+    let spec = common::spec_file(dir.path(), (0..20).map(cidr), routers);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+    args.extend(
+        [
+            "--route-mode",
+            "prefix-list",
+            "--route_recheck_interval",
+            "5",
+        ]
+        .map(String::from),
+    );
+    let all = 20 * vpc.tables.len();
+    let placed = || {
+        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        (routes.len() == all).then_some(routes)
+    };
+    let first_daemon = Daemon::start(&common::strs(&args), dir.path());
+    let before = common::wait_until("every CIDR routed through lists", placed);
+    drop(first_daemon);
+
+    let written = mutating(&proxy.calls());
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    common::wait_until("a first pass done", || {
+        let (_, metrics) = daemon.http("GET", "/metrics", b"");
+        (metrics.lines())
+            .find_map(|l| l.strip_prefix("vpcrouter_last_successful_reconcile_timestamp_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|at| *at > 0.0)
+    });
+    assert_eq!(
+        mutating(&proxy.calls()),
+        written,
+        "a restart writes nothing"
+    );
+    assert_eq!(placed(), Some(before.clone()));
+
+    // An entry taken out of a list by hand, straight at moto.
+    let (list, taken) = runtime.block_on(async {
+        let ours = aws_sdk_ec2::types::Filter::builder()
+            .name("tag:vpcrouter:vpc")
+            .values(&vpc.id)
+            .build();
+        let lists = (ec2.describe_managed_prefix_lists())
+            .filters(ours)
+            .send()
+            .await
+            .unwrap();
+        let list = lists.prefix_lists()[0].clone();
+        let id = list.prefix_list_id().unwrap().to_string();
+        let entries = ec2
+            .get_managed_prefix_list_entries()
+            .prefix_list_id(&id)
+            .send()
+            .await
+            .unwrap();
+        let taken = entries.entries()[0].cidr().unwrap().to_string();
+        ec2.modify_managed_prefix_list()
+            .prefix_list_id(&id)
+            .current_version(list.version().unwrap())
+            .remove_entries(
+                aws_sdk_ec2::types::RemovePrefixListEntry::builder()
+                    .cidr(&taken)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        (id, taken)
+    });
+    let after = common::wait_until("the entry put back", placed);
+    assert_eq!(after, before, "every CIDR where it was");
+    assert!(
+        daemon.lines_with("PrefixListVersionMismatch").is_empty(),
+        "the edit named the version observed"
+    );
+    eprintln!("{taken} taken out of {list} by hand was put back");
+}
+
+fn mutating(calls: &BTreeMap<String, u64>) -> u64 {
+    (calls.iter())
+        .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
+        .map(|(_, n)| n)
+        .sum()
+}
