@@ -7,6 +7,7 @@
 mod common;
 
 use common::Daemon;
+use common::fault_proxy::Fault;
 use common::nat::{ROUTER_A, ROUTER_B, default_routes, layout as nat_layout, routers_listening};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -194,14 +195,14 @@ fn nat_instances_each_az_table_fails_over_by_a_re_point() {
     assert!(total(&calls) - start_calls <= 4, "{calls:?}");
 }
 
-/// On EC2 (moto, patched where it lacks prefix-list routes and version
-/// checks: tests/common/moto_server.py): 100 CIDRs over 4 routers in 3
-/// tables. Start-up makes a list per router; the busiest router dies and
-/// its CIDRs reach survivors with a ReplaceRoute per table and a few list
-/// edits, counted at a proxy in front of moto, not a ReplaceRoute per CIDR
-/// and table.
-#[test]
-fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
+/// On EC2 (moto behind a counting proxy, moto patched where it lacks
+/// prefix-list routes and version checks: tests/common/moto_server.py):
+/// 100 CIDRs over 4 routers in 3 tables, a list per router; `faults` are
+/// met by the calls of the failover. The busiest router dies: the mutating
+/// calls (by action) from the kill until every table routes its CIDRs
+/// elsewhere (the re-points: list edits may follow) and every fault was
+/// met.
+fn ec2_failover(faults: &[(&str, Fault)]) -> BTreeMap<String, u64> {
     use common::fault_proxy::FaultProxy;
     use common::moto::{self, Moto};
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -242,12 +243,21 @@ fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
         .unwrap()
         .0
         .clone();
+    for (action, fault) in faults {
+        proxy.inject(action, [*fault]);
+    }
     listeners[routers.iter().position(|r| *r == victim).unwrap()] = None;
     let killed = std::time::Instant::now();
     common::wait_until("every CIDR off the dead router", || {
         placed().filter(|now| now.values().all(|e| *e != busiest))
     });
     let took = killed.elapsed();
+    common::wait_until("every fault met", || {
+        faults
+            .iter()
+            .all(|(action, _)| proxy.pending(action) == 0)
+            .then_some(())
+    });
     let now = proxy.calls();
     let mutating: BTreeMap<String, u64> = (now.iter())
         .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
@@ -264,13 +274,32 @@ fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
          with {mutating:?} (per CIDR: {} ReplaceRoute)",
         carried * tables
     );
-    assert_eq!(
-        mutating.get("ReplaceRoute"),
-        Some(&(tables as u64)),
-        "{mutating:?}"
-    );
+    mutating
+}
+
+/// The failover is a ReplaceRoute per table and a few list edits, not a
+/// ReplaceRoute per CIDR and table.
+#[test]
+fn on_ec2_a_dead_routers_cidrs_move_with_a_call_per_table() {
+    let mutating = ec2_failover(&[]);
+    assert_eq!(mutating.get("ReplaceRoute"), Some(&3), "{mutating:?}");
     let calls: u64 = mutating.values().sum();
-    assert!(calls <= (tables + 8) as u64, "{mutating:?}");
+    assert!(calls <= 3 + 8, "{mutating:?}");
+}
+
+/// EC2 throttling the failover's re-points and list edits (and failing
+/// one with a 500): each call is retried, and every CIDR reaches a
+/// survivor.
+#[test]
+fn on_ec2_throttled_list_calls_are_retried_and_the_failover_completes() {
+    let mutating = ec2_failover(&[
+        ("ReplaceRoute", Fault::Throttle),
+        ("ReplaceRoute", Fault::ServerError),
+        ("ModifyManagedPrefixList", Fault::Throttle),
+        ("ModifyManagedPrefixList", Fault::Throttle),
+    ]);
+    assert_eq!(mutating.get("ReplaceRoute"), Some(&(3 + 2)), "{mutating:?}");
+    assert!(mutating["ModifyManagedPrefixList"] >= 2, "{mutating:?}");
 }
 
 /// On EC2: a daemon restarted adopts the lists of the one before without a
