@@ -92,35 +92,54 @@ fn run(
     Ok(())
 }
 
-/// Plan on the expanded VPC, compile, carry out: the routes the planner
-/// wanted are the routes the lists give. The operations and the plan.
-fn step(
-    spec: &RouteSpec,
-    health: &HealthSnapshot,
-    state: &mut VpcState,
-    lists: &mut Lists,
-    settings: &Settings,
+/// A VPC in prefix-list mode, and how the daemon plans and sizes for it.
+struct Cluster {
+    state: VpcState,
+    lists: Lists,
+    settings: Settings,
     sizing: Sizing,
-) -> (Vec<Operation>, ListPlan) {
-    let seen = expand(state, lists);
-    let planned = plan(spec, health, &seen, settings);
-    let ops = planned.operations;
-    let compiled = compile(&ops, state, lists, sizing);
-    run(&compiled, &ops, state, lists).unwrap();
-    for claim in &planned.claims {
-        if let Some(change) = claim.change(&state.table(&claim.table).unwrap().tags) {
-            state.write_tags(&change).unwrap();
+}
+
+impl Cluster {
+    fn new(state: VpcState, settings: Settings, sizing: Sizing) -> Self {
+        Self {
+            state,
+            lists: Lists::default(),
+            settings,
+            sizing,
         }
     }
-    let mut wanted = seen.clone();
-    for op in &ops {
-        wanted.apply(op).unwrap();
+
+    /// The routes the planner sees.
+    fn seen(&self) -> VpcState {
+        expand(&self.state, &self.lists)
     }
-    assert_eq!(routing(&expand(state, lists)), routing(&wanted));
-    for (i, rests) in compiled.rests_on.iter().enumerate() {
-        assert!(!rests.is_empty(), "{:?} rests on no call", ops[i]);
+
+    /// Plan on the expanded VPC, compile, carry out: the routes the
+    /// planner wanted are the routes the lists give. The operations and
+    /// the plan.
+    fn step(&mut self, spec: &RouteSpec, health: &HealthSnapshot) -> (Vec<Operation>, ListPlan) {
+        let seen = self.seen();
+        let planned = plan(spec, health, &seen, &self.settings);
+        let ops = planned.operations;
+        let compiled = compile(&ops, &self.state, &self.lists, self.sizing);
+        run(&compiled, &ops, &mut self.state, &mut self.lists).unwrap();
+        for claim in &planned.claims {
+            let tags = &self.state.table(&claim.table).unwrap().tags;
+            if let Some(change) = claim.change(tags) {
+                self.state.write_tags(&change).unwrap();
+            }
+        }
+        let mut wanted = seen.clone();
+        for op in &ops {
+            wanted.apply(op).unwrap();
+        }
+        assert_eq!(routing(&self.seen()), routing(&wanted));
+        for (i, rests) in compiled.rests_on.iter().enumerate() {
+            assert!(!rests.is_empty(), "{:?} rests on no call", ops[i]);
+        }
+        (ops, compiled)
     }
-    (ops, compiled)
 }
 
 fn failed(ips: &[IpAddr]) -> HealthSnapshot {
@@ -150,37 +169,29 @@ fn busiest(vpc: &VpcState, ips: &[IpAddr]) -> IpAddr {
 fn a_dead_routers_cidrs_move_with_calls_that_do_not_grow_with_them() {
     let mut figures = Vec::new();
     for cidrs in [100, 1000] {
-        let (mut state, spec, ips) = romana(4, 10, cidrs);
+        let (state, spec, ips) = romana(4, 10, cidrs);
         let settings = every_table(&state);
         let sizing = sizing(&spec, 4);
-        let mut lists = Lists::default();
-        let (_, start) = step(
-            &spec,
-            &HealthSnapshot::default(),
-            &mut state,
-            &mut lists,
-            &settings,
-            sizing,
+        let mut cluster = Cluster::new(state, settings, sizing);
+        let (_, start) = cluster.step(&spec, &HealthSnapshot::default());
+        assert_eq!(cluster.lists.lists.len(), 4, "a list per router");
+        assert_eq!(cluster.lists.routes.len(), 40, "each routed in each table");
+        assert!(
+            cluster
+                .state
+                .route_tables
+                .iter()
+                .all(|t| t.routes.is_empty())
         );
-        assert_eq!(lists.lists.len(), 4, "a list per router");
-        assert_eq!(lists.routes.len(), 40, "each routed in each table");
-        assert!(state.route_tables.iter().all(|t| t.routes.is_empty()));
-        for list in &lists.lists {
+        for list in &cluster.lists.lists {
             assert!(list.max_entries >= list.entries.len());
             assert!(list.max_entries <= sizing.size_for(list.entries.len()));
         }
         let starting = start.calls();
 
-        let seen = expand(&state, &lists);
+        let seen = cluster.seen();
         let dead = busiest(&seen, &ips);
-        let (ops, moved) = step(
-            &spec,
-            &failed(&[dead]),
-            &mut state,
-            &mut lists,
-            &settings,
-            sizing,
-        );
+        let (ops, moved) = cluster.step(&spec, &failed(&[dead]));
         let carried = ops.len() / 10;
         assert!(carried >= cidrs / 4, "{carried} of {cidrs}");
         let repoints = (moved.stages[0].iter())
@@ -192,8 +203,8 @@ fn a_dead_routers_cidrs_move_with_calls_that_do_not_grow_with_them() {
         let again = plan(
             &spec,
             &failed(&[dead]),
-            &expand(&state, &lists),
-            &every_table(&state),
+            &cluster.seen(),
+            &every_table(&cluster.state),
         );
         assert!(again.operations.is_empty(), "{:?}", again.operations);
     }
@@ -212,30 +223,26 @@ fn a_dead_routers_cidrs_move_with_calls_that_do_not_grow_with_them() {
 /// router to a survivor: stage 0 leaves none on it.
 #[test]
 fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
-    let (mut state, spec, ips) = romana(4, 3, 200);
+    let (state, spec, ips) = romana(4, 3, 200);
     let settings = every_table(&state);
     let sizing = sizing(&spec, 4);
-    let mut lists = Lists::default();
-    step(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
-    let dead = busiest(&expand(&state, &lists), &ips);
+    let mut cluster = Cluster::new(state, settings, sizing);
+    cluster.step(&spec, &HealthSnapshot::default());
+    let dead = busiest(&cluster.seen(), &ips);
     let dead_eni = Target::Interface(format!(
         "eni-{}",
         ips.iter().position(|i| *i == dead).unwrap()
     ));
-    let seen = expand(&state, &lists);
-    let ops = plan(&spec, &failed(&[dead]), &seen, &every_table(&state)).operations;
-    let compiled = compile(&ops, &state, &lists, sizing);
+    let seen = cluster.seen();
+    let ops = plan(&spec, &failed(&[dead]), &seen, &every_table(&cluster.state)).operations;
+    let compiled = compile(&ops, &cluster.state, &cluster.lists, sizing);
     for call in &compiled.stages[0] {
-        lists.apply(&mut state, call, next_id).unwrap();
+        cluster
+            .lists
+            .apply(&mut cluster.state, call, next_id)
+            .unwrap();
     }
-    let after = routing(&expand(&state, &lists));
+    let after = routing(&cluster.seen());
     assert_eq!(after.len(), 3 * 200);
     assert!(after.values().all(|t| *t != dead_eni));
 }
@@ -244,31 +251,21 @@ fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
 /// of their router; CIDRs gone from the spec leave their list.
 #[test]
 fn lists_grow_before_entries_come_and_lose_the_cidrs_the_spec_drops() {
-    let (mut state, spec, _) = romana(2, 2, 40);
+    let (state, spec, _) = romana(2, 2, 40);
     let settings = every_table(&state);
     let sizing = Sizing { bound: 20 };
-    let mut lists = Lists::default();
-    step(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
+    let mut cluster = Cluster::new(state, settings, sizing);
+    cluster.step(&spec, &HealthSnapshot::default());
+    assert!(
+        cluster.lists.lists.iter().all(|l| l.max_entries == 25),
+        "{:?}",
+        cluster.lists
     );
-    assert!(lists.lists.iter().all(|l| l.max_entries == 25), "{lists:?}");
 
     let (_, bigger, _) = romana(2, 2, 90);
-    let (_, grown) = step(
-        &bigger,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
+    let (_, grown) = cluster.step(&bigger, &HealthSnapshot::default());
     assert_eq!(
-        lists.lists.len(),
+        cluster.lists.lists.len(),
         2,
         "the new CIDRs join the routers' lists"
     );
@@ -277,21 +274,24 @@ fn lists_grow_before_entries_come_and_lose_the_cidrs_the_spec_drops() {
         .count();
     assert_eq!(resizes, 2, "{grown:?}");
     assert_eq!(
-        lists.lists.iter().map(|l| l.entries.len()).sum::<usize>(),
+        cluster
+            .lists
+            .lists
+            .iter()
+            .map(|l| l.entries.len())
+            .sum::<usize>(),
         90
     );
 
     let (_, smaller, _) = romana(2, 2, 10);
-    step(
-        &smaller,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
+    cluster.step(&smaller, &HealthSnapshot::default());
     assert_eq!(
-        lists.lists.iter().map(|l| l.entries.len()).sum::<usize>(),
+        cluster
+            .lists
+            .lists
+            .iter()
+            .map(|l| l.entries.len())
+            .sum::<usize>(),
         10
     );
 }
@@ -311,23 +311,9 @@ fn per_cidr_routes_are_kept_and_managed_as_they_are() {
         origin: RouteOrigin::CreateRoute,
     });
     let sizing = sizing(&spec, 2);
-    let mut lists = Lists::default();
-    step(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
-    let (ops, compiled) = step(
-        &spec,
-        &failed(&[ips[0]]),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
+    let mut cluster = Cluster::new(state, settings, sizing);
+    cluster.step(&spec, &HealthSnapshot::default());
+    let (ops, compiled) = cluster.step(&spec, &failed(&[ips[0]]));
     let passed: Vec<&Operation> = (compiled.stages[0].iter())
         .filter_map(|c| match c {
             ListCall::Route(op) => Some(op),
@@ -425,31 +411,18 @@ fn expansion_prefers_per_cidr_routes_then_the_first_list() {
 /// daemon claimed is, as in per-CIDR mode).
 #[test]
 fn a_list_edited_by_hand_is_put_right() {
-    let (mut state, spec, _) = romana(2, 2, 6);
+    let (state, spec, _) = romana(2, 2, 6);
     let settings = Settings::default();
     let sizing = sizing(&spec, 2);
-    let mut lists = Lists::default();
-    step(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
-    let taken = *lists.lists[0].entries.iter().next().unwrap();
-    lists.lists[0].entries.remove(&taken);
+    let mut cluster = Cluster::new(state, settings, sizing);
+    cluster.step(&spec, &HealthSnapshot::default());
+    let taken = *cluster.lists.lists[0].entries.iter().next().unwrap();
+    cluster.lists.lists[0].entries.remove(&taken);
     let foreign = net("10.250.0.0/24");
-    lists.lists[1].entries.insert(foreign);
-    step(
-        &spec,
-        &HealthSnapshot::default(),
-        &mut state,
-        &mut lists,
-        &settings,
-        sizing,
-    );
-    let held: BTreeSet<IpNet> = lists
+    cluster.lists.lists[1].entries.insert(foreign);
+    cluster.step(&spec, &HealthSnapshot::default());
+    let held: BTreeSet<IpNet> = cluster
+        .lists
         .lists
         .iter()
         .flat_map(|l| l.entries.iter().copied())
@@ -476,22 +449,22 @@ proptest! {
         cidrs in 1usize..60,
         steps in proptest::collection::vec(proptest::collection::btree_set(0usize..6, 0..3), 1..6),
     ) {
-        let (mut state, spec, ips) =
+        let (state, spec, ips) =
             crate::reconcile::plan::tests::cluster_of(hosts, zones, zones * per_zone, cidrs);
         let settings = Settings {
             az_affinity: affinity,
             ..every_table(&state)
         };
         let sizing = sizing(&spec, hosts);
-        let mut lists = Lists::default();
-        step(&spec, &HealthSnapshot::default(), &mut state, &mut lists, &settings, sizing);
+        let mut cluster = Cluster::new(state, settings, sizing);
+        cluster.step(&spec, &HealthSnapshot::default());
         for dead in steps {
             let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
             let health = failed(&dead);
-            step(&spec, &health, &mut state, &mut lists, &settings, sizing);
-            let again = plan(&spec, &health, &expand(&state, &lists), &settings);
+            cluster.step(&spec, &health);
+            let again = plan(&spec, &health, &cluster.seen(), &cluster.settings);
             prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
-            let held: BTreeSet<IpNet> = lists.lists.iter().flat_map(|l| l.entries.iter().copied()).collect();
+            let held: BTreeSet<IpNet> = cluster.lists.lists.iter().flat_map(|l| l.entries.iter().copied()).collect();
             prop_assert!(held.len() <= cidrs);
         }
     }
