@@ -405,3 +405,41 @@ fn mutating(calls: &BTreeMap<String, u64>) -> u64 {
         .map(|(_, n)| n)
         .sum()
 }
+
+/// On EC2: a table that cannot hold another route (EC2 answers
+/// `RouteLimitExceeded` to the route to a list, from the proxy in front of
+/// moto) is named in the log with EC2's code and the advice any full table
+/// gets; the daemon keeps trying, and once EC2 takes the route every CIDR
+/// is routed everywhere.
+#[test]
+fn on_ec2_a_table_refusing_a_list_route_is_named_and_tried_again() {
+    use common::fault_proxy::FaultProxy;
+    use common::moto::{self, Moto};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
+    let ec2 = runtime.block_on(moto.client());
+    let routers = &moto::ROUTERS[..2];
+    let vpc = runtime.block_on(moto::build_vpc(&ec2, 2, routers));
+    let dir = tempfile::tempdir().unwrap();
+    let first = TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let _listeners = [first, TcpListener::bind((routers[1], port)).unwrap()];
+    let spec = common::spec_file(dir.path(), (0..10).map(cidr), routers);
+    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+    args.extend(["--route-mode", "prefix-list"].map(String::from));
+    proxy.inject("CreateRoute", [Fault::Refuse("RouteLimitExceeded"); 3]);
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    let refused = daemon.wait_for_line("RouteLimitExceeded", std::time::Duration::from_secs(20));
+    assert!(
+        vpc.tables.iter().any(|t| refused.contains(t.as_str())),
+        "the table is named: {refused}"
+    );
+    let all = 10 * vpc.tables.len();
+    let routed = common::wait_until("every CIDR routed in every table", || {
+        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        (routes.len() == all).then_some(routes)
+    });
+    assert_eq!(proxy.pending("CreateRoute"), 0);
+    assert_eq!(routed.len(), all);
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::client::{describe_error, unavailable};
+use super::client::unavailable;
 use super::{Destination, Ec2Vpc, Targets};
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists, PrefixList};
 use crate::cloud::model::RouteError;
@@ -168,7 +168,7 @@ where
         {
             CloudError::Refused(RouteError::Other {
                 code: code.to_string(),
-                message: describe_error(action, error),
+                message: format!("{action}: {}", error.message().unwrap_or_default()),
             })
         }
         _ => unavailable(action, error),
@@ -212,11 +212,20 @@ impl ListBackend for Ec2Vpc {
                         .await
                         .map(drop)
                         .map_err(|e| refused(action, &e)),
+                    // A table whose quota cannot hold the list's maximum
+                    // more: said as any full table is.
                     _ => self
                         .call(bucket, action, || self.create_route(table, &from, &to))
                         .await
                         .map(drop)
-                        .map_err(|e| refused(action, &e)),
+                        .map_err(|e| match refused(action, &e) {
+                            CloudError::Refused(RouteError::Other { code, .. })
+                                if code == "RouteLimitExceeded" =>
+                            {
+                                CloudError::Refused(RouteError::LimitExceeded(table.clone()))
+                            }
+                            other => other,
+                        }),
                 };
                 sent.map(|()| None)
             }
