@@ -95,8 +95,17 @@ impl Etcd {
             tls,
             client,
         };
-        etcd.resume();
-        etcd
+        // A port found free can be taken before etcd binds it (tests run
+        // side by side): then etcd exits at once, and new ports are tried.
+        for _ in 0..3 {
+            if etcd.try_resume() {
+                return etcd;
+            }
+            etcd.port = super::free_port();
+            etcd.peer_port = super::free_port();
+            etcd.data = tempfile::tempdir().unwrap();
+        }
+        panic!("etcd exited at start three times (its ports taken?)");
     }
 
     fn scheme(&self) -> &'static str {
@@ -109,6 +118,12 @@ impl Etcd {
 
     /// Start (again) on the same ports and data.
     pub fn resume(&mut self) {
+        assert!(self.try_resume(), "etcd exited at start");
+    }
+
+    /// Start on the ports and data set; false if etcd exits before it
+    /// answers.
+    fn try_resume(&mut self) -> bool {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut command = Command::new("etcd");
         command
@@ -138,12 +153,18 @@ impl Etcd {
         );
         let start = Instant::now();
         while self.etcdctl(&["endpoint", "health"]).is_err() {
+            let child = self.child.as_mut().expect("started");
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return false;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
                 "etcd did not start"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        true
     }
 
     /// Stop it (the data stays for `resume`).
