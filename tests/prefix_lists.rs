@@ -195,42 +195,97 @@ fn nat_instances_each_az_table_fails_over_by_a_re_point() {
     assert!(total(&calls) - start_calls <= 4, "{calls:?}");
 }
 
-/// On EC2 (moto behind a counting proxy, moto patched where it lacks
+/// A moto VPC behind a counting proxy (moto patched where it lacks
 /// prefix-list routes and version checks: tests/common/moto_server.py):
-/// 100 CIDRs over 4 routers in 3 tables, a list per router; `faults` are
+/// the first `routers` of `moto::ROUTERS` listening, in `azs` AZs with a
+/// table each, and the daemon's arguments for `cidrs` CIDRs over them in
+/// prefix-list mode (started by `daemon`).
+struct OnMoto {
+    runtime: tokio::runtime::Runtime,
+    _moto: common::moto::Moto,
+    proxy: common::fault_proxy::FaultProxy,
+    ec2: aws_sdk_ec2::Client,
+    vpc: common::moto::Vpc,
+    listeners: std::cell::RefCell<Vec<Option<TcpListener>>>,
+    routers: Vec<&'static str>,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl OnMoto {
+    fn start(routers: usize, azs: usize, cidrs: usize) -> Self {
+        use common::moto;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let moto = moto::Moto::start();
+        let proxy = runtime.block_on(common::fault_proxy::FaultProxy::start(&moto.url));
+        let ec2 = runtime.block_on(moto.client());
+        let routers = moto::ROUTERS[..routers].to_vec();
+        let vpc = runtime.block_on(moto::build_vpc(&ec2, azs, &routers));
+        let dir = tempfile::tempdir().unwrap();
+        let first = TcpListener::bind((routers[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![Some(first)];
+        listeners.extend(
+            routers[1..]
+                .iter()
+                .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
+        );
+        let spec = common::spec_file(dir.path(), (0..cidrs).map(cidr), &routers);
+        let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
+        args.extend(["--route-mode", "prefix-list"].map(String::from));
+        Self {
+            runtime,
+            _moto: moto,
+            proxy,
+            ec2,
+            vpc,
+            listeners: std::cell::RefCell::new(listeners),
+            routers,
+            args,
+            dir,
+        }
+    }
+
+    fn daemon(&self) -> Daemon {
+        Daemon::start(&common::strs(&self.args), self.dir.path())
+    }
+
+    /// Close `router`'s port: its probes are refused from now on.
+    fn kill(&self, router: &str) {
+        let at = self.routers.iter().position(|r| *r == router).unwrap();
+        self.listeners.borrow_mut()[at] = None;
+    }
+
+    /// (table, CIDR) -> ENI, as moto has it now.
+    fn routing(&self) -> BTreeMap<(String, String), String> {
+        let routing = common::moto::routing(&self.ec2, &self.vpc.tables);
+        self.runtime.block_on(routing)
+    }
+
+    /// The mutating calls the proxy has seen, by action.
+    fn mutating(&self) -> BTreeMap<String, u64> {
+        (self.proxy.calls().into_iter())
+            .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
+            .collect()
+    }
+}
+
+/// On EC2 (`OnMoto`): 100 CIDRs over 4 routers in 3 tables, a list per router; `faults` are
 /// met by the calls of the failover. The busiest router dies: the mutating
 /// calls (by action) from the kill until every table routes its CIDRs
 /// elsewhere (the re-points: list edits may follow) and every fault was
 /// met.
 fn ec2_failover(faults: &[(&str, Fault)]) -> BTreeMap<String, u64> {
-    use common::fault_proxy::FaultProxy;
-    use common::moto::{self, Moto};
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
-    let ec2 = runtime.block_on(moto.client());
-    let routers = &moto::ROUTERS[..4];
-    let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, routers));
-    let dir = tempfile::tempdir().unwrap();
-    let first = TcpListener::bind((routers[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let mut listeners = vec![Some(first)];
-    listeners.extend(
-        routers[1..]
-            .iter()
-            .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
-    );
-    let spec = common::spec_file(dir.path(), (0..CIDRS).map(cidr), routers);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
-    args.extend(["--route-mode", "prefix-list"].map(String::from));
-    let _daemon = Daemon::start(&common::strs(&args), dir.path());
+    let on = OnMoto::start(4, 3, CIDRS);
+    let _daemon = on.daemon();
+    let (proxy, vpc) = (&on.proxy, &on.vpc);
     let tables = vpc.tables.len();
     let placed = || {
-        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        let routes = on.routing();
         (routes.len() == CIDRS * tables).then_some(routes)
     };
     let before = common::wait_until("every CIDR routed through lists", placed);
-    let started = proxy.calls();
+    let started = on.mutating();
 
     let mut load = BTreeMap::<&String, usize>::new();
     for eni in before.values() {
@@ -246,7 +301,7 @@ fn ec2_failover(faults: &[(&str, Fault)]) -> BTreeMap<String, u64> {
     for (action, fault) in faults {
         proxy.inject(action, [*fault]);
     }
-    listeners[routers.iter().position(|r| *r == victim).unwrap()] = None;
+    on.kill(&victim);
     let killed = std::time::Instant::now();
     common::wait_until("every CIDR off the dead router", || {
         placed().filter(|now| now.values().all(|e| *e != busiest))
@@ -258,14 +313,10 @@ fn ec2_failover(faults: &[(&str, Fault)]) -> BTreeMap<String, u64> {
             .all(|(action, _)| proxy.pending(action) == 0)
             .then_some(())
     });
-    let now = proxy.calls();
-    let mutating: BTreeMap<String, u64> = (now.iter())
-        .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
+    let mutating: BTreeMap<String, u64> = (on.mutating().into_iter())
         .map(|(action, n)| {
-            (
-                action.clone(),
-                n - started.get(action).copied().unwrap_or(0),
-            )
+            let before = started.get(&action).copied().unwrap_or(0);
+            (action, n - before)
         })
         .filter(|(_, n)| *n > 0)
         .collect();
@@ -309,40 +360,21 @@ fn on_ec2_throttled_list_calls_are_retried_and_the_failover_completes() {
 /// `PrefixListVersionMismatch`, which moto is patched to do too).
 #[test]
 fn on_ec2_lists_are_adopted_on_restart_and_put_right_after_a_hand_edit() {
-    use common::fault_proxy::FaultProxy;
-    use common::moto::{self, Moto};
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
-    let ec2 = runtime.block_on(moto.client());
-    let routers = &moto::ROUTERS[..2];
-    let vpc = runtime.block_on(moto::build_vpc(&ec2, 2, routers));
-    let dir = tempfile::tempdir().unwrap();
-    let first = TcpListener::bind((routers[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let _listeners = [first, TcpListener::bind((routers[1], port)).unwrap()];
-    let spec = common::spec_file(dir.path(), (0..20).map(cidr), routers);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
-    args.extend(
-        [
-            "--route-mode",
-            "prefix-list",
-            "--route_recheck_interval",
-            "5",
-        ]
-        .map(String::from),
-    );
+    let mut on = OnMoto::start(2, 2, 20);
+    on.args
+        .extend(["--route_recheck_interval", "5"].map(String::from));
+    let (ec2, vpc, runtime) = (&on.ec2, &on.vpc, &on.runtime);
     let all = 20 * vpc.tables.len();
     let placed = || {
-        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        let routes = on.routing();
         (routes.len() == all).then_some(routes)
     };
-    let first_daemon = Daemon::start(&common::strs(&args), dir.path());
+    let first_daemon = on.daemon();
     let before = common::wait_until("every CIDR routed through lists", placed);
     drop(first_daemon);
 
-    let written = mutating(&proxy.calls());
-    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    let written = on.mutating();
+    let daemon = on.daemon();
     common::wait_until("a first pass done", || {
         let (_, metrics) = daemon.http("GET", "/metrics", b"");
         (metrics.lines())
@@ -350,11 +382,7 @@ fn on_ec2_lists_are_adopted_on_restart_and_put_right_after_a_hand_edit() {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|at| *at > 0.0)
     });
-    assert_eq!(
-        mutating(&proxy.calls()),
-        written,
-        "a restart writes nothing"
-    );
+    assert_eq!(on.mutating(), written, "a restart writes nothing");
     assert_eq!(placed(), Some(before.clone()));
 
     // An entry taken out of a list by hand, straight at moto.
@@ -399,13 +427,6 @@ fn on_ec2_lists_are_adopted_on_restart_and_put_right_after_a_hand_edit() {
     eprintln!("{taken} taken out of {list} by hand was put back");
 }
 
-fn mutating(calls: &BTreeMap<String, u64>) -> u64 {
-    (calls.iter())
-        .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// On EC2: a table that cannot hold another route (EC2 answers
 /// `RouteLimitExceeded` to the route to a list, from the proxy in front of
 /// moto) is named in the log with EC2's code and the advice any full table
@@ -413,23 +434,10 @@ fn mutating(calls: &BTreeMap<String, u64>) -> u64 {
 /// is routed everywhere.
 #[test]
 fn on_ec2_a_table_refusing_a_list_route_is_named_and_tried_again() {
-    use common::fault_proxy::FaultProxy;
-    use common::moto::{self, Moto};
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let proxy = runtime.block_on(FaultProxy::start(&moto.url));
-    let ec2 = runtime.block_on(moto.client());
-    let routers = &moto::ROUTERS[..2];
-    let vpc = runtime.block_on(moto::build_vpc(&ec2, 2, routers));
-    let dir = tempfile::tempdir().unwrap();
-    let first = TcpListener::bind((routers[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let _listeners = [first, TcpListener::bind((routers[1], port)).unwrap()];
-    let spec = common::spec_file(dir.path(), (0..10).map(cidr), routers);
-    let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
-    args.extend(["--route-mode", "prefix-list"].map(String::from));
+    let on = OnMoto::start(2, 2, 10);
+    let (proxy, vpc) = (&on.proxy, &on.vpc);
     proxy.inject("CreateRoute", [Fault::Refuse("RouteLimitExceeded"); 3]);
-    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    let daemon = on.daemon();
     let refused = daemon.wait_for_line("RouteLimitExceeded", std::time::Duration::from_secs(20));
     assert!(
         vpc.tables.iter().any(|t| refused.contains(t.as_str())),
@@ -437,7 +445,7 @@ fn on_ec2_a_table_refusing_a_list_route_is_named_and_tried_again() {
     );
     let all = 10 * vpc.tables.len();
     let routed = common::wait_until("every CIDR routed in every table", || {
-        let routes = runtime.block_on(moto::routing(&ec2, &vpc.tables));
+        let routes = on.routing();
         (routes.len() == all).then_some(routes)
     });
     assert_eq!(proxy.pending("CreateRoute"), 0);

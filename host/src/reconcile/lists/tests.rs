@@ -110,6 +110,13 @@ impl Cluster {
         }
     }
 
+    /// The CIDRs the lists hold.
+    fn held(&self) -> BTreeSet<IpNet> {
+        (self.lists.lists.iter())
+            .flat_map(|l| l.entries.iter().copied())
+            .collect()
+    }
+
     /// The routes the planner sees.
     fn seen(&self) -> VpcState {
         expand(&self.state, &self.lists)
@@ -273,27 +280,11 @@ fn lists_grow_before_entries_come_and_lose_the_cidrs_the_spec_drops() {
         .filter(|c| matches!(c, ListCall::Resize { .. }))
         .count();
     assert_eq!(resizes, 2, "{grown:?}");
-    assert_eq!(
-        cluster
-            .lists
-            .lists
-            .iter()
-            .map(|l| l.entries.len())
-            .sum::<usize>(),
-        90
-    );
+    assert_eq!(cluster.held().len(), 90);
 
     let (_, smaller, _) = romana(2, 2, 10);
     cluster.step(&smaller, &HealthSnapshot::default());
-    assert_eq!(
-        cluster
-            .lists
-            .lists
-            .iter()
-            .map(|l| l.entries.len())
-            .sum::<usize>(),
-        10
-    );
+    assert_eq!(cluster.held().len(), 10);
 }
 
 /// A per-CIDR route (from per-CIDR mode, or a person's) routes its CIDR in
@@ -421,12 +412,7 @@ fn a_list_edited_by_hand_is_put_right() {
     let foreign = net("10.250.0.0/24");
     cluster.lists.lists[1].entries.insert(foreign);
     cluster.step(&spec, &HealthSnapshot::default());
-    let held: BTreeSet<IpNet> = cluster
-        .lists
-        .lists
-        .iter()
-        .flat_map(|l| l.entries.iter().copied())
-        .collect();
+    let held = cluster.held();
     assert!(held.contains(&taken));
     assert!(!held.contains(&foreign));
     assert_eq!(held.len(), 6);
@@ -464,7 +450,7 @@ proptest! {
             cluster.step(&spec, &health);
             let again = plan(&spec, &health, &cluster.seen(), &cluster.settings);
             prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
-            let held: BTreeSet<IpNet> = cluster.lists.lists.iter().flat_map(|l| l.entries.iter().copied()).collect();
+            let held = cluster.held();
             prop_assert!(held.len() <= cidrs);
         }
     }
