@@ -340,9 +340,11 @@ fn a_router_whose_instance_is_stopping_is_drained_at_the_next_describe() {
             .all(|(_, target)| *target != eni)
             .then_some(())
     });
-    let moved = daemon.lines_with("route replaced");
+    // moto shows the routes before the daemon's log line is read.
     let said = format!("{instance} is stopping; moving to");
-    assert!(moved.iter().any(|l| l.contains(&said)), "{moved:#?}");
+    common::wait_until("the move logged with its reason", || {
+        (daemon.lines_with("route replaced").into_iter()).find(|l| l.contains(&said))
+    });
     let ips = daemon.view("/ips");
     assert_eq!(
         ips["hosts"][&victim]["state"], "healthy",
@@ -392,8 +394,9 @@ fn a_router_with_a_scheduled_reboot_is_drained_before_it() {
             .then_some(())
     });
     let expected = format!("EC2 scheduled system-reboot at {at}");
-    let moved = daemon.lines_with("route replaced");
-    assert!(moved.iter().any(|l| l.contains(&expected)), "{moved:#?}");
+    common::wait_until("the move logged with its reason", || {
+        (daemon.lines_with("route replaced").into_iter()).find(|l| l.contains(&expected))
+    });
     let ips = daemon.view("/ips");
     assert_eq!(ips["hosts"][&victim]["state"], "healthy", "{ips}");
     let reason = ips["hosts"][&victim]["drained"]["reason"].to_string();
