@@ -262,6 +262,19 @@ impl OnMoto {
         self.runtime.block_on(routing)
     }
 
+    /// The per-CIDR routes to a router, as moto has them now.
+    fn per_cidr_routes(&self) -> usize {
+        let described = self.runtime.block_on(
+            (self.ec2.describe_route_tables())
+                .set_route_table_ids(Some(self.vpc.tables.clone()))
+                .send(),
+        );
+        (described.unwrap().route_tables().iter())
+            .flat_map(|t| t.routes())
+            .filter(|r| r.destination_cidr_block().is_some() && r.network_interface_id().is_some())
+            .count()
+    }
+
     /// The mutating calls the proxy has seen, by action.
     fn mutating(&self) -> BTreeMap<String, u64> {
         (self.proxy.calls().into_iter())
@@ -450,4 +463,65 @@ fn on_ec2_a_table_refusing_a_list_route_is_named_and_tried_again() {
     });
     assert_eq!(proxy.pending("CreateRoute"), 0);
     assert_eq!(routed.len(), all);
+}
+
+/// On EC2: a VPC routed by per-CIDR mode switches to prefix-list mode. The
+/// daemon adopts the routes without a write, then moves them into lists a
+/// few CIDRs per pass (each CIDR added to a list first, its per-CIDR route
+/// deleted after): every sample of moto shows every CIDR routed to the
+/// router it was on. A router dying half way is failed over (per-CIDR
+/// routes and lists alike), and the migration still ends with no per-CIDR
+/// route left.
+#[test]
+fn on_ec2_per_cidr_routes_move_into_lists_without_a_gap() {
+    const CIDRS: usize = 30;
+    let mut on = OnMoto::start(2, 2, CIDRS);
+    let all = CIDRS * on.vpc.tables.len();
+    let prefix_list = on.args.split_off(on.args.len() - 2);
+    let per_cidr_daemon = on.daemon();
+    let before = common::wait_until("every CIDR routed per CIDR", || {
+        let routes = on.routing();
+        (routes.len() == all && on.per_cidr_routes() == all).then_some(routes)
+    });
+    drop(per_cidr_daemon);
+
+    on.args.extend(prefix_list);
+    let _daemon = on.daemon();
+    // Each sample reads the tables before the lists: a CIDR whose route
+    // is gone was added to its list before, so it shows in one or the other.
+    let mut samples = 0;
+    common::wait_until("the migration half done", || {
+        let routes = on.routing();
+        assert_eq!(
+            routes, before,
+            "sample {samples}: a CIDR moved or lost its route"
+        );
+        samples += 1;
+        (on.per_cidr_routes() <= all / 2).then_some(())
+    });
+    let mutating = on.mutating();
+    assert!(
+        mutating.contains_key("CreateManagedPrefixList"),
+        "{mutating:?}"
+    );
+
+    let victim = on.routers[0];
+    let victim_eni = on.vpc.routers[victim].1.clone();
+    let left_at_kill = on.per_cidr_routes();
+    on.kill(victim);
+    let after = common::wait_until(
+        "every CIDR off the dead router, no per-CIDR route left",
+        || {
+            let routes = on.routing();
+            let off = routes.len() == all && routes.values().all(|eni| *eni != victim_eni);
+            (off && on.per_cidr_routes() == 0).then_some(routes)
+        },
+    );
+    let survivor = &on.vpc.routers[on.routers[1]].1;
+    assert!(after.values().all(|eni| eni == survivor));
+    eprintln!(
+        "{all} per-CIDR routes moved into lists ({samples} samples without a gap; \
+         {left_at_kill} left when {victim} died), with {:?}",
+        on.mutating()
+    );
 }

@@ -26,6 +26,21 @@ pub enum CloudError {
 /// Route operations in flight at once.
 const CONCURRENT_OPERATIONS: usize = 8;
 
+/// Routes of ours that a pass holds as they are, already on the router
+/// chosen: (table, CIDR).
+pub type Held = std::collections::BTreeSet<(String, ipnet::IpNet)>;
+
+/// What one pass of [`VpcBackend::migrate`] did.
+#[derive(Debug, Default)]
+pub struct Migration {
+    /// CIDRs now in the form the mode wants.
+    pub moved: usize,
+    /// CIDRs still to move (plan again soon).
+    pub left: usize,
+    /// A call that failed (observe again before going on).
+    pub failed: Option<CloudError>,
+}
+
 /// Asked before each call of a batch: may this replica still write (with
 /// HA, its lease may run out while a batch is under way)?
 pub type MayWrite<'a> = dyn Fn() -> bool + Sync + 'a;
@@ -60,6 +75,18 @@ pub trait VpcBackend: Send + Sync + 'static {
     /// failover would need (unbounded where calls are not rationed).
     fn spare_operations(&self) -> impl Future<Output = usize> + Send {
         async { usize::MAX }
+    }
+    /// Re-form a few `held` routes, with at most about `spare` calls,
+    /// without moving their traffic: prefix-list mode moves per-CIDR
+    /// routes into lists (`reconcile::lists`). Nothing by default.
+    fn migrate(
+        &self,
+        held: &Held,
+        spare: usize,
+        may_write: &MayWrite<'_>,
+    ) -> impl Future<Output = Migration> + Send {
+        let _ = (held, spare, may_write);
+        async { Migration::default() }
     }
     /// Since when the API has refused every call as throttled (none: it
     /// is answering).

@@ -3,7 +3,7 @@
 //! from the ones that succeeded; every outcome logged, counted and recorded.
 
 use std::collections::BTreeSet;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::report::LastAction;
@@ -11,11 +11,31 @@ use super::run::Reconciler;
 use crate::cloud::claims::Claim;
 use crate::cloud::model::{RouteError, Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
-use crate::cloud::{CloudError, VpcBackend};
+use crate::cloud::{CloudError, Held, VpcBackend};
 use crate::events::{EventKind, RouteChange};
 use crate::metrics;
 
+/// Migrating routes to the route mode goes on this soon when some are left.
+const MIGRATION_PACE: Duration = Duration::from_secs(1);
+
 impl<B: VpcBackend> Reconciler<B> {
+    /// Let the backend re-form a few held routes with the calls to spare
+    /// (`VpcBackend::migrate`; the leader only): how soon to go on, if
+    /// routes are left; `Err` if a call failed (observe again).
+    pub(super) async fn migrate(&self, held: &Held, leading: bool) -> Result<Option<Duration>, ()> {
+        if !leading || held.is_empty() {
+            return Ok(None);
+        }
+        let spare = self.backend.spare_operations().await;
+        let may_write = || self.leadership.as_ref().is_none_or(|l| l.may_write());
+        let migration = self.backend.migrate(held, spare, &may_write).await;
+        if let Some(e) = migration.failed {
+            tracing::error!("migrating routes to the route mode failed: {e}");
+            return Err(());
+        }
+        Ok((migration.left > 0).then_some(MIGRATION_PACE))
+    }
+
     /// Carry out `operations`, repairs first (they move traffic off dead
     /// hosts; when the EC2 budget is short they should not queue behind
     /// creations and deletions); update `vpc` with the ones that

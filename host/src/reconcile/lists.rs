@@ -25,6 +25,7 @@
 //! list's; operations on those routes pass through as they are.
 
 mod adapter;
+mod migrate;
 
 pub use adapter::Listed;
 
@@ -51,10 +52,12 @@ impl Sizing {
 }
 
 /// The calls that carry out a batch of per-CIDR operations, in stages: a
-/// stage starts once every call of the one before has succeeded.
+/// stage starts once every call of the one before has succeeded. The last
+/// stage is the migration's: per-CIDR routes deleted once lists route
+/// their CIDRs ([`migrate`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPlan {
-    pub stages: [Vec<ListCall>; 4],
+    pub stages: [Vec<ListCall>; 5],
     /// For each operation compiled, the calls (stage, index) it rests on:
     /// it is done when they all are.
     pub rests_on: Vec<Vec<(usize, usize)>>,

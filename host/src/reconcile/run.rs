@@ -170,9 +170,21 @@ impl<B: VpcBackend> Reconciler<B> {
                     again_at = Some(again_at.map_or(at, |t: Instant| t.min(at)));
                 }
                 self.tell_notices(&mut round.told, &plan);
+                let held = std::mem::take(&mut plan.held);
                 if !self.write(plan, &mut round).await {
                     round.observation.failed();
                     continue;
+                }
+                match self.migrate(&held, round.leading).await {
+                    Ok(Some(wait)) => {
+                        let at = Instant::now() + wait;
+                        again_at = Some(again_at.map_or(at, |t: Instant| t.min(at)));
+                    }
+                    Ok(None) => {}
+                    Err(()) => {
+                        round.observation.failed();
+                        continue;
+                    }
                 }
                 // (A wake-up follows: a request made meanwhile is not missed.)
                 self.moves.done(&settings.move_off);

@@ -12,7 +12,7 @@ use crate::cloud::claims::TagChange;
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists};
 use crate::cloud::model::{Target, VpcState};
 use crate::cloud::operation::Operation;
-use crate::cloud::{CloudError, MayWrite, VpcBackend};
+use crate::cloud::{CloudError, Held, MayWrite, Migration, VpcBackend};
 
 /// List calls in flight at once (each list's calls one after another).
 const CONCURRENT_CALLS: usize = 8;
@@ -207,6 +207,36 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
 
     async fn spare_operations(&self) -> usize {
         self.inner.spare_operations().await
+    }
+
+    async fn migrate(&self, held: &Held, spare: usize, may_write: &MayWrite<'_>) -> Migration {
+        let observed = self.observed.lock().expect("observed lock").clone();
+        let Some((state, lists)) = observed else {
+            return Migration::default();
+        };
+        let step = super::migrate::into_lists(held, &state, &lists, spare);
+        if step.cidrs == 0 {
+            return Migration {
+                left: step.left,
+                ..Migration::default()
+            };
+        }
+        let outcomes = self.run(&step.plan, may_write).await;
+        let failed = match outcomes.values().find_map(|r| r.clone().err()) {
+            Some(e) => Some(e),
+            None if outcomes.len() < step.plan.calls() => {
+                Some(CloudError::Unavailable("not every call was sent".into()))
+            }
+            None => None,
+        };
+        let moved = if failed.is_none() { step.cidrs } else { 0 };
+        let left = step.left + step.cidrs - moved;
+        tracing::info!(moved, left, "per-CIDR routes moved into prefix lists");
+        Migration {
+            moved,
+            left,
+            failed,
+        }
     }
 
     fn throttled_since(&self) -> Option<std::time::Instant> {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::migrate::into_lists;
 use super::{ListPlan, Sizing, compile, expand};
 use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList, next_id};
 use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
@@ -418,6 +419,100 @@ fn a_list_edited_by_hand_is_put_right() {
     assert_eq!(held.len(), 6);
 }
 
+impl Cluster {
+    /// As per-CIDR mode leaves it: the planner's routes, each its own.
+    fn per_cidr(state: VpcState, settings: Settings, sizing: Sizing, spec: &RouteSpec) -> Self {
+        let mut cluster = Self::new(state, settings, sizing);
+        let planned = plan(
+            spec,
+            &HealthSnapshot::default(),
+            &cluster.state,
+            &cluster.settings,
+        );
+        for op in &planned.operations {
+            cluster.state.apply(op).unwrap();
+        }
+        cluster
+    }
+
+    /// The per-CIDR routes to routers left.
+    fn per_cidr_routes(&self) -> usize {
+        (self.state.route_tables.iter())
+            .flat_map(|t| &t.routes)
+            .filter(|r| matches!(r.target, Target::Interface(_)))
+            .count()
+    }
+
+    /// One migration pass with `spare` calls, carried out stage by stage:
+    /// after each, every (table, CIDR) is routed exactly as before. The
+    /// CIDRs moved and left.
+    fn migrate(
+        &mut self,
+        spec: &RouteSpec,
+        health: &HealthSnapshot,
+        spare: usize,
+    ) -> (usize, usize) {
+        let planned = plan(spec, health, &self.seen(), &self.settings);
+        assert!(planned.operations.is_empty(), "{:?}", planned.operations);
+        let step = into_lists(&planned.held, &self.state, &self.lists, spare);
+        let before = routing(&self.seen());
+        let mut created = BTreeMap::new();
+        for (stage, calls) in step.plan.stages.iter().enumerate() {
+            for call in calls {
+                let resolved = call.resolved(&created).unwrap();
+                let id = self
+                    .lists
+                    .apply(&mut self.state, &resolved, next_id)
+                    .unwrap();
+                if let (Some(id), ListCall::Create { list, .. }) = (id, call) {
+                    created.insert(*list, id);
+                }
+            }
+            assert_eq!(
+                routing(&self.seen()),
+                before,
+                "after stage {stage}: {step:?}"
+            );
+        }
+        (step.cidrs, step.left)
+    }
+}
+
+/// Switching a per-CIDR VPC to prefix-list mode: the routes move into
+/// lists a few CIDRs per pass, as the spare calls allow; no (table, CIDR)
+/// ever changes its router or goes unrouted on the way, and at the end
+/// every route is a list's.
+#[test]
+fn per_cidr_routes_move_into_lists_a_few_per_pass_without_a_gap() {
+    let (state, spec, _) = romana(4, 10, 40);
+    let settings = every_table(&state);
+    let mut cluster = Cluster::per_cidr(state, settings, sizing(&spec, 4), &spec);
+    assert_eq!(cluster.per_cidr_routes(), 400);
+    let health = HealthSnapshot::default();
+    // 25 calls spare: the list calls and two CIDRs' ten deletions each.
+    let (moved, left) = cluster.migrate(&spec, &health, 25);
+    assert_eq!((moved, left), (2, 38));
+    assert_eq!(cluster.per_cidr_routes(), 380);
+    // Nothing spare: nothing sent, the rest still to do.
+    assert_eq!(cluster.migrate(&spec, &health, 0), (0, 38));
+    let mut passes = 0;
+    while cluster.migrate(&spec, &health, usize::MAX).1 > 0 {
+        passes += 1;
+        assert!(passes < 5, "{passes} passes");
+    }
+    assert_eq!(cluster.per_cidr_routes(), 0);
+    assert_eq!(cluster.held().len(), 40);
+    assert_eq!(cluster.lists.lists.len(), 4, "a list per router");
+    for list in &cluster.lists.lists {
+        assert!(list.max_entries >= list.entries.len());
+        assert!(
+            list.max_entries <= cluster.sizing.size_for(list.entries.len()),
+            "{list:?}"
+        );
+    }
+    assert_eq!(cluster.migrate(&spec, &health, usize::MAX), (0, 0));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -453,5 +548,40 @@ proptest! {
             let held = cluster.held();
             prop_assert!(held.len() <= cidrs);
         }
+    }
+
+    /// Over random clusters, switching from per-CIDR mode while routers die
+    /// and recover: each migration pass leaves every route where it was,
+    /// failovers meanwhile give what the planner wants (a CIDR half moved
+    /// is routed by its per-CIDR route in some tables, by a list in the
+    /// others), and in the end no per-CIDR route is left.
+    #[test]
+    fn property_migration_moves_nothing_and_completes(
+        hosts in 2usize..6,
+        zones in 1usize..4,
+        affinity in any::<bool>(),
+        cidrs in 1usize..60,
+        steps in proptest::collection::vec(
+            (proptest::collection::btree_set(0usize..6, 0..3), 0usize..40), 1..8),
+    ) {
+        let (state, spec, ips) = crate::reconcile::plan::tests::cluster_of(hosts, zones, zones, cidrs);
+        let settings = Settings {
+            az_affinity: affinity,
+            ..every_table(&state)
+        };
+        let mut cluster = Cluster::per_cidr(state, settings, sizing(&spec, hosts), &spec);
+        let mut health = HealthSnapshot::default();
+        for (dead, spare) in steps {
+            let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
+            health = failed(&dead);
+            cluster.step(&spec, &health);
+            cluster.migrate(&spec, &health, spare);
+        }
+        let mut passes = 0;
+        while cluster.migrate(&spec, &health, usize::MAX).1 > 0 {
+            passes += 1;
+            prop_assert!(passes <= cidrs.div_ceil(100) + 1);
+        }
+        prop_assert_eq!(cluster.per_cidr_routes(), 0);
     }
 }

@@ -61,6 +61,7 @@ pub(crate) mod tests;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cloud::Held;
 use crate::cloud::claims::{self, Claim};
 use crate::cloud::model::{RouteTable, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouteTarget};
@@ -142,6 +143,9 @@ pub struct Plan {
     /// CIDRs with no usable eligible router and no fallback: their routes
     /// are left as they are.
     pub stranded: BTreeSet<IpNet>,
+    /// Routes of ours held as they are, already on the router chosen: a
+    /// backend may re-form them without moving traffic (`VpcBackend::migrate`).
+    pub held: Held,
 }
 
 pub fn plan(

@@ -217,9 +217,14 @@ impl Plan {
             }
             _ => replacement(route, pointed, current, choice, cidr, health),
         };
-        if let Some((why, cause)) = replaced {
-            let reason = format!("{why}; moving to {}", chosen.host);
-            self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
+        match replaced {
+            Some((why, cause)) => {
+                let reason = format!("{why}; moving to {}", chosen.host);
+                self.push(Action::Replace, table, cidr.cidr, target, reason, cause);
+            }
+            None => {
+                self.held.insert((table.id.clone(), cidr.cidr));
+            }
         }
     }
 

@@ -1,0 +1,116 @@
+//! Switching to prefix-list mode: per-CIDR routes found at start (per-CIDR
+//! mode's, adopted without a write) move into lists a few CIDRs per pass,
+//! with the EC2 calls to spare. A CIDR goes into a list routed to the same
+//! router first, and only then is its per-CIDR route deleted: it is routed
+//! throughout, and to the same router.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ListPlan, Sizing, compile, route_target_for};
+use crate::cloud::Held;
+use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, Lists};
+use crate::cloud::model::{Target, VpcState};
+use crate::cloud::operation::{Action, Cause, Operation};
+
+/// List calls a pass makes beside the deletions, at most: a new list or a
+/// resize, entries added, a new list's route.
+const LIST_CALLS: usize = 4;
+
+/// One pass of the migration: its calls, the CIDRs they move, and the
+/// CIDRs left for later passes.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub plan: ListPlan,
+    pub cidrs: usize,
+    pub left: usize,
+}
+
+/// The per-CIDR routes among `held`, by CIDR: (table, router ENI).
+fn per_cidr(held: &Held, state: &VpcState) -> BTreeMap<IpNet, Vec<(String, Target)>> {
+    let mut found: BTreeMap<IpNet, Vec<(String, Target)>> = BTreeMap::new();
+    for (table, cidr) in held {
+        let route = (state.table(table))
+            .and_then(|t| t.routes.iter().find(|r| r.destination == *cidr))
+            .filter(|r| matches!(r.target, Target::Interface(_)) && !r.blackhole);
+        if let Some(route) = route {
+            let routes = found.entry(*cidr).or_default();
+            routes.push((table.clone(), route.target.clone()));
+        }
+    }
+    found
+}
+
+/// The lists' size: the CIDRs held over the routers they are held on.
+fn sizing(held: &Held, seen: &VpcState) -> Sizing {
+    let cidrs: BTreeSet<IpNet> = held.iter().map(|(_, cidr)| *cidr).collect();
+    let routers: BTreeSet<&Target> = (held.iter())
+        .filter_map(|(table, cidr)| {
+            let table = seen.table(table)?;
+            Some(&table.routes.iter().find(|r| r.destination == *cidr)?.target)
+        })
+        .collect();
+    Sizing {
+        bound: cidrs.len().div_ceil(routers.len().max(1)),
+    }
+}
+
+/// The calls that move the next few `held` per-CIDR routes of `state` into
+/// lists (stage 4 deletes them, after every entry is in place and any
+/// stale one elsewhere is gone): the first CIDR whenever a call is spare, the next ones while
+/// their deletions fit in `spare`, at most a list edit's worth.
+pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
+    let found = per_cidr(held, state);
+    let mut chosen: Vec<(IpNet, &Vec<(String, Target)>)> = Vec::new();
+    let mut cost = LIST_CALLS;
+    for (cidr, routes) in &found {
+        let first = chosen.is_empty() && spare > 0;
+        if chosen.len() == ENTRIES_PER_CALL || !(first || cost + routes.len() <= spare) {
+            break;
+        }
+        cost += routes.len();
+        chosen.push((*cidr, routes));
+    }
+    let left = found.len() - chosen.len();
+    if chosen.is_empty() {
+        return Step {
+            left,
+            ..Step::default()
+        };
+    }
+    // Without its per-CIDR routes, each CIDR is one to route by a list to
+    // the router it is on; the routes go once the lists route it.
+    let mut without = state.clone();
+    let mut ops = Vec::new();
+    for (cidr, routes) in &chosen {
+        for (table, target) in routes.iter() {
+            if let Some(t) = without.route_tables.iter_mut().find(|t| &t.id == table) {
+                t.routes.retain(|r| r.destination != *cidr);
+            }
+            ops.push(Operation {
+                action: Action::Create,
+                table: table.clone(),
+                destination: *cidr,
+                target: Some(route_target_for(state, target)),
+                reason: "moving into a prefix list".into(),
+                cause: Cause::Repair,
+            });
+        }
+    }
+    let seen = super::expand(state, lists);
+    let mut plan = compile(&ops, &without, lists, sizing(held, &seen));
+    for op in ops {
+        let delete = Operation {
+            action: Action::Delete,
+            target: None,
+            reason: "now routed by a prefix list".into(),
+            ..op
+        };
+        plan.push(4, ListCall::Route(delete));
+    }
+    Step {
+        plan,
+        cidrs: chosen.len(),
+        left,
+    }
+}
