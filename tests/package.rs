@@ -297,6 +297,7 @@ fn the_iam_policy_allows_exactly_the_ec2_calls_the_daemon_makes() {
         "delete_tags",
         "modify_",
         "create_managed_prefix_list",
+        "delete_managed_prefix_list",
         "get_managed_prefix_list_entries",
     ];
     let mut called = BTreeSet::new();

@@ -262,6 +262,12 @@ impl OnMoto {
         self.runtime.block_on(routing)
     }
 
+    /// The same, read lists first (see `moto::routing_lists_first`).
+    fn routing_lists_first(&self) -> BTreeMap<(String, String), String> {
+        let routing = common::moto::routing_lists_first(&self.ec2, &self.vpc.tables);
+        self.runtime.block_on(routing)
+    }
+
     /// The per-CIDR routes to a router, as moto has them now.
     fn per_cidr_routes(&self) -> usize {
         let described = self.runtime.block_on(
@@ -273,6 +279,33 @@ impl OnMoto {
             .flat_map(|t| t.routes())
             .filter(|r| r.destination_cidr_block().is_some() && r.network_interface_id().is_some())
             .count()
+    }
+
+    /// Lists of ours not deleted, and routes to any list, as moto has them.
+    fn lists_left(&self) -> usize {
+        use aws_sdk_ec2::types::PrefixListState;
+        let ours = aws_sdk_ec2::types::Filter::builder()
+            .name("tag:vpcrouter:vpc")
+            .values(&self.vpc.id)
+            .build();
+        let lists = self.runtime.block_on(
+            (self.ec2.describe_managed_prefix_lists())
+                .filters(ours)
+                .send(),
+        );
+        let lists = (lists.unwrap().prefix_lists().iter())
+            .filter(|l| l.state() != Some(&PrefixListState::DeleteComplete))
+            .count();
+        let tables = self.runtime.block_on(
+            (self.ec2.describe_route_tables())
+                .set_route_table_ids(Some(self.vpc.tables.clone()))
+                .send(),
+        );
+        let routes = (tables.unwrap().route_tables().iter())
+            .flat_map(|t| t.routes())
+            .filter(|r| r.destination_prefix_list_id().is_some())
+            .count();
+        lists + routes
     }
 
     /// The mutating calls the proxy has seen, by action.
@@ -522,6 +555,56 @@ fn on_ec2_per_cidr_routes_move_into_lists_without_a_gap() {
     eprintln!(
         "{all} per-CIDR routes moved into lists ({samples} samples without a gap; \
          {left_at_kill} left when {victim} died), with {:?}",
+        on.mutating()
+    );
+}
+
+/// On EC2, the way back: a VPC routed by prefix-list mode, the daemon
+/// restarted in per-CIDR mode. It adopts the lists without a write, gives
+/// their CIDRs per-CIDR routes a few per pass and only then takes them
+/// out of the lists: every sample of moto shows every CIDR routed to the
+/// router it was on. A router dying half way is failed over, and in the
+/// end no list of ours is left, nor a route to one.
+#[test]
+fn on_ec2_lists_empty_into_per_cidr_routes_without_a_gap_and_are_deleted() {
+    const CIDRS: usize = 30;
+    let mut on = OnMoto::start(2, 2, CIDRS);
+    let all = CIDRS * on.vpc.tables.len();
+    let prefix_list_daemon = on.daemon();
+    let before = common::wait_until("every CIDR routed by lists", || {
+        let routes = on.routing();
+        (routes.len() == all && on.per_cidr_routes() == 0).then_some(routes)
+    });
+    drop(prefix_list_daemon);
+
+    on.args.truncate(on.args.len() - 2);
+    let _daemon = on.daemon();
+    let mut samples = 0;
+    // Each sample reads the lists before the tables: a CIDR gone from its
+    // list had its per-CIDR route before, so it shows in one or the other.
+    common::wait_until("the migration half done", || {
+        let routes = on.routing_lists_first();
+        assert_eq!(
+            routes, before,
+            "sample {samples}: a CIDR moved or lost its route"
+        );
+        samples += 1;
+        (on.per_cidr_routes() >= all / 2).then_some(())
+    });
+    let victim = on.routers[0];
+    let victim_eni = on.vpc.routers[victim].1.clone();
+    let per_cidr_at_kill = on.per_cidr_routes();
+    on.kill(victim);
+    let survivor = on.vpc.routers[on.routers[1]].1.clone();
+    common::wait_until("every CIDR per CIDR on the survivor, no list left", || {
+        let routes = on.routing();
+        let moved = routes.len() == all && routes.values().all(|eni| *eni == survivor);
+        (moved && on.per_cidr_routes() == all && on.lists_left() == 0).then_some(())
+    });
+    assert_ne!(victim_eni, survivor);
+    eprintln!(
+        "{all} routes out of lists ({samples} samples without a gap; {per_cidr_at_kill} per \
+         CIDR when {victim} died), with {:?}",
         on.mutating()
     );
 }

@@ -450,10 +450,48 @@ pub async fn nat_gateway(ec2: &Client, subnet: &str) -> String {
 }
 
 /// (table, CIDR) -> ENI, from per-CIDR routes and routes to prefix lists
-/// (a per-CIDR route wins, as in EC2).
+/// (a per-CIDR route wins, as in EC2). The tables are read before the
+/// lists' entries: sound while CIDRs go into lists before their per-CIDR
+/// routes go (a CIDR is seen in one or the other).
 pub async fn routing(
     ec2: &aws_sdk_ec2::Client,
     tables: &[String],
+) -> BTreeMap<(String, String), String> {
+    routing_with(ec2, tables, BTreeMap::new()).await
+}
+
+/// The same with the entries of every list read first: sound while CIDRs
+/// get their per-CIDR routes before they leave their lists.
+pub async fn routing_lists_first(
+    ec2: &aws_sdk_ec2::Client,
+    tables: &[String],
+) -> BTreeMap<(String, String), String> {
+    let lists = ec2.describe_managed_prefix_lists().send().await.unwrap();
+    let mut entries = BTreeMap::new();
+    for list in lists.prefix_lists() {
+        let id = list.prefix_list_id().unwrap();
+        entries.insert(id.to_string(), list_entries(ec2, id).await);
+    }
+    routing_with(ec2, tables, entries).await
+}
+
+async fn list_entries(ec2: &aws_sdk_ec2::Client, list: &str) -> Vec<String> {
+    let got = (ec2.get_managed_prefix_list_entries())
+        .prefix_list_id(list)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    let cidrs = got.entries().iter().filter_map(|e| e.cidr());
+    cidrs.map(String::from).collect()
+}
+
+/// Routing from the tables, with the entries of the lists in `entries`
+/// (the others read after the tables).
+async fn routing_with(
+    ec2: &aws_sdk_ec2::Client,
+    tables: &[String],
+    mut entries: BTreeMap<String, Vec<String>>,
 ) -> BTreeMap<(String, String), String> {
     let described = (ec2.describe_route_tables())
         .set_route_table_ids(Some(tables.to_vec()))
@@ -461,7 +499,6 @@ pub async fn routing(
         .await
         .unwrap();
     let mut routed = BTreeMap::new();
-    let mut entries: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for table in described.route_tables() {
         let id = table.route_table_id().unwrap().to_string();
         for route in table.routes() {
@@ -472,18 +509,7 @@ pub async fn routing(
                 routed.insert((id.clone(), cidr.to_string()), eni.to_string());
             } else if let Some(list) = route.destination_prefix_list_id() {
                 if !entries.contains_key(list) {
-                    let got = (ec2.get_managed_prefix_list_entries())
-                        .prefix_list_id(list)
-                        .max_results(1000)
-                        .send()
-                        .await
-                        .unwrap();
-                    let cidrs = got
-                        .entries()
-                        .iter()
-                        .filter_map(|e| e.cidr())
-                        .map(String::from);
-                    entries.insert(list.to_string(), cidrs.collect());
+                    entries.insert(list.to_string(), list_entries(ec2, list).await);
                 }
                 for cidr in &entries[list] {
                     routed

@@ -28,6 +28,15 @@ pub enum RouteMode {
     PrefixList,
 }
 
+impl From<RouteMode> for crate::reconcile::lists::Mode {
+    fn from(mode: RouteMode) -> Self {
+        match mode {
+            RouteMode::PerCidr => Self::PerCidr,
+            RouteMode::PrefixList => Self::PrefixList,
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

@@ -83,6 +83,10 @@ pub enum ListCall {
         add: Vec<IpNet>,
         remove: Vec<IpNet>,
     },
+    /// Remove `table`'s route to an empty list (`DeleteRoute`).
+    Unroute { table: String, list: String },
+    /// Delete an empty list no table routes (`DeleteManagedPrefixList`).
+    Delete { list: String },
 }
 
 impl ListCall {
@@ -94,6 +98,8 @@ impl ListCall {
             ListCall::RouteList { .. } => "CreateRoute",
             ListCall::Create { .. } => "CreateManagedPrefixList",
             ListCall::Resize { .. } | ListCall::Modify { .. } => "ModifyManagedPrefixList",
+            ListCall::Unroute { .. } => "DeleteRoute",
+            ListCall::Delete { .. } => "DeleteManagedPrefixList",
         }
     }
 }
@@ -162,7 +168,10 @@ impl ListCall {
                 add: add.clone(),
                 remove: remove.clone(),
             },
-            ListCall::Route(_) | ListCall::Create { .. } => self.clone(),
+            ListCall::Route(_)
+            | ListCall::Create { .. }
+            | ListCall::Unroute { .. }
+            | ListCall::Delete { .. } => self.clone(),
         })
     }
 
@@ -208,6 +217,8 @@ impl ListCall {
                     remove.len()
                 )
             }
+            ListCall::Unroute { table, list } => format!("{table}: {list} no longer routed"),
+            ListCall::Delete { list } => format!("{list} deleted"),
         }
     }
 }
@@ -223,10 +234,13 @@ pub trait ListBackend: VpcBackend {
     ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
 }
 
-/// The id the embedded VPC gives the next list (lists are never deleted
-/// there: their count numbers them).
+/// The id the embedded VPC gives the next list: one past the highest.
 pub fn next_id(lists: &Lists) -> String {
-    format!("pl-{:017x}", lists.lists.len() + 1)
+    let highest = (lists.lists.iter())
+        .filter_map(|l| u64::from_str_radix(l.id.strip_prefix("pl-")?, 16).ok())
+        .max()
+        .unwrap_or(0);
+    format!("pl-{:017x}", highest + 1)
 }
 
 impl Lists {
@@ -330,6 +344,28 @@ impl Lists {
                     });
                 }
                 list.entries = entries;
+                Ok(None)
+            }
+            ListCall::Unroute { table, list } => {
+                let at = (self.routes.iter())
+                    .position(|r| &r.table == table && &r.list == list)
+                    .ok_or_else(|| RouteError::Other {
+                        code: "InvalidRoute.NotFound".into(),
+                        message: format!("{list} in {table}"),
+                    })?;
+                self.routes.remove(at);
+                Ok(None)
+            }
+            ListCall::Delete { list } => {
+                if self.routes.iter().any(|r| &r.list == list) {
+                    return Err(RouteError::Other {
+                        code: "InvalidPrefixListModification".into(),
+                        message: format!("{list} is still routed"),
+                    });
+                }
+                let at =
+                    (self.lists.iter().position(|l| &l.id == list)).ok_or_else(|| missing(list))?;
+                self.lists.remove(at);
                 Ok(None)
             }
         }

@@ -35,8 +35,11 @@ pub type Held = std::collections::BTreeSet<(String, ipnet::IpNet)>;
 pub struct Migration {
     /// CIDRs now in the form the mode wants.
     pub moved: usize,
-    /// CIDRs still to move (plan again soon).
+    /// CIDRs still to move.
     pub left: usize,
+    /// Calls made (with some made or CIDRs left, look again soon: tidying
+    /// follows the last move).
+    pub calls: usize,
     /// A call that failed (observe again before going on).
     pub failed: Option<CloudError>,
 }

@@ -33,15 +33,11 @@ pub async fn main(args: Vec<OsString>) -> Result<(), Failure> {
                 vpc,
                 ..
             } = prepared;
-            let dry_run = match prepared_mode {
-                crate::cli::RouteMode::PerCidr => {
-                    crate::dry_run::run(plugins, specs, vpc, &settings, output).await
-                }
-                crate::cli::RouteMode::PrefixList => {
-                    let vpc = Arc::new(crate::reconcile::lists::Listed::new(vpc));
-                    crate::dry_run::run(plugins, specs, vpc, &settings, output).await
-                }
-            };
+            let vpc = Arc::new(crate::reconcile::lists::Listed::new(
+                vpc,
+                prepared_mode.into(),
+            ));
+            let dry_run = crate::dry_run::run(plugins, specs, vpc, &settings, output).await;
             dry_run.map_err(Failure::Failed)
         }
         None => {

@@ -10,7 +10,6 @@ use tokio::sync::watch;
 
 use super::Prepared;
 use super::signals::{Signals, until_stopped};
-use crate::cli;
 use crate::cloud::VpcBackend;
 use crate::cloudwatch;
 use crate::config::{self, Config};
@@ -168,10 +167,8 @@ pub async fn run(prepared: Prepared, auth: AuthPolicy) -> anyhow::Result<()> {
         moves,
         shutdown: &shutdown,
     };
-    let reconciler = match config.route_mode {
-        cli::RouteMode::PerCidr => running.reconciler(vpc, observers),
-        cli::RouteMode::PrefixList => running.reconciler(Arc::new(Listed::new(vpc)), observers),
-    };
+    let vpc = Arc::new(Listed::new(vpc, config.route_mode.into()));
+    let reconciler = running.reconciler(vpc, observers);
     let app = crate::http::router(sources, &handles.iter().collect::<Vec<_>>(), auth);
     let mut http_shutdown = shutdown.clone();
     let server = tokio::spawn(crate::http::serve(listener, app, async move {

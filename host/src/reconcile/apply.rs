@@ -23,7 +23,7 @@ impl<B: VpcBackend> Reconciler<B> {
     /// (`VpcBackend::migrate`; the leader only): how soon to go on, if
     /// routes are left; `Err` if a call failed (observe again).
     pub(super) async fn migrate(&self, held: &Held, leading: bool) -> Result<Option<Duration>, ()> {
-        if !leading || held.is_empty() {
+        if !leading {
             return Ok(None);
         }
         let spare = self.backend.spare_operations().await;
@@ -33,7 +33,7 @@ impl<B: VpcBackend> Reconciler<B> {
             tracing::error!("migrating routes to the route mode failed: {e}");
             return Err(());
         }
-        Ok((migration.left > 0).then_some(MIGRATION_PACE))
+        Ok((migration.left > 0 || migration.calls > 0).then_some(MIGRATION_PACE))
     }
 
     /// Carry out `operations`, repairs first (they move traffic off dead

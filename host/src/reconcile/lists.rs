@@ -25,9 +25,17 @@
 //! list's; operations on those routes pass through as they are.
 
 mod adapter;
+mod leave;
 mod migrate;
 
 pub use adapter::Listed;
+
+/// The form the routes are kept in (`--route-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    PerCidr,
+    PrefixList,
+}
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};

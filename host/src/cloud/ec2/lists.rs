@@ -50,7 +50,12 @@ impl Ec2Vpc {
             .await?;
         let mut lists = Vec::with_capacity(described.len());
         for list in described {
-            let Some(id) = list.prefix_list_id() else {
+            // A list being deleted, or deleted, is shown a while longer.
+            let deleted = matches!(
+                list.state(),
+                Some(PrefixListState::DeleteInProgress | PrefixListState::DeleteComplete)
+            );
+            let Some(id) = list.prefix_list_id().filter(|_| !deleted) else {
                 continue;
             };
             let request = |token| {
@@ -285,6 +290,30 @@ impl ListBackend for Ec2Vpc {
                         .set_remove_entries((!remove.is_empty()).then(|| remove.clone()))
                 };
                 self.edit(id_of(list)?, edit).await.map(|()| None)
+            }
+            ListCall::Unroute { table, list } => {
+                let from = Destination {
+                    list: Some(list.clone()),
+                    ..Destination::default()
+                };
+                self.call(bucket, "DeleteRoute", || self.delete_route(table, &from))
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| refused("DeleteRoute", &e))
+            }
+            ListCall::Delete { list } => {
+                self.call(bucket, "DeleteManagedPrefixList", || {
+                    (self.client.delete_managed_prefix_list())
+                        .prefix_list_id(list)
+                        .send()
+                })
+                .await
+                .map_err(|e| refused("DeleteManagedPrefixList", &e))?;
+                self.list_versions
+                    .lock()
+                    .expect("versions lock")
+                    .remove(list);
+                Ok(None)
             }
         }
     }

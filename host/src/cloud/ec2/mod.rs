@@ -205,6 +205,25 @@ impl Ec2Vpc {
             .set_vpc_peering_connection_id(to.peering.clone())
             .send()
     }
+
+    /// One DeleteRoute (not paced here).
+    fn delete_route(
+        &self,
+        table: &str,
+        from: &Destination,
+    ) -> impl Future<
+        Output = Result<
+            aws_sdk_ec2::operation::delete_route::DeleteRouteOutput,
+            aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::delete_route::DeleteRouteError>,
+        >,
+    > {
+        (self.client.delete_route())
+            .route_table_id(table)
+            .set_destination_cidr_block(from.v4.clone())
+            .set_destination_ipv6_cidr_block(from.v6.clone())
+            .set_destination_prefix_list_id(from.list.clone())
+            .send()
+    }
 }
 
 /// The destination as the API wants it: (IPv4 CIDR, IPv6 CIDR).
@@ -312,14 +331,7 @@ impl VpcBackend for Ec2Vpc {
                 .map(drop)
                 .map_err(|e| route_error(op, &e)),
             Action::Delete => self
-                .call(bucket, action, || {
-                    self.client
-                        .delete_route()
-                        .route_table_id(table)
-                        .set_destination_cidr_block(from.v4.clone())
-                        .set_destination_ipv6_cidr_block(from.v6.clone())
-                        .send()
-                })
+                .call(bucket, action, || self.delete_route(table, &from))
                 .await
                 .map(drop)
                 .map_err(|e| route_error(op, &e)),

@@ -1,13 +1,17 @@
-//! Prefix-list mode as a backend (`--route-mode prefix-list`): the planner
-//! and the views see the per-CIDR routes the lists stand for; a batch of
-//! the planner's operations goes out as the list calls [`compile`] makes
-//! of it, stage by stage, calls on one list one at a time.
+//! The route mode as a backend: the planner and the views see the
+//! per-CIDR routes the lists stand for. In prefix-list mode a batch of the
+//! planner's operations goes out as the list calls [`compile`] makes of
+//! it, stage by stage, calls on one list one at a time, and per-CIDR
+//! routes move into lists in passes with calls to spare; in per-CIDR mode
+//! (the default) operations go out as they are while the VPC has no lists
+//! of ours, and lists an earlier run left are emptied into per-CIDR routes
+//! the same way ([`super::leave`]).
 
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ListPlan, Sizing, compile, expand};
+use super::{ListPlan, Mode, Sizing, compile, expand};
 use crate::cloud::claims::TagChange;
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists};
 use crate::cloud::model::{Target, VpcState};
@@ -26,16 +30,49 @@ struct Done {
 
 pub struct Listed<B> {
     inner: Arc<B>,
+    mode: Mode,
+    /// In per-CIDR mode, why the lists could not be read (said once).
+    unreadable: Mutex<Option<String>>,
     /// The per-CIDR routes and the lists last observed, kept up to date
     /// with the calls that succeeded.
     observed: Mutex<Option<(VpcState, Lists)>>,
 }
 
 impl<B: ListBackend> Listed<B> {
-    pub fn new(inner: Arc<B>) -> Self {
+    pub fn new(inner: Arc<B>, mode: Mode) -> Self {
         Self {
             inner,
+            mode,
+            unreadable: Mutex::new(None),
             observed: Mutex::new(None),
+        }
+    }
+
+    /// The lists of ours. In per-CIDR mode, lists that cannot be read (an
+    /// IAM policy without the prefix-list calls) are as none: each CIDR
+    /// then gets its per-CIDR route, which EC2 prefers to a list's anyway.
+    async fn lists(&self) -> Result<Lists, CloudError> {
+        let read = self.inner.describe_lists().await;
+        if self.mode == Mode::PrefixList {
+            return read;
+        }
+        let mut unreadable = self.unreadable.lock().expect("unreadable lock");
+        match read {
+            Ok(lists) => {
+                *unreadable = None;
+                Ok(lists)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if unreadable.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(
+                        "cannot read the prefix lists an earlier prefix-list run may have left; \
+                         going on as if there were none: {why}"
+                    );
+                    *unreadable = Some(why);
+                }
+                Ok(Lists::default())
+            }
         }
     }
 
@@ -164,7 +201,7 @@ fn sizing(lists: &Lists, ops: &[Operation]) -> Sizing {
 impl<B: ListBackend> VpcBackend for Listed<B> {
     async fn describe(&self) -> Result<VpcState, CloudError> {
         let state = self.inner.describe().await?;
-        let lists = self.inner.describe_lists().await?;
+        let lists = self.lists().await?;
         let seen = expand(&state, &lists);
         *self.observed.lock().expect("observed lock") = Some((state, lists));
         Ok(seen)
@@ -189,7 +226,13 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
             };
             return ops.into_iter().map(|op| (op, unknown())).collect();
         };
-        let plan = compile(&ops, &state, &lists, sizing(&lists, &ops));
+        let plan = match self.mode {
+            Mode::PrefixList => compile(&ops, &state, &lists, sizing(&lists, &ops)),
+            Mode::PerCidr if lists.lists.is_empty() => {
+                return self.inner.apply_all(ops, may_write).await;
+            }
+            Mode::PerCidr => super::leave::compile_out(&ops, &state, &lists),
+        };
         let outcomes = self.run(&plan, may_write).await;
         (ops.into_iter().zip(plan.rests_on))
             .map(|(op, rests)| {
@@ -210,31 +253,46 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
     }
 
     async fn migrate(&self, held: &Held, spare: usize, may_write: &MayWrite<'_>) -> Migration {
-        let observed = self.observed.lock().expect("observed lock").clone();
+        let observed = {
+            let observed = self.observed.lock().expect("observed lock");
+            match observed.as_ref() {
+                // Per-CIDR mode without lists: nothing to do, nothing to copy.
+                Some((_, lists)) if self.mode == Mode::PerCidr && lists.lists.is_empty() => None,
+                other => other.cloned(),
+            }
+        };
         let Some((state, lists)) = observed else {
             return Migration::default();
         };
-        let step = super::migrate::into_lists(held, &state, &lists, spare);
-        if step.cidrs == 0 {
+        let step = super::migrate::next_pass(self.mode, held, &state, &lists, spare);
+        if step.plan.calls() == 0 {
             return Migration {
                 left: step.left,
                 ..Migration::default()
             };
         }
-        let outcomes = self.run(&step.plan, may_write).await;
+        let plan = &step.plan;
+        let outcomes = self.run(plan, may_write).await;
         let failed = match outcomes.values().find_map(|r| r.clone().err()) {
             Some(e) => Some(e),
-            None if outcomes.len() < step.plan.calls() => {
+            None if outcomes.len() < plan.calls() => {
                 Some(CloudError::Unavailable("not every call was sent".into()))
             }
             None => None,
         };
         let moved = if failed.is_none() { step.cidrs } else { 0 };
         let left = step.left + step.cidrs - moved;
-        tracing::info!(moved, left, "per-CIDR routes moved into prefix lists");
+        if !step.tidying {
+            let into = match self.mode {
+                Mode::PrefixList => "per-CIDR routes moved into prefix lists",
+                Mode::PerCidr => "CIDRs moved out of prefix lists into per-CIDR routes",
+            };
+            tracing::info!(moved, left, "{into}");
+        }
         Migration {
             moved,
             left,
+            calls: plan.calls(),
             failed,
         }
     }
@@ -356,7 +414,7 @@ mod tests {
             sim: SimVpc::new(vpc),
             failing: Mutex::new(None),
         });
-        let listed = Listed::new(flaky.clone());
+        let listed = Listed::new(flaky.clone(), Mode::PrefixList);
         let healthy = HealthSnapshot::default();
         let started = pass(&listed, &spec, &healthy, &|| true).await;
         assert!(started.iter().all(|(_, r)| r.is_ok()), "{started:?}");

@@ -2,14 +2,16 @@
 //! mode's, adopted without a write) move into lists a few CIDRs per pass,
 //! with the EC2 calls to spare. A CIDR goes into a list routed to the same
 //! router first, and only then is its per-CIDR route deleted: it is routed
-//! throughout, and to the same router.
+//! throughout, and to the same router. Once nothing is left to move in
+//! either direction ([`super::leave`]), the lists are tidied: empty ones
+//! deleted, oversized ones shrunk.
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ListPlan, Sizing, compile, route_target_for};
+use super::{ListPlan, Mode, Sizing, compile, route_target_for};
 use crate::cloud::Held;
-use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, Lists};
+use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, ListRef, ListRoute, Lists};
 use crate::cloud::model::{Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
 
@@ -18,12 +20,31 @@ use crate::cloud::operation::{Action, Cause, Operation};
 const LIST_CALLS: usize = 4;
 
 /// One pass of the migration: its calls, the CIDRs they move, and the
-/// CIDRs left for later passes.
+/// CIDRs left for later passes; or, with none left, tidying.
 #[derive(Debug, Default)]
 pub struct Step {
     pub plan: ListPlan,
     pub cidrs: usize,
     pub left: usize,
+    pub tidying: bool,
+}
+
+/// The next pass toward `mode`'s form with `spare` calls: CIDRs moved
+/// into lists (or out of them, in per-CIDR mode), and once none is left,
+/// the lists tidied.
+pub fn next_pass(mode: Mode, held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
+    let step = match mode {
+        Mode::PrefixList => into_lists(held, state, lists, spare),
+        Mode::PerCidr => super::leave::out_of_lists(held, state, lists, spare),
+    };
+    if step.cidrs > 0 || step.left > 0 {
+        return step;
+    }
+    Step {
+        plan: tidy(held, state, lists, mode == Mode::PrefixList, spare),
+        tidying: true,
+        ..Step::default()
+    }
 }
 
 /// The per-CIDR routes among `held`, by CIDR: (table, router ENI).
@@ -55,22 +76,34 @@ fn sizing(held: &Held, seen: &VpcState) -> Sizing {
     }
 }
 
-/// The calls that move the next few `held` per-CIDR routes of `state` into
-/// lists (stage 4 deletes them, after every entry is in place and any
-/// stale one elsewhere is gone): the first CIDR whenever a call is spare, the next ones while
-/// their deletions fit in `spare`, at most a list edit's worth.
-pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
-    let found = per_cidr(held, state);
-    let mut chosen: Vec<(IpNet, &Vec<(String, Target)>)> = Vec::new();
+/// The CIDRs a pass moves, in order, with the per-CIDR calls each costs
+/// (`calls`): the first whenever a call is spare, the next ones while
+/// they fit in `spare` beside a few list calls, at most a list edit's
+/// worth.
+pub(super) fn choose<T>(
+    found: &BTreeMap<IpNet, T>,
+    spare: usize,
+    calls: impl Fn(&T) -> usize,
+) -> Vec<(IpNet, &T)> {
+    let mut chosen = Vec::new();
     let mut cost = LIST_CALLS;
-    for (cidr, routes) in &found {
+    for (cidr, routes) in found {
         let first = chosen.is_empty() && spare > 0;
-        if chosen.len() == ENTRIES_PER_CALL || !(first || cost + routes.len() <= spare) {
+        if chosen.len() == ENTRIES_PER_CALL || !(first || cost + calls(routes) <= spare) {
             break;
         }
-        cost += routes.len();
+        cost += calls(routes);
         chosen.push((*cidr, routes));
     }
+    chosen
+}
+
+/// The calls that move the next few `held` per-CIDR routes of `state` into
+/// lists (stage 4 deletes them, after every entry is in place and any
+/// stale one elsewhere is gone), as [`choose`] picks them.
+pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
+    let found = per_cidr(held, state);
+    let chosen = choose(&found, spare, Vec::len);
     let left = found.len() - chosen.len();
     if chosen.is_empty() {
         return Step {
@@ -112,5 +145,52 @@ pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) ->
         plan,
         cidrs: chosen.len(),
         left,
+        tidying: false,
     }
+}
+
+/// Once nothing is left to move, tidying with calls to spare: an empty
+/// list loses its routes, then is deleted; with `shrink` (prefix-list
+/// mode), a list at least twice the size [`Sizing`] would give it now is
+/// made that size, so that it holds less of every table's route quota.
+fn tidy(held: &Held, state: &VpcState, lists: &Lists, shrink: bool, spare: usize) -> ListPlan {
+    let sizing = sizing(held, &super::expand(state, lists));
+    let mut plan = ListPlan::default();
+    for list in &lists.lists {
+        let routes: Vec<&ListRoute> = lists.routes.iter().filter(|r| r.list == list.id).collect();
+        let size = sizing.size_for(list.entries.len());
+        let calls = match list.entries.is_empty() {
+            true => routes.len() + 1,
+            false if shrink && list.max_entries >= 2 * size => 1,
+            false => continue,
+        };
+        if spare == 0 || (plan.calls() > 0 && plan.calls() + calls > spare) {
+            break;
+        }
+        if list.entries.is_empty() {
+            for route in routes {
+                let unroute = ListCall::Unroute {
+                    table: route.table.clone(),
+                    list: list.id.clone(),
+                };
+                plan.push(0, unroute);
+            }
+            plan.push(
+                1,
+                ListCall::Delete {
+                    list: list.id.clone(),
+                },
+            );
+        } else {
+            let list = ListRef::Existing(list.id.clone());
+            plan.push(
+                0,
+                ListCall::Resize {
+                    list,
+                    max_entries: size,
+                },
+            );
+        }
+    }
+    plan
 }

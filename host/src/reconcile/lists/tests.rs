@@ -8,8 +8,9 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::migrate::into_lists;
-use super::{ListPlan, Sizing, compile, expand};
+use super::leave::compile_out;
+use super::migrate::next_pass;
+use super::{ListPlan, Mode, Sizing, compile, expand};
 use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList, next_id};
 use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouteTarget, RouterTarget};
@@ -51,9 +52,10 @@ fn routing(vpc: &VpcState) -> BTreeMap<(String, IpNet), Target> {
         .collect()
 }
 
-/// Carry out `plan`'s stages in order, as EC2 would; after each stage
-/// every (table, CIDR) that was routed before the plan and that the plan
-/// does not delete is still routed.
+/// Carry out `plan`'s stages in order, as EC2 would, each stage's calls
+/// in reverse (they go out side by side, so any order must do); after
+/// each call every (table, CIDR) that was routed before the plan and that
+/// the plan does not delete is still routed.
 fn run(
     plan: &ListPlan,
     ops: &[Operation],
@@ -75,18 +77,18 @@ fn run(
     }
     let mut created = BTreeMap::new();
     for (stage, calls) in plan.stages.iter().enumerate() {
-        for call in calls {
+        for call in calls.iter().rev() {
             let resolved = call.resolved(&created)?;
             let id = (lists.apply(state, &resolved, next_id))
                 .map_err(|e| format!("stage {stage}: {call:?}: {e}"))?;
             if let (Some(id), ListCall::Create { list, .. }) = (id, call) {
                 created.insert(*list, id);
             }
-        }
-        let now = routing(&expand(state, lists));
-        for key in before.keys() {
-            if wanted.contains_key(key) && !now.contains_key(key) {
-                return Err(format!("{key:?} without a route after stage {stage}"));
+            let now = routing(&expand(state, lists));
+            for key in before.keys() {
+                if wanted.contains_key(key) && !now.contains_key(key) {
+                    return Err(format!("{key:?} without a route after {call:?}"));
+                }
             }
         }
     }
@@ -99,6 +101,7 @@ struct Cluster {
     lists: Lists,
     settings: Settings,
     sizing: Sizing,
+    mode: Mode,
 }
 
 impl Cluster {
@@ -108,6 +111,7 @@ impl Cluster {
             lists: Lists::default(),
             settings,
             sizing,
+            mode: Mode::PrefixList,
         }
     }
 
@@ -130,7 +134,10 @@ impl Cluster {
         let seen = self.seen();
         let planned = plan(spec, health, &seen, &self.settings);
         let ops = planned.operations;
-        let compiled = compile(&ops, &self.state, &self.lists, self.sizing);
+        let compiled = match self.mode {
+            Mode::PrefixList => compile(&ops, &self.state, &self.lists, self.sizing),
+            Mode::PerCidr => compile_out(&ops, &self.state, &self.lists),
+        };
         run(&compiled, &ops, &mut self.state, &mut self.lists).unwrap();
         for claim in &planned.claims {
             let tags = &self.state.table(&claim.table).unwrap().tags;
@@ -286,6 +293,12 @@ fn lists_grow_before_entries_come_and_lose_the_cidrs_the_spec_drops() {
     let (_, smaller, _) = romana(2, 2, 10);
     cluster.step(&smaller, &HealthSnapshot::default());
     assert_eq!(cluster.held().len(), 10);
+    // An idle pass makes them small again: they hold less of each table's
+    // route quota.
+    let before: Vec<usize> = cluster.lists.lists.iter().map(|l| l.max_entries).collect();
+    cluster.migrate(&smaller, &HealthSnapshot::default(), usize::MAX);
+    let after: Vec<usize> = cluster.lists.lists.iter().map(|l| l.max_entries).collect();
+    assert_eq!(after, [7, 7], "from {before:?}");
 }
 
 /// A per-CIDR route (from per-CIDR mode, or a person's) routes its CIDR in
@@ -345,14 +358,12 @@ fn tables_that_disagree_get_a_list_routed_per_table() {
     let compiled = compile(&ops, &state, &lists, Sizing { bound: 1 });
     run(&compiled, &ops, &mut state, &mut lists).unwrap();
     assert_eq!(lists.lists.len(), 1);
-    let targets: Vec<&Target> = lists.routes.iter().map(|r| &r.target).collect();
-    assert_eq!(
-        targets,
-        [
-            &Target::Interface("eni-0".into()),
-            &Target::Interface("eni-1".into())
-        ]
-    );
+    let targets: BTreeSet<&Target> = lists.routes.iter().map(|r| &r.target).collect();
+    let each = [
+        Target::Interface("eni-0".into()),
+        Target::Interface("eni-1".into()),
+    ];
+    assert_eq!(targets, each.iter().collect());
 }
 
 /// The expansion: a per-CIDR route beats a list's; of two lists holding a
@@ -443,9 +454,9 @@ impl Cluster {
             .count()
     }
 
-    /// One migration pass with `spare` calls, carried out stage by stage:
-    /// after each, every (table, CIDR) is routed exactly as before. The
-    /// CIDRs moved and left.
+    /// One migration pass toward the cluster's mode with `spare` calls,
+    /// carried out stage by stage: after each, every (table, CIDR) is
+    /// routed exactly as before. The CIDRs moved and left.
     fn migrate(
         &mut self,
         spec: &RouteSpec,
@@ -454,25 +465,20 @@ impl Cluster {
     ) -> (usize, usize) {
         let planned = plan(spec, health, &self.seen(), &self.settings);
         assert!(planned.operations.is_empty(), "{:?}", planned.operations);
-        let step = into_lists(&planned.held, &self.state, &self.lists, spare);
+        let step = next_pass(self.mode, &planned.held, &self.state, &self.lists, spare);
         let before = routing(&self.seen());
         let mut created = BTreeMap::new();
+        // Each stage's calls in reverse, checked after each (see `run`).
         for (stage, calls) in step.plan.stages.iter().enumerate() {
-            for call in calls {
+            for call in calls.iter().rev() {
                 let resolved = call.resolved(&created).unwrap();
-                let id = self
-                    .lists
-                    .apply(&mut self.state, &resolved, next_id)
-                    .unwrap();
+                let id = (self.lists.apply(&mut self.state, &resolved, next_id)).unwrap();
                 if let (Some(id), ListCall::Create { list, .. }) = (id, call) {
                     created.insert(*list, id);
                 }
+                let now = routing(&self.seen());
+                assert_eq!(now, before, "stage {stage}, after {call:?}");
             }
-            assert_eq!(
-                routing(&self.seen()),
-                before,
-                "after stage {stage}: {step:?}"
-            );
         }
         (step.cidrs, step.left)
     }
@@ -511,6 +517,88 @@ fn per_cidr_routes_move_into_lists_a_few_per_pass_without_a_gap() {
         );
     }
     assert_eq!(cluster.migrate(&spec, &health, usize::MAX), (0, 0));
+}
+
+/// Back to per-CIDR mode over a prefix-list VPC: the CIDRs get per-CIDR
+/// routes and leave their lists a few per pass, as the spare calls allow,
+/// without a (table, CIDR) changing router or going unrouted; then the
+/// empty lists lose their routes and are deleted.
+#[test]
+fn lists_empty_into_per_cidr_routes_a_few_per_pass_and_are_then_deleted() {
+    let (state, spec, _) = romana(4, 10, 40);
+    let settings = every_table(&state);
+    let mut cluster = Cluster::new(state, settings, sizing(&spec, 4));
+    let health = HealthSnapshot::default();
+    cluster.step(&spec, &health);
+    assert_eq!((cluster.held().len(), cluster.per_cidr_routes()), (40, 0));
+    cluster.mode = Mode::PerCidr;
+    // 25 calls spare: two CIDRs' ten per-CIDR routes each, and the edits.
+    assert_eq!(cluster.migrate(&spec, &health, 25), (2, 38));
+    assert_eq!(cluster.per_cidr_routes(), 20);
+    assert_eq!(cluster.held().len(), 38);
+    let mut passes = 0;
+    while cluster.migrate(&spec, &health, usize::MAX).1 > 0 {
+        passes += 1;
+        assert!(passes < 5, "{passes} passes");
+    }
+    assert_eq!(cluster.per_cidr_routes(), 400);
+    assert_eq!(cluster.held().len(), 0);
+    assert_eq!(
+        cluster.lists.routes.len(),
+        40,
+        "the empty lists still routed"
+    );
+    cluster.migrate(&spec, &health, usize::MAX);
+    assert_eq!(cluster.lists, Lists::default(), "the lists deleted");
+    let again = plan(&spec, &health, &cluster.seen(), &cluster.settings);
+    assert!(again.operations.is_empty(), "{:?}", again.operations);
+}
+
+/// Per-CIDR mode over a list: a route that goes in one table takes its
+/// CIDR out of the list only after the other tables the list routes it in
+/// have a per-CIDR route to the same router.
+#[test]
+fn a_listed_route_deleted_in_one_table_keeps_the_others() {
+    let (mut state, _, _) = romana(2, 2, 0);
+    let cidr = net("10.9.0.0/24");
+    let mut lists = Lists::default();
+    let to = RouteTarget::Router(RouterTarget {
+        eni: "eni-0".into(),
+        host: "10.0.0.10".parse().unwrap(),
+    });
+    let create = ListCall::Create {
+        list: 0,
+        ipv6: false,
+        max_entries: 5,
+        entries: vec![cidr],
+    };
+    let id = lists.apply(&mut state, &create, next_id).unwrap().unwrap();
+    for t in 0..2 {
+        let route = ListCall::RouteList {
+            table: format!("rtb-{t}"),
+            list: crate::cloud::lists::ListRef::Existing(id.clone()),
+            to: to.clone(),
+        };
+        lists.apply(&mut state, &route, next_id).unwrap();
+    }
+    let ops = [Operation {
+        action: Action::Delete,
+        table: "rtb-0".into(),
+        destination: cidr,
+        target: None,
+        reason: "not in the spec".into(),
+        cause: Cause::Repair,
+    }];
+    let compiled = compile_out(&ops, &state, &lists);
+    run(&compiled, &ops, &mut state, &mut lists).unwrap();
+    let now = routing(&expand(&state, &lists));
+    assert_eq!(now.get(&("rtb-0".to_string(), cidr)), None);
+    assert_eq!(
+        now.get(&("rtb-1".to_string(), cidr)),
+        Some(&Target::Interface("eni-0".into()))
+    );
+    assert!(lists.lists[0].entries.is_empty());
+    assert_eq!(compiled.rests_on[0].len(), 2, "{compiled:?}");
 }
 
 proptest! {
@@ -570,18 +658,62 @@ proptest! {
             ..every_table(&state)
         };
         let mut cluster = Cluster::per_cidr(state, settings, sizing(&spec, hosts), &spec);
-        let mut health = HealthSnapshot::default();
         for (dead, spare) in steps {
             let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
-            health = failed(&dead);
+            let health = failed(&dead);
             cluster.step(&spec, &health);
             cluster.migrate(&spec, &health, spare);
         }
+        // A CIDR without a router is left as it is; with the routers
+        // back, the migration completes.
+        let health = HealthSnapshot::default();
+        cluster.step(&spec, &health);
         let mut passes = 0;
         while cluster.migrate(&spec, &health, usize::MAX).1 > 0 {
             passes += 1;
             prop_assert!(passes <= cidrs.div_ceil(100) + 1);
         }
         prop_assert_eq!(cluster.per_cidr_routes(), 0);
+    }
+
+    /// And back: over random clusters in prefix-list mode switched to
+    /// per-CIDR mode while routers die and recover, each step's calls give
+    /// what the planner wants without a gap (a change to a listed CIDR is a
+    /// per-CIDR route; a route that goes takes its CIDR out of the lists
+    /// after the other tables have a per-CIDR route), migration passes move
+    /// nothing, and in the end no list is left.
+    #[test]
+    fn property_leaving_prefix_lists_moves_nothing_and_deletes_them(
+        hosts in 2usize..6,
+        zones in 1usize..4,
+        affinity in any::<bool>(),
+        cidrs in 1usize..60,
+        steps in proptest::collection::vec(
+            (proptest::collection::btree_set(0usize..6, 0..3), 0usize..40), 1..8),
+    ) {
+        let (state, spec, ips) = crate::reconcile::plan::tests::cluster_of(hosts, zones, zones, cidrs);
+        let settings = Settings {
+            az_affinity: affinity,
+            ..every_table(&state)
+        };
+        let mut cluster = Cluster::new(state, settings, sizing(&spec, hosts));
+        let mut health = HealthSnapshot::default();
+        cluster.step(&spec, &health);
+        cluster.mode = Mode::PerCidr;
+        for (dead, spare) in steps {
+            let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
+            health = failed(&dead);
+            cluster.step(&spec, &health);
+            cluster.migrate(&spec, &health, spare);
+        }
+        health = HealthSnapshot::default();
+        cluster.step(&spec, &health);
+        let mut passes = 0;
+        while cluster.lists != Lists::default() {
+            cluster.migrate(&spec, &health, usize::MAX);
+            passes += 1;
+            prop_assert!(passes <= cidrs.div_ceil(100) + 2, "{:?}", cluster.lists);
+        }
+        prop_assert!(cluster.lists.lists.is_empty());
     }
 }
