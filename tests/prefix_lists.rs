@@ -608,3 +608,53 @@ fn on_ec2_lists_empty_into_per_cidr_routes_without_a_gap_and_are_deleted() {
         on.mutating()
     );
 }
+
+/// On EC2: a table whose route quota cannot hold every list (moto patched
+/// to count a route to a list as the list's maximum size, as EC2 does, in
+/// a table tagged `moto:route-quota`). The route it refuses is named in
+/// the log with what to do; the CIDRs no list routes there get per-CIDR
+/// routes in that table alone, so every CIDR is routed everywhere; and
+/// when a router dies each table moves its CIDRs, by list or per CIDR.
+#[test]
+fn on_ec2_a_table_too_small_for_the_lists_falls_back_to_per_cidr_routes() {
+    const CIDRS: usize = 10;
+    let on = OnMoto::start(2, 2, CIDRS);
+    let small = on.vpc.tables[1].clone();
+    // Beside the default route, two lists of at most 7 entries (5 CIDRs
+    // each, a quarter more) do not fit in 13; one list and 5 per-CIDR
+    // routes do.
+    let quota = aws_sdk_ec2::types::Tag::builder()
+        .key("moto:route-quota")
+        .value("13")
+        .build();
+    let tagged = on
+        .runtime
+        .block_on(on.ec2.create_tags().resources(&small).tags(quota).send());
+    tagged.unwrap();
+    let daemon = on.daemon();
+    let all = CIDRS * on.vpc.tables.len();
+    let before = common::wait_until("every CIDR routed in every table", || {
+        let routes = on.routing();
+        (routes.len() == all).then_some(routes)
+    });
+    let said = daemon.wait_for_line(
+        "cannot hold a route to another prefix list",
+        std::time::Duration::from_secs(20),
+    );
+    assert!(said.contains(&small), "{said}");
+    assert_eq!(
+        on.per_cidr_routes(),
+        CIDRS / 2,
+        "one list's CIDRs, per CIDR"
+    );
+
+    let victim = on.routers[0];
+    let victim_eni = on.vpc.routers[victim].1.clone();
+    assert!(before.values().any(|eni| *eni == victim_eni));
+    on.kill(victim);
+    common::wait_until("every CIDR off the dead router in both tables", || {
+        let routes = on.routing();
+        (routes.len() == all && routes.values().all(|eni| *eni != victim_eni)).then_some(())
+    });
+    eprintln!("{said}\nthen the failover, with {:?}", on.mutating());
+}

@@ -13,6 +13,9 @@
    cannot find the route; ModifyManagedPrefixList takes a stale
    CurrentVersion (EC2 refuses it: PrefixListVersionMismatch), ignores
    MaxEntries, and lets a list hold more than its maximum.
+3. Route quotas: moto has none. A table tagged `moto:route-quota` = N
+   refuses a CreateRoute beyond N routes (RouteLimitExceeded), counting a
+   route to a prefix list as the list's maximum size, as EC2 does.
 
 Run as `python3 moto_server.py -H HOST -p PORT`, like `python3 -m
 moto.server`.
@@ -117,6 +120,10 @@ def cbor_middleware(app):
     return serve
 
 
+# A route table tagged with this gets that route quota (moto has none).
+ROUTE_QUOTA_TAG = "moto:route-quota"
+
+
 def patch_prefix_lists():
     from moto.core.responses import ActionResult
     from moto.ec2.exceptions import EC2ClientError
@@ -127,9 +134,32 @@ def patch_prefix_lists():
 
     create_route = RouteBackend.create_route
 
+    def quota_of(table):
+        for tag in table.get_tags():
+            key = tag.get("key", tag.get("Key"))
+            if key == ROUTE_QUOTA_TAG:
+                return int(tag.get("value", tag.get("Value")))
+        return None
+
+    def cost_of(route):
+        listed = route.destination_prefix_list
+        return int(listed.max_entries) if listed is not None else 1
+
     def create_route_keeping_its_list(
         self, route_table_id, cidr, ipv6_cidr=None, listed=None, *args, **kwargs
     ):
+        table = self.get_route_table(route_table_id)
+        quota = quota_of(table)
+        if quota is not None:
+            # As EC2 counts: a route to a list costs the list's maximum size.
+            used = sum(cost_of(r) for r in table._routes.values() if not r.local)
+            wanted = self.managed_prefix_lists.get(listed) if listed else None
+            cost = int(wanted.max_entries) if wanted is not None else 1
+            if used + cost > quota:
+                raise EC2ClientError(
+                    "RouteLimitExceeded",
+                    f"The maximum number of routes ({quota}) has been reached for {route_table_id}.",
+                )
         route = create_route(self, route_table_id, cidr, ipv6_cidr, listed, *args, **kwargs)
         if listed and route.destination_prefix_list is None:
             table = self.get_route_table(route_table_id)

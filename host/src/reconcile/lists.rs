@@ -152,7 +152,15 @@ struct Placed {
 }
 
 /// The calls that carry out `ops` (planned on [`expand`]`(state, lists)`).
-pub fn compile(ops: &[Operation], state: &VpcState, lists: &Lists, sizing: Sizing) -> ListPlan {
+/// In the `per_cidr` tables (their route quota cannot hold another list's
+/// route) a CIDR no list routes yet gets a per-CIDR route instead.
+pub fn compile(
+    ops: &[Operation],
+    state: &VpcState,
+    lists: &Lists,
+    sizing: Sizing,
+    per_cidr: &BTreeSet<String>,
+) -> ListPlan {
     let mut plan = ListPlan {
         rests_on: vec![Vec::new(); ops.len()],
         ..ListPlan::default()
@@ -162,6 +170,10 @@ pub fn compile(ops: &[Operation], state: &VpcState, lists: &Lists, sizing: Sizin
     for (i, op) in ops.iter().enumerate() {
         match served(lists, state, &op.table, op.destination) {
             Served::Static => {
+                let call = plan.push(0, ListCall::Route(op.clone()));
+                plan.rests_on[i].push(call);
+            }
+            Served::None if per_cidr.contains(&op.table) => {
                 let call = plan.push(0, ListCall::Route(op.clone()));
                 plan.rests_on[i].push(call);
             }
@@ -422,7 +434,14 @@ pub fn compile(ops: &[Operation], state: &VpcState, lists: &Lists, sizing: Sizin
         rests.sort();
         rests.dedup();
         for i in placed.ops {
-            plan.rests_on[i] = rests.clone();
+            // A list's route in another table is not this one's business.
+            let own = |(stage, k): &(usize, usize)| match &plan.stages[*stage][*k] {
+                ListCall::Repoint { table, .. } | ListCall::RouteList { table, .. } => {
+                    *table == ops[i].table
+                }
+                _ => true,
+            };
+            plan.rests_on[i] = rests.iter().copied().filter(own).collect();
         }
     }
     plan

@@ -8,13 +8,13 @@
 //! the same way ([`super::leave`]).
 
 use futures_util::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use super::{ListPlan, Mode, Sizing, compile, expand};
 use crate::cloud::claims::TagChange;
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists};
-use crate::cloud::model::{Target, VpcState};
+use crate::cloud::model::{RouteError, Target, VpcState};
 use crate::cloud::operation::Operation;
 use crate::cloud::{CloudError, Held, MayWrite, Migration, VpcBackend};
 
@@ -33,6 +33,10 @@ pub struct Listed<B> {
     mode: Mode,
     /// In per-CIDR mode, why the lists could not be read (said once).
     unreadable: Mutex<Option<String>>,
+    /// Tables that refused a route to a list for their route quota (a
+    /// list counts its maximum entries against it): CIDRs no list routes
+    /// there get per-CIDR routes instead.
+    per_cidr_tables: Mutex<BTreeSet<String>>,
     /// The per-CIDR routes and the lists last observed, kept up to date
     /// with the calls that succeeded.
     observed: Mutex<Option<(VpcState, Lists)>>,
@@ -44,6 +48,7 @@ impl<B: ListBackend> Listed<B> {
             inner,
             mode,
             unreadable: Mutex::new(None),
+            per_cidr_tables: Mutex::new(BTreeSet::new()),
             observed: Mutex::new(None),
         }
     }
@@ -174,8 +179,30 @@ impl<B: ListBackend> Listed<B> {
                     }
                 }
             }
+            Err(CloudError::Refused(RouteError::LimitExceeded(table)))
+                if matches!(call, ListCall::RouteList { .. }) =>
+            {
+                let newly = (self.per_cidr_tables.lock().expect("per-CIDR tables lock"))
+                    .insert(table.clone());
+                if newly {
+                    tracing::error!(
+                        table,
+                        "RouteLimitExceeded: {table} cannot hold a route to another prefix list \
+                         (a list counts its maximum entries against the table's route quota); \
+                         CIDRs no list routes there get per-CIDR routes instead. Ask AWS for a \
+                         higher limit (at most 1,000) to route them by lists"
+                    );
+                }
+            }
             Err(e) => tracing::error!(call = call.api_call(), "{}: {e}", call.describe()),
         }
+    }
+
+    fn per_cidr_tables(&self) -> BTreeSet<String> {
+        self.per_cidr_tables
+            .lock()
+            .expect("per-CIDR tables lock")
+            .clone()
     }
 }
 
@@ -227,7 +254,10 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
             return ops.into_iter().map(|op| (op, unknown())).collect();
         };
         let plan = match self.mode {
-            Mode::PrefixList => compile(&ops, &state, &lists, sizing(&lists, &ops)),
+            Mode::PrefixList => {
+                let sizing = sizing(&lists, &ops);
+                compile(&ops, &state, &lists, sizing, &self.per_cidr_tables())
+            }
             Mode::PerCidr if lists.lists.is_empty() => {
                 return self.inner.apply_all(ops, may_write).await;
             }
@@ -264,7 +294,8 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
         let Some((state, lists)) = observed else {
             return Migration::default();
         };
-        let step = super::migrate::next_pass(self.mode, held, &state, &lists, spare);
+        let per_cidr = self.per_cidr_tables();
+        let step = super::migrate::next_pass(self.mode, held, &state, &lists, &per_cidr, spare);
         if step.plan.calls() == 0 {
             return Migration {
                 left: step.left,

@@ -32,9 +32,16 @@ pub struct Step {
 /// The next pass toward `mode`'s form with `spare` calls: CIDRs moved
 /// into lists (or out of them, in per-CIDR mode), and once none is left,
 /// the lists tidied.
-pub fn next_pass(mode: Mode, held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
+pub fn next_pass(
+    mode: Mode,
+    held: &Held,
+    state: &VpcState,
+    lists: &Lists,
+    per_cidr: &BTreeSet<String>,
+    spare: usize,
+) -> Step {
     let step = match mode {
-        Mode::PrefixList => into_lists(held, state, lists, spare),
+        Mode::PrefixList => into_lists(held, state, lists, per_cidr, spare),
         Mode::PerCidr => super::leave::out_of_lists(held, state, lists, spare),
     };
     if step.cidrs > 0 || step.left > 0 {
@@ -100,9 +107,21 @@ pub(super) fn choose<T>(
 
 /// The calls that move the next few `held` per-CIDR routes of `state` into
 /// lists (stage 4 deletes them, after every entry is in place and any
-/// stale one elsewhere is gone), as [`choose`] picks them.
-pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) -> Step {
-    let found = per_cidr(held, state);
+/// stale one elsewhere is gone), as [`choose`] picks them. The
+/// `per_cidr_tables` (their quota cannot hold another list's route) keep
+/// their per-CIDR routes.
+fn into_lists(
+    held: &Held,
+    state: &VpcState,
+    lists: &Lists,
+    per_cidr_tables: &BTreeSet<String>,
+    spare: usize,
+) -> Step {
+    let mut found = per_cidr(held, state);
+    for routes in found.values_mut() {
+        routes.retain(|(table, _)| !per_cidr_tables.contains(table));
+    }
+    found.retain(|_, routes| !routes.is_empty());
     let chosen = choose(&found, spare, Vec::len);
     let left = found.len() - chosen.len();
     if chosen.is_empty() {
@@ -131,7 +150,7 @@ pub fn into_lists(held: &Held, state: &VpcState, lists: &Lists, spare: usize) ->
         }
     }
     let seen = super::expand(state, lists);
-    let mut plan = compile(&ops, &without, lists, sizing(held, &seen));
+    let mut plan = compile(&ops, &without, lists, sizing(held, &seen), per_cidr_tables);
     for op in ops {
         let delete = Operation {
             action: Action::Delete,

@@ -135,7 +135,13 @@ impl Cluster {
         let planned = plan(spec, health, &seen, &self.settings);
         let ops = planned.operations;
         let compiled = match self.mode {
-            Mode::PrefixList => compile(&ops, &self.state, &self.lists, self.sizing),
+            Mode::PrefixList => compile(
+                &ops,
+                &self.state,
+                &self.lists,
+                self.sizing,
+                &BTreeSet::new(),
+            ),
             Mode::PerCidr => compile_out(&ops, &self.state, &self.lists),
         };
         run(&compiled, &ops, &mut self.state, &mut self.lists).unwrap();
@@ -250,7 +256,13 @@ fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
     ));
     let seen = cluster.seen();
     let ops = plan(&spec, &failed(&[dead]), &seen, &every_table(&cluster.state)).operations;
-    let compiled = compile(&ops, &cluster.state, &cluster.lists, sizing);
+    let compiled = compile(
+        &ops,
+        &cluster.state,
+        &cluster.lists,
+        sizing,
+        &BTreeSet::new(),
+    );
     for call in &compiled.stages[0] {
         cluster
             .lists
@@ -355,7 +367,7 @@ fn tables_that_disagree_get_a_list_routed_per_table() {
         })
         .collect();
     let mut lists = Lists::default();
-    let compiled = compile(&ops, &state, &lists, Sizing { bound: 1 });
+    let compiled = compile(&ops, &state, &lists, Sizing { bound: 1 }, &BTreeSet::new());
     run(&compiled, &ops, &mut state, &mut lists).unwrap();
     assert_eq!(lists.lists.len(), 1);
     let targets: BTreeSet<&Target> = lists.routes.iter().map(|r| &r.target).collect();
@@ -465,7 +477,14 @@ impl Cluster {
     ) -> (usize, usize) {
         let planned = plan(spec, health, &self.seen(), &self.settings);
         assert!(planned.operations.is_empty(), "{:?}", planned.operations);
-        let step = next_pass(self.mode, &planned.held, &self.state, &self.lists, spare);
+        let step = next_pass(
+            self.mode,
+            &planned.held,
+            &self.state,
+            &self.lists,
+            &BTreeSet::new(),
+            spare,
+        );
         let before = routing(&self.seen());
         let mut created = BTreeMap::new();
         // Each stage's calls in reverse, checked after each (see `run`).
