@@ -69,6 +69,8 @@ fn a_drained_router_hands_its_routes_over_at_once_and_gets_none_back() {
         routed(&daemon).filter(|now| now.iter().all(|h| h == B))
     });
     assert_eq!(after, vec![B, B]);
+    // The log line can reach us after the view shows the move.
+    daemon.wait_for_line("route replaced", std::time::Duration::from_secs(20));
     let moved = daemon.lines_with("route replaced");
     assert_eq!(moved.len(), 1, "{moved:#?}");
     assert!(
@@ -263,6 +265,7 @@ fn a_cidr_fails_over_on_request() {
         routed(&daemon).filter(|now| now[0] != before[0])
     });
     assert_eq!(after[1], before[1], "the other CIDR stays");
+    daemon.wait_for_line("route replaced", std::time::Duration::from_secs(20));
     let moved = daemon.lines_with("route replaced");
     assert_eq!(moved.len(), 1, "{moved:#?}");
     assert!(moved[0].contains("was asked off it"), "{}", moved[0]);

@@ -128,6 +128,9 @@ fn nat_instances_drain_an_az_router_before_it_goes() {
     assert_eq!(status, 200, "{answer}");
     let now = common::wait_until("rtb-priv-a on router B", || on("eni-b"));
     assert_eq!(now["rtb-main"], "eni-b", "{now}");
+    // The log lines can reach us after the view shows the moves.
+    let moves = 1 + main_on_a as usize;
+    daemon.wait_for_nth_line("route replaced", moves, std::time::Duration::from_secs(20));
     let moved = daemon.lines_with("route replaced");
     assert_eq!(moved.len(), 1 + main_on_a as usize, "{moved:#?}");
     assert!(
