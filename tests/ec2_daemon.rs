@@ -285,6 +285,10 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
             .iter()
             .all(|o| o["action"] == "create" && o["reason"].is_string())
     );
+    // Per CIDR, an EC2 call per operation.
+    let ec2_calls = plan["ec2_calls"].as_array().unwrap();
+    assert_eq!(ec2_calls.len(), operations.len(), "{plan:#}");
+    assert!(ec2_calls.iter().all(|c| c["call"] == "CreateRoute"));
     let calls = proxy.calls();
     assert!(
         calls.get("DescribeRouteTables").is_some_and(|n| *n >= 1),

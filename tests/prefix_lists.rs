@@ -658,3 +658,29 @@ fn on_ec2_a_table_too_small_for_the_lists_falls_back_to_per_cidr_routes() {
     });
     eprintln!("{said}\nthen the failover, with {:?}", on.mutating());
 }
+
+/// `--dry-run` in prefix-list mode on EC2: the plan still speaks of CIDRs
+/// and tables (an operation per route), and the EC2 calls it would take
+/// are the list calls (a list per router with its entries, a route to each
+/// per table), not a call per operation; nothing is written.
+#[test]
+fn on_ec2_a_dry_run_shows_the_list_calls_the_plan_takes() {
+    let on = OnMoto::start(4, 3, CIDRS);
+    let mut args = common::strs(&on.args);
+    args.extend(["--dry-run", "--output", "json"]);
+    let (code, stdout, stderr) = common::run_to_exit_with_output(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let tables = on.vpc.tables.len();
+    assert_eq!(plan["operations"].as_array().unwrap().len(), CIDRS * tables);
+    let mut calls = BTreeMap::<String, usize>::new();
+    for call in plan["ec2_calls"].as_array().unwrap() {
+        *calls
+            .entry(call["call"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let expected = [("CreateManagedPrefixList", 4), ("CreateRoute", 4 * tables)];
+    let expected = expected.map(|(call, n)| (call.to_string(), n));
+    assert_eq!(calls, BTreeMap::from(expected), "{plan:#}");
+    assert!(on.mutating().is_empty(), "{:?}", on.mutating());
+}

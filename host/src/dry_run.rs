@@ -1,7 +1,9 @@
 //! `--dry-run`: run the plugins until the spec is in force and every health
 //! checker has done a round, observe the VPC once, and print the plan a pass
 //! would carry out (each operation with its reason, the notices), as text or
-//! JSON. Nothing is written: no backend call but describes is made.
+//! JSON, and the EC2 calls it would take (in prefix-list mode, the list
+//! calls the operations become). Nothing is written: no backend call but
+//! describes is made.
 
 use anyhow::{Context, bail};
 use std::sync::Arc;
@@ -10,18 +12,20 @@ use tokio::sync::watch;
 
 use crate::cli::Output;
 use crate::cloud::VpcBackend;
+use crate::cloud::lists::ListBackend;
 use crate::health::HealthBoard;
 use crate::plugin::{self, ConfiguredPlugin, PluginKind, Role};
+use crate::reconcile::lists::Listed;
 use crate::reconcile::plan::{Settings, plan};
 use crate::spec_store::SpecStore;
 
 /// How long the spec and the first health rounds may take to come.
 const WAIT: Duration = Duration::from_secs(60);
 
-pub async fn run<B: VpcBackend>(
+pub async fn run<B: ListBackend>(
     plugins: Vec<ConfiguredPlugin>,
     specs: Arc<SpecStore>,
-    backend: Arc<B>,
+    backend: Arc<Listed<B>>,
     settings: &Settings,
     output: Output,
 ) -> anyhow::Result<()> {
@@ -76,9 +80,22 @@ pub async fn run<B: VpcBackend>(
         ..settings.clone()
     };
     let planned = plan(&spec, &board.snapshot(), &vpc, &settings);
+    let calls = backend.calls_for(&planned.operations);
     match output {
-        Output::Json => println!("{:#}", planned.to_json()),
-        Output::Text => print!("{}", planned.to_text()),
+        Output::Json => {
+            let mut shown = planned.to_json();
+            let calls = calls
+                .iter()
+                .map(|c| serde_json::json!({"call": c.api_call(), "what": c.describe()}));
+            shown["ec2_calls"] = calls.collect();
+            println!("{shown:#}");
+        }
+        Output::Text => {
+            print!("{}", planned.to_text());
+            for call in &calls {
+                println!("call    {}: {}", call.api_call(), call.describe());
+            }
+        }
     }
     Ok(())
 }

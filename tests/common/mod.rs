@@ -138,6 +138,13 @@ pub fn plugin_tool<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, Strin
 /// until it exits, as for a start-up error (within 120 s, or the test
 /// fails); (exit code, stderr).
 pub fn run_to_exit(args: &[&str]) -> (i32, String) {
+    let (code, _, stderr) = run_to_exit_with_output(args);
+    (code, stderr)
+}
+
+/// The same, for a run that prints (`--dry-run`): (exit code, stdout,
+/// stderr).
+pub fn run_to_exit_with_output(args: &[&str]) -> (i32, String, String) {
     let cache = tempfile::tempdir().unwrap();
     let chooses_vpc = args
         .iter()
@@ -167,16 +174,19 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
     }
     command.args(args);
     let mut child = command
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reading = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let read = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = from.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
     // A start-up error ends the daemon at once; one that starts instead
     // is a failure, not a hang.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -191,7 +201,8 @@ pub fn run_to_exit(args: &[&str]) -> (i32, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (status.code().unwrap_or(-1), reading.join().unwrap())
+    let code = status.code().unwrap_or(-1);
+    (code, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 /// A running `vpcrouter` whose standard output is collected line by line.

@@ -198,6 +198,23 @@ impl<B: ListBackend> Listed<B> {
         }
     }
 
+    /// The EC2 calls `ops` would take now, in order (stage by stage), for
+    /// the dry run: the operations themselves where nothing is compiled.
+    pub fn calls_for(&self, ops: &[Operation]) -> Vec<ListCall> {
+        let observed = self.observed.lock().expect("observed lock").clone();
+        let plan = match (self.mode, observed) {
+            (Mode::PrefixList, Some((state, lists))) => {
+                let sizing = sizing(&lists, ops);
+                compile(ops, &state, &lists, sizing, &self.per_cidr_tables())
+            }
+            (Mode::PerCidr, Some((state, lists))) if !lists.lists.is_empty() => {
+                super::leave::compile_out(ops, &state, &lists)
+            }
+            _ => return ops.iter().cloned().map(ListCall::Route).collect(),
+        };
+        plan.stages.into_iter().flatten().collect()
+    }
+
     fn per_cidr_tables(&self) -> BTreeSet<String> {
         self.per_cidr_tables
             .lock()
@@ -229,6 +246,12 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
     async fn describe(&self) -> Result<VpcState, CloudError> {
         let state = self.inner.describe().await?;
         let lists = self.lists().await?;
+        if self.mode == Mode::PerCidr && lists.lists.is_empty() {
+            // Nothing to compile or migrate: operations go out as they are,
+            // and the VPC is not kept twice.
+            *self.observed.lock().expect("observed lock") = Some((VpcState::default(), lists));
+            return Ok(state);
+        }
         let seen = expand(&state, &lists);
         *self.observed.lock().expect("observed lock") = Some((state, lists));
         Ok(seen)
