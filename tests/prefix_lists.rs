@@ -684,3 +684,81 @@ fn on_ec2_a_dry_run_shows_the_list_calls_the_plan_takes() {
     assert_eq!(calls, BTreeMap::from(expected), "{plan:#}");
     assert!(on.mutating().is_empty(), "{:?}", on.mutating());
 }
+
+/// The NAT-instance layout switched to prefix-list mode, on the embedded
+/// VPC: each AZ's table (and the main one) has the per-CIDR default route
+/// per-CIDR mode left, to its AZ's router, claimed in its tags. The daemon
+/// adopts them without a move, puts 0.0.0.0/0 in a list routed to A in
+/// one table and to B in the other, and deletes the per-CIDR routes:
+/// every table keeps its router throughout; then A dies and its table
+/// fails over by a re-point.
+#[test]
+fn nat_instances_per_cidr_routes_move_into_a_list_routed_per_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let ([router_a, _router_b], port) = routers_listening();
+    let mut layout: Value =
+        serde_json::from_str(&std::fs::read_to_string(nat_layout()).unwrap()).unwrap();
+    let per_cidr = [
+        ("rtb-priv-a", "eni-a"),
+        ("rtb-priv-b", "eni-b"),
+        ("rtb-main", "eni-a"),
+    ];
+    for table in layout["route_tables"].as_array_mut().unwrap() {
+        let id = table["id"].as_str().unwrap().to_string();
+        if let Some((_, eni)) = per_cidr.iter().find(|(t, _)| *t == id) {
+            let route = json!({"destination": "0.0.0.0/0", "target": {"interface": eni}});
+            table["routes"] = json!([route]);
+            let tags = table["tags"].as_object().cloned().unwrap_or_default();
+            let mut tags = Value::Object(tags);
+            tags["vpcrouter:routes:default"] = json!("0.0.0.0/0");
+            table["tags"] = tags;
+        }
+    }
+    let file = dir.path().join("vpc.json");
+    std::fs::write(&file, layout.to_string()).unwrap();
+    let hosts = format!("{ROUTER_A}:{ROUTER_B}");
+    let mut args = common::nat::daemon_args(&hosts, &port.to_string());
+    args.extend(
+        [
+            "--sim-vpc",
+            file.to_str().unwrap(),
+            "--route-mode",
+            "prefix-list",
+        ]
+        .map(String::from),
+    );
+    let daemon = Daemon::start(&common::strs(&args), dir.path());
+    let expected = json!({"rtb-priv-a": "eni-a", "rtb-priv-b": "eni-b", "rtb-main": "eni-a"});
+    let on_their_routers = || {
+        let now = default_routes(&daemon);
+        let each = ["rtb-priv-a", "rtb-priv-b", "rtb-main"];
+        each.iter().all(|t| now[t] == expected[t]).then_some(())
+    };
+    let moved = common::wait_until("the per-CIDR routes deleted", || {
+        assert!(on_their_routers().is_some(), "{}", default_routes(&daemon));
+        let calls = list_calls(&daemon);
+        (calls.get("DeleteRoute") == Some(&3)).then_some(calls)
+    });
+    assert!(moved.contains_key("CreateManagedPrefixList"), "{moved:?}");
+    assert!(
+        !moved.contains_key("ReplaceRoute"),
+        "nothing moved: {moved:?}"
+    );
+    let (_, metrics) = daemon.http("GET", "/metrics", b"");
+    assert!(
+        !metrics.contains("vpcrouter_failovers_total 1"),
+        "no failover counted"
+    );
+
+    drop(router_a);
+    common::wait_until("A's tables on B", || {
+        let now = default_routes(&daemon);
+        (now["rtb-priv-a"] == "eni-b" && now["rtb-main"] == "eni-b").then_some(())
+    });
+    let calls = list_calls(&daemon);
+    assert!(calls.contains_key("ReplaceRoute"), "a re-point: {calls:?}");
+    assert_eq!(
+        calls["DeleteRoute"], 3,
+        "no per-CIDR route left to move: {calls:?}"
+    );
+}
