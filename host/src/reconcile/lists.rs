@@ -27,6 +27,7 @@
 mod adapter;
 mod leave;
 mod migrate;
+mod pass;
 
 pub use adapter::Listed;
 

@@ -8,7 +8,7 @@
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::migrate::{Step, choose};
+use super::pass::{Step, choose};
 use super::{ListPlan, Served, expand, route_target_for, served};
 use crate::cloud::Held;
 use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, ListRef, Lists};

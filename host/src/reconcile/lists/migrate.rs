@@ -9,25 +9,12 @@
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::pass::{Step, choose};
 use super::{ListPlan, Mode, Sizing, compile, route_target_for};
 use crate::cloud::Held;
-use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, ListRef, ListRoute, Lists};
+use crate::cloud::lists::{ListCall, ListRef, ListRoute, Lists};
 use crate::cloud::model::{Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation};
-
-/// List calls a pass makes beside the deletions, at most: a new list or a
-/// resize, entries added, a new list's route.
-const LIST_CALLS: usize = 4;
-
-/// One pass of the migration: its calls, the CIDRs they move, and the
-/// CIDRs left for later passes; or, with none left, tidying.
-#[derive(Debug, Default)]
-pub struct Step {
-    pub plan: ListPlan,
-    pub cidrs: usize,
-    pub left: usize,
-    pub tidying: bool,
-}
 
 /// The next pass toward `mode`'s form with `spare` calls: CIDRs moved
 /// into lists (or out of them, in per-CIDR mode), and once none is left,
@@ -81,28 +68,6 @@ fn sizing(held: &Held, seen: &VpcState) -> Sizing {
     Sizing {
         bound: cidrs.len().div_ceil(routers.len().max(1)),
     }
-}
-
-/// The CIDRs a pass moves, in order, with the per-CIDR calls each costs
-/// (`calls`): the first whenever a call is spare, the next ones while
-/// they fit in `spare` beside a few list calls, at most a list edit's
-/// worth.
-pub(super) fn choose<T>(
-    found: &BTreeMap<IpNet, T>,
-    spare: usize,
-    calls: impl Fn(&T) -> usize,
-) -> Vec<(IpNet, &T)> {
-    let mut chosen = Vec::new();
-    let mut cost = LIST_CALLS;
-    for (cidr, routes) in found {
-        let first = chosen.is_empty() && spare > 0;
-        if chosen.len() == ENTRIES_PER_CALL || !(first || cost + calls(routes) <= spare) {
-            break;
-        }
-        cost += calls(routes);
-        chosen.push((*cidr, routes));
-    }
-    chosen
 }
 
 /// The calls that move the next few `held` per-CIDR routes of `state` into

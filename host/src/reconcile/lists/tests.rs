@@ -620,6 +620,61 @@ fn a_listed_route_deleted_in_one_table_keeps_the_others() {
     assert_eq!(compiled.rests_on[0].len(), 2, "{compiled:?}");
 }
 
+/// A random cluster (`hosts` routers over `zones` AZs, a table each)
+/// routed in mode `from`, switched to the other mode: at each step the
+/// routers given die (the others recover), the planner's operations are
+/// carried out and a migration pass with that many spare calls follows,
+/// each checked by [`Cluster::step`] and [`Cluster::migrate`]. Then, with
+/// every router back, passes go on until one changes nothing.
+fn switched(
+    from: Mode,
+    hosts: usize,
+    zones: usize,
+    affinity: bool,
+    cidrs: usize,
+    steps: Vec<(BTreeSet<usize>, usize)>,
+) -> Cluster {
+    let (state, spec, ips) = crate::reconcile::plan::tests::cluster_of(hosts, zones, zones, cidrs);
+    let settings = Settings {
+        az_affinity: affinity,
+        ..every_table(&state)
+    };
+    let sizing = sizing(&spec, hosts);
+    let mut cluster = match from {
+        Mode::PerCidr => Cluster::per_cidr(state, settings, sizing, &spec),
+        Mode::PrefixList => {
+            let mut cluster = Cluster::new(state, settings, sizing);
+            cluster.step(&spec, &HealthSnapshot::default());
+            cluster
+        }
+    };
+    cluster.mode = match from {
+        Mode::PerCidr => Mode::PrefixList,
+        Mode::PrefixList => Mode::PerCidr,
+    };
+    for (dead, spare) in steps {
+        let dead: Vec<IpAddr> = (dead.into_iter())
+            .filter(|h| *h < hosts)
+            .map(|h| ips[h])
+            .collect();
+        let health = failed(&dead);
+        cluster.step(&spec, &health);
+        cluster.migrate(&spec, &health, spare);
+    }
+    // A CIDR without a router is left as it is; with the routers back,
+    // the migration completes.
+    let health = HealthSnapshot::default();
+    cluster.step(&spec, &health);
+    for _ in 0..cidrs.div_ceil(100) + 3 {
+        let before = (cluster.state.clone(), cluster.lists.clone());
+        cluster.migrate(&spec, &health, usize::MAX);
+        if (&cluster.state, &cluster.lists) == (&before.0, &before.1) {
+            return cluster;
+        }
+    }
+    panic!("still migrating after {} passes", cidrs.div_ceil(100) + 3);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -671,27 +726,7 @@ proptest! {
         steps in proptest::collection::vec(
             (proptest::collection::btree_set(0usize..6, 0..3), 0usize..40), 1..8),
     ) {
-        let (state, spec, ips) = crate::reconcile::plan::tests::cluster_of(hosts, zones, zones, cidrs);
-        let settings = Settings {
-            az_affinity: affinity,
-            ..every_table(&state)
-        };
-        let mut cluster = Cluster::per_cidr(state, settings, sizing(&spec, hosts), &spec);
-        for (dead, spare) in steps {
-            let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
-            let health = failed(&dead);
-            cluster.step(&spec, &health);
-            cluster.migrate(&spec, &health, spare);
-        }
-        // A CIDR without a router is left as it is; with the routers
-        // back, the migration completes.
-        let health = HealthSnapshot::default();
-        cluster.step(&spec, &health);
-        let mut passes = 0;
-        while cluster.migrate(&spec, &health, usize::MAX).1 > 0 {
-            passes += 1;
-            prop_assert!(passes <= cidrs.div_ceil(100) + 1);
-        }
+        let cluster = switched(Mode::PerCidr, hosts, zones, affinity, cidrs, steps);
         prop_assert_eq!(cluster.per_cidr_routes(), 0);
     }
 
@@ -710,29 +745,7 @@ proptest! {
         steps in proptest::collection::vec(
             (proptest::collection::btree_set(0usize..6, 0..3), 0usize..40), 1..8),
     ) {
-        let (state, spec, ips) = crate::reconcile::plan::tests::cluster_of(hosts, zones, zones, cidrs);
-        let settings = Settings {
-            az_affinity: affinity,
-            ..every_table(&state)
-        };
-        let mut cluster = Cluster::new(state, settings, sizing(&spec, hosts));
-        let mut health = HealthSnapshot::default();
-        cluster.step(&spec, &health);
-        cluster.mode = Mode::PerCidr;
-        for (dead, spare) in steps {
-            let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
-            health = failed(&dead);
-            cluster.step(&spec, &health);
-            cluster.migrate(&spec, &health, spare);
-        }
-        health = HealthSnapshot::default();
-        cluster.step(&spec, &health);
-        let mut passes = 0;
-        while cluster.lists != Lists::default() {
-            cluster.migrate(&spec, &health, usize::MAX);
-            passes += 1;
-            prop_assert!(passes <= cidrs.div_ceil(100) + 2, "{:?}", cluster.lists);
-        }
-        prop_assert!(cluster.lists.lists.is_empty());
+        let cluster = switched(Mode::PrefixList, hosts, zones, affinity, cidrs, steps);
+        prop_assert_eq!(cluster.lists, Lists::default());
     }
 }
