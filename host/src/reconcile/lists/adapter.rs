@@ -406,6 +406,13 @@ mod tests {
 
     impl ListBackend for Flaky {
         async fn describe_lists(&self) -> Result<Lists, CloudError> {
+            if *self.failing.lock().unwrap() == Some("DescribeManagedPrefixLists") {
+                let why = "UnauthorizedOperation: not allowed ec2:DescribeManagedPrefixLists";
+                return Err(CloudError::Refused(RouteError::Other {
+                    code: "UnauthorizedOperation".into(),
+                    message: why.into(),
+                }));
+            }
             self.sim.describe_lists().await
         }
 
@@ -513,5 +520,31 @@ mod tests {
         let finished = pass(&listed, &spec, &health, &|| true).await;
         assert!(finished.iter().all(|(_, r)| r.is_ok()), "{finished:?}");
         assert!(pass(&listed, &spec, &health, &|| true).await.is_empty());
+    }
+
+    /// Lists that cannot be read (a policy without the prefix-list calls)
+    /// are none in per-CIDR mode, which goes on with its per-CIDR routes;
+    /// in prefix-list mode nothing is known, so the observation fails.
+    #[tokio::test]
+    async fn unreadable_lists_are_none_in_per_cidr_mode_and_a_failure_in_prefix_list_mode() {
+        let (vpc, spec, _) = crate::reconcile::plan::tests::cluster_of(2, 1, 2, 4);
+        let flaky = Arc::new(Flaky {
+            sim: SimVpc::new(vpc),
+            failing: Mutex::new(Some("DescribeManagedPrefixLists")),
+        });
+        let per_cidr = Listed::new(flaky.clone(), Mode::PerCidr);
+        let outcomes = pass(&per_cidr, &spec, &HealthSnapshot::default(), &|| true).await;
+        assert_eq!(outcomes.len(), 4 * 2);
+        assert!(outcomes.iter().all(|(_, r)| r.is_ok()), "{outcomes:?}");
+        let state = flaky.sim.snapshot();
+        let routes: usize = state.route_tables.iter().map(|t| t.routes.len()).sum();
+        assert_eq!(routes, 4 * 2, "each CIDR its per-CIDR route");
+
+        let prefix_list = Listed::new(flaky, Mode::PrefixList);
+        let failed = prefix_list.describe().await;
+        assert!(
+            matches!(&failed, Err(e) if e.to_string().contains("UnauthorizedOperation")),
+            "{failed:?}"
+        );
     }
 }
