@@ -762,3 +762,52 @@ fn nat_instances_per_cidr_routes_move_into_a_list_routed_per_table() {
         "no per-CIDR route left to move: {calls:?}"
     );
 }
+
+/// On EC2: a list that cannot grow, because a table routing it is at its
+/// quota (moto patched as EC2 behaves: the modification ends in
+/// `modify-failed`, the table named in the state message). A router dies:
+/// its list is re-pointed first, so every CIDR is on a survivor; the
+/// spread over the survivors needs a bigger list, and that refusal is
+/// said with EC2's words and the table, and changes nothing else.
+#[test]
+fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover() {
+    const CIDRS: usize = 30;
+    let on = OnMoto::start(3, 3, CIDRS);
+    let tight = on.vpc.tables[1].clone();
+    // The default route and three lists of at most 13 (10 CIDRs each, a
+    // quarter more): full.
+    let quota = aws_sdk_ec2::types::Tag::builder()
+        .key("moto:route-quota")
+        .value("40")
+        .build();
+    let tagged = on
+        .runtime
+        .block_on(on.ec2.create_tags().resources(&tight).tags(quota).send());
+    tagged.unwrap();
+    let daemon = on.daemon();
+    let all = CIDRS * on.vpc.tables.len();
+    let before = common::wait_until("every CIDR routed in every table", || {
+        let routes = on.routing();
+        (routes.len() == all).then_some(routes)
+    });
+    assert_eq!(on.per_cidr_routes(), 0, "three lists fit");
+    let mut load = BTreeMap::<&String, usize>::new();
+    for eni in before.values() {
+        *load.entry(eni).or_default() += 1;
+    }
+    let (busiest, _) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let busiest = busiest.clone();
+    let victim = (on.vpc.routers.iter())
+        .find(|(_, (_, eni))| *eni == busiest)
+        .unwrap()
+        .0
+        .clone();
+    on.kill(&victim);
+    common::wait_until("every CIDR off the dead router", || {
+        let routes = on.routing();
+        (routes.len() == all && routes.values().all(|e| *e != busiest)).then_some(())
+    });
+    let refused = daemon.wait_for_line("modify-failed", std::time::Duration::from_secs(20));
+    assert!(refused.contains(&tight), "the table is named: {refused}");
+    assert_eq!(on.routing().len(), all, "no CIDR lost its route");
+}

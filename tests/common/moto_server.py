@@ -15,7 +15,9 @@
    MaxEntries, and lets a list hold more than its maximum.
 3. Route quotas: moto has none. A table tagged `moto:route-quota` = N
    refuses a CreateRoute beyond N routes (RouteLimitExceeded), counting a
-   route to a prefix list as the list's maximum size, as EC2 does.
+   route to a prefix list as the list's maximum size, as EC2 does; a list
+   it routes cannot grow beyond what it can hold (the modification ends in
+   state modify-failed, the table named in the state message).
 
 Run as `python3 moto_server.py -H HOST -p PORT`, like `python3 -m
 moto.server`.
@@ -207,7 +209,26 @@ def patch_prefix_lists():
                     "PrefixListVersionMismatch",
                     f"The prefix list has version {listed.version}, not {version}.",
                 )
+            # A referencing table that cannot hold the new size fails the
+            # modification (EC2 names the first ten in the state message).
+            growth = int(size) - int(listed.max_entries)
+            too_small = [
+                table.id
+                for table in self.ec2_backend.route_tables.values()
+                if quota_of(table) is not None
+                and any(r.destination_prefix_list is listed for r in table._routes.values())
+                and sum(cost_of(r) for r in table._routes.values() if not r.local) + growth
+                > quota_of(table)
+            ]
+            if too_small:
+                listed.state = "modify-failed"
+                listed.state_message = (
+                    "The following resources do not support the new maximum size: "
+                    + ", ".join(too_small[:10])
+                )
+                return ActionResult({"PrefixList": listed})
             # EC2 takes a resize alone, never with entries.
+            listed.state = "modify-complete"
             listed.max_entries = int(size)
             listed.version += 1
             listed.entries[listed.version] = listed.entries.get(listed.version - 1, [])
