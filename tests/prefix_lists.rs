@@ -766,19 +766,22 @@ fn nat_instances_per_cidr_routes_move_into_a_list_routed_per_table() {
 /// On EC2: a list that cannot grow, because a table routing it is at its
 /// quota (moto patched as EC2 behaves: the modification ends in
 /// `modify-failed`, the table named in the state message). A router dies:
-/// its list is re-pointed first, so every CIDR is on a survivor; the
-/// spread over the survivors needs a bigger list, and that refusal is
-/// said with EC2's words and the table, and changes nothing else.
+/// its list is re-pointed first, so every CIDR is on a survivor (and the
+/// spread stays as it is: routes stick to live routers). Spreading them
+/// over the survivors needs a bigger list: that refusal is said with
+/// EC2's words and the table; the operator's rebalance then goes around it
+/// (a new list in the other tables, per-CIDR routes in the full one) until
+/// the planner wants nothing more.
 #[test]
-fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover() {
+fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover_and_is_gone_around() {
     const CIDRS: usize = 30;
     let on = OnMoto::start(3, 3, CIDRS);
     let tight = on.vpc.tables[1].clone();
     // The default route and three lists of at most 13 (10 CIDRs each, a
-    // quarter more): full.
+    // quarter more) leave room for 5 routes, not for a list grown to 19.
     let quota = aws_sdk_ec2::types::Tag::builder()
         .key("moto:route-quota")
-        .value("40")
+        .value("45")
         .build();
     let tagged = on
         .runtime
@@ -810,4 +813,18 @@ fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover() {
     let refused = daemon.wait_for_line("modify-failed", std::time::Duration::from_secs(20));
     assert!(refused.contains(&tight), "the table is named: {refused}");
     assert_eq!(on.routing().len(), all, "no CIDR lost its route");
+    let (status, body) = daemon.http("POST", "/rebalance", b"");
+    assert_eq!(status, 202, "{body}");
+    let after = common::wait_until("the survivors even, 15 CIDRs each", || {
+        let routes = on.routing();
+        let mut load = BTreeMap::<&String, usize>::new();
+        for eni in routes.values() {
+            *load.entry(eni).or_default() += 1;
+        }
+        let even = load.len() == 2 && load.values().all(|n| *n == all / 2);
+        (routes.len() == all && even && !load.contains_key(&busiest)).then_some(routes.clone())
+    });
+    assert_eq!(after.len(), all);
+    assert!(on.per_cidr_routes() > 0, "per-CIDR routes in {tight}");
+    eprintln!("{refused}\nthen {:?}", on.mutating());
 }

@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cloud::lists::{ENTRIES_PER_CALL, ListCall, ListRef, Lists, PrefixList, target_of};
 use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
-use crate::cloud::operation::{Action, Operation, RouteTarget, RouterTarget};
+use crate::cloud::operation::{Action, Cause, Operation, RouteTarget, RouterTarget};
 
 /// How big a list is made: its share of the CIDRs, `bound` (the balanced
 /// number of CIDRs per router), with a quarter more for what a failover
@@ -135,6 +135,17 @@ pub fn expand(state: &VpcState, lists: &Lists) -> VpcState {
     out
 }
 
+/// What EC2 has said the VPC cannot hold, learned from its refusals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Tables whose route quota cannot hold another list's route or a
+    /// bigger list: a CIDR gets a per-CIDR route there instead of a new
+    /// place in a list.
+    pub per_cidr_tables: BTreeSet<String>,
+    /// Lists that cannot grow (a table routing them is at its quota).
+    pub fixed_lists: BTreeSet<String>,
+}
+
 /// A list this plan creates: where it is routed, what it holds.
 struct NewList {
     signature: BTreeMap<String, Target>,
@@ -152,15 +163,16 @@ struct Placed {
     given: Vec<(usize, usize)>,
 }
 
-/// The calls that carry out `ops` (planned on [`expand`]`(state, lists)`).
-/// In the `per_cidr` tables (their route quota cannot hold another list's
-/// route) a CIDR no list routes yet gets a per-CIDR route instead.
+/// The calls that carry out `ops` (planned on [`expand`]`(state, lists)`),
+/// within `limits`: in a table that cannot hold more lists, a CIDR that
+/// is created or moves gets a per-CIDR route (it wins over a list's); a
+/// list that cannot grow takes no more entries than it has room for.
 pub fn compile(
     ops: &[Operation],
     state: &VpcState,
     lists: &Lists,
     sizing: Sizing,
-    per_cidr: &BTreeSet<String>,
+    limits: &Limits,
 ) -> ListPlan {
     let mut plan = ListPlan {
         rests_on: vec![Vec::new(); ops.len()],
@@ -168,15 +180,28 @@ pub fn compile(
     };
     // What each list-served operation wants: CIDR -> table -> the op.
     let mut wanted: BTreeMap<IpNet, BTreeMap<String, usize>> = BTreeMap::new();
+    // Tables where a listed CIDR gets a per-CIDR route: CIDR -> tables.
+    let mut pinned: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
+        let held_back = limits.per_cidr_tables.contains(&op.table);
         match served(lists, state, &op.table, op.destination) {
             Served::Static => {
                 let call = plan.push(0, ListCall::Route(op.clone()));
                 plan.rests_on[i].push(call);
             }
-            Served::None if per_cidr.contains(&op.table) => {
+            Served::None if held_back => {
                 let call = plan.push(0, ListCall::Route(op.clone()));
                 plan.rests_on[i].push(call);
+            }
+            Served::List(_) if held_back && op.action != Action::Delete => {
+                let create = Operation {
+                    action: Action::Create,
+                    ..op.clone()
+                };
+                let call = plan.push(0, ListCall::Route(create));
+                plan.rests_on[i].push(call);
+                let tables = pinned.entry(op.destination).or_default();
+                tables.insert(op.table.clone());
             }
             Served::List(_) | Served::None => {
                 let tables = wanted.entry(op.destination).or_default();
@@ -263,6 +288,11 @@ pub fn compile(
                 _ => {}
             }
         }
+        // Per-CIDR from this batch on.
+        for table in pinned.get(cidr).into_iter().flatten() {
+            place.remove(table);
+            statics.insert(table.clone());
+        }
         for (table, &i) in tables {
             match &ops[i].target {
                 Some(to) if ops[i].action != Action::Delete => {
@@ -276,7 +306,9 @@ pub fn compile(
         let holding: Vec<&PrefixList> = (lists.lists.iter())
             .filter(|l| l.entries.contains(cidr))
             .collect();
-        let fits = |signature: &BTreeMap<String, Target>| {
+        let fits = |place: &BTreeMap<String, Target>,
+                    statics: &BTreeSet<String>,
+                    signature: &BTreeMap<String, Target>| {
             let relevant = |(t, _): &(&String, &Target)| !statics.contains(*t);
             signature
                 .iter()
@@ -284,6 +316,59 @@ pub fn compile(
                 .eq(place.iter().filter(relevant))
         };
         let ops_of: Vec<usize> = tables.values().copied().collect();
+        // The list it stays in or goes to.
+        let ipv6 = matches!(cidr, IpNet::V6(_));
+        // A list that cannot grow takes what it has room for.
+        let room = |list: &PrefixList| {
+            let coming = adds
+                .get(&ListRef::Existing(list.id.clone()))
+                .map_or(0, Vec::len);
+            !limits.fixed_lists.contains(&list.id) || list.entries.len() + coming < list.max_entries
+        };
+        // A list holding it already is best (nothing to add), then any.
+        let find = |place: &BTreeMap<String, Target>, statics: &BTreeSet<String>| {
+            let existing = (holding.iter().map(|l| &l.id))
+                .chain((after.lists.iter()).filter(|l| room(l)).map(|l| &l.id))
+                .find(|id| {
+                    let list = after.list(id);
+                    list.is_some_and(|l| l.ipv6 == ipv6)
+                        && fits(place, statics, &after.signature(id))
+                });
+            let existing = existing.map(|id| ListRef::Existing(id.clone()));
+            existing.or_else(|| {
+                (new_lists.iter())
+                    .position(|l| l.ipv6 == ipv6 && fits(place, statics, &l.signature))
+                    .map(ListRef::New)
+            })
+        };
+        let mut home = (!place.is_empty())
+            .then(|| find(&place, &statics))
+            .flatten();
+        let full: Vec<String> = (place.keys())
+            .filter(|t| limits.per_cidr_tables.contains(*t))
+            .cloned()
+            .collect();
+        if home.is_none() && !full.is_empty() {
+            // A new list is routed in every table of its signature: where a
+            // table cannot hold another, the CIDR keeps its route there as a
+            // per-CIDR one.
+            for table in full {
+                let target = place.remove(&table).expect("placed");
+                let keep = Operation {
+                    action: Action::Create,
+                    table: table.clone(),
+                    destination: *cidr,
+                    target: Some(route_target_for(state, &target)),
+                    reason: "kept per CIDR: the table cannot hold another list".into(),
+                    cause: Cause::Repair,
+                };
+                given.push(plan.push(0, ListCall::Route(keep)));
+                statics.insert(table);
+            }
+            home = (!place.is_empty())
+                .then(|| find(&place, &statics))
+                .flatten();
+        }
         if place.is_empty() {
             for list in &holding {
                 removes.entry(list.id.clone()).or_default().push(*cidr);
@@ -296,25 +381,13 @@ pub fn compile(
             });
             continue;
         }
-        // The list it stays in or goes to.
-        let ipv6 = matches!(cidr, IpNet::V6(_));
-        // A list holding it already is best (nothing to add), then any.
-        let existing = (holding.iter().map(|l| &l.id))
-            .chain(after.lists.iter().map(|l| &l.id))
-            .find(|id| {
-                after.list(id).is_some_and(|l| l.ipv6 == ipv6) && fits(&after.signature(id))
-            });
-        let home = existing.map(|id| ListRef::Existing(id.clone()));
         let home = home.unwrap_or_else(|| {
-            let found = (new_lists.iter()).position(|l| l.ipv6 == ipv6 && fits(&l.signature));
-            ListRef::New(found.unwrap_or_else(|| {
-                new_lists.push(NewList {
-                    signature: place.clone(),
-                    entries: Vec::new(),
-                    ipv6,
-                });
-                new_lists.len() - 1
-            }))
+            new_lists.push(NewList {
+                signature: place.clone(),
+                entries: Vec::new(),
+                ipv6,
+            });
+            ListRef::New(new_lists.len() - 1)
         });
         match &home {
             ListRef::New(k) => new_lists[*k].entries.push(*cidr),

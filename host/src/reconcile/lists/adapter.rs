@@ -8,10 +8,10 @@
 //! the same way ([`super::leave`]).
 
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ListPlan, Mode, Sizing, compile, expand};
+use super::{Limits, ListPlan, Mode, Sizing, compile, expand};
 use crate::cloud::claims::TagChange;
 use crate::cloud::lists::{ListBackend, ListCall, ListRef, Lists};
 use crate::cloud::model::{RouteError, Target, VpcState};
@@ -33,10 +33,9 @@ pub struct Listed<B> {
     mode: Mode,
     /// In per-CIDR mode, why the lists could not be read (said once).
     unreadable: Mutex<Option<String>>,
-    /// Tables that refused a route to a list for their route quota (a
-    /// list counts its maximum entries against it): CIDRs no list routes
-    /// there get per-CIDR routes instead.
-    per_cidr_tables: Mutex<BTreeSet<String>>,
+    /// What EC2's refusals said the VPC cannot hold: tables too small
+    /// for more lists, lists that cannot grow.
+    limits: Mutex<Limits>,
     /// The per-CIDR routes and the lists last observed, kept up to date
     /// with the calls that succeeded.
     observed: Mutex<Option<(VpcState, Lists)>>,
@@ -48,7 +47,7 @@ impl<B: ListBackend> Listed<B> {
             inner,
             mode,
             unreadable: Mutex::new(None),
-            per_cidr_tables: Mutex::new(BTreeSet::new()),
+            limits: Mutex::new(Limits::default()),
             observed: Mutex::new(None),
         }
     }
@@ -182,19 +181,42 @@ impl<B: ListBackend> Listed<B> {
             Err(CloudError::Refused(RouteError::LimitExceeded(table)))
                 if matches!(call, ListCall::RouteList { .. }) =>
             {
-                let newly = (self.per_cidr_tables.lock().expect("per-CIDR tables lock"))
-                    .insert(table.clone());
-                if newly {
-                    tracing::error!(
-                        table,
-                        "RouteLimitExceeded: {table} cannot hold a route to another prefix list \
-                         (a list counts its maximum entries against the table's route quota); \
-                         CIDRs no list routes there get per-CIDR routes instead. Ask AWS for a \
-                         higher limit (at most 1,000) to route them by lists"
-                    );
+                self.too_small(table, "cannot hold a route to another prefix list");
+            }
+            // EC2 takes a resize, then fails it, naming the tables that
+            // cannot hold the new size in the state message.
+            Err(e @ CloudError::Refused(RouteError::Other { code, message }))
+                if code == "modify-failed" =>
+            {
+                tracing::error!(call = call.api_call(), "{}: {e}", call.describe());
+                if let ListCall::Resize {
+                    list: ListRef::Existing(id),
+                    ..
+                } = call
+                {
+                    let limits = &mut self.limits.lock().expect("limits lock");
+                    limits.fixed_lists.insert(id.clone());
+                }
+                let named = message.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+                for table in named.filter(|word| word.starts_with("rtb-")) {
+                    self.too_small(table, "cannot hold a bigger prefix list");
                 }
             }
             Err(e) => tracing::error!(call = call.api_call(), "{}: {e}", call.describe()),
+        }
+    }
+
+    /// `table`'s route quota cannot hold more of the lists: from now on a
+    /// CIDR created or moved there gets a per-CIDR route (said once).
+    fn too_small(&self, table: &str, what: &str) {
+        let limits = &mut self.limits.lock().expect("limits lock");
+        if limits.per_cidr_tables.insert(table.to_string()) {
+            tracing::error!(
+                table,
+                "RouteLimitExceeded: {table} {what} (a list counts its maximum entries against \
+                 the table's route quota); CIDRs created or moved there get per-CIDR routes \
+                 instead. Ask AWS for a higher limit (at most 1,000) to route them by lists"
+            );
         }
     }
 
@@ -205,7 +227,7 @@ impl<B: ListBackend> Listed<B> {
         let plan = match (self.mode, observed) {
             (Mode::PrefixList, Some((state, lists))) => {
                 let sizing = sizing(&lists, ops);
-                compile(ops, &state, &lists, sizing, &self.per_cidr_tables())
+                compile(ops, &state, &lists, sizing, &self.limits())
             }
             (Mode::PerCidr, Some((state, lists))) if !lists.lists.is_empty() => {
                 super::leave::compile_out(ops, &state, &lists)
@@ -215,11 +237,8 @@ impl<B: ListBackend> Listed<B> {
         plan.stages.into_iter().flatten().collect()
     }
 
-    fn per_cidr_tables(&self) -> BTreeSet<String> {
-        self.per_cidr_tables
-            .lock()
-            .expect("per-CIDR tables lock")
-            .clone()
+    fn limits(&self) -> Limits {
+        self.limits.lock().expect("limits lock").clone()
     }
 }
 
@@ -279,7 +298,7 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
         let plan = match self.mode {
             Mode::PrefixList => {
                 let sizing = sizing(&lists, &ops);
-                compile(&ops, &state, &lists, sizing, &self.per_cidr_tables())
+                compile(&ops, &state, &lists, sizing, &self.limits())
             }
             Mode::PerCidr if lists.lists.is_empty() => {
                 return self.inner.apply_all(ops, may_write).await;
@@ -317,8 +336,8 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
         let Some((state, lists)) = observed else {
             return Migration::default();
         };
-        let per_cidr = self.per_cidr_tables();
-        let step = super::migrate::next_pass(self.mode, held, &state, &lists, &per_cidr, spare);
+        let limits = self.limits();
+        let step = super::migrate::next_pass(self.mode, held, &state, &lists, &limits, spare);
         if step.plan.calls() == 0 {
             return Migration {
                 left: step.left,

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::pass::{Step, choose};
-use super::{ListPlan, Mode, Sizing, compile, route_target_for};
+use super::{Limits, ListPlan, Mode, Sizing, compile, route_target_for};
 use crate::cloud::Held;
 use crate::cloud::lists::{ListCall, ListRef, ListRoute, Lists};
 use crate::cloud::model::{Target, VpcState};
@@ -24,11 +24,11 @@ pub fn next_pass(
     held: &Held,
     state: &VpcState,
     lists: &Lists,
-    per_cidr: &BTreeSet<String>,
+    limits: &Limits,
     spare: usize,
 ) -> Step {
     let step = match mode {
-        Mode::PrefixList => into_lists(held, state, lists, per_cidr, spare),
+        Mode::PrefixList => into_lists(held, state, lists, limits, spare),
         Mode::PerCidr => super::leave::out_of_lists(held, state, lists, spare),
     };
     if step.cidrs > 0 || step.left > 0 {
@@ -72,19 +72,12 @@ fn sizing(held: &Held, seen: &VpcState) -> Sizing {
 
 /// The calls that move the next few `held` per-CIDR routes of `state` into
 /// lists (stage 4 deletes them, after every entry is in place and any
-/// stale one elsewhere is gone), as [`choose`] picks them. The
-/// `per_cidr_tables` (their quota cannot hold another list's route) keep
-/// their per-CIDR routes.
-fn into_lists(
-    held: &Held,
-    state: &VpcState,
-    lists: &Lists,
-    per_cidr_tables: &BTreeSet<String>,
-    spare: usize,
-) -> Step {
+/// stale one elsewhere is gone), as [`choose`] picks them. Tables that
+/// cannot hold more lists (`limits`) keep their per-CIDR routes.
+fn into_lists(held: &Held, state: &VpcState, lists: &Lists, limits: &Limits, spare: usize) -> Step {
     let mut found = per_cidr(held, state);
     for routes in found.values_mut() {
-        routes.retain(|(table, _)| !per_cidr_tables.contains(table));
+        routes.retain(|(table, _)| !limits.per_cidr_tables.contains(table));
     }
     found.retain(|_, routes| !routes.is_empty());
     let chosen = choose(&found, spare, Vec::len);
@@ -115,7 +108,7 @@ fn into_lists(
         }
     }
     let seen = super::expand(state, lists);
-    let mut plan = compile(&ops, &without, lists, sizing(held, &seen), per_cidr_tables);
+    let mut plan = compile(&ops, &without, lists, sizing(held, &seen), limits);
     for op in ops {
         let delete = Operation {
             action: Action::Delete,

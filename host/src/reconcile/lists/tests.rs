@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::leave::compile_out;
 use super::migrate::next_pass;
-use super::{ListPlan, Mode, Sizing, compile, expand};
+use super::{Limits, ListPlan, Mode, Sizing, compile, expand};
 use crate::cloud::lists::{ListCall, ListRoute, Lists, PrefixList, next_id};
 use crate::cloud::model::{Route, RouteOrigin, Target, VpcState};
 use crate::cloud::operation::{Action, Cause, Operation, RouteTarget, RouterTarget};
@@ -102,6 +102,7 @@ struct Cluster {
     settings: Settings,
     sizing: Sizing,
     mode: Mode,
+    limits: Limits,
 }
 
 impl Cluster {
@@ -112,6 +113,7 @@ impl Cluster {
             settings,
             sizing,
             mode: Mode::PrefixList,
+            limits: Limits::default(),
         }
     }
 
@@ -135,15 +137,22 @@ impl Cluster {
         let planned = plan(spec, health, &seen, &self.settings);
         let ops = planned.operations;
         let compiled = match self.mode {
-            Mode::PrefixList => compile(
-                &ops,
-                &self.state,
-                &self.lists,
-                self.sizing,
-                &BTreeSet::new(),
-            ),
+            Mode::PrefixList => compile(&ops, &self.state, &self.lists, self.sizing, &self.limits),
             Mode::PerCidr => compile_out(&ops, &self.state, &self.lists),
         };
+        // Within what EC2 said the VPC cannot hold (a list that cannot
+        // grow also refuses entries beyond its maximum in `run`).
+        for call in compiled.stages.iter().flatten() {
+            let refused = match call {
+                ListCall::Resize {
+                    list: crate::cloud::lists::ListRef::Existing(id),
+                    ..
+                } => self.limits.fixed_lists.contains(id),
+                ListCall::RouteList { table, .. } => self.limits.per_cidr_tables.contains(table),
+                _ => false,
+            };
+            assert!(!refused, "{call:?} within {:?}", self.limits);
+        }
         run(&compiled, &ops, &mut self.state, &mut self.lists).unwrap();
         for claim in &planned.claims {
             let tags = &self.state.table(&claim.table).unwrap().tags;
@@ -261,7 +270,7 @@ fn the_first_stage_alone_takes_every_cidr_off_the_dead_router() {
         &cluster.state,
         &cluster.lists,
         sizing,
-        &BTreeSet::new(),
+        &Limits::default(),
     );
     for call in &compiled.stages[0] {
         cluster
@@ -344,6 +353,37 @@ fn per_cidr_routes_are_kept_and_managed_as_they_are() {
     );
 }
 
+/// A failover once EC2 has said a table is at its quota and the lists
+/// cannot grow (`Limits`): the dead router's list is re-pointed, and the
+/// CIDRs that then spread over the survivors go to a new list routed in
+/// the other tables and to per-CIDR routes in the full one; no list grows.
+#[test]
+fn at_the_quota_a_failover_spreads_by_new_lists_and_per_cidr_routes() {
+    let (state, spec, ips) = romana(3, 3, 30);
+    let settings = every_table(&state);
+    let mut cluster = Cluster::new(state, settings, sizing(&spec, 3));
+    cluster.step(&spec, &HealthSnapshot::default());
+    cluster.limits = Limits {
+        per_cidr_tables: ["rtb-1".to_string()].into(),
+        fixed_lists: cluster.lists.lists.iter().map(|l| l.id.clone()).collect(),
+    };
+    let dead = busiest(&cluster.seen(), &ips);
+    let (ops, moved) = cluster.step(&spec, &failed(&[dead]));
+    assert!(!ops.is_empty());
+    let calls: Vec<&str> = moved
+        .stages
+        .iter()
+        .flatten()
+        .map(ListCall::api_call)
+        .collect();
+    assert!(calls.contains(&"CreateManagedPrefixList"), "{calls:?}");
+    let per_cidr = &cluster.state.table("rtb-1").unwrap().routes;
+    assert!(!per_cidr.is_empty(), "per-CIDR routes in the full table");
+    assert!(cluster.state.table("rtb-0").unwrap().routes.is_empty());
+    let again = plan(&spec, &failed(&[dead]), &cluster.seen(), &cluster.settings);
+    assert!(again.operations.is_empty(), "{:?}", again.operations);
+}
+
 /// Tables that want a CIDR on different routers (AZ affinity, the NAT
 /// layout) get a list routed differently in each.
 #[test]
@@ -367,7 +407,13 @@ fn tables_that_disagree_get_a_list_routed_per_table() {
         })
         .collect();
     let mut lists = Lists::default();
-    let compiled = compile(&ops, &state, &lists, Sizing { bound: 1 }, &BTreeSet::new());
+    let compiled = compile(
+        &ops,
+        &state,
+        &lists,
+        Sizing { bound: 1 },
+        &Limits::default(),
+    );
     run(&compiled, &ops, &mut state, &mut lists).unwrap();
     assert_eq!(lists.lists.len(), 1);
     let targets: BTreeSet<&Target> = lists.routes.iter().map(|r| &r.target).collect();
@@ -482,7 +528,7 @@ impl Cluster {
             &planned.held,
             &self.state,
             &self.lists,
-            &BTreeSet::new(),
+            &self.limits,
             spare,
         );
         let before = routing(&self.seen());
@@ -683,6 +729,8 @@ proptest! {
     /// sequences of deaths and recoveries: each step's list calls give
     /// exactly the routes the planner wanted, no CIDR is without a route
     /// between stages, and planning again on the result asks for nothing.
+    /// After the start, EC2 may have said some tables are at their quota
+    /// and the lists cannot grow: every step stays within that.
     #[test]
     fn property_list_calls_give_what_the_planner_wants(
         hosts in 2usize..6,
@@ -691,9 +739,12 @@ proptest! {
         affinity in any::<bool>(),
         cidrs in 1usize..60,
         steps in proptest::collection::vec(proptest::collection::btree_set(0usize..6, 0..3), 1..6),
+        full_tables in proptest::collection::btree_set(0usize..6, 0..3),
+        fixed in any::<bool>(),
     ) {
+        let tables = zones * per_zone;
         let (state, spec, ips) =
-            crate::reconcile::plan::tests::cluster_of(hosts, zones, zones * per_zone, cidrs);
+            crate::reconcile::plan::tests::cluster_of(hosts, zones, tables, cidrs);
         let settings = Settings {
             az_affinity: affinity,
             ..every_table(&state)
@@ -701,6 +752,16 @@ proptest! {
         let sizing = sizing(&spec, hosts);
         let mut cluster = Cluster::new(state, settings, sizing);
         cluster.step(&spec, &HealthSnapshot::default());
+        cluster.limits = Limits {
+            per_cidr_tables: (full_tables.into_iter())
+                .filter(|t| *t < tables)
+                .map(|t| cluster.state.route_tables[t].id.clone())
+                .collect(),
+            fixed_lists: (cluster.lists.lists.iter())
+                .filter(|_| fixed)
+                .map(|l| l.id.clone())
+                .collect(),
+        };
         for dead in steps {
             let dead: Vec<IpAddr> = dead.into_iter().filter(|h| *h < hosts).map(|h| ips[h]).collect();
             let health = failed(&dead);
