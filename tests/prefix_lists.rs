@@ -308,12 +308,52 @@ impl OnMoto {
         lists + routes
     }
 
+    /// Give `table` a route quota (moto_server.py counts a route to a
+    /// list as the list's maximum size, as EC2 does).
+    fn limit_routes(&self, table: &str, quota: usize) {
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key("moto:route-quota")
+            .value(quota.to_string())
+            .build();
+        let tagged = (self.ec2.create_tags().resources(table).tags(tag)).send();
+        self.runtime.block_on(tagged).unwrap();
+    }
+
+    /// Routing once each of `cidrs` CIDRs is routed in every table.
+    fn all_routed(&self, cidrs: usize) -> BTreeMap<(String, String), String> {
+        let all = cidrs * self.vpc.tables.len();
+        common::wait_until("every CIDR routed in every table", || {
+            let routes = self.routing();
+            (routes.len() == all).then_some(routes)
+        })
+    }
+
+    /// The router carrying the most routes in `routing`: (address, ENI,
+    /// routes).
+    fn busiest(&self, routing: &BTreeMap<(String, String), String>) -> (String, String, usize) {
+        let (eni, routes) = (load(routing).into_iter()).max_by_key(|(_, n)| *n).unwrap();
+        let router = (self.vpc.routers.iter())
+            .find(|(_, (_, e))| *e == eni)
+            .unwrap()
+            .0;
+        (router.clone(), eni, routes)
+    }
+
     /// The mutating calls the proxy has seen, by action.
     fn mutating(&self) -> BTreeMap<String, u64> {
         (self.proxy.calls().into_iter())
             .filter(|(action, _)| !action.starts_with("Describe") && !action.starts_with("Get"))
             .collect()
     }
+}
+
+/// Routes per ENI in `routing`.
+fn load(routing: &BTreeMap<(String, String), String>) -> BTreeMap<String, usize> {
+    let mut load = BTreeMap::new();
+    for eni in routing.values() {
+        *load.entry(eni.clone()).or_default() += 1;
+    }
+    load
 }
 
 /// On EC2 (`OnMoto`): 100 CIDRs over 4 routers in 3 tables, a list per router; `faults` are
@@ -332,18 +372,8 @@ fn ec2_failover(faults: &[(&str, Fault)]) -> BTreeMap<String, u64> {
     };
     let before = common::wait_until("every CIDR routed through lists", placed);
     let started = on.mutating();
-
-    let mut load = BTreeMap::<&String, usize>::new();
-    for eni in before.values() {
-        *load.entry(eni).or_default() += 1;
-    }
-    let (busiest, carried) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
-    let (busiest, carried) = (busiest.clone(), carried / tables);
-    let victim = (vpc.routers.iter())
-        .find(|(_, (_, eni))| *eni == busiest)
-        .unwrap()
-        .0
-        .clone();
+    let (victim, busiest, routes) = on.busiest(&before);
+    let carried = routes / tables;
     for (action, fault) in faults {
         proxy.inject(action, [*fault]);
     }
@@ -623,20 +653,10 @@ fn on_ec2_a_table_too_small_for_the_lists_falls_back_to_per_cidr_routes() {
     // Beside the default route, two lists of at most 7 entries (5 CIDRs
     // each, a quarter more) do not fit in 13; one list and 5 per-CIDR
     // routes do.
-    let quota = aws_sdk_ec2::types::Tag::builder()
-        .key("moto:route-quota")
-        .value("13")
-        .build();
-    let tagged = on
-        .runtime
-        .block_on(on.ec2.create_tags().resources(&small).tags(quota).send());
-    tagged.unwrap();
+    on.limit_routes(&small, 13);
     let daemon = on.daemon();
     let all = CIDRS * on.vpc.tables.len();
-    let before = common::wait_until("every CIDR routed in every table", || {
-        let routes = on.routing();
-        (routes.len() == all).then_some(routes)
-    });
+    let before = on.all_routed(CIDRS);
     let said = daemon.wait_for_line(
         "cannot hold a route to another prefix list",
         std::time::Duration::from_secs(20),
@@ -779,32 +799,12 @@ fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover_and_is_gone_around() {
     let tight = on.vpc.tables[1].clone();
     // The default route and three lists of at most 13 (10 CIDRs each, a
     // quarter more) leave room for 5 routes, not for a list grown to 19.
-    let quota = aws_sdk_ec2::types::Tag::builder()
-        .key("moto:route-quota")
-        .value("45")
-        .build();
-    let tagged = on
-        .runtime
-        .block_on(on.ec2.create_tags().resources(&tight).tags(quota).send());
-    tagged.unwrap();
+    on.limit_routes(&tight, 45);
     let daemon = on.daemon();
     let all = CIDRS * on.vpc.tables.len();
-    let before = common::wait_until("every CIDR routed in every table", || {
-        let routes = on.routing();
-        (routes.len() == all).then_some(routes)
-    });
+    let before = on.all_routed(CIDRS);
     assert_eq!(on.per_cidr_routes(), 0, "three lists fit");
-    let mut load = BTreeMap::<&String, usize>::new();
-    for eni in before.values() {
-        *load.entry(eni).or_default() += 1;
-    }
-    let (busiest, _) = load.into_iter().max_by_key(|(_, n)| *n).unwrap();
-    let busiest = busiest.clone();
-    let victim = (on.vpc.routers.iter())
-        .find(|(_, (_, eni))| *eni == busiest)
-        .unwrap()
-        .0
-        .clone();
+    let (victim, busiest, _) = on.busiest(&before);
     on.kill(&victim);
     common::wait_until("every CIDR off the dead router", || {
         let routes = on.routing();
@@ -817,10 +817,7 @@ fn on_ec2_a_list_that_cannot_grow_holds_back_no_failover_and_is_gone_around() {
     assert_eq!(status, 202, "{body}");
     let after = common::wait_until("the survivors even, 15 CIDRs each", || {
         let routes = on.routing();
-        let mut load = BTreeMap::<&String, usize>::new();
-        for eni in routes.values() {
-            *load.entry(eni).or_default() += 1;
-        }
+        let load = load(&routes);
         let even = load.len() == 2 && load.values().all(|n| *n == all / 2);
         (routes.len() == all && even && !load.contains_key(&busiest)).then_some(routes.clone())
     });

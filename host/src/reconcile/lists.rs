@@ -182,6 +182,9 @@ pub fn compile(
     let mut wanted: BTreeMap<IpNet, BTreeMap<String, usize>> = BTreeMap::new();
     // Tables where a listed CIDR gets a per-CIDR route: CIDR -> tables.
     let mut pinned: BTreeMap<IpNet, BTreeSet<String>> = BTreeMap::new();
+    // Operations on listed CIDRs in full tables, with the list: a re-point
+    // carries them at no cost to the quota, else a per-CIDR route does.
+    let mut pin_unless_repointed: Vec<(usize, String)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let held_back = limits.per_cidr_tables.contains(&op.table);
         match served(lists, state, &op.table, op.destination) {
@@ -193,17 +196,14 @@ pub fn compile(
                 let call = plan.push(0, ListCall::Route(op.clone()));
                 plan.rests_on[i].push(call);
             }
-            Served::List(_) if held_back && op.action != Action::Delete => {
-                let create = Operation {
-                    action: Action::Create,
-                    ..op.clone()
-                };
-                let call = plan.push(0, ListCall::Route(create));
-                plan.rests_on[i].push(call);
-                let tables = pinned.entry(op.destination).or_default();
-                tables.insert(op.table.clone());
+            Served::List(list) => {
+                if held_back && op.action != Action::Delete {
+                    pin_unless_repointed.push((i, list));
+                }
+                let tables = wanted.entry(op.destination).or_default();
+                tables.insert(op.table.clone(), i);
             }
-            Served::List(_) | Served::None => {
+            Served::None => {
                 let tables = wanted.entry(op.destination).or_default();
                 tables.insert(op.table.clone(), i);
             }
@@ -260,6 +260,30 @@ pub fn compile(
             r.target = target;
             r.blackhole = false;
         }
+    }
+
+    for (i, list) in pin_unless_repointed {
+        let op = &ops[i];
+        let carried = repointed.contains_key(&(op.table.clone(), list.clone()))
+            && (after.route(&op.table, &list).map(|r| &r.target))
+                == op.target.as_ref().map(target_of).as_ref();
+        if carried {
+            continue;
+        }
+        if let Some(tables) = wanted.get_mut(&op.destination) {
+            tables.remove(&op.table);
+            if tables.is_empty() {
+                wanted.remove(&op.destination);
+            }
+        }
+        let create = Operation {
+            action: Action::Create,
+            ..op.clone()
+        };
+        let call = plan.push(0, ListCall::Route(create));
+        plan.rests_on[i].push(call);
+        let tables = pinned.entry(op.destination).or_default();
+        tables.insert(op.table.clone());
     }
 
     // Each CIDR's place after this batch: table -> target, and the calls

@@ -384,6 +384,30 @@ fn at_the_quota_a_failover_spreads_by_new_lists_and_per_cidr_routes() {
     assert!(again.operations.is_empty(), "{:?}", again.operations);
 }
 
+/// In a table at its quota a dead router's list is still re-pointed (the
+/// route exists: no cost to the quota), not replaced by per-CIDR routes
+/// that the table could not hold.
+#[test]
+fn in_a_full_table_a_dead_routers_list_is_still_re_pointed() {
+    let (state, spec, ips) = romana(2, 2, 10);
+    let settings = every_table(&state);
+    let mut cluster = Cluster::new(state, settings, sizing(&spec, 2));
+    cluster.step(&spec, &HealthSnapshot::default());
+    cluster.limits.per_cidr_tables.insert("rtb-1".into());
+    let (_, moved) = cluster.step(&spec, &failed(&[ips[0]]));
+    let in_full: Vec<&ListCall> = (moved.stages.iter().flatten())
+        .filter(|c| match c {
+            ListCall::Repoint { table, .. } => table == "rtb-1",
+            ListCall::Route(op) => op.table == "rtb-1",
+            _ => false,
+        })
+        .collect();
+    assert!(
+        matches!(in_full[..], [ListCall::Repoint { .. }]),
+        "{in_full:?}"
+    );
+}
+
 /// Tables that want a CIDR on different routers (AZ affinity, the NAT
 /// layout) get a list routed differently in each.
 #[test]
