@@ -269,14 +269,7 @@ struct MotoCluster {
 impl MotoCluster {
     fn start(vpc: &common::moto::Vpc, endpoint: &str, extra: &[&str]) -> Self {
         use common::moto::{self, CIDRS, ROUTERS};
-        let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![Some(first)];
-        listeners.extend(
-            ROUTERS[1..]
-                .iter()
-                .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
-        );
+        let (listeners, port) = moto::listening(&ROUTERS);
         let dir = tempfile::tempdir().unwrap();
         let spec = common::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
         let mut args = moto::daemon_args(&spec, port, vpc, endpoint);

@@ -82,12 +82,9 @@ fn placed(daemon: &Daemon) -> Option<Vec<String>> {
 #[test]
 fn romana_a_dead_routers_cidrs_move_with_a_call_per_table() {
     let dir = tempfile::tempdir().unwrap();
-    let first = TcpListener::bind((router(0).as_str(), 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let mut listeners = vec![Some(first)];
-    listeners.extend((1..ROUTERS).map(|i| Some(TcpListener::bind((router(i), port)).unwrap())));
     let routers: Vec<String> = (0..ROUTERS).map(router).collect();
     let refs: Vec<&str> = routers.iter().map(String::as_str).collect();
+    let (mut listeners, port) = common::moto::listening(&refs);
     let spec = common::spec_file(dir.path(), (0..CIDRS).map(cidr), &refs);
     let mut args = common::configfile_tcp_args(&spec, port);
     let vpc = romana_vpc(dir.path());
@@ -222,14 +219,7 @@ impl OnMoto {
         let routers = moto::ROUTERS[..routers].to_vec();
         let vpc = runtime.block_on(moto::build_vpc(&ec2, azs, &routers));
         let dir = tempfile::tempdir().unwrap();
-        let first = TcpListener::bind((routers[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![Some(first)];
-        listeners.extend(
-            routers[1..]
-                .iter()
-                .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
-        );
+        let (listeners, port) = moto::listening(&routers);
         let spec = common::spec_file(dir.path(), (0..cidrs).map(cidr), &routers);
         let mut args = moto::daemon_args(&spec, port, &vpc, &proxy.url);
         args.extend(["--route-mode", "prefix-list"].map(String::from));

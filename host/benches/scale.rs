@@ -24,7 +24,6 @@ mod common;
 use aws_sdk_ec2::types::Tag;
 use common::free_port;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vpcrouter::cloud::budget::EC2_MUTATING;
@@ -117,14 +116,7 @@ async fn run(mode: &str, cidrs: usize) -> Figures {
         .await
         .unwrap();
     let proxy = fault_proxy::FaultProxy::start(&moto.url).await;
-    let first = TcpListener::bind((routers[0], 0)).unwrap();
-    let port = first.local_addr().unwrap().port();
-    let mut listeners = vec![Some(first)];
-    listeners.extend(
-        routers[1..]
-            .iter()
-            .map(|r| Some(TcpListener::bind((*r, port)).unwrap())),
-    );
+    let (mut listeners, port) = moto::listening(routers);
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.json");
     let entries: serde_json::Map<_, _> = (0..cidrs)

@@ -128,12 +128,7 @@ impl Cluster {
         let moto = Moto::start();
         let ec2 = runtime.block_on(moto.client());
         let vpc = runtime.block_on(moto::build_vpc(&ec2, 3, &ROUTERS));
-        let first = TcpListener::bind((ROUTERS[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![Some(first)];
-        for router in &ROUTERS[1..] {
-            listeners.push(Some(TcpListener::bind((*router, port)).unwrap()));
-        }
+        let (listeners, port) = moto::listening(&ROUTERS);
         let dir = tempfile::tempdir().unwrap();
         super::spec_file(dir.path(), CIDRS.map(String::from), &ROUTERS);
         let mut cluster = Self {

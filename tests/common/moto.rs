@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 pub const REGION: &str = "us-east-1";
 
+/// Every one of `routers` listening on one free port, so that its tcp
+/// probes are answered: the listeners in order (drop one and its router
+/// is dead), and the port.
+pub fn listening(routers: &[&str]) -> (Vec<Option<std::net::TcpListener>>, u16) {
+    let first = std::net::TcpListener::bind((routers[0], 0)).unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![Some(first)];
+    let others = routers[1..].iter();
+    listeners.extend(others.map(|r| Some(std::net::TcpListener::bind((*r, port)).unwrap())));
+    (listeners, port)
+}
+
 /// The routers of the VPC the EC2 tests and the failover benchmark use:
 /// two in each subnet of three AZs (`build_vpc(ec2, 3, &ROUTERS)`).
 pub const ROUTERS: [&str; 6] = [

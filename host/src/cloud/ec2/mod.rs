@@ -155,6 +155,27 @@ struct Destination {
     list: Option<String>,
 }
 
+/// A route call's builder with its table and destination set (CreateRoute,
+/// ReplaceRoute and DeleteRoute take the same setters, on three SDK types
+/// with no trait in common), and with `to:` its target.
+macro_rules! route_call {
+    ($builder:expr, $table:expr, $from:expr) => {
+        $builder
+            .route_table_id($table)
+            .set_destination_cidr_block($from.v4.clone())
+            .set_destination_ipv6_cidr_block($from.v6.clone())
+            .set_destination_prefix_list_id($from.list.clone())
+    };
+    ($builder:expr, $table:expr, $from:expr, to: $to:expr) => {
+        route_call!($builder, $table, $from)
+            .set_network_interface_id($to.eni.clone())
+            .set_nat_gateway_id($to.nat_gateway.clone())
+            .set_gateway_id($to.gateway.clone())
+            .set_transit_gateway_id($to.transit_gateway.clone())
+            .set_vpc_peering_connection_id($to.peering.clone())
+    };
+}
+
 impl Ec2Vpc {
     /// One CreateRoute (not paced here).
     fn create_route(
@@ -168,17 +189,7 @@ impl Ec2Vpc {
             aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::create_route::CreateRouteError>,
         >,
     > {
-        (self.client.create_route())
-            .route_table_id(table)
-            .set_destination_cidr_block(from.v4.clone())
-            .set_destination_ipv6_cidr_block(from.v6.clone())
-            .set_destination_prefix_list_id(from.list.clone())
-            .set_network_interface_id(to.eni.clone())
-            .set_nat_gateway_id(to.nat_gateway.clone())
-            .set_gateway_id(to.gateway.clone())
-            .set_transit_gateway_id(to.transit_gateway.clone())
-            .set_vpc_peering_connection_id(to.peering.clone())
-            .send()
+        route_call!(self.client.create_route(), table, from, to: to).send()
     }
 
     /// One ReplaceRoute (not paced here).
@@ -193,17 +204,7 @@ impl Ec2Vpc {
             aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::replace_route::ReplaceRouteError>,
         >,
     > {
-        (self.client.replace_route())
-            .route_table_id(table)
-            .set_destination_cidr_block(from.v4.clone())
-            .set_destination_ipv6_cidr_block(from.v6.clone())
-            .set_destination_prefix_list_id(from.list.clone())
-            .set_network_interface_id(to.eni.clone())
-            .set_nat_gateway_id(to.nat_gateway.clone())
-            .set_gateway_id(to.gateway.clone())
-            .set_transit_gateway_id(to.transit_gateway.clone())
-            .set_vpc_peering_connection_id(to.peering.clone())
-            .send()
+        route_call!(self.client.replace_route(), table, from, to: to).send()
     }
 
     /// One DeleteRoute (not paced here).
@@ -217,12 +218,7 @@ impl Ec2Vpc {
             aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::delete_route::DeleteRouteError>,
         >,
     > {
-        (self.client.delete_route())
-            .route_table_id(table)
-            .set_destination_cidr_block(from.v4.clone())
-            .set_destination_ipv6_cidr_block(from.v6.clone())
-            .set_destination_prefix_list_id(from.list.clone())
-            .send()
+        route_call!(self.client.delete_route(), table, from).send()
     }
 }
 

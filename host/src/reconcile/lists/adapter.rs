@@ -325,19 +325,23 @@ impl<B: ListBackend> VpcBackend for Listed<B> {
     }
 
     async fn migrate(&self, held: &Held, spare: usize, may_write: &MayWrite<'_>) -> Migration {
-        let observed = {
+        let limits = self.limits();
+        // Planned on the kept model in place: most passes have nothing to
+        // send, and the VPC is not copied for them.
+        let step = {
             let observed = self.observed.lock().expect("observed lock");
             match observed.as_ref() {
-                // Per-CIDR mode without lists: nothing to do, nothing to copy.
+                // Per-CIDR mode without lists: nothing to do.
                 Some((_, lists)) if self.mode == Mode::PerCidr && lists.lists.is_empty() => None,
-                other => other.cloned(),
+                Some((state, lists)) => Some(super::migrate::next_pass(
+                    self.mode, held, state, lists, &limits, spare,
+                )),
+                None => None,
             }
         };
-        let Some((state, lists)) = observed else {
+        let Some(step) = step else {
             return Migration::default();
         };
-        let limits = self.limits();
-        let step = super::migrate::next_pass(self.mode, held, &state, &lists, &limits, spare);
         if step.plan.calls() == 0 {
             return Migration {
                 left: step.left,

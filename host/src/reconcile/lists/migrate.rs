@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::pass::{Step, choose};
-use super::{Limits, ListPlan, Mode, Sizing, compile, route_target_for};
+use super::{Limits, ListPlan, Mode, Served, Sizing, compile, route_target_for, served};
 use crate::cloud::Held;
 use crate::cloud::lists::{ListCall, ListRef, ListRoute, Lists};
 use crate::cloud::model::{Target, VpcState};
@@ -56,13 +56,18 @@ fn per_cidr(held: &Held, state: &VpcState) -> BTreeMap<IpNet, Vec<(String, Targe
     found
 }
 
-/// The lists' size: the CIDRs held over the routers they are held on.
-fn sizing(held: &Held, seen: &VpcState) -> Sizing {
+/// The lists' size: the CIDRs held over the routers they are held on
+/// (read where each route comes from, without expanding the VPC).
+fn sizing(held: &Held, state: &VpcState, lists: &Lists) -> Sizing {
     let cidrs: BTreeSet<IpNet> = held.iter().map(|(_, cidr)| *cidr).collect();
     let routers: BTreeSet<&Target> = (held.iter())
-        .filter_map(|(table, cidr)| {
-            let table = seen.table(table)?;
-            Some(&table.routes.iter().find(|r| r.destination == *cidr)?.target)
+        .filter_map(|(table, cidr)| match served(lists, state, table, *cidr) {
+            Served::Static => {
+                let routes = &state.table(table)?.routes;
+                Some(&routes.iter().find(|r| r.destination == *cidr)?.target)
+            }
+            Served::List(id) => Some(&lists.route(table, &id)?.target),
+            Served::None => None,
         })
         .collect();
     Sizing {
@@ -107,8 +112,7 @@ fn into_lists(held: &Held, state: &VpcState, lists: &Lists, limits: &Limits, spa
             });
         }
     }
-    let seen = super::expand(state, lists);
-    let mut plan = compile(&ops, &without, lists, sizing(held, &seen), limits);
+    let mut plan = compile(&ops, &without, lists, sizing(held, state, lists), limits);
     for op in ops {
         let delete = Operation {
             action: Action::Delete,
@@ -131,7 +135,7 @@ fn into_lists(held: &Held, state: &VpcState, lists: &Lists, limits: &Limits, spa
 /// mode), a list at least twice the size [`Sizing`] would give it now is
 /// made that size, so that it holds less of every table's route quota.
 fn tidy(held: &Held, state: &VpcState, lists: &Lists, shrink: bool, spare: usize) -> ListPlan {
-    let sizing = sizing(held, &super::expand(state, lists));
+    let sizing = sizing(held, state, lists);
     let mut plan = ListPlan::default();
     for list in &lists.lists {
         let routes: Vec<&ListRoute> = lists.routes.iter().filter(|r| r.list == list.id).collect();
